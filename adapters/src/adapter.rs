@@ -1,0 +1,145 @@
+//! The contract between the hub and every adapter.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chaoshub_schema::api::Capability;
+use chaoshub_schema::environment::EnvironmentSpec;
+use chaoshub_schema::{Manifest, Target, ValidationErrors};
+use serde_json::Value;
+
+/// A registered environment as adapters see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Environment {
+    pub name: String,
+    pub spec: EnvironmentSpec,
+}
+
+/// One fault to inject into one target. Everything here is owned so a request can move into a
+/// spawned task.
+#[derive(Debug, Clone)]
+pub struct FaultRequest {
+    pub experiment_uid: String,
+    /// Deterministic id chosen by the hub before the call (`<uid>-<index>`): adapters name what
+    /// they create after it, so a recovery after a crash finds exactly it.
+    pub injection_id: String,
+    pub name: String,
+    pub namespace: String,
+    /// The typed manifest (with `spec.environment` resolved).
+    pub manifest: Arc<Manifest>,
+    pub actions: Vec<String>,
+    /// When the hub wants the fault gone. Adapters that can arm a dead man's switch on the far
+    /// side (agents, plugins, SSM) pass it on, so the fault ends even if the hub is gone.
+    pub deadline: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl FaultRequest {
+    pub fn kind(&self) -> &'static str {
+        self.manifest.kind().as_str()
+    }
+
+    pub fn spec_value(&self) -> Value {
+        self.manifest.spec.to_value()
+    }
+}
+
+/// A fault as stored by the hub, handed back for status and recovery.
+#[derive(Debug, Clone)]
+pub struct Injection {
+    pub experiment_uid: String,
+    pub injection_id: String,
+    pub kind: String,
+    pub actions: Vec<String>,
+    pub target: Target,
+    /// What `inject` returned; `Value::Null` when the hub crashed before it answered.
+    pub details: Value,
+}
+
+/// What an adapter reads back about an injection.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InjectionState {
+    /// The fault is verifiably in place.
+    Active,
+    /// The fault is not (or no longer) in place.
+    Absent,
+    /// The adapter could not tell; the message says why.
+    Unknown(String),
+}
+
+/// Errors of adapters. The hub maps them onto HTTP statuses and experiment reasons.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    /// The environment could not be reached (connection refused, timeout, DNS…): HTTP 503.
+    #[error("environment {environment:?} is unreachable at {endpoint}: {message}")]
+    Unreachable { environment: String, endpoint: String, message: String },
+    /// The environment's settings are invalid (HTTP 400 when registering).
+    #[error("invalid environment settings: {0}")]
+    InvalidSettings(ValidationErrors),
+    /// The adapter cannot run this kind/action here (HTTP 422).
+    #[error("{kind}/{action} is not supported by this environment: {message}")]
+    Unsupported { kind: String, action: String, message: String },
+    /// The far side refused the request as invalid (a plugin's 4xx), with its message.
+    #[error("rejected by the environment: {0}")]
+    Rejected(String),
+    /// Anything else that went wrong while talking to the environment.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// One adapter type. Implementations are stateless: any per-fault state goes into the value
+/// `inject` returns, which the hub stores and hands back in `Injection::details`.
+#[async_trait]
+pub trait Adapter: Send + Sync {
+    /// The type name environments use (`spec.adapter`).
+    fn adapter_type(&self) -> &'static str;
+
+    fn description(&self) -> &'static str;
+
+    /// The static capability matrix of (kind, action) pairs.
+    fn capabilities(&self) -> Vec<Capability>;
+
+    /// Whether the matrix depends on the environment (plugins describe their own).
+    fn dynamic_capabilities(&self) -> bool {
+        false
+    }
+
+    /// Pure check of an environment's endpoint and settings; never touches the network.
+    fn validate_environment(&self, env: &Environment) -> Result<(), ValidationErrors>;
+
+    /// The capability matrix of one environment.
+    async fn environment_capabilities(
+        &self,
+        env: &Environment,
+    ) -> Result<Vec<Capability>, AdapterError> {
+        let _ = env;
+        Ok(self.capabilities())
+    }
+
+    /// The environment's inventory of targets.
+    async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError>;
+
+    /// Extra, adapter-specific detail for a dry-run plan (for example the shell SSM would run).
+    fn plan_details(&self, env: &Environment, fault: &FaultRequest, target: &Target) -> Value {
+        let _ = (env, fault, target);
+        Value::Null
+    }
+
+    /// Injects the fault into one target; returns the handle to store. Must be idempotent for
+    /// the same `injection_id`.
+    async fn inject(
+        &self,
+        env: &Environment,
+        fault: &FaultRequest,
+        target: &Target,
+    ) -> Result<Value, AdapterError>;
+
+    /// Reads back whether the fault is in place.
+    async fn status(
+        &self,
+        env: &Environment,
+        injection: &Injection,
+    ) -> Result<InjectionState, AdapterError>;
+
+    /// Removes exactly what `inject` added. Idempotent: a fault already gone is success.
+    async fn recover(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError>;
+}

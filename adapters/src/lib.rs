@@ -1,0 +1,15 @@
+//! `chaoshub-adapters`: the `Adapter` trait, the adapter registry, and one module per adapter,
+//! each behind a cargo feature.
+//!
+//! Architecture invariants: only this crate talks to external systems (plugins, Docker, AWS,
+//! Toxiproxy…); adapters are stateless translators — everything they need to recover a fault
+//! comes back to them in the `Injection` the hub stored, never from memory.
+
+mod adapter;
+mod registry;
+
+#[cfg(feature = "webhook")]
+pub mod webhook;
+
+pub use adapter::{Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState};
+pub use registry::{AdapterRegistry, UnknownAdapter};

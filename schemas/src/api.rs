@@ -1,0 +1,288 @@
+//! REST request and response bodies of the hub's `/api/v1`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::environment::EnvironmentSpec;
+use crate::error::FieldError;
+use crate::meta::ObjectMeta;
+use crate::target::Target;
+
+/// Lifecycle phase of an experiment (DESIGN.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum ExperimentPhase {
+    Pending,
+    Injecting,
+    Running,
+    Paused,
+    Recovering,
+    Finished,
+    Failed,
+    Aborted,
+}
+
+impl ExperimentPhase {
+    pub const ALL: &'static [ExperimentPhase] = &[
+        ExperimentPhase::Pending,
+        ExperimentPhase::Injecting,
+        ExperimentPhase::Running,
+        ExperimentPhase::Paused,
+        ExperimentPhase::Recovering,
+        ExperimentPhase::Finished,
+        ExperimentPhase::Failed,
+        ExperimentPhase::Aborted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExperimentPhase::Pending => "Pending",
+            ExperimentPhase::Injecting => "Injecting",
+            ExperimentPhase::Running => "Running",
+            ExperimentPhase::Paused => "Paused",
+            ExperimentPhase::Recovering => "Recovering",
+            ExperimentPhase::Finished => "Finished",
+            ExperimentPhase::Failed => "Failed",
+            ExperimentPhase::Aborted => "Aborted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ExperimentPhase> {
+        ExperimentPhase::ALL.iter().copied().find(|p| p.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// Finished, Failed and Aborted experiments hold no fault and never change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, ExperimentPhase::Finished | ExperimentPhase::Failed | ExperimentPhase::Aborted)
+    }
+}
+
+impl std::fmt::Display for ExperimentPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the user asked for; the engine moves the phase towards it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum DesiredState {
+    Run,
+    Pause,
+    Stop,
+}
+
+/// State of one target's injection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum TargetPhase {
+    /// Selected, nothing done yet.
+    Pending,
+    /// The adapter was asked to inject; the outcome is not known yet. After a hub crash a
+    /// target in this phase is recovered, because the fault may be in place.
+    Injecting,
+    /// The adapter read back that the fault is in place.
+    Injected,
+    /// The adapter was asked to remove the fault.
+    Recovering,
+    /// The fault is gone.
+    Recovered,
+    /// Injection or recovery failed; see `error`.
+    Failed,
+}
+
+/// Per-target record, like Chaos Mesh's `status.experiment.containerRecords`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetRecord {
+    pub target: Target,
+    /// Hub-chosen, deterministic id of this injection (`<uid>-<index>`); adapters name what they
+    /// create after it so recovery finds exactly it, even after a crash.
+    pub injection_id: String,
+    pub phase: TargetPhase,
+    /// How many times this target has been injected (pause/resume re-injects).
+    #[serde(default)]
+    pub injections: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injected_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the adapter returned on injection (its handle), passed back on recovery.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub details: Value,
+}
+
+/// `status` of an experiment, filled in by the hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentStatus {
+    pub phase: ExperimentPhase,
+    pub desired: DesiredState,
+    /// Why the experiment is in its phase (for Failed and Aborted: the cause).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub environment: String,
+    pub adapter: String,
+    pub actions: Vec<String>,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// When the fault is due to be removed (absent: runs until stopped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+    /// While paused: how much of the duration is left, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    #[serde(default)]
+    pub targets: Vec<TargetRecord>,
+    #[serde(default)]
+    pub archived: bool,
+}
+
+/// An experiment as the API returns it: the manifest with `metadata.uid` and `status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentObject {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    #[schemars(with = "BTreeMap<String, Value>")]
+    pub spec: Value,
+    pub status: ExperimentStatus,
+}
+
+/// A registered environment as the API returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentObject {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: EnvironmentSpec,
+}
+
+/// One (kind, action) pair an adapter can run.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Capability {
+    pub kind: String,
+    pub action: String,
+}
+
+impl Capability {
+    pub fn new(kind: impl Into<String>, action: impl Into<String>) -> Self {
+        Self { kind: kind.into(), action: action.into() }
+    }
+}
+
+/// An adapter type as `GET /api/v1/adapters` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdapterInfo {
+    #[serde(rename = "type")]
+    pub adapter_type: String,
+    pub description: String,
+    /// The static capability matrix. For adapters whose matrix depends on the environment
+    /// (`webhook` plugins), see `dynamicCapabilities` and each environment's own listing.
+    pub capabilities: Vec<Capability>,
+    pub dynamic_capabilities: bool,
+}
+
+/// An entry of the event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventRecord {
+    pub id: i64,
+    pub time: String,
+    /// Stable event name, e.g. `chaoshub.experiment.running`, `chaoshub.target.injected`.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment_uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// The error body of every 4xx/5xx answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code (`invalid_manifest`, `not_found`, `halted`, …).
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<FieldError>,
+}
+
+/// What a dry run would do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub environment: String,
+    pub adapter: String,
+    pub kind: String,
+    pub actions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    pub mode: String,
+    /// The targets that would be hit (the mode already applied).
+    pub targets: Vec<Target>,
+    /// How many targets the selector matched before the mode picked among them.
+    pub matched: usize,
+}
+
+/// Answer to a dry run (`dryRun=true`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRunResult {
+    pub valid: bool,
+    #[schemars(with = "BTreeMap<String, Value>")]
+    pub manifest: Value,
+    /// Absent when no environment was named: then the dry run validated only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `continue` to get the next page; absent on the last page.
+    #[serde(default, rename = "continue", skip_serializing_if = "Option::is_none")]
+    pub continue_token: Option<String>,
+}
+
+/// The halt-all switch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HaltStatus {
+    pub halted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Experiments stopped by the call that set the halt.
+    #[serde(default)]
+    pub stopped: Vec<String>,
+}
+
+/// Optional body of `POST /api/v1/halt`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HaltRequest {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `GET /healthz` / `GET /readyz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}

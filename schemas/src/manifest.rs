@@ -1,0 +1,175 @@
+//! The manifest envelope (`apiVersion`, `kind`, `metadata`, `spec`, `status`), the kind registry
+//! and the per-kind fault accessors the hub uses.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::chaosmesh::*;
+use crate::environment::EnvironmentSpec;
+use crate::meta::ObjectMeta;
+use crate::proxy::ProxyChaosSpec;
+use crate::selector::{SelectorMode, TargetSelector};
+
+pub const CHAOS_MESH_API_VERSION: &str = "chaos-mesh.org/v1alpha1";
+pub const CHAOSHUB_API_VERSION: &str = "chaoshub.dev/v1alpha1";
+
+macro_rules! kinds {
+    ($( $variant:ident => $api:expr, $spec:ty, fault = $fault:tt; )*) => {
+        /// Every kind the hub understands.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Kind { $( $variant, )* }
+
+        impl Kind {
+            pub const ALL: &'static [Kind] = &[ $( Kind::$variant, )* ];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $( Kind::$variant => stringify!($variant), )* }
+            }
+
+            pub fn api_version(self) -> &'static str {
+                match self { $( Kind::$variant => $api, )* }
+            }
+
+            /// Looks a kind up by `apiVersion` and `kind`.
+            pub fn lookup(api_version: &str, kind: &str) -> Option<Kind> {
+                Kind::ALL.iter().copied().find(|k| k.as_str() == kind && k.api_version() == api_version)
+            }
+
+            /// Whether experiments of this kind inject a fault (as opposed to `Environment`,
+            /// `Schedule`, `Workflow`, `StatusCheck`, which orchestrate or describe).
+            pub fn is_fault(self) -> bool {
+                match self { $( Kind::$variant => kinds!(@bool $fault), )* }
+            }
+
+            /// The JSON Schema of the kind's `spec`.
+            pub fn spec_schema(self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                match self { $( Kind::$variant => generator.subschema_for::<$spec>(), )* }
+            }
+        }
+
+        /// A typed `spec`, one variant per kind.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Spec { $( $variant(Box<$spec>), )* }
+
+        impl Spec {
+            pub fn kind(&self) -> Kind {
+                match self { $( Spec::$variant(_) => Kind::$variant, )* }
+            }
+
+            /// Deserializes a `spec` value for `kind` (structure only; see `Validate`).
+            pub fn from_value(kind: Kind, value: Value) -> Result<Spec, serde_json::Error> {
+                Ok(match kind { $( Kind::$variant => Spec::$variant(Box::new(serde_json::from_value(value)?)), )* })
+            }
+
+            pub fn to_value(&self) -> Value {
+                match self { $( Spec::$variant(s) => serde_json::to_value(s).unwrap_or(Value::Null), )* }
+            }
+
+            /// The fault accessors, for kinds that inject a fault.
+            pub fn fault(&self) -> Option<&dyn FaultSpec> {
+                match self { $( Spec::$variant(s) => kinds!(@fault $fault, s), )* }
+            }
+
+            /// Semantic validation beyond the structure (ranges, mode/value, durations…).
+            pub fn validate(&self, errors: &mut crate::error::ValidationErrors) {
+                match self { $( Spec::$variant(s) => crate::validate::Validate::validate(s.as_ref(), "spec", errors), )* }
+            }
+
+            /// Sets the environment this experiment runs in (`spec.environment`).
+            pub fn set_environment(&mut self, env: &str) {
+                match self { $( Spec::$variant(s) => kinds!(@setenv $fault, s, env), )* }
+            }
+        }
+    };
+    (@bool yes) => { true };
+    (@bool no) => { false };
+    (@fault yes, $s:ident) => { Some($s.as_ref() as &dyn FaultSpec) };
+    (@fault no, $s:ident) => { { let _ = $s; None } };
+    (@setenv yes, $s:ident, $env:ident) => { FaultSpec::set_environment($s.as_mut(), $env) };
+    (@setenv no, $s:ident, $env:ident) => { { let _ = ($s, $env); } };
+}
+
+kinds! {
+    NetworkChaos => CHAOS_MESH_API_VERSION, NetworkChaosSpec, fault = yes;
+    PodChaos => CHAOS_MESH_API_VERSION, PodChaosSpec, fault = yes;
+    StressChaos => CHAOS_MESH_API_VERSION, StressChaosSpec, fault = yes;
+    IOChaos => CHAOS_MESH_API_VERSION, IOChaosSpec, fault = yes;
+    TimeChaos => CHAOS_MESH_API_VERSION, TimeChaosSpec, fault = yes;
+    HTTPChaos => CHAOS_MESH_API_VERSION, HTTPChaosSpec, fault = yes;
+    DNSChaos => CHAOS_MESH_API_VERSION, DNSChaosSpec, fault = yes;
+    PhysicalMachineChaos => CHAOS_MESH_API_VERSION, PhysicalMachineChaosSpec, fault = yes;
+    KernelChaos => CHAOS_MESH_API_VERSION, KernelChaosSpec, fault = yes;
+    JVMChaos => CHAOS_MESH_API_VERSION, JVMChaosSpec, fault = yes;
+    AWSChaos => CHAOS_MESH_API_VERSION, AWSChaosSpec, fault = yes;
+    GCPChaos => CHAOS_MESH_API_VERSION, GCPChaosSpec, fault = yes;
+    AzureChaos => CHAOS_MESH_API_VERSION, AzureChaosSpec, fault = yes;
+    BlockChaos => CHAOS_MESH_API_VERSION, BlockChaosSpec, fault = yes;
+    Schedule => CHAOS_MESH_API_VERSION, ScheduleSpec, fault = no;
+    Workflow => CHAOS_MESH_API_VERSION, WorkflowSpec, fault = no;
+    StatusCheck => CHAOS_MESH_API_VERSION, StatusCheckSpec, fault = no;
+    PhysicalMachine => CHAOS_MESH_API_VERSION, PhysicalMachineSpec, fault = no;
+    RemoteCluster => CHAOS_MESH_API_VERSION, RemoteClusterSpec, fault = no;
+    ProxyChaos => CHAOSHUB_API_VERSION, ProxyChaosSpec, fault = yes;
+    Environment => CHAOSHUB_API_VERSION, EnvironmentSpec, fault = no;
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the hub needs to know about any fault kind, whatever its shape.
+pub trait FaultSpec {
+    /// The actions this spec asks for, in Chaos Mesh's names (`delay`, `pod-kill`, `cpu`…).
+    /// Most kinds have exactly one; HTTPChaos may combine `abort`, `delay`, `replace`, `patch`,
+    /// StressChaos `cpu` and `memory`.
+    fn actions(&self) -> Vec<String>;
+    /// The selector, converted to the adapter-neutral shape; `None` for kinds that address
+    /// their targets otherwise (AWSChaos instance ids, PhysicalMachineChaos `address` lists).
+    fn target_selector(&self) -> Option<TargetSelector>;
+    fn mode(&self) -> Option<SelectorMode>;
+    fn value(&self) -> Option<&str>;
+    /// `spec.duration` as written (validated to parse with `duration::parse_duration`).
+    fn duration(&self) -> Option<&str>;
+    /// `spec.environment`, else Chaos Mesh's `spec.remoteCluster`.
+    fn environment(&self) -> Option<&str>;
+    fn set_environment(&mut self, env: &str);
+}
+
+/// A parsed, structurally valid manifest of any kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub api_version: String,
+    pub metadata: ObjectMeta,
+    pub spec: Spec,
+}
+
+impl Manifest {
+    pub fn kind(&self) -> Kind {
+        self.spec.kind()
+    }
+
+    pub fn fault(&self) -> Option<&dyn FaultSpec> {
+        self.spec.fault()
+    }
+
+    /// The manifest as JSON (no `status`).
+    pub fn to_value(&self) -> Value {
+        let mut map = Map::new();
+        map.insert("apiVersion".into(), Value::String(self.api_version.clone()));
+        map.insert("kind".into(), Value::String(self.kind().as_str().into()));
+        map.insert(
+            "metadata".into(),
+            serde_json::to_value(&self.metadata).unwrap_or(Value::Null),
+        );
+        map.insert("spec".into(), self.spec.to_value());
+        Value::Object(map)
+    }
+}
+
+impl Serialize for Manifest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}

@@ -1,0 +1,207 @@
+//! Text → manifests: YAML or JSON, one or many documents, every error with its field path.
+
+use serde_json::Value;
+
+use crate::error::{FieldError, ValidationErrors};
+use crate::manifest::{Kind, Manifest, Spec};
+use crate::meta::ObjectMeta;
+
+/// Splits YAML (or JSON, which is YAML) text into documents. Empty documents are skipped.
+pub fn split_documents(text: &str) -> Result<Vec<Value>, ValidationErrors> {
+    let mut docs = Vec::new();
+    for (index, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let value: serde_yaml::Value = serde::Deserialize::deserialize(de).map_err(|e| {
+            ValidationErrors::single("", format!("document {}: not valid YAML or JSON: {e}", index + 1))
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        let json = serde_json::to_value(&value).map_err(|e| {
+            ValidationErrors::single("", format!("document {}: cannot be represented as JSON: {e}", index + 1))
+        })?;
+        docs.push(json);
+    }
+    Ok(docs)
+}
+
+/// Parses every document of a file; each document gets its own result.
+pub fn parse_manifests(text: &str) -> Result<Vec<Result<Manifest, ValidationErrors>>, ValidationErrors> {
+    Ok(split_documents(text)?.into_iter().map(manifest_from_value).collect())
+}
+
+/// Parses text that must hold exactly one document.
+pub fn parse_one(text: &str) -> Result<Manifest, ValidationErrors> {
+    let mut docs = split_documents(text)?;
+    match docs.len() {
+        0 => Err(ValidationErrors::single("", "the body holds no document")),
+        1 => manifest_from_value(docs.remove(0)),
+        n => Err(ValidationErrors::single(
+            "",
+            format!("the body holds {n} documents; submit one at a time (the CLI splits files)"),
+        )),
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Validates one document and builds its typed manifest, reporting every problem at once.
+pub fn manifest_from_value(value: Value) -> Result<Manifest, ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    let Value::Object(mut map) = value else {
+        return Err(ValidationErrors::single(
+            "",
+            format!("a manifest must be an object with apiVersion, kind, metadata and spec; got {}", type_name(&value)),
+        ));
+    };
+    for key in map.keys() {
+        if !matches!(key.as_str(), "apiVersion" | "kind" | "metadata" | "spec" | "status") {
+            errors.push(key.clone(), "unknown field (allowed: apiVersion, kind, metadata, spec, status)");
+        }
+    }
+    let api_version = match map.remove("apiVersion") {
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            errors.push("apiVersion", format!("must be a string, got {}", type_name(&other)));
+            None
+        }
+        None => {
+            errors.push("apiVersion", "is required (chaos-mesh.org/v1alpha1 or chaoshub.dev/v1alpha1)");
+            None
+        }
+    };
+    let kind_name = match map.remove("kind") {
+        Some(Value::String(s)) => Some(s),
+        Some(other) => {
+            errors.push("kind", format!("must be a string, got {}", type_name(&other)));
+            None
+        }
+        None => {
+            errors.push("kind", "is required");
+            None
+        }
+    };
+    let kind = match (&api_version, &kind_name) {
+        (Some(api), Some(kind)) => match Kind::lookup(api, kind) {
+            Some(k) => Some(k),
+            None => {
+                let known: Vec<String> =
+                    Kind::ALL.iter().map(|k| format!("{}/{}", k.api_version(), k.as_str())).collect();
+                match Kind::ALL.iter().find(|k| k.as_str() == kind) {
+                    Some(k) => errors.push(
+                        "apiVersion",
+                        format!("kind {kind} belongs to apiVersion {}, not {api}", k.api_version()),
+                    ),
+                    None => errors.push(
+                        "kind",
+                        format!("unknown kind {kind:?} for apiVersion {api:?}; known kinds: {}", known.join(", ")),
+                    ),
+                }
+                None
+            }
+        },
+        _ => None,
+    };
+    let metadata = match map.remove("metadata") {
+        Some(value) => {
+            let before = errors.len();
+            crate::structure::check_value::<ObjectMeta>(&value, "metadata", &mut errors);
+            if errors.len() == before {
+                match serde_json::from_value::<ObjectMeta>(value) {
+                    Ok(meta) => {
+                        validate_metadata(&meta, &mut errors);
+                        Some(meta)
+                    }
+                    Err(e) => {
+                        errors.push("metadata", e.to_string());
+                        None
+                    }
+                }
+            } else {
+                None
+            }
+        }
+        None => {
+            errors.push("metadata", "is required (at least metadata.name)");
+            None
+        }
+    };
+    let spec_value = match map.remove("spec") {
+        Some(v) => Some(v),
+        None => {
+            errors.push("spec", "is required");
+            None
+        }
+    };
+    let spec = match (kind, spec_value) {
+        (Some(kind), Some(value)) => {
+            let before = errors.len();
+            crate::structure::check_spec(kind, &value, "spec", &mut errors);
+            if errors.len() == before {
+                match Spec::from_value(kind, value) {
+                    Ok(spec) => {
+                        spec.validate(&mut errors);
+                        Some(spec)
+                    }
+                    Err(e) => {
+                        errors.push("spec", e.to_string());
+                        None
+                    }
+                }
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    match (errors.is_empty(), api_version, metadata, spec) {
+        (true, Some(api_version), Some(metadata), Some(spec)) => Ok(Manifest { api_version, metadata, spec }),
+        _ => {
+            if errors.is_empty() {
+                errors.0.push(FieldError::new("", "the manifest is invalid"));
+            }
+            Err(errors)
+        }
+    }
+}
+
+/// DNS-1123 subdomain, as Kubernetes requires of object names.
+pub fn check_dns_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 253 {
+        return Err("must be 1 to 253 characters".into());
+    }
+    let ok_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    let ends_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+    if !ok_chars || !ends_ok {
+        return Err(format!(
+            "{name:?} is not a valid name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+        ));
+    }
+    Ok(())
+}
+
+fn validate_metadata(meta: &ObjectMeta, errors: &mut ValidationErrors) {
+    match (&meta.name, &meta.generate_name) {
+        (Some(name), _) => {
+            if let Err(e) = check_dns_name(name) {
+                errors.push("metadata.name", e);
+            }
+        }
+        (None, Some(_)) => {}
+        (None, None) => errors.push("metadata.name", "is required (or metadata.generateName)"),
+    }
+    if let Some(ns) = &meta.namespace {
+        if let Err(e) = check_dns_name(ns) {
+            errors.push("metadata.namespace", e);
+        }
+    }
+}
