@@ -1,1 +1,93 @@
-fn main() {}
+//! The `chaoshub` binary: `chaoshub serve` runs the hub; every other subcommand is a client.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Parser)]
+#[command(name = "chaoshub", version, about = "Chaos-as-a-Service hub: one experiment format, any environment")]
+struct Cli {
+    #[command(flatten)]
+    client: chaoshub::cli::ClientOptions,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Config file (TOML); see deploy/hub.example.toml. Without it, embedded defaults apply.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Listen address, overriding the config (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory for the embedded store, overriding the config.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Write the bound address to this file once listening (for scripts using port 0).
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run the hub server.
+    Serve(ServeArgs),
+    #[command(flatten)]
+    Client(chaoshub::cli::ClientCommand),
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => chaoshub::config::HubConfig::load(path)?,
+        None => chaoshub::config::HubConfig::default(),
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    config.check()?;
+    let hub = chaoshub::server::start(config).await.map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    if let Some(path) = &args.addr_file {
+        std::fs::write(path, hub.addr.to_string())?;
+    }
+    eprintln!("chaoshub {} listening on http://{}", env!("CARGO_PKG_VERSION"), hub.addr);
+    hub.wait().await;
+    Ok(())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Serve(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("CHAOSHUB_LOG").unwrap_or_else(|_| "info".into()),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            match serve(args).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::Client(cmd) => chaoshub::cli::run(cli.client, cmd).await,
+    };
+    std::process::exit(code);
+}

@@ -49,12 +49,18 @@ impl ExperimentPhase {
     }
 
     pub fn parse(s: &str) -> Option<ExperimentPhase> {
-        ExperimentPhase::ALL.iter().copied().find(|p| p.as_str().eq_ignore_ascii_case(s))
+        ExperimentPhase::ALL
+            .iter()
+            .copied()
+            .find(|p| p.as_str().eq_ignore_ascii_case(s))
     }
 
     /// Finished, Failed and Aborted experiments hold no fault and never change again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, ExperimentPhase::Finished | ExperimentPhase::Failed | ExperimentPhase::Aborted)
+        matches!(
+            self,
+            ExperimentPhase::Finished | ExperimentPhase::Failed | ExperimentPhase::Aborted
+        )
     }
 }
 
@@ -136,6 +142,12 @@ pub struct ExperimentStatus {
     pub remaining_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
+    /// While `Recovering`: the phase the experiment ends in once every fault is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_phase: Option<ExperimentPhase>,
+    /// How many targets the selector matched before the mode picked among them.
+    #[serde(default)]
+    pub matched: usize,
     #[serde(default)]
     pub targets: Vec<TargetRecord>,
     #[serde(default)]
@@ -165,7 +177,9 @@ pub struct EnvironmentObject {
 }
 
 /// One (kind, action) pair an adapter can run.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Capability {
     pub kind: String,
     pub action: String,
@@ -173,7 +187,10 @@ pub struct Capability {
 
 impl Capability {
     pub fn new(kind: impl Into<String>, action: impl Into<String>) -> Self {
-        Self { kind: kind.into(), action: action.into() }
+        Self {
+            kind: kind.into(),
+            action: action.into(),
+        }
     }
 }
 
@@ -246,6 +263,9 @@ pub struct DryRunResult {
     /// Absent when no environment was named: then the dry run validated only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
+    /// What would make the real run fail although the manifest is valid (no targets matched…).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A page of a listing.

@@ -10,7 +10,9 @@ use std::time::Duration;
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
-        return Err("must be a duration such as 30s, 500ms, 1.5m or 1h30m; got an empty string".into());
+        return Err(
+            "must be a duration such as 30s, 500ms, 1.5m or 1h30m; got an empty string".into(),
+        );
     }
     if s == "0" {
         return Ok(Duration::ZERO);
@@ -59,7 +61,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     // Go's Duration is an int64 of nanoseconds: about 292 years.
     if !total_nanos.is_finite() || total_nanos > i64::MAX as f64 {
-        return Err(format!("duration {text:?} is too long (the maximum is about 292 years)"));
+        return Err(format!(
+            "duration {text:?} is too long (the maximum is about 292 years)"
+        ));
     }
     Ok(Duration::from_nanos(total_nanos as u64))
 }
@@ -70,7 +74,7 @@ pub fn format_duration(d: Duration) -> String {
     if ms == 0 {
         return "0s".to_string();
     }
-    if ms % 1000 != 0 {
+    if !ms.is_multiple_of(1000) {
         return format!("{ms}ms");
     }
     let mut secs = d.as_secs();

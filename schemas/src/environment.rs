@@ -29,11 +29,17 @@ pub struct EnvironmentSpec {
 impl crate::validate::Validate for EnvironmentSpec {
     fn validate(&self, path: &str, errors: &mut crate::error::ValidationErrors) {
         if self.adapter.trim().is_empty() {
-            errors.push(crate::error::join_path(path, "adapter"), "must name an adapter type");
+            errors.push(
+                crate::error::join_path(path, "adapter"),
+                "must name an adapter type",
+            );
         }
         if let Some(endpoint) = &self.endpoint {
             if endpoint.trim().is_empty() {
-                errors.push(crate::error::join_path(path, "endpoint"), "must not be empty when given");
+                errors.push(
+                    crate::error::join_path(path, "endpoint"),
+                    "must not be empty when given",
+                );
             }
         }
     }

@@ -20,7 +20,9 @@ pub mod target;
 pub mod validate;
 
 pub use error::{FieldError, ValidationErrors};
-pub use manifest::{FaultSpec, Kind, Manifest, Spec, CHAOSHUB_API_VERSION, CHAOS_MESH_API_VERSION};
+pub use manifest::{
+    kind_schema, FaultSpec, Kind, Manifest, Spec, CHAOSHUB_API_VERSION, CHAOS_MESH_API_VERSION,
+};
 pub use parse::{manifest_from_value, parse_manifests, parse_one, split_documents};
 pub use selector::{SelectorMode, TargetSelector};
 pub use target::Target;

@@ -173,3 +173,29 @@ impl Serialize for Manifest {
         self.to_value().serialize(serializer)
     }
 }
+
+/// The JSON Schema (draft 2020-12) of a whole manifest of `kind`: `apiVersion` and `kind` as
+/// constants, `metadata`, the kind's `spec`, and an optional `status` the hub fills in.
+pub fn kind_schema(kind: Kind) -> Value {
+    let mut generator = schemars::SchemaGenerator::default();
+    let metadata = generator.subschema_for::<ObjectMeta>().to_value();
+    let spec = kind.spec_schema(&mut generator).to_value();
+    let defs = generator.take_definitions(true);
+    serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": format!("https://chaoshub.dev/schemas/{}.json", kind.as_str().to_ascii_lowercase()),
+        "title": kind.as_str(),
+        "description": format!("A {} manifest ({}).", kind.as_str(), kind.api_version()),
+        "type": "object",
+        "properties": {
+            "apiVersion": { "type": "string", "const": kind.api_version() },
+            "kind": { "type": "string", "const": kind.as_str() },
+            "metadata": metadata,
+            "spec": spec,
+            "status": { "description": "Filled in by the hub; ignored on input." },
+        },
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": false,
+        "$defs": defs,
+    })
+}

@@ -11,13 +11,19 @@ pub fn split_documents(text: &str) -> Result<Vec<Value>, ValidationErrors> {
     let mut docs = Vec::new();
     for (index, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let value: serde_yaml::Value = serde::Deserialize::deserialize(de).map_err(|e| {
-            ValidationErrors::single("", format!("document {}: not valid YAML or JSON: {e}", index + 1))
+            ValidationErrors::single(
+                "",
+                format!("document {}: not valid YAML or JSON: {e}", index + 1),
+            )
         })?;
         if value.is_null() {
             continue;
         }
         let json = serde_json::to_value(&value).map_err(|e| {
-            ValidationErrors::single("", format!("document {}: cannot be represented as JSON: {e}", index + 1))
+            ValidationErrors::single(
+                "",
+                format!("document {}: cannot be represented as JSON: {e}", index + 1),
+            )
         })?;
         docs.push(json);
     }
@@ -25,8 +31,13 @@ pub fn split_documents(text: &str) -> Result<Vec<Value>, ValidationErrors> {
 }
 
 /// Parses every document of a file; each document gets its own result.
-pub fn parse_manifests(text: &str) -> Result<Vec<Result<Manifest, ValidationErrors>>, ValidationErrors> {
-    Ok(split_documents(text)?.into_iter().map(manifest_from_value).collect())
+pub fn parse_manifests(
+    text: &str,
+) -> Result<Vec<Result<Manifest, ValidationErrors>>, ValidationErrors> {
+    Ok(split_documents(text)?
+        .into_iter()
+        .map(manifest_from_value)
+        .collect())
 }
 
 /// Parses text that must hold exactly one document.
@@ -59,29 +70,47 @@ pub fn manifest_from_value(value: Value) -> Result<Manifest, ValidationErrors> {
     let Value::Object(mut map) = value else {
         return Err(ValidationErrors::single(
             "",
-            format!("a manifest must be an object with apiVersion, kind, metadata and spec; got {}", type_name(&value)),
+            format!(
+                "a manifest must be an object with apiVersion, kind, metadata and spec; got {}",
+                type_name(&value)
+            ),
         ));
     };
     for key in map.keys() {
-        if !matches!(key.as_str(), "apiVersion" | "kind" | "metadata" | "spec" | "status") {
-            errors.push(key.clone(), "unknown field (allowed: apiVersion, kind, metadata, spec, status)");
+        if !matches!(
+            key.as_str(),
+            "apiVersion" | "kind" | "metadata" | "spec" | "status"
+        ) {
+            errors.push(
+                key.clone(),
+                "unknown field (allowed: apiVersion, kind, metadata, spec, status)",
+            );
         }
     }
     let api_version = match map.remove("apiVersion") {
         Some(Value::String(s)) => Some(s),
         Some(other) => {
-            errors.push("apiVersion", format!("must be a string, got {}", type_name(&other)));
+            errors.push(
+                "apiVersion",
+                format!("must be a string, got {}", type_name(&other)),
+            );
             None
         }
         None => {
-            errors.push("apiVersion", "is required (chaos-mesh.org/v1alpha1 or chaoshub.dev/v1alpha1)");
+            errors.push(
+                "apiVersion",
+                "is required (chaos-mesh.org/v1alpha1 or chaoshub.dev/v1alpha1)",
+            );
             None
         }
     };
     let kind_name = match map.remove("kind") {
         Some(Value::String(s)) => Some(s),
         Some(other) => {
-            errors.push("kind", format!("must be a string, got {}", type_name(&other)));
+            errors.push(
+                "kind",
+                format!("must be a string, got {}", type_name(&other)),
+            );
             None
         }
         None => {
@@ -93,16 +122,24 @@ pub fn manifest_from_value(value: Value) -> Result<Manifest, ValidationErrors> {
         (Some(api), Some(kind)) => match Kind::lookup(api, kind) {
             Some(k) => Some(k),
             None => {
-                let known: Vec<String> =
-                    Kind::ALL.iter().map(|k| format!("{}/{}", k.api_version(), k.as_str())).collect();
+                let known: Vec<String> = Kind::ALL
+                    .iter()
+                    .map(|k| format!("{}/{}", k.api_version(), k.as_str()))
+                    .collect();
                 match Kind::ALL.iter().find(|k| k.as_str() == kind) {
                     Some(k) => errors.push(
                         "apiVersion",
-                        format!("kind {kind} belongs to apiVersion {}, not {api}", k.api_version()),
+                        format!(
+                            "kind {kind} belongs to apiVersion {}, not {api}",
+                            k.api_version()
+                        ),
                     ),
                     None => errors.push(
                         "kind",
-                        format!("unknown kind {kind:?} for apiVersion {api:?}; known kinds: {}", known.join(", ")),
+                        format!(
+                            "unknown kind {kind:?} for apiVersion {api:?}; known kinds: {}",
+                            known.join(", ")
+                        ),
                     ),
                 }
                 None
@@ -163,10 +200,16 @@ pub fn manifest_from_value(value: Value) -> Result<Manifest, ValidationErrors> {
         _ => None,
     };
     match (errors.is_empty(), api_version, metadata, spec) {
-        (true, Some(api_version), Some(metadata), Some(spec)) => Ok(Manifest { api_version, metadata, spec }),
+        (true, Some(api_version), Some(metadata), Some(spec)) => Ok(Manifest {
+            api_version,
+            metadata,
+            spec,
+        }),
         _ => {
             if errors.is_empty() {
-                errors.0.push(FieldError::new("", "the manifest is invalid"));
+                errors
+                    .0
+                    .push(FieldError::new("", "the manifest is invalid"));
             }
             Err(errors)
         }
@@ -178,9 +221,17 @@ pub fn check_dns_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 253 {
         return Err("must be 1 to 253 characters".into());
     }
-    let ok_chars = name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
-    let ends_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    let ends_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .last()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if !ok_chars || !ends_ok {
         return Err(format!(
             "{name:?} is not a valid name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"

@@ -1,56 +1,51 @@
-//! Chaos Mesh kinds (`chaos-mesh.org/v1alpha1`).
-//! PLACEHOLDER: loosely typed until the typed models land.
+//! Chaos Mesh kinds (`chaos-mesh.org/v1alpha1`), typed after the CRDs' `openAPIV3Schema`.
+//!
+//! Field names, enums and defaults follow the CRDs in `shared/reference/chaos-mesh/crd/`.
+//! Every fault spec also accepts chaoshub's own optional `environment` field (which registered
+//! environment runs the experiment); Chaos Mesh's `remoteCluster` is its alias.
 
-use std::collections::BTreeMap;
+pub mod aws;
+pub mod azure;
+pub mod block;
+pub(crate) mod common;
+pub mod dns;
+pub mod gcp;
+pub mod http;
+pub mod io;
+pub mod jvm;
+pub mod kernel;
+pub mod network;
+pub mod physical_machine;
+pub mod physical_machine_chaos;
+pub mod pod;
+pub mod remote_cluster;
+pub mod schedule;
+pub mod selector;
+pub mod status_check;
+pub mod stress;
+pub mod time;
+pub mod workflow;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
-use crate::error::ValidationErrors;
-use crate::manifest::FaultSpec;
-use crate::selector::{SelectorMode, TargetSelector};
-use crate::validate::Validate;
-
-macro_rules! placeholder {
-    ($($name:ident),*) => { $(
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-        pub struct $name {
-            #[serde(flatten)]
-            pub fields: BTreeMap<String, Value>,
-        }
-        impl Validate for $name {
-            fn validate(&self, _path: &str, _errors: &mut ValidationErrors) {}
-        }
-        impl FaultSpec for $name {
-            fn actions(&self) -> Vec<String> {
-                self.fields.get("action").and_then(|v| v.as_str()).map(|s| vec![s.to_string()]).unwrap_or_default()
-            }
-            fn target_selector(&self) -> Option<TargetSelector> {
-                let labels = self.fields.get("selector")?.get("labelSelectors")?.clone();
-                Some(TargetSelector { label_selectors: serde_json::from_value(labels).ok()?, ..Default::default() })
-            }
-            fn mode(&self) -> Option<SelectorMode> {
-                serde_json::from_value(self.fields.get("mode")?.clone()).ok()
-            }
-            fn value(&self) -> Option<&str> {
-                self.fields.get("value")?.as_str()
-            }
-            fn duration(&self) -> Option<&str> {
-                self.fields.get("duration")?.as_str()
-            }
-            fn environment(&self) -> Option<&str> {
-                self.fields.get("environment").or_else(|| self.fields.get("remoteCluster"))?.as_str()
-            }
-            fn set_environment(&mut self, env: &str) {
-                self.fields.insert("environment".into(), Value::String(env.into()));
-            }
-        }
-    )* };
-}
-
-placeholder!(
-    NetworkChaosSpec, PodChaosSpec, StressChaosSpec, IOChaosSpec, TimeChaosSpec, HTTPChaosSpec,
-    DNSChaosSpec, PhysicalMachineChaosSpec, KernelChaosSpec, JVMChaosSpec, AWSChaosSpec,
-    GCPChaosSpec, AzureChaosSpec, BlockChaosSpec, ScheduleSpec, WorkflowSpec, StatusCheckSpec,
-    PhysicalMachineSpec, RemoteClusterSpec
-);
+pub use aws::{AWSChaosAction, AWSChaosSpec};
+pub use azure::{AzureChaosAction, AzureChaosSpec};
+pub use block::{BlockChaosAction, BlockChaosSpec, BlockDelaySpec};
+pub use dns::{DNSChaosAction, DNSChaosSpec};
+pub use gcp::{GCPChaosAction, GCPChaosSpec};
+pub use http::{HTTPChaosSpec, HTTPTarget};
+pub use io::{IOChaosAction, IOChaosSpec};
+pub use jvm::{JVMChaosAction, JVMChaosSpec};
+pub use kernel::{FailKernRequest, KernelChaosSpec};
+pub use network::{
+    BandwidthSpec, CorruptSpec, DelaySpec, Direction, DuplicateSpec, LossSpec, NetworkChaosAction,
+    NetworkChaosSpec, NetworkTarget, RateSpec, ReorderSpec,
+};
+pub use physical_machine::PhysicalMachineSpec;
+pub use physical_machine_chaos::{PhysicalMachineChaosAction, PhysicalMachineChaosSpec};
+pub use pod::{PodChaosAction, PodChaosSpec};
+pub use remote_cluster::RemoteClusterSpec;
+pub use schedule::{ConcurrencyPolicy, ScheduleSpec, ScheduleType};
+pub use selector::{PhysicalMachineSelectorSpec, PodSelectorSpec};
+pub use status_check::{StatusCheckMode, StatusCheckSpec, StatusCheckType};
+pub use stress::{CPUStressor, MemoryStressor, StressChaosSpec, Stressors};
+pub use time::TimeChaosSpec;
+pub use workflow::{WorkflowSpec, WorkflowTemplate, WorkflowTemplateType};

@@ -1,0 +1,365 @@
+//! The REST API under `/api/v1`: HTTP in, operations, JSON out. Every error leaves as an
+//! `ErrorBody` with a status from `HubError::status`; no extractor rejection leaks as text.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chaoshub_schema::api::{Health, HaltRequest, Page};
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+
+use crate::error::HubError;
+use crate::operations::{parse_body, parse_label_selector, BodyFormat, Hub, Submitted};
+use crate::store::{EventFilter, ExperimentFilter};
+
+impl IntoResponse for HubError {
+    fn into_response(self) -> Response {
+        if let HubError::Store(e) = &self {
+            tracing::error!(error = ?e, "store error while serving a request");
+        }
+        (self.status(), Json(self.body())).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, HubError>;
+
+fn json<T: Serialize>(status: StatusCode, value: T) -> Response {
+    (status, Json(value)).into_response()
+}
+
+/// Query parameters, with unknown names refused by name.
+struct Params(HashMap<String, String>);
+
+impl Params {
+    fn from(query: Result<Query<HashMap<String, String>>, QueryRejection>, allowed: &[&str]) -> ApiResult<Self> {
+        let Query(map) = query.map_err(|e| HubError::bad_request("invalid_query", format!("cannot parse the query string: {e}")))?;
+        for key in map.keys() {
+            if !allowed.contains(&key.as_str()) {
+                let allowed = if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") };
+                return Err(HubError::bad_request("invalid_query", format!("unknown query parameter {key:?} (allowed: {allowed})")));
+            }
+        }
+        Ok(Params(map))
+    }
+
+    fn str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str).filter(|s| !s.is_empty())
+    }
+
+    fn bool(&self, key: &str) -> ApiResult<bool> {
+        match self.0.get(key).map(String::as_str) {
+            None | Some("false") | Some("0") => Ok(false),
+            Some("") | Some("true") | Some("1") => Ok(true),
+            Some(other) => Err(HubError::bad_request("invalid_query", format!("query parameter {key:?} must be true or false, got {other:?}"))),
+        }
+    }
+
+    fn int<T: std::str::FromStr>(&self, key: &str) -> ApiResult<Option<T>> {
+        self.str(key)
+            .map(|v| v.parse::<T>().map_err(|_| HubError::bad_request("invalid_query", format!("query parameter {key:?} must be a non-negative whole number, got {v:?}"))))
+            .transpose()
+    }
+}
+
+fn path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    p.map(|Path(v)| v).map_err(|e| HubError::bad_request("invalid_path", format!("invalid path parameter: {e}")))
+}
+
+fn body(b: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<Bytes> {
+    b.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            HubError::TooLarge { limit }
+        } else {
+            HubError::bad_request("invalid_body", format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+fn body_format(headers: &HeaderMap) -> ApiResult<BodyFormat> {
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else { return Ok(BodyFormat::Yaml) };
+    let text = value.to_str().unwrap_or("").to_ascii_lowercase();
+    let mime = text.split(';').next().unwrap_or("").trim();
+    match mime {
+        "application/json" => Ok(BodyFormat::Json),
+        "" | "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" | "text/plain" | "application/octet-stream" => Ok(BodyFormat::Yaml),
+        m if m.ends_with("+json") => Ok(BodyFormat::Json),
+        m if m.ends_with("+yaml") => Ok(BodyFormat::Yaml),
+        _ => Err(HubError::UnsupportedMediaType { content_type: mime.to_string() }),
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    hub: Hub,
+    max_body: usize,
+}
+
+/// Builds the router of the whole API.
+pub fn router(hub: Hub, max_body: usize) -> Router {
+    let state = AppState { hub, max_body };
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/readyz", get(ready))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/experiments", post(create_experiment).get(list_experiments))
+        .route("/api/v1/experiments/{id}", get(get_experiment).delete(delete_experiment))
+        .route("/api/v1/experiments/{id}/pause", post(pause_experiment))
+        .route("/api/v1/experiments/{id}/resume", post(resume_experiment))
+        .route("/api/v1/experiments/{id}/stop", post(stop_experiment))
+        .route("/api/v1/archives", get(list_archives))
+        .route("/api/v1/environments", post(create_environment).get(list_environments))
+        .route("/api/v1/environments/{name}", get(get_environment).delete(delete_environment))
+        .route("/api/v1/environments/{name}/targets", get(environment_targets))
+        .route("/api/v1/environments/{name}/capabilities", get(environment_capabilities))
+        .route("/api/v1/adapters", get(list_adapters))
+        .route("/api/v1/events", get(list_events))
+        .route("/api/v1/events/stream", get(stream_events))
+        .route("/api/v1/halt", get(halt_status).post(halt).delete(unhalt))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .with_state(state)
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    let body = chaoshub_schema::api::ErrorBody { code: "internal".into(), message: "internal error (a handler panicked; this is a bug)".into(), details: vec![] };
+    json(StatusCode::INTERNAL_SERVER_ERROR, body)
+}
+
+async fn not_found() -> Response {
+    HubError::not_found("route").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    let body = chaoshub_schema::api::ErrorBody { code: "method_not_allowed".into(), message: "this method is not allowed on this path".into(), details: vec![] };
+    json(StatusCode::METHOD_NOT_ALLOWED, body)
+}
+
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+async fn ready(State(s): State<AppState>) -> ApiResult<Json<Health>> {
+    s.hub.halt_status()?;
+    Ok(Json(Health { status: "ready".into(), version: env!("CARGO_PKG_VERSION").into() }))
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}
+
+async fn create_experiment(
+    State(s): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let params = Params::from(query, &["env", "dryRun"])?;
+    let format = body_format(&headers)?;
+    let bytes = body(raw, s.max_body)?;
+    let value = parse_body(&bytes, format)?;
+    let dry_run = params.bool("dryRun")?;
+    Ok(match s.hub.submit(value, params.str("env"), dry_run).await? {
+        Submitted::Created(object) => json(StatusCode::CREATED, object),
+        Submitted::DryRun(result) => json(StatusCode::OK, result),
+    })
+}
+
+fn experiment_filter(params: &Params, archived: bool) -> ApiResult<ExperimentFilter> {
+    let phase = match params.str("phase") {
+        Some(p) => Some(
+            chaoshub_schema::api::ExperimentPhase::parse(p)
+                .ok_or_else(|| HubError::bad_request("invalid_query", format!("unknown phase {p:?} (one of Pending, Injecting, Running, Paused, Recovering, Finished, Failed, Aborted)")))?
+                .as_str()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let before_seq = match params.str("continue") {
+        Some(t) => Some(t.parse::<i64>().map_err(|_| HubError::bad_request("invalid_query", format!("invalid continue token {t:?}")))?),
+        None => None,
+    };
+    Ok(ExperimentFilter {
+        phase,
+        kind: params.str("kind").map(str::to_string),
+        namespace: params.str("namespace").map(str::to_string),
+        environment: params.str("env").map(str::to_string),
+        archived,
+        before_seq,
+        limit: 0,
+    })
+}
+
+async fn list_experiments(State(s): State<AppState>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+    let params = Params::from(query, &["phase", "kind", "namespace", "env", "limit", "continue", "archived"])?;
+    let filter = experiment_filter(&params, params.bool("archived")?)?;
+    Ok(json(StatusCode::OK, s.hub.list(filter, params.int("limit")?)?))
+}
+
+async fn list_archives(State(s): State<AppState>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+    let params = Params::from(query, &["phase", "kind", "namespace", "env", "limit", "continue"])?;
+    let filter = experiment_filter(&params, true)?;
+    Ok(json(StatusCode::OK, s.hub.list(filter, params.int("limit")?)?))
+}
+
+async fn get_experiment(State(s): State<AppState>, id: Result<Path<String>, PathRejection>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+    let params = Params::from(query, &["namespace"])?;
+    let row = s.hub.find(&path(id)?, params.str("namespace"))?;
+    Ok(json(StatusCode::OK, row.to_object()))
+}
+
+async fn pause_experiment(State(s): State<AppState>, id: Result<Path<String>, PathRejection>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+    let params = Params::from(query, &["namespace"])?;
+    Ok(json(StatusCode::OK, s.hub.pause(&path(id)?, params.str("namespace"))?))
+}
+
+async fn resume_experiment(State(s): State<AppState>, id: Result<Path<String>, PathRejection>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+    let params = Params::from(query, &["namespace"])?;
+    Ok(json(StatusCode::OK, s.hub.resume(&path(id)?, params.str("namespace"))?))
+}
+
+async fn stop_experiment(State(s): State<AppState>, id: Result<Path<String>, PathRejection>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+    let params = Params::from(query, &["namespace"])?;
+    Ok(json(StatusCode::OK, s.hub.stop(&path(id)?, params.str("namespace"), "stopped by user")?))
+}
+
+async fn delete_experiment(State(s): State<AppState>, id: Result<Path<String>, PathRejection>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+    let params = Params::from(query, &["namespace"])?;
+    let object = s.hub.delete(&path(id)?, params.str("namespace"), Duration::from_secs(30)).await?;
+    Ok(json(StatusCode::OK, object))
+}
+
+async fn create_environment(
+    State(s): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let params = Params::from(query, &["replace"])?;
+    let format = body_format(&headers)?;
+    let value = parse_body(&body(raw, s.max_body)?, format)?;
+    let (object, existed) = s.hub.register_environment(value, params.bool("replace")?)?;
+    Ok(json(if existed { StatusCode::OK } else { StatusCode::CREATED }, object))
+}
+
+async fn list_environments(State(s): State<AppState>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+    Params::from(query, &[])?;
+    Ok(json(StatusCode::OK, s.hub.list_environments()?))
+}
+
+async fn get_environment(State(s): State<AppState>, name: Result<Path<String>, PathRejection>) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, s.hub.get_environment(&path(name)?)?))
+}
+
+async fn delete_environment(State(s): State<AppState>, name: Result<Path<String>, PathRejection>) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, s.hub.delete_environment(&path(name)?)?))
+}
+
+async fn environment_targets(State(s): State<AppState>, name: Result<Path<String>, PathRejection>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+    let params = Params::from(query, &["labelSelector"])?;
+    let selector = match params.str("labelSelector") {
+        Some(text) => parse_label_selector(text).map_err(HubError::invalid)?,
+        None => Default::default(),
+    };
+    let items = s.hub.targets(&path(name)?, &selector).await?;
+    Ok(json(StatusCode::OK, Page { items, continue_token: None }))
+}
+
+async fn environment_capabilities(State(s): State<AppState>, name: Result<Path<String>, PathRejection>) -> ApiResult<Response> {
+    let items = s.hub.environment_capabilities(&path(name)?).await?;
+    Ok(json(StatusCode::OK, Page { items, continue_token: None }))
+}
+
+async fn list_adapters(State(s): State<AppState>) -> Response {
+    json(StatusCode::OK, Page { items: s.hub.engine.registry().infos(), continue_token: None })
+}
+
+fn event_filter(params: &Params) -> ApiResult<EventFilter> {
+    Ok(EventFilter {
+        // A uid or a name; the handler resolves names.
+        experiment_uid: params.str("experiment").map(str::to_string),
+        after_id: params.int("after")?,
+        since: params.str("since").map(|since| {
+            crate::time::parse(since).map(crate::time::format).ok_or_else(|| HubError::bad_request("invalid_query", format!("since must be an RFC 3339 time, got {since:?}")))
+        }).transpose()?,
+        limit: params.int::<usize>("limit")?.unwrap_or(500).clamp(1, 5000),
+    })
+}
+
+async fn list_events(State(s): State<AppState>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+    let params = Params::from(query, &["experiment", "after", "since", "limit", "namespace"])?;
+    let mut filter = event_filter(&params)?;
+    if let Some(id) = &filter.experiment_uid {
+        filter.experiment_uid = Some(s.hub.find(id, params.str("namespace"))?.uid);
+    }
+    let items = s.hub.engine.store().list_events(&filter)?;
+    let continue_token = (items.len() == filter.limit).then(|| items.last().map(|e| e.id.to_string())).flatten();
+    Ok(json(StatusCode::OK, Page { items, continue_token }))
+}
+
+/// Server-Sent Events: stored events after `Last-Event-ID` (or `after`), then live ones.
+async fn stream_events(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let params = Params::from(query, &["experiment", "after", "namespace"])?;
+    let mut filter = event_filter(&params)?;
+    if let Some(id) = &filter.experiment_uid {
+        filter.experiment_uid = Some(s.hub.find(id, params.str("namespace"))?.uid);
+    }
+    if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok()) {
+        filter.after_id = Some(last);
+    }
+    // Subscribe before reading the backlog so nothing falls between the two.
+    let live = s.hub.engine.subscribe();
+    filter.limit = 5000;
+    let backlog = s.hub.engine.store().list_events(&filter)?;
+    let mut last_id = backlog.last().map(|e| e.id).or(filter.after_id).unwrap_or(0);
+    let wanted = filter.experiment_uid.clone();
+    let to_sse = |e: &chaoshub_schema::api::EventRecord| Event::default().id(e.id.to_string()).event(e.name.clone()).json_data(e).unwrap_or_default();
+    let backlog_stream = futures::stream::iter(backlog.iter().map(to_sse).map(Ok).collect::<Vec<_>>());
+    let live_stream = tokio_stream::wrappers::BroadcastStream::new(live).filter_map(move |item| {
+        let out = match item {
+            Ok(e) if e.id > last_id && wanted.as_ref().is_none_or(|w| e.experiment_uid.as_ref() == Some(w)) => {
+                last_id = e.id;
+                Some(Ok(to_sse(&e)))
+            }
+            Ok(_) => None,
+            // A slow client missed events; tell it to reconnect with Last-Event-ID.
+            Err(_) => Some(Ok(Event::default().event("lagged").data("events were dropped; reconnect with Last-Event-ID"))),
+        };
+        futures::future::ready(out)
+    });
+    Ok(Sse::new(backlog_stream.chain(live_stream)).keep_alive(KeepAlive::default()))
+}
+
+async fn halt_status(State(s): State<AppState>) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, s.hub.halt_status()?))
+}
+
+async fn halt(State(s): State<AppState>, headers: HeaderMap, raw: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+    let bytes = body(raw, s.max_body)?;
+    let request: HaltRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        HaltRequest::default()
+    } else {
+        let value = parse_body(&bytes, body_format(&headers)?)?;
+        serde_json::from_value(value).map_err(|e| HubError::bad_request("invalid_body", format!("halt body: {e} (expected {{\"reason\": \"...\"}})")))?
+    };
+    Ok(json(StatusCode::OK, s.hub.halt(request.reason)?))
+}
+
+async fn unhalt(State(s): State<AppState>) -> ApiResult<Response> {
+    Ok(json(StatusCode::OK, s.hub.unhalt()?))
+}

@@ -1,0 +1,247 @@
+//! Hub configuration: `chaoshub serve --config hub.toml`, every field optional with a
+//! documented default, overridable by flags.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default listen address of the hub (REST API, console, metrics).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// The whole hub configuration (`hub.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubConfig {
+    /// Address to listen on; port 0 picks a free port. Default `127.0.0.1:7070`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where the embedded SQLite store lives. Default `./chaoshub-data`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Environment used when an experiment names none. Default: none (experiments must name one).
+    #[serde(default)]
+    pub default_environment: Option<String>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Environments registered at start (replacing stored ones of the same name).
+    #[serde(default)]
+    pub environments: Vec<EnvironmentConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body accepted; larger bodies get 413. Default 1 MiB.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Longest `spec.duration` accepted (guardrail); 0 disables. Default 24 h.
+    #[serde(default = "default_max_duration_secs")]
+    pub max_duration_secs: u64,
+    /// Most targets one experiment may hit (blast-radius guardrail); 0 disables. Default 1000.
+    #[serde(default = "default_max_targets")]
+    pub max_targets: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// How often the reconciler rescans stored state even when nothing woke it. Default 1000 ms.
+    #[serde(default = "default_resync_interval_ms")]
+    pub resync_interval_ms: u64,
+    /// How long the engine waits for an adapter to read back an injected fault. Default 10 s.
+    #[serde(default = "default_confirm_timeout_ms")]
+    pub confirm_timeout_ms: u64,
+    /// Delay before retrying a failed recovery. Default 2000 ms.
+    #[serde(default = "default_recovery_retry_ms")]
+    pub recovery_retry_ms: u64,
+    /// Targets injected or recovered at once per experiment. Default 16.
+    #[serde(default = "default_parallelism")]
+    pub parallelism: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// SQLite `synchronous` mode: `normal` (default) survives a killed hub process; `full`
+    /// also survives power loss, at the cost of an fsync per write.
+    #[serde(default = "default_sync")]
+    pub synchronous: String,
+}
+
+/// An environment registered from the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentConfig {
+    pub name: String,
+    pub adapter: String,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_string()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("chaoshub-data")
+}
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_max_duration_secs() -> u64 {
+    24 * 3600
+}
+fn default_max_targets() -> usize {
+    1000
+}
+fn default_resync_interval_ms() -> u64 {
+    1000
+}
+fn default_confirm_timeout_ms() -> u64 {
+    10_000
+}
+fn default_recovery_retry_ms() -> u64 {
+    2000
+}
+fn default_parallelism() -> usize {
+    16
+}
+fn default_sync() -> String {
+    "normal".to_string()
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+            max_duration_secs: default_max_duration_secs(),
+            max_targets: default_max_targets(),
+        }
+    }
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            resync_interval_ms: default_resync_interval_ms(),
+            confirm_timeout_ms: default_confirm_timeout_ms(),
+            recovery_retry_ms: default_recovery_retry_ms(),
+            parallelism: default_parallelism(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self { synchronous: default_sync() }
+    }
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            default_environment: None,
+            limits: LimitsConfig::default(),
+            engine: EngineConfig::default(),
+            store: StoreConfig::default(),
+            environments: Vec::new(),
+        }
+    }
+}
+
+impl HubConfig {
+    /// Parses TOML text; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let config: HubConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Checks what serde cannot.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.listen.parse::<SocketAddr>().map_err(|e| {
+            ConfigError::Invalid(format!("listen: {:?} is not an address like 127.0.0.1:7070 ({e})", self.listen))
+        })?;
+        if !matches!(self.store.synchronous.as_str(), "normal" | "full") {
+            return Err(ConfigError::Invalid(format!(
+                "store.synchronous: {:?} is not one of normal, full",
+                self.store.synchronous
+            )));
+        }
+        if self.engine.parallelism == 0 {
+            return Err(ConfigError::Invalid("engine.parallelism: must be at least 1".into()));
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid("limits.max_body_bytes: must be at least 1024".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, env) in self.environments.iter().enumerate() {
+            if !seen.insert(env.name.clone()) {
+                return Err(ConfigError::Invalid(format!(
+                    "environments[{i}].name: {:?} is registered twice",
+                    env.name
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_gives_defaults() {
+        let c = HubConfig::from_toml("", Path::new("hub.toml")).unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN);
+        assert_eq!(c.limits.max_body_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let err = HubConfig::from_toml("listen = \"127.0.0.1:1\"\nlisen = 3\n", Path::new("hub.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn shipped_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/hub.example.toml");
+        let config = HubConfig::load(&path).unwrap();
+        assert!(!config.environments.is_empty());
+    }
+}

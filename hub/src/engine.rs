@@ -1,0 +1,653 @@
+//! The lifecycle engine: a reconciler over the stored state (DESIGN.md §3).
+//!
+//! Every pass reads an experiment from the store and moves it one or more steps towards what
+//! the user asked for (`status.desired`), writing each step back before acting on the next. It
+//! takes no input but the stored state, so it can run on a timer, on demand after an API call,
+//! and after a crash — where it finds experiments half-injected or past their deadline and puts
+//! them right. At most one pass per experiment runs at a time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chaoshub_adapters::{Adapter, AdapterRegistry, Environment, FaultRequest, Injection, InjectionState};
+use chaoshub_schema::api::{DesiredState, EventRecord, ExperimentPhase, TargetPhase, TargetRecord};
+use chaoshub_schema::duration::parse_duration;
+use chaoshub_schema::{Manifest, Target};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::sync::{broadcast, Notify};
+
+use crate::config::{EngineConfig, LimitsConfig};
+use crate::events::{self, experiment_event, target_event};
+use crate::selection::{self, FaultInfo};
+use crate::store::{ExperimentRow, NewEvent, Store, StoreError};
+use crate::time;
+
+/// The engine shared by the API and its own background loop.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    registry: AdapterRegistry,
+    config: EngineConfig,
+    limits: LimitsConfig,
+    wake: Notify,
+    /// Experiments with a pass under way; `true` when another pass was asked for meanwhile.
+    inflight: Mutex<HashMap<String, bool>>,
+    /// Earliest time a failed recovery is retried, per experiment.
+    retry_at: Mutex<HashMap<String, DateTime<Utc>>>,
+    events: broadcast::Sender<EventRecord>,
+}
+
+/// What a scan decides about one experiment.
+enum Due {
+    Now,
+    At(DateTime<Utc>),
+    Idle,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Rebuilds the typed manifest of a stored experiment (it was validated on the way in).
+pub fn stored_manifest(row: &ExperimentRow) -> Result<Manifest, String> {
+    let value = serde_json::json!({
+        "apiVersion": row.api_version,
+        "kind": row.kind,
+        "metadata": row.metadata,
+        "spec": row.spec,
+    });
+    chaoshub_schema::manifest_from_value(value).map_err(|e| format!("the stored manifest no longer validates: {e}"))
+}
+
+fn injection_of(row: &ExperimentRow, record: &TargetRecord) -> Injection {
+    Injection {
+        experiment_uid: row.uid.clone(),
+        injection_id: record.injection_id.clone(),
+        kind: row.kind.clone(),
+        actions: row.status.actions.clone(),
+        target: record.target.clone(),
+        details: record.details.clone(),
+    }
+}
+
+fn needs_recovery(record: &TargetRecord) -> bool {
+    matches!(record.phase, TargetPhase::Injecting | TargetPhase::Injected | TargetPhase::Recovering)
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, registry: AdapterRegistry, config: EngineConfig, limits: LimitsConfig) -> Arc<Self> {
+        let (events, _) = broadcast::channel(1024);
+        Arc::new(Self {
+            store,
+            registry,
+            config,
+            limits,
+            wake: Notify::new(),
+            inflight: Mutex::new(HashMap::new()),
+            retry_at: Mutex::new(HashMap::new()),
+            events,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn registry(&self) -> &AdapterRegistry {
+        &self.registry
+    }
+
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
+    }
+
+    /// Live events as they are stored (for the SSE stream).
+    pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
+        self.events.subscribe()
+    }
+
+    /// Publishes events that were just stored.
+    pub fn publish(&self, records: Vec<EventRecord>) {
+        for record in records {
+            let _ = self.events.send(record);
+        }
+    }
+
+    /// Stores and publishes events.
+    pub fn record(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+        let records = self.store.append_events(events)?;
+        self.publish(records);
+        Ok(())
+    }
+
+    /// Asks for a pass over one experiment now. Cheap and idempotent.
+    pub fn trigger(self: &Arc<Self>, uid: &str) {
+        {
+            let mut inflight = lock(&self.inflight);
+            if let Some(again) = inflight.get_mut(uid) {
+                *again = true;
+                return;
+            }
+            inflight.insert(uid.to_string(), false);
+        }
+        let engine = Arc::clone(self);
+        let uid = uid.to_string();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = engine.reconcile(&uid).await {
+                    tracing::error!(experiment = %uid, error = %e, "reconcile pass failed");
+                    lock(&engine.retry_at).insert(uid.clone(), time::now() + chrono::Duration::milliseconds(engine.config.recovery_retry_ms as i64));
+                }
+                let mut inflight = lock(&engine.inflight);
+                if inflight.get(&uid).copied().unwrap_or(false) {
+                    inflight.insert(uid.clone(), false);
+                    continue;
+                }
+                inflight.remove(&uid);
+                break;
+            }
+            engine.wake.notify_one();
+        });
+    }
+
+    /// Wakes the background loop so it recomputes its next deadline.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// The background loop: scans stored state, starts passes that are due, and sleeps until the
+    /// earliest deadline (or the resync interval, or a wake-up).
+    pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let resync = chrono::Duration::milliseconds(self.config.resync_interval_ms as i64);
+        loop {
+            let now = time::now();
+            let mut next = now + resync;
+            match self.store.active_experiments() {
+                Ok(rows) => {
+                    for row in rows {
+                        match self.due(&row, now) {
+                            Due::Now => self.trigger(&row.uid),
+                            Due::At(t) => next = next.min(t),
+                            Due::Idle => {}
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "cannot scan experiments"),
+            }
+            let sleep_for = (next - time::now()).to_std().unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = tokio::time::sleep(sleep_for) => {}
+                _ = self.wake.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    fn due(&self, row: &ExperimentRow, now: DateTime<Utc>) -> Due {
+        if lock(&self.inflight).contains_key(&row.uid) {
+            return Due::Idle;
+        }
+        if let Some(at) = lock(&self.retry_at).get(&row.uid).copied() {
+            if at > now {
+                return Due::At(at);
+            }
+        }
+        let status = &row.status;
+        match status.phase {
+            ExperimentPhase::Pending | ExperimentPhase::Injecting | ExperimentPhase::Recovering => Due::Now,
+            ExperimentPhase::Running => {
+                if status.desired != DesiredState::Run {
+                    return Due::Now;
+                }
+                match status.deadline.as_deref().and_then(time::parse) {
+                    Some(deadline) if deadline <= now => Due::Now,
+                    Some(deadline) => Due::At(deadline),
+                    None => Due::Idle,
+                }
+            }
+            ExperimentPhase::Paused => {
+                if status.desired == DesiredState::Pause {
+                    Due::Idle
+                } else {
+                    Due::Now
+                }
+            }
+            ExperimentPhase::Finished | ExperimentPhase::Failed | ExperimentPhase::Aborted => Due::Idle,
+        }
+    }
+
+    /// Writes the row's status with its events, then publishes the events.
+    fn save(&self, row: &ExperimentRow, events: Vec<NewEvent>) -> Result<(), StoreError> {
+        let records = self.store.update_status(&row.uid, &row.status, &events)?;
+        self.publish(records);
+        Ok(())
+    }
+
+    /// One pass: moves the experiment as far as it can go now.
+    pub async fn reconcile(self: &Arc<Self>, uid: &str) -> Result<(), StoreError> {
+        // Each step stores its result; loop until a step leaves nothing more to do now.
+        for _ in 0..8 {
+            let Some(mut row) = self.store.get_experiment(uid)? else { return Ok(()) };
+            let now = time::now();
+            let progressed = match (row.status.phase, row.status.desired) {
+                (ExperimentPhase::Pending, DesiredState::Run) => {
+                    self.inject(&mut row).await?;
+                    true
+                }
+                (ExperimentPhase::Pending, DesiredState::Pause) => {
+                    row.status.phase = ExperimentPhase::Paused;
+                    row.status.remaining_ms = self.duration_of(&row).map(|d| d.as_millis() as u64);
+                    let ev = experiment_event(&row, events::EXPERIMENT_PAUSED, "paused before injection");
+                    self.save(&row, vec![ev])?;
+                    true
+                }
+                (ExperimentPhase::Pending | ExperimentPhase::Paused, DesiredState::Stop) => {
+                    self.finish(&mut row, ExperimentPhase::Aborted)?;
+                    true
+                }
+                (ExperimentPhase::Injecting, _) => {
+                    self.resume_interrupted_injection(&mut row).await?;
+                    true
+                }
+                (ExperimentPhase::Running, DesiredState::Run) => {
+                    match row.status.deadline.as_deref().and_then(time::parse) {
+                        Some(deadline) if deadline <= now => {
+                            self.recover(&mut row, ExperimentPhase::Finished, "the duration ended").await?;
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+                (ExperimentPhase::Running, DesiredState::Pause) => {
+                    self.recover(&mut row, ExperimentPhase::Paused, "pause requested").await?;
+                    true
+                }
+                (ExperimentPhase::Running, DesiredState::Stop) => {
+                    let why = row.desired_reason.clone().unwrap_or_else(|| "stopped".into());
+                    self.recover(&mut row, ExperimentPhase::Aborted, &why).await?;
+                    true
+                }
+                (ExperimentPhase::Recovering, _) => {
+                    let next = row.status.next_phase.unwrap_or(ExperimentPhase::Finished);
+                    let next = match (next, row.status.desired) {
+                        // A stop that arrived during recovery turns a pause into an abort.
+                        (ExperimentPhase::Paused, DesiredState::Stop) => ExperimentPhase::Aborted,
+                        (n, _) => n,
+                    };
+                    let why = row.status.reason.clone().unwrap_or_default();
+                    self.recover(&mut row, next, &why).await?;
+                    row.status.phase != ExperimentPhase::Recovering
+                }
+                (ExperimentPhase::Paused, DesiredState::Run) => {
+                    let ev = experiment_event(&row, events::EXPERIMENT_RESUMED, "resuming: re-injecting the fault");
+                    self.save(&row, vec![ev])?;
+                    self.inject(&mut row).await?;
+                    true
+                }
+                _ => false,
+            };
+            if !progressed {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn duration_of(&self, row: &ExperimentRow) -> Option<Duration> {
+        row.spec.get("duration").and_then(Value::as_str).and_then(|d| parse_duration(d).ok())
+    }
+
+    fn environment(&self, row: &ExperimentRow) -> Result<(Environment, Arc<dyn Adapter>), String> {
+        let name = &row.status.environment;
+        let env = self
+            .store
+            .get_environment(name)
+            .map_err(|e| format!("cannot read environment {name:?}: {e}"))?
+            .ok_or_else(|| format!("environment {name:?} is not registered"))?;
+        let adapter = self.registry.get(&env.spec.adapter).map_err(|e| e.to_string())?;
+        Ok((Environment { name: name.clone(), spec: env.spec }, adapter))
+    }
+
+    /// Ends the experiment in a terminal phase (or Paused) with no fault in place.
+    fn finish(&self, row: &mut ExperimentRow, phase: ExperimentPhase) -> Result<(), StoreError> {
+        let now = time::now();
+        let (name, message) = match phase {
+            ExperimentPhase::Finished => (events::EXPERIMENT_FINISHED, "finished: every fault removed".to_string()),
+            ExperimentPhase::Aborted => {
+                let why = row.desired_reason.clone().unwrap_or_else(|| "stopped".into());
+                row.status.reason = Some(why.clone());
+                (events::EXPERIMENT_ABORTED, format!("aborted: {why}"))
+            }
+            ExperimentPhase::Failed => (
+                events::EXPERIMENT_FAILED,
+                format!("failed: {}", row.status.reason.clone().unwrap_or_default()),
+            ),
+            ExperimentPhase::Paused => {
+                let remaining = row
+                    .status
+                    .deadline
+                    .as_deref()
+                    .and_then(time::parse)
+                    .map(|d| (d - now).num_milliseconds().max(0) as u64);
+                row.status.remaining_ms = remaining;
+                row.status.deadline = None;
+                (events::EXPERIMENT_PAUSED, "paused: faults removed, experiment kept".to_string())
+            }
+            _ => (events::EXPERIMENT_FINISHED, String::new()),
+        };
+        row.status.phase = phase;
+        row.status.next_phase = None;
+        if phase.is_terminal() {
+            row.status.ended_at = Some(time::format(now));
+        }
+        lock(&self.retry_at).remove(&row.uid);
+        let ev = experiment_event(row, name, message);
+        self.save(row, vec![ev])
+    }
+
+    fn fail(&self, row: &mut ExperimentRow, reason: String) -> Result<(), StoreError> {
+        row.status.reason = Some(reason);
+        self.finish(row, ExperimentPhase::Failed)
+    }
+
+    /// Selects targets (first injection) and injects every one, confirming each; rolls back and
+    /// fails on any error.
+    async fn inject(self: &Arc<Self>, row: &mut ExperimentRow) -> Result<(), StoreError> {
+        let (env, adapter) = match self.environment(row) {
+            Ok(x) => x,
+            Err(reason) => return self.fail(row, reason),
+        };
+        let manifest = match stored_manifest(row) {
+            Ok(m) => Arc::new(m),
+            Err(reason) => return self.fail(row, reason),
+        };
+        if row.status.targets.is_empty() {
+            let picked = match self.select_targets(&manifest, &env, adapter.as_ref()).await {
+                Ok((matched, picked)) => {
+                    row.status.matched = matched;
+                    picked
+                }
+                Err(reason) => return self.fail(row, reason),
+            };
+            row.status.targets = picked
+                .into_iter()
+                .enumerate()
+                .map(|(i, target)| TargetRecord {
+                    target,
+                    injection_id: format!("{}-{i}", row.uid),
+                    phase: TargetPhase::Pending,
+                    injections: 0,
+                    injected_at: None,
+                    recovered_at: None,
+                    error: None,
+                    details: Value::Null,
+                })
+                .collect();
+        }
+        let now = time::now();
+        let window = match row.status.remaining_ms.take() {
+            Some(ms) => Some(Duration::from_millis(ms)),
+            None => self.duration_of(row),
+        };
+        let deadline = window.map(|w| now + chrono::Duration::from_std(w).unwrap_or(chrono::Duration::MAX));
+        row.status.deadline = deadline.map(time::format);
+        if row.status.started_at.is_none() {
+            row.status.started_at = Some(time::format(now));
+        }
+        row.status.phase = ExperimentPhase::Injecting;
+        row.status.reason = None;
+        // Intent first: every target is marked before any adapter call, so a crash from here on
+        // leaves a record that tells the next pass what may be in place.
+        for record in &mut row.status.targets {
+            record.phase = TargetPhase::Injecting;
+            record.error = None;
+            record.injections += 1;
+            record.recovered_at = None;
+        }
+        let count = row.status.targets.len();
+        let ev = experiment_event(row, events::EXPERIMENT_INJECTING, format!("injecting into {count} target(s)"));
+        self.save(row, vec![ev])?;
+
+        let confirm_timeout = Duration::from_millis(self.config.confirm_timeout_ms);
+        let requests: Vec<(usize, FaultRequest, Target)> = row
+            .status
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, record)| {
+                (
+                    i,
+                    FaultRequest {
+                        experiment_uid: row.uid.clone(),
+                        injection_id: record.injection_id.clone(),
+                        name: row.name.clone(),
+                        namespace: row.namespace.clone(),
+                        manifest: Arc::clone(&manifest),
+                        actions: row.status.actions.clone(),
+                        deadline,
+                    },
+                    record.target.clone(),
+                )
+            })
+            .collect();
+        let mut results = futures::stream::iter(requests.into_iter().map(|(i, fault, target)| {
+            let adapter = Arc::clone(&adapter);
+            let env = env.clone();
+            async move { (i, inject_and_confirm(adapter.as_ref(), &env, &fault, &target, confirm_timeout).await) }
+        }))
+        .buffer_unordered(self.config.parallelism);
+        let mut failures = Vec::new();
+        while let Some((i, result)) = results.next().await {
+            let record = &mut row.status.targets[i];
+            let event = match result {
+                Ok(details) => {
+                    record.phase = TargetPhase::Injected;
+                    record.details = details;
+                    record.injected_at = Some(time::now_rfc3339());
+                    target_event(row, &row.status.targets[i], events::TARGET_INJECTED, "fault confirmed in place")
+                }
+                Err((details, error)) => {
+                    // The adapter may have put part of the fault in place; it is recovered below.
+                    record.phase = TargetPhase::Injecting;
+                    record.details = details;
+                    record.error = Some(error.clone());
+                    failures.push(format!("{}: {error}", record.target.name));
+                    target_event(row, &row.status.targets[i], events::TARGET_FAILED, format!("injection failed: {error}"))
+                }
+            };
+            self.save(row, vec![event])?;
+        }
+        drop(results);
+
+        if !failures.is_empty() {
+            let injected = row.status.targets.iter().filter(|r| r.phase == TargetPhase::Injected).count();
+            let reason = format!(
+                "injection failed on {} of {count} target(s) ({}); rolled back {injected} injected target(s)",
+                failures.len(),
+                failures.join("; ")
+            );
+            row.status.reason = Some(reason.clone());
+            return self.recover(row, ExperimentPhase::Failed, &reason).await;
+        }
+        row.status.phase = ExperimentPhase::Running;
+        let message = match &row.status.deadline {
+            Some(d) => format!("running: fault confirmed on {count} target(s) until {d}"),
+            None => format!("running: fault confirmed on {count} target(s) until stopped"),
+        };
+        let ev = experiment_event(row, events::EXPERIMENT_RUNNING, message);
+        self.save(row, vec![ev])?;
+        self.wake();
+        Ok(())
+    }
+
+    async fn select_targets(
+        &self,
+        manifest: &Manifest,
+        env: &Environment,
+        adapter: &dyn Adapter,
+    ) -> Result<(usize, Vec<Target>), String> {
+        let fault = FaultInfo::of(
+            manifest.fault().ok_or_else(|| format!("{} does not inject a fault", manifest.kind()))?,
+        );
+        let inventory = adapter.discover(env).await.map_err(|e| format!("target discovery failed: {e}"))?;
+        let matched = fault.matching(&inventory);
+        if matched.is_empty() {
+            return Err(format!(
+                "no targets matched: the selector matched none of the {} target(s) of environment {:?}",
+                inventory.len(),
+                env.name
+            ));
+        }
+        let count = matched.len();
+        let picked = selection::apply_mode(matched, fault.mode, fault.value.as_deref(), &mut rand::rng()).map_err(|e| e.to_string())?;
+        if self.limits.max_targets > 0 && picked.len() > self.limits.max_targets {
+            return Err(format!(
+                "blast radius guardrail: {} targets selected but at most {} are allowed (limits.max_targets)",
+                picked.len(),
+                self.limits.max_targets
+            ));
+        }
+        Ok((count, picked))
+    }
+
+    /// After a crash during injection: removes whatever may be in place, then starts over if
+    /// the window is still open.
+    async fn resume_interrupted_injection(self: &Arc<Self>, row: &mut ExperimentRow) -> Result<(), StoreError> {
+        tracing::warn!(experiment = %row.uid, "found an interrupted injection; recovering its targets first");
+        self.recover_targets(row).await?;
+        if row.status.targets.iter().any(needs_recovery) {
+            row.status.phase = ExperimentPhase::Recovering;
+            row.status.next_phase = Some(ExperimentPhase::Failed);
+            row.status.reason = Some("the hub restarted during injection and could not remove every partial fault yet".into());
+            lock(&self.retry_at).insert(row.uid.clone(), time::now() + chrono::Duration::milliseconds(self.config.recovery_retry_ms as i64));
+            return self.save(row, Vec::new());
+        }
+        let now = time::now();
+        let deadline = row.status.deadline.as_deref().and_then(time::parse);
+        match deadline {
+            Some(d) if d <= now => {
+                row.status.reason = Some("the hub restarted during injection and the window ended while it was down".into());
+                self.finish(row, ExperimentPhase::Finished)
+            }
+            _ => {
+                row.status.remaining_ms = deadline.map(|d| (d - now).num_milliseconds().max(0) as u64);
+                for record in &mut row.status.targets {
+                    record.phase = TargetPhase::Pending;
+                }
+                row.status.phase = ExperimentPhase::Pending;
+                let ev = experiment_event(row, events::EXPERIMENT_INJECTING, "the hub restarted during injection: partial faults removed, injecting again");
+                self.save(row, vec![ev])
+            }
+        }
+    }
+
+    /// Calls `recover` for every target that may hold a fault, recording each outcome.
+    async fn recover_targets(&self, row: &mut ExperimentRow) -> Result<(), StoreError> {
+        let (env, adapter) = match self.environment(row) {
+            Ok(x) => x,
+            Err(reason) => {
+                for record in row.status.targets.iter_mut().filter(|r| needs_recovery(r)) {
+                    record.phase = TargetPhase::Recovering;
+                    record.error = Some(format!("cannot recover: {reason}"));
+                }
+                return Ok(());
+            }
+        };
+        let pending: Vec<(usize, Injection)> = row
+            .status
+            .targets
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| needs_recovery(r))
+            .map(|(i, r)| (i, injection_of(row, r)))
+            .collect();
+        for (i, _) in &pending {
+            row.status.targets[*i].phase = TargetPhase::Recovering;
+        }
+        let mut results = futures::stream::iter(pending.into_iter().map(|(i, injection)| {
+            let adapter = Arc::clone(&adapter);
+            let env = env.clone();
+            async move { (i, adapter.recover(&env, &injection).await) }
+        }))
+        .buffer_unordered(self.config.parallelism);
+        while let Some((i, result)) = results.next().await {
+            let record = &mut row.status.targets[i];
+            let event = match result {
+                Ok(()) => {
+                    record.recovered_at = Some(time::now_rfc3339());
+                    // A target whose injection failed keeps its Failed mark and error.
+                    record.phase = if record.error.is_some() { TargetPhase::Failed } else { TargetPhase::Recovered };
+                    target_event(row, &row.status.targets[i], events::TARGET_RECOVERED, "fault removed")
+                }
+                Err(e) => {
+                    record.error = Some(format!("recovery failed: {e}"));
+                    target_event(row, &row.status.targets[i], events::TARGET_FAILED, format!("recovery failed (will retry): {e}"))
+                }
+            };
+            self.save(row, vec![event])?;
+        }
+        Ok(())
+    }
+
+    /// Removes every fault, then moves to `next`; stays `Recovering` (retried later) while any
+    /// removal fails.
+    async fn recover(self: &Arc<Self>, row: &mut ExperimentRow, next: ExperimentPhase, why: &str) -> Result<(), StoreError> {
+        if row.status.phase != ExperimentPhase::Recovering {
+            row.status.phase = ExperimentPhase::Recovering;
+            row.status.next_phase = Some(next);
+            if next == ExperimentPhase::Failed {
+                row.status.reason = Some(why.to_string());
+            }
+            let ev = experiment_event(row, events::EXPERIMENT_RECOVERING, format!("recovering: {why}"));
+            self.save(row, vec![ev])?;
+        }
+        self.recover_targets(row).await?;
+        if row.status.targets.iter().any(needs_recovery) {
+            lock(&self.retry_at).insert(
+                row.uid.clone(),
+                time::now() + chrono::Duration::milliseconds(self.config.recovery_retry_ms as i64),
+            );
+            self.save(row, Vec::new())?;
+            self.wake();
+            return Ok(());
+        }
+        self.finish(row, next)
+    }
+}
+
+/// Injects into one target and waits until the adapter reads the fault back.
+/// On error returns whatever details the adapter gave, so recovery can use them.
+async fn inject_and_confirm(
+    adapter: &dyn Adapter,
+    env: &Environment,
+    fault: &FaultRequest,
+    target: &Target,
+    timeout: Duration,
+) -> Result<Value, (Value, String)> {
+    let details = adapter.inject(env, fault, target).await.map_err(|e| (Value::Null, e.to_string()))?;
+    let injection = Injection {
+        experiment_uid: fault.experiment_uid.clone(),
+        injection_id: fault.injection_id.clone(),
+        kind: fault.kind().to_string(),
+        actions: fault.actions.clone(),
+        target: target.clone(),
+        details: details.clone(),
+    };
+    let started = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let last = match adapter.status(env, &injection).await {
+            Ok(InjectionState::Active) => return Ok(details),
+            Ok(InjectionState::Absent) => "the adapter reads the fault back as absent".to_string(),
+            Ok(InjectionState::Unknown(m)) => format!("the adapter cannot tell whether the fault is in place: {m}"),
+            Err(e) => format!("status check failed: {e}"),
+        };
+        if started.elapsed() >= timeout {
+            return Err((details, format!("not confirmed within {} ms: {last}", timeout.as_millis())));
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,65 @@
+//! Stable event names of the event log (and, later, OpenTelemetry log records).
+
+use std::collections::BTreeMap;
+
+use chaoshub_schema::api::TargetRecord;
+
+use crate::store::{ExperimentRow, NewEvent};
+
+pub const EXPERIMENT_CREATED: &str = "chaoshub.experiment.created";
+pub const EXPERIMENT_INJECTING: &str = "chaoshub.experiment.injecting";
+pub const EXPERIMENT_RUNNING: &str = "chaoshub.experiment.running";
+pub const EXPERIMENT_PAUSED: &str = "chaoshub.experiment.paused";
+pub const EXPERIMENT_RESUMED: &str = "chaoshub.experiment.resumed";
+pub const EXPERIMENT_RECOVERING: &str = "chaoshub.experiment.recovering";
+pub const EXPERIMENT_FINISHED: &str = "chaoshub.experiment.finished";
+pub const EXPERIMENT_FAILED: &str = "chaoshub.experiment.failed";
+pub const EXPERIMENT_ABORTED: &str = "chaoshub.experiment.aborted";
+pub const EXPERIMENT_ARCHIVED: &str = "chaoshub.experiment.archived";
+pub const EXPERIMENT_PAUSE_REQUESTED: &str = "chaoshub.experiment.pause_requested";
+pub const EXPERIMENT_RESUME_REQUESTED: &str = "chaoshub.experiment.resume_requested";
+pub const EXPERIMENT_STOP_REQUESTED: &str = "chaoshub.experiment.stop_requested";
+pub const TARGET_INJECTED: &str = "chaoshub.target.injected";
+pub const TARGET_RECOVERED: &str = "chaoshub.target.recovered";
+pub const TARGET_FAILED: &str = "chaoshub.target.failed";
+pub const HALT_SET: &str = "chaoshub.halt.set";
+pub const HALT_RELEASED: &str = "chaoshub.halt.released";
+pub const ENVIRONMENT_REGISTERED: &str = "chaoshub.environment.registered";
+pub const ENVIRONMENT_DELETED: &str = "chaoshub.environment.deleted";
+pub const HUB_STARTED: &str = "chaoshub.hub.started";
+
+/// An event about an experiment, with the standard attributes.
+pub fn experiment_event(row: &ExperimentRow, name: &str, message: impl Into<String>) -> NewEvent {
+    let mut attributes = BTreeMap::new();
+    attributes.insert("chaoshub.experiment.name".into(), row.name.clone());
+    attributes.insert("chaoshub.experiment.namespace".into(), row.namespace.clone());
+    attributes.insert("chaoshub.experiment.kind".into(), row.kind.clone());
+    attributes.insert("chaoshub.experiment.action".into(), row.status.actions.join(","));
+    attributes.insert("chaoshub.adapter".into(), row.status.adapter.clone());
+    NewEvent {
+        name: name.to_string(),
+        experiment_uid: Some(row.uid.clone()),
+        environment: Some(row.status.environment.clone()),
+        target: None,
+        message: message.into(),
+        attributes,
+    }
+}
+
+/// An event about one target of an experiment.
+pub fn target_event(row: &ExperimentRow, record: &TargetRecord, name: &str, message: impl Into<String>) -> NewEvent {
+    let mut event = experiment_event(row, name, message);
+    event.target = Some(record.target.id.clone());
+    event.attributes.insert("chaoshub.target.id".into(), record.target.id.clone());
+    event.attributes.insert("chaoshub.target.name".into(), record.target.name.clone());
+    event.attributes.insert("chaoshub.injection.id".into(), record.injection_id.clone());
+    if let Some(error) = &record.error {
+        event.attributes.insert("error".into(), error.clone());
+    }
+    event
+}
+
+/// An event not tied to an experiment.
+pub fn hub_event(name: &str, message: impl Into<String>) -> NewEvent {
+    NewEvent { name: name.to_string(), message: message.into(), ..Default::default() }
+}

@@ -1,0 +1,21 @@
+//! `chaoshub`: the hub server and its CLI.
+//!
+//! Code map: `config` (hub.toml), `store` (persistence behind a trait; SQLite), `engine` (the
+//! lifecycle reconciler), `selection` (selectors and modes over any inventory), `operations`
+//! (what the API does, independent of HTTP), `api` (axum routes and error mapping), `openapi`
+//! (the generated API document), `server` (start/stop), `cli` (client commands).
+//! Architecture invariants: only this crate owns persistence and the experiment lifecycle; it
+//! reaches environments only through `chaoshub_adapters`.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod openapi;
+pub mod operations;
+pub mod selection;
+pub mod server;
+pub mod store;
+pub mod time;

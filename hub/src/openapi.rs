@@ -1,0 +1,188 @@
+//! The OpenAPI 3.1 document of `/api/v1`, generated from the route table below and the
+//! schemars schemas of `chaoshub_schema::api`. Checked in as `docs/openapi.json`; a test fails
+//! when the two drift (`CHAOSHUB_UPDATE_OPENAPI=1 cargo test -p chaoshub openapi` rewrites it).
+
+use chaoshub_schema::api::*;
+use chaoshub_schema::Target;
+use schemars::generate::SchemaSettings;
+use schemars::SchemaGenerator;
+use serde_json::{json, Map, Value};
+
+struct Op {
+    method: &'static str,
+    path: &'static str,
+    id: &'static str,
+    summary: &'static str,
+    query: &'static [(&'static str, &'static str)],
+    body: Option<&'static str>,
+    ok: (&'static str, Option<&'static str>),
+    errors: &'static [u16],
+}
+
+const ID_PARAM: &str = "uid, or name (with ?namespace=, default `default`)";
+
+fn ops() -> Vec<Op> {
+    vec![
+        Op { method: "get", path: "/healthz", id: "health", summary: "Liveness", query: &[], body: None, ok: ("200", Some("Health")), errors: &[] },
+        Op { method: "get", path: "/readyz", id: "ready", summary: "Readiness (the store answers)", query: &[], body: None, ok: ("200", Some("Health")), errors: &[500] },
+        Op { method: "get", path: "/api/v1/openapi.json", id: "openapi", summary: "This document", query: &[], body: None, ok: ("200", None), errors: &[] },
+        Op { method: "post", path: "/api/v1/experiments", id: "createExperiment", summary: "Submit one experiment manifest (YAML or JSON; Chaos Mesh kinds unchanged). With dryRun=true: validate, resolve targets and return the plan without injecting or storing.", query: &[("env", "environment to run in (overrides spec.environment)"), ("dryRun", "true: plan only")], body: Some("manifest"), ok: ("201", Some("ExperimentObject")), errors: &[400, 404, 409, 413, 415, 422, 502, 503] },
+        Op { method: "get", path: "/api/v1/experiments", id: "listExperiments", summary: "List experiments, newest first", query: &[("phase", "filter by phase"), ("kind", "filter by kind"), ("namespace", "filter by namespace"), ("env", "filter by environment"), ("archived", "true: archived ones"), ("limit", "page size (default 100, max 1000)"), ("continue", "token from the previous page")], body: None, ok: ("200", Some("Page_ExperimentObject")), errors: &[400] },
+        Op { method: "get", path: "/api/v1/experiments/{id}", id: "getExperiment", summary: "One experiment with its status and per-target records", query: &[("namespace", "namespace for a name lookup")], body: None, ok: ("200", Some("ExperimentObject")), errors: &[400, 404] },
+        Op { method: "delete", path: "/api/v1/experiments/{id}", id: "deleteExperiment", summary: "Stop (recovering every fault), then archive", query: &[("namespace", "namespace for a name lookup")], body: None, ok: ("200", Some("ExperimentObject")), errors: &[400, 404] },
+        Op { method: "post", path: "/api/v1/experiments/{id}/pause", id: "pauseExperiment", summary: "Remove the faults but keep the experiment; resume re-injects", query: &[("namespace", "namespace for a name lookup")], body: None, ok: ("200", Some("ExperimentObject")), errors: &[400, 404, 409] },
+        Op { method: "post", path: "/api/v1/experiments/{id}/resume", id: "resumeExperiment", summary: "Re-inject a paused experiment for the rest of its duration", query: &[("namespace", "namespace for a name lookup")], body: None, ok: ("200", Some("ExperimentObject")), errors: &[400, 404, 409] },
+        Op { method: "post", path: "/api/v1/experiments/{id}/stop", id: "stopExperiment", summary: "Remove the faults and end the experiment as Aborted", query: &[("namespace", "namespace for a name lookup")], body: None, ok: ("200", Some("ExperimentObject")), errors: &[400, 404] },
+        Op { method: "get", path: "/api/v1/archives", id: "listArchives", summary: "Archived experiments", query: &[("phase", "filter by phase"), ("kind", "filter by kind"), ("namespace", "filter by namespace"), ("env", "filter by environment"), ("limit", "page size"), ("continue", "token from the previous page")], body: None, ok: ("200", Some("Page_ExperimentObject")), errors: &[400] },
+        Op { method: "post", path: "/api/v1/environments", id: "createEnvironment", summary: "Register an environment (kind Environment)", query: &[("replace", "true: replace one of the same name")], body: Some("manifest"), ok: ("201", Some("EnvironmentObject")), errors: &[400, 409, 413, 415] },
+        Op { method: "get", path: "/api/v1/environments", id: "listEnvironments", summary: "Registered environments", query: &[], body: None, ok: ("200", Some("Page_EnvironmentObject")), errors: &[] },
+        Op { method: "get", path: "/api/v1/environments/{name}", id: "getEnvironment", summary: "One environment", query: &[], body: None, ok: ("200", Some("EnvironmentObject")), errors: &[404] },
+        Op { method: "delete", path: "/api/v1/environments/{name}", id: "deleteEnvironment", summary: "Unregister an environment with no unfinished experiments", query: &[], body: None, ok: ("200", Some("EnvironmentObject")), errors: &[404, 409] },
+        Op { method: "get", path: "/api/v1/environments/{name}/targets", id: "environmentTargets", summary: "The environment's inventory, filtered by a label selector", query: &[("labelSelector", "k=v,k2!=v2,k3 in (a,b),k4,!k5")], body: None, ok: ("200", Some("Page_Target")), errors: &[400, 404, 502, 503] },
+        Op { method: "get", path: "/api/v1/environments/{name}/capabilities", id: "environmentCapabilities", summary: "The (kind, action) pairs this environment can run", query: &[], body: None, ok: ("200", Some("Page_Capability")), errors: &[404, 502, 503] },
+        Op { method: "get", path: "/api/v1/adapters", id: "listAdapters", summary: "Adapter types with their capability matrices", query: &[], body: None, ok: ("200", Some("Page_AdapterInfo")), errors: &[] },
+        Op { method: "get", path: "/api/v1/events", id: "listEvents", summary: "The event log, oldest first", query: &[("experiment", "uid or name"), ("namespace", "namespace for a name lookup"), ("after", "only events with a larger id"), ("since", "RFC 3339 time"), ("limit", "page size (default 500, max 5000)")], body: None, ok: ("200", Some("Page_EventRecord")), errors: &[400, 404] },
+        Op { method: "get", path: "/api/v1/events/stream", id: "streamEvents", summary: "Server-Sent Events: backlog after Last-Event-ID (or ?after=), then live events", query: &[("experiment", "uid or name"), ("namespace", "namespace for a name lookup"), ("after", "only events with a larger id")], body: None, ok: ("200", None), errors: &[400, 404] },
+        Op { method: "get", path: "/api/v1/halt", id: "haltStatus", summary: "The halt-all switch", query: &[], body: None, ok: ("200", Some("HaltStatus")), errors: &[] },
+        Op { method: "post", path: "/api/v1/halt", id: "halt", summary: "Stop every running experiment and refuse new ones (409 halted) until released", query: &[], body: Some("HaltRequest"), ok: ("200", Some("HaltStatus")), errors: &[400] },
+        Op { method: "delete", path: "/api/v1/halt", id: "unhalt", summary: "Release the halt", query: &[], body: None, ok: ("200", Some("HaltStatus")), errors: &[] },
+    ]
+}
+
+fn status_text(code: u16) -> &'static str {
+    match code {
+        400 => "invalid input; details name the failing fields",
+        404 => "not found",
+        409 => "conflict with the current state (name in use, halted, wrong phase)",
+        413 => "request body too large",
+        415 => "unsupported content type",
+        422 => "valid, but the environment cannot run this kind/action",
+        500 => "internal error",
+        502 => "the environment answered with an error",
+        503 => "the environment is unreachable",
+        _ => "error",
+    }
+}
+
+/// Builds the whole document.
+pub fn document() -> Value {
+    let settings = SchemaSettings::draft2020_12().with(|s| s.definitions_path = "/components/schemas".into());
+    let mut generator = SchemaGenerator::new(settings);
+    let mut named = Map::new();
+    macro_rules! add {
+        ($name:literal, $ty:ty) => {
+            named.insert($name.to_string(), generator.subschema_for::<$ty>().to_value());
+        };
+    }
+    add!("Health", Health);
+    add!("ExperimentObject", ExperimentObject);
+    add!("Page_ExperimentObject", Page<ExperimentObject>);
+    add!("EnvironmentObject", EnvironmentObject);
+    add!("Page_EnvironmentObject", Page<EnvironmentObject>);
+    add!("Page_Target", Page<Target>);
+    add!("Page_Capability", Page<Capability>);
+    add!("Page_AdapterInfo", Page<AdapterInfo>);
+    add!("Page_EventRecord", Page<EventRecord>);
+    add!("HaltStatus", HaltStatus);
+    add!("HaltRequest", HaltRequest);
+    add!("DryRunResult", DryRunResult);
+    add!("ErrorBody", ErrorBody);
+    let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    // Each name resolves to the generator's reference, or to a component of its own for
+    // schemas the generator inlined.
+    let mut refs = Map::new();
+    for (name, schema) in named {
+        if schema.get("$ref").is_some() {
+            refs.insert(name, schema);
+        } else {
+            refs.insert(name.clone(), json!({"$ref": format!("#/components/schemas/{name}")}));
+            schemas.insert(name, schema);
+        }
+    }
+    schemas.insert(
+        "Manifest".into(),
+        json!({"type": "object", "description": "A manifest of any kind: Chaos Mesh (chaos-mesh.org/v1alpha1) or chaoshub (chaoshub.dev/v1alpha1); per-kind JSON Schemas are in schemas/json/.", "required": ["apiVersion", "kind", "metadata", "spec"], "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}, "spec": {"type": "object"}}}),
+    );
+    let schema_ref = |name: &str| -> Value {
+        refs.get(name).cloned().unwrap_or_else(|| json!({"$ref": format!("#/components/schemas/{name}")}))
+    };
+    let mut paths = Map::new();
+    for op in ops() {
+        let mut parameters = Vec::new();
+        for segment in op.path.split('/') {
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                let description = if name == "id" { ID_PARAM } else { "environment name" };
+                parameters.push(json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}}));
+            }
+        }
+        for (name, description) in op.query {
+            parameters.push(json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}}));
+        }
+        let mut responses = Map::new();
+        let ok_content = match op.ok.1 {
+            Some(name) => json!({"application/json": {"schema": schema_ref(name)}}),
+            None if op.id == "streamEvents" => json!({"text/event-stream": {"schema": {"type": "string"}}}),
+            None => json!({"application/json": {"schema": {"type": "object"}}}),
+        };
+        let mut ok = json!({"description": "success", "content": ok_content});
+        if op.id == "createExperiment" {
+            ok = json!({"description": "created", "content": ok_content});
+            responses.insert("200".into(), json!({"description": "dry run: the plan", "content": {"application/json": {"schema": schema_ref("DryRunResult")}}}));
+        }
+        if op.id == "createEnvironment" {
+            responses.insert("200".into(), json!({"description": "replaced", "content": {"application/json": {"schema": schema_ref("EnvironmentObject")}}}));
+        }
+        responses.insert(op.ok.0.into(), ok);
+        for code in op.errors {
+            responses.insert(code.to_string(), json!({"description": status_text(*code), "content": {"application/json": {"schema": schema_ref("ErrorBody")}}}));
+        }
+        let mut operation = json!({"operationId": op.id, "summary": op.summary, "parameters": parameters, "responses": responses});
+        if let Some(body) = op.body {
+            let schema = if body == "manifest" { schema_ref("Manifest") } else { schema_ref(body) };
+            operation["requestBody"] = json!({"required": body == "manifest", "content": {"application/json": {"schema": schema}, "application/yaml": {"schema": schema}}});
+        }
+        let entry = paths.entry(op.path.to_string()).or_insert_with(|| json!({}));
+        entry[op.method] = operation;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "chaoshub API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Chaos-as-a-Service hub: submit Chaos Mesh experiments (or chaoshub kinds) and run them on any registered environment. Errors are JSON {code, message, details[{path, message}]}; see docs/http-status-codes.md.",
+            "license": {"name": "Apache-2.0"}
+        },
+        "paths": paths,
+        "components": {"schemas": schemas}
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openapi_document_matches_checked_in_copy() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+        let generated = serde_json::to_string_pretty(&document()).unwrap() + "\n";
+        if std::env::var("CHAOSHUB_UPDATE_OPENAPI").as_deref() == Ok("1") {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "docs/openapi.json is out of date; regenerate it with: CHAOSHUB_UPDATE_OPENAPI=1 cargo test -p chaoshub openapi"
+        );
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let doc = document();
+        let text = doc.to_string();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        for part in text.split("\"#/components/schemas/").skip(1) {
+            let name = part.split('"').next().unwrap();
+            assert!(schemas.contains_key(name), "dangling reference to {name}");
+        }
+    }
+}

@@ -1,0 +1,559 @@
+//! The hub's operations behind the REST API, independent of HTTP: submit, inspect and steer
+//! experiments, register environments, halt everything. Validation here is pure except where
+//! an environment must be asked (its capability matrix, its targets for a dry run).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chaoshub_adapters::Environment;
+use chaoshub_schema::api::{
+    Capability, DesiredState, DryRunResult, EnvironmentObject, ExperimentObject, ExperimentPhase,
+    ExperimentStatus, HaltStatus, Page, Plan,
+};
+use chaoshub_schema::duration::parse_duration;
+use chaoshub_schema::environment::EnvironmentSpec;
+use chaoshub_schema::{Kind, Manifest, Spec, Target, TargetSelector, ValidationErrors};
+use rand::Rng;
+use serde_json::Value;
+
+use crate::engine::Engine;
+use crate::error::HubError;
+use crate::events::{self, experiment_event, hub_event};
+use crate::selection::{self, FaultInfo};
+use crate::store::{ExperimentFilter, ExperimentRow};
+use crate::time;
+
+/// Everything the operations need.
+#[derive(Clone)]
+pub struct Hub {
+    pub engine: Arc<Engine>,
+    pub default_environment: Option<String>,
+}
+
+/// Body formats the API accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    Json,
+    /// YAML, which also reads JSON.
+    Yaml,
+}
+
+/// What `POST /api/v1/experiments` produced.
+pub enum Submitted {
+    Created(Box<ExperimentObject>),
+    DryRun(Box<DryRunResult>),
+}
+
+const DEFAULT_PAGE: usize = 100;
+const MAX_PAGE: usize = 1000;
+
+/// Parses a request body holding exactly one document.
+pub fn parse_body(body: &[u8], format: BodyFormat) -> Result<Value, HubError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| HubError::bad_request("invalid_body", format!("the body is not UTF-8 text: {e}")))?;
+    if text.trim().is_empty() {
+        return Err(HubError::bad_request("invalid_body", "the body is empty; send one manifest as JSON or YAML"));
+    }
+    match format {
+        BodyFormat::Json => serde_json::from_str(text)
+            .map_err(|e| HubError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))),
+        BodyFormat::Yaml => {
+            let mut docs = chaoshub_schema::split_documents(text).map_err(HubError::invalid)?;
+            match docs.len() {
+                0 => Err(HubError::bad_request("invalid_body", "the body holds no document")),
+                1 => Ok(docs.remove(0)),
+                n => Err(HubError::bad_request(
+                    "multiple_documents",
+                    format!("the body holds {n} documents; submit one per request (the CLI splits files)"),
+                )),
+            }
+        }
+    }
+}
+
+fn page_limit(limit: Option<usize>) -> usize {
+    limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)
+}
+
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::rng();
+    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+impl Hub {
+    fn store(&self) -> &Arc<dyn crate::store::Store> {
+        self.engine.store()
+    }
+
+    // ---- environments ----
+
+    /// Registers an environment from a manifest value. `replace` allows re-registering.
+    pub fn register_environment(&self, value: Value, replace: bool) -> Result<(EnvironmentObject, bool), HubError> {
+        let manifest = chaoshub_schema::manifest_from_value(value).map_err(HubError::invalid)?;
+        let Spec::Environment(spec) = &manifest.spec else {
+            return Err(HubError::invalid_field(
+                "kind",
+                format!("expected kind Environment (apiVersion chaoshub.dev/v1alpha1), got {}; experiments go to /api/v1/experiments", manifest.kind()),
+            ));
+        };
+        let name = manifest.metadata.name.clone().ok_or_else(|| HubError::invalid_field("metadata.name", "is required for an Environment"))?;
+        self.register_environment_spec(&name, (**spec).clone(), manifest.metadata.labels.clone(), replace)
+    }
+
+    pub fn register_environment_spec(
+        &self,
+        name: &str,
+        spec: EnvironmentSpec,
+        labels: BTreeMap<String, String>,
+        replace: bool,
+    ) -> Result<(EnvironmentObject, bool), HubError> {
+        chaoshub_schema::parse::check_dns_name(name).map_err(|e| HubError::invalid_field("metadata.name", e))?;
+        let adapter = self.engine.registry().get(&spec.adapter).map_err(|e| HubError::invalid_field("spec.adapter", e.to_string()))?;
+        let env = Environment { name: name.to_string(), spec: spec.clone() };
+        adapter.validate_environment(&env).map_err(HubError::invalid)?;
+        let object = EnvironmentObject {
+            api_version: chaoshub_schema::CHAOSHUB_API_VERSION.into(),
+            kind: "Environment".into(),
+            metadata: chaoshub_schema::meta::ObjectMeta {
+                name: Some(name.to_string()),
+                labels,
+                creation_timestamp: Some(time::now_rfc3339()),
+                ..Default::default()
+            },
+            spec,
+        };
+        let existed = self.store().put_environment(&object, replace)?;
+        if existed && !replace {
+            return Err(HubError::Conflict {
+                code: "already_exists",
+                message: format!("environment {name:?} is already registered; delete it first"),
+            });
+        }
+        self.engine.record(&[hub_event(events::ENVIRONMENT_REGISTERED, format!("environment {name} registered (adapter {})", object.spec.adapter))])?;
+        Ok((object, existed))
+    }
+
+    pub fn get_environment(&self, name: &str) -> Result<EnvironmentObject, HubError> {
+        self.store().get_environment(name)?.ok_or_else(|| HubError::not_found(format!("environment {name:?}")))
+    }
+
+    pub fn list_environments(&self) -> Result<Page<EnvironmentObject>, HubError> {
+        Ok(Page { items: self.store().list_environments()?, continue_token: None })
+    }
+
+    pub fn delete_environment(&self, name: &str) -> Result<EnvironmentObject, HubError> {
+        let env = self.get_environment(name)?;
+        let busy: Vec<String> = self
+            .store()
+            .active_experiments()?
+            .into_iter()
+            .filter(|r| r.status.environment == name)
+            .map(|r| format!("{}/{}", r.namespace, r.name))
+            .collect();
+        if !busy.is_empty() {
+            return Err(HubError::Conflict {
+                code: "environment_in_use",
+                message: format!("environment {name:?} has experiments that are not finished ({}); stop them first", busy.join(", ")),
+            });
+        }
+        self.store().delete_environment(name)?;
+        self.engine.record(&[hub_event(events::ENVIRONMENT_DELETED, format!("environment {name} deleted"))])?;
+        Ok(env)
+    }
+
+    fn environment(&self, name: &str, path: &str) -> Result<Environment, HubError> {
+        match self.store().get_environment(name)? {
+            Some(env) => Ok(Environment { name: name.to_string(), spec: env.spec }),
+            None => {
+                let known: Vec<String> =
+                    self.store().list_environments()?.into_iter().filter_map(|e| e.metadata.name).collect();
+                let known = if known.is_empty() { "none yet".to_string() } else { known.join(", ") };
+                Err(HubError::invalid_field(path, format!("environment {name:?} is not registered (registered: {known})")))
+            }
+        }
+    }
+
+    /// The inventory of an environment, filtered by a selector.
+    pub async fn targets(&self, name: &str, selector: &TargetSelector) -> Result<Vec<Target>, HubError> {
+        let env = self.store().get_environment(name)?.ok_or_else(|| HubError::not_found(format!("environment {name:?}")))?;
+        let env = Environment { name: name.to_string(), spec: env.spec };
+        let adapter = self.engine.registry().get(&env.spec.adapter).map_err(|e| HubError::Unsupported { message: e.to_string() })?;
+        let inventory = adapter.discover(&env).await.map_err(HubError::from_adapter)?;
+        Ok(selection::filter(selector, &inventory))
+    }
+
+    pub async fn environment_capabilities(&self, name: &str) -> Result<Vec<Capability>, HubError> {
+        let env = self.store().get_environment(name)?.ok_or_else(|| HubError::not_found(format!("environment {name:?}")))?;
+        let env = Environment { name: name.to_string(), spec: env.spec };
+        let adapter = self.engine.registry().get(&env.spec.adapter).map_err(|e| HubError::Unsupported { message: e.to_string() })?;
+        adapter.environment_capabilities(&env).await.map_err(HubError::from_adapter)
+    }
+
+    // ---- experiments ----
+
+    /// Validates and stores a new experiment (or plans it, for a dry run).
+    pub async fn submit(&self, value: Value, env_override: Option<&str>, dry_run: bool) -> Result<Submitted, HubError> {
+        let mut manifest = chaoshub_schema::manifest_from_value(value).map_err(HubError::invalid)?;
+        let kind = manifest.kind();
+        if kind == Kind::Environment {
+            return Err(HubError::invalid_field("kind", "Environment manifests are registered with POST /api/v1/environments"));
+        }
+        let Some(fault) = manifest.fault().map(FaultInfo::of) else {
+            return Err(HubError::Unsupported {
+                message: format!(
+                    "{kind} is a valid Chaos Mesh kind, but this hub does not run it as an experiment yet; submit its fault kinds directly"
+                ),
+            });
+        };
+        let actions = fault.actions.clone();
+        let duration = fault.duration.clone();
+        if let Some(d) = &duration {
+            let max = self.engine.limits().max_duration_secs;
+            if let Ok(parsed) = parse_duration(d) {
+                if max > 0 && parsed > Duration::from_secs(max) {
+                    return Err(HubError::invalid_field(
+                        "spec.duration",
+                        format!("{d} is longer than the hub's guardrail of {max} s (limits.max_duration_secs)"),
+                    ));
+                }
+            }
+        }
+        let (env_name, env_path) = match (env_override, fault.environment.clone(), &self.default_environment) {
+            (Some(e), _, _) => (Some(e.to_string()), "env"),
+            (None, Some(e), _) => (Some(e), "spec.environment"),
+            (None, None, Some(d)) => (Some(d.clone()), "spec.environment"),
+            (None, None, None) => (None, "spec.environment"),
+        };
+        let Some(env_name) = env_name else {
+            if dry_run {
+                return Ok(Submitted::DryRun(Box::new(DryRunResult {
+                    valid: true,
+                    manifest: manifest.to_value(),
+                    plan: None,
+                    warnings: vec!["no environment named: validated only (set spec.environment or ?env= to get a plan)".into()],
+                })));
+            }
+            return Err(HubError::invalid_field(
+                "spec.environment",
+                "no environment named: set spec.environment (or spec.remoteCluster), pass ?env=NAME, or configure default_environment",
+            ));
+        };
+        let env = self.environment(&env_name, env_path)?;
+        let adapter = self
+            .engine
+            .registry()
+            .get(&env.spec.adapter)
+            .map_err(|e| HubError::Unsupported { message: format!("environment {env_name:?}: {e}") })?;
+        let capabilities = adapter.environment_capabilities(&env).await.map_err(HubError::from_adapter)?;
+        for action in &actions {
+            let wanted = Capability::new(kind.as_str(), action.clone());
+            if !capabilities.contains(&wanted) {
+                let others = self.engine.registry().supporting(kind.as_str(), action);
+                let others = if others.is_empty() { "no adapter of this hub".to_string() } else { others.join(", ") };
+                return Err(HubError::Unsupported {
+                    message: format!(
+                        "environment {env_name:?} (adapter {}) has no adapter that supports {kind}/{action} (supported by: {others})",
+                        env.spec.adapter
+                    ),
+                });
+            }
+        }
+        manifest.spec.set_environment(&env_name);
+        if dry_run {
+            return self.plan(manifest, fault, &env, adapter.as_ref()).await;
+        }
+        if let Some(halt) = self.halted()? {
+            return Err(halt);
+        }
+        self.store_experiment(manifest, &env, actions).map(|o| Submitted::Created(Box::new(o)))
+    }
+
+    async fn plan(
+        &self,
+        manifest: Manifest,
+        fault: FaultInfo,
+        env: &Environment,
+        adapter: &dyn chaoshub_adapters::Adapter,
+    ) -> Result<Submitted, HubError> {
+        let inventory = adapter.discover(env).await.map_err(HubError::from_adapter)?;
+        let matched = fault.matching(&inventory);
+        let mode = fault.mode;
+        let mut warnings = Vec::new();
+        let count = matched.len();
+        let targets = if matched.is_empty() {
+            warnings.push(format!(
+                "no targets matched: the selector matched none of the {} target(s) of environment {:?}; a real run would fail",
+                inventory.len(),
+                env.name
+            ));
+            Vec::new()
+        } else {
+            match selection::apply_mode(matched, mode, fault.value.as_deref(), &mut rand::rng()) {
+                Ok(t) => t,
+                Err(e) => {
+                    warnings.push(format!("{e}; a real run would fail"));
+                    Vec::new()
+                }
+            }
+        };
+        Ok(Submitted::DryRun(Box::new(DryRunResult {
+            valid: true,
+            plan: Some(Plan {
+                environment: env.name.clone(),
+                adapter: env.spec.adapter.clone(),
+                kind: manifest.kind().as_str().into(),
+                actions: fault.actions,
+                duration: fault.duration,
+                mode: mode.as_str().into(),
+                targets,
+                matched: count,
+            }),
+            manifest: manifest.to_value(),
+            warnings,
+        })))
+    }
+
+    fn store_experiment(&self, mut manifest: Manifest, env: &Environment, actions: Vec<String>) -> Result<ExperimentObject, HubError> {
+        let uid = uuid::Uuid::new_v4().to_string();
+        let now = time::now_rfc3339();
+        let name = match (&manifest.metadata.name, &manifest.metadata.generate_name) {
+            (Some(n), _) => n.clone(),
+            (None, Some(prefix)) => format!("{prefix}{}", random_suffix()),
+            (None, None) => return Err(HubError::invalid_field("metadata.name", "is required")),
+        };
+        let namespace = manifest.metadata.namespace_or_default().to_string();
+        manifest.metadata.name = Some(name.clone());
+        manifest.metadata.namespace = Some(namespace.clone());
+        manifest.metadata.uid = Some(uid.clone());
+        manifest.metadata.creation_timestamp = Some(now.clone());
+        manifest.metadata.resource_version = None;
+        manifest.metadata.generation = None;
+        let status = ExperimentStatus {
+            phase: ExperimentPhase::Pending,
+            desired: DesiredState::Run,
+            reason: None,
+            environment: env.name.clone(),
+            adapter: env.spec.adapter.clone(),
+            actions,
+            created_at: now,
+            started_at: None,
+            deadline: None,
+            remaining_ms: None,
+            ended_at: None,
+            next_phase: None,
+            matched: 0,
+            targets: Vec::new(),
+            archived: false,
+        };
+        let row = ExperimentRow {
+            seq: 0,
+            uid: uid.clone(),
+            name,
+            namespace,
+            kind: manifest.kind().as_str().to_string(),
+            api_version: manifest.api_version.clone(),
+            metadata: manifest.metadata.clone(),
+            spec: manifest.spec.to_value(),
+            status,
+            desired_reason: None,
+        };
+        let event = experiment_event(&row, events::EXPERIMENT_CREATED, format!("created in environment {}", env.name));
+        let (row, records) = self.store().insert_experiment(&row, &event).map_err(|e| match e {
+            crate::store::StoreError::Conflict(message) => HubError::Conflict { code: "already_exists", message },
+            other => HubError::Store(other),
+        })?;
+        self.engine.publish(records);
+        self.engine.trigger(&uid);
+        Ok(row.to_object())
+    }
+
+    /// Finds an experiment by uid, else by name in the namespace.
+    pub fn find(&self, id: &str, namespace: Option<&str>) -> Result<ExperimentRow, HubError> {
+        if let Some(row) = self.store().get_experiment(id)? {
+            return Ok(row);
+        }
+        let ns = namespace.unwrap_or("default");
+        self.store()
+            .find_experiment_by_name(ns, id)?
+            .ok_or_else(|| HubError::not_found(format!("experiment {id:?} (by uid, or by name in namespace {ns:?})")))
+    }
+
+    pub fn list(&self, filter: ExperimentFilter, limit: Option<usize>) -> Result<Page<ExperimentObject>, HubError> {
+        let limit = page_limit(limit);
+        let mut filter = filter;
+        filter.limit = limit + 1;
+        let mut rows = self.store().list_experiments(&filter)?;
+        let continue_token = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|r| r.seq.to_string())
+        } else {
+            None
+        };
+        Ok(Page { items: rows.iter().map(ExperimentRow::to_object).collect(), continue_token })
+    }
+
+    fn halted(&self) -> Result<Option<HubError>, HubError> {
+        let halt = self.store().halt_status()?;
+        Ok(halt.halted.then(|| HubError::Conflict {
+            code: "halted",
+            message: format!(
+                "the hub is halted{}: no experiment may start or resume until DELETE /api/v1/halt (chaoshub unhalt)",
+                halt.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            ),
+        }))
+    }
+
+    fn steer(&self, row: &ExperimentRow, desired: DesiredState, reason: Option<&str>, event: &str, message: &str) -> Result<ExperimentObject, HubError> {
+        let ev = experiment_event(row, event, message);
+        let records = self.store().set_desired(&row.uid, desired, reason, &[ev])?;
+        self.engine.publish(records);
+        self.engine.trigger(&row.uid);
+        let row = self.store().get_experiment(&row.uid)?.ok_or_else(|| HubError::not_found(format!("experiment {}", row.uid)))?;
+        Ok(row.to_object())
+    }
+
+    pub fn pause(&self, id: &str, namespace: Option<&str>) -> Result<ExperimentObject, HubError> {
+        let row = self.find(id, namespace)?;
+        match row.status.phase {
+            p if p.is_terminal() => Err(HubError::Conflict { code: "wrong_phase", message: format!("experiment {} is {p}; only active experiments can be paused", row.name) }),
+            _ if row.status.desired == DesiredState::Stop => Err(HubError::Conflict { code: "wrong_phase", message: format!("experiment {} is being stopped", row.name) }),
+            _ => self.steer(&row, DesiredState::Pause, None, events::EXPERIMENT_PAUSE_REQUESTED, "pause requested"),
+        }
+    }
+
+    pub fn resume(&self, id: &str, namespace: Option<&str>) -> Result<ExperimentObject, HubError> {
+        let row = self.find(id, namespace)?;
+        if row.status.phase.is_terminal() || row.status.desired == DesiredState::Stop {
+            return Err(HubError::Conflict { code: "wrong_phase", message: format!("experiment {} is {}; it cannot be resumed", row.name, row.status.phase) });
+        }
+        if row.status.desired == DesiredState::Run {
+            return Ok(row.to_object());
+        }
+        if let Some(halt) = self.halted()? {
+            return Err(halt);
+        }
+        self.steer(&row, DesiredState::Run, None, events::EXPERIMENT_RESUME_REQUESTED, "resume requested")
+    }
+
+    pub fn stop(&self, id: &str, namespace: Option<&str>, reason: &str) -> Result<ExperimentObject, HubError> {
+        let row = self.find(id, namespace)?;
+        if row.status.phase.is_terminal() {
+            return Ok(row.to_object());
+        }
+        self.steer(&row, DesiredState::Stop, Some(reason), events::EXPERIMENT_STOP_REQUESTED, &format!("stop requested: {reason}"))
+    }
+
+    /// Stops the experiment if needed, waits (up to `wait`) for its faults to be removed, and
+    /// archives it. An experiment still recovering after `wait` is archived too; the engine
+    /// keeps recovering it.
+    pub async fn delete(&self, id: &str, namespace: Option<&str>, wait: Duration) -> Result<ExperimentObject, HubError> {
+        let row = self.find(id, namespace)?;
+        if row.status.archived {
+            return Ok(row.to_object());
+        }
+        if !row.status.phase.is_terminal() {
+            self.stop(&row.uid, None, "deleted by user")?;
+            let started = tokio::time::Instant::now();
+            while started.elapsed() < wait {
+                let current = self.find(&row.uid, None)?;
+                if current.status.phase.is_terminal() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+        let ev = experiment_event(&row, events::EXPERIMENT_ARCHIVED, "archived");
+        let records = self.store().set_archived(&row.uid, &[ev])?;
+        self.engine.publish(records);
+        Ok(self.find(&row.uid, None)?.to_object())
+    }
+
+    // ---- halt ----
+
+    pub fn halt_status(&self) -> Result<HaltStatus, HubError> {
+        Ok(self.store().halt_status()?)
+    }
+
+    pub fn halt(&self, reason: Option<String>) -> Result<HaltStatus, HubError> {
+        let reason = reason.unwrap_or_else(|| "halt-all requested".into());
+        let mut status = self.store().halt_status()?;
+        if !status.halted {
+            status = HaltStatus { halted: true, since: Some(time::now_rfc3339()), reason: Some(reason.clone()), stopped: Vec::new() };
+        }
+        // Set the switch first so nothing new starts while the running ones are stopped.
+        self.store().set_halt(&status)?;
+        let mut stopped = Vec::new();
+        for row in self.store().active_experiments()? {
+            if row.status.desired != DesiredState::Stop {
+                self.steer(&row, DesiredState::Stop, Some(&format!("halted: {reason}")), events::EXPERIMENT_STOP_REQUESTED, &format!("stop requested by halt-all: {reason}"))?;
+                stopped.push(row.uid.clone());
+            }
+        }
+        status.stopped = stopped;
+        self.store().set_halt(&status)?;
+        self.engine.record(&[hub_event(events::HALT_SET, format!("halt-all: {reason}; stopped {} experiment(s)", status.stopped.len()))])?;
+        Ok(status)
+    }
+
+    pub fn unhalt(&self) -> Result<HaltStatus, HubError> {
+        let status = HaltStatus { halted: false, since: None, reason: None, stopped: Vec::new() };
+        self.store().set_halt(&status)?;
+        self.engine.record(&[hub_event(events::HALT_RELEASED, "halt released: experiments may start again")])?;
+        Ok(status)
+    }
+}
+
+/// Parses a Kubernetes-style label selector (`a=b,c!=d,e in (x,y),f,!g`).
+pub fn parse_label_selector(text: &str) -> Result<TargetSelector, ValidationErrors> {
+    use chaoshub_schema::selector::LabelSelectorRequirement;
+    let mut selector = TargetSelector::default();
+    let mut errors = ValidationErrors::new();
+    // Split on commas that are not inside parentheses.
+    let mut parts = Vec::new();
+    let mut depth = 0;
+    let mut current = String::new();
+    for c in text.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(std::mem::take(&mut current));
+                continue;
+            }
+            _ => {}
+        }
+        current.push(c);
+    }
+    parts.push(current);
+    for part in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        let lower = part.to_ascii_lowercase();
+        let set_op = [(" notin ", "NotIn"), (" in ", "In")]
+            .into_iter()
+            .find_map(|(word, op)| lower.find(word).map(|at| (at, word.len(), op)));
+        if let Some((at, len, operator)) = set_op {
+            let key = part[..at].trim().to_string();
+            let values: Vec<String> = part[at + len..]
+                .trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .collect();
+            selector.expression_selectors.push(LabelSelectorRequirement { key, operator: operator.into(), values });
+        } else if let Some((k, v)) = part.split_once("!=") {
+            selector.expression_selectors.push(LabelSelectorRequirement { key: k.trim().into(), operator: "NotIn".into(), values: vec![v.trim().into()] });
+        } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
+            selector.label_selectors.insert(k.trim().into(), v.trim().into());
+        } else if let Some(k) = part.strip_prefix('!') {
+            selector.expression_selectors.push(LabelSelectorRequirement { key: k.trim().into(), operator: "DoesNotExist".into(), values: vec![] });
+        } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+            selector.expression_selectors.push(LabelSelectorRequirement { key: part.into(), operator: "Exists".into(), values: vec![] });
+        } else {
+            errors.push("labelSelector", format!("cannot parse {part:?}: use key=value, key!=value, key in (a,b), key notin (a,b), key or !key"));
+        }
+    }
+    errors.into_result().map(|_| selector)
+}

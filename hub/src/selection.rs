@@ -1,0 +1,296 @@
+//! Target selection: Chaos Mesh selectors and modes applied to any adapter's inventory, the same
+//! way for every adapter.
+
+use chaoshub_schema::selector::{LabelSelectorRequirement, SelectorMode, TargetSelector};
+use chaoshub_schema::Target;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+/// What selection needs from a fault spec, copied out so no borrow of the manifest is held
+/// across an adapter call.
+#[derive(Debug, Clone)]
+pub struct FaultInfo {
+    pub actions: Vec<String>,
+    pub selector: Option<TargetSelector>,
+    pub mode: SelectorMode,
+    pub value: Option<String>,
+    pub duration: Option<String>,
+    pub environment: Option<String>,
+}
+
+impl FaultInfo {
+    pub fn of(fault: &dyn chaoshub_schema::FaultSpec) -> Self {
+        Self {
+            actions: fault.actions(),
+            selector: fault.target_selector(),
+            mode: fault.mode().unwrap_or(SelectorMode::All),
+            value: fault.value().map(str::to_string),
+            duration: fault.duration().map(str::to_string),
+            environment: fault.environment().map(str::to_string),
+        }
+    }
+
+    /// Filters the inventory with the selector (every target when the kind has none).
+    pub fn matching(&self, inventory: &[Target]) -> Vec<Target> {
+        match &self.selector {
+            Some(selector) => filter(selector, inventory),
+            None => inventory.to_vec(),
+        }
+    }
+}
+
+/// Why selection picked nothing or could not run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectionError {
+    #[error("no targets matched the selector ({inventory} targets in environment {environment:?})")]
+    NoneMatched { environment: String, inventory: usize },
+    #[error("the selector matched {matched} targets but mode {mode} with value {value:?} selects none")]
+    ModeSelectsNone { matched: usize, mode: String, value: String },
+    #[error("invalid value {value:?} for mode {mode}: {message}")]
+    BadValue { mode: String, value: String, message: String },
+}
+
+fn requirement_holds(req: &LabelSelectorRequirement, target: &Target) -> bool {
+    let value = target.labels.get(&req.key);
+    match req.operator.as_str() {
+        "In" => value.is_some_and(|v| req.values.contains(v)),
+        "NotIn" => value.is_none_or(|v| !req.values.contains(v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        // Validation rejects other operators; an unknown one never matches.
+        _ => false,
+    }
+}
+
+fn field_value<'a>(target: &'a Target, field: &str) -> Option<&'a str> {
+    match field {
+        "id" => Some(&target.id),
+        "name" | "metadata.name" => Some(&target.name),
+        "kind" => Some(&target.kind),
+        "namespace" | "metadata.namespace" => target.namespace.as_deref(),
+        "adapter" => Some(&target.adapter),
+        "environment" => Some(&target.environment),
+        _ => None,
+    }
+}
+
+/// Whether one target satisfies every clause of the selector.
+pub fn matches(selector: &TargetSelector, target: &Target) -> bool {
+    if !selector.namespaces.is_empty() {
+        match &target.namespace {
+            Some(ns) if selector.namespaces.contains(ns) => {}
+            _ => return false,
+        }
+    }
+    if !selector.names.is_empty() {
+        let named = selector.names.iter().any(|(ns, names)| {
+            let ns_ok = target.namespace.as_ref().is_none_or(|t| t == ns);
+            ns_ok && (names.contains(&target.name) || names.contains(&target.id))
+        });
+        if !named {
+            return false;
+        }
+    }
+    if !selector.label_selectors.iter().all(|(k, v)| target.labels.get(k) == Some(v)) {
+        return false;
+    }
+    if !selector.expression_selectors.iter().all(|r| requirement_holds(r, target)) {
+        return false;
+    }
+    if !selector.annotation_selectors.iter().all(|(k, v)| target.annotations.get(k) == Some(v)) {
+        return false;
+    }
+    if !selector.field_selectors.iter().all(|(k, v)| field_value(target, k) == Some(v.as_str())) {
+        return false;
+    }
+    if !selector.nodes.is_empty() && !target.labels.get("node").is_some_and(|n| selector.nodes.contains(n)) {
+        return false;
+    }
+    if !selector
+        .node_selectors
+        .iter()
+        .all(|(k, v)| target.labels.get(&format!("node.{k}")) == Some(v))
+    {
+        return false;
+    }
+    if !selector.pod_phase_selectors.is_empty()
+        && !target.labels.get("phase").is_some_and(|p| selector.pod_phase_selectors.contains(p))
+    {
+        return false;
+    }
+    true
+}
+
+/// Every target of the inventory that the selector matches, in inventory order.
+pub fn filter(selector: &TargetSelector, inventory: &[Target]) -> Vec<Target> {
+    inventory.iter().filter(|t| matches(selector, t)).cloned().collect()
+}
+
+fn parse_percent(mode: SelectorMode, value: &str) -> Result<usize, SelectionError> {
+    let bad = |message: &str| SelectionError::BadValue {
+        mode: mode.as_str().into(),
+        value: value.into(),
+        message: message.into(),
+    };
+    let n: usize = value.trim().parse().map_err(|_| bad("must be a whole number"))?;
+    if !(1..=100).contains(&n) {
+        return Err(bad("must be between 1 and 100"));
+    }
+    Ok(n)
+}
+
+/// Applies a mode to the matched targets (Chaos Mesh semantics: percentages round down).
+pub fn apply_mode<R: Rng + ?Sized>(
+    matched: Vec<Target>,
+    mode: SelectorMode,
+    value: Option<&str>,
+    rng: &mut R,
+) -> Result<Vec<Target>, SelectionError> {
+    let total = matched.len();
+    let value_text = value.unwrap_or("");
+    let count = match mode {
+        SelectorMode::All => total,
+        SelectorMode::One => total.min(1),
+        SelectorMode::Fixed => {
+            let n: usize = value_text.trim().parse().map_err(|_| SelectionError::BadValue {
+                mode: mode.as_str().into(),
+                value: value_text.into(),
+                message: "must be a whole number of targets".into(),
+            })?;
+            if n == 0 {
+                return Err(SelectionError::BadValue {
+                    mode: mode.as_str().into(),
+                    value: value_text.into(),
+                    message: "must be at least 1".into(),
+                });
+            }
+            n.min(total)
+        }
+        SelectorMode::FixedPercent => total * parse_percent(mode, value_text)? / 100,
+        SelectorMode::RandomMaxPercent => {
+            let max = parse_percent(mode, value_text)?;
+            total * rng.random_range(0..=max) / 100
+        }
+    };
+    if count == 0 && total > 0 {
+        return Err(SelectionError::ModeSelectsNone {
+            matched: total,
+            mode: mode.as_str().into(),
+            value: value_text.into(),
+        });
+    }
+    let mut picked = matched;
+    if count < total {
+        picked.shuffle(rng);
+        picked.truncate(count);
+        // Keep a stable, readable order in the status.
+        picked.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    Ok(picked)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn target(id: &str, labels: &[(&str, &str)]) -> Target {
+        Target {
+            environment: "e".into(),
+            adapter: "webhook".into(),
+            kind: "host".into(),
+            id: id.into(),
+            name: id.into(),
+            namespace: None,
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn label_and_expression_selectors() {
+        let inv = vec![
+            target("a", &[("tier", "web"), ("zone", "1")]),
+            target("b", &[("tier", "db")]),
+            target("c", &[("tier", "web")]),
+        ];
+        let mut sel = TargetSelector::default();
+        sel.label_selectors.insert("tier".into(), "web".into());
+        assert_eq!(filter(&sel, &inv).len(), 2);
+        sel.expression_selectors.push(LabelSelectorRequirement {
+            key: "zone".into(),
+            operator: "Exists".into(),
+            values: vec![],
+        });
+        let hit = filter(&sel, &inv);
+        assert_eq!(hit.len(), 1);
+        assert_eq!(hit[0].id, "a");
+        let not_in = TargetSelector {
+            expression_selectors: vec![LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: "NotIn".into(),
+                values: vec!["web".into()],
+            }],
+            ..Default::default()
+        };
+        assert_eq!(filter(&not_in, &inv)[0].id, "b");
+    }
+
+    #[test]
+    fn names_match_name_or_id() {
+        let inv = vec![target("a", &[]), target("b", &[])];
+        let mut sel = TargetSelector::default();
+        sel.names.insert("default".into(), vec!["b".into()]);
+        assert_eq!(filter(&sel, &inv)[0].id, "b");
+    }
+
+    #[test]
+    fn fixed_percent_rounds_down_and_refuses_zero() {
+        let inv: Vec<Target> = (0..3).map(|i| target(&i.to_string(), &[])).collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let picked = apply_mode(inv.clone(), SelectorMode::FixedPercent, Some("50"), &mut rng).unwrap();
+        assert_eq!(picked.len(), 1);
+        let one = vec![target("x", &[])];
+        assert!(matches!(
+            apply_mode(one, SelectorMode::FixedPercent, Some("50"), &mut rng),
+            Err(SelectionError::ModeSelectsNone { .. })
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn modes_never_pick_more_than_matched_nor_duplicates(
+            n in 0usize..40,
+            mode_index in 0usize..5,
+            value in 1usize..150,
+            seed in any::<u64>(),
+        ) {
+            let inv: Vec<Target> = (0..n).map(|i| target(&format!("t{i:02}"), &[])).collect();
+            let mode = [SelectorMode::One, SelectorMode::All, SelectorMode::Fixed, SelectorMode::FixedPercent, SelectorMode::RandomMaxPercent][mode_index];
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let value = value.to_string();
+            match apply_mode(inv.clone(), mode, Some(&value), &mut rng) {
+                Ok(picked) => {
+                    prop_assert!(picked.len() <= n);
+                    let mut ids: Vec<_> = picked.iter().map(|t| t.id.clone()).collect();
+                    ids.dedup();
+                    prop_assert_eq!(ids.len(), picked.len());
+                    match mode {
+                        SelectorMode::All => prop_assert_eq!(picked.len(), n),
+                        SelectorMode::One => prop_assert_eq!(picked.len(), n.min(1)),
+                        SelectorMode::Fixed => prop_assert_eq!(picked.len(), n.min(value.parse::<usize>().unwrap())),
+                        SelectorMode::FixedPercent => prop_assert_eq!(picked.len(), n * value.parse::<usize>().unwrap() / 100),
+                        SelectorMode::RandomMaxPercent => prop_assert!(picked.len() <= n * value.parse::<usize>().unwrap().min(100) / 100),
+                    }
+                }
+                Err(SelectionError::BadValue { .. }) => prop_assert!(value.parse::<usize>().unwrap() > 100),
+                Err(SelectionError::ModeSelectsNone { .. }) => prop_assert!(n > 0),
+                Err(e) => prop_assert!(false, "unexpected {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Persistence: experiments, environments, the event log and the halt switch.
+//!
+//! The hub owns all state; adapters hold none. The trait keeps the engine and the API
+//! independent of SQLite so a PostgreSQL store can be added for a highly available hub.
+
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+use chaoshub_schema::api::{DesiredState, EnvironmentObject, EventRecord, ExperimentObject, ExperimentStatus, HaltStatus};
+use chaoshub_schema::meta::ObjectMeta;
+use serde_json::Value;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Database(#[from] rusqlite::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("cannot create data directory {path}")]
+    DataDir { path: String, source: std::io::Error },
+}
+
+/// An experiment as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentRow {
+    /// Insertion order; pagination and "newest first" use it.
+    pub seq: i64,
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    pub kind: String,
+    pub api_version: String,
+    pub metadata: ObjectMeta,
+    /// `spec` as accepted (defaults applied, `environment` resolved).
+    pub spec: Value,
+    pub status: ExperimentStatus,
+    /// Why the user asked for the desired state (`stopped by user`, `halted: …`).
+    pub desired_reason: Option<String>,
+}
+
+impl ExperimentRow {
+    pub fn to_object(&self) -> ExperimentObject {
+        ExperimentObject {
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            metadata: self.metadata.clone(),
+            spec: self.spec.clone(),
+            status: self.status.clone(),
+        }
+    }
+}
+
+/// Filters of `GET /api/v1/experiments`.
+#[derive(Debug, Clone, Default)]
+pub struct ExperimentFilter {
+    pub phase: Option<String>,
+    pub kind: Option<String>,
+    pub namespace: Option<String>,
+    pub environment: Option<String>,
+    pub archived: bool,
+    /// Only rows with `seq` below this (the `continue` token).
+    pub before_seq: Option<i64>,
+    pub limit: usize,
+}
+
+/// An event not yet stored.
+#[derive(Debug, Clone, Default)]
+pub struct NewEvent {
+    pub name: String,
+    pub experiment_uid: Option<String>,
+    pub environment: Option<String>,
+    pub target: Option<String>,
+    pub message: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Filters of `GET /api/v1/events`.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub experiment_uid: Option<String>,
+    pub after_id: Option<i64>,
+    pub since: Option<String>,
+    pub limit: usize,
+}
+
+pub trait Store: Send + Sync {
+    /// Stores a new experiment with its creation event. A live (not archived, not terminal)
+    /// experiment of the same namespace/kind/name is a conflict; a terminal one is archived.
+    fn insert_experiment(&self, row: &ExperimentRow, event: &NewEvent) -> Result<(ExperimentRow, Vec<EventRecord>), StoreError>;
+    /// Replaces an experiment's status and appends events, atomically.
+    fn update_status(&self, uid: &str, status: &ExperimentStatus, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError>;
+    /// Records the user's intent (pause, resume, stop) without touching the engine's status.
+    fn set_desired(&self, uid: &str, desired: DesiredState, reason: Option<&str>, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError>;
+    fn set_archived(&self, uid: &str, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError>;
+    fn get_experiment(&self, uid: &str) -> Result<Option<ExperimentRow>, StoreError>;
+    /// The newest not-archived experiment with this name (any kind) in the namespace.
+    fn find_experiment_by_name(&self, namespace: &str, name: &str) -> Result<Option<ExperimentRow>, StoreError>;
+    fn list_experiments(&self, filter: &ExperimentFilter) -> Result<Vec<ExperimentRow>, StoreError>;
+    /// Every experiment the engine may still have work for (not in a terminal phase).
+    fn active_experiments(&self) -> Result<Vec<ExperimentRow>, StoreError>;
+
+    fn append_events(&self, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError>;
+    fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// Inserts or replaces an environment; returns whether it existed.
+    fn put_environment(&self, env: &EnvironmentObject, replace: bool) -> Result<bool, StoreError>;
+    fn get_environment(&self, name: &str) -> Result<Option<EnvironmentObject>, StoreError>;
+    fn list_environments(&self) -> Result<Vec<EnvironmentObject>, StoreError>;
+    fn delete_environment(&self, name: &str) -> Result<bool, StoreError>;
+
+    fn halt_status(&self) -> Result<HaltStatus, StoreError>;
+    fn set_halt(&self, status: &HaltStatus) -> Result<(), StoreError>;
+}

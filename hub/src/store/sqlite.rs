@@ -1,0 +1,488 @@
+//! The embedded SQLite store (WAL), the zero-setup default.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use chaoshub_schema::api::{DesiredState, EnvironmentObject, EventRecord, ExperimentStatus, HaltStatus};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{EventFilter, ExperimentFilter, ExperimentRow, NewEvent, Store, StoreError};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS experiments (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    api_version TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    archived INTEGER NOT NULL DEFAULT 0,
+    desired TEXT NOT NULL DEFAULT 'Run',
+    desired_reason TEXT,
+    metadata TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS experiments_phase ON experiments(phase);
+CREATE INDEX IF NOT EXISTS experiments_name ON experiments(namespace, name);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    name TEXT NOT NULL,
+    experiment_uid TEXT,
+    environment TEXT,
+    target TEXT,
+    message TEXT NOT NULL,
+    attributes TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_experiment ON events(experiment_uid, id);
+CREATE TABLE IF NOT EXISTS environments (
+    name TEXT PRIMARY KEY,
+    object TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#;
+
+const TERMINAL: &str = "('Finished','Failed','Aborted')";
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn now() -> String {
+    crate::time::now_rfc3339()
+}
+
+impl SqliteStore {
+    /// Opens (creating) `<data_dir>/chaoshub.db`.
+    pub fn open(data_dir: &Path, synchronous: &str) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let conn = Connection::open(data_dir.join("chaoshub.db"))?;
+        Self::init(conn, synchronous)
+    }
+
+    /// An in-memory store for tests and benchmarks.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?, "normal")
+    }
+
+    fn init(conn: Connection, synchronous: &str) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let sync = if synchronous == "full" { "FULL" } else { "NORMAL" };
+        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions roll
+        // back), so a poisoned lock is safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct RawExperiment {
+    seq: i64,
+    uid: String,
+    name: String,
+    namespace: String,
+    kind: String,
+    api_version: String,
+    metadata: String,
+    spec: String,
+    status: String,
+    archived: bool,
+    desired: String,
+    desired_reason: Option<String>,
+}
+
+fn row_to_experiment(row: &Row<'_>) -> rusqlite::Result<RawExperiment> {
+    Ok(RawExperiment {
+        seq: row.get(0)?,
+        uid: row.get(1)?,
+        name: row.get(2)?,
+        namespace: row.get(3)?,
+        kind: row.get(4)?,
+        api_version: row.get(5)?,
+        metadata: row.get(6)?,
+        spec: row.get(7)?,
+        status: row.get(8)?,
+        archived: row.get(9)?,
+        desired: row.get(10)?,
+        desired_reason: row.get(11)?,
+    })
+}
+
+fn desired_from_str(s: &str) -> Option<DesiredState> {
+    match s {
+        "Run" => Some(DesiredState::Run),
+        "Pause" => Some(DesiredState::Pause),
+        "Stop" => Some(DesiredState::Stop),
+        _ => None,
+    }
+}
+
+pub(super) fn desired_as_str(d: DesiredState) -> &'static str {
+    match d {
+        DesiredState::Run => "Run",
+        DesiredState::Pause => "Pause",
+        DesiredState::Stop => "Stop",
+    }
+}
+
+fn decode_experiment(raw: RawExperiment) -> Result<ExperimentRow, StoreError> {
+    let RawExperiment { seq, uid, name, namespace, kind, api_version, metadata, spec, status, archived, desired, desired_reason } = raw;
+    let mut status = serde_json::from_str::<ExperimentStatus>(&status)
+        .map_err(|e| corrupt(&format!("experiment {uid} status"), e))?;
+    // The user's intent and the archive flag live in their own columns so the engine's status
+    // writes can never overwrite a pause, stop or delete that arrived meanwhile.
+    status.archived = archived;
+    status.desired = desired_from_str(&desired)
+        .ok_or_else(|| corrupt(&format!("experiment {uid} desired state"), &desired))?;
+    Ok(ExperimentRow {
+        seq,
+        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(&format!("experiment {uid} metadata"), e))?,
+        spec: serde_json::from_str(&spec).map_err(|e| corrupt(&format!("experiment {uid} spec"), e))?,
+        status,
+        desired_reason,
+        uid,
+        name,
+        namespace,
+        kind,
+        api_version,
+    })
+}
+
+const EXPERIMENT_COLUMNS: &str =
+    "seq, uid, name, namespace, kind, api_version, metadata, spec, status, archived, desired, desired_reason";
+
+fn insert_events(conn: &Connection, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
+    let mut out = Vec::with_capacity(events.len());
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO events (time, name, experiment_uid, environment, target, message, attributes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for event in events {
+        let time = now();
+        let attributes = serde_json::to_string(&event.attributes).map_err(|e| corrupt("event attributes", e))?;
+        stmt.execute(params![
+            time,
+            event.name,
+            event.experiment_uid,
+            event.environment,
+            event.target,
+            event.message,
+            attributes
+        ])?;
+        out.push(EventRecord {
+            id: conn.last_insert_rowid(),
+            time,
+            name: event.name.clone(),
+            experiment_uid: event.experiment_uid.clone(),
+            environment: event.environment.clone(),
+            target: event.target.clone(),
+            message: event.message.clone(),
+            attributes: event.attributes.clone(),
+        });
+    }
+    Ok(out)
+}
+
+impl Store for SqliteStore {
+    fn insert_experiment(&self, row: &ExperimentRow, event: &NewEvent) -> Result<(ExperimentRow, Vec<EventRecord>), StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let existing: Option<(String, String)> = tx
+            .query_row(
+                &format!(
+                    "SELECT uid, phase FROM experiments WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND archived = 0 AND phase NOT IN {TERMINAL}"
+                ),
+                params![row.namespace, row.kind, row.name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((uid, phase)) = existing {
+            return Err(StoreError::Conflict(format!(
+                "{} {}/{} already exists and is {phase} (uid {uid}); stop or delete it first, or use metadata.generateName",
+                row.kind, row.namespace, row.name
+            )));
+        }
+        // A finished namesake is archived so the name can be reused, as a re-run in CI expects.
+        let finished: Vec<(String, String)> = {
+            let mut stmt = tx.prepare(
+                "SELECT uid, status FROM experiments WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND archived = 0",
+            )?;
+            let rows = stmt.query_map(params![row.namespace, row.kind, row.name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (uid, status) in finished {
+            let mut status: ExperimentStatus =
+                serde_json::from_str(&status).map_err(|e| corrupt(&format!("experiment {uid} status"), e))?;
+            status.archived = true;
+            let text = serde_json::to_string(&status).map_err(|e| corrupt("status", e))?;
+            tx.execute("UPDATE experiments SET archived = 1, status = ?2 WHERE uid = ?1", params![uid, text])?;
+        }
+        let metadata = serde_json::to_string(&row.metadata).map_err(|e| corrupt("metadata", e))?;
+        let spec = serde_json::to_string(&row.spec).map_err(|e| corrupt("spec", e))?;
+        let status = serde_json::to_string(&row.status).map_err(|e| corrupt("status", e))?;
+        tx.execute(
+            "INSERT INTO experiments (uid, name, namespace, kind, api_version, environment, phase, archived, metadata, spec, status, desired) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                row.uid,
+                row.name,
+                row.namespace,
+                row.kind,
+                row.api_version,
+                row.status.environment,
+                row.status.phase.as_str(),
+                row.status.archived,
+                metadata,
+                spec,
+                status,
+                desired_as_str(row.status.desired)
+            ],
+        )?;
+        let seq = tx.last_insert_rowid();
+        let events = insert_events(&tx, std::slice::from_ref(event))?;
+        tx.commit()?;
+        let mut stored = row.clone();
+        stored.seq = seq;
+        Ok((stored, events))
+    }
+
+    fn update_status(&self, uid: &str, status: &ExperimentStatus, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let text = serde_json::to_string(status).map_err(|e| corrupt("status", e))?;
+        let changed = tx.execute(
+            "UPDATE experiments SET phase = ?2, status = ?3 WHERE uid = ?1",
+            params![uid, status.phase.as_str(), text],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::Corrupt(format!("experiment {uid} vanished from the store")));
+        }
+        let records = insert_events(&tx, events)?;
+        tx.commit()?;
+        Ok(records)
+    }
+
+    fn set_desired(&self, uid: &str, desired: DesiredState, reason: Option<&str>, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE experiments SET desired = ?2, desired_reason = ?3 WHERE uid = ?1",
+            params![uid, desired_as_str(desired), reason],
+        )?;
+        let records = insert_events(&tx, events)?;
+        tx.commit()?;
+        Ok(records)
+    }
+
+    fn set_archived(&self, uid: &str, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute("UPDATE experiments SET archived = 1 WHERE uid = ?1", params![uid])?;
+        let records = insert_events(&tx, events)?;
+        tx.commit()?;
+        Ok(records)
+    }
+
+    fn get_experiment(&self, uid: &str) -> Result<Option<ExperimentRow>, StoreError> {
+        let conn = self.lock();
+        let raw = conn
+            .query_row(
+                &format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE uid = ?1"),
+                params![uid],
+                row_to_experiment,
+            )
+            .optional()?;
+        raw.map(decode_experiment).transpose()
+    }
+
+    fn find_experiment_by_name(&self, namespace: &str, name: &str) -> Result<Option<ExperimentRow>, StoreError> {
+        let conn = self.lock();
+        let raw = conn
+            .query_row(
+                &format!(
+                    "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE namespace = ?1 AND name = ?2 ORDER BY archived ASC, seq DESC LIMIT 1"
+                ),
+                params![namespace, name],
+                row_to_experiment,
+            )
+            .optional()?;
+        raw.map(decode_experiment).transpose()
+    }
+
+    fn list_experiments(&self, filter: &ExperimentFilter) -> Result<Vec<ExperimentRow>, StoreError> {
+        let conn = self.lock();
+        let mut sql = format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE archived = ?1");
+        let mut args: Vec<rusqlite::types::Value> = vec![(filter.archived as i64).into()];
+        let mut add = |clause: &str, value: rusqlite::types::Value| {
+            args.push(value);
+            sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+        };
+        if let Some(phase) = &filter.phase {
+            add("phase =", phase.clone().into());
+        }
+        if let Some(kind) = &filter.kind {
+            add("kind =", kind.clone().into());
+        }
+        if let Some(ns) = &filter.namespace {
+            add("namespace =", ns.clone().into());
+        }
+        if let Some(env) = &filter.environment {
+            add("environment =", env.clone().into());
+        }
+        if let Some(before) = filter.before_seq {
+            add("seq <", before.into());
+        }
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", filter.limit.max(1)));
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), row_to_experiment)?;
+        let raws: Vec<RawExperiment> = rows.collect::<Result<_, _>>()?;
+        raws.into_iter().map(decode_experiment).collect()
+    }
+
+    fn active_experiments(&self) -> Result<Vec<ExperimentRow>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE phase NOT IN {TERMINAL} ORDER BY seq ASC"
+        ))?;
+        let rows = stmt.query_map([], row_to_experiment)?;
+        let raws: Vec<RawExperiment> = rows.collect::<Result<_, _>>()?;
+        raws.into_iter().map(decode_experiment).collect()
+    }
+
+    fn append_events(&self, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let records = insert_events(&tx, events)?;
+        tx.commit()?;
+        Ok(records)
+    }
+
+    fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
+        let conn = self.lock();
+        let mut sql = "SELECT id, time, name, experiment_uid, environment, target, message, attributes FROM events WHERE 1=1".to_string();
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(uid) = &filter.experiment_uid {
+            args.push(uid.clone().into());
+            sql.push_str(&format!(" AND experiment_uid = ?{}", args.len()));
+        }
+        if let Some(after) = filter.after_id {
+            args.push(after.into());
+            sql.push_str(&format!(" AND id > ?{}", args.len()));
+        }
+        if let Some(since) = &filter.since {
+            args.push(since.clone().into());
+            sql.push_str(&format!(" AND time >= ?{}", args.len()));
+        }
+        sql.push_str(&format!(" ORDER BY id ASC LIMIT {}", filter.limit.max(1)));
+        let mut stmt = conn.prepare(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, String>(7)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, time, name, experiment_uid, environment, target, message, attributes) = row?;
+            out.push(EventRecord {
+                id,
+                time,
+                name,
+                experiment_uid,
+                environment,
+                target,
+                message,
+                attributes: serde_json::from_str(&attributes).map_err(|e| corrupt(&format!("event {id}"), e))?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn put_environment(&self, env: &EnvironmentObject, replace: bool) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        let name = env.metadata.name.clone().unwrap_or_default();
+        let text = serde_json::to_string(env).map_err(|e| corrupt("environment", e))?;
+        let existed = conn
+            .query_row("SELECT 1 FROM environments WHERE name = ?1", params![name], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if existed && !replace {
+            return Ok(true);
+        }
+        conn.execute(
+            "INSERT INTO environments (name, object) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET object = excluded.object",
+            params![name, text],
+        )?;
+        Ok(existed)
+    }
+
+    fn get_environment(&self, name: &str) -> Result<Option<EnvironmentObject>, StoreError> {
+        let conn = self.lock();
+        let text: Option<String> = conn
+            .query_row("SELECT object FROM environments WHERE name = ?1", params![name], |r| r.get(0))
+            .optional()?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(&format!("environment {name}"), e)))
+            .transpose()
+    }
+
+    fn list_environments(&self) -> Result<Vec<EnvironmentObject>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached("SELECT name, object FROM environments ORDER BY name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, text) = row?;
+            out.push(serde_json::from_str(&text).map_err(|e| corrupt(&format!("environment {name}"), e))?);
+        }
+        Ok(out)
+    }
+
+    fn delete_environment(&self, name: &str) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        Ok(conn.execute("DELETE FROM environments WHERE name = ?1", params![name])? > 0)
+    }
+
+    fn halt_status(&self) -> Result<HaltStatus, StoreError> {
+        let conn = self.lock();
+        let text: Option<String> = conn
+            .query_row("SELECT value FROM settings WHERE key = 'halt'", [], |r| r.get(0))
+            .optional()?;
+        match text {
+            Some(t) => serde_json::from_str(&t).map_err(|e| corrupt("halt setting", e)),
+            None => Ok(HaltStatus { halted: false, since: None, reason: None, stopped: Vec::new() }),
+        }
+    }
+
+    fn set_halt(&self, status: &HaltStatus) -> Result<(), StoreError> {
+        let conn = self.lock();
+        let text = serde_json::to_string(status).map_err(|e| corrupt("halt", e))?;
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES ('halt', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![text],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the hub: the real server in-process on port 0 with its own temporary
+//! store. Environments here use `memory`, an in-test adapter whose "faults" are entries in a
+//! map: it stands in for external systems so the engine's lifecycle, crash handling and API can
+//! be checked exactly. The real plugin path (Python webhook plugin, real side effects, the hub
+//! as a killed process) is covered by the workspace tests in `tests/`.
+
+mod hub {
+    pub mod api_errors;
+    pub mod lifecycle;
+    pub mod support;
+}

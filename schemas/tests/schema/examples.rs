@@ -1,0 +1,107 @@
+//! Every Chaos Mesh example parses and validates, unchanged.
+
+use chaoshub_schema::{parse_manifests, Kind, Spec};
+
+use super::support::example_files;
+
+#[test]
+fn every_example_parses_and_validates() {
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for (name, text) in example_files() {
+        match parse_manifests(&text) {
+            Err(e) => failures.push(format!("{name}: {e}")),
+            Ok(docs) => {
+                assert!(!docs.is_empty(), "{name}: no documents");
+                for (i, doc) in docs.into_iter().enumerate() {
+                    count += 1;
+                    if let Err(e) = doc {
+                        failures.push(format!("{name} document {}: {e}", i + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "examples rejected:\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        count >= 20,
+        "expected the whole examples folder, parsed {count} documents"
+    );
+}
+
+#[test]
+fn examples_round_trip_through_to_value() {
+    for (name, text) in example_files() {
+        for doc in parse_manifests(&text).unwrap() {
+            let manifest = doc.unwrap();
+            let again = chaoshub_schema::manifest_from_value(manifest.to_value())
+                .unwrap_or_else(|e| panic!("{name}: re-parse failed: {e}"));
+            assert_eq!(manifest, again, "{name}: round trip changed the manifest");
+        }
+    }
+}
+
+#[test]
+fn examples_cover_the_kinds_and_keep_defaults() {
+    let mut kinds = std::collections::BTreeSet::new();
+    for (_, text) in example_files() {
+        for doc in parse_manifests(&text).unwrap() {
+            let manifest = doc.unwrap();
+            kinds.insert(manifest.kind());
+            if let Spec::Schedule(s) = &manifest.spec {
+                let pod = s
+                    .pod_chaos
+                    .as_ref()
+                    .expect("schedule example embeds podChaos");
+                assert_eq!(pod.action.as_str(), "pod-kill");
+            }
+            if let Spec::StressChaos(s) = &manifest.spec {
+                if let Some(mem) = s.stressors.as_ref().and_then(|s| s.memory.as_ref()) {
+                    assert_eq!(mem.oom_score_adj, -1000);
+                }
+            }
+        }
+    }
+    for kind in [
+        Kind::NetworkChaos,
+        Kind::PodChaos,
+        Kind::StressChaos,
+        Kind::Workflow,
+        Kind::Schedule,
+    ] {
+        assert!(kinds.contains(&kind), "no example of {kind}");
+    }
+}
+
+#[test]
+fn crd_defaults_are_applied() {
+    let m = super::support::parse_ok(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: StatusCheck\nmetadata: {name: s}\n\
+         spec:\n  http: {url: 'http://x', criteria: {statusCode: '200-299'}}\n",
+    );
+    let Spec::StatusCheck(s) = &m.spec else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            s.timeout_seconds,
+            s.interval_seconds,
+            s.failure_threshold,
+            s.success_threshold
+        ),
+        (1, 10, 3, 1)
+    );
+    assert_eq!(s.records_history_limit, 100);
+    let m = super::support::parse_ok(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {name: n}\n\
+         spec: {action: partition, mode: all, selector: {}}\n",
+    );
+    let Spec::NetworkChaos(n) = &m.spec else {
+        panic!()
+    };
+    assert_eq!(n.direction, chaoshub_schema::chaosmesh::Direction::To);
+}
