@@ -194,15 +194,26 @@ async fn describe(
     Ok(ExitCode::Success)
 }
 
-/// The past tense shown after pause/resume/stop/delete.
-pub fn lifecycle_verb(action: &str) -> &'static str {
-    match action {
-        "pause" => "paused",
-        "resume" => "resumed",
-        "stop" => "stopped",
-        "delete" => "deleted",
-        _ => "updated",
-    }
+/// The line shown after pause/resume/stop/delete. The hub answers as soon as it has recorded
+/// the request, usually before the engine has acted on it; the line says which of the two it is.
+pub fn lifecycle_message(action: &str, object: &ExperimentObject) -> String {
+    use chaoshub_schema::api::ExperimentPhase as P;
+    let phase = object.status.phase;
+    let done = match action {
+        "pause" => phase == P::Paused,
+        "resume" => matches!(phase, P::Running | P::Injecting),
+        "stop" => phase.is_terminal(),
+        "delete" => true,
+        _ => false,
+    };
+    let verb = match (action, done) {
+        ("pause", true) => "paused".to_string(),
+        ("resume", true) => "resumed".to_string(),
+        ("stop", true) => "stopped".to_string(),
+        ("delete", _) => "deleted".to_string(),
+        (other, _) => format!("{other} requested"),
+    };
+    format!("{} {verb} (phase {phase})\n", experiment_ref(object))
 }
 
 async fn lifecycle(
@@ -226,12 +237,7 @@ async fn lifecycle(
             .await?
     };
     match format {
-        OutputFormat::Table => emit(&format!(
-            "{} {} (phase {})\n",
-            experiment_ref(&object),
-            lifecycle_verb(action),
-            object.status.phase
-        )),
+        OutputFormat::Table => emit(&lifecycle_message(action, &object)),
         _ => emit(&render_structured(format, &object)?),
     }
     Ok(ExitCode::Success)
@@ -438,9 +444,38 @@ mod tests {
     }
 
     #[test]
-    fn lifecycle_verbs() {
-        assert_eq!(lifecycle_verb("pause"), "paused");
-        assert_eq!(lifecycle_verb("delete"), "deleted");
+    fn lifecycle_messages_say_whether_the_change_happened() {
+        let mut object: ExperimentObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "chaos-mesh.org/v1alpha1",
+            "kind": "NetworkChaos",
+            "metadata": {"name": "web-delay", "uid": "u1"},
+            "spec": {},
+            "status": {"phase": "Running", "desired": "Pause", "environment": "e",
+                       "adapter": "a", "actions": [], "createdAt": "2024-05-01T12:00:00Z"},
+        }))
+        .unwrap();
+        assert_eq!(
+            lifecycle_message("pause", &object),
+            "networkchaos/web-delay pause requested (phase Running)\n"
+        );
+        assert_eq!(
+            lifecycle_message("resume", &object),
+            "networkchaos/web-delay resumed (phase Running)\n"
+        );
+        object.status.phase = ExperimentPhase::Paused;
+        assert_eq!(
+            lifecycle_message("pause", &object),
+            "networkchaos/web-delay paused (phase Paused)\n"
+        );
+        assert_eq!(
+            lifecycle_message("stop", &object),
+            "networkchaos/web-delay stop requested (phase Paused)\n"
+        );
+        object.status.phase = ExperimentPhase::Aborted;
+        assert_eq!(
+            lifecycle_message("delete", &object),
+            "networkchaos/web-delay deleted (phase Aborted)\n"
+        );
     }
 
     #[test]

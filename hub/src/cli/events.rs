@@ -330,8 +330,8 @@ mod tests {
         let first = table.render(&event).unwrap();
         assert_eq!(
             first,
-            "ID       TIME                       EVENT                            EXPERIMENT                             TARGET             MESSAGE\n\
-             12       2024-05-01T12:00:00Z       chaoshub.experiment.running      0b7c9a2e-2f1d-4a8e-9c51-3d2b1f0e9a77   -                  all targets injected\n"
+            "ID       TIME                       EVENT                                  EXPERIMENT                             TARGET             MESSAGE\n\
+             12       2024-05-01T12:00:00Z       chaoshub.experiment.running            0b7c9a2e-2f1d-4a8e-9c51-3d2b1f0e9a77   -                  all targets injected\n"
         );
         assert_eq!(table.render(&event).unwrap().lines().count(), 1);
         let mut json = EventPrinter::new(OutputFormat::Json);

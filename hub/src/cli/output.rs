@@ -367,7 +367,7 @@ pub fn events_table(items: &[EventRecord]) -> Table {
 
 /// Column widths for events printed one at a time (`events --follow`), where later rows cannot
 /// widen earlier ones: wide enough for an RFC 3339 time, a typical event name and a UUID.
-pub const EVENT_STREAM_WIDTHS: [usize; 6] = [6, 24, 30, 36, 16, 0];
+pub const EVENT_STREAM_WIDTHS: [usize; 6] = [6, 24, 36, 36, 16, 0];
 
 /// One line of the streamed events view; a cell longer than its column pushes the rest right.
 pub fn event_stream_line(cells: &[String]) -> String {

@@ -296,3 +296,50 @@ pub(crate) fn check_pod_common(
     check_duration(duration, path, "duration", errors);
     check_environment(environment, path, errors);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors_of(f: impl FnOnce(&mut ValidationErrors)) -> Vec<String> {
+        let mut errors = ValidationErrors::new();
+        f(&mut errors);
+        errors.iter().map(|e| e.path.clone()).collect()
+    }
+
+    #[test]
+    fn mode_value_rules() {
+        let check = |mode, value| errors_of(|e| check_mode_value(mode, value, "spec", e));
+        assert!(check(SelectorMode::One, None).is_empty());
+        assert!(check(SelectorMode::All, Some("5")).is_empty());
+        assert_eq!(check(SelectorMode::Fixed, None), ["spec.value"]);
+        assert_eq!(check(SelectorMode::Fixed, Some("0")), ["spec.value"]);
+        assert!(check(SelectorMode::Fixed, Some("3")).is_empty());
+        assert_eq!(
+            check(SelectorMode::FixedPercent, Some("101")),
+            ["spec.value"]
+        );
+        assert_eq!(
+            check(SelectorMode::RandomMaxPercent, Some("x")),
+            ["spec.value"]
+        );
+        assert!(check(SelectorMode::RandomMaxPercent, Some("100")).is_empty());
+    }
+
+    #[test]
+    fn rates_sizes_and_signed_durations() {
+        let rate = |r| errors_of(|e| check_rate(r, "p", "rate", e));
+        assert!(rate("100kbps").is_empty());
+        assert!(rate("1mbit").is_empty());
+        assert_eq!(rate("fast"), ["p.rate"]);
+        assert_eq!(rate("100"), ["p.rate"]);
+        let size = |s| errors_of(|e| check_size(Some(s), "p", "size", e));
+        assert!(size("10GB").is_empty());
+        assert!(size("50%").is_empty());
+        assert_eq!(size("lots"), ["p.size"]);
+        let offset = |s| errors_of(|e| check_signed_duration(Some(s), "p", "timeOffset", e));
+        assert!(offset("-10m100ns").is_empty());
+        assert!(offset("+5s").is_empty());
+        assert_eq!(offset("--5s"), ["p.timeOffset"]);
+    }
+}

@@ -315,3 +315,24 @@ impl Validate for ScheduleSpec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cron_expressions() {
+        let check = |text| {
+            let mut errors = ValidationErrors::new();
+            check_cron(text, "spec.schedule", &mut errors);
+            errors.is_empty()
+        };
+        assert!(check("@every 5s"));
+        assert!(check("@hourly"));
+        assert!(check("*/5 * * * *"));
+        assert!(check("CRON_TZ=UTC 0 3 * * MON-FRI"));
+        assert!(!check("@every soon"));
+        assert!(!check("@sometimes"));
+        assert!(!check("* * *"));
+    }
+}

@@ -1,0 +1,9 @@
+//! Workspace-level end-to-end tests: the real `chaoshub` binary as a process (so it can be
+//! killed with SIGKILL), the real Python `fsfault` plugin, real files as the fault's effect.
+
+mod e2e {
+    pub mod cli;
+    pub mod crash;
+    pub mod plugin;
+    pub mod support;
+}

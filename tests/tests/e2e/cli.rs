@@ -1,0 +1,71 @@
+//! The `chaoshub` CLI against a real hub: apply (multi-document, --wait), get, describe,
+//! events, stop, delete, halt; exit codes scripts rely on.
+
+use std::process::Command;
+
+use super::support::*;
+
+fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(hub_binary()).args(["--server", url]).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn apply_get_describe_stop_delete_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = Plugin::start(dir.path(), 120);
+    let hub = HubProcess::start(dir.path());
+    let file = dir.path().join("lab.yaml");
+    let env = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: fs-lab}}\nspec: {{adapter: webhook, endpoint: \"{}\"}}\n",
+        plugin.url
+    );
+    std::fs::write(&file, format!("{env}---\n{}", fill_yaml("cli-fill", "fs-lab", None, "2kB"))).unwrap();
+    let (code, out, err) = cli(&hub.url, &["apply", "-f", file.to_str().unwrap(), "--wait"]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("cli-fill"), "{out}");
+    assert_eq!(plugin.fill_files().len(), 1, "--wait returns once the fault is confirmed");
+
+    let (code, out, _) = cli(&hub.url, &["get", "experiments"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("cli-fill") && out.contains("Running"), "{out}");
+    let (code, out, _) = cli(&hub.url, &["-o", "json", "get", "experiments"]);
+    assert_eq!(code, 0);
+    let parsed: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("-o json is not JSON ({e}): {out}"));
+    assert!(parsed.to_string().contains("cli-fill"));
+    let (code, out, _) = cli(&hub.url, &["describe", "experiment", "cli-fill"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("web") && out.contains("Injected"), "{out}");
+    let (code, out, _) = cli(&hub.url, &["events", "--experiment", "cli-fill"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("chaoshub.experiment.running"), "{out}");
+
+    let (code, _, err) = cli(&hub.url, &["stop", "cli-fill"]);
+    assert_eq!(code, 0, "{err}");
+    let api = Api::new(&hub.url);
+    let found = api.get("/api/v1/experiments?kind=PhysicalMachineChaos");
+    let id = found["items"][0]["metadata"]["uid"].as_str().unwrap().to_string();
+    api.wait_phase(&id, "Aborted", T);
+    assert!(plugin.fill_files().is_empty());
+    let (code, _, err) = cli(&hub.url, &["delete", "cli-fill"]);
+    assert_eq!(code, 0, "{err}");
+
+    // Exit codes: not found is 4, invalid input is 1 with the field path on stderr, and an
+    // unreachable hub is 3.
+    let (code, _, _) = cli(&hub.url, &["describe", "experiment", "no-such-thing"]);
+    assert_eq!(code, 4);
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, fill_yaml("bad", "fs-lab", Some("10x"), "1kB")).unwrap();
+    let (code, _, err) = cli(&hub.url, &["apply", "-f", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("spec.duration"), "{err}");
+    let (code, _, _) = cli("http://127.0.0.1:9", &["get", "experiments"]);
+    assert_eq!(code, 3);
+
+    let (code, _, _) = cli(&hub.url, &["halt", "--reason", "test"]);
+    assert_eq!(code, 0);
+    let (code, _, err) = cli(&hub.url, &["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "apply while halted must fail: {err}");
+    let (code, _, _) = cli(&hub.url, &["unhalt"]);
+    assert_eq!(code, 0);
+}

@@ -1,0 +1,234 @@
+//! Processes under test: the hub binary and the fsfault plugin, each behind a guard that kills
+//! it and removes its files even when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const T: Duration = Duration::from_secs(20);
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The `chaoshub` binary of this build: next to the test executable's `deps/` folder. When the
+/// test runs alone (`cargo test -p chaoshub-e2e`) it may not be built yet, so build it once.
+pub fn hub_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let bin = profile_dir.join("chaoshub");
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "chaoshub", "--bin", "chaoshub"])
+            .current_dir(workspace_root())
+            .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
+            .status()
+            .expect("cannot run cargo to build the chaoshub binary");
+        assert!(status.success(), "building the chaoshub binary failed");
+        assert!(bin.exists(), "chaoshub binary not found at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+fn wait_for_file(path: &Path, what: &str, child: &mut Child) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if !text.trim().is_empty() {
+                return text.trim().to_string();
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early with {status}");
+        }
+        assert!(start.elapsed() < T, "{what} did not start within {T:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A running hub process on port 0 with its own data dir.
+pub struct HubProcess {
+    pub child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl HubProcess {
+    pub fn start(data_dir: &Path) -> HubProcess {
+        let addr_file = data_dir.join("addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let config = data_dir.join("hub.toml");
+        std::fs::write(&config, "listen = \"127.0.0.1:0\"\n[engine]\nresync_interval_ms = 200\nrecovery_retry_ms = 200\n").unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("hub.log")).unwrap();
+        let mut child = Command::new(hub_binary())
+            .args(["serve", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data_dir.join("data"))
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start the chaoshub binary");
+        let addr = wait_for_file(&addr_file, "the hub", &mut child);
+        HubProcess { child, url: format!("http://{addr}"), data_dir: data_dir.to_path_buf() }
+    }
+
+    /// SIGKILL: no shutdown code of the hub runs.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("hub.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for HubProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- hub log ---\n{}", self.log());
+        }
+    }
+}
+
+/// The fsfault plugin serving one target directory `web` (label tier=frontend) and one `db`.
+pub struct Plugin {
+    pub child: Child,
+    pub url: String,
+    pub web_dir: PathBuf,
+    pub db_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Plugin {
+    pub fn start(root: &Path, grace_secs: u64) -> Plugin {
+        let web_dir = root.join("web");
+        let db_dir = root.join("db");
+        let state = root.join("plugin-state");
+        for d in [&web_dir, &db_dir, &state] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let port_file = root.join("plugin.port");
+        let _ = std::fs::remove_file(&port_file);
+        let log = root.join("plugin.log");
+        let script = workspace_root().join("examples/plugins/fsfault/fsfault.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args(["--listen", "127.0.0.1:0", "--port-file"])
+            .arg(&port_file)
+            .arg("--target")
+            .arg(format!("web={}", web_dir.display()))
+            .arg("--target")
+            .arg(format!("db={}", db_dir.display()))
+            .args(["--label", "web:tier=frontend", "--label", "db:tier=storage", "--state-dir"])
+            .arg(&state)
+            .args(["--grace-secs", &grace_secs.to_string()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("python3 is needed to run the fsfault plugin (install python3)");
+        let port = wait_for_file(&port_file, "the fsfault plugin", &mut child);
+        Plugin { child, url: format!("http://127.0.0.1:{port}"), web_dir, db_dir, log }
+    }
+
+    /// Fill files the plugin created in the web target.
+    pub fn fill_files(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = std::fs::read_dir(&self.web_dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("chaoshub-fill-"))
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len()))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- plugin log ---\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        }
+    }
+}
+
+/// A small blocking JSON client.
+pub struct Api {
+    pub base: String,
+    client: reqwest::blocking::Client,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Api {
+        Api { base: base.to_string(), client: reqwest::blocking::Client::builder().timeout(Duration::from_secs(40)).build().unwrap() }
+    }
+
+    pub fn call(&self, method: reqwest::Method, path: &str, yaml: Option<&str>) -> (u16, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = yaml {
+            req = req.header("content-type", "application/yaml").body(body.to_string());
+        }
+        let resp = req.send().unwrap_or_else(|e| panic!("request to {path} failed: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}")))
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        let (code, v) = self.call(reqwest::Method::GET, path, None);
+        assert_eq!(code, 200, "GET {path}: {v}");
+        v
+    }
+
+    pub fn post(&self, path: &str, yaml: Option<&str>) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, yaml)
+    }
+
+    pub fn experiment(&self, uid: &str) -> Value {
+        self.get(&format!("/api/v1/experiments/{uid}"))
+    }
+
+    pub fn wait_phase(&self, uid: &str, phase: &str, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let v = self.experiment(uid);
+            if v["status"]["phase"] == phase {
+                return v;
+            }
+            assert!(start.elapsed() < timeout, "experiment did not reach {phase} in {timeout:?}: {v:#}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+pub fn register_plugin(api: &Api, name: &str, plugin: &Plugin) {
+    let yaml = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {name}}}\nspec:\n  adapter: webhook\n  endpoint: {}\n  settings: {{timeout_ms: 3000}}\n",
+        plugin.url
+    );
+    let (code, v) = api.post("/api/v1/environments?replace=true", Some(&yaml));
+    assert!(code == 201 || code == 200, "registering the plugin failed: {v}");
+}
+
+pub fn fill_yaml(name: &str, env: &str, duration: Option<&str>, size: &str) -> String {
+    let duration = duration.map(|d| format!("  duration: {d}\n")).unwrap_or_default();
+    format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: PhysicalMachineChaos\nmetadata: {{name: {name}}}\nspec:\n  environment: {env}\n  action: disk-fill\n  mode: all\n  selector:\n    labelSelectors: {{tier: frontend}}\n  disk-fill:\n    size: {size}\n{duration}"
+    )
+}
+
+pub fn uid(v: &Value) -> String {
+    v["metadata"]["uid"].as_str().unwrap_or_else(|| panic!("no uid in {v}")).to_string()
+}
