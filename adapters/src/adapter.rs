@@ -71,13 +71,21 @@ pub enum InjectionState {
 pub enum AdapterError {
     /// The environment could not be reached (connection refused, timeout, DNS…): HTTP 503.
     #[error("environment {environment:?} is unreachable at {endpoint}: {message}")]
-    Unreachable { environment: String, endpoint: String, message: String },
+    Unreachable {
+        environment: String,
+        endpoint: String,
+        message: String,
+    },
     /// The environment's settings are invalid (HTTP 400 when registering).
     #[error("invalid environment settings: {0}")]
     InvalidSettings(ValidationErrors),
     /// The adapter cannot run this kind/action here (HTTP 422).
     #[error("{kind}/{action} is not supported by this environment: {message}")]
-    Unsupported { kind: String, action: String, message: String },
+    Unsupported {
+        kind: String,
+        action: String,
+        message: String,
+    },
     /// The far side refused the request as invalid (a plugin's 4xx), with its message.
     #[error("rejected by the environment: {0}")]
     Rejected(String),

@@ -41,10 +41,13 @@ impl AdapterRegistry {
     }
 
     pub fn get(&self, adapter_type: &str) -> Result<Arc<dyn Adapter>, UnknownAdapter> {
-        self.adapters.get(adapter_type).cloned().ok_or_else(|| UnknownAdapter {
-            requested: adapter_type.to_string(),
-            known: self.types(),
-        })
+        self.adapters
+            .get(adapter_type)
+            .cloned()
+            .ok_or_else(|| UnknownAdapter {
+                requested: adapter_type.to_string(),
+                known: self.types(),
+            })
     }
 
     pub fn types(&self) -> Vec<String> {

@@ -13,7 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chaoshub_schema::api::{Health, HaltRequest, Page};
+use chaoshub_schema::api::{HaltRequest, Health, Page};
 use futures::{Stream, StreamExt};
 use serde::Serialize;
 
@@ -40,26 +40,47 @@ fn json<T: Serialize>(status: StatusCode, value: T) -> Response {
 struct Params(HashMap<String, String>);
 
 impl Params {
-    fn from(query: Result<Query<HashMap<String, String>>, QueryRejection>, allowed: &[&str]) -> ApiResult<Self> {
-        let Query(map) = query.map_err(|e| HubError::bad_request("invalid_query", format!("cannot parse the query string: {e}")))?;
+    fn from(
+        query: Result<Query<HashMap<String, String>>, QueryRejection>,
+        allowed: &[&str],
+    ) -> ApiResult<Self> {
+        let Query(map) = query.map_err(|e| {
+            HubError::bad_request(
+                "invalid_query",
+                format!("cannot parse the query string: {e}"),
+            )
+        })?;
         for key in map.keys() {
             if !allowed.contains(&key.as_str()) {
-                let allowed = if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") };
-                return Err(HubError::bad_request("invalid_query", format!("unknown query parameter {key:?} (allowed: {allowed})")));
+                let allowed = if allowed.is_empty() {
+                    "none".to_string()
+                } else {
+                    allowed.join(", ")
+                };
+                return Err(HubError::bad_request(
+                    "invalid_query",
+                    format!("unknown query parameter {key:?} (allowed: {allowed})"),
+                ));
             }
         }
         Ok(Params(map))
     }
 
     fn str(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|s| !s.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     fn bool(&self, key: &str) -> ApiResult<bool> {
         match self.0.get(key).map(String::as_str) {
             None | Some("false") | Some("0") => Ok(false),
             Some("") | Some("true") | Some("1") => Ok(true),
-            Some(other) => Err(HubError::bad_request("invalid_query", format!("query parameter {key:?} must be true or false, got {other:?}"))),
+            Some(other) => Err(HubError::bad_request(
+                "invalid_query",
+                format!("query parameter {key:?} must be true or false, got {other:?}"),
+            )),
         }
     }
 
@@ -71,7 +92,8 @@ impl Params {
 }
 
 fn path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
-    p.map(|Path(v)| v).map_err(|e| HubError::bad_request("invalid_path", format!("invalid path parameter: {e}")))
+    p.map(|Path(v)| v)
+        .map_err(|e| HubError::bad_request("invalid_path", format!("invalid path parameter: {e}")))
 }
 
 fn body(b: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<Bytes> {
@@ -85,15 +107,25 @@ fn body(b: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<Bytes> {
 }
 
 fn body_format(headers: &HeaderMap) -> ApiResult<BodyFormat> {
-    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else { return Ok(BodyFormat::Yaml) };
+    let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
+        return Ok(BodyFormat::Yaml);
+    };
     let text = value.to_str().unwrap_or("").to_ascii_lowercase();
     let mime = text.split(';').next().unwrap_or("").trim();
     match mime {
         "application/json" => Ok(BodyFormat::Json),
-        "" | "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" | "text/plain" | "application/octet-stream" => Ok(BodyFormat::Yaml),
+        ""
+        | "application/yaml"
+        | "application/x-yaml"
+        | "text/yaml"
+        | "text/x-yaml"
+        | "text/plain"
+        | "application/octet-stream" => Ok(BodyFormat::Yaml),
         m if m.ends_with("+json") => Ok(BodyFormat::Json),
         m if m.ends_with("+yaml") => Ok(BodyFormat::Yaml),
-        _ => Err(HubError::UnsupportedMediaType { content_type: mime.to_string() }),
+        _ => Err(HubError::UnsupportedMediaType {
+            content_type: mime.to_string(),
+        }),
     }
 }
 
@@ -110,16 +142,34 @@ pub fn router(hub: Hub, max_body: usize) -> Router {
         .route("/healthz", get(health))
         .route("/readyz", get(ready))
         .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/v1/experiments", post(create_experiment).get(list_experiments))
-        .route("/api/v1/experiments/{id}", get(get_experiment).delete(delete_experiment))
+        .route(
+            "/api/v1/experiments",
+            post(create_experiment).get(list_experiments),
+        )
+        .route(
+            "/api/v1/experiments/{id}",
+            get(get_experiment).delete(delete_experiment),
+        )
         .route("/api/v1/experiments/{id}/pause", post(pause_experiment))
         .route("/api/v1/experiments/{id}/resume", post(resume_experiment))
         .route("/api/v1/experiments/{id}/stop", post(stop_experiment))
         .route("/api/v1/archives", get(list_archives))
-        .route("/api/v1/environments", post(create_environment).get(list_environments))
-        .route("/api/v1/environments/{name}", get(get_environment).delete(delete_environment))
-        .route("/api/v1/environments/{name}/targets", get(environment_targets))
-        .route("/api/v1/environments/{name}/capabilities", get(environment_capabilities))
+        .route(
+            "/api/v1/environments",
+            post(create_environment).get(list_environments),
+        )
+        .route(
+            "/api/v1/environments/{name}",
+            get(get_environment).delete(delete_environment),
+        )
+        .route(
+            "/api/v1/environments/{name}/targets",
+            get(environment_targets),
+        )
+        .route(
+            "/api/v1/environments/{name}/capabilities",
+            get(environment_capabilities),
+        )
         .route("/api/v1/adapters", get(list_adapters))
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/events/stream", get(stream_events))
@@ -127,13 +177,19 @@ pub fn router(hub: Hub, max_body: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .with_state(state)
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
-    let body = chaoshub_schema::api::ErrorBody { code: "internal".into(), message: "internal error (a handler panicked; this is a bug)".into(), details: vec![] };
+    let body = chaoshub_schema::api::ErrorBody {
+        code: "internal".into(),
+        message: "internal error (a handler panicked; this is a bug)".into(),
+        details: vec![],
+    };
     json(StatusCode::INTERNAL_SERVER_ERROR, body)
 }
 
@@ -142,17 +198,27 @@ async fn not_found() -> Response {
 }
 
 async fn method_not_allowed() -> Response {
-    let body = chaoshub_schema::api::ErrorBody { code: "method_not_allowed".into(), message: "this method is not allowed on this path".into(), details: vec![] };
+    let body = chaoshub_schema::api::ErrorBody {
+        code: "method_not_allowed".into(),
+        message: "this method is not allowed on this path".into(),
+        details: vec![],
+    };
     json(StatusCode::METHOD_NOT_ALLOWED, body)
 }
 
 async fn health() -> Json<Health> {
-    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 async fn ready(State(s): State<AppState>) -> ApiResult<Json<Health>> {
     s.hub.halt_status()?;
-    Ok(Json(Health { status: "ready".into(), version: env!("CARGO_PKG_VERSION").into() }))
+    Ok(Json(Health {
+        status: "ready".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }))
 }
 
 async fn openapi() -> Json<serde_json::Value> {
@@ -170,10 +236,12 @@ async fn create_experiment(
     let bytes = body(raw, s.max_body)?;
     let value = parse_body(&bytes, format)?;
     let dry_run = params.bool("dryRun")?;
-    Ok(match s.hub.submit(value, params.str("env"), dry_run).await? {
-        Submitted::Created(object) => json(StatusCode::CREATED, object),
-        Submitted::DryRun(result) => json(StatusCode::OK, result),
-    })
+    Ok(
+        match s.hub.submit(value, params.str("env"), dry_run).await? {
+            Submitted::Created(object) => json(StatusCode::CREATED, object),
+            Submitted::DryRun(result) => json(StatusCode::OK, result),
+        },
+    )
 }
 
 fn experiment_filter(params: &Params, archived: bool) -> ApiResult<ExperimentFilter> {
@@ -187,7 +255,9 @@ fn experiment_filter(params: &Params, archived: bool) -> ApiResult<ExperimentFil
         None => None,
     };
     let before_seq = match params.str("continue") {
-        Some(t) => Some(t.parse::<i64>().map_err(|_| HubError::bad_request("invalid_query", format!("invalid continue token {t:?}")))?),
+        Some(t) => Some(t.parse::<i64>().map_err(|_| {
+            HubError::bad_request("invalid_query", format!("invalid continue token {t:?}"))
+        })?),
         None => None,
     };
     Ok(ExperimentFilter {
@@ -201,42 +271,101 @@ fn experiment_filter(params: &Params, archived: bool) -> ApiResult<ExperimentFil
     })
 }
 
-async fn list_experiments(State(s): State<AppState>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
-    let params = Params::from(query, &["phase", "kind", "namespace", "env", "limit", "continue", "archived"])?;
+async fn list_experiments(
+    State(s): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    let params = Params::from(
+        query,
+        &[
+            "phase",
+            "kind",
+            "namespace",
+            "env",
+            "limit",
+            "continue",
+            "archived",
+        ],
+    )?;
     let filter = experiment_filter(&params, params.bool("archived")?)?;
-    Ok(json(StatusCode::OK, s.hub.list(filter, params.int("limit")?)?))
+    Ok(json(
+        StatusCode::OK,
+        s.hub.list(filter, params.int("limit")?)?,
+    ))
 }
 
-async fn list_archives(State(s): State<AppState>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
-    let params = Params::from(query, &["phase", "kind", "namespace", "env", "limit", "continue"])?;
+async fn list_archives(
+    State(s): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    let params = Params::from(
+        query,
+        &["phase", "kind", "namespace", "env", "limit", "continue"],
+    )?;
     let filter = experiment_filter(&params, true)?;
-    Ok(json(StatusCode::OK, s.hub.list(filter, params.int("limit")?)?))
+    Ok(json(
+        StatusCode::OK,
+        s.hub.list(filter, params.int("limit")?)?,
+    ))
 }
 
-async fn get_experiment(State(s): State<AppState>, id: Result<Path<String>, PathRejection>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+async fn get_experiment(
+    State(s): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
     let params = Params::from(query, &["namespace"])?;
     let row = s.hub.find(&path(id)?, params.str("namespace"))?;
     Ok(json(StatusCode::OK, row.to_object()))
 }
 
-async fn pause_experiment(State(s): State<AppState>, id: Result<Path<String>, PathRejection>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+async fn pause_experiment(
+    State(s): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
     let params = Params::from(query, &["namespace"])?;
-    Ok(json(StatusCode::OK, s.hub.pause(&path(id)?, params.str("namespace"))?))
+    Ok(json(
+        StatusCode::OK,
+        s.hub.pause(&path(id)?, params.str("namespace"))?,
+    ))
 }
 
-async fn resume_experiment(State(s): State<AppState>, id: Result<Path<String>, PathRejection>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+async fn resume_experiment(
+    State(s): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
     let params = Params::from(query, &["namespace"])?;
-    Ok(json(StatusCode::OK, s.hub.resume(&path(id)?, params.str("namespace"))?))
+    Ok(json(
+        StatusCode::OK,
+        s.hub.resume(&path(id)?, params.str("namespace"))?,
+    ))
 }
 
-async fn stop_experiment(State(s): State<AppState>, id: Result<Path<String>, PathRejection>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+async fn stop_experiment(
+    State(s): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
     let params = Params::from(query, &["namespace"])?;
-    Ok(json(StatusCode::OK, s.hub.stop(&path(id)?, params.str("namespace"), "stopped by user")?))
+    Ok(json(
+        StatusCode::OK,
+        s.hub
+            .stop(&path(id)?, params.str("namespace"), "stopped by user")?,
+    ))
 }
 
-async fn delete_experiment(State(s): State<AppState>, id: Result<Path<String>, PathRejection>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+async fn delete_experiment(
+    State(s): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
     let params = Params::from(query, &["namespace"])?;
-    let object = s.hub.delete(&path(id)?, params.str("namespace"), Duration::from_secs(30)).await?;
+    let object = s
+        .hub
+        .delete(&path(id)?, params.str("namespace"), Duration::from_secs(30))
+        .await?;
     Ok(json(StatusCode::OK, object))
 }
 
@@ -250,39 +379,83 @@ async fn create_environment(
     let format = body_format(&headers)?;
     let value = parse_body(&body(raw, s.max_body)?, format)?;
     let (object, existed) = s.hub.register_environment(value, params.bool("replace")?)?;
-    Ok(json(if existed { StatusCode::OK } else { StatusCode::CREATED }, object))
+    Ok(json(
+        if existed {
+            StatusCode::OK
+        } else {
+            StatusCode::CREATED
+        },
+        object,
+    ))
 }
 
-async fn list_environments(State(s): State<AppState>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+async fn list_environments(
+    State(s): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
     Params::from(query, &[])?;
     Ok(json(StatusCode::OK, s.hub.list_environments()?))
 }
 
-async fn get_environment(State(s): State<AppState>, name: Result<Path<String>, PathRejection>) -> ApiResult<Response> {
+async fn get_environment(
+    State(s): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
     Ok(json(StatusCode::OK, s.hub.get_environment(&path(name)?)?))
 }
 
-async fn delete_environment(State(s): State<AppState>, name: Result<Path<String>, PathRejection>) -> ApiResult<Response> {
-    Ok(json(StatusCode::OK, s.hub.delete_environment(&path(name)?)?))
+async fn delete_environment(
+    State(s): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    Ok(json(
+        StatusCode::OK,
+        s.hub.delete_environment(&path(name)?)?,
+    ))
 }
 
-async fn environment_targets(State(s): State<AppState>, name: Result<Path<String>, PathRejection>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
+async fn environment_targets(
+    State(s): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
     let params = Params::from(query, &["labelSelector"])?;
     let selector = match params.str("labelSelector") {
         Some(text) => parse_label_selector(text).map_err(HubError::invalid)?,
         None => Default::default(),
     };
     let items = s.hub.targets(&path(name)?, &selector).await?;
-    Ok(json(StatusCode::OK, Page { items, continue_token: None }))
+    Ok(json(
+        StatusCode::OK,
+        Page {
+            items,
+            continue_token: None,
+        },
+    ))
 }
 
-async fn environment_capabilities(State(s): State<AppState>, name: Result<Path<String>, PathRejection>) -> ApiResult<Response> {
+async fn environment_capabilities(
+    State(s): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
     let items = s.hub.environment_capabilities(&path(name)?).await?;
-    Ok(json(StatusCode::OK, Page { items, continue_token: None }))
+    Ok(json(
+        StatusCode::OK,
+        Page {
+            items,
+            continue_token: None,
+        },
+    ))
 }
 
 async fn list_adapters(State(s): State<AppState>) -> Response {
-    json(StatusCode::OK, Page { items: s.hub.engine.registry().infos(), continue_token: None })
+    json(
+        StatusCode::OK,
+        Page {
+            items: s.hub.engine.registry().infos(),
+            continue_token: None,
+        },
+    )
 }
 
 fn event_filter(params: &Params) -> ApiResult<EventFilter> {
@@ -290,22 +463,46 @@ fn event_filter(params: &Params) -> ApiResult<EventFilter> {
         // A uid or a name; the handler resolves names.
         experiment_uid: params.str("experiment").map(str::to_string),
         after_id: params.int("after")?,
-        since: params.str("since").map(|since| {
-            crate::time::parse(since).map(crate::time::format).ok_or_else(|| HubError::bad_request("invalid_query", format!("since must be an RFC 3339 time, got {since:?}")))
-        }).transpose()?,
+        since: params
+            .str("since")
+            .map(|since| {
+                crate::time::parse(since)
+                    .map(crate::time::format)
+                    .ok_or_else(|| {
+                        HubError::bad_request(
+                            "invalid_query",
+                            format!("since must be an RFC 3339 time, got {since:?}"),
+                        )
+                    })
+            })
+            .transpose()?,
         limit: params.int::<usize>("limit")?.unwrap_or(500).clamp(1, 5000),
     })
 }
 
-async fn list_events(State(s): State<AppState>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<Response> {
-    let params = Params::from(query, &["experiment", "after", "since", "limit", "namespace"])?;
+async fn list_events(
+    State(s): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    let params = Params::from(
+        query,
+        &["experiment", "after", "since", "limit", "namespace"],
+    )?;
     let mut filter = event_filter(&params)?;
     if let Some(id) = &filter.experiment_uid {
         filter.experiment_uid = Some(s.hub.find(id, params.str("namespace"))?.uid);
     }
     let items = s.hub.engine.store().list_events(&filter)?;
-    let continue_token = (items.len() == filter.limit).then(|| items.last().map(|e| e.id.to_string())).flatten();
-    Ok(json(StatusCode::OK, Page { items, continue_token }))
+    let continue_token = (items.len() == filter.limit)
+        .then(|| items.last().map(|e| e.id.to_string()))
+        .flatten();
+    Ok(json(
+        StatusCode::OK,
+        Page {
+            items,
+            continue_token,
+        },
+    ))
 }
 
 /// Server-Sent Events: stored events after `Last-Event-ID` (or `after`), then live ones.
@@ -319,26 +516,48 @@ async fn stream_events(
     if let Some(id) = &filter.experiment_uid {
         filter.experiment_uid = Some(s.hub.find(id, params.str("namespace"))?.uid);
     }
-    if let Some(last) = headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok()) {
+    if let Some(last) = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<i64>().ok())
+    {
         filter.after_id = Some(last);
     }
     // Subscribe before reading the backlog so nothing falls between the two.
     let live = s.hub.engine.subscribe();
     filter.limit = 5000;
     let backlog = s.hub.engine.store().list_events(&filter)?;
-    let mut last_id = backlog.last().map(|e| e.id).or(filter.after_id).unwrap_or(0);
+    let mut last_id = backlog
+        .last()
+        .map(|e| e.id)
+        .or(filter.after_id)
+        .unwrap_or(0);
     let wanted = filter.experiment_uid.clone();
-    let to_sse = |e: &chaoshub_schema::api::EventRecord| Event::default().id(e.id.to_string()).event(e.name.clone()).json_data(e).unwrap_or_default();
-    let backlog_stream = futures::stream::iter(backlog.iter().map(to_sse).map(Ok).collect::<Vec<_>>());
+    let to_sse = |e: &chaoshub_schema::api::EventRecord| {
+        Event::default()
+            .id(e.id.to_string())
+            .event(e.name.clone())
+            .json_data(e)
+            .unwrap_or_default()
+    };
+    let backlog_stream =
+        futures::stream::iter(backlog.iter().map(to_sse).map(Ok).collect::<Vec<_>>());
     let live_stream = tokio_stream::wrappers::BroadcastStream::new(live).filter_map(move |item| {
         let out = match item {
-            Ok(e) if e.id > last_id && wanted.as_ref().is_none_or(|w| e.experiment_uid.as_ref() == Some(w)) => {
+            Ok(e)
+                if e.id > last_id
+                    && wanted
+                        .as_ref()
+                        .is_none_or(|w| e.experiment_uid.as_ref() == Some(w)) =>
+            {
                 last_id = e.id;
                 Some(Ok(to_sse(&e)))
             }
             Ok(_) => None,
             // A slow client missed events; tell it to reconnect with Last-Event-ID.
-            Err(_) => Some(Ok(Event::default().event("lagged").data("events were dropped; reconnect with Last-Event-ID"))),
+            Err(_) => Some(Ok(Event::default()
+                .event("lagged")
+                .data("events were dropped; reconnect with Last-Event-ID"))),
         };
         futures::future::ready(out)
     });
@@ -349,13 +568,22 @@ async fn halt_status(State(s): State<AppState>) -> ApiResult<Response> {
     Ok(json(StatusCode::OK, s.hub.halt_status()?))
 }
 
-async fn halt(State(s): State<AppState>, headers: HeaderMap, raw: Result<Bytes, BytesRejection>) -> ApiResult<Response> {
+async fn halt(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
     let bytes = body(raw, s.max_body)?;
     let request: HaltRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         HaltRequest::default()
     } else {
         let value = parse_body(&bytes, body_format(&headers)?)?;
-        serde_json::from_value(value).map_err(|e| HubError::bad_request("invalid_body", format!("halt body: {e} (expected {{\"reason\": \"...\"}})")))?
+        serde_json::from_value(value).map_err(|e| {
+            HubError::bad_request(
+                "invalid_body",
+                format!("halt body: {e} (expected {{\"reason\": \"...\"}})"),
+            )
+        })?
     };
     Ok(json(StatusCode::OK, s.hub.halt(request.reason)?))
 }

@@ -13,7 +13,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid config: {0}")]
@@ -154,7 +157,9 @@ impl Default for EngineConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        Self { synchronous: default_sync() }
+        Self {
+            synchronous: default_sync(),
+        }
     }
 }
 
@@ -184,15 +189,20 @@ impl HubConfig {
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::from_toml(&text, path)
     }
 
     /// Checks what serde cannot.
     pub fn check(&self) -> Result<(), ConfigError> {
         self.listen.parse::<SocketAddr>().map_err(|e| {
-            ConfigError::Invalid(format!("listen: {:?} is not an address like 127.0.0.1:7070 ({e})", self.listen))
+            ConfigError::Invalid(format!(
+                "listen: {:?} is not an address like 127.0.0.1:7070 ({e})",
+                self.listen
+            ))
         })?;
         if !matches!(self.store.synchronous.as_str(), "normal" | "full") {
             return Err(ConfigError::Invalid(format!(
@@ -201,10 +211,14 @@ impl HubConfig {
             )));
         }
         if self.engine.parallelism == 0 {
-            return Err(ConfigError::Invalid("engine.parallelism: must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "engine.parallelism: must be at least 1".into(),
+            ));
         }
         if self.limits.max_body_bytes < 1024 {
-            return Err(ConfigError::Invalid("limits.max_body_bytes: must be at least 1024".into()));
+            return Err(ConfigError::Invalid(
+                "limits.max_body_bytes: must be at least 1024".into(),
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, env) in self.environments.iter().enumerate() {
@@ -232,9 +246,12 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected_by_name() {
-        let err = HubConfig::from_toml("listen = \"127.0.0.1:1\"\nlisen = 3\n", Path::new("hub.toml"))
-            .unwrap_err()
-            .to_string();
+        let err = HubConfig::from_toml(
+            "listen = \"127.0.0.1:1\"\nlisen = 3\n",
+            Path::new("hub.toml"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("lisen"), "{err}");
     }
 

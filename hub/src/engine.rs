@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chaoshub_adapters::{Adapter, AdapterRegistry, Environment, FaultRequest, Injection, InjectionState};
+use chaoshub_adapters::{
+    Adapter, AdapterRegistry, Environment, FaultRequest, Injection, InjectionState,
+};
 use chaoshub_schema::api::{DesiredState, EventRecord, ExperimentPhase, TargetPhase, TargetRecord};
 use chaoshub_schema::duration::parse_duration;
 use chaoshub_schema::{Manifest, Target};
@@ -58,7 +60,8 @@ pub fn stored_manifest(row: &ExperimentRow) -> Result<Manifest, String> {
         "metadata": row.metadata,
         "spec": row.spec,
     });
-    chaoshub_schema::manifest_from_value(value).map_err(|e| format!("the stored manifest no longer validates: {e}"))
+    chaoshub_schema::manifest_from_value(value)
+        .map_err(|e| format!("the stored manifest no longer validates: {e}"))
 }
 
 fn injection_of(row: &ExperimentRow, record: &TargetRecord) -> Injection {
@@ -73,11 +76,19 @@ fn injection_of(row: &ExperimentRow, record: &TargetRecord) -> Injection {
 }
 
 fn needs_recovery(record: &TargetRecord) -> bool {
-    matches!(record.phase, TargetPhase::Injecting | TargetPhase::Injected | TargetPhase::Recovering)
+    matches!(
+        record.phase,
+        TargetPhase::Injecting | TargetPhase::Injected | TargetPhase::Recovering
+    )
 }
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>, registry: AdapterRegistry, config: EngineConfig, limits: LimitsConfig) -> Arc<Self> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        registry: AdapterRegistry,
+        config: EngineConfig,
+        limits: LimitsConfig,
+    ) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
         Arc::new(Self {
             store,
@@ -138,7 +149,13 @@ impl Engine {
             loop {
                 if let Err(e) = engine.reconcile(&uid).await {
                     tracing::error!(experiment = %uid, error = %e, "reconcile pass failed");
-                    lock(&engine.retry_at).insert(uid.clone(), time::now() + chrono::Duration::milliseconds(engine.config.recovery_retry_ms as i64));
+                    lock(&engine.retry_at).insert(
+                        uid.clone(),
+                        time::now()
+                            + chrono::Duration::milliseconds(
+                                engine.config.recovery_retry_ms as i64,
+                            ),
+                    );
                 }
                 let mut inflight = lock(&engine.inflight);
                 if inflight.get(&uid).copied().unwrap_or(false) {
@@ -196,7 +213,9 @@ impl Engine {
         }
         let status = &row.status;
         match status.phase {
-            ExperimentPhase::Pending | ExperimentPhase::Injecting | ExperimentPhase::Recovering => Due::Now,
+            ExperimentPhase::Pending | ExperimentPhase::Injecting | ExperimentPhase::Recovering => {
+                Due::Now
+            }
             ExperimentPhase::Running => {
                 if status.desired != DesiredState::Run {
                     return Due::Now;
@@ -214,7 +233,9 @@ impl Engine {
                     Due::Now
                 }
             }
-            ExperimentPhase::Finished | ExperimentPhase::Failed | ExperimentPhase::Aborted => Due::Idle,
+            ExperimentPhase::Finished | ExperimentPhase::Failed | ExperimentPhase::Aborted => {
+                Due::Idle
+            }
         }
     }
 
@@ -229,7 +250,9 @@ impl Engine {
     pub async fn reconcile(self: &Arc<Self>, uid: &str) -> Result<(), StoreError> {
         // Each step stores its result; loop until a step leaves nothing more to do now.
         for _ in 0..8 {
-            let Some(mut row) = self.store.get_experiment(uid)? else { return Ok(()) };
+            let Some(mut row) = self.store.get_experiment(uid)? else {
+                return Ok(());
+            };
             let now = time::now();
             let progressed = match (row.status.phase, row.status.desired) {
                 (ExperimentPhase::Pending, DesiredState::Run) => {
@@ -239,7 +262,11 @@ impl Engine {
                 (ExperimentPhase::Pending, DesiredState::Pause) => {
                     row.status.phase = ExperimentPhase::Paused;
                     row.status.remaining_ms = self.duration_of(&row).map(|d| d.as_millis() as u64);
-                    let ev = experiment_event(&row, events::EXPERIMENT_PAUSED, "paused before injection");
+                    let ev = experiment_event(
+                        &row,
+                        events::EXPERIMENT_PAUSED,
+                        "paused before injection",
+                    );
                     self.save(&row, vec![ev])?;
                     true
                 }
@@ -254,19 +281,25 @@ impl Engine {
                 (ExperimentPhase::Running, DesiredState::Run) => {
                     match row.status.deadline.as_deref().and_then(time::parse) {
                         Some(deadline) if deadline <= now => {
-                            self.recover(&mut row, ExperimentPhase::Finished, "the duration ended").await?;
+                            self.recover(&mut row, ExperimentPhase::Finished, "the duration ended")
+                                .await?;
                             true
                         }
                         _ => false,
                     }
                 }
                 (ExperimentPhase::Running, DesiredState::Pause) => {
-                    self.recover(&mut row, ExperimentPhase::Paused, "pause requested").await?;
+                    self.recover(&mut row, ExperimentPhase::Paused, "pause requested")
+                        .await?;
                     true
                 }
                 (ExperimentPhase::Running, DesiredState::Stop) => {
-                    let why = row.desired_reason.clone().unwrap_or_else(|| "stopped".into());
-                    self.recover(&mut row, ExperimentPhase::Aborted, &why).await?;
+                    let why = row
+                        .desired_reason
+                        .clone()
+                        .unwrap_or_else(|| "stopped".into());
+                    self.recover(&mut row, ExperimentPhase::Aborted, &why)
+                        .await?;
                     true
                 }
                 (ExperimentPhase::Recovering, _) => {
@@ -281,7 +314,11 @@ impl Engine {
                     row.status.phase != ExperimentPhase::Recovering
                 }
                 (ExperimentPhase::Paused, DesiredState::Run) => {
-                    let ev = experiment_event(&row, events::EXPERIMENT_RESUMED, "resuming: re-injecting the fault");
+                    let ev = experiment_event(
+                        &row,
+                        events::EXPERIMENT_RESUMED,
+                        "resuming: re-injecting the fault",
+                    );
                     self.save(&row, vec![ev])?;
                     self.inject(&mut row).await?;
                     true
@@ -296,7 +333,10 @@ impl Engine {
     }
 
     fn duration_of(&self, row: &ExperimentRow) -> Option<Duration> {
-        row.spec.get("duration").and_then(Value::as_str).and_then(|d| parse_duration(d).ok())
+        row.spec
+            .get("duration")
+            .and_then(Value::as_str)
+            .and_then(|d| parse_duration(d).ok())
     }
 
     fn environment(&self, row: &ExperimentRow) -> Result<(Environment, Arc<dyn Adapter>), String> {
@@ -306,17 +346,32 @@ impl Engine {
             .get_environment(name)
             .map_err(|e| format!("cannot read environment {name:?}: {e}"))?
             .ok_or_else(|| format!("environment {name:?} is not registered"))?;
-        let adapter = self.registry.get(&env.spec.adapter).map_err(|e| e.to_string())?;
-        Ok((Environment { name: name.clone(), spec: env.spec }, adapter))
+        let adapter = self
+            .registry
+            .get(&env.spec.adapter)
+            .map_err(|e| e.to_string())?;
+        Ok((
+            Environment {
+                name: name.clone(),
+                spec: env.spec,
+            },
+            adapter,
+        ))
     }
 
     /// Ends the experiment in a terminal phase (or Paused) with no fault in place.
     fn finish(&self, row: &mut ExperimentRow, phase: ExperimentPhase) -> Result<(), StoreError> {
         let now = time::now();
         let (name, message) = match phase {
-            ExperimentPhase::Finished => (events::EXPERIMENT_FINISHED, "finished: every fault removed".to_string()),
+            ExperimentPhase::Finished => (
+                events::EXPERIMENT_FINISHED,
+                "finished: every fault removed".to_string(),
+            ),
             ExperimentPhase::Aborted => {
-                let why = row.desired_reason.clone().unwrap_or_else(|| "stopped".into());
+                let why = row
+                    .desired_reason
+                    .clone()
+                    .unwrap_or_else(|| "stopped".into());
                 row.status.reason = Some(why.clone());
                 (events::EXPERIMENT_ABORTED, format!("aborted: {why}"))
             }
@@ -333,7 +388,10 @@ impl Engine {
                     .map(|d| (d - now).num_milliseconds().max(0) as u64);
                 row.status.remaining_ms = remaining;
                 row.status.deadline = None;
-                (events::EXPERIMENT_PAUSED, "paused: faults removed, experiment kept".to_string())
+                (
+                    events::EXPERIMENT_PAUSED,
+                    "paused: faults removed, experiment kept".to_string(),
+                )
             }
             _ => (events::EXPERIMENT_FINISHED, String::new()),
         };
@@ -391,7 +449,8 @@ impl Engine {
             Some(ms) => Some(Duration::from_millis(ms)),
             None => self.duration_of(row),
         };
-        let deadline = window.map(|w| now + chrono::Duration::from_std(w).unwrap_or(chrono::Duration::MAX));
+        let deadline =
+            window.map(|w| now + chrono::Duration::from_std(w).unwrap_or(chrono::Duration::MAX));
         row.status.deadline = deadline.map(time::format);
         if row.status.started_at.is_none() {
             row.status.started_at = Some(time::format(now));
@@ -407,7 +466,11 @@ impl Engine {
             record.recovered_at = None;
         }
         let count = row.status.targets.len();
-        let ev = experiment_event(row, events::EXPERIMENT_INJECTING, format!("injecting into {count} target(s)"));
+        let ev = experiment_event(
+            row,
+            events::EXPERIMENT_INJECTING,
+            format!("injecting into {count} target(s)"),
+        );
         self.save(row, vec![ev])?;
 
         let confirm_timeout = Duration::from_millis(self.config.confirm_timeout_ms);
@@ -435,7 +498,13 @@ impl Engine {
         let mut results = futures::stream::iter(requests.into_iter().map(|(i, fault, target)| {
             let adapter = Arc::clone(&adapter);
             let env = env.clone();
-            async move { (i, inject_and_confirm(adapter.as_ref(), &env, &fault, &target, confirm_timeout).await) }
+            async move {
+                (
+                    i,
+                    inject_and_confirm(adapter.as_ref(), &env, &fault, &target, confirm_timeout)
+                        .await,
+                )
+            }
         }))
         .buffer_unordered(self.config.parallelism);
         let mut failures = Vec::new();
@@ -446,7 +515,12 @@ impl Engine {
                     record.phase = TargetPhase::Injected;
                     record.details = details;
                     record.injected_at = Some(time::now_rfc3339());
-                    target_event(row, &row.status.targets[i], events::TARGET_INJECTED, "fault confirmed in place")
+                    target_event(
+                        row,
+                        &row.status.targets[i],
+                        events::TARGET_INJECTED,
+                        "fault confirmed in place",
+                    )
                 }
                 Err((details, error)) => {
                     // The adapter may have put part of the fault in place; it is recovered below.
@@ -454,7 +528,12 @@ impl Engine {
                     record.details = details;
                     record.error = Some(error.clone());
                     failures.push(format!("{}: {error}", record.target.name));
-                    target_event(row, &row.status.targets[i], events::TARGET_FAILED, format!("injection failed: {error}"))
+                    target_event(
+                        row,
+                        &row.status.targets[i],
+                        events::TARGET_FAILED,
+                        format!("injection failed: {error}"),
+                    )
                 }
             };
             self.save(row, vec![event])?;
@@ -462,7 +541,12 @@ impl Engine {
         drop(results);
 
         if !failures.is_empty() {
-            let injected = row.status.targets.iter().filter(|r| r.phase == TargetPhase::Injected).count();
+            let injected = row
+                .status
+                .targets
+                .iter()
+                .filter(|r| r.phase == TargetPhase::Injected)
+                .count();
             let reason = format!(
                 "injection failed on {} of {count} target(s) ({}); rolled back {injected} injected target(s)",
                 failures.len(),
@@ -489,9 +573,14 @@ impl Engine {
         adapter: &dyn Adapter,
     ) -> Result<(usize, Vec<Target>), String> {
         let fault = FaultInfo::of(
-            manifest.fault().ok_or_else(|| format!("{} does not inject a fault", manifest.kind()))?,
+            manifest
+                .fault()
+                .ok_or_else(|| format!("{} does not inject a fault", manifest.kind()))?,
         );
-        let inventory = adapter.discover(env).await.map_err(|e| format!("target discovery failed: {e}"))?;
+        let inventory = adapter
+            .discover(env)
+            .await
+            .map_err(|e| format!("target discovery failed: {e}"))?;
         let matched = fault.matching(&inventory);
         if matched.is_empty() {
             return Err(format!(
@@ -501,7 +590,13 @@ impl Engine {
             ));
         }
         let count = matched.len();
-        let picked = selection::apply_mode(matched, fault.mode, fault.value.as_deref(), &mut rand::rng()).map_err(|e| e.to_string())?;
+        let picked = selection::apply_mode(
+            matched,
+            fault.mode,
+            fault.value.as_deref(),
+            &mut rand::rng(),
+        )
+        .map_err(|e| e.to_string())?;
         if self.limits.max_targets > 0 && picked.len() > self.limits.max_targets {
             return Err(format!(
                 "blast radius guardrail: {} targets selected but at most {} are allowed (limits.max_targets)",
@@ -514,30 +609,47 @@ impl Engine {
 
     /// After a crash during injection: removes whatever may be in place, then starts over if
     /// the window is still open.
-    async fn resume_interrupted_injection(self: &Arc<Self>, row: &mut ExperimentRow) -> Result<(), StoreError> {
+    async fn resume_interrupted_injection(
+        self: &Arc<Self>,
+        row: &mut ExperimentRow,
+    ) -> Result<(), StoreError> {
         tracing::warn!(experiment = %row.uid, "found an interrupted injection; recovering its targets first");
         self.recover_targets(row).await?;
         if row.status.targets.iter().any(needs_recovery) {
             row.status.phase = ExperimentPhase::Recovering;
             row.status.next_phase = Some(ExperimentPhase::Failed);
-            row.status.reason = Some("the hub restarted during injection and could not remove every partial fault yet".into());
-            lock(&self.retry_at).insert(row.uid.clone(), time::now() + chrono::Duration::milliseconds(self.config.recovery_retry_ms as i64));
+            row.status.reason = Some(
+                "the hub restarted during injection and could not remove every partial fault yet"
+                    .into(),
+            );
+            lock(&self.retry_at).insert(
+                row.uid.clone(),
+                time::now() + chrono::Duration::milliseconds(self.config.recovery_retry_ms as i64),
+            );
             return self.save(row, Vec::new());
         }
         let now = time::now();
         let deadline = row.status.deadline.as_deref().and_then(time::parse);
         match deadline {
             Some(d) if d <= now => {
-                row.status.reason = Some("the hub restarted during injection and the window ended while it was down".into());
+                row.status.reason = Some(
+                    "the hub restarted during injection and the window ended while it was down"
+                        .into(),
+                );
                 self.finish(row, ExperimentPhase::Finished)
             }
             _ => {
-                row.status.remaining_ms = deadline.map(|d| (d - now).num_milliseconds().max(0) as u64);
+                row.status.remaining_ms =
+                    deadline.map(|d| (d - now).num_milliseconds().max(0) as u64);
                 for record in &mut row.status.targets {
                     record.phase = TargetPhase::Pending;
                 }
                 row.status.phase = ExperimentPhase::Pending;
-                let ev = experiment_event(row, events::EXPERIMENT_INJECTING, "the hub restarted during injection: partial faults removed, injecting again");
+                let ev = experiment_event(
+                    row,
+                    events::EXPERIMENT_INJECTING,
+                    "the hub restarted during injection: partial faults removed, injecting again",
+                );
                 self.save(row, vec![ev])
             }
         }
@@ -578,12 +690,26 @@ impl Engine {
                 Ok(()) => {
                     record.recovered_at = Some(time::now_rfc3339());
                     // A target whose injection failed keeps its Failed mark and error.
-                    record.phase = if record.error.is_some() { TargetPhase::Failed } else { TargetPhase::Recovered };
-                    target_event(row, &row.status.targets[i], events::TARGET_RECOVERED, "fault removed")
+                    record.phase = if record.error.is_some() {
+                        TargetPhase::Failed
+                    } else {
+                        TargetPhase::Recovered
+                    };
+                    target_event(
+                        row,
+                        &row.status.targets[i],
+                        events::TARGET_RECOVERED,
+                        "fault removed",
+                    )
                 }
                 Err(e) => {
                     record.error = Some(format!("recovery failed: {e}"));
-                    target_event(row, &row.status.targets[i], events::TARGET_FAILED, format!("recovery failed (will retry): {e}"))
+                    target_event(
+                        row,
+                        &row.status.targets[i],
+                        events::TARGET_FAILED,
+                        format!("recovery failed (will retry): {e}"),
+                    )
                 }
             };
             self.save(row, vec![event])?;
@@ -593,14 +719,23 @@ impl Engine {
 
     /// Removes every fault, then moves to `next`; stays `Recovering` (retried later) while any
     /// removal fails.
-    async fn recover(self: &Arc<Self>, row: &mut ExperimentRow, next: ExperimentPhase, why: &str) -> Result<(), StoreError> {
+    async fn recover(
+        self: &Arc<Self>,
+        row: &mut ExperimentRow,
+        next: ExperimentPhase,
+        why: &str,
+    ) -> Result<(), StoreError> {
         if row.status.phase != ExperimentPhase::Recovering {
             row.status.phase = ExperimentPhase::Recovering;
             row.status.next_phase = Some(next);
             if next == ExperimentPhase::Failed {
                 row.status.reason = Some(why.to_string());
             }
-            let ev = experiment_event(row, events::EXPERIMENT_RECOVERING, format!("recovering: {why}"));
+            let ev = experiment_event(
+                row,
+                events::EXPERIMENT_RECOVERING,
+                format!("recovering: {why}"),
+            );
             self.save(row, vec![ev])?;
         }
         self.recover_targets(row).await?;
@@ -626,7 +761,10 @@ async fn inject_and_confirm(
     target: &Target,
     timeout: Duration,
 ) -> Result<Value, (Value, String)> {
-    let details = adapter.inject(env, fault, target).await.map_err(|e| (Value::Null, e.to_string()))?;
+    let details = adapter
+        .inject(env, fault, target)
+        .await
+        .map_err(|e| (Value::Null, e.to_string()))?;
     let injection = Injection {
         experiment_uid: fault.experiment_uid.clone(),
         injection_id: fault.injection_id.clone(),
@@ -641,11 +779,16 @@ async fn inject_and_confirm(
         let last = match adapter.status(env, &injection).await {
             Ok(InjectionState::Active) => return Ok(details),
             Ok(InjectionState::Absent) => "the adapter reads the fault back as absent".to_string(),
-            Ok(InjectionState::Unknown(m)) => format!("the adapter cannot tell whether the fault is in place: {m}"),
+            Ok(InjectionState::Unknown(m)) => {
+                format!("the adapter cannot tell whether the fault is in place: {m}")
+            }
             Err(e) => format!("status check failed: {e}"),
         };
         if started.elapsed() >= timeout {
-            return Err((details, format!("not confirmed within {} ms: {last}", timeout.as_millis())));
+            return Err((
+                details,
+                format!("not confirmed within {} ms: {last}", timeout.as_millis()),
+            ));
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_millis(500));

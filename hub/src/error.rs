@@ -11,7 +11,10 @@ use crate::store::StoreError;
 pub enum HubError {
     /// The body is not a valid manifest (400 `invalid_manifest`), with field paths.
     #[error("{message}")]
-    Invalid { message: String, details: Vec<FieldError> },
+    Invalid {
+        message: String,
+        details: Vec<FieldError>,
+    },
     /// Some other malformed request (400), with a specific code.
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
@@ -27,7 +30,9 @@ pub enum HubError {
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
     /// The body's media type is neither JSON nor YAML (415).
-    #[error("unsupported content type {content_type:?}: send application/json or application/yaml")]
+    #[error(
+        "unsupported content type {content_type:?}: send application/json or application/yaml"
+    )]
     UnsupportedMediaType { content_type: String },
     /// The environment could not be reached (503).
     #[error("{message}")]
@@ -45,7 +50,10 @@ impl HubError {
             1 => "the manifest is invalid: 1 problem".to_string(),
             n => format!("the manifest is invalid: {n} problems"),
         };
-        HubError::Invalid { message, details: errors.0 }
+        HubError::Invalid {
+            message,
+            details: errors.0,
+        }
     }
 
     pub fn invalid_field(path: &str, message: impl Into<String>) -> Self {
@@ -57,18 +65,25 @@ impl HubError {
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        HubError::BadRequest { code, message: message.into() }
+        HubError::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     /// Maps an adapter error met while validating or planning a request.
     pub fn from_adapter(err: AdapterError) -> Self {
         match err {
-            AdapterError::Unreachable { .. } => HubError::Unreachable { message: err.to_string() },
+            AdapterError::Unreachable { .. } => HubError::Unreachable {
+                message: err.to_string(),
+            },
             AdapterError::InvalidSettings(errors) => Self::invalid(errors),
-            AdapterError::Unsupported { .. } => HubError::Unsupported { message: err.to_string() },
-            AdapterError::Rejected(_) | AdapterError::Failed(_) => {
-                HubError::Upstream { message: err.to_string() }
-            }
+            AdapterError::Unsupported { .. } => HubError::Unsupported {
+                message: err.to_string(),
+            },
+            AdapterError::Rejected(_) | AdapterError::Failed(_) => HubError::Upstream {
+                message: err.to_string(),
+            },
         }
     }
 
@@ -107,6 +122,10 @@ impl HubError {
             HubError::Invalid { details, .. } => details.clone(),
             _ => Vec::new(),
         };
-        ErrorBody { code: self.code().to_string(), message: self.to_string(), details }
+        ErrorBody {
+            code: self.code().to_string(),
+            message: self.to_string(),
+            details,
+        }
     }
 }

@@ -32,9 +32,15 @@ pub const HUB_STARTED: &str = "chaoshub.hub.started";
 pub fn experiment_event(row: &ExperimentRow, name: &str, message: impl Into<String>) -> NewEvent {
     let mut attributes = BTreeMap::new();
     attributes.insert("chaoshub.experiment.name".into(), row.name.clone());
-    attributes.insert("chaoshub.experiment.namespace".into(), row.namespace.clone());
+    attributes.insert(
+        "chaoshub.experiment.namespace".into(),
+        row.namespace.clone(),
+    );
     attributes.insert("chaoshub.experiment.kind".into(), row.kind.clone());
-    attributes.insert("chaoshub.experiment.action".into(), row.status.actions.join(","));
+    attributes.insert(
+        "chaoshub.experiment.action".into(),
+        row.status.actions.join(","),
+    );
     attributes.insert("chaoshub.adapter".into(), row.status.adapter.clone());
     NewEvent {
         name: name.to_string(),
@@ -47,12 +53,23 @@ pub fn experiment_event(row: &ExperimentRow, name: &str, message: impl Into<Stri
 }
 
 /// An event about one target of an experiment.
-pub fn target_event(row: &ExperimentRow, record: &TargetRecord, name: &str, message: impl Into<String>) -> NewEvent {
+pub fn target_event(
+    row: &ExperimentRow,
+    record: &TargetRecord,
+    name: &str,
+    message: impl Into<String>,
+) -> NewEvent {
     let mut event = experiment_event(row, name, message);
     event.target = Some(record.target.id.clone());
-    event.attributes.insert("chaoshub.target.id".into(), record.target.id.clone());
-    event.attributes.insert("chaoshub.target.name".into(), record.target.name.clone());
-    event.attributes.insert("chaoshub.injection.id".into(), record.injection_id.clone());
+    event
+        .attributes
+        .insert("chaoshub.target.id".into(), record.target.id.clone());
+    event
+        .attributes
+        .insert("chaoshub.target.name".into(), record.target.name.clone());
+    event
+        .attributes
+        .insert("chaoshub.injection.id".into(), record.injection_id.clone());
     if let Some(error) = &record.error {
         event.attributes.insert("error".into(), error.clone());
     }
@@ -61,5 +78,9 @@ pub fn target_event(row: &ExperimentRow, record: &TargetRecord, name: &str, mess
 
 /// An event not tied to an experiment.
 pub fn hub_event(name: &str, message: impl Into<String>) -> NewEvent {
-    NewEvent { name: name.to_string(), message: message.into(), ..Default::default() }
+    NewEvent {
+        name: name.to_string(),
+        message: message.into(),
+        ..Default::default()
+    }
 }

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(name = "chaoshub", version, about = "Chaos-as-a-Service hub: one experiment format, any environment")]
+#[command(
+    name = "chaoshub",
+    version,
+    about = "Chaos-as-a-Service hub: one experiment format, any environment"
+)]
 struct Cli {
     #[command(flatten)]
     client: chaoshub::cli::ClientOptions,
@@ -49,11 +53,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.data_dir = dir;
     }
     config.check()?;
-    let hub = chaoshub::server::start(config).await.map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    let hub = chaoshub::server::start(config)
+        .await
+        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
     if let Some(path) = &args.addr_file {
         std::fs::write(path, hub.addr.to_string())?;
     }
-    eprintln!("chaoshub {} listening on http://{}", env!("CARGO_PKG_VERSION"), hub.addr);
+    eprintln!(
+        "chaoshub {} listening on http://{}",
+        env!("CARGO_PKG_VERSION"),
+        hub.addr
+    );
     hub.wait().await;
     Ok(())
 }
@@ -75,7 +85,8 @@ async fn main() {
         Command::Serve(args) => {
             tracing_subscriber::fmt()
                 .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("CHAOSHUB_LOG").unwrap_or_else(|_| "info".into()),
+                    tracing_subscriber::EnvFilter::try_from_env("CHAOSHUB_LOG")
+                        .unwrap_or_else(|_| "info".into()),
                 )
                 .with_writer(std::io::stderr)
                 .init();

@@ -66,12 +66,16 @@ fn status_text(code: u16) -> &'static str {
 
 /// Builds the whole document.
 pub fn document() -> Value {
-    let settings = SchemaSettings::draft2020_12().with(|s| s.definitions_path = "/components/schemas".into());
+    let settings =
+        SchemaSettings::draft2020_12().with(|s| s.definitions_path = "/components/schemas".into());
     let mut generator = SchemaGenerator::new(settings);
     let mut named = Map::new();
     macro_rules! add {
         ($name:literal, $ty:ty) => {
-            named.insert($name.to_string(), generator.subschema_for::<$ty>().to_value());
+            named.insert(
+                $name.to_string(),
+                generator.subschema_for::<$ty>().to_value(),
+            );
         };
     }
     add!("Health", Health);
@@ -95,7 +99,10 @@ pub fn document() -> Value {
         if schema.get("$ref").is_some() {
             refs.insert(name, schema);
         } else {
-            refs.insert(name.clone(), json!({"$ref": format!("#/components/schemas/{name}")}));
+            refs.insert(
+                name.clone(),
+                json!({"$ref": format!("#/components/schemas/{name}")}),
+            );
             schemas.insert(name, schema);
         }
     }
@@ -104,14 +111,20 @@ pub fn document() -> Value {
         json!({"type": "object", "description": "A manifest of any kind: Chaos Mesh (chaos-mesh.org/v1alpha1) or chaoshub (chaoshub.dev/v1alpha1); per-kind JSON Schemas are in schemas/json/.", "required": ["apiVersion", "kind", "metadata", "spec"], "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}, "spec": {"type": "object"}}}),
     );
     let schema_ref = |name: &str| -> Value {
-        refs.get(name).cloned().unwrap_or_else(|| json!({"$ref": format!("#/components/schemas/{name}")}))
+        refs.get(name)
+            .cloned()
+            .unwrap_or_else(|| json!({"$ref": format!("#/components/schemas/{name}")}))
     };
     let mut paths = Map::new();
     for op in ops() {
         let mut parameters = Vec::new();
         for segment in op.path.split('/') {
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                let description = if name == "id" { ID_PARAM } else { "environment name" };
+                let description = if name == "id" {
+                    ID_PARAM
+                } else {
+                    "environment name"
+                };
                 parameters.push(json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}}));
             }
         }
@@ -121,7 +134,9 @@ pub fn document() -> Value {
         let mut responses = Map::new();
         let ok_content = match op.ok.1 {
             Some(name) => json!({"application/json": {"schema": schema_ref(name)}}),
-            None if op.id == "streamEvents" => json!({"text/event-stream": {"schema": {"type": "string"}}}),
+            None if op.id == "streamEvents" => {
+                json!({"text/event-stream": {"schema": {"type": "string"}}})
+            }
             None => json!({"application/json": {"schema": {"type": "object"}}}),
         };
         let mut ok = json!({"description": "success", "content": ok_content});
@@ -138,10 +153,16 @@ pub fn document() -> Value {
         }
         let mut operation = json!({"operationId": op.id, "summary": op.summary, "parameters": parameters, "responses": responses});
         if let Some(body) = op.body {
-            let schema = if body == "manifest" { schema_ref("Manifest") } else { schema_ref(body) };
+            let schema = if body == "manifest" {
+                schema_ref("Manifest")
+            } else {
+                schema_ref(body)
+            };
             operation["requestBody"] = json!({"required": body == "manifest", "content": {"application/json": {"schema": schema}, "application/yaml": {"schema": schema}}});
         }
-        let entry = paths.entry(op.path.to_string()).or_insert_with(|| json!({}));
+        let entry = paths
+            .entry(op.path.to_string())
+            .or_insert_with(|| json!({}));
         entry[op.method] = operation;
     }
     json!({

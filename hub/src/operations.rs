@@ -50,14 +50,19 @@ const MAX_PAGE: usize = 1000;
 
 /// Parses a request body holding exactly one document.
 pub fn parse_body(body: &[u8], format: BodyFormat) -> Result<Value, HubError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| HubError::bad_request("invalid_body", format!("the body is not UTF-8 text: {e}")))?;
+    let text = std::str::from_utf8(body).map_err(|e| {
+        HubError::bad_request("invalid_body", format!("the body is not UTF-8 text: {e}"))
+    })?;
     if text.trim().is_empty() {
-        return Err(HubError::bad_request("invalid_body", "the body is empty; send one manifest as JSON or YAML"));
+        return Err(HubError::bad_request(
+            "invalid_body",
+            "the body is empty; send one manifest as JSON or YAML",
+        ));
     }
     match format {
-        BodyFormat::Json => serde_json::from_str(text)
-            .map_err(|e| HubError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))),
+        BodyFormat::Json => serde_json::from_str(text).map_err(|e| {
+            HubError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+        }),
         BodyFormat::Yaml => {
             let mut docs = chaoshub_schema::split_documents(text).map_err(HubError::invalid)?;
             match docs.len() {
@@ -79,7 +84,9 @@ fn page_limit(limit: Option<usize>) -> usize {
 fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 impl Hub {
@@ -90,7 +97,11 @@ impl Hub {
     // ---- environments ----
 
     /// Registers an environment from a manifest value. `replace` allows re-registering.
-    pub fn register_environment(&self, value: Value, replace: bool) -> Result<(EnvironmentObject, bool), HubError> {
+    pub fn register_environment(
+        &self,
+        value: Value,
+        replace: bool,
+    ) -> Result<(EnvironmentObject, bool), HubError> {
         let manifest = chaoshub_schema::manifest_from_value(value).map_err(HubError::invalid)?;
         let Spec::Environment(spec) = &manifest.spec else {
             return Err(HubError::invalid_field(
@@ -98,8 +109,15 @@ impl Hub {
                 format!("expected kind Environment (apiVersion chaoshub.dev/v1alpha1), got {}; experiments go to /api/v1/experiments", manifest.kind()),
             ));
         };
-        let name = manifest.metadata.name.clone().ok_or_else(|| HubError::invalid_field("metadata.name", "is required for an Environment"))?;
-        self.register_environment_spec(&name, (**spec).clone(), manifest.metadata.labels.clone(), replace)
+        let name = manifest.metadata.name.clone().ok_or_else(|| {
+            HubError::invalid_field("metadata.name", "is required for an Environment")
+        })?;
+        self.register_environment_spec(
+            &name,
+            (**spec).clone(),
+            manifest.metadata.labels.clone(),
+            replace,
+        )
     }
 
     pub fn register_environment_spec(
@@ -109,10 +127,20 @@ impl Hub {
         labels: BTreeMap<String, String>,
         replace: bool,
     ) -> Result<(EnvironmentObject, bool), HubError> {
-        chaoshub_schema::parse::check_dns_name(name).map_err(|e| HubError::invalid_field("metadata.name", e))?;
-        let adapter = self.engine.registry().get(&spec.adapter).map_err(|e| HubError::invalid_field("spec.adapter", e.to_string()))?;
-        let env = Environment { name: name.to_string(), spec: spec.clone() };
-        adapter.validate_environment(&env).map_err(HubError::invalid)?;
+        chaoshub_schema::parse::check_dns_name(name)
+            .map_err(|e| HubError::invalid_field("metadata.name", e))?;
+        let adapter = self
+            .engine
+            .registry()
+            .get(&spec.adapter)
+            .map_err(|e| HubError::invalid_field("spec.adapter", e.to_string()))?;
+        let env = Environment {
+            name: name.to_string(),
+            spec: spec.clone(),
+        };
+        adapter
+            .validate_environment(&env)
+            .map_err(HubError::invalid)?;
         let object = EnvironmentObject {
             api_version: chaoshub_schema::CHAOSHUB_API_VERSION.into(),
             kind: "Environment".into(),
@@ -131,16 +159,27 @@ impl Hub {
                 message: format!("environment {name:?} is already registered; delete it first"),
             });
         }
-        self.engine.record(&[hub_event(events::ENVIRONMENT_REGISTERED, format!("environment {name} registered (adapter {})", object.spec.adapter))])?;
+        self.engine.record(&[hub_event(
+            events::ENVIRONMENT_REGISTERED,
+            format!(
+                "environment {name} registered (adapter {})",
+                object.spec.adapter
+            ),
+        )])?;
         Ok((object, existed))
     }
 
     pub fn get_environment(&self, name: &str) -> Result<EnvironmentObject, HubError> {
-        self.store().get_environment(name)?.ok_or_else(|| HubError::not_found(format!("environment {name:?}")))
+        self.store()
+            .get_environment(name)?
+            .ok_or_else(|| HubError::not_found(format!("environment {name:?}")))
     }
 
     pub fn list_environments(&self) -> Result<Page<EnvironmentObject>, HubError> {
-        Ok(Page { items: self.store().list_environments()?, continue_token: None })
+        Ok(Page {
+            items: self.store().list_environments()?,
+            continue_token: None,
+        })
     }
 
     pub fn delete_environment(&self, name: &str) -> Result<EnvironmentObject, HubError> {
@@ -159,46 +198,106 @@ impl Hub {
             });
         }
         self.store().delete_environment(name)?;
-        self.engine.record(&[hub_event(events::ENVIRONMENT_DELETED, format!("environment {name} deleted"))])?;
+        self.engine.record(&[hub_event(
+            events::ENVIRONMENT_DELETED,
+            format!("environment {name} deleted"),
+        )])?;
         Ok(env)
     }
 
     fn environment(&self, name: &str, path: &str) -> Result<Environment, HubError> {
         match self.store().get_environment(name)? {
-            Some(env) => Ok(Environment { name: name.to_string(), spec: env.spec }),
+            Some(env) => Ok(Environment {
+                name: name.to_string(),
+                spec: env.spec,
+            }),
             None => {
-                let known: Vec<String> =
-                    self.store().list_environments()?.into_iter().filter_map(|e| e.metadata.name).collect();
-                let known = if known.is_empty() { "none yet".to_string() } else { known.join(", ") };
-                Err(HubError::invalid_field(path, format!("environment {name:?} is not registered (registered: {known})")))
+                let known: Vec<String> = self
+                    .store()
+                    .list_environments()?
+                    .into_iter()
+                    .filter_map(|e| e.metadata.name)
+                    .collect();
+                let known = if known.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    known.join(", ")
+                };
+                Err(HubError::invalid_field(
+                    path,
+                    format!("environment {name:?} is not registered (registered: {known})"),
+                ))
             }
         }
     }
 
     /// The inventory of an environment, filtered by a selector.
-    pub async fn targets(&self, name: &str, selector: &TargetSelector) -> Result<Vec<Target>, HubError> {
-        let env = self.store().get_environment(name)?.ok_or_else(|| HubError::not_found(format!("environment {name:?}")))?;
-        let env = Environment { name: name.to_string(), spec: env.spec };
-        let adapter = self.engine.registry().get(&env.spec.adapter).map_err(|e| HubError::Unsupported { message: e.to_string() })?;
-        let inventory = adapter.discover(&env).await.map_err(HubError::from_adapter)?;
+    pub async fn targets(
+        &self,
+        name: &str,
+        selector: &TargetSelector,
+    ) -> Result<Vec<Target>, HubError> {
+        let env = self
+            .store()
+            .get_environment(name)?
+            .ok_or_else(|| HubError::not_found(format!("environment {name:?}")))?;
+        let env = Environment {
+            name: name.to_string(),
+            spec: env.spec,
+        };
+        let adapter =
+            self.engine
+                .registry()
+                .get(&env.spec.adapter)
+                .map_err(|e| HubError::Unsupported {
+                    message: e.to_string(),
+                })?;
+        let inventory = adapter
+            .discover(&env)
+            .await
+            .map_err(HubError::from_adapter)?;
         Ok(selection::filter(selector, &inventory))
     }
 
     pub async fn environment_capabilities(&self, name: &str) -> Result<Vec<Capability>, HubError> {
-        let env = self.store().get_environment(name)?.ok_or_else(|| HubError::not_found(format!("environment {name:?}")))?;
-        let env = Environment { name: name.to_string(), spec: env.spec };
-        let adapter = self.engine.registry().get(&env.spec.adapter).map_err(|e| HubError::Unsupported { message: e.to_string() })?;
-        adapter.environment_capabilities(&env).await.map_err(HubError::from_adapter)
+        let env = self
+            .store()
+            .get_environment(name)?
+            .ok_or_else(|| HubError::not_found(format!("environment {name:?}")))?;
+        let env = Environment {
+            name: name.to_string(),
+            spec: env.spec,
+        };
+        let adapter =
+            self.engine
+                .registry()
+                .get(&env.spec.adapter)
+                .map_err(|e| HubError::Unsupported {
+                    message: e.to_string(),
+                })?;
+        adapter
+            .environment_capabilities(&env)
+            .await
+            .map_err(HubError::from_adapter)
     }
 
     // ---- experiments ----
 
     /// Validates and stores a new experiment (or plans it, for a dry run).
-    pub async fn submit(&self, value: Value, env_override: Option<&str>, dry_run: bool) -> Result<Submitted, HubError> {
-        let mut manifest = chaoshub_schema::manifest_from_value(value).map_err(HubError::invalid)?;
+    pub async fn submit(
+        &self,
+        value: Value,
+        env_override: Option<&str>,
+        dry_run: bool,
+    ) -> Result<Submitted, HubError> {
+        let mut manifest =
+            chaoshub_schema::manifest_from_value(value).map_err(HubError::invalid)?;
         let kind = manifest.kind();
         if kind == Kind::Environment {
-            return Err(HubError::invalid_field("kind", "Environment manifests are registered with POST /api/v1/environments"));
+            return Err(HubError::invalid_field(
+                "kind",
+                "Environment manifests are registered with POST /api/v1/environments",
+            ));
         }
         let Some(fault) = manifest.fault().map(FaultInfo::of) else {
             return Err(HubError::Unsupported {
@@ -220,7 +319,11 @@ impl Hub {
                 }
             }
         }
-        let (env_name, env_path) = match (env_override, fault.environment.clone(), &self.default_environment) {
+        let (env_name, env_path) = match (
+            env_override,
+            fault.environment.clone(),
+            &self.default_environment,
+        ) {
             (Some(e), _, _) => (Some(e.to_string()), "env"),
             (None, Some(e), _) => (Some(e), "spec.environment"),
             (None, None, Some(d)) => (Some(d.clone()), "spec.environment"),
@@ -241,17 +344,26 @@ impl Hub {
             ));
         };
         let env = self.environment(&env_name, env_path)?;
-        let adapter = self
-            .engine
-            .registry()
-            .get(&env.spec.adapter)
-            .map_err(|e| HubError::Unsupported { message: format!("environment {env_name:?}: {e}") })?;
-        let capabilities = adapter.environment_capabilities(&env).await.map_err(HubError::from_adapter)?;
+        let adapter =
+            self.engine
+                .registry()
+                .get(&env.spec.adapter)
+                .map_err(|e| HubError::Unsupported {
+                    message: format!("environment {env_name:?}: {e}"),
+                })?;
+        let capabilities = adapter
+            .environment_capabilities(&env)
+            .await
+            .map_err(HubError::from_adapter)?;
         for action in &actions {
             let wanted = Capability::new(kind.as_str(), action.clone());
             if !capabilities.contains(&wanted) {
                 let others = self.engine.registry().supporting(kind.as_str(), action);
-                let others = if others.is_empty() { "no adapter of this hub".to_string() } else { others.join(", ") };
+                let others = if others.is_empty() {
+                    "no adapter of this hub".to_string()
+                } else {
+                    others.join(", ")
+                };
                 return Err(HubError::Unsupported {
                     message: format!(
                         "environment {env_name:?} (adapter {}) has no adapter that supports {kind}/{action} (supported by: {others})",
@@ -267,7 +379,8 @@ impl Hub {
         if let Some(halt) = self.halted()? {
             return Err(halt);
         }
-        self.store_experiment(manifest, &env, actions).map(|o| Submitted::Created(Box::new(o)))
+        self.store_experiment(manifest, &env, actions)
+            .map(|o| Submitted::Created(Box::new(o)))
     }
 
     async fn plan(
@@ -277,7 +390,10 @@ impl Hub {
         env: &Environment,
         adapter: &dyn chaoshub_adapters::Adapter,
     ) -> Result<Submitted, HubError> {
-        let inventory = adapter.discover(env).await.map_err(HubError::from_adapter)?;
+        let inventory = adapter
+            .discover(env)
+            .await
+            .map_err(HubError::from_adapter)?;
         let matched = fault.matching(&inventory);
         let mode = fault.mode;
         let mut warnings = Vec::new();
@@ -315,7 +431,12 @@ impl Hub {
         })))
     }
 
-    fn store_experiment(&self, mut manifest: Manifest, env: &Environment, actions: Vec<String>) -> Result<ExperimentObject, HubError> {
+    fn store_experiment(
+        &self,
+        mut manifest: Manifest,
+        env: &Environment,
+        actions: Vec<String>,
+    ) -> Result<ExperimentObject, HubError> {
         let uid = uuid::Uuid::new_v4().to_string();
         let now = time::now_rfc3339();
         let name = match (&manifest.metadata.name, &manifest.metadata.generate_name) {
@@ -359,11 +480,21 @@ impl Hub {
             status,
             desired_reason: None,
         };
-        let event = experiment_event(&row, events::EXPERIMENT_CREATED, format!("created in environment {}", env.name));
-        let (row, records) = self.store().insert_experiment(&row, &event).map_err(|e| match e {
-            crate::store::StoreError::Conflict(message) => HubError::Conflict { code: "already_exists", message },
-            other => HubError::Store(other),
-        })?;
+        let event = experiment_event(
+            &row,
+            events::EXPERIMENT_CREATED,
+            format!("created in environment {}", env.name),
+        );
+        let (row, records) = self
+            .store()
+            .insert_experiment(&row, &event)
+            .map_err(|e| match e {
+                crate::store::StoreError::Conflict(message) => HubError::Conflict {
+                    code: "already_exists",
+                    message,
+                },
+                other => HubError::Store(other),
+            })?;
         self.engine.publish(records);
         self.engine.trigger(&uid);
         Ok(row.to_object())
@@ -377,10 +508,18 @@ impl Hub {
         let ns = namespace.unwrap_or("default");
         self.store()
             .find_experiment_by_name(ns, id)?
-            .ok_or_else(|| HubError::not_found(format!("experiment {id:?} (by uid, or by name in namespace {ns:?})")))
+            .ok_or_else(|| {
+                HubError::not_found(format!(
+                    "experiment {id:?} (by uid, or by name in namespace {ns:?})"
+                ))
+            })
     }
 
-    pub fn list(&self, filter: ExperimentFilter, limit: Option<usize>) -> Result<Page<ExperimentObject>, HubError> {
+    pub fn list(
+        &self,
+        filter: ExperimentFilter,
+        limit: Option<usize>,
+    ) -> Result<Page<ExperimentObject>, HubError> {
         let limit = page_limit(limit);
         let mut filter = filter;
         filter.limit = limit + 1;
@@ -391,7 +530,10 @@ impl Hub {
         } else {
             None
         };
-        Ok(Page { items: rows.iter().map(ExperimentRow::to_object).collect(), continue_token })
+        Ok(Page {
+            items: rows.iter().map(ExperimentRow::to_object).collect(),
+            continue_token,
+        })
     }
 
     fn halted(&self) -> Result<Option<HubError>, HubError> {
@@ -405,28 +547,59 @@ impl Hub {
         }))
     }
 
-    fn steer(&self, row: &ExperimentRow, desired: DesiredState, reason: Option<&str>, event: &str, message: &str) -> Result<ExperimentObject, HubError> {
+    fn steer(
+        &self,
+        row: &ExperimentRow,
+        desired: DesiredState,
+        reason: Option<&str>,
+        event: &str,
+        message: &str,
+    ) -> Result<ExperimentObject, HubError> {
         let ev = experiment_event(row, event, message);
         let records = self.store().set_desired(&row.uid, desired, reason, &[ev])?;
         self.engine.publish(records);
         self.engine.trigger(&row.uid);
-        let row = self.store().get_experiment(&row.uid)?.ok_or_else(|| HubError::not_found(format!("experiment {}", row.uid)))?;
+        let row = self
+            .store()
+            .get_experiment(&row.uid)?
+            .ok_or_else(|| HubError::not_found(format!("experiment {}", row.uid)))?;
         Ok(row.to_object())
     }
 
     pub fn pause(&self, id: &str, namespace: Option<&str>) -> Result<ExperimentObject, HubError> {
         let row = self.find(id, namespace)?;
         match row.status.phase {
-            p if p.is_terminal() => Err(HubError::Conflict { code: "wrong_phase", message: format!("experiment {} is {p}; only active experiments can be paused", row.name) }),
-            _ if row.status.desired == DesiredState::Stop => Err(HubError::Conflict { code: "wrong_phase", message: format!("experiment {} is being stopped", row.name) }),
-            _ => self.steer(&row, DesiredState::Pause, None, events::EXPERIMENT_PAUSE_REQUESTED, "pause requested"),
+            p if p.is_terminal() => Err(HubError::Conflict {
+                code: "wrong_phase",
+                message: format!(
+                    "experiment {} is {p}; only active experiments can be paused",
+                    row.name
+                ),
+            }),
+            _ if row.status.desired == DesiredState::Stop => Err(HubError::Conflict {
+                code: "wrong_phase",
+                message: format!("experiment {} is being stopped", row.name),
+            }),
+            _ => self.steer(
+                &row,
+                DesiredState::Pause,
+                None,
+                events::EXPERIMENT_PAUSE_REQUESTED,
+                "pause requested",
+            ),
         }
     }
 
     pub fn resume(&self, id: &str, namespace: Option<&str>) -> Result<ExperimentObject, HubError> {
         let row = self.find(id, namespace)?;
         if row.status.phase.is_terminal() || row.status.desired == DesiredState::Stop {
-            return Err(HubError::Conflict { code: "wrong_phase", message: format!("experiment {} is {}; it cannot be resumed", row.name, row.status.phase) });
+            return Err(HubError::Conflict {
+                code: "wrong_phase",
+                message: format!(
+                    "experiment {} is {}; it cannot be resumed",
+                    row.name, row.status.phase
+                ),
+            });
         }
         if row.status.desired == DesiredState::Run {
             return Ok(row.to_object());
@@ -434,21 +607,43 @@ impl Hub {
         if let Some(halt) = self.halted()? {
             return Err(halt);
         }
-        self.steer(&row, DesiredState::Run, None, events::EXPERIMENT_RESUME_REQUESTED, "resume requested")
+        self.steer(
+            &row,
+            DesiredState::Run,
+            None,
+            events::EXPERIMENT_RESUME_REQUESTED,
+            "resume requested",
+        )
     }
 
-    pub fn stop(&self, id: &str, namespace: Option<&str>, reason: &str) -> Result<ExperimentObject, HubError> {
+    pub fn stop(
+        &self,
+        id: &str,
+        namespace: Option<&str>,
+        reason: &str,
+    ) -> Result<ExperimentObject, HubError> {
         let row = self.find(id, namespace)?;
         if row.status.phase.is_terminal() {
             return Ok(row.to_object());
         }
-        self.steer(&row, DesiredState::Stop, Some(reason), events::EXPERIMENT_STOP_REQUESTED, &format!("stop requested: {reason}"))
+        self.steer(
+            &row,
+            DesiredState::Stop,
+            Some(reason),
+            events::EXPERIMENT_STOP_REQUESTED,
+            &format!("stop requested: {reason}"),
+        )
     }
 
     /// Stops the experiment if needed, waits (up to `wait`) for its faults to be removed, and
     /// archives it. An experiment still recovering after `wait` is archived too; the engine
     /// keeps recovering it.
-    pub async fn delete(&self, id: &str, namespace: Option<&str>, wait: Duration) -> Result<ExperimentObject, HubError> {
+    pub async fn delete(
+        &self,
+        id: &str,
+        namespace: Option<&str>,
+        wait: Duration,
+    ) -> Result<ExperimentObject, HubError> {
         let row = self.find(id, namespace)?;
         if row.status.archived {
             return Ok(row.to_object());
@@ -480,27 +675,52 @@ impl Hub {
         let reason = reason.unwrap_or_else(|| "halt-all requested".into());
         let mut status = self.store().halt_status()?;
         if !status.halted {
-            status = HaltStatus { halted: true, since: Some(time::now_rfc3339()), reason: Some(reason.clone()), stopped: Vec::new() };
+            status = HaltStatus {
+                halted: true,
+                since: Some(time::now_rfc3339()),
+                reason: Some(reason.clone()),
+                stopped: Vec::new(),
+            };
         }
         // Set the switch first so nothing new starts while the running ones are stopped.
         self.store().set_halt(&status)?;
         let mut stopped = Vec::new();
         for row in self.store().active_experiments()? {
             if row.status.desired != DesiredState::Stop {
-                self.steer(&row, DesiredState::Stop, Some(&format!("halted: {reason}")), events::EXPERIMENT_STOP_REQUESTED, &format!("stop requested by halt-all: {reason}"))?;
+                self.steer(
+                    &row,
+                    DesiredState::Stop,
+                    Some(&format!("halted: {reason}")),
+                    events::EXPERIMENT_STOP_REQUESTED,
+                    &format!("stop requested by halt-all: {reason}"),
+                )?;
                 stopped.push(row.uid.clone());
             }
         }
         status.stopped = stopped;
         self.store().set_halt(&status)?;
-        self.engine.record(&[hub_event(events::HALT_SET, format!("halt-all: {reason}; stopped {} experiment(s)", status.stopped.len()))])?;
+        self.engine.record(&[hub_event(
+            events::HALT_SET,
+            format!(
+                "halt-all: {reason}; stopped {} experiment(s)",
+                status.stopped.len()
+            ),
+        )])?;
         Ok(status)
     }
 
     pub fn unhalt(&self) -> Result<HaltStatus, HubError> {
-        let status = HaltStatus { halted: false, since: None, reason: None, stopped: Vec::new() };
+        let status = HaltStatus {
+            halted: false,
+            since: None,
+            reason: None,
+            stopped: Vec::new(),
+        };
         self.store().set_halt(&status)?;
-        self.engine.record(&[hub_event(events::HALT_RELEASED, "halt released: experiments may start again")])?;
+        self.engine.record(&[hub_event(
+            events::HALT_RELEASED,
+            "halt released: experiments may start again",
+        )])?;
         Ok(status)
     }
 }
@@ -542,15 +762,44 @@ pub fn parse_label_selector(text: &str) -> Result<TargetSelector, ValidationErro
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
                 .collect();
-            selector.expression_selectors.push(LabelSelectorRequirement { key, operator: operator.into(), values });
+            selector
+                .expression_selectors
+                .push(LabelSelectorRequirement {
+                    key,
+                    operator: operator.into(),
+                    values,
+                });
         } else if let Some((k, v)) = part.split_once("!=") {
-            selector.expression_selectors.push(LabelSelectorRequirement { key: k.trim().into(), operator: "NotIn".into(), values: vec![v.trim().into()] });
+            selector
+                .expression_selectors
+                .push(LabelSelectorRequirement {
+                    key: k.trim().into(),
+                    operator: "NotIn".into(),
+                    values: vec![v.trim().into()],
+                });
         } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
-            selector.label_selectors.insert(k.trim().into(), v.trim().into());
+            selector
+                .label_selectors
+                .insert(k.trim().into(), v.trim().into());
         } else if let Some(k) = part.strip_prefix('!') {
-            selector.expression_selectors.push(LabelSelectorRequirement { key: k.trim().into(), operator: "DoesNotExist".into(), values: vec![] });
-        } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
-            selector.expression_selectors.push(LabelSelectorRequirement { key: part.into(), operator: "Exists".into(), values: vec![] });
+            selector
+                .expression_selectors
+                .push(LabelSelectorRequirement {
+                    key: k.trim().into(),
+                    operator: "DoesNotExist".into(),
+                    values: vec![],
+                });
+        } else if part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
+            selector
+                .expression_selectors
+                .push(LabelSelectorRequirement {
+                    key: part.into(),
+                    operator: "Exists".into(),
+                    values: vec![],
+                });
         } else {
             errors.push("labelSelector", format!("cannot parse {part:?}: use key=value, key!=value, key in (a,b), key notin (a,b), key or !key"));
         }

@@ -42,12 +42,27 @@ impl FaultInfo {
 /// Why selection picked nothing or could not run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectionError {
-    #[error("no targets matched the selector ({inventory} targets in environment {environment:?})")]
-    NoneMatched { environment: String, inventory: usize },
-    #[error("the selector matched {matched} targets but mode {mode} with value {value:?} selects none")]
-    ModeSelectsNone { matched: usize, mode: String, value: String },
+    #[error(
+        "no targets matched the selector ({inventory} targets in environment {environment:?})"
+    )]
+    NoneMatched {
+        environment: String,
+        inventory: usize,
+    },
+    #[error(
+        "the selector matched {matched} targets but mode {mode} with value {value:?} selects none"
+    )]
+    ModeSelectsNone {
+        matched: usize,
+        mode: String,
+        value: String,
+    },
     #[error("invalid value {value:?} for mode {mode}: {message}")]
-    BadValue { mode: String, value: String, message: String },
+    BadValue {
+        mode: String,
+        value: String,
+        message: String,
+    },
 }
 
 fn requirement_holds(req: &LabelSelectorRequirement, target: &Target) -> bool {
@@ -91,19 +106,40 @@ pub fn matches(selector: &TargetSelector, target: &Target) -> bool {
             return false;
         }
     }
-    if !selector.label_selectors.iter().all(|(k, v)| target.labels.get(k) == Some(v)) {
+    if !selector
+        .label_selectors
+        .iter()
+        .all(|(k, v)| target.labels.get(k) == Some(v))
+    {
         return false;
     }
-    if !selector.expression_selectors.iter().all(|r| requirement_holds(r, target)) {
+    if !selector
+        .expression_selectors
+        .iter()
+        .all(|r| requirement_holds(r, target))
+    {
         return false;
     }
-    if !selector.annotation_selectors.iter().all(|(k, v)| target.annotations.get(k) == Some(v)) {
+    if !selector
+        .annotation_selectors
+        .iter()
+        .all(|(k, v)| target.annotations.get(k) == Some(v))
+    {
         return false;
     }
-    if !selector.field_selectors.iter().all(|(k, v)| field_value(target, k) == Some(v.as_str())) {
+    if !selector
+        .field_selectors
+        .iter()
+        .all(|(k, v)| field_value(target, k) == Some(v.as_str()))
+    {
         return false;
     }
-    if !selector.nodes.is_empty() && !target.labels.get("node").is_some_and(|n| selector.nodes.contains(n)) {
+    if !selector.nodes.is_empty()
+        && !target
+            .labels
+            .get("node")
+            .is_some_and(|n| selector.nodes.contains(n))
+    {
         return false;
     }
     if !selector
@@ -114,7 +150,10 @@ pub fn matches(selector: &TargetSelector, target: &Target) -> bool {
         return false;
     }
     if !selector.pod_phase_selectors.is_empty()
-        && !target.labels.get("phase").is_some_and(|p| selector.pod_phase_selectors.contains(p))
+        && !target
+            .labels
+            .get("phase")
+            .is_some_and(|p| selector.pod_phase_selectors.contains(p))
     {
         return false;
     }
@@ -123,7 +162,11 @@ pub fn matches(selector: &TargetSelector, target: &Target) -> bool {
 
 /// Every target of the inventory that the selector matches, in inventory order.
 pub fn filter(selector: &TargetSelector, inventory: &[Target]) -> Vec<Target> {
-    inventory.iter().filter(|t| matches(selector, t)).cloned().collect()
+    inventory
+        .iter()
+        .filter(|t| matches(selector, t))
+        .cloned()
+        .collect()
 }
 
 fn parse_percent(mode: SelectorMode, value: &str) -> Result<usize, SelectionError> {
@@ -132,7 +175,10 @@ fn parse_percent(mode: SelectorMode, value: &str) -> Result<usize, SelectionErro
         value: value.into(),
         message: message.into(),
     };
-    let n: usize = value.trim().parse().map_err(|_| bad("must be a whole number"))?;
+    let n: usize = value
+        .trim()
+        .parse()
+        .map_err(|_| bad("must be a whole number"))?;
     if !(1..=100).contains(&n) {
         return Err(bad("must be between 1 and 100"));
     }
@@ -152,11 +198,14 @@ pub fn apply_mode<R: Rng + ?Sized>(
         SelectorMode::All => total,
         SelectorMode::One => total.min(1),
         SelectorMode::Fixed => {
-            let n: usize = value_text.trim().parse().map_err(|_| SelectionError::BadValue {
-                mode: mode.as_str().into(),
-                value: value_text.into(),
-                message: "must be a whole number of targets".into(),
-            })?;
+            let n: usize = value_text
+                .trim()
+                .parse()
+                .map_err(|_| SelectionError::BadValue {
+                    mode: mode.as_str().into(),
+                    value: value_text.into(),
+                    message: "must be a whole number of targets".into(),
+                })?;
             if n == 0 {
                 return Err(SelectionError::BadValue {
                     mode: mode.as_str().into(),
@@ -206,7 +255,10 @@ mod tests {
             id: id.into(),
             name: id.into(),
             namespace: None,
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             annotations: BTreeMap::new(),
         }
     }
@@ -252,7 +304,13 @@ mod tests {
     fn fixed_percent_rounds_down_and_refuses_zero() {
         let inv: Vec<Target> = (0..3).map(|i| target(&i.to_string(), &[])).collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let picked = apply_mode(inv.clone(), SelectorMode::FixedPercent, Some("50"), &mut rng).unwrap();
+        let picked = apply_mode(
+            inv.clone(),
+            SelectorMode::FixedPercent,
+            Some("50"),
+            &mut rng,
+        )
+        .unwrap();
         assert_eq!(picked.len(), 1);
         let one = vec![target("x", &[])];
         assert!(matches!(

@@ -19,7 +19,10 @@ pub enum StartError {
     #[error("cannot open the store")]
     Store(#[from] StoreError),
     #[error("cannot listen on {addr}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("environment {name:?} from the config: {message}")]
     Environment { name: String, message: String },
 }
@@ -60,14 +63,32 @@ pub async fn start(config: HubConfig) -> Result<RunningHub, StartError> {
 }
 
 /// Starts a hub with a given adapter registry (tests add their own adapters).
-pub async fn start_with(config: HubConfig, registry: AdapterRegistry) -> Result<RunningHub, StartError> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir, &config.store.synchronous)?);
+pub async fn start_with(
+    config: HubConfig,
+    registry: AdapterRegistry,
+) -> Result<RunningHub, StartError> {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+        &config.data_dir,
+        &config.store.synchronous,
+    )?);
     start_with_store(config, registry, store).await
 }
 
-pub async fn start_with_store(config: HubConfig, registry: AdapterRegistry, store: Arc<dyn Store>) -> Result<RunningHub, StartError> {
-    let engine = Engine::new(store, registry, config.engine.clone(), config.limits.clone());
-    let hub = Hub { engine: Arc::clone(&engine), default_environment: config.default_environment.clone() };
+pub async fn start_with_store(
+    config: HubConfig,
+    registry: AdapterRegistry,
+    store: Arc<dyn Store>,
+) -> Result<RunningHub, StartError> {
+    let engine = Engine::new(
+        store,
+        registry,
+        config.engine.clone(),
+        config.limits.clone(),
+    );
+    let hub = Hub {
+        engine: Arc::clone(&engine),
+        default_environment: config.default_environment.clone(),
+    };
     for env in &config.environments {
         let spec = EnvironmentSpec {
             adapter: env.adapter.clone(),
@@ -77,13 +98,25 @@ pub async fn start_with_store(config: HubConfig, registry: AdapterRegistry, stor
             settings: env.settings.clone(),
         };
         hub.register_environment_spec(&env.name, spec, Default::default(), true)
-            .map_err(|e| StartError::Environment { name: env.name.clone(), message: format!("{e} {:?}", e.body().details) })?;
+            .map_err(|e| StartError::Environment {
+                name: env.name.clone(),
+                message: format!("{e} {:?}", e.body().details),
+            })?;
     }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen { addr: config.listen.clone(), source })?;
-    engine.record(&[hub_event(HUB_STARTED, format!("hub {} started on {addr}", env!("CARGO_PKG_VERSION")))])?;
+        .map_err(|source| StartError::Listen {
+            addr: config.listen.clone(),
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen.clone(),
+        source,
+    })?;
+    engine.record(&[hub_event(
+        HUB_STARTED,
+        format!("hub {} started on {addr}", env!("CARGO_PKG_VERSION")),
+    )])?;
     let (shutdown, rx) = watch::channel(false);
     let engine_task = tokio::spawn(Arc::clone(&engine).run(rx.clone()));
     let app = crate::api::router(hub.clone(), config.limits.max_body_bytes);
@@ -95,12 +128,21 @@ pub async fn start_with_store(config: HubConfig, registry: AdapterRegistry, stor
                 _ = terminate_signal() => {}
             }
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!(error = %e, "http server failed");
         }
     });
     tracing::info!(%addr, "chaoshub listening");
-    Ok(RunningHub { addr, hub, shutdown, server, engine: engine_task })
+    Ok(RunningHub {
+        addr,
+        hub,
+        shutdown,
+        server,
+        engine: engine_task,
+    })
 }
 
 async fn terminate_signal() {

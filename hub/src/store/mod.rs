@@ -7,7 +7,9 @@ mod sqlite;
 
 use std::collections::BTreeMap;
 
-use chaoshub_schema::api::{DesiredState, EnvironmentObject, EventRecord, ExperimentObject, ExperimentStatus, HaltStatus};
+use chaoshub_schema::api::{
+    DesiredState, EnvironmentObject, EventRecord, ExperimentObject, ExperimentStatus, HaltStatus,
+};
 use chaoshub_schema::meta::ObjectMeta;
 use serde_json::Value;
 
@@ -22,7 +24,10 @@ pub enum StoreError {
     #[error("{0}")]
     Conflict(String),
     #[error("cannot create data directory {path}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// An experiment as stored.
@@ -91,16 +96,36 @@ pub struct EventFilter {
 pub trait Store: Send + Sync {
     /// Stores a new experiment with its creation event. A live (not archived, not terminal)
     /// experiment of the same namespace/kind/name is a conflict; a terminal one is archived.
-    fn insert_experiment(&self, row: &ExperimentRow, event: &NewEvent) -> Result<(ExperimentRow, Vec<EventRecord>), StoreError>;
+    fn insert_experiment(
+        &self,
+        row: &ExperimentRow,
+        event: &NewEvent,
+    ) -> Result<(ExperimentRow, Vec<EventRecord>), StoreError>;
     /// Replaces an experiment's status and appends events, atomically.
-    fn update_status(&self, uid: &str, status: &ExperimentStatus, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError>;
+    fn update_status(
+        &self,
+        uid: &str,
+        status: &ExperimentStatus,
+        events: &[NewEvent],
+    ) -> Result<Vec<EventRecord>, StoreError>;
     /// Records the user's intent (pause, resume, stop) without touching the engine's status.
-    fn set_desired(&self, uid: &str, desired: DesiredState, reason: Option<&str>, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError>;
+    fn set_desired(
+        &self,
+        uid: &str,
+        desired: DesiredState,
+        reason: Option<&str>,
+        events: &[NewEvent],
+    ) -> Result<Vec<EventRecord>, StoreError>;
     fn set_archived(&self, uid: &str, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError>;
     fn get_experiment(&self, uid: &str) -> Result<Option<ExperimentRow>, StoreError>;
     /// The newest not-archived experiment with this name (any kind) in the namespace.
-    fn find_experiment_by_name(&self, namespace: &str, name: &str) -> Result<Option<ExperimentRow>, StoreError>;
-    fn list_experiments(&self, filter: &ExperimentFilter) -> Result<Vec<ExperimentRow>, StoreError>;
+    fn find_experiment_by_name(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ExperimentRow>, StoreError>;
+    fn list_experiments(&self, filter: &ExperimentFilter)
+        -> Result<Vec<ExperimentRow>, StoreError>;
     /// Every experiment the engine may still have work for (not in a terminal phase).
     fn active_experiments(&self) -> Result<Vec<ExperimentRow>, StoreError>;
 

@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use chaoshub_schema::api::{DesiredState, EnvironmentObject, EventRecord, ExperimentStatus, HaltStatus};
+use chaoshub_schema::api::{
+    DesiredState, EnvironmentObject, EventRecord, ExperimentStatus, HaltStatus,
+};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{EventFilter, ExperimentFilter, ExperimentRow, NewEvent, Store, StoreError};
@@ -80,12 +82,18 @@ impl SqliteStore {
 
     fn init(conn: Connection, synchronous: &str) -> Result<Self, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        let sync = if synchronous == "full" { "FULL" } else { "NORMAL" };
+        let sync = if synchronous == "full" {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
         conn.pragma_update(None, "synchronous", sync)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -145,7 +153,20 @@ pub(super) fn desired_as_str(d: DesiredState) -> &'static str {
 }
 
 fn decode_experiment(raw: RawExperiment) -> Result<ExperimentRow, StoreError> {
-    let RawExperiment { seq, uid, name, namespace, kind, api_version, metadata, spec, status, archived, desired, desired_reason } = raw;
+    let RawExperiment {
+        seq,
+        uid,
+        name,
+        namespace,
+        kind,
+        api_version,
+        metadata,
+        spec,
+        status,
+        archived,
+        desired,
+        desired_reason,
+    } = raw;
     let mut status = serde_json::from_str::<ExperimentStatus>(&status)
         .map_err(|e| corrupt(&format!("experiment {uid} status"), e))?;
     // The user's intent and the archive flag live in their own columns so the engine's status
@@ -155,8 +176,10 @@ fn decode_experiment(raw: RawExperiment) -> Result<ExperimentRow, StoreError> {
         .ok_or_else(|| corrupt(&format!("experiment {uid} desired state"), &desired))?;
     Ok(ExperimentRow {
         seq,
-        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(&format!("experiment {uid} metadata"), e))?,
-        spec: serde_json::from_str(&spec).map_err(|e| corrupt(&format!("experiment {uid} spec"), e))?,
+        metadata: serde_json::from_str(&metadata)
+            .map_err(|e| corrupt(&format!("experiment {uid} metadata"), e))?,
+        spec: serde_json::from_str(&spec)
+            .map_err(|e| corrupt(&format!("experiment {uid} spec"), e))?,
         status,
         desired_reason,
         uid,
@@ -177,7 +200,8 @@ fn insert_events(conn: &Connection, events: &[NewEvent]) -> Result<Vec<EventReco
     )?;
     for event in events {
         let time = now();
-        let attributes = serde_json::to_string(&event.attributes).map_err(|e| corrupt("event attributes", e))?;
+        let attributes =
+            serde_json::to_string(&event.attributes).map_err(|e| corrupt("event attributes", e))?;
         stmt.execute(params![
             time,
             event.name,
@@ -202,7 +226,11 @@ fn insert_events(conn: &Connection, events: &[NewEvent]) -> Result<Vec<EventReco
 }
 
 impl Store for SqliteStore {
-    fn insert_experiment(&self, row: &ExperimentRow, event: &NewEvent) -> Result<(ExperimentRow, Vec<EventRecord>), StoreError> {
+    fn insert_experiment(
+        &self,
+        row: &ExperimentRow,
+        event: &NewEvent,
+    ) -> Result<(ExperimentRow, Vec<EventRecord>), StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let existing: Option<(String, String)> = tx
@@ -225,15 +253,20 @@ impl Store for SqliteStore {
             let mut stmt = tx.prepare(
                 "SELECT uid, status FROM experiments WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND archived = 0",
             )?;
-            let rows = stmt.query_map(params![row.namespace, row.kind, row.name], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let rows = stmt.query_map(params![row.namespace, row.kind, row.name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
             rows.collect::<Result<_, _>>()?
         };
         for (uid, status) in finished {
-            let mut status: ExperimentStatus =
-                serde_json::from_str(&status).map_err(|e| corrupt(&format!("experiment {uid} status"), e))?;
+            let mut status: ExperimentStatus = serde_json::from_str(&status)
+                .map_err(|e| corrupt(&format!("experiment {uid} status"), e))?;
             status.archived = true;
             let text = serde_json::to_string(&status).map_err(|e| corrupt("status", e))?;
-            tx.execute("UPDATE experiments SET archived = 1, status = ?2 WHERE uid = ?1", params![uid, text])?;
+            tx.execute(
+                "UPDATE experiments SET archived = 1, status = ?2 WHERE uid = ?1",
+                params![uid, text],
+            )?;
         }
         let metadata = serde_json::to_string(&row.metadata).map_err(|e| corrupt("metadata", e))?;
         let spec = serde_json::to_string(&row.spec).map_err(|e| corrupt("spec", e))?;
@@ -263,7 +296,12 @@ impl Store for SqliteStore {
         Ok((stored, events))
     }
 
-    fn update_status(&self, uid: &str, status: &ExperimentStatus, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
+    fn update_status(
+        &self,
+        uid: &str,
+        status: &ExperimentStatus,
+        events: &[NewEvent],
+    ) -> Result<Vec<EventRecord>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let text = serde_json::to_string(status).map_err(|e| corrupt("status", e))?;
@@ -272,14 +310,22 @@ impl Store for SqliteStore {
             params![uid, status.phase.as_str(), text],
         )?;
         if changed == 0 {
-            return Err(StoreError::Corrupt(format!("experiment {uid} vanished from the store")));
+            return Err(StoreError::Corrupt(format!(
+                "experiment {uid} vanished from the store"
+            )));
         }
         let records = insert_events(&tx, events)?;
         tx.commit()?;
         Ok(records)
     }
 
-    fn set_desired(&self, uid: &str, desired: DesiredState, reason: Option<&str>, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
+    fn set_desired(
+        &self,
+        uid: &str,
+        desired: DesiredState,
+        reason: Option<&str>,
+        events: &[NewEvent],
+    ) -> Result<Vec<EventRecord>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         tx.execute(
@@ -294,7 +340,10 @@ impl Store for SqliteStore {
     fn set_archived(&self, uid: &str, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        tx.execute("UPDATE experiments SET archived = 1 WHERE uid = ?1", params![uid])?;
+        tx.execute(
+            "UPDATE experiments SET archived = 1 WHERE uid = ?1",
+            params![uid],
+        )?;
         let records = insert_events(&tx, events)?;
         tx.commit()?;
         Ok(records)
@@ -312,7 +361,11 @@ impl Store for SqliteStore {
         raw.map(decode_experiment).transpose()
     }
 
-    fn find_experiment_by_name(&self, namespace: &str, name: &str) -> Result<Option<ExperimentRow>, StoreError> {
+    fn find_experiment_by_name(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<ExperimentRow>, StoreError> {
         let conn = self.lock();
         let raw = conn
             .query_row(
@@ -326,7 +379,10 @@ impl Store for SqliteStore {
         raw.map(decode_experiment).transpose()
     }
 
-    fn list_experiments(&self, filter: &ExperimentFilter) -> Result<Vec<ExperimentRow>, StoreError> {
+    fn list_experiments(
+        &self,
+        filter: &ExperimentFilter,
+    ) -> Result<Vec<ExperimentRow>, StoreError> {
         let conn = self.lock();
         let mut sql = format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE archived = ?1");
         let mut args: Vec<rusqlite::types::Value> = vec![(filter.archived as i64).into()];
@@ -415,7 +471,8 @@ impl Store for SqliteStore {
                 environment,
                 target,
                 message,
-                attributes: serde_json::from_str(&attributes).map_err(|e| corrupt(&format!("event {id}"), e))?,
+                attributes: serde_json::from_str(&attributes)
+                    .map_err(|e| corrupt(&format!("event {id}"), e))?,
             });
         }
         Ok(out)
@@ -426,7 +483,11 @@ impl Store for SqliteStore {
         let name = env.metadata.name.clone().unwrap_or_default();
         let text = serde_json::to_string(env).map_err(|e| corrupt("environment", e))?;
         let existed = conn
-            .query_row("SELECT 1 FROM environments WHERE name = ?1", params![name], |_| Ok(()))
+            .query_row(
+                "SELECT 1 FROM environments WHERE name = ?1",
+                params![name],
+                |_| Ok(()),
+            )
             .optional()?
             .is_some();
         if existed && !replace {
@@ -442,20 +503,30 @@ impl Store for SqliteStore {
     fn get_environment(&self, name: &str) -> Result<Option<EnvironmentObject>, StoreError> {
         let conn = self.lock();
         let text: Option<String> = conn
-            .query_row("SELECT object FROM environments WHERE name = ?1", params![name], |r| r.get(0))
+            .query_row(
+                "SELECT object FROM environments WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
             .optional()?;
-        text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(&format!("environment {name}"), e)))
-            .transpose()
+        text.map(|t| {
+            serde_json::from_str(&t).map_err(|e| corrupt(&format!("environment {name}"), e))
+        })
+        .transpose()
     }
 
     fn list_environments(&self) -> Result<Vec<EnvironmentObject>, StoreError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare_cached("SELECT name, object FROM environments ORDER BY name")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT name, object FROM environments ORDER BY name")?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
             let (name, text) = row?;
-            out.push(serde_json::from_str(&text).map_err(|e| corrupt(&format!("environment {name}"), e))?);
+            out.push(
+                serde_json::from_str(&text)
+                    .map_err(|e| corrupt(&format!("environment {name}"), e))?,
+            );
         }
         Ok(out)
     }
@@ -468,11 +539,18 @@ impl Store for SqliteStore {
     fn halt_status(&self) -> Result<HaltStatus, StoreError> {
         let conn = self.lock();
         let text: Option<String> = conn
-            .query_row("SELECT value FROM settings WHERE key = 'halt'", [], |r| r.get(0))
+            .query_row("SELECT value FROM settings WHERE key = 'halt'", [], |r| {
+                r.get(0)
+            })
             .optional()?;
         match text {
             Some(t) => serde_json::from_str(&t).map_err(|e| corrupt("halt setting", e)),
-            None => Ok(HaltStatus { halted: false, since: None, reason: None, stopped: Vec::new() }),
+            None => Ok(HaltStatus {
+                halted: false,
+                since: None,
+                reason: None,
+                stopped: Vec::new(),
+            }),
         }
     }
 

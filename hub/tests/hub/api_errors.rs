@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::support::Sandbox;
 
 fn examples() -> Vec<Value> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/chaos-mesh/examples");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/reference/chaos-mesh/examples");
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for entry in entries.flatten() {
@@ -17,7 +18,11 @@ fn examples() -> Vec<Value> {
             out.extend(chaoshub_schema::split_documents(&text).unwrap());
         }
     }
-    assert!(!out.is_empty(), "no Chaos Mesh examples found under {}", dir.display());
+    assert!(
+        !out.is_empty(),
+        "no Chaos Mesh examples found under {}",
+        dir.display()
+    );
     out
 }
 
@@ -25,10 +30,20 @@ fn json_leaf() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| Value::from(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
         ".{0,12}".prop_map(Value::String),
-        prop_oneof![Just("all"), Just("fixed-percent"), Just("10x"), Just("-1"), Just("delay"), Just("NetworkChaos")].prop_map(|s| Value::String(s.into())),
+        prop_oneof![
+            Just("all"),
+            Just("fixed-percent"),
+            Just("10x"),
+            Just("-1"),
+            Just("delay"),
+            Just("NetworkChaos")
+        ]
+        .prop_map(|s| Value::String(s.into())),
     ]
 }
 
@@ -36,7 +51,8 @@ fn json_value() -> impl Strategy<Value = Value> {
     json_leaf().prop_recursive(3, 24, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-zA-Z]{1,8}", inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map("[a-zA-Z]{1,8}", inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -50,7 +66,10 @@ fn mutate(node: &mut Value, path_choice: &[usize], replacement: Value, op: u8) {
             _ => None,
         };
         let descend = index.is_some_and(|i| match &*node {
-            Value::Object(map) => map.values().nth(i).is_some_and(|v| v.is_object() || v.is_array()),
+            Value::Object(map) => map
+                .values()
+                .nth(i)
+                .is_some_and(|v| v.is_object() || v.is_array()),
             Value::Array(items) => items[i].is_object() || items[i].is_array(),
             _ => false,
         });
@@ -72,7 +91,7 @@ fn mutate(node: &mut Value, path_choice: &[usize], replacement: Value, op: u8) {
             map.insert("unexpectedField".into(), replacement);
         }
         (Value::Object(map), _) if !map.is_empty() => {
-            let key = map.keys().last().unwrap().clone();
+            let key = map.keys().next_back().unwrap().clone();
             map.insert(key, replacement);
         }
         (Value::Array(items), _) => items.push(replacement),
@@ -86,37 +105,67 @@ async fn thousands_of_bad_bodies_get_only_4xx() {
     let examples = examples();
     let mut runner = TestRunner::deterministic();
     let mut statuses = std::collections::BTreeMap::new();
-    let paths = ["/api/v1/experiments", "/api/v1/experiments?dryRun=true", "/api/v1/experiments?env=mem", "/api/v1/environments", "/api/v1/halt"];
+    let paths = [
+        "/api/v1/experiments",
+        "/api/v1/experiments?dryRun=true",
+        "/api/v1/experiments?env=mem",
+        "/api/v1/environments",
+        "/api/v1/halt",
+    ];
     let mut sent = 0;
     for i in 0..2400usize {
         let body: (String, String) = match i % 4 {
             // Mutated real manifests.
             0 | 1 => {
                 let mut doc = examples[i % examples.len()].clone();
-                let choice = prop::collection::vec(any::<usize>(), 0..6).new_tree(&mut runner).unwrap().current();
+                let choice = prop::collection::vec(any::<usize>(), 0..6)
+                    .new_tree(&mut runner)
+                    .unwrap()
+                    .current();
                 let replacement = json_value().new_tree(&mut runner).unwrap().current();
                 let op = any::<u8>().new_tree(&mut runner).unwrap().current();
                 mutate(&mut doc, &choice, replacement, op);
                 if i % 2 == 0 {
                     ("application/json".into(), doc.to_string())
                 } else {
-                    ("application/yaml".into(), serde_yaml::to_string(&doc).unwrap())
+                    (
+                        "application/yaml".into(),
+                        serde_yaml::to_string(&doc).unwrap(),
+                    )
                 }
             }
             // Arbitrary JSON documents.
-            2 => ("application/json".into(), json_value().new_tree(&mut runner).unwrap().current().to_string()),
+            2 => (
+                "application/json".into(),
+                json_value()
+                    .new_tree(&mut runner)
+                    .unwrap()
+                    .current()
+                    .to_string(),
+            ),
             // Arbitrary text, including broken YAML and non-UTF-8 turned lossy.
             _ => {
-                let bytes = prop::collection::vec(any::<u8>(), 0..200).new_tree(&mut runner).unwrap().current();
-                ("application/yaml".into(), String::from_utf8_lossy(&bytes).into_owned())
+                let bytes = prop::collection::vec(any::<u8>(), 0..200)
+                    .new_tree(&mut runner)
+                    .unwrap()
+                    .current();
+                (
+                    "application/yaml".into(),
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                )
             }
         };
         let path = paths[i % paths.len()];
-        let (code, value) = s.request(reqwest::Method::POST, path, Some((&body.0, body.1.clone()))).await;
+        let (code, value) = s
+            .request(reqwest::Method::POST, path, Some((&body.0, body.1.clone())))
+            .await;
         *statuses.entry(code).or_insert(0) += 1;
         assert!(code < 500, "{path} answered {code} to {}: {value}", body.1);
         if code >= 400 {
-            assert!(value["code"].is_string() && value["message"].is_string(), "error body without code/message: {value}");
+            assert!(
+                value["code"].is_string() && value["message"].is_string(),
+                "error body without code/message: {value}"
+            );
         }
         sent += 1;
         // Anything accepted is stopped at once so the sandbox stays small.
@@ -138,15 +187,29 @@ async fn thousands_of_bad_bodies_get_only_4xx() {
 async fn malformed_requests_get_json_errors() {
     let s = Sandbox::start(1).await;
     let big = "x".repeat(2 * 1024 * 1024);
-    let (code, body) = s.request(reqwest::Method::POST, "/api/v1/experiments", Some(("application/yaml", big))).await;
+    let (code, body) = s
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/experiments",
+            Some(("application/yaml", big)),
+        )
+        .await;
     assert_eq!(code, 413, "{body}");
     assert_eq!(body["code"], "payload_too_large");
-    let (code, body) = s.request(reqwest::Method::POST, "/api/v1/experiments", Some(("application/xml", "<a/>".into()))).await;
+    let (code, body) = s
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/experiments",
+            Some(("application/xml", "<a/>".into())),
+        )
+        .await;
     assert_eq!(code, 415, "{body}");
     let (code, body) = s.get("/api/v1/nothing-here").await;
     assert_eq!(code, 404);
     assert_eq!(body["code"], "not_found");
-    let (code, body) = s.request(reqwest::Method::PUT, "/api/v1/experiments", None).await;
+    let (code, body) = s
+        .request(reqwest::Method::PUT, "/api/v1/experiments", None)
+        .await;
     assert_eq!(code, 405, "{body}");
     let (code, body) = s.get("/api/v1/experiments?phase=Dancing").await;
     assert_eq!(code, 400);
@@ -156,17 +219,30 @@ async fn malformed_requests_get_json_errors() {
     assert!(body["message"].as_str().unwrap().contains("limitt"));
     let (code, _) = s.get("/api/v1/experiments/does-not-exist").await;
     assert_eq!(code, 404);
-    let (code, body) = s.post_yaml("/api/v1/experiments", "a: b\n---\nc: d\n").await;
+    let (code, body) = s
+        .post_yaml("/api/v1/experiments", "a: b\n---\nc: d\n")
+        .await;
     assert_eq!(code, 400);
     assert_eq!(body["code"], "multiple_documents");
-    let (code, body) = s.request(reqwest::Method::POST, "/api/v1/experiments", Some(("application/json", "{\"apiVersion\": ".into()))).await;
+    let (code, body) = s
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/experiments",
+            Some(("application/json", "{\"apiVersion\": ".into())),
+        )
+        .await;
     assert_eq!(code, 400);
     assert_eq!(body["code"], "invalid_json");
     // Several problems in one document are all reported, each with its path.
     let bad = "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {name: Bad_Name}\nspec:\n  action: delay\n  mode: fixed-percent\n  selector: {labelSelectors: {app: web}}\n  delay: {latency: 10x}\n  duration: soon\n";
     let (code, body) = s.post_yaml("/api/v1/experiments", bad).await;
     assert_eq!(code, 400, "{body}");
-    let paths: Vec<&str> = body["details"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
     assert!(paths.contains(&"metadata.name"), "{paths:?}");
     assert!(paths.len() >= 2, "{paths:?}");
 }

@@ -18,7 +18,12 @@ fn ms_between(a: &serde_json::Value, b: &serde_json::Value) -> i64 {
 #[tokio::test]
 async fn runs_confirmed_then_finishes_on_time() {
     let s = Sandbox::start(4).await;
-    let (code, created) = s.post_yaml("/api/v1/experiments", &delay_yaml("web-delay", Some("600ms"), "")).await;
+    let (code, created) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            &delay_yaml("web-delay", Some("600ms"), ""),
+        )
+        .await;
     assert_eq!(code, 201, "{created:#}");
     let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
     assert_eq!(created["status"]["phase"], "Pending");
@@ -27,20 +32,47 @@ async fn runs_confirmed_then_finishes_on_time() {
     assert_eq!(s.adapter.active_count(), 2);
     let targets = running["status"]["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 2);
-    assert!(targets.iter().all(|t| t["phase"] == "Injected" && t["injectedAt"].is_string()));
-    assert!(targets.iter().all(|t| t["target"]["labels"]["app"] == "web"));
+    assert!(targets
+        .iter()
+        .all(|t| t["phase"] == "Injected" && t["injectedAt"].is_string()));
+    assert!(targets
+        .iter()
+        .all(|t| t["target"]["labels"]["app"] == "web"));
     let done = s.wait_phase(&uid, "Finished", T).await;
-    assert_eq!(s.adapter.active_count(), 0, "the fault must be gone once Finished");
+    assert_eq!(
+        s.adapter.active_count(),
+        0,
+        "the fault must be gone once Finished"
+    );
     let deadline = &done["status"]["deadline"];
     for t in done["status"]["targets"].as_array().unwrap() {
         assert_eq!(t["phase"], "Recovered");
         let late = ms_between(deadline, &t["recoveredAt"]);
-        assert!((0..1000).contains(&late), "recovered {late} ms after the deadline");
+        assert!(
+            (0..1000).contains(&late),
+            "recovered {late} ms after the deadline"
+        );
     }
     let (_, events) = s.get(&format!("/api/v1/events?experiment={uid}")).await;
-    let names: Vec<&str> = events["items"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-    for expected in ["chaoshub.experiment.created", "chaoshub.experiment.injecting", "chaoshub.target.injected", "chaoshub.experiment.running", "chaoshub.experiment.recovering", "chaoshub.target.recovered", "chaoshub.experiment.finished"] {
-        assert!(names.contains(&expected), "missing event {expected} in {names:?}");
+    let names: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "chaoshub.experiment.created",
+        "chaoshub.experiment.injecting",
+        "chaoshub.target.injected",
+        "chaoshub.experiment.running",
+        "chaoshub.experiment.recovering",
+        "chaoshub.target.recovered",
+        "chaoshub.experiment.finished",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "missing event {expected} in {names:?}"
+        );
     }
     // The event list is also reachable by name.
     let (code, by_name) = s.get("/api/v1/events?experiment=web-delay").await;
@@ -51,7 +83,9 @@ async fn runs_confirmed_then_finishes_on_time() {
 #[tokio::test]
 async fn pause_resume_stop_delete() {
     let s = Sandbox::start(2).await;
-    let (_, created) = s.post_yaml("/api/v1/experiments", &delay_yaml("steer", None, "")).await;
+    let (_, created) = s
+        .post_yaml("/api/v1/experiments", &delay_yaml("steer", None, ""))
+        .await;
     let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
     s.wait_phase(&uid, "Running", T).await;
     assert_eq!(s.adapter.active_count(), 1);
@@ -59,7 +93,11 @@ async fn pause_resume_stop_delete() {
     let (code, _) = s.post(&format!("/api/v1/experiments/{uid}/pause")).await;
     assert_eq!(code, 200);
     s.wait_phase(&uid, "Paused", T).await;
-    assert_eq!(s.adapter.active_count(), 0, "a paused experiment holds no fault");
+    assert_eq!(
+        s.adapter.active_count(),
+        0,
+        "a paused experiment holds no fault"
+    );
 
     let (code, _) = s.post("/api/v1/experiments/steer/resume").await;
     assert_eq!(code, 200);
@@ -79,7 +117,9 @@ async fn pause_resume_stop_delete() {
     assert_eq!(body["code"], "wrong_phase");
 
     // Delete of a running one recovers first, then archives.
-    let (_, created) = s.post_yaml("/api/v1/experiments", &delay_yaml("to-delete", None, "")).await;
+    let (_, created) = s
+        .post_yaml("/api/v1/experiments", &delay_yaml("to-delete", None, ""))
+        .await;
     let uid2 = created["metadata"]["uid"].as_str().unwrap().to_string();
     s.wait_phase(&uid2, "Running", T).await;
     let (code, deleted) = s.delete(&format!("/api/v1/experiments/{uid2}")).await;
@@ -88,27 +128,47 @@ async fn pause_resume_stop_delete() {
     assert_eq!(deleted["status"]["archived"], true);
     assert_eq!(s.adapter.active_count(), 0);
     let (_, archives) = s.get("/api/v1/archives").await;
-    assert!(archives["items"].as_array().unwrap().iter().any(|e| e["metadata"]["uid"] == uid2.as_str()));
+    assert!(archives["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["metadata"]["uid"] == uid2.as_str()));
     let (_, live) = s.get("/api/v1/experiments").await;
-    assert!(!live["items"].as_array().unwrap().iter().any(|e| e["metadata"]["uid"] == uid2.as_str()));
+    assert!(!live["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["metadata"]["uid"] == uid2.as_str()));
 }
 
 #[tokio::test]
 async fn pause_then_resume_keeps_the_remaining_duration() {
     let s = Sandbox::start(2).await;
-    let (_, created) = s.post_yaml("/api/v1/experiments", &delay_yaml("remaining", Some("3s"), "")).await;
+    let (_, created) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            &delay_yaml("remaining", Some("3s"), ""),
+        )
+        .await;
     let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
     s.wait_phase(&uid, "Running", T).await;
     s.post(&format!("/api/v1/experiments/{uid}/pause")).await;
     let paused = s.wait_phase(&uid, "Paused", T).await;
     let remaining = paused["status"]["remainingMs"].as_u64().unwrap();
-    assert!(remaining > 2000 && remaining <= 3000, "remaining {remaining}");
+    assert!(
+        remaining > 2000 && remaining <= 3000,
+        "remaining {remaining}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     s.post(&format!("/api/v1/experiments/{uid}/resume")).await;
     let running = s.wait_phase(&uid, "Running", T).await;
-    let deadline = DateTime::parse_from_rfc3339(running["status"]["deadline"].as_str().unwrap()).unwrap();
+    let deadline =
+        DateTime::parse_from_rfc3339(running["status"]["deadline"].as_str().unwrap()).unwrap();
     let left = (deadline.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds();
-    assert!(left > 1500, "the pause must not eat the duration (left {left} ms)");
+    assert!(
+        left > 1500,
+        "the pause must not eat the duration (left {left} ms)"
+    );
 }
 
 #[tokio::test]
@@ -116,13 +176,21 @@ async fn halt_all_stops_everything_and_blocks_new_runs() {
     let s = Sandbox::start(2).await;
     let mut uids = Vec::new();
     for name in ["h1", "h2"] {
-        let (_, created) = s.post_yaml("/api/v1/experiments", &delay_yaml(name, None, "")).await;
+        let (_, created) = s
+            .post_yaml("/api/v1/experiments", &delay_yaml(name, None, ""))
+            .await;
         uids.push(created["metadata"]["uid"].as_str().unwrap().to_string());
     }
     for uid in &uids {
         s.wait_phase(uid, "Running", T).await;
     }
-    let (code, halt) = s.request(reqwest::Method::POST, "/api/v1/halt", Some(("application/json", r#"{"reason":"game day over"}"#.into()))).await;
+    let (code, halt) = s
+        .request(
+            reqwest::Method::POST,
+            "/api/v1/halt",
+            Some(("application/json", r#"{"reason":"game day over"}"#.into())),
+        )
+        .await;
     assert_eq!(code, 200, "{halt}");
     assert_eq!(halt["halted"], true);
     assert_eq!(halt["stopped"].as_array().unwrap().len(), 2);
@@ -131,22 +199,36 @@ async fn halt_all_stops_everything_and_blocks_new_runs() {
         assert_eq!(v["status"]["reason"], "halted: game day over");
     }
     assert_eq!(s.adapter.active_count(), 0);
-    let (code, body) = s.post_yaml("/api/v1/experiments", &delay_yaml("h3", None, "")).await;
+    let (code, body) = s
+        .post_yaml("/api/v1/experiments", &delay_yaml("h3", None, ""))
+        .await;
     assert_eq!(code, 409);
     assert_eq!(body["code"], "halted");
     // A dry run is still allowed while halted: it injects nothing.
-    let (code, _) = s.post_yaml("/api/v1/experiments?dryRun=true", &delay_yaml("h3", None, "")).await;
+    let (code, _) = s
+        .post_yaml(
+            "/api/v1/experiments?dryRun=true",
+            &delay_yaml("h3", None, ""),
+        )
+        .await;
     assert_eq!(code, 200);
     let (code, _) = s.delete("/api/v1/halt").await;
     assert_eq!(code, 200);
-    let (code, _) = s.post_yaml("/api/v1/experiments", &delay_yaml("h3", None, "")).await;
+    let (code, _) = s
+        .post_yaml("/api/v1/experiments", &delay_yaml("h3", None, ""))
+        .await;
     assert_eq!(code, 201);
 }
 
 #[tokio::test]
 async fn dry_run_plans_without_injecting_or_storing() {
     let s = Sandbox::start(4).await;
-    let (code, plan) = s.post_yaml("/api/v1/experiments?dryRun=true", &delay_yaml("plan", Some("30s"), "")).await;
+    let (code, plan) = s
+        .post_yaml(
+            "/api/v1/experiments?dryRun=true",
+            &delay_yaml("plan", Some("30s"), ""),
+        )
+        .await;
     assert_eq!(code, 200, "{plan:#}");
     assert_eq!(plan["valid"], true);
     assert_eq!(plan["plan"]["targets"].as_array().unwrap().len(), 2);
@@ -158,7 +240,9 @@ async fn dry_run_plans_without_injecting_or_storing() {
 
     // With no environment at all, a dry run is pure validation.
     let no_env = delay_yaml("plan", None, "").replace("  environment: mem\n", "");
-    let (code, result) = s.post_yaml("/api/v1/experiments?dryRun=true", &no_env).await;
+    let (code, result) = s
+        .post_yaml("/api/v1/experiments?dryRun=true", &no_env)
+        .await;
     assert_eq!(code, 200, "{result:#}");
     assert!(result.get("plan").is_none());
     // ... and the same without dryRun names the missing field.
@@ -167,26 +251,50 @@ async fn dry_run_plans_without_injecting_or_storing() {
     assert_eq!(err["details"][0]["path"], "spec.environment");
 
     // ?env= overrides spec.environment; an unknown one is named.
-    let (code, err) = s.post_yaml("/api/v1/experiments?env=nowhere", &delay_yaml("plan", None, "")).await;
+    let (code, err) = s
+        .post_yaml(
+            "/api/v1/experiments?env=nowhere",
+            &delay_yaml("plan", None, ""),
+        )
+        .await;
     assert_eq!(code, 400, "{err}");
     assert_eq!(err["details"][0]["path"], "env");
-    assert!(err["details"][0]["message"].as_str().unwrap().contains("mem"));
+    assert!(err["details"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("mem"));
 }
 
 #[tokio::test]
 async fn a_failed_target_rolls_back_the_others() {
     let s = Sandbox::start(6).await;
-    s.adapter.world.lock().unwrap().fail_inject_on.insert("host-2".into());
-    let (_, created) = s.post_yaml("/api/v1/experiments", &delay_yaml("partial", None, "")).await;
+    s.adapter
+        .world
+        .lock()
+        .unwrap()
+        .fail_inject_on
+        .insert("host-2".into());
+    let (_, created) = s
+        .post_yaml("/api/v1/experiments", &delay_yaml("partial", None, ""))
+        .await;
     let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
     let failed = s.wait_phase(&uid, "Failed", T).await;
     let reason = failed["status"]["reason"].as_str().unwrap();
-    assert!(reason.contains("host-2") && reason.contains("simulated failure"), "{reason}");
-    assert_eq!(s.adapter.active_count(), 0, "targets injected before the failure are rolled back");
+    assert!(
+        reason.contains("host-2") && reason.contains("simulated failure"),
+        "{reason}"
+    );
+    assert_eq!(
+        s.adapter.active_count(),
+        0,
+        "targets injected before the failure are rolled back"
+    );
     let targets = failed["status"]["targets"].as_array().unwrap();
     assert_eq!(targets.len(), 3);
     assert!(targets.iter().all(|t| t["recoveredAt"].is_string()));
-    assert!(targets.iter().any(|t| t["phase"] == "Failed" && t["error"].as_str().unwrap().contains("simulated")));
+    assert!(targets
+        .iter()
+        .any(|t| t["phase"] == "Failed" && t["error"].as_str().unwrap().contains("simulated")));
 }
 
 #[tokio::test]
@@ -196,24 +304,38 @@ async fn empty_selection_fails_with_a_reason() {
     let (_, created) = s.post_yaml("/api/v1/experiments", &yaml).await;
     let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
     let failed = s.wait_phase(&uid, "Failed", T).await;
-    assert!(failed["status"]["reason"].as_str().unwrap().contains("no targets matched"), "{failed:#}");
+    assert!(
+        failed["status"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no targets matched"),
+        "{failed:#}"
+    );
 }
 
 #[tokio::test]
 async fn recovery_failures_are_retried_until_the_fault_is_gone() {
     let s = Sandbox::start(2).await;
-    let (_, created) = s.post_yaml("/api/v1/experiments", &delay_yaml("sticky", None, "")).await;
+    let (_, created) = s
+        .post_yaml("/api/v1/experiments", &delay_yaml("sticky", None, ""))
+        .await;
     let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
     s.wait_phase(&uid, "Running", T).await;
     s.adapter.world.lock().unwrap().fail_recover = true;
     s.post(&format!("/api/v1/experiments/{uid}/stop")).await;
     let stuck = s.wait_phase(&uid, "Recovering", T).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(s.adapter.world.lock().unwrap().recover_calls >= 2, "recovery must be retried");
+    assert!(
+        s.adapter.world.lock().unwrap().recover_calls >= 2,
+        "recovery must be retried"
+    );
     assert_eq!(s.adapter.active_count(), 1);
     let _ = stuck;
     let (_, v) = s.get(&format!("/api/v1/experiments/{uid}")).await;
-    assert!(v["status"]["targets"][0]["error"].as_str().unwrap().contains("simulated recovery failure"));
+    assert!(v["status"]["targets"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("simulated recovery failure"));
     s.adapter.world.lock().unwrap().fail_recover = false;
     s.wait_phase(&uid, "Aborted", T).await;
     assert_eq!(s.adapter.active_count(), 0);
@@ -222,8 +344,15 @@ async fn recovery_failures_are_retried_until_the_fault_is_gone() {
 #[tokio::test]
 async fn a_restarted_hub_recovers_what_expired_while_it_was_down() {
     let mut s = Sandbox::start(2).await;
-    let (_, short) = s.post_yaml("/api/v1/experiments", &delay_yaml("short", Some("500ms"), "")).await;
-    let (_, long) = s.post_yaml("/api/v1/experiments", &delay_yaml("long", Some("4s"), "")).await;
+    let (_, short) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            &delay_yaml("short", Some("500ms"), ""),
+        )
+        .await;
+    let (_, long) = s
+        .post_yaml("/api/v1/experiments", &delay_yaml("long", Some("4s"), ""))
+        .await;
     let short = short["metadata"]["uid"].as_str().unwrap().to_string();
     let long = long["metadata"]["uid"].as_str().unwrap().to_string();
     s.wait_phase(&short, "Running", T).await;
@@ -233,7 +362,9 @@ async fn a_restarted_hub_recovers_what_expired_while_it_was_down() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(s.adapter.active_count(), 2);
     s.restart().await;
-    let done = s.wait_phase(&short, "Finished", Duration::from_secs(3)).await;
+    let done = s
+        .wait_phase(&short, "Finished", Duration::from_secs(3))
+        .await;
     assert_eq!(done["status"]["targets"][0]["phase"], "Recovered");
     // The long one is still inside its window and keeps running until its deadline.
     let (_, v) = s.get(&format!("/api/v1/experiments/{long}")).await;
@@ -253,9 +384,14 @@ async fn capability_and_reachability_errors() {
     let (code, err) = s.post_yaml("/api/v1/experiments", kill).await;
     assert_eq!(code, 422, "{err}");
     let message = err["message"].as_str().unwrap();
-    assert!(message.contains("PodChaos/container-kill") && message.contains("\"mem\""), "{message}");
+    assert!(
+        message.contains("PodChaos/container-kill") && message.contains("\"mem\""),
+        "{message}"
+    );
     s.adapter.world.lock().unwrap().unreachable = true;
-    let (code, err) = s.post_yaml("/api/v1/experiments", &delay_yaml("x", None, "")).await;
+    let (code, err) = s
+        .post_yaml("/api/v1/experiments", &delay_yaml("x", None, ""))
+        .await;
     assert_eq!(code, 503, "{err}");
     assert_eq!(err["code"], "environment_unreachable");
 }
@@ -263,13 +399,29 @@ async fn capability_and_reachability_errors() {
 #[tokio::test]
 async fn names_conflict_only_while_live() {
     let s = Sandbox::start(2).await;
-    let (code, first) = s.post_yaml("/api/v1/experiments", &delay_yaml("same", Some("300ms"), "")).await;
+    let (code, first) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            &delay_yaml("same", Some("300ms"), ""),
+        )
+        .await;
     assert_eq!(code, 201);
-    let (code, err) = s.post_yaml("/api/v1/experiments", &delay_yaml("same", Some("300ms"), "")).await;
+    let (code, err) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            &delay_yaml("same", Some("300ms"), ""),
+        )
+        .await;
     assert_eq!(code, 409, "{err}");
     assert_eq!(err["code"], "already_exists");
-    s.wait_phase(first["metadata"]["uid"].as_str().unwrap(), "Finished", T).await;
+    s.wait_phase(first["metadata"]["uid"].as_str().unwrap(), "Finished", T)
+        .await;
     // Once finished, the name can be used again (the old run is archived).
-    let (code, _) = s.post_yaml("/api/v1/experiments", &delay_yaml("same", Some("300ms"), "")).await;
+    let (code, _) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            &delay_yaml("same", Some("300ms"), ""),
+        )
+        .await;
     assert_eq!(code, 201);
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chaoshub::config::HubConfig;
 use chaoshub::server::RunningHub;
-use chaoshub_adapters::{Adapter, AdapterError, AdapterRegistry, Environment, FaultRequest, Injection, InjectionState};
+use chaoshub_adapters::{
+    Adapter, AdapterError, AdapterRegistry, Environment, FaultRequest, Injection, InjectionState,
+};
 use chaoshub_schema::api::Capability;
 use chaoshub_schema::{Target, ValidationErrors};
 use serde_json::{json, Value};
@@ -37,7 +39,14 @@ impl MemoryAdapter {
             let mut w = adapter.world.lock().unwrap();
             for i in 0..n {
                 let mut labels = BTreeMap::new();
-                labels.insert("app".to_string(), if i % 2 == 0 { "web".to_string() } else { "db".to_string() });
+                labels.insert(
+                    "app".to_string(),
+                    if i % 2 == 0 {
+                        "web".to_string()
+                    } else {
+                        "db".to_string()
+                    },
+                );
                 labels.insert("index".to_string(), i.to_string());
                 w.targets.push(Target {
                     environment: String::new(),
@@ -89,31 +98,55 @@ impl Adapter for MemoryAdapter {
     fn validate_environment(&self, _env: &Environment) -> Result<(), ValidationErrors> {
         Ok(())
     }
-    async fn environment_capabilities(&self, env: &Environment) -> Result<Vec<Capability>, AdapterError> {
+    async fn environment_capabilities(
+        &self,
+        env: &Environment,
+    ) -> Result<Vec<Capability>, AdapterError> {
         self.check_reachable(env)?;
         Ok(self.capabilities())
     }
     async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError> {
         self.check_reachable(env)?;
         let w = self.world.lock().unwrap();
-        Ok(w.targets.iter().cloned().map(|mut t| {
-            t.environment = env.name.clone();
-            t
-        }).collect())
+        Ok(w.targets
+            .iter()
+            .cloned()
+            .map(|mut t| {
+                t.environment = env.name.clone();
+                t
+            })
+            .collect())
     }
-    async fn inject(&self, env: &Environment, fault: &FaultRequest, target: &Target) -> Result<Value, AdapterError> {
+    async fn inject(
+        &self,
+        env: &Environment,
+        fault: &FaultRequest,
+        target: &Target,
+    ) -> Result<Value, AdapterError> {
         self.check_reachable(env)?;
         let mut w = self.world.lock().unwrap();
         w.inject_calls += 1;
         if w.fail_inject_on.contains(&target.id) {
-            return Err(AdapterError::Failed(format!("simulated failure on {}", target.id)));
+            return Err(AdapterError::Failed(format!(
+                "simulated failure on {}",
+                target.id
+            )));
         }
-        w.active.insert(fault.injection_id.clone(), target.id.clone());
+        w.active
+            .insert(fault.injection_id.clone(), target.id.clone());
         Ok(json!({"slot": fault.injection_id}))
     }
-    async fn status(&self, _env: &Environment, injection: &Injection) -> Result<InjectionState, AdapterError> {
+    async fn status(
+        &self,
+        _env: &Environment,
+        injection: &Injection,
+    ) -> Result<InjectionState, AdapterError> {
         let w = self.world.lock().unwrap();
-        Ok(if w.active.contains_key(&injection.injection_id) { InjectionState::Active } else { InjectionState::Absent })
+        Ok(if w.active.contains_key(&injection.injection_id) {
+            InjectionState::Active
+        } else {
+            InjectionState::Absent
+        })
     }
     async fn recover(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {
         self.check_reachable(env)?;
@@ -136,7 +169,11 @@ pub struct Sandbox {
 }
 
 pub fn config(dir: &std::path::Path) -> HubConfig {
-    let mut config = HubConfig { listen: "127.0.0.1:0".into(), data_dir: dir.to_path_buf(), ..Default::default() };
+    let mut config = HubConfig {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.to_path_buf(),
+        ..Default::default()
+    };
     config.engine.resync_interval_ms = 200;
     config.engine.recovery_retry_ms = 100;
     config.engine.confirm_timeout_ms = 1000;
@@ -147,7 +184,13 @@ impl Sandbox {
     pub async fn start(targets: usize) -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let adapter = MemoryAdapter::with_targets(targets);
-        let mut s = Sandbox { hub: None, url: String::new(), client: reqwest::Client::new(), adapter, dir };
+        let mut s = Sandbox {
+            hub: None,
+            url: String::new(),
+            client: reqwest::Client::new(),
+            adapter,
+            dir,
+        };
         s.restart().await;
         s.post_yaml("/api/v1/environments", "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: mem}\nspec: {adapter: memory}\n").await;
         s
@@ -160,7 +203,9 @@ impl Sandbox {
         }
         let mut registry = AdapterRegistry::builtin();
         registry.register(Arc::new(self.adapter.clone()));
-        let hub = chaoshub::server::start_with(config(self.dir.path()), registry).await.unwrap();
+        let hub = chaoshub::server::start_with(config(self.dir.path()), registry)
+            .await
+            .unwrap();
         self.url = hub.url();
         self.hub = Some(hub);
     }
@@ -172,7 +217,12 @@ impl Sandbox {
         }
     }
 
-    pub async fn request(&self, method: reqwest::Method, path: &str, body: Option<(&str, String)>) -> (u16, Value) {
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, String)>,
+    ) -> (u16, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.url));
         if let Some((ct, b)) = body {
             req = req.header("content-type", ct).body(b);
@@ -180,12 +230,18 @@ impl Sandbox {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        let value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON answer ({status}): {text}"));
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("non-JSON answer ({status}): {text}"));
         (status, value)
     }
 
     pub async fn post_yaml(&self, path: &str, yaml: &str) -> (u16, Value) {
-        self.request(reqwest::Method::POST, path, Some(("application/yaml", yaml.to_string()))).await
+        self.request(
+            reqwest::Method::POST,
+            path,
+            Some(("application/yaml", yaml.to_string())),
+        )
+        .await
     }
 
     pub async fn post(&self, path: &str) -> (u16, Value) {
@@ -208,14 +264,19 @@ impl Sandbox {
             if v["status"]["phase"] == phase {
                 return v;
             }
-            assert!(start.elapsed() < timeout, "experiment {uid} did not reach {phase} within {timeout:?}; now: {v:#}");
+            assert!(
+                start.elapsed() < timeout,
+                "experiment {uid} did not reach {phase} within {timeout:?}; now: {v:#}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
 pub fn delay_yaml(name: &str, duration: Option<&str>, extra: &str) -> String {
-    let duration = duration.map(|d| format!("  duration: {d}\n")).unwrap_or_default();
+    let duration = duration
+        .map(|d| format!("  duration: {d}\n"))
+        .unwrap_or_default();
     format!(
         "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  action: delay\n  mode: all\n  selector:\n    labelSelectors:\n      app: web\n  delay:\n    latency: 100ms\n{duration}  environment: mem\n{extra}"
     )

@@ -6,8 +6,16 @@ use std::process::Command;
 use super::support::*;
 
 fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(hub_binary()).args(["--server", url]).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(hub_binary())
+        .args(["--server", url])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -20,18 +28,27 @@ fn apply_get_describe_stop_delete_through_the_cli() {
         "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: fs-lab}}\nspec: {{adapter: webhook, endpoint: \"{}\"}}\n",
         plugin.url
     );
-    std::fs::write(&file, format!("{env}---\n{}", fill_yaml("cli-fill", "fs-lab", None, "2kB"))).unwrap();
+    std::fs::write(
+        &file,
+        format!("{env}---\n{}", fill_yaml("cli-fill", "fs-lab", None, "2kB")),
+    )
+    .unwrap();
     let (code, out, err) = cli(&hub.url, &["apply", "-f", file.to_str().unwrap(), "--wait"]);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     assert!(out.contains("cli-fill"), "{out}");
-    assert_eq!(plugin.fill_files().len(), 1, "--wait returns once the fault is confirmed");
+    assert_eq!(
+        plugin.fill_files().len(),
+        1,
+        "--wait returns once the fault is confirmed"
+    );
 
     let (code, out, _) = cli(&hub.url, &["get", "experiments"]);
     assert_eq!(code, 0);
     assert!(out.contains("cli-fill") && out.contains("Running"), "{out}");
     let (code, out, _) = cli(&hub.url, &["-o", "json", "get", "experiments"]);
     assert_eq!(code, 0);
-    let parsed: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("-o json is not JSON ({e}): {out}"));
+    let parsed: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("-o json is not JSON ({e}): {out}"));
     assert!(parsed.to_string().contains("cli-fill"));
     let (code, out, _) = cli(&hub.url, &["describe", "experiment", "cli-fill"]);
     assert_eq!(code, 0);
@@ -44,7 +61,10 @@ fn apply_get_describe_stop_delete_through_the_cli() {
     assert_eq!(code, 0, "{err}");
     let api = Api::new(&hub.url);
     let found = api.get("/api/v1/experiments?kind=PhysicalMachineChaos");
-    let id = found["items"][0]["metadata"]["uid"].as_str().unwrap().to_string();
+    let id = found["items"][0]["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
     api.wait_phase(&id, "Aborted", T);
     assert!(plugin.fill_files().is_empty());
     let (code, _, err) = cli(&hub.url, &["delete", "cli-fill"]);

@@ -11,7 +11,10 @@ use serde_json::Value;
 pub const T: Duration = Duration::from_secs(20);
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The `chaoshub` binary of this build: next to the test executable's `deps/` folder. When the
@@ -29,7 +32,11 @@ pub fn hub_binary() -> PathBuf {
             .status()
             .expect("cannot run cargo to build the chaoshub binary");
         assert!(status.success(), "building the chaoshub binary failed");
-        assert!(bin.exists(), "chaoshub binary not found at {}", bin.display());
+        assert!(
+            bin.exists(),
+            "chaoshub binary not found at {}",
+            bin.display()
+        );
         bin
     })
     .clone()
@@ -64,7 +71,11 @@ impl HubProcess {
         let _ = std::fs::remove_file(&addr_file);
         let config = data_dir.join("hub.toml");
         std::fs::write(&config, "listen = \"127.0.0.1:0\"\n[engine]\nresync_interval_ms = 200\nrecovery_retry_ms = 200\n").unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("hub.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("hub.log"))
+            .unwrap();
         let mut child = Command::new(hub_binary())
             .args(["serve", "--config"])
             .arg(&config)
@@ -77,7 +88,11 @@ impl HubProcess {
             .spawn()
             .expect("cannot start the chaoshub binary");
         let addr = wait_for_file(&addr_file, "the hub", &mut child);
-        HubProcess { child, url: format!("http://{addr}"), data_dir: data_dir.to_path_buf() }
+        HubProcess {
+            child,
+            url: format!("http://{addr}"),
+            data_dir: data_dir.to_path_buf(),
+        }
     }
 
     /// SIGKILL: no shutdown code of the hub runs.
@@ -130,7 +145,13 @@ impl Plugin {
             .arg(format!("web={}", web_dir.display()))
             .arg("--target")
             .arg(format!("db={}", db_dir.display()))
-            .args(["--label", "web:tier=frontend", "--label", "db:tier=storage", "--state-dir"])
+            .args([
+                "--label",
+                "web:tier=frontend",
+                "--label",
+                "db:tier=storage",
+                "--state-dir",
+            ])
             .arg(&state)
             .args(["--grace-secs", &grace_secs.to_string()])
             .stdout(Stdio::null())
@@ -138,7 +159,13 @@ impl Plugin {
             .spawn()
             .expect("python3 is needed to run the fsfault plugin (install python3)");
         let port = wait_for_file(&port_file, "the fsfault plugin", &mut child);
-        Plugin { child, url: format!("http://127.0.0.1:{port}"), web_dir, db_dir, log }
+        Plugin {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            web_dir,
+            db_dir,
+            log,
+        }
     }
 
     /// Fill files the plugin created in the web target.
@@ -146,8 +173,17 @@ impl Plugin {
         let mut out: Vec<(String, u64)> = std::fs::read_dir(&self.web_dir)
             .unwrap()
             .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("chaoshub-fill-"))
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len()))
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("chaoshub-fill-")
+            })
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.metadata().unwrap().len(),
+                )
+            })
             .collect();
         out.sort();
         out
@@ -159,7 +195,10 @@ impl Drop for Plugin {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("--- plugin log ---\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+            eprintln!(
+                "--- plugin log ---\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
         }
     }
 }
@@ -172,18 +211,32 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str) -> Api {
-        Api { base: base.to_string(), client: reqwest::blocking::Client::builder().timeout(Duration::from_secs(40)).build().unwrap() }
+        Api {
+            base: base.to_string(),
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(40))
+                .build()
+                .unwrap(),
+        }
     }
 
     pub fn call(&self, method: reqwest::Method, path: &str, yaml: Option<&str>) -> (u16, Value) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(body) = yaml {
-            req = req.header("content-type", "application/yaml").body(body.to_string());
+            req = req
+                .header("content-type", "application/yaml")
+                .body(body.to_string());
         }
-        let resp = req.send().unwrap_or_else(|e| panic!("request to {path} failed: {e}"));
+        let resp = req
+            .send()
+            .unwrap_or_else(|e| panic!("request to {path} failed: {e}"));
         let status = resp.status().as_u16();
         let text = resp.text().unwrap();
-        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}")))
+        (
+            status,
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}")),
+        )
     }
 
     pub fn get(&self, path: &str) -> Value {
@@ -207,7 +260,10 @@ impl Api {
             if v["status"]["phase"] == phase {
                 return v;
             }
-            assert!(start.elapsed() < timeout, "experiment did not reach {phase} in {timeout:?}: {v:#}");
+            assert!(
+                start.elapsed() < timeout,
+                "experiment did not reach {phase} in {timeout:?}: {v:#}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -219,16 +275,24 @@ pub fn register_plugin(api: &Api, name: &str, plugin: &Plugin) {
         plugin.url
     );
     let (code, v) = api.post("/api/v1/environments?replace=true", Some(&yaml));
-    assert!(code == 201 || code == 200, "registering the plugin failed: {v}");
+    assert!(
+        code == 201 || code == 200,
+        "registering the plugin failed: {v}"
+    );
 }
 
 pub fn fill_yaml(name: &str, env: &str, duration: Option<&str>, size: &str) -> String {
-    let duration = duration.map(|d| format!("  duration: {d}\n")).unwrap_or_default();
+    let duration = duration
+        .map(|d| format!("  duration: {d}\n"))
+        .unwrap_or_default();
     format!(
         "apiVersion: chaos-mesh.org/v1alpha1\nkind: PhysicalMachineChaos\nmetadata: {{name: {name}}}\nspec:\n  environment: {env}\n  action: disk-fill\n  mode: all\n  selector:\n    labelSelectors: {{tier: frontend}}\n  disk-fill:\n    size: {size}\n{duration}"
     )
 }
 
 pub fn uid(v: &Value) -> String {
-    v["metadata"]["uid"].as_str().unwrap_or_else(|| panic!("no uid in {v}")).to_string()
+    v["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no uid in {v}"))
+        .to_string()
 }
