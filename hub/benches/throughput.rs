@@ -1,1 +1,192 @@
-fn main() {}
+//! Hub throughput bench: submit→confirmed latency, experiments per second and recovery
+//! lateness, through the real hub (in-process, SQLite store on disk) and the real `webhook`
+//! adapter driving the Python fsfault plugin (a real file per fault).
+//!
+//! Run: `cargo bench -p chaoshub --bench throughput` (add `-- --quick` for a short run).
+//! Results and how to read them: docs/benchmarks.md.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chaoshub::config::HubConfig;
+use serde_json::Value;
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn summary(name: &str, mut values: Vec<f64>, unit: &str) {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    println!(
+        "{name:<38} n={:<5} p50={:>8.2}{unit} p90={:>8.2}{unit} p99={:>8.2}{unit} max={:>8.2}{unit}",
+        values.len(),
+        percentile(&values, 50.0),
+        percentile(&values, 90.0),
+        percentile(&values, 99.0),
+        values.last().copied().unwrap_or(f64::NAN)
+    );
+}
+
+struct Plugin(std::process::Child);
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_plugin(dir: &Path) -> (Plugin, String) {
+    let web = dir.join("web");
+    let state = dir.join("state");
+    std::fs::create_dir_all(&web).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    let port_file = dir.join("port");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins/fsfault/fsfault.py");
+    let child = Command::new("python3")
+        .arg(script)
+        .args(["--listen", "127.0.0.1:0", "--port-file"])
+        .arg(&port_file)
+        .arg("--target")
+        .arg(format!("web={}", web.display()))
+        .args(["--label", "web:tier=frontend", "--state-dir"])
+        .arg(&state)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 is needed for the fsfault plugin");
+    let plugin = Plugin(child);
+    let start = Instant::now();
+    loop {
+        if let Ok(p) = std::fs::read_to_string(&port_file) {
+            if !p.trim().is_empty() {
+                return (plugin, format!("http://127.0.0.1:{}", p.trim()));
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "plugin did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn manifest(name: &str, duration: &str) -> String {
+    format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: PhysicalMachineChaos\nmetadata: {{name: {name}}}\nspec:\n  environment: fs-lab\n  action: disk-fill\n  mode: all\n  selector: {{labelSelectors: {{tier: frontend}}}}\n  disk-fill: {{size: 4kB}}\n  duration: {duration}\n"
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let (sequential, batch) = if quick { (30, 60) } else { (200, 400) };
+    let dir = tempfile::tempdir().unwrap();
+    let (_plugin, plugin_url) = start_plugin(dir.path());
+    let mut config = HubConfig { listen: "127.0.0.1:0".into(), data_dir: dir.path().join("data"), ..Default::default() };
+    config.limits.max_targets = 10;
+    let hub = chaoshub::server::start(config).await.unwrap();
+    let base = hub.url();
+    let client = reqwest::Client::new();
+    let env = format!("apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: fs-lab}}\nspec: {{adapter: webhook, endpoint: \"{plugin_url}\"}}\n");
+    let r = client.post(format!("{base}/api/v1/environments")).header("content-type", "application/yaml").body(env).send().await.unwrap();
+    assert!(r.status().is_success());
+    let mut events = hub.hub.engine.subscribe();
+
+    // 1. Submit → confirmed: one experiment at a time, from the POST to the `running` event.
+    let mut latencies = Vec::new();
+    for i in 0..sequential {
+        let t0 = Instant::now();
+        let resp: Value = client
+            .post(format!("{base}/api/v1/experiments"))
+            .header("content-type", "application/yaml")
+            .body(manifest(&format!("seq-{i}"), "60s"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let uid = resp["metadata"]["uid"].as_str().expect("created").to_string();
+        loop {
+            let e = events.recv().await.unwrap();
+            if e.experiment_uid.as_deref() == Some(uid.as_str()) && e.name == "chaoshub.experiment.running" {
+                break;
+            }
+        }
+        latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+        client.post(format!("{base}/api/v1/experiments/{uid}/stop")).send().await.unwrap();
+    }
+    // Let the stops finish before the throughput run.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // 2. Throughput: a burst of short experiments, 16 submitters at once, until all Finished.
+    let t0 = Instant::now();
+    let mut submitted = Vec::new();
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let client = client.clone();
+        let base = base.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut uids = Vec::new();
+            for i in (worker..batch).step_by(16) {
+                let resp: Value = client
+                    .post(format!("{base}/api/v1/experiments"))
+                    .header("content-type", "application/yaml")
+                    .body(manifest(&format!("burst-{i}"), "200ms"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                uids.push(resp["metadata"]["uid"].as_str().expect("created").to_string());
+            }
+            uids
+        }));
+    }
+    for t in tasks {
+        submitted.extend(t.await.unwrap());
+    }
+    let submit_secs = t0.elapsed().as_secs_f64();
+    let mut finished: HashMap<String, ()> = HashMap::new();
+    while finished.len() < submitted.len() {
+        let e = events.recv().await.unwrap();
+        if e.name == "chaoshub.experiment.finished" || e.name == "chaoshub.experiment.failed" {
+            if let Some(uid) = e.experiment_uid {
+                if submitted.contains(&uid) {
+                    assert_eq!(e.name, "chaoshub.experiment.finished", "an experiment failed: {}", e.message);
+                    finished.insert(uid, ());
+                }
+            }
+        }
+    }
+    let total_secs = t0.elapsed().as_secs_f64();
+
+    // 3. Recovery lateness of the burst: recoveredAt − deadline per target.
+    let mut lateness = Vec::new();
+    for uid in &submitted {
+        let v: Value = client.get(format!("{base}/api/v1/experiments/{uid}")).send().await.unwrap().json().await.unwrap();
+        let deadline = chrono::DateTime::parse_from_rfc3339(v["status"]["deadline"].as_str().unwrap()).unwrap();
+        for t in v["status"]["targets"].as_array().unwrap() {
+            let rec = chrono::DateTime::parse_from_rfc3339(t["recoveredAt"].as_str().unwrap()).unwrap();
+            lateness.push((rec - deadline).num_microseconds().unwrap() as f64 / 1000.0);
+        }
+    }
+
+    println!("chaoshub hub bench (webhook adapter + fsfault plugin, SQLite synchronous=normal)");
+    summary("submit→confirmed Running (sequential)", latencies, "ms");
+    println!(
+        "{:<38} {} experiments: submitted in {:.2}s ({:.1}/s), all Finished after {:.2}s ({:.1} experiments/s end to end)",
+        "burst of 200ms experiments (16 clients)",
+        submitted.len(),
+        submit_secs,
+        submitted.len() as f64 / submit_secs,
+        total_secs,
+        submitted.len() as f64 / total_secs
+    );
+    summary("recovery lateness under burst", lateness, "ms");
+    hub.shutdown().await;
+}

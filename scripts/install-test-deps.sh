@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine, idempotently: Debian packages
+# with apt-get, Python packages with pip. Each section names the tests that need it.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+log() { printf 'install-test-deps: %s\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# --- Debian packages -------------------------------------------------------------------------
+# python3: the fsfault example plugin (tests/e2e, adapters/tests/webhook.rs).
+DEBIAN_PACKAGES=(python3 ca-certificates)
+
+missing=()
+for pkg in "${DEBIAN_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# --- Python packages -------------------------------------------------------------------------
+# Pinned versions; each line "package==version".
+PYTHON_PACKAGES=()
+
+if [ "${#PYTHON_PACKAGES[@]}" -gt 0 ]; then
+  PY=${PYTHON:-python3}
+  for spec in "${PYTHON_PACKAGES[@]}"; do
+    name=${spec%%==*}
+    if ! "$PY" -m pip show "$name" >/dev/null 2>&1; then
+      log "installing Python package $spec"
+      "$PY" -m pip install -q "$spec"
+    fi
+  done
+fi
+
+log "test dependencies are in place"
