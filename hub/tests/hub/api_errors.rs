@@ -15,7 +15,14 @@ fn examples() -> Vec<Value> {
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for entry in entries.flatten() {
             let text = std::fs::read_to_string(entry.path()).unwrap();
-            out.extend(chaoshub_schema::split_documents(&text).unwrap());
+            for mut doc in chaoshub_schema::split_documents(&text).unwrap() {
+                // Point the examples at the sandbox's environment so mutated bodies get past
+                // the environment lookup and exercise capability checks and the engine too.
+                if let Some(spec) = doc.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.insert("environment".into(), Value::String("mem".into()));
+                }
+                out.push(doc);
+            }
         }
     }
     assert!(
