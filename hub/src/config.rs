@@ -33,6 +33,14 @@ pub struct HubConfig {
     /// Where the embedded SQLite store lives. Default `./chaoshub-data`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Where the local template catalog lives (`<category>/<name>.yaml`). Default `./catalog`;
+    /// a missing directory gives an empty local catalog. Remote catalogs are cached under
+    /// `<data_dir>/catalogs/`.
+    #[serde(default = "default_catalog_dir")]
+    pub catalog_dir: PathBuf,
+    /// How often remote catalogs' index files are checked for changes. Default 900 s.
+    #[serde(default = "default_catalog_refresh_interval_secs")]
+    pub catalog_refresh_interval_secs: u64,
     /// Environment used when an experiment names none. Default: none (experiments must name one).
     #[serde(default)]
     pub default_environment: Option<String>,
@@ -42,6 +50,10 @@ pub struct HubConfig {
     pub engine: EngineConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    /// OpenTelemetry export of events and experiment traces; off unless an endpoint is set
+    /// here or in `OTEL_EXPORTER_OTLP_*`.
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetryConfig,
     /// Environments registered at start (replacing stored ones of the same name).
     #[serde(default)]
     pub environments: Vec<EnvironmentConfig>,
@@ -106,6 +118,12 @@ pub struct EnvironmentConfig {
 fn default_listen() -> String {
     DEFAULT_LISTEN.to_string()
 }
+fn default_catalog_dir() -> PathBuf {
+    PathBuf::from("catalog")
+}
+fn default_catalog_refresh_interval_secs() -> u64 {
+    900
+}
 fn default_data_dir() -> PathBuf {
     PathBuf::from("chaoshub-data")
 }
@@ -168,10 +186,13 @@ impl Default for HubConfig {
         Self {
             listen: default_listen(),
             data_dir: default_data_dir(),
+            catalog_dir: default_catalog_dir(),
+            catalog_refresh_interval_secs: default_catalog_refresh_interval_secs(),
             default_environment: None,
             limits: LimitsConfig::default(),
             engine: EngineConfig::default(),
             store: StoreConfig::default(),
+            telemetry: Default::default(),
             environments: Vec::new(),
         }
     }
@@ -210,6 +231,19 @@ impl HubConfig {
                 self.store.synchronous
             )));
         }
+        let ranges = [
+            ("engine.resync_interval_ms", self.engine.resync_interval_ms, 10, 600_000),
+            ("engine.confirm_timeout_ms", self.engine.confirm_timeout_ms, 1, 3_600_000),
+            ("engine.recovery_retry_ms", self.engine.recovery_retry_ms, 10, 3_600_000),
+            ("limits.max_duration_secs", self.limits.max_duration_secs, 0, 100 * 365 * 86_400),
+        ];
+        for (name, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "{name}: {value} is out of range ({min} to {max})"
+                )));
+            }
+        }
         if self.engine.parallelism == 0 {
             return Err(ConfigError::Invalid(
                 "engine.parallelism: must be at least 1".into(),
@@ -220,6 +254,7 @@ impl HubConfig {
                 "limits.max_body_bytes: must be at least 1024".into(),
             ));
         }
+        self.telemetry.check().map_err(ConfigError::Invalid)?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, env) in self.environments.iter().enumerate() {
             if !seen.insert(env.name.clone()) {

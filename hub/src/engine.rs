@@ -25,6 +25,7 @@ use crate::config::{EngineConfig, LimitsConfig};
 use crate::events::{self, experiment_event, target_event};
 use crate::selection::{self, FaultInfo};
 use crate::store::{ExperimentRow, NewEvent, Store, StoreError};
+use crate::telemetry::{AdapterOp, Telemetry};
 use crate::time;
 
 /// The engine shared by the API and its own background loop.
@@ -39,6 +40,8 @@ pub struct Engine {
     /// Earliest time a failed recovery is retried, per experiment.
     retry_at: Mutex<HashMap<String, DateTime<Utc>>>,
     events: broadcast::Sender<EventRecord>,
+    /// Metrics, and OTLP export of events and traces when configured.
+    telemetry: Telemetry,
 }
 
 /// What a scan decides about one experiment.
@@ -89,6 +92,16 @@ impl Engine {
         config: EngineConfig,
         limits: LimitsConfig,
     ) -> Arc<Self> {
+        Self::with_telemetry(store, registry, config, limits, Telemetry::default())
+    }
+
+    pub fn with_telemetry(
+        store: Arc<dyn Store>,
+        registry: AdapterRegistry,
+        config: EngineConfig,
+        limits: LimitsConfig,
+        telemetry: Telemetry,
+    ) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
         Arc::new(Self {
             store,
@@ -99,7 +112,12 @@ impl Engine {
             inflight: Mutex::new(HashMap::new()),
             retry_at: Mutex::new(HashMap::new()),
             events,
+            telemetry,
         })
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -121,6 +139,12 @@ impl Engine {
 
     /// Publishes events that were just stored.
     pub fn publish(&self, records: Vec<EventRecord>) {
+        self.publish_for(None, records);
+    }
+
+    /// Publishes events stored with `row` (telemetry reads the row's deadline).
+    fn publish_for(&self, row: Option<&ExperimentRow>, records: Vec<EventRecord>) {
+        self.telemetry.on_events(row, &records);
         for record in records {
             let _ = self.events.send(record);
         }
@@ -147,7 +171,14 @@ impl Engine {
         let uid = uid.to_string();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = engine.reconcile(&uid).await {
+                // A panicking pass (an adapter bug, say) must not leave the experiment marked
+                // in flight forever: that would stop every later pass and strand its fault.
+                let pass = std::panic::AssertUnwindSafe(engine.reconcile(&uid));
+                let outcome = match futures::FutureExt::catch_unwind(pass).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err("the reconcile pass panicked (a bug); it will be retried".into()),
+                };
+                if let Err(e) = outcome {
                     tracing::error!(experiment = %uid, error = %e, "reconcile pass failed");
                     lock(&engine.retry_at).insert(
                         uid.clone(),
@@ -242,7 +273,7 @@ impl Engine {
     /// Writes the row's status with its events, then publishes the events.
     fn save(&self, row: &ExperimentRow, events: Vec<NewEvent>) -> Result<(), StoreError> {
         let records = self.store.update_status(&row.uid, &row.status, &events)?;
-        self.publish(records);
+        self.publish_for(Some(row), records);
         Ok(())
     }
 
@@ -255,13 +286,28 @@ impl Engine {
             };
             let now = time::now();
             let progressed = match (row.status.phase, row.status.desired) {
+                (ExperimentPhase::Pending, DesiredState::Run)
+                | (ExperimentPhase::Paused, DesiredState::Run)
+                    if self.store.halt_status()?.halted =>
+                {
+                    // Halt-all may have raced with a resume or a submit: nothing is injected
+                    // while the hub is halted.
+                    let halt = self.store.halt_status()?;
+                    row.desired_reason =
+                        Some(format!("halted: {}", halt.reason.unwrap_or_default()));
+                    self.finish(&mut row, ExperimentPhase::Aborted)?;
+                    true
+                }
                 (ExperimentPhase::Pending, DesiredState::Run) => {
                     self.inject(&mut row).await?;
                     true
                 }
                 (ExperimentPhase::Pending, DesiredState::Pause) => {
                     row.status.phase = ExperimentPhase::Paused;
-                    row.status.remaining_ms = self.duration_of(&row).map(|d| d.as_millis() as u64);
+                    row.status.remaining_ms = row
+                        .status
+                        .remaining_ms
+                        .or_else(|| self.duration_of(&row).map(|d| d.as_millis() as u64));
                     let ev = experiment_event(
                         &row,
                         events::EXPERIMENT_PAUSED,
@@ -289,8 +335,20 @@ impl Engine {
                     }
                 }
                 (ExperimentPhase::Running, DesiredState::Pause) => {
-                    self.recover(&mut row, ExperimentPhase::Paused, "pause requested")
-                        .await?;
+                    // A pause that arrives after the deadline ends the experiment instead:
+                    // there is no time left to resume into.
+                    let expired = row
+                        .status
+                        .deadline
+                        .as_deref()
+                        .and_then(time::parse)
+                        .is_some_and(|d| d <= now);
+                    let (next, why) = if expired {
+                        (ExperimentPhase::Finished, "the duration ended")
+                    } else {
+                        (ExperimentPhase::Paused, "pause requested")
+                    };
+                    self.recover(&mut row, next, why).await?;
                     true
                 }
                 (ExperimentPhase::Running, DesiredState::Stop) => {
@@ -312,6 +370,13 @@ impl Engine {
                     let why = row.status.reason.clone().unwrap_or_default();
                     self.recover(&mut row, next, &why).await?;
                     row.status.phase != ExperimentPhase::Recovering
+                }
+                (ExperimentPhase::Paused, DesiredState::Run)
+                    if row.status.remaining_ms == Some(0) =>
+                {
+                    row.status.reason = Some("the duration ended while paused".into());
+                    self.finish(&mut row, ExperimentPhase::Finished)?;
+                    true
                 }
                 (ExperimentPhase::Paused, DesiredState::Run) => {
                     let ev = experiment_event(
@@ -445,9 +510,14 @@ impl Engine {
                 .collect();
         }
         let now = time::now();
+        // Every fault has a deadline: an experiment without `duration` runs until stopped, but
+        // at most for the `limits.max_duration_secs` guardrail (unless that is 0), so a fault is
+        // never left without a lease on the far side.
+        let guardrail = (self.limits.max_duration_secs > 0)
+            .then(|| Duration::from_secs(self.limits.max_duration_secs));
         let window = match row.status.remaining_ms.take() {
             Some(ms) => Some(Duration::from_millis(ms)),
-            None => self.duration_of(row),
+            None => self.duration_of(row).or(guardrail),
         };
         let deadline =
             window.map(|w| now + chrono::Duration::from_std(w).unwrap_or(chrono::Duration::MAX));
@@ -495,15 +565,18 @@ impl Engine {
                 )
             })
             .collect();
+        let calls = self.telemetry.adapter_calls(row);
         let mut results = futures::stream::iter(requests.into_iter().map(|(i, fault, target)| {
             let adapter = Arc::clone(&adapter);
             let env = env.clone();
+            let calls = calls.clone();
             async move {
-                (
-                    i,
+                let call = calls.start(AdapterOp::Inject, &target, &fault.injection_id);
+                let result =
                     inject_and_confirm(adapter.as_ref(), &env, &fault, &target, confirm_timeout)
-                        .await,
-                )
+                        .await;
+                call.finish(result.as_ref().err().map(|(_, e)| e.as_str()));
+                (i, result)
             }
         }))
         .buffer_unordered(self.config.parallelism);
@@ -662,7 +735,7 @@ impl Engine {
             Err(reason) => {
                 for record in row.status.targets.iter_mut().filter(|r| needs_recovery(r)) {
                     record.phase = TargetPhase::Recovering;
-                    record.error = Some(format!("cannot recover: {reason}"));
+                    record.error = Some(format!("recovery failed: cannot recover: {reason}"));
                 }
                 return Ok(());
             }
@@ -678,10 +751,21 @@ impl Engine {
         for (i, _) in &pending {
             row.status.targets[*i].phase = TargetPhase::Recovering;
         }
+        let calls = self.telemetry.adapter_calls(row);
         let mut results = futures::stream::iter(pending.into_iter().map(|(i, injection)| {
             let adapter = Arc::clone(&adapter);
             let env = env.clone();
-            async move { (i, adapter.recover(&env, &injection).await) }
+            let calls = calls.clone();
+            async move {
+                let call = calls.start(
+                    AdapterOp::Recover,
+                    &injection.target,
+                    &injection.injection_id,
+                );
+                let result = adapter.recover(&env, &injection).await;
+                call.finish(result.as_ref().err().map(|e| e.to_string()).as_deref());
+                (i, result)
+            }
         }))
         .buffer_unordered(self.config.parallelism);
         while let Some((i, result)) = results.next().await {
@@ -689,7 +773,15 @@ impl Engine {
             let event = match result {
                 Ok(()) => {
                     record.recovered_at = Some(time::now_rfc3339());
-                    // A target whose injection failed keeps its Failed mark and error.
+                    // An earlier failed recovery attempt is resolved by this one; a target
+                    // whose injection failed keeps its Failed mark and error.
+                    if record
+                        .error
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("recovery failed: "))
+                    {
+                        record.error = None;
+                    }
                     record.phase = if record.error.is_some() {
                         TargetPhase::Failed
                     } else {

@@ -8,6 +8,7 @@
 //! reaches environments only through `chaoshub_adapters`.
 
 pub mod api;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod engine;
@@ -18,4 +19,5 @@ pub mod operations;
 pub mod selection;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod time;

@@ -64,7 +64,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION"),
         hub.addr
     );
-    hub.wait().await;
+    hub.serve_until_signal().await;
     Ok(())
 }
 

@@ -20,11 +20,13 @@ struct Op {
 }
 
 const ID_PARAM: &str = "uid, or name (with ?namespace=, default `default`)";
+const TEMPLATE_PARAM: &str = "template name; `hub/name` (with the `/` sent as %2F) for a remote catalog's template";
 
 fn ops() -> Vec<Op> {
     vec![
         Op { method: "get", path: "/healthz", id: "health", summary: "Liveness", query: &[], body: None, ok: ("200", Some("Health")), errors: &[] },
         Op { method: "get", path: "/readyz", id: "ready", summary: "Readiness (the store answers)", query: &[], body: None, ok: ("200", Some("Health")), errors: &[500] },
+        Op { method: "get", path: "/metrics", id: "metrics", summary: "Prometheus metrics (OpenMetrics text): experiments by phase, adapter calls, confirmation latency, recovery lateness, API durations, and the fault values in force per running experiment and target", query: &[], body: None, ok: ("200", None), errors: &[500] },
         Op { method: "get", path: "/api/v1/openapi.json", id: "openapi", summary: "This document", query: &[], body: None, ok: ("200", None), errors: &[] },
         Op { method: "post", path: "/api/v1/experiments", id: "createExperiment", summary: "Submit one experiment manifest (YAML or JSON; Chaos Mesh kinds unchanged). With dryRun=true: validate, resolve targets and return the plan without injecting or storing.", query: &[("env", "environment to run in (overrides spec.environment)"), ("dryRun", "true: plan only")], body: Some("manifest"), ok: ("201", Some("ExperimentObject")), errors: &[400, 404, 409, 413, 415, 422, 502, 503] },
         Op { method: "get", path: "/api/v1/experiments", id: "listExperiments", summary: "List experiments, newest first", query: &[("phase", "filter by phase"), ("kind", "filter by kind"), ("namespace", "filter by namespace"), ("env", "filter by environment"), ("archived", "true: archived ones"), ("limit", "page size (default 100, max 1000)"), ("continue", "token from the previous page")], body: None, ok: ("200", Some("Page_ExperimentObject")), errors: &[400] },
@@ -46,6 +48,15 @@ fn ops() -> Vec<Op> {
         Op { method: "get", path: "/api/v1/halt", id: "haltStatus", summary: "The halt-all switch", query: &[], body: None, ok: ("200", Some("HaltStatus")), errors: &[] },
         Op { method: "post", path: "/api/v1/halt", id: "halt", summary: "Stop every running experiment and refuse new ones (409 halted) until released", query: &[], body: Some("HaltRequest"), ok: ("200", Some("HaltStatus")), errors: &[400] },
         Op { method: "delete", path: "/api/v1/halt", id: "unhalt", summary: "Release the halt", query: &[], body: None, ok: ("200", Some("HaltStatus")), errors: &[] },
+        Op { method: "get", path: "/api/v1/templates", id: "listTemplates", summary: "Search the template catalog (local and remote templates) with facet counts over the matches", query: &[("q", "words that must all occur in name, title, description or tags"), ("category", "filter by category"), ("tag", "filter by tag"), ("adapter", "filter by adapter type the template suits"), ("kind", "filter by the rendered experiment's kind"), ("source", "`local` or a remote catalog name")], body: None, ok: ("200", Some("TemplateList")), errors: &[400] },
+        Op { method: "get", path: "/api/v1/templates/{name}", id: "getTemplate", summary: "One template with the JSON Schema of its parameters (for form generation)", query: &[], body: None, ok: ("200", Some("TemplateDetail")), errors: &[404] },
+        Op { method: "post", path: "/api/v1/templates/{name}/render", id: "renderTemplate", summary: "Render a template with parameters into a validated experiment manifest; unknown, missing or invalid parameters are 400s naming parameters.<name>", query: &[], body: Some("RenderRequest"), ok: ("200", Some("RenderResult")), errors: &[400, 404, 413, 415] },
+        Op { method: "post", path: "/api/v1/templates/{name}/run", id: "runTemplate", summary: "Render a template and create the experiment in `env` (or plan it with dryRun)", query: &[], body: Some("RenderRequest"), ok: ("201", Some("ExperimentObject")), errors: &[400, 404, 409, 413, 415, 422, 502, 503] },
+        Op { method: "get", path: "/api/v1/catalogs", id: "listCatalogs", summary: "Remote catalogs and the state of their cached copies", query: &[], body: None, ok: ("200", Some("Page_CatalogObject")), errors: &[] },
+        Op { method: "post", path: "/api/v1/catalogs", id: "addCatalog", summary: "Add a remote catalog by the URL of its index file (docs/catalog.md) and fetch it once; a failed fetch is reported in lastError", query: &[], body: Some("AddCatalogRequest"), ok: ("201", Some("CatalogObject")), errors: &[400, 409, 413, 415] },
+        Op { method: "get", path: "/api/v1/catalogs/{name}", id: "getCatalog", summary: "One remote catalog", query: &[], body: None, ok: ("200", Some("CatalogObject")), errors: &[404] },
+        Op { method: "delete", path: "/api/v1/catalogs/{name}", id: "deleteCatalog", summary: "Remove a remote catalog and its cache", query: &[], body: None, ok: ("200", Some("CatalogObject")), errors: &[404] },
+        Op { method: "post", path: "/api/v1/catalogs/{name}/refresh", id: "refreshCatalog", summary: "Check the index now; templates are fetched again only when lastChange changed", query: &[], body: None, ok: ("200", Some("CatalogObject")), errors: &[404] },
     ]
 }
 
@@ -91,6 +102,13 @@ pub fn document() -> Value {
     add!("HaltRequest", HaltRequest);
     add!("DryRunResult", DryRunResult);
     add!("ErrorBody", ErrorBody);
+    add!("TemplateList", chaoshub_schema::template::TemplateList);
+    add!("TemplateDetail", chaoshub_schema::template::TemplateDetail);
+    add!("RenderRequest", chaoshub_schema::template::RenderRequest);
+    add!("RenderResult", chaoshub_schema::template::RenderResult);
+    add!("AddCatalogRequest", chaoshub_schema::template::AddCatalogRequest);
+    add!("CatalogObject", chaoshub_schema::template::CatalogObject);
+    add!("Page_CatalogObject", Page<chaoshub_schema::template::CatalogObject>);
     let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     // Each name resolves to the generator's reference, or to a component of its own for
     // schemas the generator inlined.
@@ -122,6 +140,10 @@ pub fn document() -> Value {
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                 let description = if name == "id" {
                     ID_PARAM
+                } else if op.path.starts_with("/api/v1/templates/") {
+                    TEMPLATE_PARAM
+                } else if op.path.starts_with("/api/v1/catalogs/") {
+                    "remote catalog name"
                 } else {
                     "environment name"
                 };
@@ -140,7 +162,7 @@ pub fn document() -> Value {
             None => json!({"application/json": {"schema": {"type": "object"}}}),
         };
         let mut ok = json!({"description": "success", "content": ok_content});
-        if op.id == "createExperiment" {
+        if op.id == "createExperiment" || op.id == "runTemplate" {
             ok = json!({"description": "created", "content": ok_content});
             responses.insert("200".into(), json!({"description": "dry run: the plan", "content": {"application/json": {"schema": schema_ref("DryRunResult")}}}));
         }

@@ -29,6 +29,8 @@ use crate::time;
 pub struct Hub {
     pub engine: Arc<Engine>,
     pub default_environment: Option<String>,
+    /// The template catalog (local and remote templates).
+    pub catalog: Arc<crate::catalog::Catalog>,
 }
 
 /// Body formats the API accepts.
@@ -152,6 +154,24 @@ impl Hub {
             },
             spec,
         };
+        if replace {
+            // Replacing an environment under running experiments would send their recovery to
+            // the new endpoint and strand the faults at the old one.
+            let busy = self
+                .store()
+                .active_experiments()?
+                .into_iter()
+                .filter(|r| r.status.environment == name)
+                .count();
+            if busy > 0 {
+                return Err(HubError::Conflict {
+                    code: "environment_in_use",
+                    message: format!(
+                        "environment {name:?} has {busy} experiment(s) that are not finished; stop them before replacing it"
+                    ),
+                });
+            }
+        }
         let existed = self.store().put_environment(&object, replace)?;
         if existed && !replace {
             return Err(HubError::Conflict {
@@ -343,6 +363,12 @@ impl Hub {
                 "no environment named: set spec.environment (or spec.remoteCluster), pass ?env=NAME, or configure default_environment",
             ));
         };
+        // A halted hub says so before it asks any environment anything.
+        if !dry_run {
+            if let Some(halt) = self.halted()? {
+                return Err(halt);
+            }
+        }
         let env = self.environment(&env_name, env_path)?;
         let adapter =
             self.engine
@@ -398,6 +424,7 @@ impl Hub {
         let mode = fault.mode;
         let mut warnings = Vec::new();
         let count = matched.len();
+        let max_targets = self.engine.limits().max_targets;
         let targets = if matched.is_empty() {
             warnings.push(format!(
                 "no targets matched: the selector matched none of the {} target(s) of environment {:?}; a real run would fail",
@@ -414,6 +441,12 @@ impl Hub {
                 }
             }
         };
+        if max_targets > 0 && targets.len() > max_targets {
+            warnings.push(format!(
+                "blast radius guardrail: {} targets selected but at most {max_targets} are allowed (limits.max_targets); a real run would fail",
+                targets.len()
+            ));
+        }
         Ok(Submitted::DryRun(Box::new(DryRunResult {
             valid: true,
             plan: Some(Plan {
@@ -441,7 +474,12 @@ impl Hub {
         let now = time::now_rfc3339();
         let name = match (&manifest.metadata.name, &manifest.metadata.generate_name) {
             (Some(n), _) => n.clone(),
-            (None, Some(prefix)) => format!("{prefix}{}", random_suffix()),
+            (None, Some(prefix)) => {
+                let name = format!("{prefix}{}", random_suffix());
+                chaoshub_schema::parse::check_dns_name(&name)
+                    .map_err(|e| HubError::invalid_field("metadata.generateName", e))?;
+                name
+            }
             (None, None) => return Err(HubError::invalid_field("metadata.name", "is required")),
         };
         let namespace = manifest.metadata.namespace_or_default().to_string();
@@ -556,7 +594,16 @@ impl Hub {
         message: &str,
     ) -> Result<ExperimentObject, HubError> {
         let ev = experiment_event(row, event, message);
-        let records = self.store().set_desired(&row.uid, desired, reason, &[ev])?;
+        let records = self
+            .store()
+            .set_desired(&row.uid, desired, reason, &[ev])
+            .map_err(|e| match e {
+                crate::store::StoreError::Conflict(message) => HubError::Conflict {
+                    code: "wrong_phase",
+                    message,
+                },
+                other => HubError::Store(other),
+            })?;
         self.engine.publish(records);
         self.engine.trigger(&row.uid);
         let row = self
@@ -747,6 +794,9 @@ pub fn parse_label_selector(text: &str) -> Result<TargetSelector, ValidationErro
         current.push(c);
     }
     parts.push(current);
+    if depth != 0 {
+        errors.push("labelSelector", format!("unbalanced parentheses in {text:?}"));
+    }
     for part in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
         let lower = part.to_ascii_lowercase();
         let set_op = [(" notin ", "NotIn"), (" in ", "In")]
@@ -762,6 +812,13 @@ pub fn parse_label_selector(text: &str) -> Result<TargetSelector, ValidationErro
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
                 .collect();
+            if key.is_empty() || values.is_empty() {
+                errors.push(
+                    "labelSelector",
+                    format!("{part:?} needs a key and at least one value: key in (a,b)"),
+                );
+                continue;
+            }
             selector
                 .expression_selectors
                 .push(LabelSelectorRequirement {
@@ -777,6 +834,12 @@ pub fn parse_label_selector(text: &str) -> Result<TargetSelector, ValidationErro
                     operator: "NotIn".into(),
                     values: vec![v.trim().into()],
                 });
+        } else if let Some((k, _)) = part
+            .split_once("==")
+            .or_else(|| part.split_once('='))
+            .filter(|(k, _)| k.trim().is_empty())
+        {
+            errors.push("labelSelector", format!("{part:?} has an empty key {k:?}"));
         } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
             selector
                 .label_selectors

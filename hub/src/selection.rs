@@ -217,8 +217,11 @@ pub fn apply_mode<R: Rng + ?Sized>(
         }
         SelectorMode::FixedPercent => total * parse_percent(mode, value_text)? / 100,
         SelectorMode::RandomMaxPercent => {
+            // Chaos Mesh draws 0..=max percent and may select nothing; an experiment that
+            // fails at random is no use to anyone, so chaoshub draws 1..=max and always hits
+            // at least one target (documented in docs/ARCHITECTURE.md).
             let max = parse_percent(mode, value_text)?;
-            total * rng.random_range(0..=max) / 100
+            (total * rng.random_range(1..=max) / 100).max(total.min(1))
         }
     };
     if count == 0 && total > 0 {
@@ -342,7 +345,10 @@ mod tests {
                         SelectorMode::One => prop_assert_eq!(picked.len(), n.min(1)),
                         SelectorMode::Fixed => prop_assert_eq!(picked.len(), n.min(value.parse::<usize>().unwrap())),
                         SelectorMode::FixedPercent => prop_assert_eq!(picked.len(), n * value.parse::<usize>().unwrap() / 100),
-                        SelectorMode::RandomMaxPercent => prop_assert!(picked.len() <= n * value.parse::<usize>().unwrap().min(100) / 100),
+                        SelectorMode::RandomMaxPercent => {
+                            let max = (n * value.parse::<usize>().unwrap().min(100) / 100).max(n.min(1));
+                            prop_assert!(picked.len() <= max && (n == 0 || !picked.is_empty()));
+                        }
                     }
                 }
                 Err(SelectionError::BadValue { .. }) => prop_assert!(value.parse::<usize>().unwrap() > 100),

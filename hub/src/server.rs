@@ -25,6 +25,8 @@ pub enum StartError {
     },
     #[error("environment {name:?} from the config: {message}")]
     Environment { name: String, message: String },
+    #[error("telemetry")]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
 }
 
 /// A hub that is serving; dropping it does not stop it, `shutdown` does.
@@ -47,13 +49,30 @@ impl RunningHub {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let _ = self.engine.await;
+        flush_telemetry(&self.hub).await;
     }
 
-    /// Waits until the server stops (after Ctrl-C or SIGTERM when started by `serve`).
-    pub async fn wait(self) {
-        let _ = self.server.await;
+    /// Serves until SIGTERM or Ctrl-C (or until the server fails), then shuts down.
+    ///
+    /// Signal handling lives here and not in `start`, so hubs started in-process by tests are
+    /// never stopped by the signal plumbing of other runtimes in the same process.
+    pub async fn serve_until_signal(mut self) {
+        let server_done = tokio::select! {
+            _ = terminate_signal() => {
+                tracing::info!("signal received, shutting down");
+                false
+            }
+            _ = &mut self.server => {
+                tracing::error!("http server stopped");
+                true
+            }
+        };
         let _ = self.shutdown.send(true);
+        if !server_done {
+            let _ = self.server.await;
+        }
         let _ = self.engine.await;
+        flush_telemetry(&self.hub).await;
     }
 }
 
@@ -79,15 +98,22 @@ pub async fn start_with_store(
     registry: AdapterRegistry,
     store: Arc<dyn Store>,
 ) -> Result<RunningHub, StartError> {
-    let engine = Engine::new(
+    let telemetry = crate::telemetry::Telemetry::from_config(&config.telemetry)?;
+    let engine = Engine::with_telemetry(
         store,
         registry,
         config.engine.clone(),
         config.limits.clone(),
+        telemetry,
     );
     let hub = Hub {
         engine: Arc::clone(&engine),
         default_environment: config.default_environment.clone(),
+        catalog: crate::catalog::Catalog::open(
+            &config.catalog_dir,
+            &config.data_dir.join("catalogs"),
+            Default::default(),
+        ),
     };
     for env in &config.environments {
         let spec = EnvironmentSpec {
@@ -119,14 +145,16 @@ pub async fn start_with_store(
     )])?;
     let (shutdown, rx) = watch::channel(false);
     let engine_task = tokio::spawn(Arc::clone(&engine).run(rx.clone()));
+    tokio::spawn(crate::catalog::remote::refresh_loop(
+        Arc::clone(&hub.catalog),
+        std::time::Duration::from_secs(config.catalog_refresh_interval_secs.max(1)),
+        rx.clone(),
+    ));
     let app = crate::api::router(hub.clone(), config.limits.max_body_bytes);
     let mut server_rx = rx;
     let server = tokio::spawn(async move {
         let stop = async move {
-            tokio::select! {
-                _ = server_rx.changed() => {}
-                _ = terminate_signal() => {}
-            }
+            let _ = server_rx.changed().await;
         };
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
@@ -143,6 +171,14 @@ pub async fn start_with_store(
         server,
         engine: engine_task,
     })
+}
+
+/// Exports what telemetry has queued and stops exporting.
+async fn flush_telemetry(hub: &Hub) {
+    let telemetry = hub.engine.telemetry().clone();
+    if telemetry.is_exporting() {
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    }
 }
 
 async fn terminate_signal() {

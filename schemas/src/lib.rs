@@ -17,6 +17,7 @@ pub mod proxy;
 pub mod selector;
 pub mod structure;
 pub mod target;
+pub mod template;
 pub mod validate;
 
 pub use error::{FieldError, ValidationErrors};

@@ -111,6 +111,7 @@ kinds! {
     RemoteCluster => CHAOS_MESH_API_VERSION, RemoteClusterSpec, fault = no;
     ProxyChaos => CHAOSHUB_API_VERSION, ProxyChaosSpec, fault = yes;
     Environment => CHAOSHUB_API_VERSION, EnvironmentSpec, fault = no;
+    Template => CHAOSHUB_API_VERSION, crate::template::TemplateSpec, fault = no;
 }
 
 impl std::fmt::Display for Kind {

@@ -15,3 +15,5 @@ mod props;
 mod proxy;
 #[path = "schema/support.rs"]
 mod support;
+#[path = "schema/template.rs"]
+mod template;

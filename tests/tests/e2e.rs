@@ -4,6 +4,7 @@
 mod e2e {
     pub mod cli;
     pub mod crash;
+    pub mod envoy;
     pub mod plugin;
     pub mod support;
 }

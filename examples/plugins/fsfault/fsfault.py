@@ -226,6 +226,8 @@ class DiskFill:
                 os.unlink(leftover)
             except FileNotFoundError:
                 pass
+            except OSError as e:
+                raise PluginError(500, "io_error", f"cannot remove {leftover}: {e}")
 
     def owned_paths(self, record: dict) -> list[str]:
         return [record["path"]]
@@ -346,14 +348,27 @@ class FileAppend:
             return content, offset
         return content, None
 
+    def prepare(self, record: dict) -> None:
+        """Notes where the appended bytes will start, before anything is written, so the journal
+        entry written before `apply` already locates them."""
+        if record.get("offset") is None:
+            try:
+                size = os.stat(record["path"]).st_size
+            except OSError as e:
+                raise PluginError(500, "io_error", f"cannot stat {record['path']}: {e}")
+            record["offset"] = size
+            record["originalSize"] = size
+
     def apply(self, record: dict) -> None:
         if record.get("offset") is not None and self._find(record)[1] is not None:
             return
         path = record["path"]
         try:
             with open(path, "ab") as f:
-                record["offset"] = f.tell()
-                record["originalSize"] = f.tell()
+                if f.tell() != record.get("offset"):
+                    # Somebody wrote in between: our bytes start where the file ends now.
+                    record["offset"] = f.tell()
+                    record["originalSize"] = f.tell()
                 f.write(self._payload(record))
                 f.flush()
                 os.fsync(f.fileno())
@@ -372,15 +387,20 @@ class FileAppend:
         content, offset = self._find(record)
         if content is None or offset is None:
             return
-        # Cut out exactly our bytes: anything appended after them stays.
+        # Cut out exactly our bytes: anything appended after them stays. The tail is read again
+        # right before writing so lines a writer added meanwhile are kept.
         end = offset + record["appendedBytes"]
-        rest = content[end:]
-        with open(record["path"], "r+b") as f:
-            f.seek(offset)
-            f.write(rest)
-            f.truncate(offset + len(rest))
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(record["path"], "r+b") as f:
+                f.seek(end)
+                rest = f.read()
+                f.seek(offset)
+                f.write(rest)
+                f.truncate(offset + len(rest))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise PluginError(500, "io_error", f"cannot remove the appended bytes from {record['path']}: {e}")
 
     def owned_paths(self, record: dict) -> list[str]:
         return []
@@ -508,6 +528,9 @@ class Plugin:
                 "record": record,
             }
             # Journal first: if we die half-way, the restart removes the partial fault.
+            prepare = getattr(fault, "prepare", None)
+            if prepare is not None:
+                prepare(record)
             self.journal.put(injection_id, entry)
             try:
                 fault.apply(record)
@@ -539,6 +562,9 @@ class Plugin:
             raise PluginError(400, "invalid_request", "details.path: not inside the target directory")
         if details["action"] == "disk-fill" and not os.path.basename(details["path"]) == FILL_PREFIX + injection_id:
             raise PluginError(400, "invalid_request", "details.path: not a fill file of this injection")
+        if details["action"] == "file-create" and not isinstance(details.get("inode"), int):
+            # Without the inode we created, a path alone could name a user's file.
+            raise PluginError(400, "invalid_request", "details.inode: required to recover a file-create without a journal entry")
         return injection_id, details
 
     def status(self, body: dict) -> dict:
@@ -584,6 +610,9 @@ class Plugin:
             self.faults[record["action"]].remove(record)
         except PluginError as e:
             log.error("cannot remove %s (%s): %s", injection_id, why, e.message)
+            return
+        except Exception as e:  # noqa: BLE001 - one stuck fault must not stop the others' removal
+            log.error("cannot remove %s (%s): %s", injection_id, why, e)
             return
         self.journal.drop(injection_id)
         log.warning("removed %s by itself: %s", injection_id, why)

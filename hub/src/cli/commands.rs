@@ -68,6 +68,7 @@ pub async fn execute(
         }
         ClientCommand::Version => version(&client, format).await,
         ClientCommand::Health => health(&client, format).await,
+        ClientCommand::Catalog(command) => super::catalog::execute(&client, format, command).await,
     }
 }
 

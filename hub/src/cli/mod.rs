@@ -18,6 +18,7 @@
 //! | 5 | timed out waiting (`apply --wait --timeout`) |
 
 mod apply;
+mod catalog;
 mod client;
 mod commands;
 mod events;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 use chaoshub_schema::api::ExperimentPhase;
 
+pub use catalog::CatalogCommand;
 pub use client::{CliError, HubClient};
 pub use output::OutputFormat;
 
@@ -144,6 +146,9 @@ pub enum ClientCommand {
     /// Show the hub's health.
     #[command(after_long_help = EXIT_CODES_HELP)]
     Health,
+    /// Browse, search, show, render and run catalog templates; add and remove remote catalogs.
+    #[command(subcommand, after_long_help = EXIT_CODES_HELP)]
+    Catalog(CatalogCommand),
 }
 
 /// `apply`.

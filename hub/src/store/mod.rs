@@ -93,6 +93,15 @@ pub struct EventFilter {
     pub limit: usize,
 }
 
+/// How many experiments (not archived) are in one phase, of one kind, in one environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExperimentCount {
+    pub phase: String,
+    pub kind: String,
+    pub environment: String,
+    pub count: u64,
+}
+
 pub trait Store: Send + Sync {
     /// Stores a new experiment with its creation event. A live (not archived, not terminal)
     /// experiment of the same namespace/kind/name is a conflict; a terminal one is archived.
@@ -128,6 +137,33 @@ pub trait Store: Send + Sync {
         -> Result<Vec<ExperimentRow>, StoreError>;
     /// Every experiment the engine may still have work for (not in a terminal phase).
     fn active_experiments(&self) -> Result<Vec<ExperimentRow>, StoreError>;
+    /// Experiments (not archived) counted by phase, kind and environment (for `/metrics`).
+    /// The default reads rows; stores override it with an aggregate query.
+    fn count_experiments(&self) -> Result<Vec<ExperimentCount>, StoreError> {
+        let rows = self.list_experiments(&ExperimentFilter {
+            limit: 1_000_000,
+            ..Default::default()
+        })?;
+        let mut counts: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+        for row in rows {
+            *counts
+                .entry((
+                    row.status.phase.as_str().to_string(),
+                    row.kind,
+                    row.status.environment,
+                ))
+                .or_default() += 1;
+        }
+        Ok(counts
+            .into_iter()
+            .map(|((phase, kind, environment), count)| ExperimentCount {
+                phase,
+                kind,
+                environment,
+                count,
+            })
+            .collect())
+    }
 
     fn append_events(&self, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError>;
     fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError>;

@@ -8,7 +8,9 @@ use chaoshub_schema::api::{
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::{EventFilter, ExperimentFilter, ExperimentRow, NewEvent, Store, StoreError};
+use super::{
+    EventFilter, ExperimentCount, ExperimentFilter, ExperimentRow, NewEvent, Store, StoreError,
+};
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS experiments (
@@ -236,7 +238,7 @@ impl Store for SqliteStore {
         let existing: Option<(String, String)> = tx
             .query_row(
                 &format!(
-                    "SELECT uid, phase FROM experiments WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND archived = 0 AND phase NOT IN {TERMINAL}"
+                    "SELECT uid, phase FROM experiments WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND phase NOT IN {TERMINAL}"
                 ),
                 params![row.namespace, row.kind, row.name],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -328,10 +330,17 @@ impl Store for SqliteStore {
     ) -> Result<Vec<EventRecord>, StoreError> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE experiments SET desired = ?2, desired_reason = ?3 WHERE uid = ?1",
+        // A stop is final: a pause or resume racing with it (or with halt-all) must not undo
+        // it, so only a stop may overwrite a stop.
+        let changed = tx.execute(
+            "UPDATE experiments SET desired = ?2, desired_reason = ?3 WHERE uid = ?1 AND (desired <> 'Stop' OR ?2 = 'Stop')",
             params![uid, desired_as_str(desired), reason],
         )?;
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "experiment {uid} is being stopped; it can no longer be paused or resumed"
+            )));
+        }
         let records = insert_events(&tx, events)?;
         tx.commit()?;
         Ok(records)
@@ -420,6 +429,22 @@ impl Store for SqliteStore {
         let rows = stmt.query_map([], row_to_experiment)?;
         let raws: Vec<RawExperiment> = rows.collect::<Result<_, _>>()?;
         raws.into_iter().map(decode_experiment).collect()
+    }
+
+    fn count_experiments(&self) -> Result<Vec<ExperimentCount>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT phase, kind, environment, COUNT(*) FROM experiments WHERE archived = 0 GROUP BY phase, kind, environment",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ExperimentCount {
+                phase: r.get(0)?,
+                kind: r.get(1)?,
+                environment: r.get(2)?,
+                count: r.get::<_, i64>(3)?.max(0) as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn append_events(&self, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {

@@ -1,0 +1,202 @@
+//! REST handlers of `/api/v1/templates` and `/api/v1/catalogs`, routed from `api.rs`.
+//!
+//! Template names of remote catalogs are `hub/template`; in a URL path the `/` is sent
+//! percent-encoded (`hub%2Ftemplate`), which the router decodes into the one path parameter.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chaoshub_schema::api::Page;
+use chaoshub_schema::template::{AddCatalogRequest, RenderRequest};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::TemplateQuery;
+use crate::error::HubError;
+use crate::operations::{parse_body, BodyFormat, Hub, Submitted};
+
+type ApiResult<T> = Result<T, HubError>;
+
+fn query_params(
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    allowed: &[&str],
+) -> ApiResult<HashMap<String, String>> {
+    let Query(map) = query.map_err(|e| {
+        HubError::bad_request(
+            "invalid_query",
+            format!("cannot parse the query string: {e}"),
+        )
+    })?;
+    if let Some(key) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        let allowed = if allowed.is_empty() {
+            "none".to_string()
+        } else {
+            allowed.join(", ")
+        };
+        return Err(HubError::bad_request(
+            "invalid_query",
+            format!("unknown query parameter {key:?} (allowed: {allowed})"),
+        ));
+    }
+    Ok(map.into_iter().filter(|(_, v)| !v.is_empty()).collect())
+}
+
+fn path_param(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    p.map(|Path(v)| v)
+        .map_err(|e| HubError::bad_request("invalid_path", format!("invalid path parameter: {e}")))
+}
+
+/// Reads an optional JSON or YAML body into `T`; an empty body is `T::default()`.
+fn read_body<T: DeserializeOwned + Default>(
+    hub: &Hub,
+    headers: &HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+    what: &str,
+) -> ApiResult<T> {
+    let bytes = raw.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            HubError::TooLarge {
+                limit: hub.engine.limits().max_body_bytes,
+            }
+        } else {
+            HubError::bad_request("invalid_body", format!("cannot read the request body: {e}"))
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let format = match headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        }) {
+        Some(m) if m == "application/json" || m.ends_with("+json") => BodyFormat::Json,
+        Some(m) if m.is_empty() || m.contains("yaml") || m == "text/plain" => BodyFormat::Yaml,
+        None => BodyFormat::Yaml,
+        Some(other) => {
+            return Err(HubError::UnsupportedMediaType {
+                content_type: other,
+            })
+        }
+    };
+    let value: Value = parse_body(&bytes, format)?;
+    serde_json::from_value(value)
+        .map_err(|e| HubError::bad_request("invalid_body", format!("{what}: {e}")))
+}
+
+pub async fn list_templates(
+    State(hub): State<Hub>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    let mut p = query_params(
+        query,
+        &["q", "category", "tag", "adapter", "kind", "source"],
+    )?;
+    let query = TemplateQuery {
+        q: p.remove("q"),
+        category: p.remove("category"),
+        tag: p.remove("tag"),
+        adapter: p.remove("adapter"),
+        kind: p.remove("kind"),
+        source: p.remove("source"),
+    };
+    Ok(Json(hub.catalog.search(&query)).into_response())
+}
+
+pub async fn get_template(
+    State(hub): State<Hub>,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    let entry = hub.catalog.get(&path_param(name)?)?;
+    Ok(Json(entry.detail()).into_response())
+}
+
+pub async fn render_template(
+    State(hub): State<Hub>,
+    name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let name = path_param(name)?;
+    let request: RenderRequest = read_body(&hub, &headers, raw, "render request")?;
+    let (_, result) = hub.catalog.render(&name, &request)?;
+    Ok(Json(result).into_response())
+}
+
+pub async fn run_template(
+    State(hub): State<Hub>,
+    name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let name = path_param(name)?;
+    let request: RenderRequest = read_body(&hub, &headers, raw, "run request")?;
+    Ok(match hub.catalog.run(&hub, &name, &request).await? {
+        Submitted::Created(object) => (StatusCode::CREATED, Json(object)).into_response(),
+        Submitted::DryRun(result) => (StatusCode::OK, Json(result)).into_response(),
+    })
+}
+
+pub async fn list_catalogs(
+    State(hub): State<Hub>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    query_params(query, &[])?;
+    Ok(Json(Page {
+        items: hub.catalog.remotes.list(),
+        continue_token: None,
+    })
+    .into_response())
+}
+
+pub async fn add_catalog(
+    State(hub): State<Hub>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let request: Option<AddCatalogRequest> = read_body(
+        &hub,
+        &headers,
+        raw,
+        "catalog (expected {\"name\": ..., \"url\": ...})",
+    )?;
+    let Some(request) = request else {
+        return Err(HubError::bad_request(
+            "invalid_body",
+            "the body is empty; send {\"name\": ..., \"url\": ...}",
+        ));
+    };
+    let object = hub.catalog.remotes.add(&request.name, &request.url).await?;
+    Ok((StatusCode::CREATED, Json(object)).into_response())
+}
+
+pub async fn get_catalog(
+    State(hub): State<Hub>,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    Ok(Json(hub.catalog.remotes.get(&path_param(name)?)?).into_response())
+}
+
+pub async fn delete_catalog(
+    State(hub): State<Hub>,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    Ok(Json(hub.catalog.remotes.remove(&path_param(name)?).await?).into_response())
+}
+
+pub async fn refresh_catalog(
+    State(hub): State<Hub>,
+    name: Result<Path<String>, PathRejection>,
+) -> ApiResult<Response> {
+    Ok(Json(hub.catalog.remotes.refresh(&path_param(name)?).await?).into_response())
+}
