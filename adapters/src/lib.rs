@@ -7,6 +7,8 @@
 
 mod adapter;
 mod registry;
+#[cfg(any(feature = "webhook", feature = "toxiproxy", feature = "envoy"))]
+mod settings;
 
 #[cfg(feature = "webhook")]
 pub mod webhook;

@@ -232,10 +232,30 @@ impl HubConfig {
             )));
         }
         let ranges = [
-            ("engine.resync_interval_ms", self.engine.resync_interval_ms, 10, 600_000),
-            ("engine.confirm_timeout_ms", self.engine.confirm_timeout_ms, 1, 3_600_000),
-            ("engine.recovery_retry_ms", self.engine.recovery_retry_ms, 10, 3_600_000),
-            ("limits.max_duration_secs", self.limits.max_duration_secs, 0, 100 * 365 * 86_400),
+            (
+                "engine.resync_interval_ms",
+                self.engine.resync_interval_ms,
+                10,
+                600_000,
+            ),
+            (
+                "engine.confirm_timeout_ms",
+                self.engine.confirm_timeout_ms,
+                1,
+                3_600_000,
+            ),
+            (
+                "engine.recovery_retry_ms",
+                self.engine.recovery_retry_ms,
+                10,
+                3_600_000,
+            ),
+            (
+                "limits.max_duration_secs",
+                self.limits.max_duration_secs,
+                0,
+                100 * 365 * 86_400,
+            ),
         ];
         for (name, value, min, max) in ranges {
             if !(min..=max).contains(&value) {

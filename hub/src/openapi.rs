@@ -20,7 +20,8 @@ struct Op {
 }
 
 const ID_PARAM: &str = "uid, or name (with ?namespace=, default `default`)";
-const TEMPLATE_PARAM: &str = "template name; `hub/name` (with the `/` sent as %2F) for a remote catalog's template";
+const TEMPLATE_PARAM: &str =
+    "template name; `hub/name` (with the `/` sent as %2F) for a remote catalog's template";
 
 fn ops() -> Vec<Op> {
     vec![
@@ -106,9 +107,15 @@ pub fn document() -> Value {
     add!("TemplateDetail", chaoshub_schema::template::TemplateDetail);
     add!("RenderRequest", chaoshub_schema::template::RenderRequest);
     add!("RenderResult", chaoshub_schema::template::RenderResult);
-    add!("AddCatalogRequest", chaoshub_schema::template::AddCatalogRequest);
+    add!(
+        "AddCatalogRequest",
+        chaoshub_schema::template::AddCatalogRequest
+    );
     add!("CatalogObject", chaoshub_schema::template::CatalogObject);
-    add!("Page_CatalogObject", Page<chaoshub_schema::template::CatalogObject>);
+    add!(
+        "Page_CatalogObject",
+        Page<chaoshub_schema::template::CatalogObject>
+    );
     let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     // Each name resolves to the generator's reference, or to a component of its own for
     // schemas the generator inlined.

@@ -252,19 +252,15 @@ impl Hub {
     }
 
     /// The inventory of an environment, filtered by a selector.
-    pub async fn targets(
+    /// A registered environment (404 if not) and its adapter.
+    fn registered(
         &self,
         name: &str,
-        selector: &TargetSelector,
-    ) -> Result<Vec<Target>, HubError> {
+    ) -> Result<(Environment, Arc<dyn chaoshub_adapters::Adapter>), HubError> {
         let env = self
             .store()
             .get_environment(name)?
             .ok_or_else(|| HubError::not_found(format!("environment {name:?}")))?;
-        let env = Environment {
-            name: name.to_string(),
-            spec: env.spec,
-        };
         let adapter =
             self.engine
                 .registry()
@@ -272,6 +268,21 @@ impl Hub {
                 .map_err(|e| HubError::Unsupported {
                     message: e.to_string(),
                 })?;
+        Ok((
+            Environment {
+                name: name.to_string(),
+                spec: env.spec,
+            },
+            adapter,
+        ))
+    }
+
+    pub async fn targets(
+        &self,
+        name: &str,
+        selector: &TargetSelector,
+    ) -> Result<Vec<Target>, HubError> {
+        let (env, adapter) = self.registered(name)?;
         let inventory = adapter
             .discover(&env)
             .await
@@ -280,21 +291,7 @@ impl Hub {
     }
 
     pub async fn environment_capabilities(&self, name: &str) -> Result<Vec<Capability>, HubError> {
-        let env = self
-            .store()
-            .get_environment(name)?
-            .ok_or_else(|| HubError::not_found(format!("environment {name:?}")))?;
-        let env = Environment {
-            name: name.to_string(),
-            spec: env.spec,
-        };
-        let adapter =
-            self.engine
-                .registry()
-                .get(&env.spec.adapter)
-                .map_err(|e| HubError::Unsupported {
-                    message: e.to_string(),
-                })?;
+        let (env, adapter) = self.registered(name)?;
         adapter
             .environment_capabilities(&env)
             .await
@@ -795,7 +792,10 @@ pub fn parse_label_selector(text: &str) -> Result<TargetSelector, ValidationErro
     }
     parts.push(current);
     if depth != 0 {
-        errors.push("labelSelector", format!("unbalanced parentheses in {text:?}"));
+        errors.push(
+            "labelSelector",
+            format!("unbalanced parentheses in {text:?}"),
+        );
     }
     for part in parts.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
         let lower = part.to_ascii_lowercase();

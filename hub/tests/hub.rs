@@ -8,9 +8,9 @@ mod hub {
     pub mod api_errors;
     pub mod catalog;
     pub mod lifecycle;
-    pub mod support;
     pub mod metrics;
     pub mod sse;
+    pub mod support;
     pub mod telemetry;
     pub mod toxiproxy;
 }

@@ -17,6 +17,11 @@ use serde_json::Value;
 
 use crate::Environment;
 
+const ENDPOINT_HELP: crate::settings::EndpointHelp = crate::settings::EndpointHelp {
+    what: "the URL of Envoy's admin API, e.g. http://127.0.0.1:9901",
+    credentials: "the admin API takes none",
+};
+
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 const MAX_TIMEOUT_MS: u64 = 600_000;
 
@@ -36,7 +41,11 @@ impl EnvoyConfig {
     /// its path (`spec.endpoint`, `spec.settings.timeout_ms`, …).
     pub fn from_environment(env: &Environment) -> Result<Self, ValidationErrors> {
         let mut errors = ValidationErrors::new();
-        let admin = parse_endpoint(env.spec.endpoint.as_deref(), &mut errors);
+        let admin = crate::settings::http_endpoint(
+            env.spec.endpoint.as_deref(),
+            &ENDPOINT_HELP,
+            &mut errors,
+        );
         let settings = &env.spec.settings;
         for key in settings.keys() {
             if !KNOWN_SETTINGS.contains(&key.as_str()) {
@@ -81,48 +90,7 @@ impl EnvoyConfig {
 
     /// The URL of one admin path such as `runtime`, below the endpoint's own path prefix.
     pub fn url(&self, path: &str) -> Url {
-        let mut url = self.admin.clone();
-        let base = url.path().trim_end_matches('/').to_string();
-        url.set_path(&format!("{base}/{path}"));
-        url
-    }
-}
-
-fn parse_endpoint(endpoint: Option<&str>, errors: &mut ValidationErrors) -> Option<Url> {
-    let Some(text) = endpoint.map(str::trim).filter(|t| !t.is_empty()) else {
-        errors.push(
-            "spec.endpoint",
-            "required: the URL of Envoy's admin API, e.g. http://127.0.0.1:9901",
-        );
-        return None;
-    };
-    let url = match Url::parse(text) {
-        Ok(url) => url,
-        Err(e) => {
-            errors.push("spec.endpoint", format!("not a valid URL ({e}): {text:?}"));
-            return None;
-        }
-    };
-    let problem = if !matches!(url.scheme(), "http" | "https") {
-        Some(format!(
-            "must be an http:// or https:// URL, got scheme {:?}",
-            url.scheme()
-        ))
-    } else if url.host_str().is_none_or(str::is_empty) {
-        Some("must name a host".to_string())
-    } else if url.query().is_some() || url.fragment().is_some() {
-        Some("must not carry a query or fragment; give the admin API's base URL".to_string())
-    } else if !url.username().is_empty() || url.password().is_some() {
-        Some("must not embed credentials".to_string())
-    } else {
-        None
-    };
-    match problem {
-        Some(message) => {
-            errors.push("spec.endpoint", message);
-            None
-        }
-        None => Some(url),
+        crate::settings::join(&self.admin, path)
     }
 }
 

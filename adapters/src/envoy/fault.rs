@@ -204,6 +204,17 @@ pub fn plan_runtime(
         summary.insert("delayMs".into(), json!(ms as u64));
     }
     if let Some(kbps) = limit_kbps {
+        // Envoy reads only the filter-wide key for the response limit; a per-cluster key would
+        // be written, read back and reported in force while doing nothing.
+        if let Some(cluster) = downstream {
+            return Err(annotation_error(
+                RESPONSE_LIMIT_ANNOTATION,
+                format!(
+                    "Envoy has no per-downstream-cluster switch for the response limit, so it \
+                     cannot be combined with {DOWNSTREAM_CLUSTER_ANNOTATION}={cluster:?}"
+                ),
+            ));
+        }
         match &filter.response_rate_limit {
             Some(RateLimitBlock::FixedKbps(configured)) if *configured == kbps => {}
             Some(RateLimitBlock::FixedKbps(configured)) => {
@@ -271,7 +282,12 @@ fn check_request_filters(
         ));
     }
     let mut wanted = BTreeMap::new();
-    if let Some(path) = &spec.path {
+    // `*` (and `/*`) is how Chaos Mesh users say "every path": no path matcher at all.
+    if let Some(path) = spec
+        .path
+        .as_ref()
+        .filter(|p| !matches!(p.as_str(), "*" | "/*"))
+    {
         let matcher = match path.find('*') {
             None => HeaderMatch::Exact(path.clone()),
             Some(i) if i == path.len() - 1 => HeaderMatch::Prefix(path[..i].to_string()),
@@ -377,6 +393,32 @@ mod tests {
             ]
         );
         assert!(plan.uses_filter_keys);
+    }
+
+    #[test]
+    fn a_star_path_means_every_request() {
+        for path in ["*", "/*"] {
+            let plan = plan_runtime(
+                &spec(json!({"abort": true, "path": path})),
+                &BTreeMap::new(),
+                &filter(),
+                None,
+            );
+            assert!(
+                plan.is_ok(),
+                "path {path:?} must match every request: {plan:?}"
+            );
+        }
+        let narrower = plan_runtime(
+            &spec(json!({"abort": true, "path": "/api/*"})),
+            &BTreeMap::new(),
+            &filter(),
+            None,
+        );
+        assert!(
+            narrower.is_err(),
+            "a path the filter does not match is refused"
+        );
     }
 
     #[test]

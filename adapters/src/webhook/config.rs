@@ -19,6 +19,11 @@ use serde_json::Value;
 
 use crate::Environment;
 
+const ENDPOINT_HELP: crate::settings::EndpointHelp = crate::settings::EndpointHelp {
+    what: "the plugin's base URL, e.g. http://127.0.0.1:8470",
+    credentials: "use spec.settings.token",
+};
+
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_RETRIES: u32 = 2;
 pub const DEFAULT_RETRY_BACKOFF_MS: u64 = 100;
@@ -46,7 +51,11 @@ impl WebhookConfig {
     /// its path (`spec.endpoint`, `spec.settings.timeout_ms`, …).
     pub fn from_environment(env: &Environment) -> Result<Self, ValidationErrors> {
         let mut errors = ValidationErrors::new();
-        let endpoint = parse_endpoint(env.spec.endpoint.as_deref(), &mut errors);
+        let endpoint = crate::settings::http_endpoint(
+            env.spec.endpoint.as_deref(),
+            &ENDPOINT_HELP,
+            &mut errors,
+        );
 
         let settings = &env.spec.settings;
         for key in settings.keys() {
@@ -57,21 +66,21 @@ impl WebhookConfig {
                 );
             }
         }
-        let timeout_ms = integer_setting(
+        let timeout_ms = crate::settings::integer_setting(
             settings.get("timeout_ms"),
             "timeout_ms",
             1,
             MAX_TIMEOUT_MS,
             &mut errors,
         );
-        let retries = integer_setting(
+        let retries = crate::settings::integer_setting(
             settings.get("retries"),
             "retries",
             0,
             MAX_RETRIES,
             &mut errors,
         );
-        let backoff_ms = integer_setting(
+        let backoff_ms = crate::settings::integer_setting(
             settings.get("retry_backoff_ms"),
             "retry_backoff_ms",
             0,
@@ -95,7 +104,10 @@ impl WebhookConfig {
             Some(other) => {
                 errors.push(
                     "spec.settings.token",
-                    format!("must be a string, got {}", type_name(other)),
+                    format!(
+                        "must be a string, got {}",
+                        crate::settings::json_type(other)
+                    ),
                 );
                 None
             }
@@ -115,98 +127,7 @@ impl WebhookConfig {
     /// The URL of one protocol path such as `v1/inject`, relative to the endpoint (which may
     /// carry a path prefix of its own, e.g. `http://gateway/plugins/fsfault/`).
     pub fn url(&self, path: &str) -> Url {
-        let mut url = self.endpoint.clone();
-        let base = url.path().trim_end_matches('/').to_string();
-        url.set_path(&format!("{base}/{path}"));
-        url
-    }
-}
-
-fn parse_endpoint(endpoint: Option<&str>, errors: &mut ValidationErrors) -> Option<Url> {
-    let Some(text) = endpoint.map(str::trim).filter(|t| !t.is_empty()) else {
-        errors.push(
-            "spec.endpoint",
-            "required: the plugin's base URL, e.g. http://127.0.0.1:8470",
-        );
-        return None;
-    };
-    let url = match Url::parse(text) {
-        Ok(url) => url,
-        Err(e) => {
-            errors.push("spec.endpoint", format!("not a valid URL ({e}): {text:?}"));
-            return None;
-        }
-    };
-    let mut ok = true;
-    if !matches!(url.scheme(), "http" | "https") {
-        errors.push(
-            "spec.endpoint",
-            format!(
-                "must be an http:// or https:// URL, got scheme {:?}",
-                url.scheme()
-            ),
-        );
-        ok = false;
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        errors.push("spec.endpoint", "must name a host");
-        ok = false;
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        errors.push(
-            "spec.endpoint",
-            "must not carry a query or fragment; give the plugin's base URL",
-        );
-        ok = false;
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        errors.push(
-            "spec.endpoint",
-            "must not embed credentials; use spec.settings.token",
-        );
-        ok = false;
-    }
-    ok.then_some(url)
-}
-
-fn integer_setting(
-    value: Option<&Value>,
-    key: &str,
-    min: u64,
-    max: u64,
-    errors: &mut ValidationErrors,
-) -> Option<u64> {
-    let path = format!("spec.settings.{key}");
-    match value {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => match n.as_u64() {
-            Some(v) if (min..=max).contains(&v) => Some(v),
-            _ => {
-                errors.push(
-                    path,
-                    format!("must be an integer from {min} to {max}, got {n}"),
-                );
-                None
-            }
-        },
-        Some(other) => {
-            errors.push(
-                path,
-                format!("must be an integer, got {}", type_name(other)),
-            );
-            None
-        }
-    }
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        crate::settings::join(&self.endpoint, path)
     }
 }
 

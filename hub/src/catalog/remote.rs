@@ -106,6 +106,14 @@ impl RemoteCatalog {
             read_json::<Vec<RemoteRecord>>(&cache_dir.join("remotes.json")).unwrap_or_default()
         {
             let dir = cache_dir.join(&record.name);
+            // A crash between the two renames of `write_cache` leaves only the old copy aside:
+            // put it back so the remote keeps working offline.
+            let aside = cache_dir.join(format!(".{}.old", record.name));
+            if !dir.exists() && aside.exists() {
+                if let Err(e) = std::fs::rename(&aside, &dir) {
+                    tracing::warn!(catalog = %record.name, error = %e, "cannot restore the cached catalog");
+                }
+            }
             let mut record = read_json::<RemoteRecord>(&dir.join("state.json")).map_or(
                 record.clone(),
                 |mut cached| {

@@ -430,18 +430,30 @@ async fn names_conflict_only_while_live() {
 async fn listing_filters_and_pages() {
     let s = Sandbox::start(2).await;
     for i in 0..5 {
-        let (code, _) = s.post_yaml("/api/v1/experiments", &delay_yaml(&format!("page-{i}"), None, "")).await;
+        let (code, _) = s
+            .post_yaml(
+                "/api/v1/experiments",
+                &delay_yaml(&format!("page-{i}"), None, ""),
+            )
+            .await;
         assert_eq!(code, 201);
     }
     let (_, first) = s.get("/api/v1/experiments?limit=2").await;
     assert_eq!(first["items"].as_array().unwrap().len(), 2);
     // Newest first.
     assert_eq!(first["items"][0]["metadata"]["name"], "page-4");
-    let token = first["continue"].as_str().expect("a continue token").to_string();
-    let (_, second) = s.get(&format!("/api/v1/experiments?limit=2&continue={token}")).await;
+    let token = first["continue"]
+        .as_str()
+        .expect("a continue token")
+        .to_string();
+    let (_, second) = s
+        .get(&format!("/api/v1/experiments?limit=2&continue={token}"))
+        .await;
     assert_eq!(second["items"][0]["metadata"]["name"], "page-2");
     let token = second["continue"].as_str().unwrap().to_string();
-    let (_, last) = s.get(&format!("/api/v1/experiments?limit=2&continue={token}")).await;
+    let (_, last) = s
+        .get(&format!("/api/v1/experiments?limit=2&continue={token}"))
+        .await;
     assert_eq!(last["items"].as_array().unwrap().len(), 1);
     assert!(last.get("continue").is_none());
     let (_, by_kind) = s.get("/api/v1/experiments?kind=PodChaos").await;
@@ -467,19 +479,37 @@ async fn environments_are_validated_and_listed() {
     assert_eq!(code, 400, "{err}");
     assert_eq!(err["details"][0]["path"], "spec.adapter");
     let message = err["details"][0]["message"].as_str().unwrap();
-    assert!(message.contains("teleporter") && message.contains("webhook") && message.contains("memory"), "{message}");
+    assert!(
+        message.contains("teleporter") && message.contains("webhook") && message.contains("memory"),
+        "{message}"
+    );
     let (code, _) = s.post_yaml("/api/v1/environments", "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: mem}\nspec: {adapter: memory}\n").await;
-    assert_eq!(code, 409, "registering a name twice without ?replace=true is a conflict");
+    assert_eq!(
+        code, 409,
+        "registering a name twice without ?replace=true is a conflict"
+    );
     let (_, list) = s.get("/api/v1/environments").await;
     assert_eq!(list["items"][0]["metadata"]["name"], "mem");
-    let (code, targets) = s.get("/api/v1/environments/mem/targets?labelSelector=app%3Dweb").await;
+    let (code, targets) = s
+        .get("/api/v1/environments/mem/targets?labelSelector=app%3Dweb")
+        .await;
     assert_eq!(code, 200, "{targets}");
     assert_eq!(targets["items"].as_array().unwrap().len(), 1);
-    let (_, created) = s.post_yaml("/api/v1/experiments", &delay_yaml("busy", None, "")).await;
-    s.wait_phase(created["metadata"]["uid"].as_str().unwrap(), "Running", T).await;
+    let (_, created) = s
+        .post_yaml("/api/v1/experiments", &delay_yaml("busy", None, ""))
+        .await;
+    s.wait_phase(created["metadata"]["uid"].as_str().unwrap(), "Running", T)
+        .await;
     let (code, err) = s.delete("/api/v1/environments/mem").await;
-    assert_eq!(code, 409, "an environment with a running experiment cannot go: {err}");
+    assert_eq!(
+        code, 409,
+        "an environment with a running experiment cannot go: {err}"
+    );
     assert_eq!(err["code"], "environment_in_use");
     let (_, adapters) = s.get("/api/v1/adapters").await;
-    assert!(adapters["items"].as_array().unwrap().iter().any(|a| a["type"] == "webhook"));
+    assert!(adapters["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["type"] == "webhook"));
 }
