@@ -88,6 +88,10 @@ pub struct EngineConfig {
     /// Targets injected or recovered at once per experiment. Default 16.
     #[serde(default = "default_parallelism")]
     pub parallelism: usize,
+    /// Experiments injecting into one environment at once; more wait (still Pending) so that
+    /// recoveries are never stuck behind a crowd of injections. Default 8.
+    #[serde(default = "default_max_injecting_per_environment")]
+    pub max_injecting_per_environment: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -145,6 +149,9 @@ fn default_confirm_timeout_ms() -> u64 {
 fn default_recovery_retry_ms() -> u64 {
     2000
 }
+fn default_max_injecting_per_environment() -> usize {
+    8
+}
 fn default_parallelism() -> usize {
     16
 }
@@ -169,6 +176,7 @@ impl Default for EngineConfig {
             confirm_timeout_ms: default_confirm_timeout_ms(),
             recovery_retry_ms: default_recovery_retry_ms(),
             parallelism: default_parallelism(),
+            max_injecting_per_environment: default_max_injecting_per_environment(),
         }
     }
 }
@@ -263,6 +271,11 @@ impl HubConfig {
                     "{name}: {value} is out of range ({min} to {max})"
                 )));
             }
+        }
+        if !(1..=10_000).contains(&self.engine.max_injecting_per_environment) {
+            return Err(ConfigError::Invalid(
+                "engine.max_injecting_per_environment: must be from 1 to 10000".into(),
+            ));
         }
         if self.engine.parallelism == 0 {
             return Err(ConfigError::Invalid(

@@ -39,6 +39,8 @@ pub struct Engine {
     inflight: Mutex<HashMap<String, bool>>,
     /// Earliest time a failed recovery is retried, per experiment.
     retry_at: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Injection permits per environment (`engine.max_injecting_per_environment`).
+    injecting: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     events: broadcast::Sender<EventRecord>,
     /// Metrics, and OTLP export of events and traces when configured.
     telemetry: Telemetry,
@@ -111,6 +113,7 @@ impl Engine {
             wake: Notify::new(),
             inflight: Mutex::new(HashMap::new()),
             retry_at: Mutex::new(HashMap::new()),
+            injecting: Mutex::new(HashMap::new()),
             events,
             telemetry,
         })
@@ -198,6 +201,16 @@ impl Engine {
             }
             engine.wake.notify_one();
         });
+    }
+
+    /// The semaphore capping concurrent injections into one environment.
+    fn injection_permits(&self, environment: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut map = lock(&self.injecting);
+        Arc::clone(map.entry(environment.to_string()).or_insert_with(|| {
+            Arc::new(tokio::sync::Semaphore::new(
+                self.config.max_injecting_per_environment,
+            ))
+        }))
     }
 
     /// Wakes the background loop so it recomputes its next deadline.
@@ -486,6 +499,16 @@ impl Engine {
             Ok(m) => Arc::new(m),
             Err(reason) => return self.fail(row, reason),
         };
+        // Injections into one environment are capped, so that when it is saturated the
+        // recoveries (which take no permit) are not queued behind a crowd of new injections.
+        // An experiment waiting here is still Pending or Paused: its deadline is not running.
+        let permits = self.injection_permits(&env.name);
+        let _permit = permits.acquire_owned().await;
+        // The user may have paused or stopped it (or halted the hub) while it waited.
+        match self.store.get_experiment(&row.uid)? {
+            Some(fresh) if fresh.status.desired == DesiredState::Run => {}
+            _ => return Ok(()),
+        }
         if row.status.targets.is_empty() {
             let picked = match self.select_targets(&manifest, &env, adapter.as_ref()).await {
                 Ok((matched, picked)) => {

@@ -513,3 +513,63 @@ async fn environments_are_validated_and_listed() {
         .iter()
         .any(|a| a["type"] == "webhook"));
 }
+
+#[tokio::test]
+async fn a_saturated_environment_still_recovers_on_time() {
+    let mut s = Sandbox::start(2).await;
+    // One injection at a time into `mem`, and each one is slow.
+    s.tweak = |c| c.engine.max_injecting_per_environment = 1;
+    s.restart().await;
+    s.adapter.world.lock().unwrap().inject_delay = Duration::from_millis(300);
+    let (_, first) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            &delay_yaml("first", Some("500ms"), ""),
+        )
+        .await;
+    let first = first["metadata"]["uid"].as_str().unwrap().to_string();
+    s.wait_phase(&first, "Running", T).await;
+    // A queue of slow injections builds up behind the permit...
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        let (_, v) = s
+            .post_yaml(
+                "/api/v1/experiments",
+                &delay_yaml(&format!("queued-{i}"), Some("5s"), ""),
+            )
+            .await;
+        queued.push(v["metadata"]["uid"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiting = {
+        let mut n = 0;
+        for uid in &queued {
+            let (_, v) = s.get(&format!("/api/v1/experiments/{uid}")).await;
+            if v["status"]["phase"] == "Pending" {
+                assert!(
+                    v["status"].get("deadline").is_none(),
+                    "a waiting experiment's clock must not run"
+                );
+                n += 1;
+            }
+        }
+        n
+    };
+    assert!(
+        waiting >= 2,
+        "only one experiment may inject at a time ({waiting} waiting)"
+    );
+    // ...but the running experiment's recovery takes no permit and is on time.
+    let done = s.wait_phase(&first, "Finished", T).await;
+    let late = ms_between(
+        &done["status"]["deadline"],
+        &done["status"]["targets"][0]["recoveredAt"],
+    );
+    assert!(
+        late < 250,
+        "recovery waited behind injections: {late} ms late"
+    );
+    for uid in &queued {
+        s.wait_phase(uid, "Running", T).await;
+    }
+}

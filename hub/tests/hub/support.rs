@@ -23,6 +23,8 @@ pub struct MemoryWorld {
     pub fail_inject_on: HashSet<String>,
     pub fail_recover: bool,
     pub unreachable: bool,
+    /// How long each `inject` takes (a slow environment).
+    pub inject_delay: std::time::Duration,
     pub inject_calls: usize,
     pub recover_calls: usize,
 }
@@ -124,6 +126,10 @@ impl Adapter for MemoryAdapter {
         target: &Target,
     ) -> Result<Value, AdapterError> {
         self.check_reachable(env)?;
+        let delay = self.world.lock().unwrap().inject_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let mut w = self.world.lock().unwrap();
         w.inject_calls += 1;
         if w.fail_inject_on.contains(&target.id) {
@@ -166,6 +172,8 @@ pub struct Sandbox {
     pub client: reqwest::Client,
     pub adapter: MemoryAdapter,
     pub dir: tempfile::TempDir,
+    /// Applied to the hub config on every (re)start.
+    pub tweak: fn(&mut HubConfig),
 }
 
 pub fn config(dir: &std::path::Path) -> HubConfig {
@@ -190,6 +198,7 @@ impl Sandbox {
             client: reqwest::Client::new(),
             adapter,
             dir,
+            tweak: |_| {},
         };
         s.restart().await;
         s.post_yaml("/api/v1/environments", "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: mem}\nspec: {adapter: memory}\n").await;
@@ -203,7 +212,9 @@ impl Sandbox {
         }
         let mut registry = AdapterRegistry::builtin();
         registry.register(Arc::new(self.adapter.clone()));
-        let hub = chaoshub::server::start_with(config(self.dir.path()), registry)
+        let mut config = config(self.dir.path());
+        (self.tweak)(&mut config);
+        let hub = chaoshub::server::start_with(config, registry)
             .await
             .unwrap();
         self.url = hub.url();

@@ -228,6 +228,7 @@ async fn sandbox_exporting(telemetry: TelemetryConfig) -> Sandbox {
         client: reqwest::Client::new(),
         adapter,
         dir,
+        tweak: |_| {},
     };
     let (code, body) = s
         .post_yaml(
