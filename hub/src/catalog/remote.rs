@@ -233,7 +233,20 @@ impl RemoteCatalog {
                 .ok_or_else(|| HubError::not_found(format!("catalog {name:?}")))?;
             (remote.record.url.clone(), remote.record.last_change.clone())
         };
-        let outcome = self.fetch(name, &url, cached_change.as_deref()).await;
+        // A whole refresh (index and every template) has one deadline, so a slow remote holds
+        // the catalog lock for at most this long, however many templates it lists.
+        let outcome = match tokio::time::timeout(
+            REFRESH_DEADLINE,
+            self.fetch(name, &url, cached_change.as_deref()),
+        )
+        .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!(
+                "the refresh did not finish within {} s; keeping the cached templates",
+                REFRESH_DEADLINE.as_secs()
+            )),
+        };
         let now = crate::time::now_rfc3339();
         let mut state = self.write();
         let Some(remote) = state.get_mut(name) else {
@@ -543,6 +556,9 @@ fn write_json<T: Serialize>(path: &Path, value: &T) {
 }
 
 /// Refreshes every remote catalog now and then every `interval` until `shutdown` turns true.
+/// The longest one refresh of one remote catalog may take.
+const REFRESH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub async fn refresh_loop(
     catalog: std::sync::Arc<super::Catalog>,
     interval: Duration,
