@@ -97,14 +97,13 @@ pub fn matches(selector: &TargetSelector, target: &Target) -> bool {
             _ => return false,
         }
     }
+    // As in Chaos Mesh, an explicit list of names (`pods`, `physicalMachines`) selects exactly
+    // those targets and the other selector fields are not consulted.
     if !selector.names.is_empty() {
-        let named = selector.names.iter().any(|(ns, names)| {
+        return selector.names.iter().any(|(ns, names)| {
             let ns_ok = target.namespace.as_ref().is_none_or(|t| t == ns);
             ns_ok && (names.contains(&target.name) || names.contains(&target.id))
         });
-        if !named {
-            return false;
-        }
     }
     if !selector
         .label_selectors
@@ -301,6 +300,20 @@ mod tests {
         let mut sel = TargetSelector::default();
         sel.names.insert("default".into(), vec!["b".into()]);
         assert_eq!(filter(&sel, &inv)[0].id, "b");
+    }
+
+    #[test]
+    fn a_name_list_overrides_the_other_selectors() {
+        let inv = vec![
+            target("a", &[("tier", "web")]),
+            target("b", &[("tier", "db")]),
+        ];
+        let mut sel = TargetSelector::default();
+        sel.names.insert("default".into(), vec!["b".into()]);
+        sel.label_selectors.insert("tier".into(), "web".into());
+        let hit = filter(&sel, &inv);
+        assert_eq!(hit.len(), 1);
+        assert_eq!(hit[0].id, "b");
     }
 
     #[test]
