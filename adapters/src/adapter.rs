@@ -126,6 +126,14 @@ pub trait Adapter: Send + Sync {
     /// The environment's inventory of targets.
     async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError>;
 
+    /// Pure check of one fault before anything is stored or touched: values this adapter cannot
+    /// express are refused at submission (`Rejected` → 400, `Unsupported` → 422) instead of
+    /// failing the experiment at injection. Never touches the network. Default: nothing to check.
+    fn check_fault(&self, env: &Environment, fault: &FaultRequest) -> Result<(), AdapterError> {
+        let _ = (env, fault);
+        Ok(())
+    }
+
     /// Extra, adapter-specific detail for a dry-run plan (for example the shell SSM would run).
     fn plan_details(&self, env: &Environment, fault: &FaultRequest, target: &Target) -> Value {
         let _ = (env, fault, target);

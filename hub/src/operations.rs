@@ -396,6 +396,24 @@ impl Hub {
             }
         }
         manifest.spec.set_environment(&env_name);
+        let manifest = Arc::new(manifest);
+        let probe = chaoshub_adapters::FaultRequest {
+            experiment_uid: "submission-check".into(),
+            injection_id: "submission-check-0".into(),
+            name: manifest.metadata.name.clone().unwrap_or_default(),
+            namespace: manifest.metadata.namespace_or_default().to_string(),
+            manifest: Arc::clone(&manifest),
+            actions: actions.clone(),
+            deadline: None,
+        };
+        adapter.check_fault(&env, &probe).map_err(|e| match e {
+            chaoshub_adapters::AdapterError::Rejected(message) => {
+                HubError::invalid_field("spec", message)
+            }
+            other => HubError::from_adapter(other),
+        })?;
+        drop(probe);
+        let manifest = Arc::try_unwrap(manifest).unwrap_or_else(|shared| (*shared).clone());
         if dry_run {
             return self.plan(manifest, fault, &env, adapter.as_ref()).await;
         }

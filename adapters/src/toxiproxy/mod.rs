@@ -290,6 +290,13 @@ impl Adapter for ToxiproxyAdapter {
             .collect())
     }
 
+    fn check_fault(&self, env: &Environment, fault: &FaultRequest) -> Result<(), AdapterError> {
+        let partition = ToxiproxyConfig::from_environment(env)
+            .map(|c| c.partition)
+            .unwrap_or_default();
+        plan(fault, partition).map(drop)
+    }
+
     fn plan_details(&self, env: &Environment, fault: &FaultRequest, target: &Target) -> Value {
         let partition = ToxiproxyConfig::from_environment(env)
             .map(|c| c.partition)

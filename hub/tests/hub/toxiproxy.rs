@@ -154,6 +154,20 @@ async fn what_a_proxy_cannot_do_is_refused_with_422() {
         assert!(text.contains(&format!("NetworkChaos/{action}")), "{text}");
         assert!(text.contains("supported by"), "{text}");
     }
+    // A supported action with a field a proxy cannot express is refused at submission too
+    // (the adapter's pure check), not left to fail at injection.
+    let reorder = "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {name: r, namespace: default}\nspec:\n  action: delay\n  mode: all\n  selector:\n    labelSelectors: {name: redis}\n  delay: {latency: 10ms, reorder: {reorder: '10', gap: 5}}\n  environment: toxi\n";
+    let (code, answer) = s.post_yaml("/api/v1/experiments", reorder).await;
+    assert_eq!(code, 422, "{answer:#}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("reorder"),
+        "{answer:#}"
+    );
+    let (_, list) = s.get("/api/v1/experiments").await;
+    assert!(
+        list["items"].as_array().unwrap().is_empty(),
+        "nothing is stored"
+    );
     // No call reached the server for a refused kind beyond what validation needed.
     assert!(!fake.requests().iter().any(|r| r.contains("/toxics")));
 }
