@@ -732,8 +732,9 @@ fn toxic_create(shared: &Shared, name: &str, body: &[u8]) -> Response {
     let parsed = (|| {
         let toxic_name = string_field(&map, "name", "ToxicWrapper")?.unwrap_or_default();
         let toxic_type = string_field(&map, "type", "ToxicWrapper")?.unwrap_or_default();
+        // Go decodes a JSON null into the zero value, so `"stream": null` keeps the default.
         let stream = match map.get("stream") {
-            None => "downstream".to_string(),
+            None | Some(Value::Null) => "downstream".to_string(),
             Some(_) => string_field(&map, "stream", "ToxicWrapper")?.unwrap_or_default(),
         };
         let toxicity = match map.get("toxicity") {
