@@ -9,6 +9,8 @@ mod adapter;
 mod registry;
 #[cfg(any(feature = "webhook", feature = "toxiproxy", feature = "envoy"))]
 mod settings;
+#[cfg(any(feature = "webhook", feature = "toxiproxy"))]
+mod retry;
 
 #[cfg(feature = "webhook")]
 pub mod webhook;

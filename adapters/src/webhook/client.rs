@@ -1,7 +1,6 @@
 //! The HTTP side of the plugin protocol: timeouts, retries, the bearer token, and turning what a
 //! plugin answers into `AdapterError`s.
 
-use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -33,6 +32,17 @@ pub enum CallError {
     Protocol(String),
     /// The request could not even be built (a bug or an unsupported URL scheme).
     Local(String),
+}
+
+impl CallError {
+    /// Transport errors and 5xx answers may pass; anything else will not change on a retry.
+    fn is_transient(&self) -> bool {
+        match self {
+            CallError::Transport(_) => true,
+            CallError::Status { status, .. } => status.is_server_error(),
+            _ => false,
+        }
+    }
 }
 
 /// One environment's plugin, reachable over HTTP.
@@ -100,34 +110,22 @@ impl PluginClient {
         body: Option<Vec<u8>>,
     ) -> Result<Vec<u8>, CallError> {
         let attempts = self.config.retries + 1;
-        let mut backoff = self.config.retry_backoff;
-        let mut attempt = 1;
-        loop {
-            let result = self.call_once(method.clone(), path, body.clone()).await;
-            let retryable = match &result {
-                Err(CallError::Transport(_)) => true,
-                Err(CallError::Status { status, .. }) => status.is_server_error(),
-                _ => false,
-            };
-            if !retryable || attempt >= attempts {
-                return result.map_err(|e| match e {
-                    CallError::Transport(message) if attempts > 1 => {
-                        CallError::Transport(format!("{message} (after {attempts} attempts)"))
-                    }
-                    other => other,
-                });
+        let what = path.to_string();
+        let result = crate::retry::with_retries(
+            self.config.retries,
+            self.config.retry_backoff,
+            &self.environment,
+            &what,
+            CallError::is_transient,
+            || self.call_once(method.clone(), path, body.clone()),
+        )
+        .await;
+        result.map_err(|e| match e {
+            CallError::Transport(message) if attempts > 1 => {
+                CallError::Transport(format!("{message} (after {attempts} attempts)"))
             }
-            tracing::debug!(
-                environment = %self.environment,
-                path,
-                attempt,
-                backoff_ms = backoff.as_millis() as u64,
-                "retrying plugin call"
-            );
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-            attempt += 1;
-        }
+            other => other,
+        })
     }
 
     async fn call_once(
