@@ -7,10 +7,10 @@
 
 mod adapter;
 mod registry;
-#[cfg(any(feature = "webhook", feature = "toxiproxy", feature = "envoy"))]
-mod settings;
 #[cfg(any(feature = "webhook", feature = "toxiproxy"))]
 mod retry;
+#[cfg(any(feature = "webhook", feature = "toxiproxy", feature = "envoy"))]
+mod settings;
 
 #[cfg(feature = "webhook")]
 pub mod webhook;

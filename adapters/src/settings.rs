@@ -68,16 +68,32 @@ pub fn join(endpoint: &Url, path: &str) -> Url {
     url
 }
 
-/// An optional integer setting within `min..=max`.
+/// Reports every setting whose key is not one of `known`.
+pub fn reject_unknown(
+    settings: &serde_json::Map<String, Value>,
+    known: &[&str],
+    errors: &mut ValidationErrors,
+) {
+    for key in settings.keys() {
+        if !known.contains(&key.as_str()) {
+            errors.push(
+                format!("spec.settings.{key}"),
+                format!("unknown setting (known: {})", known.join(", ")),
+            );
+        }
+    }
+}
+
+/// The optional integer setting `key`, within `min..=max`.
 pub fn integer_setting(
-    value: Option<&Value>,
+    settings: &serde_json::Map<String, Value>,
     key: &str,
     min: u64,
     max: u64,
     errors: &mut ValidationErrors,
 ) -> Option<u64> {
     let path = format!("spec.settings.{key}");
-    match value {
+    match settings.get(key) {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) => match n.as_u64() {
             Some(v) if (min..=max).contains(&v) => Some(v),

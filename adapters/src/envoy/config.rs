@@ -47,26 +47,15 @@ impl EnvoyConfig {
             &mut errors,
         );
         let settings = &env.spec.settings;
-        for key in settings.keys() {
-            if !KNOWN_SETTINGS.contains(&key.as_str()) {
-                errors.push(
-                    format!("spec.settings.{key}"),
-                    format!("unknown setting (known: {})", KNOWN_SETTINGS.join(", ")),
-                );
-            }
-        }
-        let mut timeout_ms = DEFAULT_TIMEOUT_MS;
-        match settings.get("timeout_ms") {
-            None | Some(Value::Null) => {}
-            Some(Value::Number(n)) => match n.as_u64() {
-                Some(v) if (1..=MAX_TIMEOUT_MS).contains(&v) => timeout_ms = v,
-                _ => errors.push(
-                    "spec.settings.timeout_ms",
-                    format!("must be an integer from 1 to {MAX_TIMEOUT_MS}, got {n}"),
-                ),
-            },
-            Some(_) => errors.push("spec.settings.timeout_ms", "must be an integer"),
-        }
+        crate::settings::reject_unknown(settings, KNOWN_SETTINGS, &mut errors);
+        let timeout_ms = crate::settings::integer_setting(
+            settings,
+            "timeout_ms",
+            1,
+            MAX_TIMEOUT_MS,
+            &mut errors,
+        )
+        .unwrap_or(DEFAULT_TIMEOUT_MS);
         match settings.get("mode") {
             None | Some(Value::Null) => {}
             Some(Value::String(mode)) if mode == "runtime" => {}
@@ -82,7 +71,7 @@ impl EnvoyConfig {
         }
         errors.into_result()?;
         Ok(Self {
-            // `parse_endpoint` pushed an error whenever it returned `None`.
+            // `http_endpoint` pushed an error whenever it returned `None`.
             admin: admin.expect("endpoint validated above"),
             timeout: Duration::from_millis(timeout_ms),
         })

@@ -1,7 +1,6 @@
 //! The HTTP side of the plugin protocol: timeouts, retries, the bearer token, and turning what a
 //! plugin answers into `AdapterError`s.
 
-
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -58,30 +58,18 @@ impl WebhookConfig {
         );
 
         let settings = &env.spec.settings;
-        for key in settings.keys() {
-            if !KNOWN_SETTINGS.contains(&key.as_str()) {
-                errors.push(
-                    format!("spec.settings.{key}"),
-                    format!("unknown setting (known: {})", KNOWN_SETTINGS.join(", ")),
-                );
-            }
-        }
+        crate::settings::reject_unknown(settings, KNOWN_SETTINGS, &mut errors);
         let timeout_ms = crate::settings::integer_setting(
-            settings.get("timeout_ms"),
+            settings,
             "timeout_ms",
             1,
             MAX_TIMEOUT_MS,
             &mut errors,
         );
-        let retries = crate::settings::integer_setting(
-            settings.get("retries"),
-            "retries",
-            0,
-            MAX_RETRIES,
-            &mut errors,
-        );
+        let retries =
+            crate::settings::integer_setting(settings, "retries", 0, MAX_RETRIES, &mut errors);
         let backoff_ms = crate::settings::integer_setting(
-            settings.get("retry_backoff_ms"),
+            settings,
             "retry_backoff_ms",
             0,
             MAX_RETRY_BACKOFF_MS,
