@@ -83,6 +83,24 @@ fn manifest(name: &str, duration: &str) -> String {
     )
 }
 
+/// Submits one experiment and returns its uid.
+async fn submit(client: &reqwest::Client, base: &str, name: &str, duration: &str) -> String {
+    let resp: Value = client
+        .post(format!("{base}/api/v1/experiments"))
+        .header("content-type", "application/yaml")
+        .body(manifest(name, duration))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    resp["metadata"]["uid"]
+        .as_str()
+        .expect("created")
+        .to_string()
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -113,20 +131,7 @@ async fn main() {
     let mut latencies = Vec::new();
     for i in 0..sequential {
         let t0 = Instant::now();
-        let resp: Value = client
-            .post(format!("{base}/api/v1/experiments"))
-            .header("content-type", "application/yaml")
-            .body(manifest(&format!("seq-{i}"), "60s"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let uid = resp["metadata"]["uid"]
-            .as_str()
-            .expect("created")
-            .to_string();
+        let uid = submit(&client, &base, &format!("seq-{i}"), "60s").await;
         loop {
             let e = events.recv().await.unwrap();
             if e.experiment_uid.as_deref() == Some(uid.as_str())
@@ -155,22 +160,7 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let mut uids = Vec::new();
             for i in (worker..batch).step_by(16) {
-                let resp: Value = client
-                    .post(format!("{base}/api/v1/experiments"))
-                    .header("content-type", "application/yaml")
-                    .body(manifest(&format!("burst-{i}"), "200ms"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                uids.push(
-                    resp["metadata"]["uid"]
-                        .as_str()
-                        .expect("created")
-                        .to_string(),
-                );
+                uids.push(submit(&client, &base, &format!("burst-{i}"), "200ms").await);
             }
             uids
         }));
@@ -235,22 +225,7 @@ async fn main() {
     let light = if quick { 20 } else { 60 };
     let mut light_uids = Vec::new();
     for i in 0..light {
-        let resp: Value = client
-            .post(format!("{base}/api/v1/experiments"))
-            .header("content-type", "application/yaml")
-            .body(manifest(&format!("light-{i}"), "1s"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        light_uids.push(
-            resp["metadata"]["uid"]
-                .as_str()
-                .expect("created")
-                .to_string(),
-        );
+        light_uids.push(submit(&client, &base, &format!("light-{i}"), "1s").await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut light_lateness = Vec::new();
