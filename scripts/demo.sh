@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/chaoshub-target}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/chaoshub-target/$(pwd | sha256sum | cut -c1-12)}
 PORT=${CHAOSHUB_DEMO_PORT:-7070}
 DEMO=$ROOT/.chaoshub-demo
 HUB_URL="http://127.0.0.1:$PORT"

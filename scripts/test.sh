@@ -4,9 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# A fixed target directory outside the clone, so repeated runs (and CI on this machine) reuse
-# the build. Override with CARGO_TARGET_DIR.
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/chaoshub-target}
+# A target directory outside the clone, one per checkout path, so repeated runs reuse the build.
+# It is keyed on the path because cargo decides freshness by file times: a newer build of
+# another checkout in a shared directory would be taken as up to date, with that checkout's
+# paths compiled in. Override with CARGO_TARGET_DIR.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/chaoshub-target/$(pwd | sha256sum | cut -c1-12)}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 bash scripts/install-test-deps.sh
