@@ -1,12 +1,32 @@
-//! `chaos-agent`: the native injector daemon.
-//!
-//! This crate is a skeleton until the native-agent issue lands: the binary exists so the
-//! workspace layout matches DESIGN.md §1, and it says clearly that it does nothing yet.
+//! `chaos-agent`: the native injector daemon and its command line (see `cli`).
+
+use clap::Parser;
 
 fn main() {
-    eprintln!(
-        "chaos-agent {}: the native agent is not implemented yet (see the native-agent issue)",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(2);
+    let cli = chaos_agent::cli::Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CHAOS_AGENT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chaos-agent: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(chaos_agent::cli::run(cli)) {
+        let code = e
+            .downcast_ref::<chaos_agent::cli::CliError>()
+            .map(|c| c.code)
+            .unwrap_or(1);
+        eprintln!("chaos-agent: {e:#}");
+        std::process::exit(code);
+    }
 }

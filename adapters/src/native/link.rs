@@ -1,0 +1,85 @@
+//! The hub's side of the agent connection, as the `native` adapter sees it.
+//!
+//! Agents dial the hub over gRPC; the hub keeps their streams. The adapter stays a stateless
+//! translator: it asks this trait for the agents of an environment and sends one command to
+//! one agent, and never learns about streams, heartbeats or the proto.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chaoshub_schema::agent::{AgentFault, AgentFaultStatus, KernelMechanisms};
+use chrono::{DateTime, Utc};
+
+/// One registered agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSummary {
+    pub name: String,
+    pub environment: String,
+    pub labels: BTreeMap<String, String>,
+    pub addresses: Vec<String>,
+    pub hostname: String,
+    pub version: String,
+    /// `Kind/action` pairs it can run.
+    pub capabilities: Vec<String>,
+    pub mechanisms: KernelMechanisms,
+    /// Connected and heartbeating on time.
+    pub healthy: bool,
+    /// Its stream is open (it may still be late with heartbeats).
+    pub connected: bool,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+}
+
+/// A command for one agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentOp {
+    Inject {
+        fault_id: String,
+        fault: Box<AgentFault>,
+        lease_until: DateTime<Utc>,
+    },
+    Recover {
+        fault_id: String,
+    },
+    Status {
+        fault_id: String,
+    },
+}
+
+/// An agent's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AgentReply {
+    Ok(Option<Box<AgentFaultStatus>>),
+    /// The agent refused or failed: `kind` is `unsupported`, `invalid`, `not-found`,
+    /// `conflict` or `failed`.
+    Refused {
+        kind: String,
+        message: String,
+    },
+}
+
+/// Why a command did not reach an agent or got no answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AgentCallError {
+    #[error("agent {agent:?} is not connected to the hub")]
+    NotConnected { agent: String },
+    #[error("agent {agent:?} did not answer within {timeout:?}")]
+    Timeout { agent: String, timeout: Duration },
+    #[error("agent {agent:?}: the connection dropped while waiting for the answer")]
+    Dropped { agent: String },
+}
+
+#[async_trait]
+pub trait AgentLink: Send + Sync {
+    /// Agents registered in an environment (connected or not yet forgotten).
+    fn agents(&self, environment: &str) -> Vec<AgentSummary>;
+
+    /// Sends one command and waits for its answer.
+    async fn call(
+        &self,
+        environment: &str,
+        agent: &str,
+        op: AgentOp,
+        timeout: Duration,
+    ) -> Result<AgentReply, AgentCallError>;
+}

@@ -1,0 +1,359 @@
+//! The `native` adapter: runs NetworkChaos, StressChaos and PhysicalMachineChaos on hosts
+//! through `chaos-agent` daemons that dialled the hub (DESIGN.md §4, §5).
+//!
+//! An environment `{adapter: native}` holds every agent registered with `--env <name>`; each
+//! agent is a target of kind `host` with its `--label`s. The adapter translates the manifest
+//! (`mapping.rs`, pure) and sends inject / status / recover commands through the hub's
+//! [`AgentLink`]. Every fault carries a lease (the experiment's deadline): the agent removes it
+//! itself when the lease ends, hub or no hub.
+
+pub mod link;
+pub mod mapping;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chaoshub_schema::api::Capability;
+use chaoshub_schema::{Spec, Target, ValidationErrors};
+use chrono::Utc;
+use serde_json::{json, Value};
+
+use crate::adapter::{Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState};
+pub use link::{AgentCallError, AgentLink, AgentOp, AgentReply, AgentSummary};
+use mapping::MappingError;
+
+/// How long one agent command may take (an injection spawns host commands and reads them back).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
+/// The lease given to a fault whose experiment has no deadline (never, in practice: the hub
+/// gives every fault one); the hub renews it while the experiment runs.
+const DEFAULT_LEASE: chrono::Duration = chrono::Duration::seconds(60);
+
+pub struct NativeAdapter {
+    link: Arc<dyn AgentLink>,
+}
+
+impl NativeAdapter {
+    pub fn new(link: Arc<dyn AgentLink>) -> Self {
+        NativeAdapter { link }
+    }
+
+    fn agent_target(env: &str, a: &AgentSummary) -> Target {
+        let mut labels: BTreeMap<String, String> = a.labels.clone();
+        labels.insert("chaoshub.dev/hostname".into(), a.hostname.clone());
+        labels.insert(
+            "chaoshub.dev/agent-health".into(),
+            if a.healthy { "healthy" } else { "unhealthy" }.to_string(),
+        );
+        Target {
+            environment: env.to_string(),
+            adapter: "native".to_string(),
+            kind: "host".to_string(),
+            id: a.name.clone(),
+            name: a.name.clone(),
+            namespace: None,
+            labels,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// Addresses of the agents a NetworkChaos `target` selector picks (label equality).
+    fn peer_addresses(&self, env: &str, fault: &FaultRequest) -> Vec<String> {
+        let Spec::NetworkChaos(spec) = &fault.manifest.spec else {
+            return Vec::new();
+        };
+        let Some(target) = &spec.target else {
+            return Vec::new();
+        };
+        let wanted = target.selector.to_target_selector();
+        self.link
+            .agents(env)
+            .into_iter()
+            .filter(|a| {
+                wanted
+                    .label_selectors
+                    .iter()
+                    .all(|(k, v)| a.labels.get(k) == Some(v))
+            })
+            .flat_map(|a| a.addresses.into_iter().map(|ip| host_cidr(&ip)))
+            .collect()
+    }
+}
+
+fn host_cidr(ip: &str) -> String {
+    if ip.contains('/') {
+        ip.to_string()
+    } else if ip.contains(':') {
+        format!("{ip}/128")
+    } else {
+        format!("{ip}/32")
+    }
+}
+
+fn mapping_error(e: MappingError) -> AdapterError {
+    match e {
+        MappingError::Invalid { path, message } => {
+            AdapterError::Rejected(format!("{path}: {message}"))
+        }
+        MappingError::Unsupported {
+            kind,
+            action,
+            message,
+        } => AdapterError::Unsupported {
+            kind,
+            action,
+            message,
+        },
+    }
+}
+
+fn call_error(env: &str, e: AgentCallError) -> AdapterError {
+    match e {
+        AgentCallError::NotConnected { agent } => AdapterError::Unreachable {
+            environment: env.to_string(),
+            endpoint: format!("agent {agent}"),
+            message: "the agent is not connected to the hub".to_string(),
+        },
+        other => AdapterError::Failed(other.to_string()),
+    }
+}
+
+fn refused(kind: &str, message: String, fault: &FaultRequest) -> AdapterError {
+    match kind {
+        "unsupported" => AdapterError::Unsupported {
+            kind: fault.kind().to_string(),
+            action: fault.actions.join(","),
+            message,
+        },
+        "invalid" => AdapterError::Rejected(message),
+        _ => AdapterError::Failed(message),
+    }
+}
+
+#[async_trait]
+impl Adapter for NativeAdapter {
+    fn adapter_type(&self) -> &'static str {
+        "native"
+    }
+
+    fn description(&self) -> &'static str {
+        "hosts running chaos-agent (network, stress, process, disk, file, clock and host faults)"
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        let mut caps = Vec::new();
+        for a in [
+            "delay",
+            "loss",
+            "duplicate",
+            "corrupt",
+            "bandwidth",
+            "partition",
+        ] {
+            caps.push(Capability::new("NetworkChaos", a));
+        }
+        for a in ["cpu", "memory"] {
+            caps.push(Capability::new("StressChaos", a));
+        }
+        for a in [
+            "stress-cpu",
+            "stress-mem",
+            "disk-fill",
+            "disk-read-payload",
+            "disk-write-payload",
+            "network-delay",
+            "network-loss",
+            "network-corrupt",
+            "network-duplicate",
+            "network-partition",
+            "network-bandwidth",
+            "network-dns",
+            "network-down",
+            "process",
+            "file-create",
+            "file-modify",
+            "file-delete",
+            "file-rename",
+            "file-append",
+            "file-replace",
+            "clock",
+            "user_defined",
+        ] {
+            caps.push(Capability::new("PhysicalMachineChaos", a));
+        }
+        caps
+    }
+
+    fn validate_environment(&self, env: &Environment) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        if env.spec.endpoint.as_deref().is_some_and(|e| !e.is_empty()) {
+            errors.push(
+                "spec.endpoint",
+                "the native adapter has no endpoint: agents dial the hub (chaos-agent serve --hub <hub URL> --env <environment>)",
+            );
+        }
+        for key in env.spec.settings.keys() {
+            errors.push(
+                format!("spec.settings.{key}"),
+                "unknown setting (the native adapter has no settings)",
+            );
+        }
+        errors.into_result()
+    }
+
+    async fn environment_capabilities(
+        &self,
+        env: &Environment,
+    ) -> Result<Vec<Capability>, AdapterError> {
+        // What the agents measured at start, intersected with what the adapter maps; with no
+        // agent connected yet, the static matrix (so experiments can be prepared ahead).
+        let agents = self.link.agents(&env.name);
+        if agents.is_empty() {
+            return Ok(self.capabilities());
+        }
+        let offered: std::collections::BTreeSet<String> = agents
+            .iter()
+            .flat_map(|a| a.capabilities.iter().cloned())
+            .collect();
+        Ok(self
+            .capabilities()
+            .into_iter()
+            .filter(|c| offered.contains(&format!("{}/{}", c.kind, c.action)))
+            .collect())
+    }
+
+    async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError> {
+        Ok(self
+            .link
+            .agents(&env.name)
+            .iter()
+            .map(|a| Self::agent_target(&env.name, a))
+            .collect())
+    }
+
+    fn check_fault(&self, _env: &Environment, fault: &FaultRequest) -> Result<(), AdapterError> {
+        // Peers are resolved at injection; here a placeholder keeps a `target` selector from
+        // being reported as "matched nobody" before agents are even asked.
+        let placeholder = ["198.18.255.255/32".to_string()];
+        mapping::to_agent_fault(&fault.manifest, &placeholder)
+            .map(|_| ())
+            .map_err(mapping_error)
+    }
+
+    fn plan_details(&self, env: &Environment, fault: &FaultRequest, target: &Target) -> Value {
+        let peers = self.peer_addresses(&env.name, fault);
+        match mapping::to_agent_fault(&fault.manifest, &peers) {
+            Ok(f) => json!({"agent": target.id, "fault": f}),
+            Err(e) => json!({"agent": target.id, "error": e.to_string()}),
+        }
+    }
+
+    async fn inject(
+        &self,
+        env: &Environment,
+        fault: &FaultRequest,
+        target: &Target,
+    ) -> Result<Value, AdapterError> {
+        let peers = self.peer_addresses(&env.name, fault);
+        let agent_fault =
+            mapping::to_agent_fault(&fault.manifest, &peers).map_err(mapping_error)?;
+        let lease_until = fault.deadline.unwrap_or_else(|| Utc::now() + DEFAULT_LEASE);
+        let reply = self
+            .link
+            .call(
+                &env.name,
+                &target.id,
+                AgentOp::Inject {
+                    fault_id: fault.injection_id.clone(),
+                    fault: Box::new(agent_fault),
+                    lease_until,
+                },
+                COMMAND_TIMEOUT,
+            )
+            .await
+            .map_err(|e| call_error(&env.name, e))?;
+        match reply {
+            AgentReply::Ok(Some(status)) => Ok(json!({
+                "agent": target.id,
+                "faultId": fault.injection_id,
+                "fault": status.label,
+                "mechanism": status.mechanism,
+                "leaseUntil": status.lease_until,
+                "state": status.state,
+            })),
+            AgentReply::Ok(None) => Err(AdapterError::Failed(
+                "the agent confirmed the injection without a status".to_string(),
+            )),
+            AgentReply::Refused { kind, message } => Err(refused(&kind, message, fault)),
+        }
+    }
+
+    async fn status(
+        &self,
+        env: &Environment,
+        injection: &Injection,
+    ) -> Result<InjectionState, AdapterError> {
+        let reply = self
+            .link
+            .call(
+                &env.name,
+                &injection.target.id,
+                AgentOp::Status {
+                    fault_id: injection.injection_id.clone(),
+                },
+                COMMAND_TIMEOUT,
+            )
+            .await;
+        Ok(match reply {
+            Ok(AgentReply::Ok(Some(s))) if s.state == "active" => InjectionState::Active,
+            Ok(AgentReply::Ok(Some(s))) => InjectionState::Unknown(
+                s.error
+                    .unwrap_or_else(|| format!("the agent reports the fault {}", s.state)),
+            ),
+            Ok(AgentReply::Ok(None)) => InjectionState::Unknown("no status returned".into()),
+            Ok(AgentReply::Refused { kind, .. }) if kind == "not-found" => InjectionState::Absent,
+            Ok(AgentReply::Refused { message, .. }) => InjectionState::Unknown(message),
+            Err(e) => InjectionState::Unknown(e.to_string()),
+        })
+    }
+
+    async fn recover(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {
+        let reply = self
+            .link
+            .call(
+                &env.name,
+                &injection.target.id,
+                AgentOp::Recover {
+                    fault_id: injection.injection_id.clone(),
+                },
+                COMMAND_TIMEOUT,
+            )
+            .await;
+        match reply {
+            Ok(AgentReply::Ok(_)) => Ok(()),
+            Ok(AgentReply::Refused { kind, .. }) if kind == "not-found" => Ok(()),
+            Ok(AgentReply::Refused { message, .. }) => Err(AdapterError::Failed(message)),
+            Err(AgentCallError::NotConnected { agent }) => {
+                // The agent's own lease removes the fault at its deadline, connected or not, and
+                // its journal removes it at its next start. Once that lease has passed there is
+                // nothing left for the hub to do; before that, keep retrying.
+                let lease = injection
+                    .details
+                    .get("leaseUntil")
+                    .and_then(|v| serde_json::from_value::<chrono::DateTime<Utc>>(v.clone()).ok());
+                match lease {
+                    Some(lease) if lease < Utc::now() => {
+                        tracing::info!(agent = %agent, injection = %injection.injection_id, "agent unreachable but its lease has ended; the agent removed the fault itself");
+                        Ok(())
+                    }
+                    _ => Err(call_error(
+                        &env.name,
+                        AgentCallError::NotConnected { agent },
+                    )),
+                }
+            }
+            Err(e) => Err(call_error(&env.name, e)),
+        }
+    }
+}

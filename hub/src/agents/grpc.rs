@@ -1,0 +1,116 @@
+//! The gRPC service agents dial (`chaoshub.agent.v1.AgentHub/Connect`), served on the hub's one
+//! listen port next to the REST API.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chaoshub_schema::agent::proto::agent_hub_server::AgentHub;
+use chaoshub_schema::agent::proto::{
+    agent_message, hub_message, AgentMessage, HubMessage, Refused, Registered,
+};
+use chaoshub_schema::agent::KernelMechanisms;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{AgentInfo, AgentRegistry, HEARTBEAT_INTERVAL};
+
+pub struct AgentService {
+    pub registry: Arc<AgentRegistry>,
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[tonic::async_trait]
+impl AgentHub for AgentService {
+    type ConnectStream = Pin<Box<dyn Stream<Item = Result<HubMessage, Status>> + Send + 'static>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = inbound
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the stream ended before registering"))?;
+        let Some(agent_message::Msg::Register(reg)) = first.msg else {
+            return Err(Status::invalid_argument(
+                "the first message must be a registration",
+            ));
+        };
+        let (tx, rx) = mpsc::channel::<Result<HubMessage, Status>>(64);
+        let stream: Self::ConnectStream = Box::pin(ReceiverStream::new(rx));
+        for (field, value) in [("name", &reg.name), ("environment", &reg.environment)] {
+            if !valid_name(value) {
+                let reason = format!(
+                    "{field} {value:?} is invalid: use 1-253 letters, digits, '-', '_' or '.'"
+                );
+                let _ = tx
+                    .send(Ok(HubMessage {
+                        msg: Some(hub_message::Msg::Refused(Refused { reason })),
+                    }))
+                    .await;
+                return Ok(Response::new(stream));
+            }
+        }
+        let mechanisms: KernelMechanisms =
+            serde_json::from_str(&reg.mechanisms_json).unwrap_or_default();
+        let info = AgentInfo {
+            name: reg.name.clone(),
+            environment: reg.environment.clone(),
+            labels: reg.labels.into_iter().collect::<BTreeMap<_, _>>(),
+            hostname: reg.hostname,
+            addresses: reg.addresses,
+            version: reg.version,
+            health: "healthy".into(),
+            connected: true,
+            connected_since: None,
+            last_heartbeat: None,
+            active_faults: reg.active_fault_ids.len() as u32,
+            capabilities: reg.capabilities,
+            mechanisms,
+        };
+        let session = self.registry.connect(info, tx.clone());
+        tracing::info!(agent = %reg.name, environment = %reg.environment, "agent registered");
+        let _ = tx
+            .send(Ok(HubMessage {
+                msg: Some(hub_message::Msg::Registered(Registered {
+                    heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
+                })),
+            }))
+            .await;
+        let registry = self.registry.clone();
+        let (env, name) = (reg.environment, reg.name);
+        tokio::spawn(async move {
+            loop {
+                match inbound.message().await {
+                    Ok(Some(msg)) => match msg.msg {
+                        Some(agent_message::Msg::Heartbeat(h)) => {
+                            registry.heartbeat(&env, &name, session, h.active_faults)
+                        }
+                        Some(agent_message::Msg::Reply(r)) => {
+                            registry.reply(&env, &name, session, r)
+                        }
+                        _ => {}
+                    },
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(agent = %name, error = %e, "agent stream failed");
+                        break;
+                    }
+                }
+            }
+            tracing::info!(agent = %name, environment = %env, "agent disconnected");
+            registry.disconnect(&env, &name, session);
+        });
+        Ok(Response::new(stream))
+    }
+}

@@ -1,0 +1,356 @@
+//! Agents connected to the hub: `chaos-agent` daemons dial the hub's gRPC service (`grpc.rs`,
+//! on the hub's one listen port), register, heartbeat and take commands on the same stream.
+//! This registry keeps their streams and health in memory — an agent re-registers after a hub
+//! restart — and implements the `native` adapter's [`AgentLink`].
+//!
+//! Lease renewal: a fault is sent with a lease of at most `LEASE_WINDOW` past now (or its real
+//! deadline if sooner); the renewal loop extends leases of faults still wanted, so an
+//! open-ended fault outlives a dead hub by at most the window.
+
+pub mod grpc;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chaoshub_adapters::native::{AgentCallError, AgentLink, AgentOp, AgentReply, AgentSummary};
+use chaoshub_schema::agent::proto::{
+    command, hub_message, Command, CommandReply, HubMessage, Inject, Recover, Renew, Status,
+};
+use chaoshub_schema::agent::AgentFaultStatus;
+pub use chaoshub_schema::api::AgentInfo;
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+/// How often agents heartbeat, and how many missed beats make one unhealthy.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(1000);
+pub const MISSED_BEATS_UNHEALTHY: u32 = 3;
+/// The longest lease handed out; renewed while the fault is wanted.
+pub const LEASE_WINDOW: chrono::Duration = chrono::Duration::seconds(30);
+
+struct Session {
+    id: u64,
+    sender: mpsc::Sender<Result<HubMessage, tonic::Status>>,
+    pending: HashMap<String, oneshot::Sender<CommandReply>>,
+}
+
+struct AgentEntry {
+    info: AgentInfo,
+    session: Option<Session>,
+}
+
+/// A fault the hub wants kept: renewed until its deadline.
+#[derive(Debug, Clone)]
+struct WantedLease {
+    environment: String,
+    agent: String,
+    deadline: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct Inner {
+    agents: HashMap<(String, String), AgentEntry>,
+    leases: HashMap<String, WantedLease>,
+}
+
+/// The registry of agents.
+#[derive(Default)]
+pub struct AgentRegistry {
+    inner: Mutex<Inner>,
+    next_id: AtomicU64,
+}
+
+impl AgentRegistry {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn health(info: &AgentInfo, connected: bool, now: DateTime<Utc>) -> &'static str {
+        if !connected {
+            return "disconnected";
+        }
+        let limit = chrono::Duration::from_std(HEARTBEAT_INTERVAL * MISSED_BEATS_UNHEALTHY)
+            .unwrap_or(chrono::Duration::seconds(3));
+        match info.last_heartbeat.or(info.connected_since) {
+            Some(t) if now - t <= limit => "healthy",
+            _ => "unhealthy",
+        }
+    }
+
+    /// Every agent, optionally of one environment, with health computed now.
+    pub fn list(&self, environment: Option<&str>) -> Vec<AgentInfo> {
+        let now = Utc::now();
+        let inner = self.lock();
+        let mut out: Vec<AgentInfo> = inner
+            .agents
+            .values()
+            .filter(|e| environment.is_none_or(|env| e.info.environment == env))
+            .map(|e| {
+                let mut info = e.info.clone();
+                info.connected = e.session.is_some();
+                info.health = Self::health(&e.info, info.connected, now).to_string();
+                info
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.environment, &a.name).cmp(&(&b.environment, &b.name)));
+        out
+    }
+
+    /// Registers (or re-registers) an agent's stream; returns the session id. A newer stream of
+    /// the same agent replaces the older one (a reconnect after a network blip).
+    pub(crate) fn connect(
+        &self,
+        mut info: AgentInfo,
+        sender: mpsc::Sender<Result<HubMessage, tonic::Status>>,
+    ) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let now = Utc::now();
+        info.connected = true;
+        info.connected_since = Some(now);
+        info.last_heartbeat = Some(now);
+        let key = (info.environment.clone(), info.name.clone());
+        let mut inner = self.lock();
+        inner.agents.insert(
+            key,
+            AgentEntry {
+                info,
+                session: Some(Session {
+                    id,
+                    sender,
+                    pending: HashMap::new(),
+                }),
+            },
+        );
+        id
+    }
+
+    pub(crate) fn heartbeat(&self, env: &str, name: &str, session: u64, active_faults: u32) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.agents.get_mut(&(env.to_string(), name.to_string())) {
+            if e.session.as_ref().is_some_and(|s| s.id == session) {
+                e.info.last_heartbeat = Some(Utc::now());
+                e.info.active_faults = active_faults;
+            }
+        }
+    }
+
+    pub(crate) fn reply(&self, env: &str, name: &str, session: u64, reply: CommandReply) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.agents.get_mut(&(env.to_string(), name.to_string())) {
+            if let Some(s) = e.session.as_mut().filter(|s| s.id == session) {
+                if let Some(tx) = s.pending.remove(&reply.command_id) {
+                    let _ = tx.send(reply);
+                }
+            }
+        }
+    }
+
+    /// The stream ended: pending calls fail at once (their senders drop).
+    pub(crate) fn disconnect(&self, env: &str, name: &str, session: u64) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.agents.get_mut(&(env.to_string(), name.to_string())) {
+            if e.session.as_ref().is_some_and(|s| s.id == session) {
+                e.session = None;
+                e.info.connected = false;
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        environment: &str,
+        agent: &str,
+        op: command::Op,
+        timeout: Duration,
+    ) -> Result<CommandReply, AgentCallError> {
+        let command_id = format!("c{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        let (tx, rx) = oneshot::channel();
+        let sender = {
+            let mut inner = self.lock();
+            let session = inner
+                .agents
+                .get_mut(&(environment.to_string(), agent.to_string()))
+                .and_then(|e| e.session.as_mut())
+                .ok_or_else(|| AgentCallError::NotConnected {
+                    agent: agent.to_string(),
+                })?;
+            session.pending.insert(command_id.clone(), tx);
+            session.sender.clone()
+        };
+        let msg = HubMessage {
+            msg: Some(hub_message::Msg::Command(Command {
+                command_id: command_id.clone(),
+                op: Some(op),
+            })),
+        };
+        if sender.send(Ok(msg)).await.is_err() {
+            return Err(AgentCallError::NotConnected {
+                agent: agent.to_string(),
+            });
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(AgentCallError::Dropped {
+                agent: agent.to_string(),
+            }),
+            Err(_) => {
+                let mut inner = self.lock();
+                if let Some(s) = inner
+                    .agents
+                    .get_mut(&(environment.to_string(), agent.to_string()))
+                    .and_then(|e| e.session.as_mut())
+                {
+                    s.pending.remove(&command_id);
+                }
+                Err(AgentCallError::Timeout {
+                    agent: agent.to_string(),
+                    timeout,
+                })
+            }
+        }
+    }
+
+    /// Extends the leases of faults still wanted; called every few seconds.
+    pub async fn renew_leases(&self) {
+        let now = Utc::now();
+        let due: Vec<(String, WantedLease)> = {
+            let mut inner = self.lock();
+            inner.leases.retain(|_, l| l.deadline > now);
+            inner
+                .leases
+                .iter()
+                .filter(|(_, l)| {
+                    l.lease_until < l.deadline && l.lease_until - now < LEASE_WINDOW / 2
+                })
+                .map(|(id, l)| (id.clone(), l.clone()))
+                .collect()
+        };
+        for (fault_id, lease) in due {
+            let new_until = (now + LEASE_WINDOW).min(lease.deadline);
+            let op = command::Op::Renew(Renew {
+                fault_id: fault_id.clone(),
+                lease_until_unix_ms: new_until.timestamp_millis(),
+            });
+            match self
+                .send(&lease.environment, &lease.agent, op, Duration::from_secs(5))
+                .await
+            {
+                Ok(r) if r.ok => {
+                    if let Some(l) = self.lock().leases.get_mut(&fault_id) {
+                        l.lease_until = new_until;
+                    }
+                }
+                Ok(r) => {
+                    tracing::warn!(fault = %fault_id, agent = %lease.agent, error = %r.error, "lease renewal refused");
+                    if r.error_kind == "not-found" {
+                        self.lock().leases.remove(&fault_id);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(fault = %fault_id, error = %e, "lease renewal failed; will retry")
+                }
+            }
+        }
+    }
+
+    /// Runs `renew_leases` every second until shutdown.
+    pub async fn renewal_loop(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => self.renew_leases().await,
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+fn to_reply(r: CommandReply) -> AgentReply {
+    if r.ok {
+        let status = if r.status_json.is_empty() {
+            None
+        } else {
+            serde_json::from_str::<AgentFaultStatus>(&r.status_json)
+                .ok()
+                .map(Box::new)
+        };
+        AgentReply::Ok(status)
+    } else {
+        AgentReply::Refused {
+            kind: r.error_kind,
+            message: r.error,
+        }
+    }
+}
+
+#[async_trait]
+impl AgentLink for AgentRegistry {
+    fn agents(&self, environment: &str) -> Vec<AgentSummary> {
+        self.list(Some(environment))
+            .into_iter()
+            .map(|a| AgentSummary {
+                healthy: a.health == "healthy",
+                connected: a.connected,
+                name: a.name,
+                environment: a.environment,
+                labels: a.labels,
+                addresses: a.addresses,
+                hostname: a.hostname,
+                version: a.version,
+                capabilities: a.capabilities,
+                mechanisms: a.mechanisms,
+                last_heartbeat: a.last_heartbeat,
+            })
+            .collect()
+    }
+
+    async fn call(
+        &self,
+        environment: &str,
+        agent: &str,
+        op: AgentOp,
+        timeout: Duration,
+    ) -> Result<AgentReply, AgentCallError> {
+        let (proto_op, wanted) = match op {
+            AgentOp::Inject {
+                fault_id,
+                fault,
+                lease_until,
+            } => {
+                let lease = lease_until.min(Utc::now() + LEASE_WINDOW);
+                let wanted = WantedLease {
+                    environment: environment.to_string(),
+                    agent: agent.to_string(),
+                    deadline: lease_until,
+                    lease_until: lease,
+                };
+                (
+                    command::Op::Inject(Inject {
+                        fault_id: fault_id.clone(),
+                        fault_json: serde_json::to_string(&fault).unwrap_or_default(),
+                        lease_until_unix_ms: lease.timestamp_millis(),
+                    }),
+                    Some((fault_id, wanted)),
+                )
+            }
+            AgentOp::Recover { fault_id } => {
+                self.lock().leases.remove(&fault_id);
+                (command::Op::Recover(Recover { fault_id }), None)
+            }
+            AgentOp::Status { fault_id } => (command::Op::Status(Status { fault_id }), None),
+        };
+        let reply = to_reply(self.send(environment, agent, proto_op, timeout).await?);
+        if let (Some((fault_id, wanted)), AgentReply::Ok(_)) = (wanted, &reply) {
+            if wanted.lease_until < wanted.deadline {
+                self.lock().leases.insert(fault_id, wanted);
+            }
+        }
+        Ok(reply)
+    }
+}

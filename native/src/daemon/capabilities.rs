@@ -1,0 +1,99 @@
+//! What this agent can run, from the mechanisms the kernel offers, as `Kind/action` pairs the
+//! hub's `native` adapter understands; plus the host facts it reports when registering.
+
+use chaoshub_schema::agent::KernelMechanisms;
+
+use crate::injectors::InjectorOptions;
+
+/// `Kind/action` pairs runnable here.
+pub fn of(m: &KernelMechanisms, options: &InjectorOptions) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut add = |kind: &str, actions: &[&str]| {
+        for a in actions {
+            out.push(format!("{kind}/{a}"));
+        }
+    };
+    let queue = m.netem || m.nfqueue;
+    let filter = m.nftables || m.iptables;
+    let loss = m.netem || m.nft_numgen || m.iptables_statistic;
+    let shape = m.netem || m.tbf;
+    if queue {
+        add("NetworkChaos", &["delay", "duplicate", "corrupt"]);
+        add(
+            "PhysicalMachineChaos",
+            &["network-delay", "network-duplicate", "network-corrupt"],
+        );
+    }
+    if loss {
+        add("NetworkChaos", &["loss"]);
+        add("PhysicalMachineChaos", &["network-loss"]);
+    }
+    if shape {
+        add("NetworkChaos", &["bandwidth"]);
+        add("PhysicalMachineChaos", &["network-bandwidth"]);
+    }
+    if filter {
+        add("NetworkChaos", &["partition"]);
+        add(
+            "PhysicalMachineChaos",
+            &["network-partition", "network-port-occupied", "network-dns"],
+        );
+    }
+    add("PhysicalMachineChaos", &["network-down"]);
+    add("StressChaos", &["cpu", "memory"]);
+    add(
+        "PhysicalMachineChaos",
+        &[
+            "stress-cpu",
+            "stress-mem",
+            "disk-fill",
+            "disk-read-payload",
+            "disk-write-payload",
+            "process",
+            "file-create",
+            "file-modify",
+            "file-delete",
+            "file-rename",
+            "file-append",
+            "file-replace",
+            "user_defined",
+        ],
+    );
+    if options.allow_clock_skew {
+        add("PhysicalMachineChaos", &["clock"]);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The host name from the kernel.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// Non-loopback addresses of this network namespace (`ip -j addr`), best effort.
+pub fn addresses() -> Vec<String> {
+    let Ok(out) = std::process::Command::new("ip")
+        .args(["-j", "addr", "show"])
+        .output()
+    else {
+        return Vec::new();
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return Vec::new();
+    };
+    let mut addrs = Vec::new();
+    for link in value.as_array().into_iter().flatten() {
+        for info in link["addr_info"].as_array().into_iter().flatten() {
+            if let Some(local) = info["local"].as_str() {
+                if info["scope"].as_str() == Some("global") {
+                    addrs.push(local.to_string());
+                }
+            }
+        }
+    }
+    addrs
+}

@@ -1,0 +1,568 @@
+//! The agent's fault table: every fault in force, its lease, its live worker, and the journal
+//! that keeps the host clean across crashes. All host changes go through here, whoever asked
+//! (the hub over gRPC, the local REST API, or the CLI in foreground mode).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chaoshub_schema::agent::{AgentFault, AgentFaultStatus, KernelMechanisms};
+use chrono::{DateTime, Utc};
+
+use crate::inject::{InjectError, Injector, Plan, Worker};
+use crate::journal::{Journal, JournalEntry, JournalError};
+
+/// Errors of fault operations, with a machine-readable kind for the hub.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultError {
+    #[error(transparent)]
+    Inject(#[from] InjectError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("no fault with id {0:?}")]
+    NotFound(String),
+    #[error("fault {id:?} already exists with a different definition")]
+    Conflict { id: String },
+    #[error("no injector handles {0}")]
+    NoInjector(String),
+    #[error("the lease of {id:?} ends in the past ({lease_until})")]
+    LeaseInPast {
+        id: String,
+        lease_until: DateTime<Utc>,
+    },
+}
+
+impl FaultError {
+    /// `unsupported`, `invalid`, `not-found`, `conflict`, `failed` — sent to the hub.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FaultError::Inject(InjectError::Unsupported { .. }) | FaultError::NoInjector(_) => {
+                "unsupported"
+            }
+            FaultError::Inject(InjectError::Invalid(_)) | FaultError::LeaseInPast { .. } => {
+                "invalid"
+            }
+            FaultError::NotFound(_) => "not-found",
+            FaultError::Conflict { .. } => "conflict",
+            _ => "failed",
+        }
+    }
+}
+
+struct ActiveFault {
+    fault: AgentFault,
+    plan: Plan,
+    injector: usize,
+    worker: Option<Box<dyn Worker>>,
+    applied_at: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+}
+
+/// What a removal at start or at lease end did, for logs and the CLI.
+#[derive(Debug)]
+pub struct Removal {
+    pub id: String,
+    pub result: Result<(), String>,
+}
+
+/// The fault table. Operations are serialised by one lock: they are short (commands, thread
+/// starts), and one at a time means an inject and a recover of the same id can never interleave.
+pub struct FaultTable {
+    injectors: Vec<Box<dyn Injector>>,
+    journal: Journal,
+    mechanisms: KernelMechanisms,
+    faults: Mutex<HashMap<String, ActiveFault>>,
+    /// Wakes the lease loop when a lease changes.
+    pub lease_changed: Arc<tokio::sync::Notify>,
+}
+
+impl FaultTable {
+    pub fn new(
+        injectors: Vec<Box<dyn Injector>>,
+        journal: Journal,
+        mechanisms: KernelMechanisms,
+    ) -> Self {
+        FaultTable {
+            injectors,
+            journal,
+            mechanisms,
+            faults: Mutex::new(HashMap::new()),
+            lease_changed: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    pub fn mechanisms(&self) -> &KernelMechanisms {
+        &self.mechanisms
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ActiveFault>> {
+        // A panic inside an injector must not wedge every later removal: the map itself is
+        // always consistent between statements, so a poisoned lock is safe to reuse.
+        self.faults.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removes whatever the journal says is still applied (a previous process died with faults
+    /// in force). Called once at start, before anything else.
+    pub fn replay_journal(&self) -> Result<Vec<Removal>, FaultError> {
+        let mut removals = Vec::new();
+        for entry in self.journal.entries()? {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => {
+                    tracing::error!(error = %e, "journal entry cannot be read; left in place for inspection");
+                    removals.push(Removal {
+                        id: String::new(),
+                        result: Err(e.to_string()),
+                    });
+                    continue;
+                }
+            };
+            let result = match self.injector_for(&entry.fault) {
+                Some(idx) => self.injectors[idx]
+                    .remove(&entry.plan)
+                    .map_err(|e| e.to_string()),
+                None => Err(format!("no injector handles {}", entry.fault.label())),
+            };
+            match &result {
+                Ok(()) => {
+                    tracing::info!(id = %entry.id, fault = %entry.fault.label(), "removed a fault left by a previous run");
+                    self.journal.forget(&entry.id)?;
+                }
+                Err(e) => {
+                    tracing::error!(id = %entry.id, error = %e, "could not remove a fault left by a previous run; kept in the journal")
+                }
+            }
+            removals.push(Removal {
+                id: entry.id,
+                result,
+            });
+        }
+        Ok(removals)
+    }
+
+    fn injector_for(&self, fault: &AgentFault) -> Option<usize> {
+        self.injectors.iter().position(|i| i.handles(fault))
+    }
+
+    /// Applies a fault until `lease_until`. Idempotent: the same id with the same fault renews
+    /// the lease and returns its status.
+    pub fn inject(
+        &self,
+        id: &str,
+        fault: AgentFault,
+        lease_until: DateTime<Utc>,
+    ) -> Result<AgentFaultStatus, FaultError> {
+        let now = Utc::now();
+        if lease_until <= now {
+            return Err(FaultError::LeaseInPast {
+                id: id.to_string(),
+                lease_until,
+            });
+        }
+        let mut faults = self.lock();
+        if let Some(existing) = faults.get_mut(id) {
+            if existing.fault != fault {
+                return Err(FaultError::Conflict { id: id.to_string() });
+            }
+            existing.lease_until = lease_until;
+            drop(faults);
+            self.lease_changed.notify_one();
+            return self.status(id);
+        }
+        let idx = self
+            .injector_for(&fault)
+            .ok_or_else(|| FaultError::NoInjector(fault.label()))?;
+        let injector = &self.injectors[idx];
+        let plan = injector.plan(id, &fault)?;
+        let mut entry = JournalEntry {
+            id: id.to_string(),
+            fault: fault.clone(),
+            plan: plan.clone(),
+            applied_at: now,
+            lease_until,
+        };
+        // The journal first: if we die between here and the end of `apply`, the next start
+        // removes whatever part of the plan made it onto the host.
+        self.journal.record(&entry)?;
+        let applied = match injector.apply(&plan, &fault) {
+            Ok(applied) => applied,
+            Err(e) => {
+                let _ = injector.remove(&plan);
+                let _ = self.journal.forget(id);
+                return Err(e.into());
+            }
+        };
+        let mut plan = plan;
+        if let Some(undo) = applied.undo_update {
+            plan.undo = undo;
+            entry.plan = plan.clone();
+            if let Err(e) = self.journal.record(&entry) {
+                if let Some(worker) = applied.worker {
+                    worker.stop();
+                }
+                let _ = injector.remove(&plan);
+                return Err(e.into());
+            }
+        }
+        let mut worker = applied.worker;
+        // Confirmed, not assumed: read the fault back before saying it is in place.
+        let verified = injector.verify(&plan).and_then(|ok| {
+            if ok && worker.as_ref().is_none_or(|w| w.is_alive()) {
+                Ok(())
+            } else {
+                Err(InjectError::Failed(format!(
+                    "{} was applied but could not be read back",
+                    fault.label()
+                )))
+            }
+        });
+        if let Err(e) = verified {
+            if let Some(w) = worker.take() {
+                w.stop();
+            }
+            let _ = injector.remove(&plan);
+            let _ = self.journal.forget(id);
+            return Err(e.into());
+        }
+        tracing::info!(id, fault = %fault.label(), mechanism = %plan.mechanism, %lease_until, "fault applied");
+        faults.insert(
+            id.to_string(),
+            ActiveFault {
+                fault,
+                plan,
+                injector: idx,
+                worker,
+                applied_at: now,
+                lease_until,
+            },
+        );
+        drop(faults);
+        self.lease_changed.notify_one();
+        self.status(id)
+    }
+
+    /// Removes a fault. Returns `NotFound` for an unknown id (the caller decides whether that is
+    /// fine — the hub treats it as already recovered).
+    pub fn recover(&self, id: &str) -> Result<(), FaultError> {
+        let mut faults = self.lock();
+        let Some(mut active) = faults.remove(id) else {
+            return Err(FaultError::NotFound(id.to_string()));
+        };
+        if let Some(worker) = active.worker.take() {
+            worker.stop();
+        }
+        if let Err(e) = self.injectors[active.injector].remove(&active.plan) {
+            // Keep it in the table (and the journal) so a later attempt, the lease loop or the
+            // next start tries again; report the failure now.
+            tracing::error!(id, error = %e, "removing a fault failed; will retry");
+            active.lease_until = Utc::now();
+            faults.insert(id.to_string(), active);
+            return Err(e.into());
+        }
+        self.journal.forget(id)?;
+        tracing::info!(id, fault = %active.fault.label(), "fault removed");
+        Ok(())
+    }
+
+    /// Moves a lease (the hub renews open-ended faults).
+    pub fn renew(
+        &self,
+        id: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<AgentFaultStatus, FaultError> {
+        {
+            let mut faults = self.lock();
+            let active = faults
+                .get_mut(id)
+                .ok_or_else(|| FaultError::NotFound(id.to_string()))?;
+            active.lease_until = lease_until;
+            let entry = JournalEntry {
+                id: id.to_string(),
+                fault: active.fault.clone(),
+                plan: active.plan.clone(),
+                applied_at: active.applied_at,
+                lease_until,
+            };
+            self.journal.record(&entry)?;
+        }
+        self.lease_changed.notify_one();
+        self.status(id)
+    }
+
+    /// The fault's status, read back from the host now.
+    pub fn status(&self, id: &str) -> Result<AgentFaultStatus, FaultError> {
+        let faults = self.lock();
+        let active = faults
+            .get(id)
+            .ok_or_else(|| FaultError::NotFound(id.to_string()))?;
+        Ok(self.describe(id, active))
+    }
+
+    fn describe(&self, id: &str, active: &ActiveFault) -> AgentFaultStatus {
+        let verified = self.injectors[active.injector].verify(&active.plan);
+        let worker_alive = active.worker.as_ref().is_none_or(|w| w.is_alive());
+        let (state, error) = match verified {
+            Ok(true) if worker_alive => ("active", None),
+            Ok(true) => (
+                "failed",
+                Some("the fault's worker stopped unexpectedly".to_string()),
+            ),
+            Ok(false) => (
+                "failed",
+                Some("the fault is no longer in place on the host".to_string()),
+            ),
+            Err(e) => ("failed", Some(e.to_string())),
+        };
+        AgentFaultStatus {
+            id: id.to_string(),
+            label: active.fault.label(),
+            fault: active.fault.clone(),
+            state: state.to_string(),
+            mechanism: active.plan.mechanism.clone(),
+            applied_at: active.applied_at,
+            lease_until: active.lease_until,
+            measured: active.worker.as_ref().and_then(|w| w.measured()),
+            error,
+        }
+    }
+
+    /// Every fault in force.
+    pub fn list(&self) -> Vec<AgentFaultStatus> {
+        let faults = self.lock();
+        let mut out: Vec<_> = faults.iter().map(|(id, a)| self.describe(id, a)).collect();
+        out.sort_by_key(|s| s.applied_at);
+        out
+    }
+
+    /// Ids and labels of the faults in force, without reading them back (cheap; for metrics
+    /// and heartbeats).
+    pub fn summary(&self) -> Vec<(String, AgentFault, Option<f64>)> {
+        self.lock()
+            .iter()
+            .map(|(id, a)| {
+                (
+                    id.clone(),
+                    a.fault.clone(),
+                    a.worker.as_ref().and_then(|w| w.measured()),
+                )
+            })
+            .collect()
+    }
+
+    /// The earliest lease end, for the lease loop's sleep.
+    pub fn next_lease_end(&self) -> Option<DateTime<Utc>> {
+        self.lock().values().map(|a| a.lease_until).min()
+    }
+
+    /// The dead man's switch: removes every fault whose lease has ended.
+    pub fn expire(&self, now: DateTime<Utc>) -> Vec<Removal> {
+        let due: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, a)| a.lease_until <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        due.into_iter()
+            .map(|id| {
+                tracing::info!(id = %id, "lease ended; removing the fault");
+                let result = self.recover(&id).map_err(|e| e.to_string());
+                Removal { id, result }
+            })
+            .collect()
+    }
+
+    /// Removes everything (shutdown).
+    pub fn recover_all(&self) -> Vec<Removal> {
+        let ids: Vec<String> = self.lock().keys().cloned().collect();
+        ids.into_iter()
+            .map(|id| {
+                let result = self.recover(&id).map_err(|e| e.to_string());
+                Removal { id, result }
+            })
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Runs the dead man's switch until `shutdown` fires: sleeps until the earliest lease end (at
+/// most 250 ms, so a clock jump or a missed wake-up costs little) and removes what is due.
+pub async fn lease_loop(table: Arc<FaultTable>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let now = Utc::now();
+        let wait = table
+            .next_lease_end()
+            .map(|end| (end - now).to_std().unwrap_or_default())
+            .unwrap_or(std::time::Duration::from_millis(250))
+            .min(std::time::Duration::from_millis(250));
+        let notified = table.lease_changed.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = notified.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        let t = table.clone();
+        let _ = tokio::task::spawn_blocking(move || t.expire(Utc::now())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inject::Applied;
+    use chaoshub_schema::agent::UserDefinedFault;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fake injector that records what is "on the host" in a shared set.
+    #[derive(Clone, Default)]
+    struct FakeHost {
+        applied: Arc<Mutex<Vec<String>>>,
+        fail_apply: Arc<AtomicUsize>,
+    }
+
+    impl Injector for FakeHost {
+        fn handles(&self, fault: &AgentFault) -> bool {
+            matches!(fault, AgentFault::UserDefined(_))
+        }
+        fn plan(&self, id: &str, _fault: &AgentFault) -> Result<Plan, InjectError> {
+            Ok(Plan {
+                id: id.to_string(),
+                mechanism: "fake".into(),
+                undo: serde_json::json!({ "marker": id }),
+            })
+        }
+        fn apply(&self, plan: &Plan, _fault: &AgentFault) -> Result<Applied, InjectError> {
+            self.applied.lock().unwrap().push(plan.id.clone());
+            if self.fail_apply.load(Ordering::SeqCst) > 0 {
+                return Err(InjectError::Failed("boom".into()));
+            }
+            Ok(Applied::nothing_running())
+        }
+        fn verify(&self, plan: &Plan) -> Result<bool, InjectError> {
+            Ok(self.applied.lock().unwrap().contains(&plan.id))
+        }
+        fn remove(&self, plan: &Plan) -> Result<(), InjectError> {
+            self.applied.lock().unwrap().retain(|p| p != &plan.id);
+            Ok(())
+        }
+    }
+
+    fn fault(cmd: &str) -> AgentFault {
+        AgentFault::UserDefined(UserDefinedFault {
+            attack_cmd: cmd.into(),
+            recover_cmd: "true".into(),
+        })
+    }
+
+    fn table(host: &FakeHost, dir: &std::path::Path) -> FaultTable {
+        FaultTable::new(
+            vec![Box::new(host.clone())],
+            Journal::open(dir).unwrap(),
+            KernelMechanisms::default(),
+        )
+    }
+
+    #[test]
+    fn inject_is_journalled_confirmed_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::default();
+        let t = table(&host, dir.path());
+        let lease = Utc::now() + chrono::Duration::seconds(30);
+        let s = t.inject("f1", fault("a"), lease).unwrap();
+        assert_eq!(s.state, "active");
+        assert_eq!(s.mechanism, "fake");
+        // Same id, same fault: a lease renewal, not a second application.
+        t.inject("f1", fault("a"), lease + chrono::Duration::seconds(5))
+            .unwrap();
+        assert_eq!(host.applied.lock().unwrap().len(), 1);
+        assert!(matches!(
+            t.inject("f1", fault("other"), lease),
+            Err(FaultError::Conflict { .. })
+        ));
+        assert_eq!(
+            Journal::open(dir.path()).unwrap().entries().unwrap().len(),
+            1
+        );
+        t.recover("f1").unwrap();
+        assert!(host.applied.lock().unwrap().is_empty());
+        assert!(Journal::open(dir.path())
+            .unwrap()
+            .entries()
+            .unwrap()
+            .is_empty());
+        assert!(matches!(t.recover("f1"), Err(FaultError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_failed_apply_is_rolled_back_and_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::default();
+        host.fail_apply.store(1, Ordering::SeqCst);
+        let t = table(&host, dir.path());
+        let err = t
+            .inject("f1", fault("a"), Utc::now() + chrono::Duration::seconds(5))
+            .unwrap_err();
+        assert_eq!(err.kind(), "failed");
+        assert!(host.applied.lock().unwrap().is_empty());
+        assert!(Journal::open(dir.path())
+            .unwrap()
+            .entries()
+            .unwrap()
+            .is_empty());
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn leases_end_faults_and_the_journal_replays_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::default();
+        let t = table(&host, dir.path());
+        let now = Utc::now();
+        t.inject(
+            "short",
+            fault("a"),
+            now + chrono::Duration::milliseconds(50),
+        )
+        .unwrap();
+        t.inject("long", fault("b"), now + chrono::Duration::seconds(60))
+            .unwrap();
+        assert_eq!(
+            t.next_lease_end(),
+            Some(now + chrono::Duration::milliseconds(50))
+        );
+        let removed = t.expire(now + chrono::Duration::milliseconds(60));
+        assert_eq!(removed.len(), 1);
+        assert_eq!(removed[0].id, "short");
+        assert_eq!(
+            host.applied.lock().unwrap().as_slice(),
+            ["long".to_string()]
+        );
+        // A crash: the table is gone, the host still has "long"; a new table replays it away.
+        drop(t);
+        let t2 = table(&host, dir.path());
+        let replayed = t2.replay_journal().unwrap();
+        assert_eq!(replayed.len(), 1);
+        assert!(replayed[0].result.is_ok());
+        assert!(host.applied.lock().unwrap().is_empty());
+        assert!(Journal::open(dir.path())
+            .unwrap()
+            .entries()
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_lease_in_the_past_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = table(&FakeHost::default(), dir.path());
+        let err = t
+            .inject("x", fault("a"), Utc::now() - chrono::Duration::seconds(1))
+            .unwrap_err();
+        assert_eq!(err.kind(), "invalid");
+    }
+}

@@ -1,0 +1,26 @@
+//! `chaos-agent`: the native injector daemon (DESIGN.md §5).
+//!
+//! Code map: `inject` (the injector contract: plan → journal → apply → verify → remove), one
+//! module per fault family (`network`, `stress`, `process`, `disk`, `file`, `clock`, `host`,
+//! `user_defined`), `journal` (faults recorded before they are applied; replayed at start),
+//! `daemon` (the fault table, leases, the hub connection), `rest` (the local REST API), `cli`.
+//! Architecture invariant: the agent never needs an inbound port to work with the hub — it dials
+//! the hub; its local REST API listens on loopback only by default.
+
+pub mod cli;
+pub mod clock;
+pub mod daemon;
+pub mod disk;
+pub mod file;
+pub mod host;
+pub mod host_injectors;
+pub mod inject;
+pub mod injectors;
+pub mod journal;
+pub mod metrics;
+pub mod network;
+pub mod node_metrics;
+pub mod process;
+pub mod rest;
+pub mod stress;
+pub mod user_defined;
