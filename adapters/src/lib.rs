@@ -7,9 +7,14 @@
 
 mod adapter;
 mod registry;
-#[cfg(any(feature = "webhook", feature = "toxiproxy"))]
+#[cfg(any(feature = "webhook", feature = "toxiproxy", feature = "ssm"))]
 mod retry;
-#[cfg(any(feature = "webhook", feature = "toxiproxy", feature = "envoy"))]
+#[cfg(any(
+    feature = "webhook",
+    feature = "toxiproxy",
+    feature = "envoy",
+    feature = "ssm"
+))]
 mod settings;
 
 #[cfg(feature = "webhook")]
@@ -20,6 +25,16 @@ pub mod toxiproxy;
 
 #[cfg(feature = "envoy")]
 pub mod envoy;
+
+#[cfg(feature = "ssm")]
+pub mod ssm;
+
+#[cfg(feature = "docker")]
+pub mod docker;
+
+/// Registered by the hub itself (it needs the hub's agent connections), not by `builtin()`.
+#[cfg(feature = "native")]
+pub mod native;
 
 pub use adapter::{Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState};
 pub use registry::{AdapterRegistry, UnknownAdapter};

@@ -36,6 +36,10 @@ impl AdapterRegistry {
         registry.register(Arc::new(crate::toxiproxy::ToxiproxyAdapter::new()));
         #[cfg(feature = "envoy")]
         registry.register(Arc::new(crate::envoy::EnvoyAdapter::new()));
+        #[cfg(feature = "ssm")]
+        registry.register(Arc::new(crate::ssm::SsmAdapter::new()));
+        #[cfg(feature = "docker")]
+        registry.register(Arc::new(crate::docker::DockerAdapter::new()));
         registry
     }
 

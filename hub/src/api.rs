@@ -181,9 +181,23 @@ pub fn router(hub: Hub, max_body: usize) -> Router {
             get(environment_capabilities),
         )
         .route("/api/v1/adapters", get(list_adapters))
+        .route("/api/v1/agents", get(list_agents))
+        .route("/api/v1/agents/{env}/{name}", get(get_agent))
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/events/stream", get(stream_events))
         .route("/api/v1/halt", get(halt_status).post(halt).delete(unhalt))
+        .route(
+            "/api/v1/suites",
+            post(crate::suites::http::create_suite_run),
+        )
+        .route(
+            "/api/v1/suites/runs",
+            get(crate::suites::http::list_suite_runs),
+        )
+        .route(
+            "/api/v1/suites/runs/{id}",
+            get(crate::suites::http::get_suite_run),
+        )
         .route("/api/v1/templates", get(catalog::list_templates))
         .route("/api/v1/templates/{name}", get(catalog::get_template))
         .route(
@@ -487,6 +501,44 @@ async fn environment_capabilities(
             continue_token: None,
         },
     ))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct AgentQuery {
+    env: Option<String>,
+}
+
+async fn list_agents(
+    State(s): State<AppState>,
+    query: Result<Query<AgentQuery>, QueryRejection>,
+) -> Response {
+    let env = query.ok().and_then(|Query(q)| q.env);
+    json(
+        StatusCode::OK,
+        Page {
+            items: s.hub.engine.agents.list(env.as_deref()),
+            continue_token: None,
+        },
+    )
+}
+
+async fn get_agent(
+    State(s): State<AppState>,
+    Path((env, name)): Path<(String, String)>,
+) -> Response {
+    match s
+        .hub
+        .engine
+        .agents
+        .list(Some(&env))
+        .into_iter()
+        .find(|a| a.name == name)
+    {
+        Some(agent) => json(StatusCode::OK, agent),
+        None => {
+            HubError::not_found(format!("agent {name:?} in environment {env:?}")).into_response()
+        }
+    }
 }
 
 async fn list_adapters(State(s): State<AppState>) -> Response {

@@ -71,6 +71,10 @@ pub struct LimitsConfig {
     /// Most targets one experiment may hit (blast-radius guardrail); 0 disables. Default 1000.
     #[serde(default = "default_max_targets")]
     pub max_targets: usize,
+    /// Whether `command` probes (suites, stop conditions) may run programs on the hub's
+    /// host. Default false: anyone who may submit a suite could otherwise run commands here.
+    #[serde(default)]
+    pub allow_command_probes: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -165,6 +169,7 @@ impl Default for LimitsConfig {
             max_body_bytes: default_max_body_bytes(),
             max_duration_secs: default_max_duration_secs(),
             max_targets: default_max_targets(),
+            allow_command_probes: false,
         }
     }
 }

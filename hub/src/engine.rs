@@ -26,7 +26,7 @@ use crate::events::{self, experiment_event, target_event};
 use crate::selection::{self, FaultInfo};
 use crate::store::{ExperimentRow, NewEvent, Store, StoreError};
 use crate::telemetry::{AdapterOp, Telemetry};
-use crate::time;
+use crate::time::{self, Clock, RealClock};
 
 /// The engine shared by the API and its own background loop.
 pub struct Engine {
@@ -44,6 +44,12 @@ pub struct Engine {
     events: broadcast::Sender<EventRecord>,
     /// Metrics, and OTLP export of events and traces when configured.
     telemetry: Telemetry,
+    /// Where "now" comes from for deadlines and schedules (a manual clock in tests).
+    clock: Arc<dyn Clock>,
+    /// In-memory side of schedules and workflows (running status checks, the child submitter).
+    pub(crate) orchestration: crate::orchestration::Runtime,
+    /// Agents connected over gRPC; the `native` adapter reaches them through it.
+    pub agents: Arc<crate::agents::AgentRegistry>,
 }
 
 /// What a scan decides about one experiment.
@@ -104,8 +110,37 @@ impl Engine {
         limits: LimitsConfig,
         telemetry: Telemetry,
     ) -> Arc<Self> {
+        Self::with_clock(
+            store,
+            registry,
+            config,
+            limits,
+            telemetry,
+            Arc::new(RealClock),
+        )
+    }
+
+    pub fn with_clock(
+        store: Arc<dyn Store>,
+        registry: AdapterRegistry,
+        config: EngineConfig,
+        limits: LimitsConfig,
+        telemetry: Telemetry,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
+        // Every engine can run agents: the `native` adapter needs this engine's agent registry,
+        // so it is added here rather than in `AdapterRegistry::builtin()` (unless a test
+        // registered its own).
+        let agents = crate::agents::AgentRegistry::new();
+        let mut registry = registry;
+        if registry.get("native").is_err() {
+            registry.register(Arc::new(chaoshub_adapters::native::NativeAdapter::new(
+                agents.clone(),
+            )));
+        }
         Arc::new(Self {
+            agents,
             store,
             registry,
             config,
@@ -116,7 +151,14 @@ impl Engine {
             injecting: Mutex::new(HashMap::new()),
             events,
             telemetry,
+            clock,
+            orchestration: Default::default(),
         })
+    }
+
+    /// The engine's current instant (its clock may be a manual one in tests).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
     }
 
     pub fn telemetry(&self) -> &Telemetry {
@@ -199,6 +241,8 @@ impl Engine {
                 inflight.remove(&uid);
                 break;
             }
+            // A schedule or workflow follows its children: let it see this one's new phase.
+            crate::orchestration::after_pass(&engine, &uid);
             engine.wake.notify_one();
         });
     }
@@ -222,12 +266,18 @@ impl Engine {
     /// earliest deadline (or the resync interval, or a wake-up).
     pub async fn run(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let resync = chrono::Duration::milliseconds(self.config.resync_interval_ms as i64);
+        // A manual clock (tests) announces every move, so deadlines it passes are seen at once.
+        let mut clock_moved = self.clock.subscribe();
         loop {
-            let now = time::now();
+            let now = self.now();
             let mut next = now + resync;
             match self.store.active_experiments() {
                 Ok(rows) => {
                     for row in rows {
+                        // Stop-condition watchers and StatusCheck runs of Running
+                        // experiments (started again after a restart); no-ops otherwise.
+                        crate::probes::stop::ensure(&self, &row);
+                        crate::probes::statuscheck::ensure(&self, &row);
                         match self.due(&row, now) {
                             Due::Now => self.trigger(&row.uid),
                             Due::At(t) => next = next.min(t),
@@ -237,10 +287,21 @@ impl Engine {
                 }
                 Err(e) => tracing::error!(error = %e, "cannot scan experiments"),
             }
-            let sleep_for = (next - time::now()).to_std().unwrap_or(Duration::ZERO);
+            let sleep_for = (next - self.now()).to_std().unwrap_or(Duration::ZERO);
+            let moved = async {
+                match clock_moved.as_mut() {
+                    Some(rx) => {
+                        if rx.changed().await.is_err() {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 _ = tokio::time::sleep(sleep_for) => {}
                 _ = self.wake.notified() => {}
+                _ = moved => {}
                 _ = shutdown.changed() => return,
             }
         }
@@ -251,9 +312,19 @@ impl Engine {
             return Due::Idle;
         }
         if let Some(at) = lock(&self.retry_at).get(&row.uid).copied() {
-            if at > now {
-                return Due::At(at);
+            // Retry delays are real time (they pace calls to a far side), even under a manual
+            // clock; translate the wait onto the engine's clock for the scan.
+            let real_now = time::now();
+            if at > real_now {
+                return Due::At(now + (at - real_now));
             }
+        }
+        if crate::orchestration::handles(&row.kind) {
+            return match crate::orchestration::due(self, row, now) {
+                Some(t) if t <= now => Due::Now,
+                Some(t) => Due::At(t),
+                None => Due::Idle,
+            };
         }
         let status = &row.status;
         match status.phase {
@@ -292,12 +363,18 @@ impl Engine {
 
     /// One pass: moves the experiment as far as it can go now.
     pub async fn reconcile(self: &Arc<Self>, uid: &str) -> Result<(), StoreError> {
+        // Schedules and workflows have no fault of their own: their reconciler drives children.
+        if let Some(row) = self.store.get_experiment(uid)? {
+            if crate::orchestration::handles(&row.kind) {
+                return crate::orchestration::reconcile(self, row).await;
+            }
+        }
         // Each step stores its result; loop until a step leaves nothing more to do now.
         for _ in 0..8 {
             let Some(mut row) = self.store.get_experiment(uid)? else {
                 return Ok(());
             };
-            let now = time::now();
+            let now = self.now();
             let progressed = match (row.status.phase, row.status.desired) {
                 (ExperimentPhase::Pending, DesiredState::Run)
                 | (ExperimentPhase::Paused, DesiredState::Run)
@@ -309,6 +386,13 @@ impl Engine {
                     row.desired_reason =
                         Some(format!("halted: {}", halt.reason.unwrap_or_default()));
                     self.finish(&mut row, ExperimentPhase::Aborted)?;
+                    true
+                }
+                (ExperimentPhase::Pending | ExperimentPhase::Paused, DesiredState::Run)
+                    if row.kind == "StatusCheck" =>
+                {
+                    // A StatusCheck injects nothing: the hub itself runs the check.
+                    crate::probes::statuscheck::start(self, &mut row)?;
                     true
                 }
                 (ExperimentPhase::Pending, DesiredState::Run) => {
@@ -439,7 +523,7 @@ impl Engine {
 
     /// Ends the experiment in a terminal phase (or Paused) with no fault in place.
     fn finish(&self, row: &mut ExperimentRow, phase: ExperimentPhase) -> Result<(), StoreError> {
-        let now = time::now();
+        let now = self.now();
         let (name, message) = match phase {
             ExperimentPhase::Finished => (
                 events::EXPERIMENT_FINISHED,
@@ -532,7 +616,7 @@ impl Engine {
                 })
                 .collect();
         }
-        let now = time::now();
+        let now = self.now();
         // Every fault has a deadline: an experiment without `duration` runs until stopped, but
         // at most for the `limits.max_duration_secs` guardrail (unless that is 0), so a fault is
         // never left without a lease on the far side.
@@ -610,7 +694,7 @@ impl Engine {
                 Ok(details) => {
                     record.phase = TargetPhase::Injected;
                     record.details = details;
-                    record.injected_at = Some(time::now_rfc3339());
+                    record.injected_at = Some(time::format(self.now()));
                     target_event(
                         row,
                         &row.status.targets[i],
@@ -658,6 +742,7 @@ impl Engine {
         };
         let ev = experiment_event(row, events::EXPERIMENT_RUNNING, message);
         self.save(row, vec![ev])?;
+        crate::probes::stop::ensure(self, row);
         self.wake();
         Ok(())
     }
@@ -724,7 +809,7 @@ impl Engine {
             );
             return self.save(row, Vec::new());
         }
-        let now = time::now();
+        let now = self.now();
         let deadline = row.status.deadline.as_deref().and_then(time::parse);
         match deadline {
             Some(d) if d <= now => {
@@ -795,7 +880,7 @@ impl Engine {
             let record = &mut row.status.targets[i];
             let event = match result {
                 Ok(()) => {
-                    record.recovered_at = Some(time::now_rfc3339());
+                    record.recovered_at = Some(time::format(self.now()));
                     // An earlier failed recovery attempt is resolved by this one; a target
                     // whose injection failed keeps its Failed mark and error.
                     if record

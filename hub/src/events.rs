@@ -27,6 +27,17 @@ pub const HALT_RELEASED: &str = "chaoshub.halt.released";
 pub const ENVIRONMENT_REGISTERED: &str = "chaoshub.environment.registered";
 pub const ENVIRONMENT_DELETED: &str = "chaoshub.environment.deleted";
 pub const HUB_STARTED: &str = "chaoshub.hub.started";
+/// A schedule created a run (a child experiment).
+pub const SCHEDULE_FIRED: &str = "chaoshub.schedule.fired";
+/// A schedule's fire times passed unacted (hub down or schedule paused beyond
+/// `startingDeadlineSeconds`); the event lists them.
+pub const SCHEDULE_MISSED: &str = "chaoshub.schedule.missed";
+/// A fire time was skipped by `concurrencyPolicy: Forbid` while a run was still active.
+pub const SCHEDULE_SKIPPED: &str = "chaoshub.schedule.skipped";
+/// A schedule's run could not be created (the reason is in the message).
+pub const SCHEDULE_RUN_FAILED: &str = "chaoshub.schedule.run_failed";
+pub const WORKFLOW_NODE_STARTED: &str = "chaoshub.workflow.node_started";
+pub const WORKFLOW_NODE_ENDED: &str = "chaoshub.workflow.node_ended";
 
 /// An event about an experiment, with the standard attributes.
 pub fn experiment_event(row: &ExperimentRow, name: &str, message: impl Into<String>) -> NewEvent {

@@ -7,6 +7,7 @@
 //! Architecture invariants: only this crate owns persistence and the experiment lifecycle; it
 //! reaches environments only through `chaoshub_adapters`.
 
+pub mod agents;
 pub mod api;
 pub mod catalog;
 pub mod cli;
@@ -16,8 +17,13 @@ pub mod error;
 pub mod events;
 pub mod openapi;
 pub mod operations;
+pub mod orchestration;
+pub mod probes;
+pub mod schedule;
 pub mod selection;
 pub mod server;
 pub mod store;
+pub mod suites;
 pub mod telemetry;
 pub mod time;
+pub mod workflow;

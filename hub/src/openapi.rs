@@ -43,12 +43,17 @@ fn ops() -> Vec<Op> {
         Op { method: "delete", path: "/api/v1/environments/{name}", id: "deleteEnvironment", summary: "Unregister an environment with no unfinished experiments", query: &[], body: None, ok: ("200", Some("EnvironmentObject")), errors: &[404, 409] },
         Op { method: "get", path: "/api/v1/environments/{name}/targets", id: "environmentTargets", summary: "The environment's inventory, filtered by a label selector", query: &[("labelSelector", "k=v,k2!=v2,k3 in (a,b),k4,!k5")], body: None, ok: ("200", Some("Page_Target")), errors: &[400, 404, 502, 503] },
         Op { method: "get", path: "/api/v1/environments/{name}/capabilities", id: "environmentCapabilities", summary: "The (kind, action) pairs this environment can run", query: &[], body: None, ok: ("200", Some("Page_Capability")), errors: &[404, 502, 503] },
+        Op { method: "get", path: "/api/v1/agents", id: "listAgents", summary: "chaos-agent daemons that dialled the hub: health (from heartbeats), last heartbeat, labels, addresses, capabilities and kernel mechanisms", query: &[("env", "only agents of this environment")], body: None, ok: ("200", Some("Page_AgentInfo")), errors: &[] },
+        Op { method: "get", path: "/api/v1/agents/{env}/{name}", id: "getAgent", summary: "One agent", query: &[], body: None, ok: ("200", Some("AgentInfo")), errors: &[404] },
         Op { method: "get", path: "/api/v1/adapters", id: "listAdapters", summary: "Adapter types with their capability matrices", query: &[], body: None, ok: ("200", Some("Page_AdapterInfo")), errors: &[] },
         Op { method: "get", path: "/api/v1/events", id: "listEvents", summary: "The event log, oldest first", query: &[("experiment", "uid or name"), ("namespace", "namespace for a name lookup"), ("after", "only events with a larger id"), ("since", "RFC 3339 time"), ("limit", "page size (default 500, max 5000)")], body: None, ok: ("200", Some("Page_EventRecord")), errors: &[400, 404] },
         Op { method: "get", path: "/api/v1/events/stream", id: "streamEvents", summary: "Server-Sent Events: backlog after Last-Event-ID (or ?after=), then live events", query: &[("experiment", "uid or name"), ("namespace", "namespace for a name lookup"), ("after", "only events with a larger id")], body: None, ok: ("200", None), errors: &[400, 404] },
         Op { method: "get", path: "/api/v1/halt", id: "haltStatus", summary: "The halt-all switch", query: &[], body: None, ok: ("200", Some("HaltStatus")), errors: &[] },
         Op { method: "post", path: "/api/v1/halt", id: "halt", summary: "Stop every running experiment and refuse new ones (409 halted) until released", query: &[], body: Some("HaltRequest"), ok: ("200", Some("HaltStatus")), errors: &[400] },
         Op { method: "delete", path: "/api/v1/halt", id: "unhalt", summary: "Release the halt", query: &[], body: None, ok: ("200", Some("HaltStatus")), errors: &[] },
+        Op { method: "post", path: "/api/v1/suites", id: "createSuiteRun", summary: "Check a Suite (kind Suite, YAML or JSON; file references must be inlined, as `chaoshub run` does) and start a run of its experiment × environment cases in the background; 400 names every problem with its path under spec", query: &[("env", "only these of the suite's environments, comma-separated")], body: Some("manifest"), ok: ("202", Some("SuiteRun")), errors: &[400, 409, 413, 415] },
+        Op { method: "get", path: "/api/v1/suites/runs", id: "listSuiteRuns", summary: "Suite runs, newest first", query: &[("limit", "how many (default 100, max 1000)")], body: None, ok: ("200", Some("Page_SuiteRunSummary")), errors: &[400] },
+        Op { method: "get", path: "/api/v1/suites/runs/{id}", id: "getSuiteRun", summary: "One suite run's JSON journal: cases with outcomes and messages, timings, steady-state probe results before/during/after, experiments with per-target records, threshold-search steps, progress log", query: &[], body: None, ok: ("200", Some("SuiteRun")), errors: &[400, 404] },
         Op { method: "get", path: "/api/v1/templates", id: "listTemplates", summary: "Search the template catalog (local and remote templates) with facet counts over the matches", query: &[("q", "words that must all occur in name, title, description or tags"), ("category", "filter by category"), ("tag", "filter by tag"), ("adapter", "filter by adapter type the template suits"), ("kind", "filter by the rendered experiment's kind"), ("source", "`local` or a remote catalog name")], body: None, ok: ("200", Some("TemplateList")), errors: &[400] },
         Op { method: "get", path: "/api/v1/templates/{name}", id: "getTemplate", summary: "One template with the JSON Schema of its parameters (for form generation)", query: &[], body: None, ok: ("200", Some("TemplateDetail")), errors: &[404] },
         Op { method: "post", path: "/api/v1/templates/{name}/render", id: "renderTemplate", summary: "Render a template with parameters into a validated experiment manifest; unknown, missing or invalid parameters are 400s naming parameters.<name>", query: &[], body: Some("RenderRequest"), ok: ("200", Some("RenderResult")), errors: &[400, 404, 413, 415] },
@@ -98,6 +103,8 @@ pub fn document() -> Value {
     add!("Page_Target", Page<Target>);
     add!("Page_Capability", Page<Capability>);
     add!("Page_AdapterInfo", Page<AdapterInfo>);
+    add!("Page_AgentInfo", Page<AgentInfo>);
+    add!("AgentInfo", AgentInfo);
     add!("Page_EventRecord", Page<EventRecord>);
     add!("HaltStatus", HaltStatus);
     add!("HaltRequest", HaltRequest);
@@ -115,6 +122,11 @@ pub fn document() -> Value {
     add!(
         "Page_CatalogObject",
         Page<chaoshub_schema::template::CatalogObject>
+    );
+    add!("SuiteRun", chaoshub_schema::suite::SuiteRun);
+    add!(
+        "Page_SuiteRunSummary",
+        Page<chaoshub_schema::suite::SuiteRunSummary>
     );
     let mut schemas: Map<String, Value> = generator.take_definitions(true).into_iter().collect();
     // Each name resolves to the generator's reference, or to a component of its own for
@@ -145,7 +157,9 @@ pub fn document() -> Value {
         let mut parameters = Vec::new();
         for segment in op.path.split('/') {
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                let description = if name == "id" {
+                let description = if op.path.starts_with("/api/v1/suites/") {
+                    "suite run id"
+                } else if name == "id" {
                     ID_PARAM
                 } else if op.path.starts_with("/api/v1/templates/") {
                     TEMPLATE_PARAM

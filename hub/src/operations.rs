@@ -316,6 +316,14 @@ impl Hub {
                 "Environment manifests are registered with POST /api/v1/environments",
             ));
         }
+        if crate::orchestration::handles(kind.as_str()) {
+            // Schedules and workflows are checked template by template through this same path.
+            return crate::orchestration::submit(self, manifest, env_override, dry_run).await;
+        }
+        crate::probes::stop::check_submission(&manifest, self.engine.limits())?;
+        if kind == Kind::StatusCheck {
+            return crate::probes::statuscheck::submit(self, manifest, dry_run);
+        }
         let Some(fault) = manifest.fault().map(FaultInfo::of) else {
             return Err(HubError::Unsupported {
                 message: format!(
@@ -479,14 +487,14 @@ impl Hub {
         })))
     }
 
-    fn store_experiment(
+    pub(crate) fn store_experiment(
         &self,
         mut manifest: Manifest,
         env: &Environment,
         actions: Vec<String>,
     ) -> Result<ExperimentObject, HubError> {
         let uid = uuid::Uuid::new_v4().to_string();
-        let now = time::now_rfc3339();
+        let now = time::format(self.engine.now());
         let name = match (&manifest.metadata.name, &manifest.metadata.generate_name) {
             (Some(n), _) => n.clone(),
             (None, Some(prefix)) => {
@@ -520,6 +528,8 @@ impl Hub {
             matched: 0,
             targets: Vec::new(),
             archived: false,
+            schedule: None,
+            workflow: None,
         };
         let row = ExperimentRow {
             seq: 0,

@@ -98,13 +98,37 @@ pub async fn start_with_store(
     registry: AdapterRegistry,
     store: Arc<dyn Store>,
 ) -> Result<RunningHub, StartError> {
+    start_with_store_and_clock(config, registry, store, Arc::new(crate::time::RealClock)).await
+}
+
+/// Starts a hub whose engine reads time from `clock` (tests pass a manual clock to drive
+/// schedules and deadlines exactly).
+pub async fn start_with_clock(
+    config: HubConfig,
+    registry: AdapterRegistry,
+    clock: Arc<dyn crate::time::Clock>,
+) -> Result<RunningHub, StartError> {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+        &config.data_dir,
+        &config.store.synchronous,
+    )?);
+    start_with_store_and_clock(config, registry, store, clock).await
+}
+
+pub async fn start_with_store_and_clock(
+    config: HubConfig,
+    registry: AdapterRegistry,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn crate::time::Clock>,
+) -> Result<RunningHub, StartError> {
     let telemetry = crate::telemetry::Telemetry::from_config(&config.telemetry)?;
-    let engine = Engine::with_telemetry(
+    let engine = Engine::with_clock(
         store,
         registry,
         config.engine.clone(),
         config.limits.clone(),
         telemetry,
+        clock,
     );
     let hub = Hub {
         engine: Arc::clone(&engine),
@@ -115,6 +139,10 @@ pub async fn start_with_store(
             Default::default(),
         ),
     };
+    // Schedules and workflows submit their children through this same hub.
+    engine
+        .orchestration
+        .attach(hub.default_environment.clone(), Arc::clone(&hub.catalog));
     for env in &config.environments {
         let spec = EnvironmentSpec {
             adapter: env.adapter.clone(),
@@ -150,7 +178,20 @@ pub async fn start_with_store(
         std::time::Duration::from_secs(config.catalog_refresh_interval_secs.max(1)),
         rx.clone(),
     ));
-    let app = crate::api::router(hub.clone(), config.limits.max_body_bytes);
+    // Agents dial in over gRPC; the `native` adapter reaches them through the engine's registry.
+    let agents = Arc::clone(&engine.agents);
+    tokio::spawn(Arc::clone(&agents).renewal_loop(rx.clone()));
+    // gRPC for agents on the same port as REST (HTTP/2 cleartext is negotiated per connection).
+    // Added after the REST layers on purpose: an agent's stream lives for hours and must not
+    // meet the request timeout or body limit.
+    let app = crate::api::router(hub.clone(), config.limits.max_body_bytes).route_service(
+        "/chaoshub.agent.v1.AgentHub/{*rest}",
+        chaoshub_schema::agent::proto::agent_hub_server::AgentHubServer::new(
+            crate::agents::grpc::AgentService {
+                registry: agents.clone(),
+            },
+        ),
+    );
     let mut server_rx = rx;
     let server = tokio::spawn(async move {
         let stop = async move {

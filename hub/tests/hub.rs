@@ -9,8 +9,12 @@ mod hub {
     pub mod catalog;
     pub mod lifecycle;
     pub mod metrics;
+    pub mod probes;
+    pub mod schedule;
     pub mod sse;
+    pub mod suites;
     pub mod support;
     pub mod telemetry;
     pub mod toxiproxy;
+    pub mod workflow;
 }

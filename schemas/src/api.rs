@@ -152,6 +152,109 @@ pub struct ExperimentStatus {
     pub targets: Vec<TargetRecord>,
     #[serde(default)]
     pub archived: bool,
+    /// For a `Schedule`: its fire times and the runs it created. (Boxed, like `workflow`, so
+    /// the status of the many plain experiments stays small.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Box<ScheduleStatus>>,
+    /// For a `Workflow`: its nodes and their phases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<Box<WorkflowStatus>>,
+}
+
+/// Progress of a `Schedule`. Its runs are ordinary experiments named `<schedule>-<unix time>`
+/// and labelled `chaoshub.dev/parent: <schedule uid>`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleStatus {
+    /// The latest fire time the hub has acted on (fired, skipped or recorded as missed). It is
+    /// stored before a run is created, so a restart neither fires it again nor forgets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scheduled_time: Option<String>,
+    /// When the schedule fires next (absent when it never fires again or is not running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_scheduled_time: Option<String>,
+    /// Fire times skipped because the hub was down (or paused) past `startingDeadlineSeconds`.
+    #[serde(default)]
+    pub missed: u64,
+    /// Fire times skipped because `concurrencyPolicy: Forbid` found a run still active.
+    #[serde(default)]
+    pub skipped: u64,
+    /// Runs, oldest first; finished runs beyond `historyLimit` are archived and dropped.
+    #[serde(default)]
+    pub history: Vec<ScheduleRun>,
+}
+
+/// One run of a schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleRun {
+    pub scheduled_time: String,
+    /// The run's experiment name (`<schedule>-<unix seconds>`).
+    pub name: String,
+    /// The run's experiment uid, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// The run's phase when the schedule last looked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<ExperimentPhase>,
+    /// Why the run could not be created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Progress of a `Workflow`: one entry per node of its template tree, parents before children.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowStatus {
+    pub entry: String,
+    pub nodes: Vec<WorkflowNode>,
+}
+
+/// Phase of one workflow node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum WorkflowNodePhase {
+    Pending,
+    Running,
+    Succeeded,
+    /// The node's `deadline` passed: its work was stopped and the workflow moved on.
+    DeadlineExceeded,
+    Failed,
+    Aborted,
+}
+
+impl WorkflowNodePhase {
+    pub fn is_done(self) -> bool {
+        !matches!(
+            self,
+            WorkflowNodePhase::Pending | WorkflowNodePhase::Running
+        )
+    }
+}
+
+/// One node of a workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowNode {
+    /// Unique in the workflow; also the name of the node's experiment (`<workflow>-<template>`).
+    pub name: String,
+    pub template: String,
+    pub template_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
+    pub phase: WorkflowNodePhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<String>,
+    /// The uid of the experiment this node created (chaos and Schedule nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// An experiment as the API returns it: the manifest with `metadata.uid` and `status`.
@@ -192,6 +295,30 @@ impl Capability {
             action: action.into(),
         }
     }
+}
+
+/// A connected (or recently connected) `chaos-agent`, as `GET /api/v1/agents` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentInfo {
+    pub name: String,
+    pub environment: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub hostname: String,
+    pub addresses: Vec<String>,
+    pub version: String,
+    /// `healthy`, `unhealthy` (heartbeats late) or `disconnected`.
+    pub health: String,
+    pub connected: bool,
+    #[schemars(with = "Option<String>")]
+    pub connected_since: Option<chrono::DateTime<chrono::Utc>>,
+    #[schemars(with = "Option<String>")]
+    pub last_heartbeat: Option<chrono::DateTime<chrono::Utc>>,
+    pub active_faults: u32,
+    /// `Kind/action` pairs the agent can run.
+    pub capabilities: Vec<String>,
+    /// Kernel mechanisms the agent measured at start.
+    pub mechanisms: crate::agent::KernelMechanisms,
 }
 
 /// An adapter type as `GET /api/v1/adapters` lists it.

@@ -5,6 +5,7 @@
 //! request/response types. Architecture invariant: this crate knows nothing about HTTP servers,
 //! databases, async runtimes or any adapter; it does no I/O.
 
+pub mod agent;
 pub mod api;
 pub mod chaosmesh;
 pub mod duration;
@@ -13,9 +14,11 @@ pub mod error;
 pub mod manifest;
 pub mod meta;
 pub mod parse;
+pub mod probe;
 pub mod proxy;
 pub mod selector;
 pub mod structure;
+pub mod suite;
 pub mod target;
 pub mod template;
 pub mod validate;

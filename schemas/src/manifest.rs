@@ -112,6 +112,7 @@ kinds! {
     ProxyChaos => CHAOSHUB_API_VERSION, ProxyChaosSpec, fault = yes;
     Environment => CHAOSHUB_API_VERSION, EnvironmentSpec, fault = no;
     Template => CHAOSHUB_API_VERSION, crate::template::TemplateSpec, fault = no;
+    Suite => CHAOSHUB_API_VERSION, crate::suite::SuiteSpec, fault = no;
 }
 
 impl std::fmt::Display for Kind {

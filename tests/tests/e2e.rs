@@ -2,9 +2,13 @@
 //! killed with SIGKILL), the real Python `fsfault` plugin, real files as the fault's effect.
 
 mod e2e {
+    pub mod agent;
     pub mod cli;
     pub mod crash;
+    pub mod docker;
     pub mod envoy;
+    pub mod netns;
     pub mod plugin;
+    pub mod suites;
     pub mod support;
 }

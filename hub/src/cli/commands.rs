@@ -69,6 +69,7 @@ pub async fn execute(
         ClientCommand::Version => version(&client, format).await,
         ClientCommand::Health => health(&client, format).await,
         ClientCommand::Catalog(command) => super::catalog::execute(&client, format, command).await,
+        ClientCommand::Run(args) => super::run::run(&client, format, &args).await,
     }
 }
 

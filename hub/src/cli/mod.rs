@@ -11,11 +11,11 @@
 //! | code | meaning |
 //! |------|---------|
 //! | 0 | success |
-//! | 1 | the hub refused the request or the operation failed (4xx other than 404, 5xx, an experiment that failed under `--wait`) |
+//! | 1 | the hub refused the request or the operation failed (4xx other than 404, 5xx, an experiment that failed under `--wait`, a suite case that failed or errored under `run`) |
 //! | 2 | usage error: bad flags or arguments (clap), an unreadable or unparsable input file |
 //! | 3 | the hub is unreachable or did not answer within `--request-timeout` |
 //! | 4 | not found (404) |
-//! | 5 | timed out waiting (`apply --wait --timeout`) |
+//! | 5 | timed out waiting (`apply --wait --timeout`, `run --timeout`) |
 
 mod apply;
 mod catalog;
@@ -23,6 +23,7 @@ mod client;
 mod commands;
 mod events;
 mod output;
+mod run;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -39,11 +40,11 @@ const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
   1  the hub refused the request or the operation failed (4xx other than 404, 5xx,
-     an experiment that failed under --wait)
+     an experiment that failed under --wait, a suite case that failed under run)
   2  usage error (bad flags or arguments, unreadable or unparsable input file)
   3  the hub is unreachable or did not answer within --request-timeout
   4  not found (404)
-  5  timed out waiting (apply --wait --timeout)";
+  5  timed out waiting (apply --wait --timeout, run --timeout)";
 
 /// Process exit codes of client commands (see the module documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +150,31 @@ pub enum ClientCommand {
     /// Browse, search, show, render and run catalog templates; add and remove remote catalogs.
     #[command(subcommand, after_long_help = EXIT_CODES_HELP)]
     Catalog(CatalogCommand),
+    /// Run a Suite (experiments × environments with steady-state checks) on the hub, follow
+    /// it live, and write JUnit XML / JSON reports. Exits 1 if any case failed.
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Run(RunArgs),
+}
+
+/// `run suite.yaml`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Suite file (kind Suite), or `-` for standard input; `file:` references in it are read
+    /// relative to it.
+    #[arg(value_name = "SUITE")]
+    pub file: PathBuf,
+    /// Only these of the suite's environments (repeat the flag or separate with commas).
+    #[arg(long, value_name = "NAME")]
+    pub env: Vec<String>,
+    /// Write a JUnit XML report here (one testsuite per environment).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write the run's JSON journal here (timings, probe results, per-target records).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// How long to follow the run before giving up (exit 5; the run goes on in the hub).
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = parse_duration_arg)]
+    pub timeout: Duration,
 }
 
 /// `apply`.

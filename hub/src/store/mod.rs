@@ -4,6 +4,7 @@
 //! independent of SQLite so a PostgreSQL store can be added for a highly available hub.
 
 mod sqlite;
+mod suite_runs;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,7 @@ use chaoshub_schema::meta::ObjectMeta;
 use serde_json::Value;
 
 pub use sqlite::SqliteStore;
+pub use suite_runs::SuiteRunStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -102,7 +104,9 @@ pub struct ExperimentCount {
     pub count: u64,
 }
 
-pub trait Store: Send + Sync {
+/// Suite runs are kept by the same store (`SuiteRunStore`, a supertrait so that
+/// `Arc<dyn Store>` reaches them).
+pub trait Store: Send + Sync + SuiteRunStore {
     /// Stores a new experiment with its creation event. A live (not archived, not terminal)
     /// experiment of the same namespace/kind/name is a conflict; a terminal one is archived.
     fn insert_experiment(

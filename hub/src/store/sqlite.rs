@@ -50,7 +50,17 @@ CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS suite_runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    suite TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    journal TEXT NOT NULL
+);
 "#;
+
+mod suite_runs;
 
 const TERMINAL: &str = "('Finished','Failed','Aborted')";
 

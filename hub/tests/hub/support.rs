@@ -27,6 +27,18 @@ pub struct MemoryWorld {
     pub inject_delay: std::time::Duration,
     pub inject_calls: usize,
     pub recover_calls: usize,
+    /// Every confirmed injection and every recovery, in order, with the real instant it
+    /// happened (ordering tests of workflows read it).
+    pub log: Vec<MemoryCall>,
+}
+
+/// One call the memory adapter served.
+#[derive(Debug, Clone)]
+pub struct MemoryCall {
+    /// `inject` or `recover`.
+    pub op: &'static str,
+    pub experiment_uid: String,
+    pub at: std::time::Instant,
 }
 
 #[derive(Clone, Default)]
@@ -140,6 +152,11 @@ impl Adapter for MemoryAdapter {
         }
         w.active
             .insert(fault.injection_id.clone(), target.id.clone());
+        w.log.push(MemoryCall {
+            op: "inject",
+            experiment_uid: fault.experiment_uid.clone(),
+            at: std::time::Instant::now(),
+        });
         Ok(json!({"slot": fault.injection_id}))
     }
     async fn status(
@@ -161,7 +178,13 @@ impl Adapter for MemoryAdapter {
         if w.fail_recover {
             return Err(AdapterError::Failed("simulated recovery failure".into()));
         }
-        w.active.remove(&injection.injection_id);
+        if w.active.remove(&injection.injection_id).is_some() {
+            w.log.push(MemoryCall {
+                op: "recover",
+                experiment_uid: injection.experiment_uid.clone(),
+                at: std::time::Instant::now(),
+            });
+        }
         Ok(())
     }
 }
@@ -291,4 +314,36 @@ pub fn delay_yaml(name: &str, duration: Option<&str>, extra: &str) -> String {
     format!(
         "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  action: delay\n  mode: all\n  selector:\n    labelSelectors:\n      app: web\n  delay:\n    latency: 100ms\n{duration}  environment: mem\n{extra}"
     )
+}
+
+/// A sandbox whose hub reads time from `clock` (schedules and deadlines move only when the
+/// test moves the clock).
+pub async fn start_clocked(targets: usize, clock: Arc<chaoshub::time::ManualClock>) -> Sandbox {
+    let mut s = Sandbox {
+        hub: None,
+        url: String::new(),
+        client: reqwest::Client::new(),
+        adapter: MemoryAdapter::with_targets(targets),
+        dir: tempfile::tempdir().unwrap(),
+        tweak: |_| {},
+    };
+    restart_clocked(&mut s, clock).await;
+    s.post_yaml("/api/v1/environments", "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: mem}\nspec: {adapter: memory}\n").await;
+    s
+}
+
+/// Stops the sandbox's hub (if any) and starts a new one on the same store with `clock`.
+pub async fn restart_clocked(s: &mut Sandbox, clock: Arc<chaoshub::time::ManualClock>) {
+    if let Some(hub) = s.hub.take() {
+        hub.shutdown().await;
+    }
+    let mut registry = AdapterRegistry::builtin();
+    registry.register(Arc::new(s.adapter.clone()));
+    let mut cfg = config(s.dir.path());
+    (s.tweak)(&mut cfg);
+    let hub = chaoshub::server::start_with_clock(cfg, registry, clock)
+        .await
+        .unwrap();
+    s.url = hub.url();
+    s.hub = Some(hub);
 }

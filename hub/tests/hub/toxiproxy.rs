@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::support::Sandbox;
 
 #[path = "../../../adapters/tests/toxiproxy/fake_server.rs"]
-mod fake_server;
+pub(crate) mod fake_server;
 
 use fake_server::FakeToxiproxy;
 

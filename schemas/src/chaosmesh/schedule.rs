@@ -57,6 +57,10 @@ pub struct ScheduleSpec {
     pub starting_deadline_seconds: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<Box<WorkflowSpec>>,
+    /// chaoshub: the registered environment the scheduled chaos runs in, unless the embedded
+    /// chaos names its own (`environment` / `remoteCluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     #[serde(rename = "awsChaos", default, skip_serializing_if = "Option::is_none")]
     pub aws_chaos: Option<Box<AWSChaosSpec>>,
     #[serde(
@@ -270,9 +274,10 @@ pub(crate) fn check_cron(text: &str, path: &str, errors: &mut ValidationErrors) 
             f.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?'))
         });
-        if fields.len() != 5 || !chars_ok {
+        // Six fields carry a leading seconds field (the hub's scheduler reads both forms).
+        if !(fields.len() == 5 || fields.len() == 6) || !chars_ok {
             Err(format!(
-                "must be a cron expression with 5 fields (minute hour day month weekday), e.g. \"*/5 * * * *\", or @every <duration>; got {text:?}"
+                "must be a cron expression with 5 fields (minute hour day month weekday) or 6 with leading seconds, e.g. \"*/5 * * * *\", or @every <duration>; got {text:?}"
             ))
         } else {
             Ok(())
@@ -286,6 +291,7 @@ pub(crate) fn check_cron(text: &str, path: &str, errors: &mut ValidationErrors) 
 impl Validate for ScheduleSpec {
     fn validate(&self, path: &str, errors: &mut ValidationErrors) {
         check_cron(&self.schedule, &join_path(path, "schedule"), errors);
+        super::common::check_environment(self.environment.as_deref(), path, errors);
         if let Some(limit) = self.history_limit {
             if limit < 1 {
                 errors.push(join_path(path, "historyLimit"), "must be at least 1");

@@ -44,6 +44,10 @@ pub struct WorkflowSpec {
     /// Name of the template the workflow starts with.
     pub entry: String,
     pub templates: Vec<WorkflowTemplate>,
+    /// chaoshub: the registered environment the workflow's chaos runs in, unless a template's
+    /// chaos names its own (`environment` / `remoteCluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 /// One node template of a workflow.
@@ -265,6 +269,7 @@ impl WorkflowTemplate {
 
 impl Validate for WorkflowSpec {
     fn validate(&self, path: &str, errors: &mut ValidationErrors) {
+        super::common::check_environment(self.environment.as_deref(), path, errors);
         let names: BTreeSet<&str> = self.templates.iter().map(|t| t.name.as_str()).collect();
         if !names.contains(self.entry.as_str()) {
             errors.push(

@@ -67,10 +67,16 @@ pub struct HubProcess {
 
 impl HubProcess {
     pub fn start(data_dir: &Path) -> HubProcess {
+        Self::start_listening(data_dir, "127.0.0.1:0")
+    }
+
+    /// A hub on another address (agents in test network namespaces reach it on the host end of
+    /// their veth pair).
+    pub fn start_listening(data_dir: &Path, listen: &str) -> HubProcess {
         let addr_file = data_dir.join("addr");
         let _ = std::fs::remove_file(&addr_file);
         let config = data_dir.join("hub.toml");
-        std::fs::write(&config, "listen = \"127.0.0.1:0\"\n[engine]\nresync_interval_ms = 200\nrecovery_retry_ms = 200\n").unwrap();
+        std::fs::write(&config, format!("listen = \"{listen}\"\n[engine]\nresync_interval_ms = 200\nrecovery_retry_ms = 200\n")).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -1,0 +1,413 @@
+//! What the Docker tests share: the engine, images built here, guards that remove what a test
+//! created even when it fails, and probes that measure a fault from the host.
+//!
+//! **No registry is reachable** where these tests run and the engine starts with no images, so
+//! every image is built locally, `FROM scratch`, by `chaoshub_adapters::docker::image` (the
+//! same in-memory builder the adapter uses for its helper image):
+//! - the *target image* holds the host's static busybox (`apt-get install busybox-static`,
+//!   done by `scripts/install-test-deps.sh`) as `/bin/busybox` with `sh`, `httpd`, `nc`,
+//!   `wget` and `sleep` links; its default command serves `/www` over HTTP on port 8080. Its tag
+//!   is a hash of its content, so it is built once and reused (it is not removed);
+//! - the *helper image* is built by the adapter from the `chaos-agent` binary of this build.
+//!
+//! Every container, volume and network a test creates is named `chtest-<pid>-<n>-…` and labelled
+//! `dev.chaoshub.test=<pid>`, and its guard removes it on drop (with the `docker` CLI, which
+//! works from `Drop` without an async runtime). Traffic goes only to loopback and to these
+//! containers.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bollard::Docker;
+use chaoshub_adapters::docker::image::{build_image, ImageContext};
+use chaoshub_adapters::{Environment, FaultRequest, Injection};
+use chaoshub_schema::environment::EnvironmentSpec;
+use chaoshub_schema::Target;
+use serde_json::Value;
+
+pub const TEST_LABEL: &str = "dev.chaoshub.test";
+const BUSYBOX: &str = "/usr/bin/busybox";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A name unique to this test process and call.
+pub fn unique(role: &str) -> String {
+    format!(
+        "chtest-{}-{}-{role}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+pub fn docker() -> Docker {
+    Docker::connect_with_unix_defaults()
+        .expect("the Docker engine socket /var/run/docker.sock is needed by these tests")
+}
+
+pub fn env() -> Environment {
+    Environment {
+        name: "local-docker".into(),
+        spec: EnvironmentSpec {
+            adapter: "docker".into(),
+            endpoint: Some("unix:///var/run/docker.sock".into()),
+            description: None,
+            labels: Default::default(),
+            settings: Default::default(),
+        },
+    }
+}
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI is needed by the tests' cleanup guards")
+}
+
+/// Runs the docker CLI and returns stdout, panicking with stderr on failure.
+pub fn docker_cli(args: &[&str]) -> String {
+    let out = cli(args);
+    assert!(
+        out.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The target image (see the module comment), built once per content.
+pub async fn target_image() -> String {
+    static TAG: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    TAG.get_or_init(|| async {
+        assert!(
+            Path::new(BUSYBOX).exists(),
+            "{BUSYBOX} is missing: run scripts/install-test-deps.sh (busybox-static)"
+        );
+        let mut context = ImageContext::new();
+        context
+            .add_host_binary(Path::new(BUSYBOX), "/bin/busybox")
+            .unwrap();
+        for applet in [
+            "sh", "httpd", "nc", "wget", "nslookup", "sleep", "cat", "ls", "ip", "ping",
+        ] {
+            context.add_symlink(&format!("/bin/{applet}"), "busybox");
+        }
+        context.add_file("/www/index.html", b"chaoshub target\n".to_vec(), 0o644);
+        context.add_file("/tmp/.keep", Vec::new(), 0o644);
+        context.instruction("EXPOSE 8080");
+        context.instruction(
+            "CMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]",
+        );
+        let tag = format!("chaoshub-test/target:{}", context.content_hash().unwrap());
+        if docker().inspect_image(&tag).await.is_err() {
+            build_image(&docker(), &tag, &context)
+                .await
+                .unwrap_or_else(|e| panic!("building the target image: {e}"));
+        }
+        tag
+    })
+    .await
+    .clone()
+}
+
+/// A container the test created; removed (with its anonymous volumes) on drop.
+pub struct ContainerGuard {
+    pub name: String,
+    pub id: String,
+}
+
+impl Drop for ContainerGuard {
+    fn drop(&mut self) {
+        let _ = cli(&["rm", "-f", "-v", &self.name]);
+    }
+}
+
+/// Options for a target container.
+#[derive(Default)]
+pub struct Run<'a> {
+    pub labels: &'a [(&'a str, &'a str)],
+    pub restart: Option<&'a str>,
+    pub network: Option<&'a str>,
+    pub alias: Option<&'a str>,
+    pub command: Option<&'a [&'a str]>,
+}
+
+/// Starts a container of the target image and waits until it runs.
+pub async fn run_target(role: &str, opts: Run<'_>) -> ContainerGuard {
+    let image = target_image().await;
+    let name = unique(role);
+    let test_label = format!("{TEST_LABEL}={}", std::process::id());
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "-d".into(),
+        "--name".into(),
+        name.clone(),
+        "--label".into(),
+        test_label,
+    ];
+    for (k, v) in opts.labels {
+        args.extend(["--label".into(), format!("{k}={v}")]);
+    }
+    if let Some(r) = opts.restart {
+        args.extend(["--restart".into(), r.into()]);
+    }
+    if let Some(n) = opts.network {
+        args.extend(["--network".into(), n.into()]);
+    }
+    if let Some(a) = opts.alias {
+        args.extend(["--network-alias".into(), a.into()]);
+    }
+    args.push(image);
+    if let Some(cmd) = opts.command {
+        args.extend(cmd.iter().map(|s| s.to_string()));
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let id = docker_cli(&refs);
+    let guard = ContainerGuard { name, id };
+    if opts.command.is_none() {
+        // The default command serves HTTP; wait until it answers, so tests start from a
+        // working service.
+        let network = opts.network.unwrap_or("bridge");
+        let start = Instant::now();
+        loop {
+            let ip = address(&guard, network);
+            if !ip.is_empty() && http_get(&ip, Duration::from_millis(500)).is_ok() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "container {} does not serve HTTP on {ip}:8080",
+                guard.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    guard
+}
+
+/// A temporary image; removed on drop.
+pub struct ImageGuard {
+    pub tag: String,
+}
+
+impl Drop for ImageGuard {
+    fn drop(&mut self) {
+        let _ = cli(&["rmi", "-f", &self.tag]);
+    }
+}
+
+/// A user-defined network; removed on drop.
+pub struct NetworkGuard {
+    pub name: String,
+}
+
+impl NetworkGuard {
+    pub fn create() -> NetworkGuard {
+        let name = unique("net");
+        docker_cli(&[
+            "network",
+            "create",
+            "--label",
+            &format!("{TEST_LABEL}={}", std::process::id()),
+            &name,
+        ]);
+        NetworkGuard { name }
+    }
+}
+
+impl Drop for NetworkGuard {
+    fn drop(&mut self) {
+        let _ = cli(&["network", "rm", &self.name]);
+    }
+}
+
+/// Removes the injection's journal volume and helpers if a test failed before recovering.
+pub struct InjectionGuard {
+    pub injection_id: String,
+}
+
+impl Drop for InjectionGuard {
+    fn drop(&mut self) {
+        let filter = format!("label=dev.chaoshub.injection={}", self.injection_id);
+        let ids = cli(&["ps", "-aq", "--filter", &filter]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = cli(&["rm", "-f", id]);
+        }
+        let _ = cli(&[
+            "volume",
+            "rm",
+            "-f",
+            &format!("chaoshub-{}", self.injection_id),
+        ]);
+    }
+}
+
+/// A fault request for a manifest, with a deadline `secs` from now.
+pub fn request(yaml: &str, injection_id: &str, secs: i64) -> FaultRequest {
+    let manifest = chaoshub_schema::parse_one(yaml).unwrap();
+    let actions = manifest.fault().unwrap().actions();
+    FaultRequest {
+        experiment_uid: injection_id.into(),
+        injection_id: injection_id.into(),
+        name: "t".into(),
+        namespace: "default".into(),
+        manifest: Arc::new(manifest),
+        actions,
+        deadline: Some(chrono::Utc::now() + chrono::Duration::seconds(secs)),
+    }
+}
+
+pub fn injection(fault: &FaultRequest, target: &Target, details: Value) -> Injection {
+    Injection {
+        experiment_uid: fault.experiment_uid.clone(),
+        injection_id: fault.injection_id.clone(),
+        kind: fault.kind().into(),
+        actions: fault.actions.clone(),
+        target: target.clone(),
+        details,
+    }
+}
+
+/// A fresh injection id (the hub's are `<uid>-<index>`).
+pub fn injection_id() -> String {
+    unique("inj")
+}
+
+/// The discovered target of a container.
+pub async fn target_of(container: &ContainerGuard) -> Target {
+    use chaoshub_adapters::Adapter;
+    let adapter = chaoshub_adapters::docker::DockerAdapter::new();
+    let targets = adapter.discover(&env()).await.unwrap();
+    targets
+        .into_iter()
+        .find(|t| t.id == container.id)
+        .unwrap_or_else(|| panic!("container {} not discovered", container.name))
+}
+
+/// The container's address on a network (`bridge` for the default one).
+pub fn address(container: &ContainerGuard, network: &str) -> String {
+    docker_cli(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
+        &container.name,
+    ])
+}
+
+pub fn inspect(container: &ContainerGuard, format: &str) -> String {
+    docker_cli(&["inspect", "-f", format, &container.name])
+}
+
+/// One HTTP GET of `/` from the host with a timeout; the time it took, or why it failed.
+pub fn http_get(ip: &str, timeout: Duration) -> Result<Duration, String> {
+    use std::io::{Read, Write};
+    let addr: SocketAddr = format!("{ip}:8080").parse().map_err(|e| format!("{e}"))?;
+    let start = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    stream.set_write_timeout(Some(timeout)).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: t\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    stream
+        .read_to_string(&mut body)
+        .map_err(|e| e.to_string())?;
+    if !body.contains("chaoshub target") {
+        return Err(format!("unexpected answer: {body:?}"));
+    }
+    Ok(start.elapsed())
+}
+
+/// An HTTP GET of `/` from inside a container to `ip` (busybox `nc`; its static `wget` cannot
+/// run the resolver code of static glibc and crashes), with a 1 s timeout.
+pub fn fetch_from(from: &ContainerGuard, ip: &str) -> bool {
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 {ip} 8080");
+    Command::new("docker")
+        .args(["exec", &from.name, "sh", "-c", &script])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("chaoshub target"))
+        .unwrap_or(false)
+}
+
+/// TCP connect times to the target's HTTP port (one SYN / SYN-ACK round trip each).
+pub fn connect_times(ip: &str, count: usize, timeout: Duration) -> Vec<Option<Duration>> {
+    let addr: SocketAddr = format!("{ip}:8080").parse().unwrap();
+    (0..count)
+        .map(|_| {
+            let start = Instant::now();
+            let ok = TcpStream::connect_timeout(&addr, timeout).is_ok();
+            ok.then(|| start.elapsed())
+        })
+        .collect()
+}
+
+pub fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// Waits until `check` holds, or panics naming `what`.
+pub async fn eventually(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{what} did not happen within {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether the injection's journal volume exists.
+pub fn journal_exists(injection_id: &str) -> bool {
+    cli(&["volume", "inspect", &format!("chaoshub-{injection_id}")])
+        .status
+        .success()
+}
+
+/// The static chaos-agent of this build, for the helper image: built once by cargo.
+pub fn agent_binary() -> &'static Path {
+    static BIN: OnceLock<std::path::PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // An agent built elsewhere can be given, as the adapter itself takes it.
+        if let Some(path) = std::env::var_os("CHAOSHUB_AGENT_BINARY").filter(|p| !p.is_empty()) {
+            return std::path::PathBuf::from(path);
+        }
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "-p", "chaos-agent", "--bin", "chaos-agent"])
+            .current_dir(root)
+            .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap())
+            .status()
+            .expect("cannot run cargo to build chaos-agent");
+        assert!(status.success(), "building chaos-agent failed");
+        let bin = profile_dir.join("chaos-agent");
+        // The helper contract needs the agent's standalone foreground CLI.
+        let help = Command::new(&bin)
+            .args(["attack", "network", "--help"])
+            .output();
+        assert!(
+            help.is_ok_and(|o| o.status.success()),
+            "{} has no `attack network` command: the helper tests need chaos-agent's \
+             standalone `attack … --foreground -o json` CLI (the native agent issue)",
+            bin.display()
+        );
+        bin
+    })
+    .as_path()
+}

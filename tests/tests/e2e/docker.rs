@@ -1,0 +1,319 @@
+//! The `docker` adapter through the real hub binary against the real Docker engine: a hub
+//! killed with SIGKILL mid-experiment unpauses its target on time after a restart, and a
+//! container that disappears mid-experiment ends the experiment with a per-target error instead
+//! of leaving it stuck.
+//!
+//! No registry is reachable here, so the target image is built locally `FROM scratch` with the
+//! docker CLI from the host's static busybox (`busybox-static`, installed by
+//! scripts/install-test-deps.sh): `httpd` serves port 8080. Containers are named and labelled
+//! per test (`chtest-e2e-<pid>-<n>`) and removed by guards even when a test fails.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use super::support::*;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI and a Docker engine are needed by the docker e2e tests");
+    assert!(
+        out.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The busybox httpd image, built once per test process from a temporary context directory.
+fn target_image() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        let busybox = Path::new("/usr/bin/busybox");
+        assert!(
+            busybox.exists(),
+            "/usr/bin/busybox is missing: run scripts/install-test-deps.sh (busybox-static)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("rootfs/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(dir.path().join("rootfs/www")).unwrap();
+        std::fs::copy(busybox, bin.join("busybox")).unwrap();
+        std::fs::write(dir.path().join("rootfs/www/index.html"), "chaoshub target\n").unwrap();
+        std::fs::write(
+            dir.path().join("Dockerfile"),
+            "FROM scratch\nCOPY rootfs/ /\nCMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+        )
+        .unwrap();
+        let tag = "chaoshub-test/target-e2e:busybox".to_string();
+        docker(&["build", "-q", "-t", &tag, &dir.path().to_string_lossy()]);
+        tag
+    })
+}
+
+/// A target container, removed on drop.
+struct Container {
+    name: String,
+}
+
+impl Container {
+    fn run(group: &str) -> Container {
+        let name = format!(
+            "chtest-e2e-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            &format!("chtest-group={group}"),
+            target_image(),
+        ]);
+        Container { name }
+    }
+
+    fn paused(&self) -> bool {
+        docker(&["inspect", "-f", "{{.State.Paused}}", &self.name]) == "true"
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &self.name])
+            .output();
+    }
+}
+
+/// Removes whatever journal volumes and helpers an experiment's injections left, if a test
+/// fails before the hub recovered them.
+struct ExperimentLeftovers {
+    uid: String,
+}
+
+impl Drop for ExperimentLeftovers {
+    fn drop(&mut self) {
+        if self.uid.is_empty() {
+            return;
+        }
+        let volumes = Command::new("docker")
+            .args([
+                "volume",
+                "ls",
+                "-q",
+                "--filter",
+                &format!("name=chaoshub-{}", self.uid),
+            ])
+            .output();
+        if let Ok(out) = volumes {
+            for v in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker")
+                    .args(["volume", "rm", "-f", v])
+                    .output();
+            }
+        }
+    }
+}
+
+fn journal_volumes(uid: &str) -> Vec<String> {
+    docker(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name=chaoshub-{uid}"),
+    ])
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
+}
+
+fn register_docker(api: &Api) {
+    let yaml = "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: engine}\nspec:\n  adapter: docker\n  endpoint: unix:///var/run/docker.sock\n";
+    let (code, v) = api.post("/api/v1/environments?replace=true", Some(yaml));
+    assert!(code == 201 || code == 200, "registering docker failed: {v}");
+}
+
+fn pod_failure(name: &str, group: &str, duration: &str) -> String {
+    format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: PodChaos\nmetadata:\n  name: {name}\nspec:\n  environment: engine\n  action: pod-failure\n  mode: all\n  selector:\n    labelSelectors: {{chtest-group: {group}}}\n  duration: {duration}\n"
+    )
+}
+
+fn group() -> String {
+    format!(
+        "g{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+#[test]
+fn hub_killed_mid_pause_unpauses_on_time_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = group();
+    let web = Container::run(&group);
+    let mut hub = HubProcess::start(dir.path());
+    let api = Api::new(&hub.url);
+    register_docker(&api);
+    let targets = api.get("/api/v1/environments/engine/targets").to_string();
+    assert!(targets.contains(&web.name), "{targets}");
+
+    let (code, created) = api.post(
+        "/api/v1/experiments",
+        Some(&pod_failure("freeze", &group, "5s")),
+    );
+    assert_eq!(code, 201, "{created}");
+    let uid = uid(&created);
+    let _leftovers = ExperimentLeftovers { uid: uid.clone() };
+    let running = api.wait_phase(&uid, "Running", T);
+    assert!(web.paused());
+    assert_eq!(
+        journal_volumes(&uid).len(),
+        1,
+        "the injection is journalled"
+    );
+    let deadline =
+        chrono::DateTime::parse_from_rfc3339(running["status"]["deadline"].as_str().unwrap())
+            .unwrap();
+
+    hub.kill9();
+    // The deadline passes while the hub is dead: nothing else unpauses the container.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(web.paused(), "only the hub may unpause it here");
+
+    let restarted = Instant::now();
+    let hub2 = HubProcess::start(dir.path());
+    let api = Api::new(&hub2.url);
+    let finished = api.wait_phase(&uid, "Finished", T);
+    let took = restarted.elapsed();
+    assert!(!web.paused(), "unpaused after the restart");
+    eprintln!(
+        "hub restarted {:?} after the deadline; unpaused {took:?} after the restart",
+        chrono::Utc::now().signed_duration_since(deadline)
+    );
+    assert!(
+        took < Duration::from_secs(3),
+        "recovered {took:?} after restart"
+    );
+    assert_eq!(finished["status"]["targets"][0]["phase"], "Recovered");
+    assert!(
+        journal_volumes(&uid).is_empty(),
+        "the journal volume is removed"
+    );
+}
+
+#[test]
+fn hub_killed_mid_pause_within_the_window_unpauses_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = group();
+    let web = Container::run(&group);
+    let mut hub = HubProcess::start(dir.path());
+    let api = Api::new(&hub.url);
+    register_docker(&api);
+    let (_, created) = api.post(
+        "/api/v1/experiments",
+        Some(&pod_failure("freeze-long", &group, "8s")),
+    );
+    let uid = uid(&created);
+    let _leftovers = ExperimentLeftovers { uid: uid.clone() };
+    api.wait_phase(&uid, "Running", T);
+    hub.kill9();
+    std::thread::sleep(Duration::from_secs(1));
+    let hub2 = HubProcess::start(dir.path());
+    let api = Api::new(&hub2.url);
+    assert_eq!(api.experiment(&uid)["status"]["phase"], "Running");
+    assert!(web.paused(), "still in its window: still paused");
+    let finished = api.wait_phase(&uid, "Finished", T);
+    assert!(!web.paused());
+    let deadline =
+        chrono::DateTime::parse_from_rfc3339(finished["status"]["deadline"].as_str().unwrap())
+            .unwrap();
+    let recovered = chrono::DateTime::parse_from_rfc3339(
+        finished["status"]["targets"][0]["recoveredAt"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let late = recovered.signed_duration_since(deadline);
+    eprintln!("unpaused {late:?} after the deadline");
+    assert!(
+        late < chrono::Duration::seconds(2),
+        "unpaused {late:?} late"
+    );
+}
+
+#[test]
+fn a_container_that_disappears_ends_with_a_per_target_error_not_a_stuck_experiment() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = group();
+    let stays = Container::run(&group);
+    let goes = Container::run(&group);
+    let hub = HubProcess::start(dir.path());
+    let api = Api::new(&hub.url);
+    register_docker(&api);
+
+    // Removed while its fault is in place: recovery has nothing to restore for it and the
+    // experiment still ends (stopped by the user here), with the other target unpaused.
+    let (_, created) = api.post(
+        "/api/v1/experiments",
+        Some(&pod_failure("vanish-running", &group, "60s")),
+    );
+    let uid1 = uid(&created);
+    let _l1 = ExperimentLeftovers { uid: uid1.clone() };
+    api.wait_phase(&uid1, "Running", T);
+    assert!(stays.paused() && goes.paused());
+    docker(&["rm", "-f", &goes.name]);
+    let (code, v) = api.post(&format!("/api/v1/experiments/{uid1}/stop"), None);
+    assert!(code < 300, "{v}");
+    let ended = api.wait_phase(&uid1, "Aborted", T);
+    assert!(!stays.paused());
+    assert!(journal_volumes(&uid1).is_empty(), "{ended:#}");
+
+    // Removed while the experiment is paused: resuming re-injects into the same targets, and
+    // the one that is gone fails with an error that names it; the rest is rolled back.
+    let goes = Container::run(&group);
+    let (_, created) = api.post(
+        "/api/v1/experiments",
+        Some(&pod_failure("vanish-paused", &group, "60s")),
+    );
+    let uid2 = uid(&created);
+    let _l2 = ExperimentLeftovers { uid: uid2.clone() };
+    api.wait_phase(&uid2, "Running", T);
+    let (code, v) = api.post(&format!("/api/v1/experiments/{uid2}/pause"), None);
+    assert!(code < 300, "{v}");
+    api.wait_phase(&uid2, "Paused", T);
+    assert!(!stays.paused() && !goes.paused());
+    docker(&["rm", "-f", &goes.name]);
+    let started = Instant::now();
+    let (code, v) = api.post(&format!("/api/v1/experiments/{uid2}/resume"), None);
+    assert!(code < 300, "{v}");
+    let failed = api.wait_phase(&uid2, "Failed", T);
+    eprintln!(
+        "failed {:?} after resume: {}",
+        started.elapsed(),
+        failed["status"]["reason"]
+    );
+    let targets = failed["status"]["targets"].as_array().unwrap();
+    let gone = targets
+        .iter()
+        .find(|t| t["target"]["name"] == goes.name.as_str())
+        .expect("the vanished target keeps its record");
+    let error = gone["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("no longer exists") && error.contains(&goes.name),
+        "a clear per-target error: {gone:#}"
+    );
+    assert!(!stays.paused(), "the other target is rolled back");
+    assert!(journal_volumes(&uid2).is_empty());
+}
