@@ -747,5 +747,8 @@ fn user_defined_runs_attack_then_the_scheduled_recover() {
         Duration::from_secs(15),
         || !flag.exists(),
     );
-    assert!(!scratch.state(id).exists());
+    // The revert removes its state directory after the recover command, a moment later.
+    wait_until("the revert's cleanup", Duration::from_secs(5), || {
+        !scratch.state(id).exists()
+    });
 }
