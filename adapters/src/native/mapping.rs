@@ -63,6 +63,35 @@ fn pct(text: &str, path: &str) -> Result<f64, MappingError> {
 }
 
 /// Sorts Chaos Mesh's mixed address lists into CIDRs and host names.
+/// An integer field of the manifest as a `u32` within `range`, or a 400 naming the field.
+fn bounded(
+    value: i64,
+    range: std::ops::RangeInclusive<u32>,
+    path: &str,
+) -> Result<u32, MappingError> {
+    u32::try_from(value)
+        .ok()
+        .filter(|v| range.contains(v))
+        .ok_or_else(|| {
+            invalid(
+                path,
+                format!("must be between {} and {}", range.start(), range.end()),
+            )
+        })
+}
+
+/// A memory size as Chaos Mesh writes it: bytes with a unit (`256MB`) or a share of total
+/// memory (`25%`).
+fn memory_size(size: &str, path: &str) -> Result<(Option<u64>, Option<f64>), MappingError> {
+    match size.strip_suffix('%') {
+        Some(p) => Ok((None, Some(pct(p, path)?))),
+        None => Ok((
+            Some(parse_size_bytes(size).map_err(|e| invalid(path, e))?),
+            None,
+        )),
+    }
+}
+
 fn split_peers(items: &[String], filter: &mut TrafficFilter) {
     for item in items.iter().flat_map(|s| s.split(',')) {
         let item = item.trim();
@@ -224,49 +253,24 @@ fn stress_chaos(spec: &StressChaosSpec) -> Result<AgentFault, MappingError> {
         .ok_or_else(|| invalid("spec.stressors", "is required"))?;
     let cpu = match &stressors.cpu {
         Some(c) => Some(CpuStress {
-            workers: u32::try_from(c.workers)
-                .ok()
-                .filter(|w| (1..=1024).contains(w))
-                .ok_or_else(|| {
-                    invalid("spec.stressors.cpu.workers", "must be between 1 and 1024")
-                })?,
+            workers: bounded(c.workers, 1..=1024, "spec.stressors.cpu.workers")?,
             load_pct: match c.load {
                 None => 100,
-                Some(l) => u32::try_from(l)
-                    .ok()
-                    .filter(|l| (1..=100).contains(l))
-                    .ok_or_else(|| {
-                        invalid("spec.stressors.cpu.load", "must be between 1 and 100")
-                    })?,
+                Some(l) => bounded(l, 1..=100, "spec.stressors.cpu.load")?,
             },
         }),
         None => None,
     };
     let memory = match &stressors.memory {
         Some(m) => {
-            let workers = u32::try_from(m.workers)
-                .ok()
-                .filter(|w| (1..=64).contains(w))
-                .ok_or_else(|| {
-                    invalid("spec.stressors.memory.workers", "must be between 1 and 64")
-                })?;
+            let workers = bounded(m.workers, 1..=64, "spec.stressors.memory.workers")?;
             let size = m.size.as_deref().ok_or_else(|| {
                 invalid(
                     "spec.stressors.memory.size",
                     "is required (e.g. 256MB or 25%)",
                 )
             })?;
-            let (size_bytes, percent) = if let Some(p) = size.strip_suffix('%') {
-                (None, Some(pct(p, "spec.stressors.memory.size")?))
-            } else {
-                (
-                    Some(
-                        parse_size_bytes(size)
-                            .map_err(|e| invalid("spec.stressors.memory.size", e))?,
-                    ),
-                    None,
-                )
-            };
+            let (size_bytes, percent) = memory_size(size, "spec.stressors.memory.size")?;
             Some(MemoryStress {
                 size_bytes,
                 percent,
@@ -339,14 +343,8 @@ fn physical_machine(spec: &PhysicalMachineChaosSpec) -> Result<AgentFault, Mappi
             let s = req(&spec.stress_cpu, "spec.stress-cpu")?;
             AgentFault::Stress(StressFault {
                 cpu: Some(CpuStress {
-                    workers: u32::try_from(s.workers.unwrap_or(1))
-                        .ok()
-                        .filter(|w| (1..=1024).contains(w))
-                        .ok_or_else(|| invalid("spec.stress-cpu.workers", "must be between 1 and 1024"))?,
-                    load_pct: u32::try_from(s.load.unwrap_or(100))
-                        .ok()
-                        .filter(|l| (1..=100).contains(l))
-                        .ok_or_else(|| invalid("spec.stress-cpu.load", "must be between 1 and 100"))?,
+                    workers: bounded(s.workers.unwrap_or(1), 1..=1024, "spec.stress-cpu.workers")?,
+                    load_pct: bounded(s.load.unwrap_or(100), 1..=100, "spec.stress-cpu.load")?,
                 }),
                 memory: None,
             })
@@ -354,14 +352,7 @@ fn physical_machine(spec: &PhysicalMachineChaosSpec) -> Result<AgentFault, Mappi
         Pm::StressMem => {
             let s = req(&spec.stress_mem, "spec.stress-mem")?;
             let size = req(&s.size, "spec.stress-mem.size")?;
-            let (size_bytes, percent) = if let Some(p) = size.strip_suffix('%') {
-                (None, Some(pct(p, "spec.stress-mem.size")?))
-            } else {
-                (
-                    Some(parse_size_bytes(size).map_err(|e| invalid("spec.stress-mem.size", e))?),
-                    None,
-                )
-            };
+            let (size_bytes, percent) = memory_size(size, "spec.stress-mem.size")?;
             AgentFault::Stress(StressFault {
                 cpu: None,
                 memory: Some(MemoryStress {
@@ -401,10 +392,7 @@ fn physical_machine(spec: &PhysicalMachineChaosSpec) -> Result<AgentFault, Mappi
                     .transpose()
                     .map_err(|e| invalid(&format!("{base}.size"), e))?,
                 percent: None,
-                workers: u32::try_from(workers.unwrap_or(1))
-                    .ok()
-                    .filter(|w| (1..=64).contains(w))
-                    .ok_or_else(|| invalid(&format!("{base}.payload-process-num"), "must be between 1 and 64"))?,
+                workers: bounded(workers.unwrap_or(1), 1..=64, &format!("{base}.payload-process-num"))?,
             })
         }
         Pm::NetworkDelay => {
@@ -562,10 +550,7 @@ fn physical_machine(spec: &PhysicalMachineChaosSpec) -> Result<AgentFault, Mappi
                 path: req(&s.file_name, "spec.file-append.file-name")?.clone(),
                 data: Some(req(&s.data, "spec.file-append.data")?.clone()),
                 count: Some(
-                    u32::try_from(s.count.unwrap_or(1))
-                        .ok()
-                        .filter(|c| (1..=1_000_000).contains(c))
-                        .ok_or_else(|| invalid("spec.file-append.count", "must be between 1 and 1000000"))?,
+                    bounded(s.count.unwrap_or(1), 1..=1_000_000, "spec.file-append.count")?,
                 ),
                 mode: None,
                 origin: None,

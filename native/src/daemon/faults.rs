@@ -224,20 +224,21 @@ impl FaultTable {
             return Err(e.into());
         }
         tracing::info!(id, fault = %fault.label(), mechanism = %plan.mechanism, %lease_until, "fault applied");
-        faults.insert(
-            id.to_string(),
-            ActiveFault {
-                fault,
-                plan,
-                injector: idx,
-                worker,
-                applied_at: now,
-                lease_until,
-            },
-        );
+        let active = ActiveFault {
+            fault,
+            plan,
+            injector: idx,
+            worker,
+            applied_at: now,
+            lease_until,
+        };
+        // The read-back above is the confirmation: report it as it is, under the same lock,
+        // rather than reading the host a second time.
+        let status = Self::status_from(id, &active, Ok(true));
+        faults.insert(id.to_string(), active);
         drop(faults);
         self.lease_changed.notify_one();
-        self.status(id)
+        Ok(status)
     }
 
     /// Removes a fault. Returns `NotFound` for an unknown id (the caller decides whether that is
@@ -299,6 +300,15 @@ impl FaultTable {
 
     fn describe(&self, id: &str, active: &ActiveFault) -> AgentFaultStatus {
         let verified = self.injectors[active.injector].verify(&active.plan);
+        Self::status_from(id, active, verified)
+    }
+
+    /// The status of a fault given the outcome of reading it back from the host.
+    fn status_from(
+        id: &str,
+        active: &ActiveFault,
+        verified: Result<bool, InjectError>,
+    ) -> AgentFaultStatus {
         let worker_alive = active.worker.as_ref().is_none_or(|w| w.is_alive());
         let (state, error) = match verified {
             Ok(true) if worker_alive => ("active", None),
