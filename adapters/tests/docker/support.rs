@@ -31,6 +31,8 @@ use serde_json::Value;
 
 pub const TEST_LABEL: &str = "dev.chaoshub.test";
 const BUSYBOX: &str = "/usr/bin/busybox";
+/// The size of `/www/big.bin` in the target image.
+pub const BIG_FILE_BYTES: usize = 2 << 20;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
@@ -98,6 +100,8 @@ pub async fn target_image() -> String {
             context.add_symlink(&format!("/bin/{applet}"), "busybox");
         }
         context.add_file("/www/index.html", b"chaoshub target\n".to_vec(), 0o644);
+        // Downloaded to measure a bandwidth limit.
+        context.add_file("/www/big.bin", vec![0x5a; BIG_FILE_BYTES], 0o644);
         context.add_file("/tmp/.keep", Vec::new(), 0o644);
         context.instruction("EXPOSE 8080");
         context.instruction(
@@ -333,6 +337,118 @@ pub fn fetch_from(from: &ContainerGuard, ip: &str) -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).contains("chaoshub target"))
         .unwrap_or(false)
+}
+
+/// Downloads `/big.bin` from the target's HTTP server: the body's size and how long it took.
+pub fn download_big(ip: &str, timeout: Duration) -> Result<(usize, Duration), String> {
+    use std::io::{Read, Write};
+    let addr: SocketAddr = format!("{ip}:8080").parse().map_err(|e| format!("{e}"))?;
+    let start = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    stream
+        .write_all(b"GET /big.bin HTTP/1.0\r\nHost: t\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).map_err(|e| e.to_string())?;
+    let elapsed = start.elapsed();
+    let body = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| answer.len() - at - 4)
+        .ok_or("no HTTP header in the answer")?;
+    Ok((body, elapsed))
+}
+
+/// What a host socket received of datagrams sent from inside a container.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UdpTally {
+    pub sent: usize,
+    /// Distinct sequence numbers received intact.
+    pub intact: usize,
+    /// Intact copies beyond the first of a sequence number.
+    pub duplicates: usize,
+    /// Datagrams whose payload differed from what was sent.
+    pub damaged: usize,
+}
+
+impl UdpTally {
+    /// Datagrams that never arrived intact, in percent of those sent.
+    pub fn lost_pct(&self) -> f64 {
+        100.0 * (self.sent - self.intact) as f64 / self.sent as f64
+    }
+}
+
+fn udp_payload(seq: usize) -> Vec<u8> {
+    let mut p = format!("chaoshub-{seq:06}-").into_bytes();
+    p.resize(256, b'z');
+    p
+}
+
+/// Sends `count` UDP datagrams from inside `container`'s network namespace (a thread of this
+/// test enters it through `/proc/PID/ns/net`, so they leave through the container's `eth0`,
+/// where a helper's rules act) to a socket of the host on the network's gateway, and tallies
+/// what arrived. Needs root, as the Docker tests do anyway.
+pub fn udp_from(container: &ContainerGuard, network: &str, count: usize) -> UdpTally {
+    use std::collections::HashMap;
+    use std::net::UdpSocket;
+    let gateway = inspect(
+        container,
+        &format!("{{{{(index .NetworkSettings.Networks \"{network}\").Gateway}}}}"),
+    );
+    let pid = inspect(container, "{{.State.Pid}}");
+    let receiver = UdpSocket::bind(format!("{gateway}:0")).expect("bind on the gateway");
+    receiver
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let to = receiver.local_addr().unwrap();
+    let ns = format!("/proc/{pid}/ns/net");
+    let sender = std::thread::spawn(move || {
+        let file = std::fs::File::open(&ns).unwrap_or_else(|e| panic!("{ns}: {e}"));
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("setns {ns}: {e}"));
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        for seq in 0..count {
+            // A rule that drops in the output hook fails the send itself (EPERM): that
+            // datagram is lost like any other, so errors are not fatal here.
+            let _ = socket.send_to(&udp_payload(seq), to);
+            // Paced, so that neither queue nor socket buffer drops anything on its own.
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    });
+    let mut seen: HashMap<usize, usize> = HashMap::new();
+    let mut damaged = 0;
+    let mut buf = [0u8; 2048];
+    let mut quiet_since = Instant::now();
+    loop {
+        match receiver.recv(&mut buf) {
+            Ok(n) => {
+                quiet_since = Instant::now();
+                let data = &buf[..n];
+                let seq = std::str::from_utf8(data.get(9..15).unwrap_or_default())
+                    .ok()
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .filter(|&seq| seq < count && udp_payload(seq) == data);
+                match seq {
+                    Some(seq) => *seen.entry(seq).or_default() += 1,
+                    None => damaged += 1,
+                }
+            }
+            Err(_) => {
+                // Delayed copies may still come: stop after a quiet second once all are sent.
+                if sender.is_finished() && quiet_since.elapsed() > Duration::from_secs(1) {
+                    break;
+                }
+            }
+        }
+    }
+    sender.join().expect("the sending thread panicked");
+    UdpTally {
+        sent: count,
+        intact: seen.len(),
+        duplicates: seen.values().map(|n| n - 1).sum(),
+        damaged,
+    }
 }
 
 /// TCP connect times to the target's HTTP port (one SYN / SYN-ACK round trip each).
