@@ -7,6 +7,7 @@
 mod docker {
     pub mod support;
 
+    mod deadlines;
     mod lifecycle;
     mod network;
     mod resources;

@@ -53,6 +53,26 @@ pub enum Command {
     Recover(RecoverArgs),
     /// Probe and print the kernel mechanisms this host offers.
     Mechanisms(OutputArgs),
+    /// Wait until an instant, then make HTTP calls that undo a fault (a timed revert: the
+    /// hub's Docker adapter runs one per pause, disconnect or squeeze, so they end on time even
+    /// without the hub). Prints one JSON line per event; exit 1 if a call failed.
+    Watchdog(WatchdogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WatchdogArgs {
+    /// When to fire (RFC 3339, e.g. 2026-11-29T10:00:00Z).
+    #[arg(long)]
+    pub at: String,
+    /// The API: unix:///var/run/docker.sock, tcp://host:port or http://host:port.
+    #[arg(long)]
+    pub endpoint: String,
+    /// The calls, as a JSON array of {"method","path","body"?,"accept"?}.
+    #[arg(long)]
+    pub calls: String,
+    /// How long each call is retried while the API does not answer or answers 5xx.
+    #[arg(long, default_value = "2m")]
+    pub retry_for: String,
 }
 
 #[derive(Debug, Clone, Copy, Default, ValueEnum, PartialEq, Eq)]
@@ -697,6 +717,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Recover(r) => recover(r).await,
+        Command::Watchdog(w) => watchdog(w).await,
         Command::Mechanisms(o) => {
             let m = tokio::task::spawn_blocking(crate::injectors::probe_mechanisms).await?;
             if o.output == Output::Json {
@@ -714,6 +735,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+async fn watchdog(w: WatchdogArgs) -> anyhow::Result<()> {
+    let usage = |message: String| anyhow::Error::new(CliError { code: 2, message });
+    let at = chrono::DateTime::parse_from_rfc3339(&w.at)
+        .map_err(|e| usage(format!("--at {:?}: not an RFC 3339 instant ({e})", w.at)))?
+        .with_timezone(&chrono::Utc);
+    let endpoint = crate::watchdog::Endpoint::parse(&w.endpoint).map_err(usage)?;
+    let calls: Vec<chaoshub_schema::agent::RevertCall> = serde_json::from_str(&w.calls)
+        .map_err(|e| usage(format!("--calls: not a JSON array of calls ({e})")))?;
+    let retry_for = parse_duration(&w.retry_for)
+        .map_err(|e| usage(format!("--retry-for {:?}: {e}", w.retry_for)))?;
+    let ok = tokio::task::spawn_blocking(move || {
+        crate::watchdog::run(&endpoint, at, &calls, retry_for, &mut |event| {
+            println!("{event}")
+        })
+    })
+    .await?;
+    if ok {
+        Ok(())
+    } else {
+        Err(anyhow::Error::new(CliError {
+            code: 1,
+            message: "a revert call failed (see the lines above)".into(),
+        }))
     }
 }
 

@@ -3,7 +3,8 @@
 //! Code map: `inject` (the injector contract: plan → journal → apply → verify → remove), one
 //! module per fault family (`network`, `stress`, `process`, `disk`, `file`, `clock`, `host`,
 //! `user_defined`), `journal` (faults recorded before they are applied; replayed at start),
-//! `daemon` (the fault table, leases, the hub connection), `rest` (the local REST API), `cli`.
+//! `daemon` (the fault table, leases, the hub connection), `rest` (the local REST API), `cli`,
+//! `watchdog` (a timed revert over HTTP, for the Docker adapter's engine-side deadlines).
 //! Architecture invariant: the agent never needs an inbound port to work with the hub — it dials
 //! the hub; its local REST API listens on loopback only by default.
 
@@ -24,3 +25,4 @@ pub mod process;
 pub mod rest;
 pub mod stress;
 pub mod user_defined;
+pub mod watchdog;

@@ -418,6 +418,24 @@ pub struct AgentFaultStatus {
     pub error: Option<String>,
 }
 
+/// One HTTP call of a timed revert (`chaos-agent watchdog`): what the Docker adapter hands a
+/// watchdog container so that a pause, a network disconnect or a resource squeeze ends on time
+/// even when the hub is gone. The agent knows nothing of Docker; the adapter writes the calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevertCall {
+    /// `POST`, `DELETE`…
+    pub method: String,
+    /// The request path, query included (`/containers/ID/unpause`).
+    pub path: String,
+    /// A JSON body, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
+    /// Status codes that mean "done" besides 2xx (e.g. 409 "not paused": already reverted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accept: Vec<u16>,
+}
+
 /// Parses a size such as `256MiB`, `1GB`, `512KB`, `4096` or `64Mi` into bytes (SI suffixes
 /// are powers of 1000, IEC suffixes powers of 1024; `B` is optional).
 pub fn parse_size_bytes(text: &str) -> Result<u64, String> {

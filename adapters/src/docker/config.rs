@@ -9,6 +9,7 @@
 //!     agent_binary: /opt/chaos-agent   # chaos-agent copied into the helper image (see below)
 //!     helper_image: chaoshub/agent-helper:mine   # use this image instead of building one
 //!     stop_timeout_secs: 10     # how long a helper gets to remove its fault after SIGTERM
+//!     watchdog: true            # engine-side deadline for pause / disconnect / squeeze
 //! ```
 //!
 //! Without `agent_binary` the helper image is built from `$CHAOSHUB_AGENT_BINARY`, else from the
@@ -34,6 +35,7 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "agent_binary",
     "helper_image",
     "stop_timeout_secs",
+    "watchdog",
 ];
 
 /// How the adapter reaches the engine.
@@ -62,6 +64,9 @@ pub struct DockerConfig {
     pub stop_timeout: Duration,
     pub agent_binary: Option<PathBuf>,
     pub helper_image: Option<String>,
+    /// Whether a pause, disconnect or squeeze with a deadline gets a watchdog container that
+    /// undoes it on the engine's side if the hub has not by then.
+    pub watchdog: bool,
 }
 
 fn parse_endpoint(text: &str, errors: &mut ValidationErrors) -> Option<DockerEndpoint> {
@@ -197,6 +202,17 @@ impl DockerConfig {
             }
         }
         let helper_image = string_setting(settings, "helper_image", &mut errors);
+        let watchdog = match settings.get("watchdog") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => {
+                errors.push(
+                    "spec.settings.watchdog",
+                    format!("must be true or false, got {}", json_type(other)),
+                );
+                true
+            }
+        };
         errors.into_result()?;
         let Some(endpoint) = endpoint else {
             // `parse_endpoint` pushes an error whenever it returns `None`; kept defensive.
@@ -208,6 +224,7 @@ impl DockerConfig {
             stop_timeout: Duration::from_secs(stop_timeout.unwrap_or(DEFAULT_STOP_TIMEOUT_SECS)),
             agent_binary: agent_binary.map(PathBuf::from),
             helper_image,
+            watchdog,
         })
     }
 }
@@ -247,6 +264,7 @@ mod tests {
         );
         assert_eq!(config.timeout, Duration::from_secs(DEFAULT_TIMEOUT_SECS));
         assert_eq!(config.endpoint.to_string(), DEFAULT_ENDPOINT);
+        assert!(config.watchdog);
     }
 
     #[test]
@@ -275,7 +293,7 @@ mod tests {
     fn every_problem_is_reported_with_its_path() {
         let result = DockerConfig::from_environment(&env(
             Some("ftp://x"),
-            json!({"timeout_secs": 0, "agent_binary": "chaos-agent", "helper_image": 3, "colour": 1}),
+            json!({"timeout_secs": 0, "agent_binary": "chaos-agent", "helper_image": 3, "colour": 1, "watchdog": "yes"}),
         ));
         assert_eq!(
             paths(result),
@@ -284,7 +302,8 @@ mod tests {
                 "spec.settings.agent_binary",
                 "spec.settings.colour",
                 "spec.settings.helper_image",
-                "spec.settings.timeout_secs"
+                "spec.settings.timeout_secs",
+                "spec.settings.watchdog"
             ]
         );
     }

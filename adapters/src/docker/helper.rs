@@ -21,7 +21,10 @@ use bollard::query_parameters::{
 use futures_util::StreamExt;
 use serde_json::Value;
 
+use chaoshub_schema::agent::RevertCall;
+
 use super::client::{is_not_found, is_not_modified, DockerClient};
+use super::config::DockerEndpoint;
 use super::image::{build_image, helper_context, ROLE_LABEL};
 use super::journal::{volume_name, INJECTION_LABEL, TARGET_LABEL};
 use super::plan::{HelperNamespace, HelperRun};
@@ -33,6 +36,94 @@ const STATE_DIR: &str = "/state";
 /// Builds of the helper image are serialised: concurrent injections would build the same
 /// content-addressed image twice.
 static BUILD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The label of a helper image naming the agent binary it was built from.
+const FINGERPRINT_LABEL: &str = "dev.chaoshub.agent-fingerprint";
+
+/// A cheap identity of the agent binary: its path, size and modification time, hashed.
+fn binary_fingerprint(binary: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(binary.as_os_str().as_encoded_bytes());
+    if let Ok(m) = std::fs::metadata(binary) {
+        hasher.update(m.len().to_le_bytes());
+        let modified = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        hasher.update(modified.to_le_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The tag of an image on the engine built from the binary with this fingerprint, if any.
+async fn image_with_fingerprint(
+    client: &DockerClient,
+    fingerprint: &str,
+) -> Result<Option<String>, AdapterError> {
+    let mut filters = HashMap::new();
+    filters.insert(
+        "label".to_string(),
+        vec![format!("{FINGERPRINT_LABEL}={fingerprint}")],
+    );
+    let options = bollard::query_parameters::ListImagesOptions {
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let images = client
+        .docker()
+        .list_images(Some(options))
+        .await
+        .map_err(|e| client.error("listing helper images", e))?;
+    Ok(images
+        .into_iter()
+        .flat_map(|i| i.repo_tags)
+        .find(|t| t.starts_with("chaoshub/agent-helper:")))
+}
+
+/// Removes helper images other than `current` that no container uses (built from earlier agent
+/// binaries), so that every rebuild of the agent does not leave another image behind. An image
+/// still in use is refused by the engine and kept; failures only cost disk space, so they are
+/// logged, not returned.
+async fn remove_older_images(client: &DockerClient, current: &str) {
+    let mut filters = HashMap::new();
+    filters.insert(
+        "label".to_string(),
+        vec![format!("{ROLE_LABEL}=helper-image")],
+    );
+    let options = bollard::query_parameters::ListImagesOptions {
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let Ok(images) = client.docker().list_images(Some(options)).await else {
+        return;
+    };
+    for tag in images.into_iter().flat_map(|i| i.repo_tags) {
+        if tag == current || !tag.starts_with("chaoshub/agent-helper:") {
+            continue;
+        }
+        let options = bollard::query_parameters::RemoveImageOptions {
+            force: false,
+            noprune: false,
+            ..Default::default()
+        };
+        match client
+            .docker()
+            .remove_image(&tag, Some(options), None)
+            .await
+        {
+            Ok(_) => tracing::info!(image = %tag, "removed an older helper image"),
+            Err(e) => tracing::debug!(image = %tag, error = %e, "older helper image kept"),
+        }
+    }
+}
 
 /// The `chaos-agent` binary to put into the helper image: the environment's `agent_binary`,
 /// else `$CHAOSHUB_AGENT_BINARY`, else `chaos-agent` next to the running executable.
@@ -74,25 +165,39 @@ pub async fn ensure_image(client: &DockerClient) -> Result<String, AdapterError>
     }
     let binary =
         agent_binary(client.config().agent_binary.as_ref()).map_err(AdapterError::Failed)?;
+    // Assembling the context to learn its content hash costs seconds (it reads the agent and
+    // every tool and library, and hashes them): an image built from the same binary (path,
+    // size, modification time) is found by the fingerprint label it carries instead.
+    let fingerprint = binary_fingerprint(&binary);
+    if let Some(tag) = image_with_fingerprint(client, &fingerprint).await? {
+        return Ok(tag);
+    }
+    // One assembly at a time: a concurrent injection waits for this one and finds its image.
+    let _guard = BUILD_LOCK.lock().await;
+    if let Some(tag) = image_with_fingerprint(client, &fingerprint).await? {
+        return Ok(tag);
+    }
     // Assembling the context reads a few dozen MB and runs ldd: off the async threads.
-    let context = tokio::task::spawn_blocking(move || helper_context(&binary))
+    let mut context = tokio::task::spawn_blocking(move || helper_context(&binary))
         .await
         .map_err(|e| AdapterError::Failed(format!("assembling the helper image: {e}")))?
         .map_err(|e| AdapterError::Failed(format!("assembling the helper image: {e}")))?;
+    context.instruction(format!("LABEL {FINGERPRINT_LABEL}={fingerprint}"));
     let hash = context
         .content_hash()
         .map_err(|e| AdapterError::Failed(e.to_string()))?;
     let tag = format!("chaoshub/agent-helper:{hash}");
-    let _guard = BUILD_LOCK.lock().await;
     match client.docker().inspect_image(&tag).await {
-        Ok(_) => return Ok(tag),
-        Err(e) if is_not_found(&e) => {}
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => {
+            tracing::info!(image = %tag, "building the chaos-agent helper image");
+            build_image(client.docker(), &tag, &context)
+                .await
+                .map_err(AdapterError::Failed)?;
+        }
         Err(e) => return Err(client.error(&format!("inspecting helper image {tag}"), e)),
     }
-    tracing::info!(image = %tag, "building the chaos-agent helper image");
-    build_image(client.docker(), &tag, &context)
-        .await
-        .map_err(AdapterError::Failed)?;
+    remove_older_images(client, &tag).await;
     Ok(tag)
 }
 
@@ -231,6 +336,13 @@ pub fn agent_state(logs: &str) -> Option<(String, Option<String>)> {
         .next_back()
 }
 
+/// Whether any JSON line of the helper's output reports `state`.
+fn said(logs: &str, state: &str) -> bool {
+    logs.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line.trim()).ok())
+        .any(|v| v.get("state").and_then(Value::as_str) == Some(state))
+}
+
 /// Whether the helper exists and runs.
 pub async fn running(client: &DockerClient, name: &str) -> Result<Option<bool>, AdapterError> {
     match client.docker().inspect_container(name, None).await {
@@ -241,32 +353,46 @@ pub async fn running(client: &DockerClient, name: &str) -> Result<Option<bool>, 
 }
 
 /// Waits until the agent in the helper reports the fault active; a failure report, or the
-/// helper exiting first, is an error carrying what the agent said.
+/// helper exiting first, is an error carrying what the agent said. Returns the mechanism the
+/// agent chose.
 pub async fn wait_active(
     client: &DockerClient,
     name: &str,
     timeout: Duration,
 ) -> Result<String, AdapterError> {
+    let text = wait_state(client, name, "active", timeout).await?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .find_map(|v| {
+            v.get("mechanism")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_default())
+}
+
+/// Waits until the agent in the helper prints `{"state": wanted}` while running (or just before
+/// exiting); `failed`, an exit without it, or the timeout is an error carrying its output.
+async fn wait_state(
+    client: &DockerClient,
+    name: &str,
+    wanted: &str,
+    timeout: Duration,
+) -> Result<String, AdapterError> {
     let started = tokio::time::Instant::now();
     loop {
         let text = logs(client, name).await?.unwrap_or_default();
+        if said(&text, wanted) {
+            // Said at some point, even if it has moved on since (a short fault already removed,
+            // a watchdog already fired).
+            return Ok(text);
+        }
         match agent_state(&text) {
-            Some((state, _)) if state == "active" => {
-                let mechanism = text
-                    .lines()
-                    .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-                    .find_map(|v| {
-                        v.get("mechanism")
-                            .and_then(Value::as_str)
-                            .map(str::to_string)
-                    })
-                    .unwrap_or_default();
-                return Ok(mechanism);
-            }
             Some((state, error)) if state == "failed" => {
                 return Err(AdapterError::Failed(format!(
-                    "chaos-agent in helper {name} could not apply the fault: {}",
-                    error.unwrap_or_else(|| text.trim().to_string())
+                    "chaos-agent in helper {name} failed: {}",
+                    error.unwrap_or_else(|| tail(&text))
                 )))
             }
             _ => {}
@@ -274,26 +400,95 @@ pub async fn wait_active(
         if running(client, name).await? != Some(true) {
             // It may have printed its last line just before exiting.
             let text = logs(client, name).await?.unwrap_or_default();
-            if let Some((state, _)) = agent_state(&text) {
-                if state == "active" {
-                    continue;
-                }
+            if said(&text, wanted) {
+                return Ok(text);
             }
             return Err(AdapterError::Failed(format!(
-                "helper {name} exited before the fault was active; its output: {}",
+                "helper {name} exited before reporting {wanted}; its output: {}",
                 tail(&text)
             )));
         }
         if started.elapsed() >= timeout {
             return Err(AdapterError::Failed(format!(
-                "chaos-agent in helper {name} did not report the fault active within {}s; its \
-                 output so far: {}",
+                "chaos-agent in helper {name} did not report {wanted} within {}s; its output so \
+                 far: {}",
                 timeout.as_secs(),
                 tail(&text)
             )));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The role (and name suffix) of an injection's watchdog container.
+pub const WATCHDOG_ROLE: &str = "watchdog";
+
+/// Starts the injection's watchdog: a container from the helper image running `chaos-agent
+/// watchdog`, which at `at` makes `calls` against this engine's API (through its socket, bind
+/// mounted, or its TCP address on the host network) to undo a pause, disconnect or squeeze
+/// that the hub has not undone by then. Returns once the watchdog reports itself armed.
+pub async fn start_watchdog(
+    client: &DockerClient,
+    image: &str,
+    injection_id: &str,
+    target_id: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    calls: &[RevertCall],
+) -> Result<String, AdapterError> {
+    let name = helper_name(injection_id, WATCHDOG_ROLE);
+    remove(client, &name).await?;
+    let (endpoint, network_mode, binds) = match &client.config().endpoint {
+        DockerEndpoint::Unix(path) => (
+            "unix:///var/run/docker.sock".to_string(),
+            "none",
+            vec![format!("{path}:/var/run/docker.sock")],
+        ),
+        DockerEndpoint::Tcp(addr) => (format!("tcp://{addr}"), "host", Vec::new()),
+    };
+    let calls = serde_json::to_string(calls)
+        .map_err(|e| AdapterError::Failed(format!("encoding the watchdog's calls: {e}")))?;
+    let labels: HashMap<String, String> = [
+        (ROLE_LABEL.to_string(), "helper".to_string()),
+        (INJECTION_LABEL.to_string(), injection_id.to_string()),
+        (TARGET_LABEL.to_string(), target_id.to_string()),
+    ]
+    .into_iter()
+    .collect();
+    let body = ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd: Some(vec![
+            "watchdog".into(),
+            "--at".into(),
+            at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "--endpoint".into(),
+            endpoint,
+            "--calls".into(),
+            calls,
+        ]),
+        labels: Some(labels),
+        host_config: Some(HostConfig {
+            network_mode: Some(network_mode.into()),
+            binds: Some(binds),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let options = CreateContainerOptions {
+        name: Some(name.clone()),
+        ..Default::default()
+    };
+    client
+        .docker()
+        .create_container(Some(options), body)
+        .await
+        .map_err(|e| client.error(&format!("creating watchdog {name}"), e))?;
+    match client.docker().start_container(&name, None).await {
+        Ok(()) => {}
+        Err(e) if is_not_modified(&e) => {}
+        Err(e) => return Err(client.error(&format!("starting watchdog {name}"), e)),
+    }
+    wait_state(client, &name, "armed", Duration::from_secs(15)).await?;
+    Ok(name)
 }
 
 fn tail(text: &str) -> String {

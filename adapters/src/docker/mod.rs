@@ -30,6 +30,7 @@ use bollard::models::{
     NetworkConnectRequest, NetworkDisconnectRequest,
 };
 use bollard::query_parameters::{KillContainerOptions, ListContainersOptions};
+use chaoshub_schema::agent::RevertCall;
 use chaoshub_schema::api::Capability;
 use chaoshub_schema::{Target, ValidationErrors};
 use serde_json::{json, Value};
@@ -78,6 +79,14 @@ pub struct DockerAdapter;
 impl DockerAdapter {
     pub fn new() -> Self {
         Self
+    }
+
+    /// Builds (or finds) the helper image on the environment's engine now instead of on first
+    /// use, and returns its tag: the first network or stress fault, and the first armed
+    /// watchdog, then start without the build's seconds.
+    pub async fn prepare_helper_image(&self, env: &Environment) -> Result<String, AdapterError> {
+        let client = DockerClient::connect(env).await?;
+        helper::ensure_image(&client).await
     }
 }
 
@@ -368,6 +377,72 @@ fn squeezed(before: &Limits, nano_cpus: Option<i64>, memory: Option<i64>) -> Lim
     applied
 }
 
+/// How a container is reconnected to a network it was disconnected from: the same aliases,
+/// links and static addresses.
+fn connect_request(id: &str, saved: &SavedEndpoint) -> NetworkConnectRequest {
+    let ipam = (saved.ipv4_address.is_some() || saved.ipv6_address.is_some()).then(|| {
+        EndpointIpamConfig {
+            ipv4_address: saved.ipv4_address.clone(),
+            ipv6_address: saved.ipv6_address.clone(),
+            link_local_ips: None,
+        }
+    });
+    NetworkConnectRequest {
+        container: id.to_string(),
+        endpoint_config: Some(EndpointSettings {
+            aliases: (!saved.aliases.is_empty()).then(|| saved.aliases.clone()),
+            links: (!saved.links.is_empty()).then(|| saved.links.clone()),
+            ipam_config: ipam,
+            ..Default::default()
+        }),
+    }
+}
+
+/// The Docker API calls a watchdog makes to undo a record's fault, for the faults that have no
+/// agent of their own to end them (pause, disconnect, squeeze). Each accepts the answers that
+/// mean "already undone" or "nothing left to undo" (the container or network is gone).
+fn revert_calls(record: &Record) -> Result<Option<Vec<RevertCall>>, AdapterError> {
+    let id = record.container.as_str();
+    let json = |v: Result<Value, serde_json::Error>| {
+        v.map_err(|e| AdapterError::Failed(format!("encoding a watchdog call: {e}")))
+    };
+    Ok(Some(match &record.mechanism {
+        Mechanism::Pause => vec![RevertCall {
+            method: "POST".into(),
+            path: format!("/containers/{id}/unpause"),
+            body: None,
+            // 409: not paused (already undone); 404: the container is gone.
+            accept: vec![404, 409],
+        }],
+        Mechanism::Disconnect { networks } => networks
+            .iter()
+            .map(|saved| {
+                Ok(RevertCall {
+                    method: "POST".into(),
+                    path: format!("/networks/{}/connect", saved.network),
+                    body: Some(json(serde_json::to_value(connect_request(id, saved)))?),
+                    // 403/409: already connected (the engine's version decides which).
+                    accept: vec![403, 404, 409],
+                })
+            })
+            .collect::<Result<_, AdapterError>>()?,
+        Mechanism::Squeeze { before, applied } => {
+            let cpu =
+                applied.cpu_quota != before.cpu_quota || applied.nano_cpus != before.nano_cpus;
+            let memory = applied.memory != before.memory;
+            vec![RevertCall {
+                method: "POST".into(),
+                path: format!("/containers/{id}/update"),
+                body: Some(json(serde_json::to_value(update_body(
+                    before, cpu, memory,
+                )))?),
+                accept: vec![404],
+            }]
+        }
+        _ => return Ok(None),
+    }))
+}
+
 impl DockerAdapter {
     async fn peers(
         &self,
@@ -645,6 +720,53 @@ impl DockerAdapter {
         }
     }
 
+    /// Arms the engine-side deadline of a pause, disconnect or squeeze: a watchdog container
+    /// that undoes it one second after the experiment's deadline unless the hub's recovery (which
+    /// removes it) came first. Returns what the details show of it. A watchdog that cannot be
+    /// armed (no agent binary for the helper image, say) does not fail the injection, whose
+    /// recovery still rests with the hub: the details say why.
+    async fn arm_watchdog(
+        &self,
+        client: &DockerClient,
+        fault: &FaultRequest,
+        record: &Record,
+    ) -> Result<Option<Value>, AdapterError> {
+        let Some(calls) = revert_calls(record)? else {
+            return Ok(None);
+        };
+        let Some(deadline) = fault.deadline else {
+            return Ok(Some(
+                json!({"armed": false, "reason": "the experiment has no deadline"}),
+            ));
+        };
+        if !client.config().watchdog {
+            return Ok(Some(
+                json!({"armed": false, "reason": "spec.settings.watchdog is false"}),
+            ));
+        }
+        let at = deadline + chrono::Duration::seconds(1);
+        let armed = async {
+            let image = helper::ensure_image(client).await?;
+            helper::start_watchdog(
+                client,
+                &image,
+                &fault.injection_id,
+                &record.container,
+                at,
+                &calls,
+            )
+            .await
+        }
+        .await;
+        Ok(Some(match armed {
+            Ok(name) => json!({"armed": true, "container": name, "at": at}),
+            Err(e) => {
+                tracing::warn!(injection_id = %fault.injection_id, error = %e, "no engine-side deadline: the watchdog could not be armed; recovery rests with the hub");
+                json!({"armed": false, "reason": e.to_string()})
+            }
+        }))
+    }
+
     /// Journals the injection before anything is changed.
     async fn journal(
         &self,
@@ -709,21 +831,7 @@ impl DockerAdapter {
                 if let Some(c) = &current {
                     let attached = attached_networks(c);
                     for saved in networks.iter().filter(|s| !attached.contains(&s.network)) {
-                        let ipam = (saved.ipv4_address.is_some() || saved.ipv6_address.is_some())
-                            .then(|| EndpointIpamConfig {
-                                ipv4_address: saved.ipv4_address.clone(),
-                                ipv6_address: saved.ipv6_address.clone(),
-                                link_local_ips: None,
-                            });
-                        let request = NetworkConnectRequest {
-                            container: id.to_string(),
-                            endpoint_config: Some(EndpointSettings {
-                                aliases: (!saved.aliases.is_empty()).then(|| saved.aliases.clone()),
-                                links: (!saved.links.is_empty()).then(|| saved.links.clone()),
-                                ipam_config: ipam,
-                                ..Default::default()
-                            }),
-                        };
+                        let request = connect_request(id, saved);
                         match client
                             .docker()
                             .connect_network(&saved.network, request)
@@ -938,8 +1046,12 @@ impl Adapter for DockerAdapter {
         let record = self
             .apply(&client, env, fault, target, &plan, &container)
             .await?;
+        let watchdog = self.arm_watchdog(&client, fault, &record).await?;
         let mut details = serde_json::to_value(&record)
             .map_err(|e| AdapterError::Failed(format!("encoding the details: {e}")))?;
+        if let Some(watchdog) = watchdog {
+            details["watchdog"] = watchdog;
+        }
         details["journal"] = json!(volume_name(&fault.injection_id));
         details["apiVersion"] = json!(client.api_version());
         if !plan.ignored.is_empty() {

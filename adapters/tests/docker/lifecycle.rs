@@ -116,8 +116,9 @@ async fn pod_failure_pauses_until_recovery_and_requests_fail_meanwhile() {
     };
     let fault = request(&pod_chaos("pod-failure", ""), &id, 30);
     let adapter = DockerAdapter::new();
-    let details = adapter.inject(&env(), &fault, &target).await.unwrap();
+    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
     assert_eq!(details["mechanism"], "pause");
+    assert_eq!(details["watchdog"]["armed"], true, "{details}");
     assert_eq!(inspect(&web, "{{.State.Paused}}"), "true");
     let inj = injection(&fault, &target, details);
     assert_eq!(
@@ -146,6 +147,10 @@ async fn pod_failure_pauses_until_recovery_and_requests_fail_meanwhile() {
     assert!(
         !journal_exists(&id),
         "the journal volume is removed on recovery"
+    );
+    assert!(
+        helpers_of(&id).is_empty(),
+        "the watchdog is removed with it, before it could fire"
     );
     // Idempotent.
     adapter.recover(&env(), &inj).await.unwrap();

@@ -6,35 +6,14 @@ use std::time::{Duration, Instant};
 
 use chaoshub_adapters::docker::image::{build_image, helper_context};
 use chaoshub_adapters::docker::DockerAdapter;
-use chaoshub_adapters::{Adapter, Environment, InjectionState};
+use chaoshub_adapters::{Adapter, InjectionState};
 
 use super::support::*;
-
-fn agent_env() -> Environment {
-    let mut env = env();
-    env.spec.settings.insert(
-        "agent_binary".into(),
-        agent_binary().to_string_lossy().into_owned().into(),
-    );
-    env
-}
 
 fn network_chaos(action: &str, body: &str) -> String {
     format!(
         "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata:\n  name: n\nspec:\n  action: {action}\n  mode: all\n  selector:\n    labelSelectors: {{app: web}}\n{body}"
     )
-}
-
-fn helpers_of(injection_id: &str) -> Vec<String> {
-    docker_cli(&[
-        "ps",
-        "-aq",
-        "--filter",
-        &format!("label=dev.chaoshub.injection={injection_id}"),
-    ])
-    .split_whitespace()
-    .map(str::to_string)
-    .collect()
 }
 
 #[tokio::test]

@@ -468,6 +468,30 @@ pub fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// The test environment with this build's `chaos-agent` for the helper image (network and
+/// stress helpers, and the watchdog of pauses, disconnects and squeezes).
+pub fn agent_env() -> Environment {
+    let mut env = env();
+    env.spec.settings.insert(
+        "agent_binary".into(),
+        agent_binary().to_string_lossy().into_owned().into(),
+    );
+    env
+}
+
+/// The containers (helpers, watchdog) an injection has on the engine, running or not.
+pub fn helpers_of(injection_id: &str) -> Vec<String> {
+    docker_cli(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=dev.chaoshub.injection={injection_id}"),
+    ])
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
+}
+
 /// Waits until `check` holds, or panics naming `what`.
 pub async fn eventually(
     what: &str,

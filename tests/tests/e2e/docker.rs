@@ -1,7 +1,8 @@
 //! The `docker` adapter through the real hub binary against the real Docker engine: a hub
-//! killed with SIGKILL mid-experiment unpauses its target on time after a restart, and a
-//! container that disappears mid-experiment ends the experiment with a per-target error instead
-//! of leaving it stuck.
+//! killed with SIGKILL mid-experiment unpauses its target on time after a restart; a hub killed
+//! for good has its pause undone on time by the engine-side watchdog container; and a container
+//! that disappears mid-experiment ends the experiment with a per-target error instead of
+//! leaving it stuck.
 //!
 //! No registry is reachable here, so the target image is built locally `FROM scratch` with the
 //! docker CLI from the host's static busybox (`busybox-static`, installed by
@@ -106,6 +107,20 @@ impl Drop for ExperimentLeftovers {
         if self.uid.is_empty() {
             return;
         }
+        // Helpers and watchdogs first: a volume in use cannot be removed.
+        let containers = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                &format!("name=chaoshub-{}", self.uid),
+            ])
+            .output();
+        if let Ok(out) = containers {
+            for c in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rm", "-f", c]).output();
+            }
+        }
         let volumes = Command::new("docker")
             .args([
                 "volume",
@@ -138,9 +153,14 @@ fn journal_volumes(uid: &str) -> Vec<String> {
     .collect()
 }
 
-fn register_docker(api: &Api) {
-    let yaml = "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: engine}\nspec:\n  adapter: docker\n  endpoint: unix:///var/run/docker.sock\n";
-    let (code, v) = api.post("/api/v1/environments?replace=true", Some(yaml));
+/// Registers the local engine as `engine`. `watchdog` says whether pauses get their
+/// engine-side deadline (the watchdog container, built from this build's `chaos-agent`).
+fn register_docker(api: &Api, watchdog: bool) {
+    let yaml = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: engine}}\nspec:\n  adapter: docker\n  endpoint: unix:///var/run/docker.sock\n  settings:\n    watchdog: {watchdog}\n    agent_binary: {}\n",
+        super::netns::agent_binary().display()
+    );
+    let (code, v) = api.post("/api/v1/environments?replace=true", Some(&yaml));
     assert!(code == 201 || code == 200, "registering docker failed: {v}");
 }
 
@@ -165,7 +185,8 @@ fn hub_killed_mid_pause_unpauses_on_time_after_restart() {
     let web = Container::run(&group);
     let mut hub = HubProcess::start(dir.path());
     let api = Api::new(&hub.url);
-    register_docker(&api);
+    // This one tests the hub's own recovery after a restart: no watchdog.
+    register_docker(&api, false);
     let targets = api.get("/api/v1/environments/engine/targets").to_string();
     assert!(targets.contains(&web.name), "{targets}");
 
@@ -188,7 +209,7 @@ fn hub_killed_mid_pause_unpauses_on_time_after_restart() {
             .unwrap();
 
     hub.kill9();
-    // The deadline passes while the hub is dead: nothing else unpauses the container.
+    // The deadline passes while the hub is dead: with no watchdog, nothing else unpauses it.
     std::thread::sleep(Duration::from_secs(6));
     assert!(web.paused(), "only the hub may unpause it here");
 
@@ -220,7 +241,7 @@ fn hub_killed_mid_pause_within_the_window_unpauses_at_the_deadline() {
     let web = Container::run(&group);
     let mut hub = HubProcess::start(dir.path());
     let api = Api::new(&hub.url);
-    register_docker(&api);
+    register_docker(&api, false);
     let (_, created) = api.post(
         "/api/v1/experiments",
         Some(&pod_failure("freeze-long", &group, "8s")),
@@ -254,6 +275,84 @@ fn hub_killed_mid_pause_within_the_window_unpauses_at_the_deadline() {
 }
 
 #[test]
+fn hub_killed_for_good_mid_pause_is_unpaused_on_time_by_the_engine_side_watchdog() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = group();
+    let web = Container::run(&group);
+    let mut hub = HubProcess::start(dir.path());
+    let api = Api::new(&hub.url);
+    register_docker(&api, true);
+    // The first watchdog builds the helper image (seconds, in a debug build): a short
+    // experiment first, so the measured one starts with the image in place.
+    let (code, warm) = api.post(
+        "/api/v1/experiments",
+        Some(&pod_failure("warm-up", &group, "1s")),
+    );
+    assert_eq!(code, 201, "{warm}");
+    let warm_uid = uid(&warm);
+    let _warm_leftovers = ExperimentLeftovers {
+        uid: warm_uid.clone(),
+    };
+    let start = Instant::now();
+    while !matches!(
+        api.experiment(&warm_uid)["status"]["phase"].as_str(),
+        Some("Finished" | "Failed")
+    ) {
+        assert!(start.elapsed() < Duration::from_secs(180), "warm-up stuck");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, created) = api.post(
+        "/api/v1/experiments",
+        Some(&pod_failure("freeze-orphan", &group, "5s")),
+    );
+    assert_eq!(code, 201, "{created}");
+    let uid = uid(&created);
+    let _leftovers = ExperimentLeftovers { uid: uid.clone() };
+    let running = api.wait_phase(&uid, "Running", T);
+    assert!(web.paused());
+    let deadline =
+        chrono::DateTime::parse_from_rfc3339(running["status"]["deadline"].as_str().unwrap())
+            .unwrap();
+    let injected = api.experiment(&uid);
+    assert_eq!(
+        injected["status"]["targets"][0]["details"]["watchdog"]["armed"], true,
+        "{injected}"
+    );
+
+    hub.kill9();
+    // No hub from here on: the watchdog container undoes the pause one second past the deadline.
+    let start = Instant::now();
+    while web.paused() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "still paused without the hub"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let late = chrono::Utc::now().signed_duration_since(deadline);
+    eprintln!("hub dead: unpaused by the watchdog {late:?} after the deadline");
+    assert!(
+        late >= chrono::Duration::zero() && late < chrono::Duration::milliseconds(3_500),
+        "unpaused {late:?} after the deadline"
+    );
+
+    // A hub that comes back much later finds nothing to undo and cleans up after the watchdog.
+    let hub2 = HubProcess::start(dir.path());
+    let api = Api::new(&hub2.url);
+    let finished = api.wait_phase(&uid, "Finished", T);
+    assert_eq!(finished["status"]["targets"][0]["phase"], "Recovered");
+    assert!(
+        journal_volumes(&uid).is_empty(),
+        "the journal volume is removed"
+    );
+    let watchdogs = docker(&["ps", "-aq", "--filter", &format!("name=chaoshub-{uid}")]);
+    assert!(
+        watchdogs.trim().is_empty(),
+        "the watchdog is removed: {watchdogs}"
+    );
+}
+
+#[test]
 fn a_container_that_disappears_ends_with_a_per_target_error_not_a_stuck_experiment() {
     let dir = tempfile::tempdir().unwrap();
     let group = group();
@@ -261,7 +360,7 @@ fn a_container_that_disappears_ends_with_a_per_target_error_not_a_stuck_experime
     let goes = Container::run(&group);
     let hub = HubProcess::start(dir.path());
     let api = Api::new(&hub.url);
-    register_docker(&api);
+    register_docker(&api, false);
 
     // Removed while its fault is in place: recovery has nothing to restore for it and the
     // experiment still ends (stopped by the user here), with the other target unpaused.
