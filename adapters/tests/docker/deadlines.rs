@@ -210,3 +210,56 @@ async fn a_squeeze_ends_at_its_deadline_without_the_hub_with_the_old_limits() {
     assert!(late <= ON_TIME, "restored {late} after the deadline");
     hub_comes_back(&adapter, &FaultRequestAndTarget { fault, target }, details).await;
 }
+
+#[tokio::test]
+async fn a_network_fault_ends_at_its_deadline_without_the_hub() {
+    let adapter = DockerAdapter::new();
+    let web = run_target(
+        "web",
+        Run {
+            labels: &[("app", "web")],
+            ..Run::default()
+        },
+    )
+    .await;
+    let ip = address(&web, "bridge");
+    let target = target_of(&web).await;
+    let id = injection_id();
+    let _guard = InjectionGuard {
+        injection_id: id.clone(),
+    };
+    let rtt = |ip: &str| {
+        median(
+            connect_times(ip, 5, Duration::from_secs(2))
+                .into_iter()
+                .flatten()
+                .collect(),
+        )
+    };
+    let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata:\n  name: n\nspec:\n  action: delay\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n  delay:\n    latency: 100ms\n";
+    helper_image_ready().await;
+    let fault = request(yaml, &id, 6);
+    let deadline = fault.deadline.unwrap();
+    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    assert!(rtt(&ip) >= Duration::from_millis(90), "delayed");
+
+    // The agent in the helper holds the fault for --duration (the deadline, rounded up to a
+    // whole second) and removes it itself.
+    let late = seen_after(deadline, "the helper's agent removes the delay", || {
+        rtt(&ip) < Duration::from_millis(20)
+    })
+    .await;
+    eprintln!("delay removed by the helper's own agent {late} after the deadline");
+    assert!(late <= ON_TIME, "removed {late} after the deadline");
+    // It says so once the removal is complete (a moment after the traffic is free).
+    eventually(
+        "the helper reports removal",
+        Duration::from_secs(10),
+        || {
+            docker_cli(&["logs", &format!("chaoshub-{id}-network")])
+                .contains("\"state\":\"removed\"")
+        },
+    )
+    .await;
+    hub_comes_back(&adapter, &FaultRequestAndTarget { fault, target }, details).await;
+}

@@ -333,6 +333,64 @@ async fn cpu_stress_runs_in_the_target_and_stops_on_recovery() {
     assert!(helpers_of(&id).is_empty());
 }
 
+#[tokio::test]
+async fn memory_stress_is_held_in_the_target_and_released_on_recovery() {
+    let adapter = DockerAdapter::new();
+    let web = run_target(
+        "web",
+        Run {
+            labels: &[("app", "web")],
+            ..Run::default()
+        },
+    )
+    .await;
+    let target = target_of(&web).await;
+    let id = injection_id();
+    let _guard = InjectionGuard {
+        injection_id: id.clone(),
+    };
+    // cgroup v1 with the cgroupfs driver nests the helper under the target's cgroup, so the
+    // target's memory accounting holds the stress (elsewhere the helper only shares its PID
+    // namespace, and this measurement is skipped).
+    let usage = format!(
+        "/sys/fs/cgroup/memory/docker/{}/memory.usage_in_bytes",
+        web.id
+    );
+    let read = || {
+        std::fs::read_to_string(&usage)
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok())
+    };
+    let before = read();
+    let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: StressChaos\nmetadata:\n  name: s\nspec:\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n  stressors:\n    memory: {workers: 1, size: 64MiB}\n";
+    let fault = request(yaml, &id, 60);
+    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    if let Some(before) = before {
+        let held = read().unwrap() - before;
+        eprintln!(
+            "memory stress 64 MiB: the target's cgroup holds {:.1} MiB more",
+            held as f64 / (1 << 20) as f64
+        );
+        assert!(
+            held >= 60 << 20,
+            "64 MiB held in the target's cgroup, got {held}"
+        );
+    }
+    adapter
+        .recover(&agent_env(), &injection(&fault, &target, details))
+        .await
+        .unwrap();
+    if let Some(before) = before {
+        let after = read().unwrap() - before;
+        eprintln!(
+            "after recovery: {:.1} MiB above the start",
+            after as f64 / (1 << 20) as f64
+        );
+        assert!(after < 16 << 20, "released: {after} bytes above the start");
+    }
+    assert!(helpers_of(&id).is_empty());
+}
+
 /// A stand-in for `chaos-agent` that speaks the helper contract (JSON lines, `--foreground`,
 /// journal in `/state`, `recover --all`) and partitions with iptables. **A fake**, used to pin
 /// the contract itself independently of the agent: the helper image assembled from the host's
