@@ -86,6 +86,35 @@ impl Container {
     fn paused(&self) -> bool {
         docker(&["inspect", "-f", "{{.State.Paused}}", &self.name]) == "true"
     }
+
+    fn ip(&self) -> String {
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.IPAddress}}",
+            &self.name,
+        ])
+    }
+
+    /// The median of a few TCP connect times from the host to its port 8080.
+    fn connect_rtt(&self) -> Duration {
+        let addr: std::net::SocketAddr = format!("{}:8080", self.ip()).parse().unwrap();
+        let mut samples: Vec<Duration> = (0..5)
+            .filter_map(|_| {
+                let start = Instant::now();
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+                    .ok()
+                    .map(|_| start.elapsed())
+            })
+            .collect();
+        assert!(
+            !samples.is_empty(),
+            "{} does not accept connections",
+            self.name
+        );
+        samples.sort();
+        samples[samples.len() / 2]
+    }
 }
 
 impl Drop for Container {
@@ -349,6 +378,69 @@ fn hub_killed_for_good_mid_pause_is_unpaused_on_time_by_the_engine_side_watchdog
     assert!(
         watchdogs.trim().is_empty(),
         "the watchdog is removed: {watchdogs}"
+    );
+}
+
+#[test]
+fn hub_killed_mid_network_delay_the_helper_ends_it_on_time_and_a_restart_removes_the_helper() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = group();
+    let web = Container::run(&group);
+    let mut hub = HubProcess::start(dir.path());
+    let api = Api::new(&hub.url);
+    register_docker(&api, true);
+    let base = web.connect_rtt();
+    let yaml = format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata:\n  name: slow\nspec:\n  environment: engine\n  action: delay\n  mode: all\n  selector:\n    labelSelectors: {{chtest-group: {group}}}\n  delay:\n    latency: 100ms\n  duration: 30s\n"
+    );
+    let (code, created) = api.post("/api/v1/experiments", Some(&yaml));
+    assert_eq!(code, 201, "{created}");
+    let uid = uid(&created);
+    let _leftovers = ExperimentLeftovers { uid: uid.clone() };
+    // The first helper may build the helper image first (seconds in a debug build).
+    let running = api.wait_phase(&uid, "Running", Duration::from_secs(120));
+    let deadline =
+        chrono::DateTime::parse_from_rfc3339(running["status"]["deadline"].as_str().unwrap())
+            .unwrap();
+    let delayed = web.connect_rtt();
+    assert!(
+        delayed >= base + Duration::from_millis(90),
+        "delayed: {base:?} → {delayed:?}"
+    );
+
+    hub.kill9();
+    // The agent in the helper holds the delay only until the deadline (its --duration).
+    let start = Instant::now();
+    while web.connect_rtt() > base + Duration::from_millis(20) {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the delay outlives its deadline"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let late = chrono::Utc::now().signed_duration_since(deadline);
+    eprintln!(
+        "hub dead: delay {base:?} → {delayed:?}, removed by the helper {late:?} after the deadline"
+    );
+    assert!(
+        late < chrono::Duration::milliseconds(3_000),
+        "removed {late:?} after the deadline"
+    );
+
+    let restarted = Instant::now();
+    let hub2 = HubProcess::start(dir.path());
+    let api = Api::new(&hub2.url);
+    let finished = api.wait_phase(&uid, "Finished", T);
+    assert_eq!(finished["status"]["targets"][0]["phase"], "Recovered");
+    let helpers = docker(&["ps", "-aq", "--filter", &format!("name=chaoshub-{uid}")]);
+    assert!(
+        helpers.trim().is_empty(),
+        "the helper is removed: {helpers}"
+    );
+    assert!(journal_volumes(&uid).is_empty());
+    eprintln!(
+        "restarted hub finished the experiment {:?} after its start",
+        restarted.elapsed()
     );
 }
 
