@@ -148,6 +148,10 @@ pub struct AttackArgs {
     /// How long the fault stays (e.g. 30s, 5m).
     #[arg(long, global = true, default_value = "")]
     pub duration: String,
+    /// When the fault ends, as an RFC 3339 instant, instead of --duration (a deadline that
+    /// does not drift with how long this command took to start).
+    #[arg(long, global = true)]
+    pub until: Option<String>,
     /// The fault's id (default: generated).
     #[arg(long, global = true)]
     pub id: Option<String>,
@@ -765,10 +769,20 @@ async fn watchdog(w: WatchdogArgs) -> anyhow::Result<()> {
 }
 
 async fn attack(args: AttackArgs) -> anyhow::Result<()> {
-    if args.duration.is_empty() {
-        bail!("--duration is required (e.g. --duration 30s)");
-    }
-    let duration = parse_duration(&args.duration).map_err(|e| anyhow!("--duration: {e}"))?;
+    let duration = match (&args.until, args.duration.is_empty()) {
+        (Some(_), false) => bail!("give --duration or --until, not both"),
+        (None, true) => bail!("--duration is required (e.g. --duration 30s), or --until"),
+        (Some(until), true) => {
+            let until = chrono::DateTime::parse_from_rfc3339(until)
+                .map_err(|e| anyhow!("--until {until:?}: not an RFC 3339 instant ({e})"))?;
+            let left = until.with_timezone(&chrono::Utc) - chrono::Utc::now();
+            left.to_std()
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| anyhow!("--until {until} is already past"))?
+        }
+        (None, false) => parse_duration(&args.duration).map_err(|e| anyhow!("--duration: {e}"))?,
+    };
     if duration.is_zero() {
         bail!("--duration must be positive");
     }

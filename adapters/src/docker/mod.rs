@@ -181,14 +181,19 @@ fn check_container_names(plan: &DockerPlan, target: &Target) -> Result<(), Adapt
     )))
 }
 
-/// The lease handed to the agent: until the hub's deadline, rounded up to whole seconds.
-fn lease(fault: &FaultRequest) -> Duration {
+/// How long the agent in a helper holds its fault: until the hub's deadline, as an instant
+/// (`--until`, so the helper's start-up time does not stretch it), or a long lease when the
+/// experiment has none.
+fn hold_args(fault: &FaultRequest) -> [String; 2] {
     match fault.deadline {
-        Some(deadline) => {
-            let ms = (deadline - chrono::Utc::now()).num_milliseconds().max(1000) as u64;
-            Duration::from_secs(ms.div_ceil(1000))
-        }
-        None => DEFAULT_LEASE,
+        Some(deadline) => [
+            "--until".to_string(),
+            deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ],
+        None => [
+            "--duration".to_string(),
+            chaoshub_schema::duration::format_duration(DEFAULT_LEASE),
+        ],
     }
 }
 
@@ -688,7 +693,7 @@ impl DockerAdapter {
                 } else {
                     None
                 };
-                let duration = chaoshub_schema::duration::format_duration(lease(fault));
+                let hold = hold_args(fault);
                 for run in runs {
                     let mut extra = Vec::new();
                     if run.namespace == plan::HelperNamespace::Network {
@@ -696,9 +701,8 @@ impl DockerAdapter {
                             extra.extend(["--cidr".to_string(), cidr.clone()]);
                         }
                     }
+                    extra.extend(hold.iter().cloned());
                     extra.extend([
-                        "--duration".to_string(),
-                        duration.clone(),
                         "--id".to_string(),
                         format!("{}-{}", fault.injection_id, run.role),
                         "--state-dir".to_string(),
