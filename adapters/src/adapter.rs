@@ -126,6 +126,14 @@ pub trait Adapter: Send + Sync {
     /// The environment's inventory of targets.
     async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError>;
 
+    /// Optional warm-up once an environment is registered, which the hub runs in the background
+    /// and whose failure it only logs (the first fault then does the work itself): the Docker
+    /// adapter builds its helper image here, so that the first fault does not wait for it.
+    async fn prepare(&self, env: &Environment) -> Result<(), AdapterError> {
+        let _ = env;
+        Ok(())
+    }
+
     /// Pure check of one fault before anything is stored or touched: values this adapter cannot
     /// express are refused at submission (`Rejected` → 400, `Unsupported` → 422) instead of
     /// failing the experiment at injection. Never touches the network. Default: nothing to check.

@@ -179,6 +179,17 @@ impl Hub {
                 message: format!("environment {name:?} is already registered; delete it first"),
             });
         }
+        // Warm-up (the Docker adapter builds its helper image) in the background: registration
+        // does not wait for it, and a failure only means the first fault does the work.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let adapter = adapter.clone();
+            let env = env.clone();
+            runtime.spawn(async move {
+                if let Err(error) = adapter.prepare(&env).await {
+                    tracing::warn!(environment = %env.name, %error, "preparing the environment failed; its first fault will try again");
+                }
+            });
+        }
         self.engine.record(&[hub_event(
             events::ENVIRONMENT_REGISTERED,
             format!(

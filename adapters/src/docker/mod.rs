@@ -973,6 +973,21 @@ impl Adapter for DockerAdapter {
         discovery::discover(&client, env).await
     }
 
+    async fn prepare(&self, env: &Environment) -> Result<(), AdapterError> {
+        let config = DockerConfig::from_environment(env)
+            .map_err(|e| AdapterError::Rejected(e.to_string()))?;
+        // Without an agent binary there is nothing to build from: pause, kill and the like do
+        // not need one, and the faults that do will say so.
+        if config.helper_image.is_none()
+            && helper::agent_binary(config.agent_binary.as_ref()).is_err()
+        {
+            return Ok(());
+        }
+        let tag = self.prepare_helper_image(env).await?;
+        tracing::info!(environment = %env.name, image = %tag, "docker helper image ready");
+        Ok(())
+    }
+
     fn check_fault(&self, env: &Environment, fault: &FaultRequest) -> Result<(), AdapterError> {
         let _ = env;
         let plan = plan::plan(fault)?;

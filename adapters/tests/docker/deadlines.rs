@@ -26,10 +26,18 @@ fn watchdog_log(injection_id: &str) -> String {
 /// The helper image is built before a test takes its deadline, so that the first build's
 /// seconds are not spent from a six-second fault.
 async fn helper_image_ready() {
+    // What the hub runs in the background when an environment is registered.
     DockerAdapter::new()
-        .prepare_helper_image(&agent_env())
+        .prepare(&agent_env())
         .await
         .expect("the helper image builds");
+    let images = docker_cli(&[
+        "images",
+        "-q",
+        "--filter",
+        "label=dev.chaoshub.role=helper-image",
+    ]);
+    assert!(!images.trim().is_empty(), "a helper image is on the engine");
 }
 
 fn assert_armed(details: &Value) {
