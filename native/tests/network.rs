@@ -371,6 +371,33 @@ fn median(samples: &[f64]) -> f64 {
 
 /// Bytes per second of a bulk TCP transfer from `from` to `to_addr:port` in `to`, measured at
 /// the receiver after a warm-up (so the token bucket's initial burst does not count).
+/// The best of up to three shaped-throughput samples (ports `port`, `port + 10`, `port + 20`),
+/// stopping at the first that reaches `floor` bytes/s. A rate limiter that over-restricts is
+/// low every time; a sample starved of CPU by the tests running beside it on a small machine is
+/// low once. The band asserted on the result stays the same.
+fn shaped_throughput(
+    from: &str,
+    to: &str,
+    to_addr: Ipv4Addr,
+    port: u16,
+    secs: f64,
+    floor: f64,
+) -> f64 {
+    let mut best: f64 = 0.0;
+    for attempt in 0..3u16 {
+        let sample = tcp_throughput(from, to, to_addr, port + 10 * attempt, secs);
+        best = best.max(sample);
+        if best >= floor {
+            break;
+        }
+        eprintln!(
+            "throughput sample {:.2} Mbit/s below the band; measuring again",
+            sample * 8.0 / 1e6
+        );
+    }
+    best
+}
+
 fn tcp_throughput(from: &str, to: &str, to_addr: Ipv4Addr, port: u16, secs: f64) -> f64 {
     let (ready_tx, ready_rx) = mpsc::channel();
     let receiver = in_ns(to, move || {
@@ -665,7 +692,7 @@ fn bandwidth_limits_bulk_tcp_to_the_rate() {
     f.limit_bytes = 200_000;
     f.device = Some("veth0".into());
     let active = apply(&inj, "bw-8mbit", f);
-    let shaped = tcp_throughput(&topo.a_path(), &topo.b_path(), B_IP, 7100, 2.0);
+    let shaped = shaped_throughput(&topo.a_path(), &topo.b_path(), B_IP, 7100, 2.0, 0.85e6);
     let mechanism = active.plan.mechanism.clone();
     remove(&inj, active);
     let free = tcp_throughput(&topo.a_path(), &topo.b_path(), B_IP, 7101, 0.5);
@@ -694,7 +721,7 @@ fn bandwidth_to_one_peer_leaves_the_others_alone() {
     f.filter.protocol = Some("tcp".into());
     let active = apply(&inj, "bw-peer", f);
     let mechanism = active.plan.mechanism.clone();
-    let shaped = tcp_throughput(&topo.a_path(), &topo.b_path(), B_IP, 7103, 2.0);
+    let shaped = shaped_throughput(&topo.a_path(), &topo.b_path(), B_IP, 7103, 2.0, 0.85e6);
     let other = tcp_throughput(&topo.a_path(), &topo.b_path(), B_IP2, 7104, 0.5);
     remove(&inj, active);
     let mbit = shaped * 8.0 / 1e6;
@@ -727,7 +754,7 @@ fn bandwidth_from_shapes_ingress_through_ifb() {
     f.limit_bytes = 200_000;
     f.filter.direction = TrafficDirection::From;
     let active = apply(&inj, "bw-in", f);
-    let shaped = tcp_throughput(&topo.b_path(), &topo.a_path(), A_IP, 7102, 2.0);
+    let shaped = shaped_throughput(&topo.b_path(), &topo.a_path(), A_IP, 7102, 2.0, 0.85e6);
     remove(&inj, active);
     let mbit = shaped * 8.0 / 1e6;
     eprintln!("ingress bandwidth 8 Mbit/s → {mbit:.2} Mbit/s");
