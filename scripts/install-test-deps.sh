@@ -19,7 +19,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # (native/tests/host_faults.rs, stress::cpu_stress_ng_*, memory_stress_ng_*).
 # iproute2 (ip, tc), nftables, iptables, util-linux (nsenter): the agent's network faults and
 # their namespace tests (native/tests/network.rs).
-DEBIAN_PACKAGES=(python3 ca-certificates iproute2 iptables iputils-ping procps busybox-static stress-ng nftables util-linux)
+# openssl: the certificates of the docker adapter's TLS test.
+DEBIAN_PACKAGES=(python3 ca-certificates iproute2 iptables iputils-ping procps busybox-static stress-ng nftables util-linux openssl)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do

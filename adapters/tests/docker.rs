@@ -11,4 +11,5 @@ mod docker {
     mod lifecycle;
     mod network;
     mod resources;
+    mod tls;
 }

@@ -53,6 +53,22 @@ pub fn is_conflict(e: &BollardError) -> bool {
     status_of(e) == Some(409)
 }
 
+/// An error with its chain of causes (`client error (SendRequest): … invalid peer certificate`),
+/// since a transport error's own text rarely says what went wrong.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// The engine's own message, without bollard's wrapping.
 pub fn message_of(e: &BollardError) -> String {
     match e {
@@ -81,11 +97,35 @@ impl DockerClient {
                 timeout,
                 bollard::API_DEFAULT_VERSION,
             ),
+            DockerEndpoint::Tls { addr, files } => {
+                // bollard reads the files itself; a missing one would surface as a TLS error
+                // naming nothing, so they are checked here first.
+                for (key, path) in [
+                    ("tls_ca", &files.ca),
+                    ("tls_cert", &files.cert),
+                    ("tls_key", &files.key),
+                ] {
+                    if let Err(e) = std::fs::metadata(path) {
+                        return Err(AdapterError::Failed(format!(
+                            "spec.settings.{key}: cannot read {}: {e}",
+                            path.display()
+                        )));
+                    }
+                }
+                Docker::connect_with_ssl(
+                    &format!("https://{addr}"),
+                    &files.key,
+                    &files.cert,
+                    &files.ca,
+                    timeout,
+                    bollard::API_DEFAULT_VERSION,
+                )
+            }
         }
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|e| unreachable(with_causes(&e)))?;
         let docker = docker.negotiate_version().await.map_err(|e| {
             if is_transport(&e) {
-                unreachable(e.to_string())
+                unreachable(with_causes(&e))
             } else {
                 unreachable(format!(
                     "the endpoint did not answer like a Docker engine: {e}"

@@ -3,13 +3,17 @@
 //! ```yaml
 //! spec:
 //!   adapter: docker
-//!   endpoint: unix:///var/run/docker.sock   # or tcp://10.0.0.5:2375 (default: the local socket)
+//!   endpoint: unix:///var/run/docker.sock   # or tcp://10.0.0.5:2375, https://10.0.0.5:2376
+//!                                           # (default: the local socket)
 //!   settings:
 //!     timeout_secs: 60          # per Docker API request (default 60; image builds get 10×)
 //!     agent_binary: /opt/chaos-agent   # chaos-agent copied into the helper image (see below)
 //!     helper_image: chaoshub/agent-helper:mine   # use this image instead of building one
 //!     stop_timeout_secs: 10     # how long a helper gets to remove its fault after SIGTERM
 //!     watchdog: true            # engine-side deadline for pause / disconnect / squeeze
+//!     tls_ca: /etc/chaoshub/docker/ca.pem      # TLS (https://, or tcp:// with these set):
+//!     tls_cert: /etc/chaoshub/docker/cert.pem  # the CA that signed the engine's certificate,
+//!     tls_key: /etc/chaoshub/docker/key.pem    # and the client certificate and key
 //! ```
 //!
 //! Without `agent_binary` the helper image is built from `$CHAOSHUB_AGENT_BINARY`, else from the
@@ -36,15 +40,29 @@ pub const KNOWN_SETTINGS: &[&str] = &[
     "helper_image",
     "stop_timeout_secs",
     "watchdog",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
 ];
+
+/// The files of a TLS engine connection (paths on the hub's host), as `docker --tlsverify` uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
 
 /// How the adapter reaches the engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DockerEndpoint {
     /// A Unix socket path (`unix:///var/run/docker.sock`).
     Unix(String),
-    /// Plain HTTP to `host:port` (`tcp://host:2375`). TLS endpoints are not supported yet.
+    /// Plain HTTP to `host:port` (`tcp://host:2375`).
     Tcp(String),
+    /// HTTPS with a client certificate to `host:port` (`https://host:2376`, or `tcp://` with
+    /// the `tls_*` settings).
+    Tls { addr: String, files: TlsFiles },
 }
 
 impl std::fmt::Display for DockerEndpoint {
@@ -52,6 +70,7 @@ impl std::fmt::Display for DockerEndpoint {
         match self {
             Self::Unix(path) => write!(f, "unix://{path}"),
             Self::Tcp(addr) => write!(f, "tcp://{addr}"),
+            Self::Tls { addr, .. } => write!(f, "https://{addr}"),
         }
     }
 }
@@ -83,13 +102,14 @@ fn parse_endpoint(text: &str, errors: &mut ValidationErrors) -> Option<DockerEnd
     }
     let rest = text
         .strip_prefix("tcp://")
-        .or_else(|| text.strip_prefix("http://"));
+        .or_else(|| text.strip_prefix("http://"))
+        .or_else(|| text.strip_prefix("https://"));
     let Some(rest) = rest else {
         errors.push(
             "spec.endpoint",
             format!(
-                "must be unix:///path/to/docker.sock or tcp://host:port, got {text:?} \
-                 (TLS endpoints are not supported)"
+                "must be unix:///path/to/docker.sock, tcp://host:port or https://host:port, got \
+                 {text:?}"
             ),
         );
         return None;
@@ -179,6 +199,38 @@ fn string_setting(
     }
 }
 
+/// The `tls_ca` / `tls_cert` / `tls_key` settings: all three absolute paths, or none.
+fn tls_files(
+    settings: &serde_json::Map<String, Value>,
+    errors: &mut ValidationErrors,
+) -> Option<TlsFiles> {
+    let keys = ["tls_ca", "tls_cert", "tls_key"];
+    let values: Vec<Option<String>> = keys
+        .iter()
+        .map(|k| string_setting(settings, k, errors))
+        .collect();
+    if values.iter().all(Option::is_none) {
+        return None;
+    }
+    let mut paths = Vec::new();
+    for (key, value) in keys.iter().zip(values) {
+        match value {
+            Some(path) if path.starts_with('/') => paths.push(PathBuf::from(path)),
+            Some(path) => errors.push(
+                format!("spec.settings.{key}"),
+                format!("must be an absolute path on the hub's host, got {path:?}"),
+            ),
+            None if settings.get(*key).is_none_or(Value::is_null) => errors.push(
+                format!("spec.settings.{key}"),
+                "required with the other tls_* settings (tls_ca, tls_cert and tls_key go together)",
+            ),
+            None => {} // a wrong type, already reported
+        }
+    }
+    let [ca, cert, key] = <[PathBuf; 3]>::try_from(paths).ok()?;
+    Some(TlsFiles { ca, cert, key })
+}
+
 impl DockerConfig {
     /// Reads and validates an environment's endpoint and settings, reporting every problem with
     /// its path (`spec.endpoint`, `spec.settings.timeout_secs`, …).
@@ -202,6 +254,7 @@ impl DockerConfig {
             }
         }
         let helper_image = string_setting(settings, "helper_image", &mut errors);
+        let tls = tls_files(settings, &mut errors);
         let watchdog = match settings.get("watchdog") {
             None | Some(Value::Null) => true,
             Some(Value::Bool(b)) => *b,
@@ -213,9 +266,38 @@ impl DockerConfig {
                 true
             }
         };
+        let endpoint_text = env
+            .spec
+            .endpoint
+            .as_deref()
+            .unwrap_or(DEFAULT_ENDPOINT)
+            .trim();
+        let endpoint = match (endpoint, tls) {
+            (Some(DockerEndpoint::Tcp(addr)), Some(files)) => {
+                Some(DockerEndpoint::Tls { addr, files })
+            }
+            (Some(DockerEndpoint::Tcp(_)), None) if endpoint_text.starts_with("https://") => {
+                if !settings.contains_key("tls_ca") {
+                    errors.push(
+                        "spec.settings.tls_ca",
+                        "an https:// endpoint needs tls_ca, tls_cert and tls_key (the CA of the \
+                         engine's certificate and the client certificate and key)",
+                    );
+                }
+                None
+            }
+            (Some(DockerEndpoint::Unix(_)), Some(_)) => {
+                errors.push(
+                    "spec.settings.tls_ca",
+                    "TLS settings apply to tcp:// and https:// endpoints, not to a unix socket",
+                );
+                None
+            }
+            (endpoint, _) => endpoint,
+        };
         errors.into_result()?;
         let Some(endpoint) = endpoint else {
-            // `parse_endpoint` pushes an error whenever it returns `None`; kept defensive.
+            // Every way to `None` above pushed an error; kept defensive.
             return Err(ValidationErrors::single("spec.endpoint", "invalid"));
         };
         Ok(Self {
@@ -277,7 +359,6 @@ mod tests {
             "tcp://:2375",
             "tcp://h:0",
             "tcp://h:2375/v1",
-            "https://h:2376",
             "unix://relative.sock",
             "docker.sock",
         ] {
@@ -287,6 +368,46 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn tls_needs_its_three_files_and_a_tcp_endpoint() {
+        let files =
+            json!({"tls_ca": "/c/ca.pem", "tls_cert": "/c/cert.pem", "tls_key": "/c/key.pem"});
+        for endpoint in ["https://10.0.0.5:2376", "tcp://10.0.0.5:2376"] {
+            let config =
+                DockerConfig::from_environment(&env(Some(endpoint), files.clone())).unwrap();
+            assert_eq!(
+                config.endpoint,
+                DockerEndpoint::Tls {
+                    addr: "10.0.0.5:2376".into(),
+                    files: TlsFiles {
+                        ca: "/c/ca.pem".into(),
+                        cert: "/c/cert.pem".into(),
+                        key: "/c/key.pem".into(),
+                    }
+                }
+            );
+            assert_eq!(config.endpoint.to_string(), "https://10.0.0.5:2376");
+        }
+        assert_eq!(
+            paths(DockerConfig::from_environment(&env(
+                Some("https://h:2376"),
+                json!({})
+            ))),
+            ["spec.settings.tls_ca"]
+        );
+        assert_eq!(
+            paths(DockerConfig::from_environment(&env(
+                Some("https://h:2376"),
+                json!({"tls_ca": "/c/ca.pem", "tls_key": "key.pem"})
+            ))),
+            ["spec.settings.tls_cert", "spec.settings.tls_key"]
+        );
+        assert_eq!(
+            paths(DockerConfig::from_environment(&env(None, files))),
+            ["spec.settings.tls_ca"]
+        );
     }
 
     #[test]

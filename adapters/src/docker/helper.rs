@@ -444,6 +444,13 @@ pub async fn start_watchdog(
             vec![format!("{path}:/var/run/docker.sock")],
         ),
         DockerEndpoint::Tcp(addr) => (format!("tcp://{addr}"), "host", Vec::new()),
+        DockerEndpoint::Tls { .. } => {
+            return Err(AdapterError::Failed(
+                "the watchdog speaks plain HTTP and cannot reach a TLS engine; this fault's \
+                 deadline rests with the hub"
+                    .into(),
+            ))
+        }
     };
     let calls = serde_json::to_string(calls)
         .map_err(|e| AdapterError::Failed(format!("encoding the watchdog's calls: {e}")))?;

@@ -748,6 +748,13 @@ impl DockerAdapter {
                 json!({"armed": false, "reason": "spec.settings.watchdog is false"}),
             ));
         }
+        if matches!(client.config().endpoint, DockerEndpoint::Tls { .. }) {
+            return Ok(Some(json!({
+                "armed": false,
+                "reason": "the watchdog speaks plain HTTP and cannot reach a TLS engine; this \
+                           fault's deadline rests with the hub"
+            })));
+        }
         let at = deadline + chrono::Duration::seconds(1);
         let armed = async {
             let image = helper::ensure_image(client).await?;
