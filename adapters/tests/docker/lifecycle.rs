@@ -91,9 +91,13 @@ async fn an_unreachable_engine_is_unreachable_not_a_failure() {
     }
     // Validation is pure: a bad endpoint is reported without any connection.
     let mut env = env();
-    env.spec.endpoint = Some("https://docker:2376".into());
+    env.spec.endpoint = Some("ftp://docker:2376".into());
     let errors = adapter.validate_environment(&env).unwrap_err();
     assert_eq!(errors.iter().next().unwrap().path, "spec.endpoint");
+    // An https:// endpoint without its certificates names the missing setting.
+    env.spec.endpoint = Some("https://docker:2376".into());
+    let errors = adapter.validate_environment(&env).unwrap_err();
+    assert_eq!(errors.iter().next().unwrap().path, "spec.settings.tls_ca");
 }
 
 #[tokio::test]
