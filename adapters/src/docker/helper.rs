@@ -68,24 +68,29 @@ async fn image_with_fingerprint(
     client: &DockerClient,
     fingerprint: &str,
 ) -> Result<Option<String>, AdapterError> {
+    let tags = helper_image_tags(client, &format!("{FINGERPRINT_LABEL}={fingerprint}"))
+        .await
+        .map_err(|e| client.error("listing helper images", e))?;
+    Ok(tags.into_iter().next())
+}
+
+/// The `chaoshub/agent-helper:*` tags of the images carrying `label` (`key=value`).
+async fn helper_image_tags(
+    client: &DockerClient,
+    label: &str,
+) -> Result<Vec<String>, bollard::errors::Error> {
     let mut filters = HashMap::new();
-    filters.insert(
-        "label".to_string(),
-        vec![format!("{FINGERPRINT_LABEL}={fingerprint}")],
-    );
+    filters.insert("label".to_string(), vec![label.to_string()]);
     let options = bollard::query_parameters::ListImagesOptions {
         filters: Some(filters),
         ..Default::default()
     };
-    let images = client
-        .docker()
-        .list_images(Some(options))
-        .await
-        .map_err(|e| client.error("listing helper images", e))?;
+    let images = client.docker().list_images(Some(options)).await?;
     Ok(images
         .into_iter()
         .flat_map(|i| i.repo_tags)
-        .find(|t| t.starts_with("chaoshub/agent-helper:")))
+        .filter(|t| t.starts_with("chaoshub/agent-helper:"))
+        .collect())
 }
 
 /// Removes helper images other than `current` that no container uses (built from earlier agent
@@ -93,22 +98,10 @@ async fn image_with_fingerprint(
 /// still in use is refused by the engine and kept; failures only cost disk space, so they are
 /// logged, not returned.
 async fn remove_older_images(client: &DockerClient, current: &str) {
-    let mut filters = HashMap::new();
-    filters.insert(
-        "label".to_string(),
-        vec![format!("{ROLE_LABEL}=helper-image")],
-    );
-    let options = bollard::query_parameters::ListImagesOptions {
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let Ok(images) = client.docker().list_images(Some(options)).await else {
+    let Ok(tags) = helper_image_tags(client, &format!("{ROLE_LABEL}=helper-image")).await else {
         return;
     };
-    for tag in images.into_iter().flat_map(|i| i.repo_tags) {
-        if tag == current || !tag.starts_with("chaoshub/agent-helper:") {
-            continue;
-        }
+    for tag in tags.into_iter().filter(|t| t != current) {
         let options = bollard::query_parameters::RemoveImageOptions {
             force: false,
             noprune: false,
@@ -231,8 +224,7 @@ pub async fn nested_cgroup(
     Some(format!("{}/{target_id}", parent.trim_end_matches('/')))
 }
 
-/// Creates and starts one helper. A helper of that name left from an earlier attempt is
-/// removed first, so a retried injection starts clean.
+/// Creates and starts one helper (replacing one of the same name left from an earlier attempt).
 pub async fn start(
     client: &DockerClient,
     image: &str,
@@ -243,7 +235,6 @@ pub async fn start(
     cgroup_parent: Option<String>,
 ) -> Result<String, AdapterError> {
     let name = helper_name(injection_id, run.role);
-    remove(client, &name).await?;
     let mut cmd = run.args.clone();
     cmd.extend(extra_args.iter().cloned());
     let (network_mode, pid_mode, caps) = match run.namespace {
@@ -258,6 +249,40 @@ pub async fn start(
             vec!["SYS_NICE".to_string()],
         ),
     };
+    let host_config = HostConfig {
+        network_mode: network_mode.or_else(|| Some("none".into())),
+        pid_mode,
+        cap_add: Some(caps),
+        binds: Some(vec![format!("{}:{STATE_DIR}", volume_name(injection_id))]),
+        cgroup_parent,
+        ..Default::default()
+    };
+    create_and_start(
+        client,
+        &name,
+        image,
+        injection_id,
+        target_id,
+        cmd,
+        host_config,
+    )
+    .await?;
+    Ok(name)
+}
+
+/// Creates and starts a container of the helper image under `name`, labelled as the
+/// injection's helper (so it is never a target and recovery finds it). A container of that name
+/// left from an earlier attempt is removed first, so a retried injection starts clean.
+async fn create_and_start(
+    client: &DockerClient,
+    name: &str,
+    image: &str,
+    injection_id: &str,
+    target_id: &str,
+    cmd: Vec<String>,
+    host_config: HostConfig,
+) -> Result<(), AdapterError> {
+    remove(client, name).await?;
     let labels: HashMap<String, String> = [
         (ROLE_LABEL.to_string(), "helper".to_string()),
         (INJECTION_LABEL.to_string(), injection_id.to_string()),
@@ -269,18 +294,11 @@ pub async fn start(
         image: Some(image.to_string()),
         cmd: Some(cmd),
         labels: Some(labels),
-        host_config: Some(HostConfig {
-            network_mode: network_mode.or_else(|| Some("none".into())),
-            pid_mode,
-            cap_add: Some(caps),
-            binds: Some(vec![format!("{}:{STATE_DIR}", volume_name(injection_id))]),
-            cgroup_parent,
-            ..Default::default()
-        }),
+        host_config: Some(host_config),
         ..Default::default()
     };
     let options = CreateContainerOptions {
-        name: Some(name.clone()),
+        name: Some(name.to_string()),
         ..Default::default()
     };
     client
@@ -288,9 +306,9 @@ pub async fn start(
         .create_container(Some(options), body)
         .await
         .map_err(|e| client.error(&format!("creating helper {name}"), e))?;
-    match client.docker().start_container(&name, None).await {
-        Ok(()) => Ok(name),
-        Err(e) if is_not_modified(&e) => Ok(name),
+    match client.docker().start_container(name, None).await {
+        Ok(()) => Ok(()),
+        Err(e) if is_not_modified(&e) => Ok(()),
         Err(e) => Err(client.error(&format!("starting helper {name}"), e)),
     }
 }
@@ -423,77 +441,73 @@ async fn wait_state(
 /// The role (and name suffix) of an injection's watchdog container.
 pub const WATCHDOG_ROLE: &str = "watchdog";
 
+/// How a watchdog container reaches the engine: the socket bind-mounted, or the TCP address on
+/// the host network.
+pub struct WatchdogAccess {
+    endpoint: String,
+    network_mode: &'static str,
+    binds: Vec<String>,
+}
+
+/// The watchdog's way to the engine, or why there is none (it speaks plain HTTP only).
+pub fn watchdog_access(endpoint: &DockerEndpoint) -> Result<WatchdogAccess, String> {
+    match endpoint {
+        DockerEndpoint::Unix(path) => Ok(WatchdogAccess {
+            endpoint: "unix:///var/run/docker.sock".into(),
+            network_mode: "none",
+            binds: vec![format!("{path}:/var/run/docker.sock")],
+        }),
+        DockerEndpoint::Tcp(addr) => Ok(WatchdogAccess {
+            endpoint: format!("tcp://{addr}"),
+            network_mode: "host",
+            binds: Vec::new(),
+        }),
+        DockerEndpoint::Tls { .. } => Err("the watchdog speaks plain HTTP and cannot reach a \
+                                           TLS engine; this fault's deadline rests with the hub"
+            .into()),
+    }
+}
+
 /// Starts the injection's watchdog: a container from the helper image running `chaos-agent
-/// watchdog`, which at `at` makes `calls` against this engine's API (through its socket, bind
-/// mounted, or its TCP address on the host network) to undo a pause, disconnect or squeeze
-/// that the hub has not undone by then. Returns once the watchdog reports itself armed.
+/// watchdog`, which at `at` makes `calls` against this engine's API (through `access`) to undo
+/// a pause, disconnect or squeeze that the hub has not undone by then. Returns once the
+/// watchdog reports itself armed.
 pub async fn start_watchdog(
     client: &DockerClient,
     image: &str,
     injection_id: &str,
     target_id: &str,
+    access: WatchdogAccess,
     at: chrono::DateTime<chrono::Utc>,
     calls: &[RevertCall],
 ) -> Result<String, AdapterError> {
     let name = helper_name(injection_id, WATCHDOG_ROLE);
-    remove(client, &name).await?;
-    let (endpoint, network_mode, binds) = match &client.config().endpoint {
-        DockerEndpoint::Unix(path) => (
-            "unix:///var/run/docker.sock".to_string(),
-            "none",
-            vec![format!("{path}:/var/run/docker.sock")],
-        ),
-        DockerEndpoint::Tcp(addr) => (format!("tcp://{addr}"), "host", Vec::new()),
-        DockerEndpoint::Tls { .. } => {
-            return Err(AdapterError::Failed(
-                "the watchdog speaks plain HTTP and cannot reach a TLS engine; this fault's \
-                 deadline rests with the hub"
-                    .into(),
-            ))
-        }
-    };
     let calls = serde_json::to_string(calls)
         .map_err(|e| AdapterError::Failed(format!("encoding the watchdog's calls: {e}")))?;
-    let labels: HashMap<String, String> = [
-        (ROLE_LABEL.to_string(), "helper".to_string()),
-        (INJECTION_LABEL.to_string(), injection_id.to_string()),
-        (TARGET_LABEL.to_string(), target_id.to_string()),
-    ]
-    .into_iter()
-    .collect();
-    let body = ContainerCreateBody {
-        image: Some(image.to_string()),
-        cmd: Some(vec![
-            "watchdog".into(),
-            "--at".into(),
-            at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "--endpoint".into(),
-            endpoint,
-            "--calls".into(),
-            calls,
-        ]),
-        labels: Some(labels),
-        host_config: Some(HostConfig {
-            network_mode: Some(network_mode.into()),
-            binds: Some(binds),
-            ..Default::default()
-        }),
+    let cmd = vec![
+        "watchdog".into(),
+        "--at".into(),
+        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "--endpoint".into(),
+        access.endpoint,
+        "--calls".into(),
+        calls,
+    ];
+    let host_config = HostConfig {
+        network_mode: Some(access.network_mode.into()),
+        binds: Some(access.binds),
         ..Default::default()
     };
-    let options = CreateContainerOptions {
-        name: Some(name.clone()),
-        ..Default::default()
-    };
-    client
-        .docker()
-        .create_container(Some(options), body)
-        .await
-        .map_err(|e| client.error(&format!("creating watchdog {name}"), e))?;
-    match client.docker().start_container(&name, None).await {
-        Ok(()) => {}
-        Err(e) if is_not_modified(&e) => {}
-        Err(e) => return Err(client.error(&format!("starting watchdog {name}"), e)),
-    }
+    create_and_start(
+        client,
+        &name,
+        image,
+        injection_id,
+        target_id,
+        cmd,
+        host_config,
+    )
+    .await?;
     wait_state(client, &name, "armed", Duration::from_secs(15)).await?;
     Ok(name)
 }

@@ -53,6 +53,18 @@ pub struct Limits {
     pub memory_swap: i64,
 }
 
+impl Limits {
+    /// Whether the CPU limit differs (the quota, or `--cpus`); the period alone does not limit.
+    pub fn cpu_differs(&self, other: &Limits) -> bool {
+        self.cpu_quota != other.cpu_quota || self.nano_cpus != other.nano_cpus
+    }
+
+    /// Whether the memory limit differs.
+    pub fn memory_differs(&self, other: &Limits) -> bool {
+        self.memory != other.memory
+    }
+}
+
 /// What was done to the container, with what recovery needs to undo it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mechanism", rename_all = "kebab-case")]

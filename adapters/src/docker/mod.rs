@@ -432,15 +432,15 @@ fn revert_calls(record: &Record) -> Result<Option<Vec<RevertCall>>, AdapterError
             })
             .collect::<Result<_, AdapterError>>()?,
         Mechanism::Squeeze { before, applied } => {
-            let cpu =
-                applied.cpu_quota != before.cpu_quota || applied.nano_cpus != before.nano_cpus;
-            let memory = applied.memory != before.memory;
+            let body = update_body(
+                before,
+                applied.cpu_differs(before),
+                applied.memory_differs(before),
+            );
             vec![RevertCall {
                 method: "POST".into(),
                 path: format!("/containers/{id}/update"),
-                body: Some(json(serde_json::to_value(update_body(
-                    before, cpu, memory,
-                )))?),
+                body: Some(json(serde_json::to_value(body))?),
                 accept: vec![404],
             }]
         }
@@ -654,9 +654,8 @@ impl DockerAdapter {
                     })?;
                 let c = inspect_target(client, target).await?;
                 let now = limits_of(&c);
-                let cpu_ok = nano_cpus.is_none()
-                    || (now.nano_cpus == applied.nano_cpus && now.cpu_quota == applied.cpu_quota);
-                let mem_ok = memory.is_none() || now.memory == applied.memory;
+                let cpu_ok = nano_cpus.is_none() || !now.cpu_differs(&applied);
+                let mem_ok = memory.is_none() || !now.memory_differs(&applied);
                 if !(cpu_ok && mem_ok) {
                     return Err(AdapterError::Failed(format!(
                         "the limits of {:?} read back as {now:?}, not {applied:?}",
@@ -748,13 +747,10 @@ impl DockerAdapter {
                 json!({"armed": false, "reason": "spec.settings.watchdog is false"}),
             ));
         }
-        if matches!(client.config().endpoint, DockerEndpoint::Tls { .. }) {
-            return Ok(Some(json!({
-                "armed": false,
-                "reason": "the watchdog speaks plain HTTP and cannot reach a TLS engine; this \
-                           fault's deadline rests with the hub"
-            })));
-        }
+        let access = match helper::watchdog_access(&client.config().endpoint) {
+            Ok(access) => access,
+            Err(reason) => return Ok(Some(json!({"armed": false, "reason": reason}))),
+        };
         let at = deadline + chrono::Duration::seconds(1);
         let armed = async {
             let image = helper::ensure_image(client).await?;
@@ -763,6 +759,7 @@ impl DockerAdapter {
                 &image,
                 &fault.injection_id,
                 &record.container,
+                access,
                 at,
                 &calls,
             )
@@ -870,14 +867,10 @@ impl DockerAdapter {
             Mechanism::Squeeze { before, applied } => {
                 if let Some(c) = &current {
                     let now = limits_of(c);
-                    let cpu = applied.cpu_quota != before.cpu_quota
-                        || applied.nano_cpus != before.nano_cpus;
-                    let memory = applied.memory != before.memory;
                     // Only restore what still holds the squeeze; a user's later change wins.
-                    let touch_cpu = cpu
-                        && now.cpu_quota == applied.cpu_quota
-                        && now.nano_cpus == applied.nano_cpus;
-                    let touch_memory = memory && now.memory == applied.memory;
+                    let touch_cpu = applied.cpu_differs(before) && !now.cpu_differs(applied);
+                    let touch_memory =
+                        applied.memory_differs(before) && !now.memory_differs(applied);
                     if touch_cpu || touch_memory {
                         match client
                             .docker()
