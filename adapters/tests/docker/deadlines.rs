@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use chaoshub_adapters::docker::DockerAdapter;
-use chaoshub_adapters::Adapter;
+use chaoshub_adapters::{Adapter, FaultRequest};
+use chaoshub_schema::Target;
 use serde_json::Value;
 
 use super::support::*;
@@ -57,43 +58,30 @@ async fn seen_after(
     chrono::Utc::now() - deadline
 }
 
-async fn hub_comes_back(adapter: &DockerAdapter, fault: &FaultRequestAndTarget, details: Value) {
+async fn hub_comes_back(
+    adapter: &DockerAdapter,
+    fault: &FaultRequest,
+    target: &Target,
+    details: Value,
+) {
     adapter
-        .recover(
-            &agent_env(),
-            &injection(&fault.fault, &fault.target, details),
-        )
+        .recover(&agent_env(), &injection(fault, target, details))
         .await
         .unwrap();
     assert!(
-        helpers_of(&fault.fault.injection_id).is_empty(),
+        helpers_of(&fault.injection_id).is_empty(),
         "the watchdog is removed"
     );
-    assert!(!journal_exists(&fault.fault.injection_id));
-}
-
-struct FaultRequestAndTarget {
-    fault: chaoshub_adapters::FaultRequest,
-    target: chaoshub_schema::Target,
+    assert!(!journal_exists(&fault.injection_id));
 }
 
 #[tokio::test]
 async fn a_pause_ends_at_its_deadline_without_the_hub() {
     let adapter = DockerAdapter::new();
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     let ip = address(&web, "bridge");
     let target = target_of(&web).await;
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: PodChaos\nmetadata:\n  name: p\nspec:\n  action: pod-failure\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n";
     helper_image_ready().await;
     let fault = request(yaml, &id, 6);
@@ -118,7 +106,7 @@ async fn a_pause_ends_at_its_deadline_without_the_hub() {
         log.contains("\"state\":\"reverted\"") && log.contains("/unpause"),
         "the watchdog says what it did: {log}"
     );
-    hub_comes_back(&adapter, &FaultRequestAndTarget { fault, target }, details).await;
+    hub_comes_back(&adapter, &fault, &target, details).await;
 }
 
 #[tokio::test]
@@ -141,10 +129,7 @@ async fn a_disconnect_ends_at_its_deadline_without_the_hub_with_the_same_aliases
     );
     let aliases_before = inspect(&web, &aliases);
     let target = target_of(&web).await;
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata:\n  name: p\n  annotations:\n    chaoshub.dev/partition: disconnect\nspec:\n  action: partition\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n";
     helper_image_ready().await;
     let fault = request(yaml, &id, 6);
@@ -169,21 +154,14 @@ async fn a_disconnect_ends_at_its_deadline_without_the_hub_with_the_same_aliases
     assert_eq!(inspect(&web, &aliases), aliases_before, "the same aliases");
     let ip = address(&web, &network.name);
     http_get(&ip, Duration::from_secs(2)).expect("reachable on its network again");
-    hub_comes_back(&adapter, &FaultRequestAndTarget { fault, target }, details).await;
+    hub_comes_back(&adapter, &fault, &target, details).await;
 }
 
 #[tokio::test]
 async fn a_squeeze_ends_at_its_deadline_without_the_hub_with_the_old_limits() {
     let adapter = DockerAdapter::new();
     let limits = "{{.HostConfig.NanoCpus}} {{.HostConfig.CpuQuota}} {{.HostConfig.Memory}} {{.HostConfig.MemorySwap}}";
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     docker_cli(&[
         "update",
         "--cpus",
@@ -196,10 +174,7 @@ async fn a_squeeze_ends_at_its_deadline_without_the_hub_with_the_old_limits() {
     ]);
     let before = inspect(&web, limits);
     let target = target_of(&web).await;
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: StressChaos\nmetadata:\n  name: s\n  annotations:\n    chaoshub.dev/cpu-limit: \"0.25\"\n    chaoshub.dev/memory-limit: 32MiB\nspec:\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n  stressors:\n    cpu: {workers: 1}\n";
     helper_image_ready().await;
     let fault = request(yaml, &id, 6);
@@ -216,26 +191,16 @@ async fn a_squeeze_ends_at_its_deadline_without_the_hub_with_the_old_limits() {
     .await;
     eprintln!("squeezed limits restored by the watchdog {late} after the deadline: {before}");
     assert!(late <= ON_TIME, "restored {late} after the deadline");
-    hub_comes_back(&adapter, &FaultRequestAndTarget { fault, target }, details).await;
+    hub_comes_back(&adapter, &fault, &target, details).await;
 }
 
 #[tokio::test]
 async fn a_network_fault_ends_at_its_deadline_without_the_hub() {
     let adapter = DockerAdapter::new();
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     let ip = address(&web, "bridge");
     let target = target_of(&web).await;
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let rtt = |ip: &str| {
         median(
             connect_times(ip, 5, Duration::from_secs(2))
@@ -269,5 +234,5 @@ async fn a_network_fault_ends_at_its_deadline_without_the_hub() {
         },
     )
     .await;
-    hub_comes_back(&adapter, &FaultRequestAndTarget { fault, target }, details).await;
+    hub_comes_back(&adapter, &fault, &target, details).await;
 }

@@ -102,22 +102,12 @@ async fn an_unreachable_engine_is_unreachable_not_a_failure() {
 
 #[tokio::test]
 async fn pod_failure_pauses_until_recovery_and_requests_fail_meanwhile() {
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     let ip = address(&web, "bridge");
     let target = target_of(&web).await;
     http_get(&ip, Duration::from_secs(5)).expect("the target serves before the fault");
 
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let fault = request(&pod_chaos("pod-failure", ""), &id, 30);
     let adapter = DockerAdapter::new();
     let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
@@ -164,20 +154,10 @@ async fn pod_failure_pauses_until_recovery_and_requests_fail_meanwhile() {
 async fn container_kill_sends_the_signal_and_recovery_restarts_only_what_stayed_dead() {
     let adapter = DockerAdapter::new();
     // Restart policy "no": the container stays dead until recovery starts it again.
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     let ip = address(&web, "bridge");
     let target = target_of(&web).await;
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let fault = request(
         &pod_chaos("container-kill", "").replace(
             "spec:\n",
@@ -221,10 +201,7 @@ async fn container_kill_sends_the_signal_and_recovery_restarts_only_what_stayed_
     )
     .await;
     let target2 = target_of(&web2).await;
-    let id2 = injection_id();
-    let _guard2 = InjectionGuard {
-        injection_id: id2.clone(),
-    };
+    let (id2, _guard2) = guarded_injection_id();
     let fault2 = request(
         &pod_chaos("container-kill", "").replace(
             "spec:\n",
@@ -270,10 +247,7 @@ async fn container_names_must_name_the_container_or_its_compose_service() {
     .await;
     let target = target_of(&web).await;
     let adapter = DockerAdapter::new();
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let other = request(
         &pod_chaos("container-kill", "").replace("spec:\n", "spec:\n  containerNames: [db]\n"),
         &id,
@@ -308,20 +282,10 @@ async fn container_names_must_name_the_container_or_its_compose_service() {
 
 #[tokio::test]
 async fn pod_kill_stops_gracefully_and_recovery_starts_it_again() {
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     let target = target_of(&web).await;
     let adapter = DockerAdapter::new();
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let fault = request(
         &pod_chaos("pod-kill", "").replace("spec:\n", "spec:\n  gracePeriod: 1\n"),
         &id,
@@ -343,20 +307,10 @@ async fn pod_kill_stops_gracefully_and_recovery_starts_it_again() {
 /// and still unpauses, from the journal volume on the engine.
 #[tokio::test]
 async fn recovery_without_details_reads_the_journal_on_the_engine() {
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     let target = target_of(&web).await;
     let adapter = DockerAdapter::new();
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let fault = request(&pod_chaos("pod-failure", ""), &id, 30);
     adapter.inject(&env(), &fault, &target).await.unwrap();
     assert_eq!(inspect(&web, "{{.State.Paused}}"), "true");
@@ -384,14 +338,7 @@ async fn recovery_without_details_reads_the_journal_on_the_engine() {
 
 #[tokio::test]
 async fn a_container_that_disappears_gives_a_clear_error_and_recovery_does_not_stick() {
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     let target = target_of(&web).await;
     let adapter = DockerAdapter::new();
 
@@ -406,10 +353,7 @@ async fn a_container_that_disappears_gives_a_clear_error_and_recovery_does_not_s
     .await;
     let gone_target = target_of(&gone).await;
     docker_cli(&["rm", "-f", &gone.name]);
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let fault = request(&pod_chaos("pod-failure", ""), &id, 30);
     match adapter.inject(&env(), &fault, &gone_target).await {
         Err(AdapterError::Rejected(m)) => {
@@ -423,10 +367,7 @@ async fn a_container_that_disappears_gives_a_clear_error_and_recovery_does_not_s
     assert!(!journal_exists(&id), "nothing was journalled for it");
 
     // Removed while paused: recovery succeeds (nothing left to restore) and cleans up.
-    let id2 = injection_id();
-    let _guard2 = InjectionGuard {
-        injection_id: id2.clone(),
-    };
+    let (id2, _guard2) = guarded_injection_id();
     let fault2 = request(&pod_chaos("pod-failure", ""), &id2, 30);
     let details = adapter.inject(&env(), &fault2, &target).await.unwrap();
     docker_cli(&["rm", "-f", &web.name]);

@@ -19,14 +19,7 @@ fn network_chaos(action: &str, body: &str) -> String {
 #[tokio::test]
 async fn delay_adds_100ms_and_goes_away_on_recovery() {
     let adapter = DockerAdapter::new();
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     let ip = address(&web, "bridge");
     let target = target_of(&web).await;
     let timeout = Duration::from_secs(3);
@@ -37,10 +30,7 @@ async fn delay_adds_100ms_and_goes_away_on_recovery() {
             .collect(),
     );
 
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let fault = request(
         &network_chaos("delay", "  delay:\n    latency: 100ms\n"),
         &id,
@@ -96,19 +86,9 @@ async fn measured_fault<T>(
     measure: impl Fn(&ContainerGuard) -> T,
 ) -> (T, T) {
     let adapter = DockerAdapter::new();
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     let target = target_of(&web).await;
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let fault = request(&network_chaos(action, body), &id, 120);
     let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
     eprintln!("{action} injected: {details}");
@@ -240,14 +220,7 @@ async fn bandwidth_limits_what_the_target_sends() {
 #[tokio::test]
 async fn partition_with_a_target_cuts_both_ways_and_a_killed_helper_is_cleaned_up() {
     let adapter = DockerAdapter::new();
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     let peer = run_target(
         "peer",
         Run {
@@ -261,10 +234,7 @@ async fn partition_with_a_target_cuts_both_ways_and_a_killed_helper_is_cleaned_u
     let fetch = |from: &ContainerGuard, to: &str| fetch_from(from, to);
     assert!(fetch(&peer, &web_ip) && fetch(&web, &peer_ip));
     let target = target_of(&web).await;
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let fault = request(
         &network_chaos(
             "partition",
@@ -301,19 +271,9 @@ async fn partition_with_a_target_cuts_both_ways_and_a_killed_helper_is_cleaned_u
 #[tokio::test]
 async fn cpu_stress_runs_in_the_target_and_stops_on_recovery() {
     let adapter = DockerAdapter::new();
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     let target = target_of(&web).await;
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: StressChaos\nmetadata:\n  name: s\nspec:\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n  stressors:\n    cpu: {workers: 1, load: 50}\n";
     let fault = request(yaml, &id, 60);
     let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
@@ -348,19 +308,9 @@ async fn cpu_stress_runs_in_the_target_and_stops_on_recovery() {
 #[tokio::test]
 async fn memory_stress_is_held_in_the_target_and_released_on_recovery() {
     let adapter = DockerAdapter::new();
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     let target = target_of(&web).await;
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     // cgroup v1 with the cgroupfs driver nests the helper under the target's cgroup, so the
     // target's memory accounting holds the stress (elsewhere the helper only shares its PID
     // namespace, and this measurement is skipped).
@@ -459,14 +409,7 @@ async fn helper_lifecycle_with_a_scripted_agent_partitions_and_cleans_up() {
         .insert("stop_timeout_secs".into(), 5.into());
 
     let adapter = DockerAdapter::new();
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     let peer = run_target(
         "peer",
         Run {
@@ -485,10 +428,7 @@ async fn helper_lifecycle_with_a_scripted_agent_partitions_and_cleans_up() {
     );
 
     // Recovered by SIGTERM: the agent removes its rules itself.
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let fault = request(&yaml, &id, 60);
     let started = Instant::now();
     let details = adapter.inject(&env, &fault, &target).await.unwrap();
@@ -517,10 +457,7 @@ async fn helper_lifecycle_with_a_scripted_agent_partitions_and_cleans_up() {
     assert!(helpers_of(&id).is_empty() && !journal_exists(&id));
 
     // The helper is SIGKILLed: its rules stay, and recovery runs the cleanup helper.
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let fault = request(&yaml, &id, 60);
     let details = adapter.inject(&env, &fault, &target).await.unwrap();
     docker_cli(&["kill", "-s", "KILL", &format!("chaoshub-{id}-network")]);

@@ -14,14 +14,7 @@ const QUICK: Duration = Duration::from_millis(800);
 async fn squeeze_imposes_limits_and_recovery_restores_them() {
     let adapter = DockerAdapter::new();
     let limits = "{{.HostConfig.NanoCpus}} {{.HostConfig.CpuQuota}} {{.HostConfig.Memory}}";
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     // A container with limits of its own: they come back exactly.
     docker_cli(&[
         "update",
@@ -36,10 +29,7 @@ async fn squeeze_imposes_limits_and_recovery_restores_them() {
     let before = inspect(&web, limits);
     let before_swap = inspect(&web, "{{.HostConfig.MemorySwap}}");
     let target = target_of(&web).await;
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: StressChaos\nmetadata:\n  name: s\n  annotations:\n    chaoshub.dev/cpu-limit: \"0.25\"\n    chaoshub.dev/memory-limit: 32MiB\nspec:\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n  stressors:\n    cpu: {workers: 1}\n";
     let fault = request(yaml, &id, 30);
     let details = adapter.inject(&env(), &fault, &target).await.unwrap();
@@ -73,10 +63,7 @@ async fn squeeze_imposes_limits_and_recovery_restores_them() {
     )
     .await;
     let target = target_of(&plain).await;
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let fault = request(yaml, &id, 30);
     let details = adapter.inject(&env(), &fault, &target).await.unwrap();
     assert_eq!(
@@ -159,10 +146,7 @@ async fn partition_by_disconnect_cuts_both_ways_and_reconnects_with_the_same_ali
     );
 
     let target = target_of(&web).await;
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata:\n  name: p\n  annotations:\n    chaoshub.dev/partition: disconnect\nspec:\n  action: partition\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n";
     let fault = request(yaml, &id, 30);
     let details = adapter.inject(&env(), &fault, &target).await.unwrap();

@@ -277,6 +277,27 @@ pub fn injection(fault: &FaultRequest, target: &Target, details: Value) -> Injec
     }
 }
 
+/// A target container labelled `app: web` serving HTTP (the tests' usual target).
+pub async fn run_web() -> ContainerGuard {
+    run_target(
+        "web",
+        Run {
+            labels: &[("app", "web")],
+            ..Run::default()
+        },
+    )
+    .await
+}
+
+/// A fresh injection id with the guard that removes whatever the injection left.
+pub fn guarded_injection_id() -> (String, InjectionGuard) {
+    let id = injection_id();
+    let guard = InjectionGuard {
+        injection_id: id.clone(),
+    };
+    (id, guard)
+}
+
 /// A fresh injection id (the hub's are `<uid>-<index>`).
 pub fn injection_id() -> String {
     unique("inj")

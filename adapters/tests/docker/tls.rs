@@ -197,24 +197,14 @@ async fn a_tls_engine_is_driven_with_a_client_certificate_and_a_stranger_is_refu
     let env = pki.env(port, "client");
     adapter.validate_environment(&env).unwrap();
 
-    let web = run_target(
-        "web",
-        Run {
-            labels: &[("app", "web")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let web = run_web().await;
     let targets = adapter.discover(&env).await.unwrap();
     let target = targets
         .into_iter()
         .find(|t| t.id == web.id)
         .expect("the container is discovered over TLS");
 
-    let id = injection_id();
-    let _guard = InjectionGuard {
-        injection_id: id.clone(),
-    };
+    let (id, _guard) = guarded_injection_id();
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: PodChaos\nmetadata:\n  name: p\nspec:\n  action: pod-failure\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n";
     let fault = request(yaml, &id, 30);
     let details = adapter.inject(&env, &fault, &target).await.unwrap();

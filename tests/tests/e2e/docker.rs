@@ -169,6 +169,17 @@ impl Drop for ExperimentLeftovers {
     }
 }
 
+/// The experiment's deadline, from its status.
+fn deadline_of(experiment: &serde_json::Value) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(experiment["status"]["deadline"].as_str().unwrap())
+        .unwrap()
+}
+
+/// The helper and watchdog containers of an experiment's injections, running or not.
+fn injection_containers(uid: &str) -> String {
+    docker(&["ps", "-aq", "--filter", &format!("name=chaoshub-{uid}")])
+}
+
 fn journal_volumes(uid: &str) -> Vec<String> {
     docker(&[
         "volume",
@@ -233,9 +244,7 @@ fn hub_killed_mid_pause_unpauses_on_time_after_restart() {
         1,
         "the injection is journalled"
     );
-    let deadline =
-        chrono::DateTime::parse_from_rfc3339(running["status"]["deadline"].as_str().unwrap())
-            .unwrap();
+    let deadline = deadline_of(&running);
 
     hub.kill9();
     // The deadline passes while the hub is dead: with no watchdog, nothing else unpauses it.
@@ -286,9 +295,7 @@ fn hub_killed_mid_pause_within_the_window_unpauses_at_the_deadline() {
     assert!(web.paused(), "still in its window: still paused");
     let finished = api.wait_phase(&uid, "Finished", T);
     assert!(!web.paused());
-    let deadline =
-        chrono::DateTime::parse_from_rfc3339(finished["status"]["deadline"].as_str().unwrap())
-            .unwrap();
+    let deadline = deadline_of(&finished);
     let recovered = chrono::DateTime::parse_from_rfc3339(
         finished["status"]["targets"][0]["recoveredAt"]
             .as_str()
@@ -339,9 +346,7 @@ fn hub_killed_for_good_mid_pause_is_unpaused_on_time_by_the_engine_side_watchdog
     let _leftovers = ExperimentLeftovers { uid: uid.clone() };
     let running = api.wait_phase(&uid, "Running", T);
     assert!(web.paused());
-    let deadline =
-        chrono::DateTime::parse_from_rfc3339(running["status"]["deadline"].as_str().unwrap())
-            .unwrap();
+    let deadline = deadline_of(&running);
     let injected = api.experiment(&uid);
     assert_eq!(
         injected["status"]["targets"][0]["details"]["watchdog"]["armed"], true,
@@ -374,7 +379,7 @@ fn hub_killed_for_good_mid_pause_is_unpaused_on_time_by_the_engine_side_watchdog
         journal_volumes(&uid).is_empty(),
         "the journal volume is removed"
     );
-    let watchdogs = docker(&["ps", "-aq", "--filter", &format!("name=chaoshub-{uid}")]);
+    let watchdogs = injection_containers(&uid);
     assert!(
         watchdogs.trim().is_empty(),
         "the watchdog is removed: {watchdogs}"
@@ -399,9 +404,7 @@ fn hub_killed_mid_network_delay_the_helper_ends_it_on_time_and_a_restart_removes
     let _leftovers = ExperimentLeftovers { uid: uid.clone() };
     // The first helper may build the helper image first (seconds in a debug build).
     let running = api.wait_phase(&uid, "Running", Duration::from_secs(120));
-    let deadline =
-        chrono::DateTime::parse_from_rfc3339(running["status"]["deadline"].as_str().unwrap())
-            .unwrap();
+    let deadline = deadline_of(&running);
     let delayed = web.connect_rtt();
     assert!(
         delayed >= base + Duration::from_millis(90),
@@ -432,7 +435,7 @@ fn hub_killed_mid_network_delay_the_helper_ends_it_on_time_and_a_restart_removes
     let api = Api::new(&hub2.url);
     let finished = api.wait_phase(&uid, "Finished", T);
     assert_eq!(finished["status"]["targets"][0]["phase"], "Recovered");
-    let helpers = docker(&["ps", "-aq", "--filter", &format!("name=chaoshub-{uid}")]);
+    let helpers = injection_containers(&uid);
     assert!(
         helpers.trim().is_empty(),
         "the helper is removed: {helpers}"
