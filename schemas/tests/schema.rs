@@ -1,5 +1,5 @@
-//! Integration tests of `chaoshub-schema`: Chaos Mesh examples, rejections with paths,
-//! property tests, ProxyChaos and the checked-in JSON Schemas.
+//! Integration tests of `chaoshub-schema`: the fixture corpus and Chaos Mesh examples, rejections
+//! with paths, property tests, ProxyChaos and the checked-in JSON Schemas.
 
 #[path = "schema/broken.rs"]
 mod broken;
@@ -9,6 +9,8 @@ mod examples;
 mod export;
 #[path = "schema/faults.rs"]
 mod faults;
+#[path = "schema/fixtures.rs"]
+mod fixtures;
 #[path = "schema/props.rs"]
 mod props;
 #[path = "schema/proxy.rs"]

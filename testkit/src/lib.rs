@@ -50,6 +50,31 @@ pub fn fixtures_dir() -> PathBuf {
     workspace_root().join("tests/fixtures/chaos-mesh")
 }
 
+/// The manifests (`*.yaml`, `*.yml`, `*.json`) directly in `dir`, sorted by name, with their text.
+/// Panics when `dir` cannot be read or holds none: callers pass a folder a locator returned.
+pub fn manifest_files(dir: &Path) -> Vec<(PathBuf, String)> {
+    let entries =
+        std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
+    let mut files: Vec<(PathBuf, String)> = entries
+        .map(|entry| entry.unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display())))
+        .map(|entry| entry.path())
+        .filter(|path| {
+            matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
+        })
+        .map(|path| {
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            (path, text)
+        })
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "{} holds no manifests", dir.display());
+    files
+}
+
 /// The shared folder: `$CHAOSHUB_SHARED_DIR`, else `<workspace>/../shared`.
 pub fn shared_root() -> Option<PathBuf> {
     settle(find_shared_root(&Env::process()))
@@ -617,6 +642,9 @@ mod tests {
     #[test]
     fn the_fixtures_are_in_the_workspace() {
         assert!(workspace_root().join("Cargo.toml").is_file());
-        assert!(fixtures_dir().starts_with(workspace_root()));
+        let files = manifest_files(&fixtures_dir());
+        assert!(files.iter().any(|(p, _)| p.ends_with("networkchaos.yaml")));
+        assert!(files.windows(2).all(|w| w[0].0 < w[1].0), "sorted");
+        assert!(files.iter().all(|(p, _)| p.extension().unwrap() == "yaml"));
     }
 }

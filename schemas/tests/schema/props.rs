@@ -255,11 +255,16 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]
 }
 
-fn example_documents() -> Vec<Value> {
-    example_files()
-        .into_iter()
-        .flat_map(|(_, text)| split_documents(&text).unwrap())
-        .collect()
+/// The fixtures and shared examples as documents, read once: proptest calls this per case, and
+/// the shared corpus's skip line is written once per run rather than once per case.
+fn example_documents() -> &'static [Value] {
+    static DOCS: std::sync::OnceLock<Vec<Value>> = std::sync::OnceLock::new();
+    DOCS.get_or_init(|| {
+        example_files()
+            .into_iter()
+            .flat_map(|(_, text)| split_documents(&text).unwrap())
+            .collect()
+    })
 }
 
 proptest! {

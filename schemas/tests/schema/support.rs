@@ -1,48 +1,39 @@
-//! Shared helpers: locating the Chaos Mesh reference data and asserting on errors.
+//! Shared helpers: the manifests the tests read and assertions on errors.
+//!
+//! The project's own fixtures (`tests/fixtures/chaos-mesh`) are always read. The shared Chaos
+//! Mesh example corpus beside the checkout adds coverage when it is present; when it is missing
+//! the tests say so (a `SKIP` line) and run on the fixtures alone, and under `CI=true` they fail.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use chaoshub_schema::{parse_one, Manifest, ValidationErrors};
 
-/// `shared/reference/chaos-mesh/examples`, next to the workspace or under
-/// `$CHAOSHUB_SHARED_DIR`.
-pub fn examples_dir() -> PathBuf {
-    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference/chaos-mesh/examples");
-    if beside.is_dir() {
-        return beside;
-    }
-    if let Ok(shared) = std::env::var("CHAOSHUB_SHARED_DIR") {
-        let dir = PathBuf::from(shared).join("reference/chaos-mesh/examples");
-        if dir.is_dir() {
-            return dir;
-        }
-    }
-    panic!(
-        "Chaos Mesh examples not found at {} — check out the shared reference data next to the \
-         workspace or set CHAOSHUB_SHARED_DIR to the folder holding reference/chaos-mesh/examples",
-        beside.display()
-    );
+/// The manifests of `dir` as (`<label>/<file name>`, text).
+fn manifest_files(dir: &Path, label: &str) -> Vec<(String, String)> {
+    chaoshub_testkit::manifest_files(dir)
+        .into_iter()
+        .map(|(path, text)| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (format!("{label}/{name}"), text)
+        })
+        .collect()
 }
 
-/// Every example file, sorted, with its text.
+/// The project's own Chaos Mesh manifests: every kind and action the schema declares.
+pub fn fixture_files() -> Vec<(String, String)> {
+    manifest_files(&chaoshub_testkit::fixtures_dir(), "fixtures")
+}
+
+/// The shared Chaos Mesh examples, when present (a `SKIP` line otherwise; a panic under CI).
+pub fn shared_example_files() -> Option<Vec<(String, String)>> {
+    chaoshub_testkit::shared_dir("reference/chaos-mesh/examples")
+        .map(|dir| manifest_files(&dir, "shared"))
+}
+
+/// Every manifest file the tests read: the fixtures, then the shared examples when present.
 pub fn example_files() -> Vec<(String, String)> {
-    let mut files: Vec<(String, String)> = std::fs::read_dir(examples_dir())
-        .expect("examples folder is readable")
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml" | "json")
-            )
-        })
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read_to_string(&p).unwrap())
-        })
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "the examples folder holds no YAML files");
+    let mut files = fixture_files();
+    files.extend(shared_example_files().unwrap_or_default());
     files
 }
 
