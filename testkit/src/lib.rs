@@ -378,10 +378,16 @@ fn test_context() -> String {
         .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .map(|stem| strip_cargo_hash(&stem).to_string());
     let thread = std::thread::current();
-    let test = thread.name().filter(|name| *name != "main");
+    context_of(binary.as_deref(), thread.name())
+}
+
+fn context_of(binary: Option<&str>, thread: Option<&str>) -> String {
+    let test = thread.filter(|name| *name != "main");
     match (binary, test) {
+        // A binary whose tests sit in a module of its own name (`hub::api_errors::…`).
+        (Some(binary), Some(test)) if test.starts_with(&format!("{binary}::")) => test.to_string(),
         (Some(binary), Some(test)) => format!("{binary}::{test}"),
-        (Some(binary), None) => binary,
+        (Some(binary), None) => binary.to_string(),
         (None, Some(test)) => test.to_string(),
         (None, None) => "test".to_string(),
     }
@@ -618,6 +624,10 @@ mod tests {
         assert_eq!(strip_cargo_hash("hub-0123456789abcdef"), "hub");
         assert_eq!(strip_cargo_hash("chaos-agent"), "chaos-agent");
         assert_eq!(strip_cargo_hash("x-0123"), "x-0123");
+        assert_eq!(context_of(Some("hub"), Some("hub::a::b")), "hub::a::b");
+        assert_eq!(context_of(Some("schema"), Some("a::b")), "schema::a::b");
+        assert_eq!(context_of(Some("chaoshub"), Some("main")), "chaoshub");
+        assert_eq!(context_of(None, None), "test");
         let context = test_context();
         assert!(
             context.ends_with("tests::the_context_is_the_binary_and_the_test"),
