@@ -13,6 +13,26 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 bash scripts/install-test-deps.sh
 
+# Skip reasons: a test that cannot run something (shared data, a tool, a kernel feature) writes a
+# `SKIP <test>: <reason>` line through chaoshub_testkit, which also appends it to this file; the
+# lines are printed again at the end, whatever the result, where a reader of the log looks.
+# CI=true turns a missing shared dependency into a failure instead.
+CHAOSHUB_SKIP_LOG=$(mktemp -t chaoshub-skips.XXXXXX)
+export CHAOSHUB_SKIP_LOG
+skip_summary() {
+  local status=$? skips
+  skips=$(sort -u "$CHAOSHUB_SKIP_LOG")
+  rm -f "$CHAOSHUB_SKIP_LOG"
+  if [ -n "$skips" ]; then
+    echo "==> skipped ($(printf '%s\n' "$skips" | wc -l)); each line says what is missing and how to provide it:"
+    printf '%s\n' "$skips"
+  else
+    echo "==> nothing skipped"
+  fi
+  exit "$status"
+}
+trap skip_summary EXIT
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
