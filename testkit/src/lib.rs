@@ -346,12 +346,16 @@ fn settle(found: Result<PathBuf, Missing>) -> Option<PathBuf> {
 /// Writes a skip line where a user sees it (see the crate's documentation).
 fn emit(line: &str) {
     let log = std::env::var_os(SKIP_LOG_VAR).filter(|v| !v.is_empty());
-    emit_to(line, log.as_deref().map(Path::new));
+    // Straight to the file descriptor: libtest's capture only catches the print macros.
+    emit_to(
+        line,
+        &mut std::io::stderr().lock(),
+        log.as_deref().map(Path::new),
+    );
 }
 
-fn emit_to(line: &str, log: Option<&Path>) {
-    // Straight to the file descriptor: libtest's capture only catches the print macros.
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+fn emit_to(line: &str, stderr: &mut dyn Write, log: Option<&Path>) {
+    let _ = writeln!(stderr, "{line}");
     if let Some(log) = log {
         // One write of one line in append mode: lines from parallel tests and test binaries
         // do not interleave.
@@ -362,7 +366,7 @@ fn emit_to(line: &str, log: Option<&Path>) {
             .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
         if let Err(e) = appended {
             let _ = writeln!(
-                std::io::stderr().lock(),
+                stderr,
                 "testkit: cannot append to {SKIP_LOG_VAR}={}: {e}",
                 log.display()
             );
@@ -640,8 +644,13 @@ mod tests {
     fn skip_lines_are_appended_to_the_log() {
         let root = tempdir("log");
         let log = root.join("skips.log");
-        emit_to("SKIP a: first", Some(&log));
-        emit_to("SKIP b: second", Some(&log));
+        let mut stderr = Vec::new();
+        emit_to("SKIP a: first", &mut stderr, Some(&log));
+        emit_to("SKIP b: second", &mut stderr, Some(&log));
+        assert_eq!(
+            String::from_utf8(stderr).unwrap(),
+            "SKIP a: first\nSKIP b: second\n"
+        );
         assert_eq!(
             std::fs::read_to_string(&log).unwrap(),
             "SKIP a: first\nSKIP b: second\n"
