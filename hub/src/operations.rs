@@ -11,6 +11,7 @@ use chaoshub_schema::api::{
     Capability, DesiredState, DryRunResult, EnvironmentObject, ExperimentObject, ExperimentPhase,
     ExperimentStatus, HaltStatus, Page, Plan,
 };
+use chaoshub_schema::document::JsonError;
 use chaoshub_schema::duration::parse_duration;
 use chaoshub_schema::environment::EnvironmentSpec;
 use chaoshub_schema::{Kind, Manifest, Spec, Target, TargetSelector, ValidationErrors};
@@ -62,8 +63,12 @@ pub fn parse_body(body: &[u8], format: BodyFormat) -> Result<Value, HubError> {
         ));
     }
     match format {
-        BodyFormat::Json => serde_json::from_str(text).map_err(|e| {
-            HubError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+        // Duplicate keys and the parse bounds are refused as they are for YAML, naming the field.
+        BodyFormat::Json => chaoshub_schema::document::json_value(text).map_err(|e| match e {
+            JsonError::Syntax(e) => {
+                HubError::bad_request("invalid_json", format!("the body is not valid JSON: {e}"))
+            }
+            JsonError::Refused(errors) => HubError::invalid(errors),
         }),
         BodyFormat::Yaml => {
             let mut docs = chaoshub_schema::split_documents(text).map_err(HubError::invalid)?;

@@ -7,6 +7,7 @@
 mod hub {
     pub mod api_errors;
     pub mod catalog;
+    pub mod hostile;
     pub mod lifecycle;
     pub mod metrics;
     pub mod probes;

@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod api;
 pub mod chaosmesh;
+pub mod document;
 pub mod duration;
 pub mod environment;
 pub mod error;

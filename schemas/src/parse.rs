@@ -7,27 +7,9 @@ use crate::manifest::{Kind, Manifest, Spec};
 use crate::meta::ObjectMeta;
 
 /// Splits YAML (or JSON, which is YAML) text into documents. Empty documents are skipped.
+/// Bounds, tags and duplicate keys: see [`crate::document`].
 pub fn split_documents(text: &str) -> Result<Vec<Value>, ValidationErrors> {
-    let mut docs = Vec::new();
-    for (index, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value: serde_yaml::Value = serde::Deserialize::deserialize(de).map_err(|e| {
-            ValidationErrors::single(
-                "",
-                format!("document {}: not valid YAML or JSON: {e}", index + 1),
-            )
-        })?;
-        if value.is_null() {
-            continue;
-        }
-        let json = serde_json::to_value(&value).map_err(|e| {
-            ValidationErrors::single(
-                "",
-                format!("document {}: cannot be represented as JSON: {e}", index + 1),
-            )
-        })?;
-        docs.push(json);
-    }
-    Ok(docs)
+    crate::document::yaml_documents(text)
 }
 
 /// Parses every document of a file; each document gets its own result.

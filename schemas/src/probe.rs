@@ -472,12 +472,24 @@ pub fn stop_conditions(
         return Ok(Vec::new());
     };
     let path = format!("metadata.annotations[\"{STOP_CONDITIONS_ANNOTATION}\"]");
-    let value: Value = serde_yaml::from_str(text).map_err(|e| {
-        ValidationErrors::single(
-            path.clone(),
-            format!("must be a YAML or JSON list of probes: {e}"),
-        )
-    })?;
+    let value = match crate::document::yaml_documents(text) {
+        Ok(mut docs) if docs.len() <= 1 => docs.pop().unwrap_or(Value::Null),
+        Ok(docs) => {
+            return Err(ValidationErrors::single(
+                path,
+                format!(
+                    "must be one YAML or JSON list of probes, not {} documents",
+                    docs.len()
+                ),
+            ))
+        }
+        Err(e) => {
+            return Err(ValidationErrors::single(
+                path.clone(),
+                format!("must be a YAML or JSON list of probes: {e}"),
+            ))
+        }
+    };
     parse_probes(value, &path)
 }
 

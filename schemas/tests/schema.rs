@@ -19,3 +19,7 @@ mod proxy;
 mod support;
 #[path = "schema/template.rs"]
 mod template;
+#[path = "schema/yaml.rs"]
+mod yaml;
+#[path = "schema/yaml_migration.rs"]
+mod yaml_migration;

@@ -44,7 +44,7 @@ pub fn render_structured<T: Serialize + ?Sized>(
     let mut text = match format {
         OutputFormat::Json | OutputFormat::Table => serde_json::to_string_pretty(value)
             .map_err(|e| CliError::Protocol(format!("cannot render JSON: {e}")))?,
-        OutputFormat::Yaml => serde_yaml::to_string(value)
+        OutputFormat::Yaml => chaoshub_schema::document::to_yaml(value)
             .map_err(|e| CliError::Protocol(format!("cannot render YAML: {e}")))?,
     };
     if !text.ends_with('\n') {
@@ -800,7 +800,7 @@ Events:
         let back: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(back["items"][1]["metadata"]["name"], "cpu-burn");
         let yaml = render_structured(OutputFormat::Yaml, &items[0]).unwrap();
-        let back: ExperimentObject = serde_yaml::from_str(&yaml).unwrap();
+        let back: ExperimentObject = serde_saphyr::from_str(&yaml).unwrap();
         assert_eq!(back, items[0]);
     }
 

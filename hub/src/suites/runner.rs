@@ -345,7 +345,12 @@ impl SuiteRunner {
                 let mut all: Vec<Value> = annotations
                     .get(STOP_CONDITIONS_ANNOTATION)
                     .and_then(Value::as_str)
-                    .and_then(|t| serde_yaml::from_str::<Vec<Value>>(t).ok())
+                    .and_then(|t| chaoshub_schema::document::yaml_documents(t).ok())
+                    .and_then(|docs| docs.into_iter().next())
+                    .and_then(|v| match v {
+                        Value::Array(items) => Some(items),
+                        _ => None,
+                    })
                     .unwrap_or_default();
                 all.extend(
                     case.stop_conditions

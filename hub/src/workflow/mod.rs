@@ -947,7 +947,7 @@ mod tests {
     use super::*;
 
     fn spec(yaml: &str) -> WorkflowSpec {
-        serde_yaml::from_str(yaml).unwrap()
+        serde_saphyr::from_str(yaml).unwrap()
     }
 
     #[test]

@@ -140,7 +140,7 @@ async fn thousands_of_bad_bodies_get_only_4xx() {
                 } else {
                     (
                         "application/yaml".into(),
-                        serde_yaml::to_string(&doc).unwrap(),
+                        serde_saphyr::to_string(&doc).unwrap(),
                     )
                 }
             }
