@@ -21,5 +21,3 @@ mod support;
 mod template;
 #[path = "schema/yaml.rs"]
 mod yaml;
-#[path = "schema/yaml_migration.rs"]
-mod yaml_migration;
