@@ -1,48 +1,25 @@
 //! The JUnit XML report of a suite run, in the shape CI systems read (the Ant/Jenkins
-//! `junit-10.xsd` conventions): one `<testsuite>` per environment, one `<testcase>` per
-//! experiment with `classname="<suite>.<environment>"`; a case that failed has `<failure>`, one
-//! that could not be carried out `<error>`, one not run `<skipped>`; the message attribute is
-//! the verdict and the element's text the probe evidence. Counts, times (seconds) and
-//! timestamps (`YYYY-MM-DDThh:mm:ss`, UTC) are on every suite.
+//! `junit-10.xsd` conventions), written by `quick-junit` (the writer cargo-nextest uses): one
+//! `<testsuite>` per environment, one `<testcase>` per experiment with
+//! `classname="<suite>.<environment>"`; a case that failed has `<failure>`, one that could not be
+//! carried out `<error>`, one not run `<skipped>`; the message attribute is the verdict and the
+//! element's text the probe evidence. Counts, times (seconds) and timestamps (RFC 3339) are on
+//! every suite. What is ours is the mapping from a run to that shape; the XML (escaping, the
+//! characters XML 1.0 forbids, counts) is the crate's.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use chaoshub_schema::probe::ProbeResult;
 use chaoshub_schema::suite::{CaseOutcome, SuiteCase, SuiteRun};
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-/// Escapes text for an attribute or element; characters XML 1.0 forbids are dropped.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            '\t' | '\r' => out.push(' '),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => {}
-            c => out.push(c),
-        }
-    }
-    out
+fn duration(ms: Option<u64>) -> Duration {
+    Duration::from_millis(ms.unwrap_or(0))
 }
 
-/// Element text keeps its line breaks.
-fn escape_text(text: &str) -> String {
-    escape(text).replace("&#10;", "\n")
-}
-
-fn seconds(ms: Option<u64>) -> String {
-    format!("{:.3}", ms.unwrap_or(0) as f64 / 1000.0)
-}
-
-/// `2026-01-02T03:04:05` from an RFC 3339 time.
-fn timestamp(rfc3339: Option<&str>) -> Option<String> {
-    rfc3339
-        .and_then(crate::time::parse)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+fn timestamp(rfc3339: Option<&str>) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    rfc3339.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
 }
 
 fn probe_lines(title: &str, results: &[ProbeResult], out: &mut String) {
@@ -143,94 +120,72 @@ pub fn render(run: &SuiteRun) -> String {
             environments.push(&c.environment);
         }
     }
-    let count =
-        |cases: &[&SuiteCase], o: CaseOutcome| cases.iter().filter(|c| c.outcome == o).count();
-    let all: Vec<&SuiteCase> = run.cases.iter().collect();
-    let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        xml,
-        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{}\">",
-        escape(&run.suite),
-        all.len(),
-        count(&all, CaseOutcome::Failed),
-        count(&all, CaseOutcome::Error),
-        count(&all, CaseOutcome::Skipped),
-        seconds(run.duration_ms)
-    );
+    let mut report = Report::new(run.suite.as_str());
+    report.set_time(duration(run.duration_ms));
     for (id, env) in environments.iter().enumerate() {
         let cases: Vec<&SuiteCase> = run.cases.iter().filter(|c| c.environment == *env).collect();
-        let time: u64 = cases.iter().filter_map(|c| c.duration_ms).sum();
+        let mut suite = TestSuite::new(*env);
+        suite.set_time(duration(Some(
+            cases.iter().filter_map(|c| c.duration_ms).sum(),
+        )));
         let first_start = cases.iter().filter_map(|c| c.started_at.as_deref()).min();
-        let stamp = timestamp(first_start.or(Some(run.created_at.as_str())))
-            .map(|t| format!(" timestamp=\"{t}\""))
-            .unwrap_or_default();
-        let _ = writeln!(
-            xml,
-            "  <testsuite name=\"{}\" id=\"{id}\" package=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{}\"{stamp} hostname=\"chaoshub\">",
-            escape(env),
-            escape(&run.suite),
-            cases.len(),
-            count(&cases, CaseOutcome::Failed),
-            count(&cases, CaseOutcome::Error),
-            count(&cases, CaseOutcome::Skipped),
-            seconds(Some(time)),
-        );
-        let _ = writeln!(xml, "    <properties>");
-        for (name, value) in [
-            ("chaoshub.suite", run.suite.as_str()),
-            ("chaoshub.suite.run", run.id.as_str()),
-            ("chaoshub.environment", env),
-        ] {
-            let _ = writeln!(
-                xml,
-                "      <property name=\"{name}\" value=\"{}\"/>",
-                escape(value)
-            );
+        if let Some(t) = timestamp(first_start.or(Some(run.created_at.as_str()))) {
+            suite.set_timestamp(t);
         }
-        let _ = writeln!(xml, "    </properties>");
+        for (name, value) in [("id", id.to_string()), ("package", run.suite.clone())] {
+            suite.extra.insert(name.into(), value.into());
+        }
+        suite.extra.insert("hostname".into(), "chaoshub".into());
+        suite.add_properties([
+            Property::new("chaoshub.suite", run.suite.as_str()),
+            Property::new("chaoshub.suite.run", run.id.as_str()),
+            Property::new("chaoshub.environment", *env),
+        ]);
         for case in cases {
-            let _ = write!(
-                xml,
-                "    <testcase name=\"{}\" classname=\"{}\" time=\"{}\"",
-                escape(&case.experiment),
-                escape(&format!("{}.{}", run.suite, env)),
-                seconds(case.duration_ms)
-            );
             let message = case.message.clone().unwrap_or_default();
-            let element = match case.outcome {
-                CaseOutcome::Failed => Some(("failure", "SteadyStateNotAsExpected")),
-                CaseOutcome::Error => Some(("error", "CaseError")),
-                CaseOutcome::Pending | CaseOutcome::Running => Some(("error", "Unfinished")),
-                CaseOutcome::Skipped | CaseOutcome::Passed => None,
+            let mut status = match case.outcome {
+                CaseOutcome::Passed => TestCaseStatus::success(),
+                CaseOutcome::Skipped => {
+                    let mut s = TestCaseStatus::skipped();
+                    s.set_message(message.as_str());
+                    s
+                }
+                CaseOutcome::Failed => non_success(
+                    NonSuccessKind::Failure,
+                    "SteadyStateNotAsExpected",
+                    &message,
+                ),
+                CaseOutcome::Error => non_success(NonSuccessKind::Error, "CaseError", &message),
+                CaseOutcome::Pending | CaseOutcome::Running => {
+                    non_success(NonSuccessKind::Error, "Unfinished", &message)
+                }
             };
-            let _ = writeln!(xml, ">");
-            if case.outcome == CaseOutcome::Skipped {
-                let _ = writeln!(xml, "      <skipped message=\"{}\"/>", escape(&message));
+            if matches!(status, TestCaseStatus::NonSuccess { .. }) {
+                status.set_description(case_evidence(case));
             }
-            if let Some((tag, kind)) = element {
-                let message = if message.is_empty() {
-                    "the case did not finish".to_string()
-                } else {
-                    message
-                };
-                let _ = writeln!(
-                    xml,
-                    "      <{tag} message=\"{}\" type=\"{kind}\">{}</{tag}>",
-                    escape(&message),
-                    escape_text(&case_evidence(case))
-                );
-            }
-            let _ = writeln!(
-                xml,
-                "      <system-out>{}</system-out>",
-                escape_text(&system_out(case))
-            );
-            let _ = writeln!(xml, "    </testcase>");
+            let mut test_case = TestCase::new(case.experiment.as_str(), status);
+            test_case
+                .set_classname(format!("{}.{}", run.suite, env))
+                .set_time(duration(case.duration_ms))
+                .set_system_out(system_out(case));
+            suite.add_test_case(test_case);
         }
-        let _ = writeln!(xml, "  </testsuite>");
+        report.add_test_suite(suite);
     }
-    xml.push_str("</testsuites>\n");
-    xml
+    // Serialising an in-memory report only fails on a writer error, and a String cannot fail.
+    report
+        .to_string()
+        .unwrap_or_else(|e| format!("<!-- the JUnit report could not be written: {e} -->\n"))
+}
+
+fn non_success(kind: NonSuccessKind, ty: &str, message: &str) -> TestCaseStatus {
+    let mut status = TestCaseStatus::non_success(kind);
+    status.set_type(ty).set_message(if message.is_empty() {
+        "the case did not finish"
+    } else {
+        message
+    });
+    status
 }
 
 #[cfg(test)]
@@ -263,9 +218,15 @@ mod tests {
         }
     }
 
-    #[test]
-    fn one_testsuite_per_environment_with_counts_and_escaped_evidence() {
-        let run = SuiteRun {
+    fn run() -> SuiteRun {
+        let mut odd = case(
+            "odd \u{1}name ]]>",
+            "edge-b",
+            CaseOutcome::Error,
+            "engine said \u{1b}[31mno\u{1b}[0m & <quit>",
+        );
+        odd.duration_ms = None;
+        SuiteRun {
             id: "r1".into(),
             suite: "checkout".into(),
             phase: SuiteRunPhase::Failed,
@@ -277,26 +238,206 @@ mod tests {
                 case("slow", "edge-a", CaseOutcome::Passed, "held"),
                 case("slow", "edge-b", CaseOutcome::Failed, "deviated <a&b>"),
                 case("fill", "edge-b", CaseOutcome::Skipped, "time ran out"),
+                odd,
+                case("late", "edge-a", CaseOutcome::Running, ""),
             ],
             log: vec![],
             manifest: serde_json::Value::Null,
+        }
+    }
+
+    /// Read back with quick-junit's own reader: every count, name and verdict survives.
+    #[test]
+    fn the_report_reads_back_with_counts_names_and_evidence() {
+        let xml = render(&run());
+        let report = Report::deserialize_from_str(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+        assert_eq!(report.name.as_ref().map(|n| n.as_str()), Some("checkout"));
+        assert_eq!(
+            (report.tests, report.failures, report.errors, report.skipped),
+            (5, 1, 2, 1),
+            "{xml}"
+        );
+        assert_eq!(report.time, Some(Duration::from_secs(3)));
+        let names: Vec<&str> = report.test_suites.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["edge-a", "edge-b"]);
+        let b = &report.test_suites[1];
+        assert_eq!((b.tests, b.failures, b.errors, b.skipped), (3, 1, 1, 1));
+        assert_eq!(b.extra.get("package").map(|v| v.as_str()), Some("checkout"));
+        assert_eq!(b.extra.get("id").map(|v| v.as_str()), Some("1"));
+        assert_eq!(
+            b.timestamp.map(|t| t.to_rfc3339()),
+            Some("2026-01-02T03:04:05+00:00".to_string())
+        );
+        let props: Vec<(&str, &str)> = b
+            .properties
+            .iter()
+            .map(|p| (p.name.as_str(), p.value.as_str()))
+            .collect();
+        assert!(props.contains(&("chaoshub.suite.run", "r1")), "{props:?}");
+        let failed = &b.test_cases[0];
+        assert_eq!(
+            failed.classname.as_ref().unwrap().as_str(),
+            "checkout.edge-b"
+        );
+        assert_eq!(failed.time, Some(Duration::from_millis(1500)));
+        let TestCaseStatus::NonSuccess {
+            kind,
+            message,
+            ty,
+            description,
+            ..
+        } = &failed.status
+        else {
+            panic!("{:?}", failed.status);
         };
-        let xml = render(&run);
-        assert!(xml.contains("<testsuites name=\"checkout\" tests=\"3\" failures=\"1\" errors=\"0\" skipped=\"1\""), "{xml}");
-        assert_eq!(xml.matches("<testsuite ").count(), 2, "{xml}");
-        assert!(xml.contains("timestamp=\"2026-01-02T03:04:05\""), "{xml}");
-        assert!(xml.contains("classname=\"checkout.edge-b\""), "{xml}");
+        assert_eq!(*kind, NonSuccessKind::Failure);
+        assert_eq!(message.as_ref().unwrap().as_str(), "deviated <a&b>");
+        assert_eq!(ty.as_ref().unwrap().as_str(), "SteadyStateNotAsExpected");
         assert!(
-            xml.contains(
-                "<failure message=\"deviated &lt;a&amp;b&gt;\" type=\"SteadyStateNotAsExpected\">"
+            description
+                .as_ref()
+                .unwrap()
+                .as_str()
+                .contains("504 <timeout> & \"more\""),
+            "{description:?}"
+        );
+        assert!(matches!(
+            b.test_cases[1].status,
+            TestCaseStatus::Skipped { .. }
+        ));
+        // Control characters and terminal escapes are dropped, not written as invalid XML.
+        let odd = &b.test_cases[2];
+        assert_eq!(odd.name.as_str(), "odd name ]]>");
+        let TestCaseStatus::NonSuccess { message, .. } = &odd.status else {
+            panic!("{:?}", odd.status);
+        };
+        assert_eq!(
+            message.as_ref().unwrap().as_str(),
+            "engine said no & <quit>"
+        );
+        assert!(!xml.contains('\u{1}') && !xml.contains('\u{1b}'));
+        // An unfinished case is an error with a message that says so.
+        let late = &report.test_suites[0].test_cases[1];
+        let TestCaseStatus::NonSuccess { kind, message, .. } = &late.status else {
+            panic!("{:?}", late.status);
+        };
+        assert_eq!(*kind, NonSuccessKind::Error);
+        assert_eq!(
+            message.as_ref().unwrap().as_str(),
+            "the case did not finish"
+        );
+    }
+
+    /// The element tree and attributes of the JUnit schema CI systems read (Jenkins/Ant
+    /// `junit-10.xsd`, GitLab, GitHub reporters): checked element by element with an XML
+    /// tokenizer, so the report is well-formed and nothing sits where a strict reader refuses it.
+    #[test]
+    fn the_report_has_the_junit_schema_shape() {
+        let xml = render(&run());
+        let children: &[(&str, &[&str])] = &[
+            ("", &["testsuites"]),
+            ("testsuites", &["testsuite"]),
+            (
+                "testsuite",
+                &["properties", "testcase", "system-out", "system-err"],
             ),
-            "{xml}"
-        );
-        assert!(
-            xml.contains("504 &lt;timeout&gt; &amp; &quot;more&quot;"),
-            "{xml}"
-        );
-        assert!(xml.contains("<skipped message=\"time ran out\"/>"), "{xml}");
-        assert!(!xml.contains('\u{1}'));
+            ("properties", &["property"]),
+            (
+                "testcase",
+                &["skipped", "error", "failure", "system-out", "system-err"],
+            ),
+        ];
+        let required: &[(&str, &[&str])] = &[
+            ("testsuites", &["tests", "failures", "errors"]),
+            (
+                "testsuite",
+                &[
+                    "name",
+                    "tests",
+                    "failures",
+                    "errors",
+                    "skipped",
+                    "time",
+                    "timestamp",
+                ],
+            ),
+            ("property", &["name", "value"]),
+            ("testcase", &["name", "classname", "time"]),
+            ("failure", &["message", "type"]),
+            ("error", &["message", "type"]),
+        ];
+        let mut reader = quick_xml::Reader::from_str(&xml);
+        let mut stack: Vec<String> = Vec::new();
+        let mut seen = std::collections::BTreeMap::<String, usize>::new();
+        loop {
+            let event = reader.read_event().unwrap_or_else(|e| panic!("{e}\n{xml}"));
+            let (start, empty) = match &event {
+                quick_xml::events::Event::Start(s) => (Some(s.clone()), false),
+                quick_xml::events::Event::Empty(s) => (Some(s.clone()), true),
+                quick_xml::events::Event::End(_) => {
+                    stack.pop();
+                    continue;
+                }
+                quick_xml::events::Event::Eof => break,
+                _ => continue,
+            };
+            let Some(start) = start else { continue };
+            let name = String::from_utf8(start.name().as_ref().to_vec()).unwrap();
+            let parent = stack.last().map(String::as_str).unwrap_or("");
+            let allowed = children
+                .iter()
+                .find(|(p, _)| *p == parent)
+                .map(|(_, c)| *c)
+                .unwrap_or(&[]);
+            assert!(
+                allowed.contains(&name.as_str()),
+                "<{name}> inside <{parent}>\n{xml}"
+            );
+            let attrs: std::collections::BTreeMap<String, String> = start
+                .attributes()
+                .map(|a| {
+                    let a = a.unwrap();
+                    (
+                        String::from_utf8(a.key.as_ref().to_vec()).unwrap(),
+                        a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .unwrap()
+                            .into_owned(),
+                    )
+                })
+                .collect();
+            if let Some((_, need)) = required.iter().find(|(n, _)| *n == name) {
+                for attr in *need {
+                    assert!(
+                        attrs.contains_key(*attr),
+                        "<{name}> lacks {attr}: {attrs:?}"
+                    );
+                }
+            }
+            for count in ["tests", "failures", "errors", "skipped"] {
+                if let Some(v) = attrs.get(count) {
+                    v.parse::<u64>()
+                        .unwrap_or_else(|_| panic!("<{name}> {count}={v:?}"));
+                }
+            }
+            if let Some(v) = attrs.get("time") {
+                assert!(v.parse::<f64>().unwrap() >= 0.0, "<{name}> time={v:?}");
+            }
+            if let Some(v) = attrs.get("timestamp") {
+                chrono::DateTime::parse_from_rfc3339(v)
+                    .unwrap_or_else(|e| panic!("<{name}> timestamp={v:?}: {e}"));
+            }
+            *seen.entry(name.clone()).or_default() += 1;
+            if !empty {
+                stack.push(name);
+            }
+        }
+        assert!(stack.is_empty(), "unclosed: {stack:?}");
+        assert_eq!(seen.get("testsuites"), Some(&1));
+        assert_eq!(seen.get("testsuite"), Some(&2));
+        assert_eq!(seen.get("testcase"), Some(&5));
+        assert_eq!(seen.get("failure"), Some(&1));
+        assert_eq!(seen.get("error"), Some(&2));
+        assert_eq!(seen.get("skipped"), Some(&1));
+        assert_eq!(seen.get("property"), Some(&6));
     }
 }
