@@ -687,18 +687,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .name
                 .clone()
                 .unwrap_or_else(daemon::capabilities::hostname);
-            daemon::serve(ServeConfig {
-                hub: args.hub,
-                name,
-                environment: args.environment,
-                labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
-                state_dir: args.state_dir,
-                listen: args.listen,
-                options: InjectorOptions {
-                    allow_clock_skew: args.allow_clock_skew,
-                    allow_host_power: args.allow_host_power,
+            daemon::serve(
+                ServeConfig {
+                    hub: args.hub,
+                    name,
+                    environment: args.environment,
+                    labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
+                    state_dir: args.state_dir,
+                    listen: args.listen,
+                    options: InjectorOptions {
+                        allow_clock_skew: args.allow_clock_skew,
+                        allow_host_power: args.allow_host_power,
+                    },
                 },
-            })
+                crate::rest::router,
+            )
             .await
         }
         Command::Attack(args) => attack(args).await,

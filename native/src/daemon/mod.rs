@@ -1,5 +1,6 @@
 //! The agent daemon: the fault table with its leases and journal, the hub connection, and the
-//! local REST API, tied together by `serve`.
+//! local REST API, tied together by `serve`. The REST layer (`crate::rest`) sits above the
+//! daemon and is handed to `serve` by the caller, so this module never names it.
 
 pub mod capabilities;
 pub mod faults;
@@ -64,7 +65,13 @@ pub fn open_table(
 }
 
 /// Runs the daemon until SIGINT/SIGTERM; removes every fault before returning.
-pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+///
+/// `rest` builds the local REST API over the daemon (`crate::rest::router`): it is passed in
+/// rather than named here so the daemon stays below the REST layer that reads it.
+pub async fn serve(
+    config: ServeConfig,
+    rest: impl FnOnce(Arc<Daemon>) -> axum::Router,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let state_dir = config.state_dir.clone();
     let options = config.options.clone();
@@ -107,7 +114,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     tracing::info!(listen = %listener.local_addr()?, hub = ?config.hub, "chaos-agent serving");
-    let app = crate::rest::router(daemon.clone());
+    let app = rest(daemon.clone());
     let mut rest_shutdown = shutdown_rx.clone();
     let rest = tokio::spawn(async move {
         axum::serve(listener, app)
