@@ -412,7 +412,9 @@ pub async fn submit(
     run.recount();
     hub.engine.store().put_suite_run(&run)?;
     active().insert(id.clone());
-    let runner = runner::SuiteRunner::new(hub.clone(), run.clone());
+    let runner = runner::SuiteRunner::new(hub.clone(), run.clone(), |runner, plan, case| {
+        Box::pin(threshold::run(runner, plan, case))
+    });
     tokio::spawn(async move {
         runner.run(plan).await;
         active().remove(&id);

@@ -13,6 +13,7 @@ use chaoshub_schema::probe::{ProbeResult, ProbeSpec, STOP_CONDITIONS_ANNOTATION}
 use chaoshub_schema::suite::{
     CaseExperiment, CaseOutcome, Expectation, SuiteLogLine, SuiteRun, SuiteRunPhase,
 };
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -29,10 +30,17 @@ const STOP_WAIT: Duration = Duration::from_secs(60);
 /// What a case ended with.
 pub(crate) type Verdict = (CaseOutcome, String);
 
+/// How a case with a `thresholdSearch` is run (`super::threshold::run`). The search drives the
+/// runner's steps, so it is handed in by the caller rather than named here: the runner stays
+/// below it in the module graph.
+pub(crate) type Search =
+    for<'a> fn(&'a SuiteRunner, &'a SuitePlan, &'a CasePlan) -> BoxFuture<'a, Verdict>;
+
 #[derive(Clone)]
 pub(crate) struct SuiteRunner {
     pub hub: Hub,
     run: Arc<Mutex<SuiteRun>>,
+    search: Search,
 }
 
 /// Which steady-state list a probe result belongs to.
@@ -99,10 +107,11 @@ impl Tolerance {
 }
 
 impl SuiteRunner {
-    pub fn new(hub: Hub, run: SuiteRun) -> Self {
+    pub fn new(hub: Hub, run: SuiteRun, search: Search) -> Self {
         SuiteRunner {
             hub,
             run: Arc::new(Mutex::new(run)),
+            search,
         }
     }
 
@@ -216,7 +225,7 @@ impl SuiteRunner {
             case.experiment.expect.as_str()
         ));
         let (outcome, message) = if case.experiment.threshold_search.is_some() {
-            super::threshold::run(self, plan, case).await
+            (self.search)(self, plan, case).await
         } else {
             self.fault_case(plan, case).await
         };
