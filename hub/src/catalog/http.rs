@@ -141,7 +141,11 @@ pub async fn run_template(
 ) -> ApiResult<Response> {
     let name = path_param(name)?;
     let request: RenderRequest = read_body(&hub, &headers, raw, "run request")?;
-    Ok(match hub.catalog.run(&hub, &name, &request).await? {
+    let (manifest, _) = hub.catalog.render(&name, &request)?;
+    let submitted = hub
+        .submit(manifest.to_value(), request.env.as_deref(), request.dry_run)
+        .await?;
+    Ok(match submitted {
         Submitted::Created(object) => (StatusCode::CREATED, Json(object)).into_response(),
         Submitted::DryRun(result) => (StatusCode::OK, Json(result)).into_response(),
     })

@@ -22,7 +22,6 @@ use chaoshub_schema::template::{
 use chaoshub_schema::{Manifest, ValidationErrors};
 
 use crate::error::HubError;
-use crate::operations::{Hub, Submitted};
 
 pub use remote::{RemoteCatalog, RemoteSettings};
 
@@ -283,18 +282,6 @@ impl Catalog {
             parameters,
         };
         Ok((manifest, result))
-    }
-
-    /// Renders a template and submits the experiment (or plans it, for a dry run).
-    pub async fn run(
-        &self,
-        hub: &Hub,
-        name: &str,
-        request: &RenderRequest,
-    ) -> Result<Submitted, HubError> {
-        let (manifest, _) = self.render(name, request)?;
-        hub.submit(manifest.to_value(), request.env.as_deref(), request.dry_run)
-            .await
     }
 }
 
