@@ -5,6 +5,14 @@
 //! takes no input but the stored state, so it can run on a timer, on demand after an API call,
 //! and after a crash — where it finds experiments half-injected or past their deadline and puts
 //! them right. At most one pass per experiment runs at a time.
+//!
+//! The engine knows no kinds. Every kind family is a [`Controller`] (fault experiments, status
+//! checks, schedules, workflows, …) and every side task that follows Running experiments is a
+//! [`Watcher`] (stop conditions, status-check runs); both are registered in one
+//! [`ControllerRegistry`], built in `crate::controllers::builtin`, and the engine only asks the
+//! registry which controller handles a row's kind. The fault lifecycle itself (intent, inject,
+//! confirm, recover) is a service of the engine that controllers drive through
+//! [`Engine::run_lifecycle`] with their own [`Start`] step.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,6 +25,7 @@ use chaoshub_schema::api::{DesiredState, EventRecord, ExperimentPhase, TargetPha
 use chaoshub_schema::duration::parse_duration;
 use chaoshub_schema::{Manifest, Target};
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde_json::Value;
 use tokio::sync::{broadcast, Notify};
@@ -26,7 +35,7 @@ use crate::events::{self, experiment_event, target_event};
 use crate::selection::{self, FaultInfo};
 use crate::store::{ExperimentRow, NewEvent, Store, StoreError};
 use crate::telemetry::{AdapterOp, Telemetry};
-use crate::time::{self, Clock, RealClock};
+use crate::time::{self, Clock};
 
 /// The engine shared by the API and its own background loop.
 pub struct Engine {
@@ -46,18 +55,143 @@ pub struct Engine {
     telemetry: Telemetry,
     /// Where "now" comes from for deadlines and schedules (a manual clock in tests).
     clock: Arc<dyn Clock>,
-    /// In-memory side of schedules and workflows (running status checks, the child submitter).
-    pub(crate) orchestration: crate::orchestration::Runtime,
+    /// Every kind's controller and every watcher, in one registry.
+    controllers: ControllerRegistry,
     /// Agents connected over gRPC; the `native` adapter reaches them through it.
     pub agents: Arc<crate::agents::AgentRegistry>,
 }
 
-/// What a scan decides about one experiment.
-enum Due {
+/// When a controller wants its next pass over an experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
     Now,
     At(DateTime<Utc>),
+    /// Only when poked (an API call, a child's pass, a watcher).
     Idle,
 }
+
+impl Due {
+    /// `Now` for a time already reached, `At` otherwise, `Idle` for none.
+    pub fn at(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Due {
+        match t {
+            Some(t) if t <= now => Due::Now,
+            Some(t) => Due::At(t),
+            None => Due::Idle,
+        }
+    }
+}
+
+/// One kind family's reconciler (kube-rs's `Controller`, omicron's background task): which
+/// kinds it handles, when it wants a pass, and the pass itself. It takes no input but the
+/// stored row; the engine decides when to call it, never two passes over one experiment at
+/// once, catches its panics and retries its errors.
+pub trait Controller: Send + Sync {
+    /// A short name for logs (`fault`, `schedule`, …).
+    fn name(&self) -> &'static str;
+    /// Whether this controller drives experiments of `kind`.
+    fn handles(&self, kind: &str) -> bool;
+    /// When the experiment wants its next pass.
+    fn due(&self, engine: &Engine, row: &ExperimentRow, now: DateTime<Utc>) -> Due;
+    /// One pass: moves the experiment as far as it can go now, storing every step.
+    fn reconcile<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        row: ExperimentRow,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// A side task that follows active experiments (omicron's watchers): offered every active row
+/// on every scan and every experiment that just became Running; it starts whatever it needs
+/// (idempotently) and writes intent only — the controllers stay the writers of lifecycle status.
+pub trait Watcher: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn watch(&self, engine: &Arc<Engine>, row: &ExperimentRow);
+}
+
+/// The one place controllers and watchers are registered (see `crate::controllers::builtin`).
+/// The first controller that handles a kind drives it.
+#[derive(Default, Clone)]
+pub struct ControllerRegistry {
+    controllers: Vec<Arc<dyn Controller>>,
+    watchers: Vec<Arc<dyn Watcher>>,
+}
+
+impl ControllerRegistry {
+    pub fn controller(mut self, c: Arc<dyn Controller>) -> Self {
+        self.controllers.push(c);
+        self
+    }
+
+    pub fn watcher(mut self, w: Arc<dyn Watcher>) -> Self {
+        self.watchers.push(w);
+        self
+    }
+
+    /// The controller of `kind`, or an error naming the registered ones.
+    pub fn for_kind(&self, kind: &str) -> Result<&Arc<dyn Controller>, String> {
+        self.controllers
+            .iter()
+            .find(|c| c.handles(kind))
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.controllers.iter().map(|c| c.name()).collect();
+                format!(
+                    "no controller handles kind {kind:?} (registered: {})",
+                    known.join(", ")
+                )
+            })
+    }
+}
+
+/// The step that puts an experiment in force, for controllers that reuse the engine's
+/// lifecycle (fault experiments inject; a status check starts its check in the hub).
+pub trait Start: Send + Sync {
+    /// Pending → in force.
+    fn start<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        row: &'a mut ExperimentRow,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Paused → in force again.
+    fn resume<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        row: &'a mut ExperimentRow,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// The fault start: select targets, record intent, inject and confirm.
+pub struct Inject;
+
+impl Start for Inject {
+    fn start<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        row: &'a mut ExperimentRow,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(engine.inject(row))
+    }
+
+    fn resume<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        row: &'a mut ExperimentRow,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let ev = experiment_event(
+                row,
+                events::EXPERIMENT_RESUMED,
+                "resuming: re-injecting the fault",
+            );
+            engine.save(row, vec![ev])?;
+            engine.inject(row).await
+        })
+    }
+}
+
+/// Label linking a child experiment to the experiment that created it (a schedule's run, a
+/// workflow's node). The engine pokes the parent after every pass of a child, whatever kinds
+/// they are, so the parent sees its child's new phase (kube-rs's `trigger_owners`).
+pub const PARENT_LABEL: &str = "chaoshub.dev/parent";
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -73,6 +207,17 @@ pub fn stored_manifest(row: &ExperimentRow) -> Result<Manifest, String> {
     });
     chaoshub_schema::manifest_from_value(value)
         .map_err(|e| format!("the stored manifest no longer validates: {e}"))
+}
+
+/// Annotation holding an absolute end (RFC 3339) past which the experiment's fault never runs,
+/// whatever its `duration`; set by a parent that bounds its child (a workflow node's deadline).
+pub const END_BY_ANNOTATION: &str = "chaoshub.dev/end-by";
+
+fn end_by(row: &ExperimentRow) -> Option<DateTime<Utc>> {
+    row.metadata
+        .annotations
+        .get(END_BY_ANNOTATION)
+        .and_then(|t| time::parse(t))
 }
 
 fn injection_of(row: &ExperimentRow, record: &TargetRecord) -> Injection {
@@ -94,32 +239,10 @@ fn needs_recovery(record: &TargetRecord) -> bool {
 }
 
 impl Engine {
-    pub fn new(
-        store: Arc<dyn Store>,
-        registry: AdapterRegistry,
-        config: EngineConfig,
-        limits: LimitsConfig,
-    ) -> Arc<Self> {
-        Self::with_telemetry(store, registry, config, limits, Telemetry::default())
-    }
-
-    pub fn with_telemetry(
-        store: Arc<dyn Store>,
-        registry: AdapterRegistry,
-        config: EngineConfig,
-        limits: LimitsConfig,
-        telemetry: Telemetry,
-    ) -> Arc<Self> {
-        Self::with_clock(
-            store,
-            registry,
-            config,
-            limits,
-            telemetry,
-            Arc::new(RealClock),
-        )
-    }
-
+    /// An engine with `controllers` built by `build` from a weak handle on the engine itself
+    /// (ports that submit children reach the engine through it: two-phase construction, no
+    /// late attachment).
+    #[allow(clippy::too_many_arguments)]
     pub fn with_clock(
         store: Arc<dyn Store>,
         registry: AdapterRegistry,
@@ -127,6 +250,7 @@ impl Engine {
         limits: LimitsConfig,
         telemetry: Telemetry,
         clock: Arc<dyn Clock>,
+        build: impl FnOnce(&std::sync::Weak<Engine>) -> ControllerRegistry,
     ) -> Arc<Self> {
         let (events, _) = broadcast::channel(1024);
         // Every engine can run agents: the `native` adapter needs this engine's agent registry,
@@ -139,7 +263,8 @@ impl Engine {
                 agents.clone(),
             )));
         }
-        Arc::new(Self {
+        Arc::new_cyclic(|weak| Self {
+            controllers: build(weak),
             agents,
             store,
             registry,
@@ -152,7 +277,6 @@ impl Engine {
             events,
             telemetry,
             clock,
-            orchestration: Default::default(),
         })
     }
 
@@ -241,10 +365,28 @@ impl Engine {
                 inflight.remove(&uid);
                 break;
             }
-            // A schedule or workflow follows its children: let it see this one's new phase.
-            crate::orchestration::after_pass(&engine, &uid);
+            // A parent follows its children: let it see this one's new phase.
+            engine.trigger_parent(&uid);
             engine.wake.notify_one();
         });
+    }
+
+    /// Pokes the parent (label [`PARENT_LABEL`]) of an experiment, if it has one.
+    fn trigger_parent(self: &Arc<Self>, uid: &str) {
+        let parent = match self.store.get_experiment(uid) {
+            Ok(Some(row)) => row.metadata.labels.get(PARENT_LABEL).cloned(),
+            _ => None,
+        };
+        if let Some(parent) = parent {
+            self.trigger(&parent);
+        }
+    }
+
+    /// Offers the row to every registered watcher.
+    fn watch(self: &Arc<Self>, row: &ExperimentRow) {
+        for watcher in &self.controllers.watchers {
+            watcher.watch(self, row);
+        }
     }
 
     /// The semaphore capping concurrent injections into one environment.
@@ -274,10 +416,9 @@ impl Engine {
             match self.store.active_experiments() {
                 Ok(rows) => {
                     for row in rows {
-                        // Stop-condition watchers and StatusCheck runs of Running
-                        // experiments (started again after a restart); no-ops otherwise.
-                        crate::probes::stop::ensure(&self, &row);
-                        crate::probes::statuscheck::ensure(&self, &row);
+                        // Watchers of Running experiments (started again after a restart);
+                        // no-ops otherwise.
+                        self.watch(&row);
                         match self.due(&row, now) {
                             Due::Now => self.trigger(&row.uid),
                             Due::At(t) => next = next.min(t),
@@ -319,13 +460,17 @@ impl Engine {
                 return Due::At(now + (at - real_now));
             }
         }
-        if crate::orchestration::handles(&row.kind) {
-            return match crate::orchestration::due(self, row, now) {
-                Some(t) if t <= now => Due::Now,
-                Some(t) => Due::At(t),
-                None => Due::Idle,
-            };
+        match self.controllers.for_kind(&row.kind) {
+            Ok(controller) => controller.due(self, row, now),
+            Err(e) => {
+                tracing::error!(experiment = %row.uid, error = %e, "experiment left alone");
+                Due::Idle
+            }
         }
+    }
+
+    /// When the engine's lifecycle (see [`Engine::run_lifecycle`]) wants its next pass.
+    pub fn lifecycle_due(&self, row: &ExperimentRow, now: DateTime<Utc>) -> Due {
         let status = &row.status;
         match status.phase {
             ExperimentPhase::Pending | ExperimentPhase::Injecting | ExperimentPhase::Recovering => {
@@ -355,20 +500,35 @@ impl Engine {
     }
 
     /// Writes the row's status with its events, then publishes the events.
-    fn save(&self, row: &ExperimentRow, events: Vec<NewEvent>) -> Result<(), StoreError> {
+    pub fn save(&self, row: &ExperimentRow, events: Vec<NewEvent>) -> Result<(), StoreError> {
         let records = self.store.update_status(&row.uid, &row.status, &events)?;
         self.publish_for(Some(row), records);
         Ok(())
     }
 
-    /// One pass: moves the experiment as far as it can go now.
+    /// One pass: hands the experiment to its kind's controller.
     pub async fn reconcile(self: &Arc<Self>, uid: &str) -> Result<(), StoreError> {
-        // Schedules and workflows have no fault of their own: their reconciler drives children.
-        if let Some(row) = self.store.get_experiment(uid)? {
-            if crate::orchestration::handles(&row.kind) {
-                return crate::orchestration::reconcile(self, row).await;
+        let Some(row) = self.store.get_experiment(uid)? else {
+            return Ok(());
+        };
+        match self.controllers.for_kind(&row.kind) {
+            Ok(controller) => controller.reconcile(self, row).await,
+            Err(e) => {
+                tracing::error!(experiment = %uid, error = %e, "experiment left alone");
+                Ok(())
             }
         }
+    }
+
+    /// The experiment lifecycle shared by every controller whose experiments are put in force
+    /// and taken out again (faults, status checks): halt re-checked before every start, pause
+    /// and resume, the deadline, stop, recovery with retries, and resumption of an interrupted
+    /// injection. `start` is the controller's own step into force.
+    pub async fn run_lifecycle(
+        self: &Arc<Self>,
+        uid: &str,
+        start: &dyn Start,
+    ) -> Result<(), StoreError> {
         // Each step stores its result; loop until a step leaves nothing more to do now.
         for _ in 0..8 {
             let Some(mut row) = self.store.get_experiment(uid)? else {
@@ -388,15 +548,8 @@ impl Engine {
                     self.finish(&mut row, ExperimentPhase::Aborted)?;
                     true
                 }
-                (ExperimentPhase::Pending | ExperimentPhase::Paused, DesiredState::Run)
-                    if row.kind == "StatusCheck" =>
-                {
-                    // A StatusCheck injects nothing: the hub itself runs the check.
-                    crate::probes::statuscheck::start(self, &mut row)?;
-                    true
-                }
                 (ExperimentPhase::Pending, DesiredState::Run) => {
-                    self.inject(&mut row).await?;
+                    start.start(self, &mut row).await?;
                     true
                 }
                 (ExperimentPhase::Pending, DesiredState::Pause) => {
@@ -476,13 +629,7 @@ impl Engine {
                     true
                 }
                 (ExperimentPhase::Paused, DesiredState::Run) => {
-                    let ev = experiment_event(
-                        &row,
-                        events::EXPERIMENT_RESUMED,
-                        "resuming: re-injecting the fault",
-                    );
-                    self.save(&row, vec![ev])?;
-                    self.inject(&mut row).await?;
+                    start.resume(self, &mut row).await?;
                     true
                 }
                 _ => false,
@@ -574,7 +721,7 @@ impl Engine {
 
     /// Selects targets (first injection) and injects every one, confirming each; rolls back and
     /// fails on any error.
-    async fn inject(self: &Arc<Self>, row: &mut ExperimentRow) -> Result<(), StoreError> {
+    pub async fn inject(self: &Arc<Self>, row: &mut ExperimentRow) -> Result<(), StoreError> {
         let (env, adapter) = match self.environment(row) {
             Ok(x) => x,
             Err(reason) => return self.fail(row, reason),
@@ -592,6 +739,14 @@ impl Engine {
         match self.store.get_experiment(&row.uid)? {
             Some(fresh) if fresh.status.desired == DesiredState::Run => {}
             _ => return Ok(()),
+        }
+        if let Some(end) = end_by(row).filter(|e| *e <= self.now()) {
+            // Its window closed before the fault could go in: nothing is injected.
+            row.desired_reason = Some(format!(
+                "its end ({}, annotation {END_BY_ANNOTATION}) passed before the fault could be injected",
+                time::format(end)
+            ));
+            return self.finish(row, ExperimentPhase::Aborted);
         }
         if row.status.targets.is_empty() {
             let picked = match self.select_targets(&manifest, &env, adapter.as_ref()).await {
@@ -628,6 +783,12 @@ impl Engine {
         };
         let deadline =
             window.map(|w| now + chrono::Duration::from_std(w).unwrap_or(chrono::Duration::MAX));
+        // An absolute end set by whoever created the experiment (a workflow node's deadline)
+        // caps the window, so the fault ends exactly then however late it went in.
+        let deadline = match (deadline, end_by(row)) {
+            (Some(d), Some(e)) => Some(d.min(e)),
+            (d, e) => d.or(e),
+        };
         row.status.deadline = deadline.map(time::format);
         if row.status.started_at.is_none() {
             row.status.started_at = Some(time::format(now));
@@ -742,7 +903,7 @@ impl Engine {
         };
         let ev = experiment_event(row, events::EXPERIMENT_RUNNING, message);
         self.save(row, vec![ev])?;
-        crate::probes::stop::ensure(self, row);
+        self.watch(row);
         self.wake();
         Ok(())
     }

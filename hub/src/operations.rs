@@ -332,13 +332,14 @@ impl Hub {
                 "Environment manifests are registered with POST /api/v1/environments",
             ));
         }
-        if crate::orchestration::handles(kind.as_str()) {
-            // Schedules and workflows are checked template by template through this same path.
-            return crate::orchestration::submit(self, manifest, env_override, dry_run).await;
+        if matches!(kind, Kind::Schedule | Kind::Workflow) {
+            // Schedules and workflows are checked template by template through this same path
+            // (`submission.rs`).
+            return self.submit_parent(manifest, env_override, dry_run).await;
         }
         crate::probes::stop::check_submission(&manifest, self.engine.limits())?;
         if kind == Kind::StatusCheck {
-            return crate::probes::statuscheck::submit(self, manifest, dry_run);
+            return self.submit_status_check(manifest, dry_run);
         }
         let Some(fault) = manifest.fault().map(FaultInfo::of) else {
             return Err(HubError::Unsupported {

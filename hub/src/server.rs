@@ -122,6 +122,11 @@ pub async fn start_with_store_and_clock(
     clock: Arc<dyn crate::time::Clock>,
 ) -> Result<RunningHub, StartError> {
     let telemetry = crate::telemetry::Telemetry::from_config(&config.telemetry)?;
+    let catalog = crate::catalog::Catalog::open(
+        &config.catalog_dir,
+        &config.data_dir.join("catalogs"),
+        Default::default(),
+    );
     let engine = Engine::with_clock(
         store,
         registry,
@@ -129,20 +134,20 @@ pub async fn start_with_store_and_clock(
         config.limits.clone(),
         telemetry,
         clock,
+        |engine| {
+            // Schedules and workflows submit their children through the hub's own path.
+            crate::controllers::builtin(Arc::new(crate::submission::HubChildren {
+                engine: engine.clone(),
+                default_environment: config.default_environment.clone(),
+                catalog: Arc::clone(&catalog),
+            }))
+        },
     );
     let hub = Hub {
         engine: Arc::clone(&engine),
         default_environment: config.default_environment.clone(),
-        catalog: crate::catalog::Catalog::open(
-            &config.catalog_dir,
-            &config.data_dir.join("catalogs"),
-            Default::default(),
-        ),
+        catalog,
     };
-    // Schedules and workflows submit their children through this same hub.
-    engine
-        .orchestration
-        .attach(hub.default_environment.clone(), Arc::clone(&hub.catalog));
     for env in &config.environments {
         let spec = EnvironmentSpec {
             adapter: env.adapter.clone(),

@@ -11,22 +11,18 @@ use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use chaoshub_adapters::Environment;
-use chaoshub_schema::api::{DesiredState, DryRunResult, ExperimentPhase};
+use chaoshub_schema::api::{DesiredState, ExperimentPhase};
 use chaoshub_schema::chaosmesh::status_check::{
     HTTPRequestMethod, HTTPStatusCheck, StatusCheckMode, StatusCheckSpec,
 };
 use chaoshub_schema::duration::parse_duration;
-use chaoshub_schema::environment::EnvironmentSpec;
-use chaoshub_schema::{Manifest, Spec};
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::engine::Engine;
-use crate::error::HubError;
 use crate::events::{self, experiment_event};
-use crate::operations::{Hub, Submitted};
 use crate::store::{ExperimentRow, StoreError};
 
 /// The pseudo-environment StatusCheck experiments are recorded in: the check runs in the hub.
@@ -218,37 +214,64 @@ async fn request_once(http: &HTTPStatusCheck, lo: u16, hi: u16, timeout: Duratio
 
 // ---- StatusCheck experiments ----
 
-/// Stores a StatusCheck experiment (or answers its dry run). Called by `Hub::submit`.
-pub(crate) fn submit(hub: &Hub, manifest: Manifest, dry_run: bool) -> Result<Submitted, HubError> {
-    if dry_run {
-        return Ok(Submitted::DryRun(Box::new(DryRunResult {
-            valid: true,
-            manifest: manifest.to_value(),
-            plan: None,
-            warnings: vec![
-                "a StatusCheck runs in the hub and injects nothing: there are no targets".into(),
-            ],
-        })));
+/// StatusCheck experiments: the engine's lifecycle, started by running the check in the hub
+/// instead of injecting anything.
+pub struct StatusCheckController;
+
+impl crate::engine::Controller for StatusCheckController {
+    fn name(&self) -> &'static str {
+        "statuscheck"
     }
-    let env = Environment {
-        name: HUB_ENVIRONMENT.into(),
-        spec: EnvironmentSpec {
-            adapter: HUB_ENVIRONMENT.into(),
-            endpoint: None,
-            description: None,
-            labels: Default::default(),
-            settings: Default::default(),
-        },
-    };
-    let mode = match &manifest.spec {
-        Spec::StatusCheck(s) => match s.mode.unwrap_or(StatusCheckMode::Synchronous) {
-            StatusCheckMode::Synchronous => "synchronous",
-            StatusCheckMode::Continuous => "continuous",
-        },
-        _ => "synchronous",
-    };
-    hub.store_experiment(manifest, &env, vec![mode.to_string()])
-        .map(|o| Submitted::Created(Box::new(o)))
+
+    fn handles(&self, kind: &str) -> bool {
+        kind == chaoshub_schema::Kind::StatusCheck.as_str()
+    }
+
+    fn due(&self, engine: &Engine, row: &ExperimentRow, now: DateTime<Utc>) -> crate::engine::Due {
+        engine.lifecycle_due(row, now)
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        row: ExperimentRow,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { engine.run_lifecycle(&row.uid, &StartCheck).await })
+    }
+}
+
+/// The start step of a StatusCheck: mark it Running and start its check (also on resume).
+struct StartCheck;
+
+impl crate::engine::Start for StartCheck {
+    fn start<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        row: &'a mut ExperimentRow,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { start(engine, row) })
+    }
+
+    fn resume<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        row: &'a mut ExperimentRow,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move { start(engine, row) })
+    }
+}
+
+/// Restarts the check of a Running StatusCheck experiment after a hub restart (a watcher).
+pub struct StatusCheckRuns;
+
+impl crate::engine::Watcher for StatusCheckRuns {
+    fn name(&self) -> &'static str {
+        "statuscheck-runs"
+    }
+
+    fn watch(&self, engine: &Arc<Engine>, row: &ExperimentRow) {
+        ensure(engine, row);
+    }
 }
 
 /// StatusCheck experiments whose check runs in this process. A process-wide set (uids are
@@ -283,7 +306,9 @@ pub(crate) fn start(engine: &Arc<Engine>, row: &mut ExperimentRow) -> Result<(),
 
 /// Starts the check of a Running StatusCheck experiment unless it already runs here.
 pub(crate) fn ensure(engine: &Arc<Engine>, row: &ExperimentRow) {
-    if row.kind != "StatusCheck" || row.status.phase != ExperimentPhase::Running {
+    if row.kind != chaoshub_schema::Kind::StatusCheck.as_str()
+        || row.status.phase != ExperimentPhase::Running
+    {
         return;
     }
     if !running().insert(row.uid.clone()) {

@@ -33,6 +33,19 @@ fn watched() -> std::sync::MutexGuard<'static, HashSet<String>> {
     WATCHED.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The stop-condition watcher, registered in `crate::controllers::builtin`.
+pub struct StopConditions;
+
+impl crate::engine::Watcher for StopConditions {
+    fn name(&self) -> &'static str {
+        "stop-conditions"
+    }
+
+    fn watch(&self, engine: &Arc<Engine>, row: &ExperimentRow) {
+        ensure(engine, row);
+    }
+}
+
 /// Engine hook: every Running experiment with stop conditions gets one watcher. Cheap when
 /// there is nothing to do; safe to call on every scan.
 pub(crate) fn ensure(engine: &Arc<Engine>, row: &ExperimentRow) {

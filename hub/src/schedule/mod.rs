@@ -19,12 +19,14 @@ use std::sync::Arc;
 
 use chaoshub_schema::api::{DesiredState, ExperimentPhase, ScheduleRun, ScheduleStatus};
 use chaoshub_schema::chaosmesh::{ConcurrencyPolicy, ScheduleSpec, ScheduleType};
+use chaoshub_schema::Kind;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::engine::Engine;
+use crate::engine::{Controller, Due, Engine};
 use crate::events;
-use crate::orchestration::{self, event, ChildRequest};
+use crate::orchestration::{self, event, ChildRequest, Children};
 use crate::store::{ExperimentRow, NewEvent, StoreError};
 use crate::time;
 use cron::CronSchedule;
@@ -39,6 +41,39 @@ const LISTED_MISSES: usize = 20;
 
 /// Fire times examined after a long outage; an `@every 1s` schedule down for a day has 86 400.
 const MAX_CATCH_UP: usize = 1_000_000;
+
+/// The `Schedule` controller. It owns nothing in memory: everything is in the stored status.
+pub struct ScheduleController {
+    children: Arc<dyn Children>,
+}
+
+impl ScheduleController {
+    pub fn new(children: Arc<dyn Children>) -> Self {
+        ScheduleController { children }
+    }
+}
+
+impl Controller for ScheduleController {
+    fn name(&self) -> &'static str {
+        "schedule"
+    }
+
+    fn handles(&self, kind: &str) -> bool {
+        kind == Kind::Schedule.as_str()
+    }
+
+    fn due(&self, _engine: &Engine, row: &ExperimentRow, now: DateTime<Utc>) -> Due {
+        orchestration::parent_due(row, now, || due(row))
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        row: ExperimentRow,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(reconcile(engine, self.children.as_ref(), row))
+    }
+}
 
 /// When the schedule wants its next pass.
 pub fn due(row: &ExperimentRow) -> Option<DateTime<Utc>> {
@@ -63,7 +98,11 @@ fn run_uids(status: &ScheduleStatus) -> Vec<String> {
 }
 
 /// One pass over a schedule.
-pub async fn reconcile(engine: &Arc<Engine>, mut row: ExperimentRow) -> Result<(), StoreError> {
+pub async fn reconcile(
+    engine: &Arc<Engine>,
+    children: &dyn Children,
+    mut row: ExperimentRow,
+) -> Result<(), StoreError> {
     let now = engine.now();
     let spec: ScheduleSpec = match serde_json::from_value(row.spec.clone()) {
         Ok(spec) => spec,
@@ -157,7 +196,7 @@ pub async fn reconcile(engine: &Arc<Engine>, mut row: ExperimentRow) -> Result<(
     // Running: finish creations an interrupted pass recorded, then act on due fire times.
     for i in 0..status.history.len() {
         if status.history[i].uid.is_none() && status.history[i].error.is_none() {
-            create_run(engine, &row, &spec, &mut status, i, &mut events).await;
+            create_run(engine, children, &row, &spec, &mut status, i, &mut events).await;
         }
     }
     let anchor = status
@@ -212,24 +251,30 @@ pub async fn reconcile(engine: &Arc<Engine>, mut row: ExperimentRow) -> Result<(
                 row.status.schedule = Some(Box::new(status.clone()));
                 orchestration::save(engine, &row, std::mem::take(&mut events))?;
                 let i = status.history.len() - 1;
-                create_run(engine, &row, &spec, &mut status, i, &mut events).await;
+                create_run(engine, children, &row, &spec, &mut status, i, &mut events).await;
             }
         }
     }
     prune_history(engine, &row, &spec, &mut status)?;
-    let from = status
+    // The next fire time follows the previous one (or, before the first, the schedule's start),
+    // never the time of this pass: a pass between fires (a run ending, a resync) must not move
+    // an `@every` grid, and a fire time Forbid skipped stays skipped. Every fire time up to
+    // `now` was handled above, so this one is in the future (unless the catch-up was capped,
+    // and then the next pass goes on catching up at once).
+    let anchor = status
         .last_scheduled_time
         .as_deref()
         .and_then(time::parse)
-        .map_or(now, |t| t.max(now));
-    status.next_scheduled_time = cron.next_after(from).map(time::format);
+        .unwrap_or(anchor);
+    status.next_scheduled_time = cron.next_after(anchor).map(time::format);
     row.status.schedule = Some(Box::new(status));
     orchestration::save(engine, &row, events)
 }
 
 /// Creates (or finds) the run recorded at `history[i]` and records the outcome.
 async fn create_run(
-    engine: &Arc<Engine>,
+    engine: &Engine,
+    children: &dyn Children,
     row: &ExperimentRow,
     spec: &ScheduleSpec,
     status: &mut ScheduleStatus,
@@ -247,6 +292,7 @@ async fn create_run(
     let child_spec = row.spec.get(&field).cloned().unwrap_or(Value::Null);
     let result = orchestration::create_child(
         engine,
+        children,
         row,
         ChildRequest {
             name: &run.name,

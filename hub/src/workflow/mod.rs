@@ -31,13 +31,15 @@ use chaoshub_schema::api::{
 };
 use chaoshub_schema::chaosmesh::{WorkflowSpec, WorkflowTemplate, WorkflowTemplateType};
 use chaoshub_schema::duration::{format_duration, parse_duration};
+use chaoshub_schema::Kind;
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::engine::Engine;
+use crate::engine::{Controller, Due, Engine};
 use crate::events;
-use crate::orchestration::{self, event, ChildRequest};
+use crate::orchestration::{self, event, ChildRequest, Children};
 use crate::store::{ExperimentRow, NewEvent, StoreError};
 use crate::time;
 use check::CheckOutcome;
@@ -45,6 +47,47 @@ use check::CheckOutcome;
 /// The most nodes a workflow may expand to (templates can be reused, so a small spec can
 /// describe a large tree).
 pub const MAX_NODES: usize = 200;
+
+/// Status checks running in this process, by (workflow uid, node name). The one in-memory
+/// piece of a workflow: after a restart a running check is started again.
+pub type Checks = Mutex<HashMap<(String, String), CheckRun>>;
+
+/// The `Workflow` controller; it owns the status checks its nodes run.
+pub struct WorkflowController {
+    children: Arc<dyn Children>,
+    checks: Checks,
+}
+
+impl WorkflowController {
+    pub fn new(children: Arc<dyn Children>) -> Self {
+        WorkflowController {
+            children,
+            checks: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Controller for WorkflowController {
+    fn name(&self) -> &'static str {
+        "workflow"
+    }
+
+    fn handles(&self, kind: &str) -> bool {
+        kind == Kind::Workflow.as_str()
+    }
+
+    fn due(&self, engine: &Engine, row: &ExperimentRow, now: DateTime<Utc>) -> Due {
+        orchestration::parent_due(row, now, || due(engine, &self.checks, row, now))
+    }
+
+    fn reconcile<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        row: ExperimentRow,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(reconcile(engine, self.children.as_ref(), &self.checks, row))
+    }
+}
 
 /// A status check running in this process for one workflow node.
 pub struct CheckRun {
@@ -220,9 +263,14 @@ fn dns_name(raw: &str) -> String {
 
 /// When the workflow wants its next pass: the earliest deadline of a running node, or now
 /// when a status check has finished.
-pub fn due(engine: &Engine, row: &ExperimentRow) -> Option<DateTime<Utc>> {
+pub fn due(
+    engine: &Engine,
+    checks: &Checks,
+    row: &ExperimentRow,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     let status = row.status.workflow.as_ref()?;
-    let checks = orchestration::checks(engine);
+    let checks = lock(checks);
     let mut next: Option<DateTime<Utc>> = None;
     for node in status
         .nodes
@@ -235,10 +283,71 @@ pub fn due(engine: &Engine, row: &ExperimentRow) -> Option<DateTime<Utc>> {
             }
         }
         if let Some(d) = node.deadline.as_deref().and_then(time::parse) {
+            // A chaos child ending by itself at the node's deadline pokes this workflow when
+            // it has; until then the passed deadline asks for nothing.
+            if d <= now && at_deadline(engine, row, node) == ChildAtDeadline::Ending {
+                continue;
+            }
             next = Some(next.map_or(d, |n| n.min(d)));
         }
     }
     next
+}
+
+/// A chaos node's child as its node's deadline passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChildAtDeadline {
+    /// The child has ended: the node follows its outcome.
+    Ended,
+    /// The child runs until the node's deadline (its own end is capped by it) and is ending
+    /// by itself: it will end `Finished`, and the node `Succeeded`.
+    Ending,
+    /// Anything else (no child yet, one still waiting to be injected, paused, or one that
+    /// would outlive the deadline): the deadline cuts the node short.
+    Cut,
+}
+
+fn is_chaos(template_type: &str) -> bool {
+    !matches!(
+        template_type,
+        "Serial" | "Parallel" | "Suspend" | "StatusCheck" | "Task" | "Schedule"
+    )
+}
+
+fn at_deadline(engine: &Engine, row: &ExperimentRow, node: &WorkflowNode) -> ChildAtDeadline {
+    let (Some(uid), Some(deadline)) = (
+        node.experiment.as_deref(),
+        node.deadline.as_deref().and_then(time::parse),
+    ) else {
+        return ChildAtDeadline::Cut;
+    };
+    if !is_chaos(&node.template_type) {
+        return ChildAtDeadline::Cut;
+    }
+    let child = match engine.store().get_experiment(uid) {
+        Ok(Some(child)) => child,
+        Ok(None) => return ChildAtDeadline::Cut,
+        Err(e) => {
+            tracing::warn!(workflow = %row.uid, node = %node.name, error = %e, "cannot read a workflow child");
+            return ChildAtDeadline::Cut;
+        }
+    };
+    let s = &child.status;
+    if s.phase.is_terminal() {
+        return ChildAtDeadline::Ended;
+    }
+    let capped = s
+        .deadline
+        .as_deref()
+        .and_then(time::parse)
+        .is_some_and(|d| d <= deadline);
+    match (s.phase, s.desired, s.next_phase) {
+        (ExperimentPhase::Running, DesiredState::Run, _) if capped => ChildAtDeadline::Ending,
+        (ExperimentPhase::Recovering, DesiredState::Run, Some(ExperimentPhase::Finished)) => {
+            ChildAtDeadline::Ending
+        }
+        _ => ChildAtDeadline::Cut,
+    }
 }
 
 fn experiment_uids(status: &WorkflowStatus) -> Vec<String> {
@@ -250,8 +359,8 @@ fn experiment_uids(status: &WorkflowStatus) -> Vec<String> {
 }
 
 /// Cancels every status check of this workflow running in this process.
-fn cancel_checks(engine: &Engine, uid: &str) {
-    let mut checks = orchestration::checks(engine);
+fn cancel_checks(checks: &Checks, uid: &str) {
+    let mut checks = lock(checks);
     checks.retain(|(wf, _), run| {
         if wf == uid {
             let _ = run.cancel.send(true);
@@ -263,13 +372,19 @@ fn cancel_checks(engine: &Engine, uid: &str) {
 }
 
 /// One pass over a workflow.
-pub async fn reconcile(engine: &Arc<Engine>, mut row: ExperimentRow) -> Result<(), StoreError> {
+pub async fn reconcile(
+    engine: &Arc<Engine>,
+    children: &dyn Children,
+    checks: &Checks,
+    mut row: ExperimentRow,
+) -> Result<(), StoreError> {
     let spec: WorkflowSpec = match serde_json::from_value(row.spec.clone()) {
         Ok(spec) => spec,
         Err(e) => {
             let status = row.status.workflow.clone().map(|w| *w).unwrap_or_default();
             return end(
                 engine,
+                checks,
                 &mut row,
                 status,
                 ExperimentPhase::Failed,
@@ -285,30 +400,45 @@ pub async fn reconcile(engine: &Arc<Engine>, mut row: ExperimentRow) -> Result<(
         (ExperimentPhase::Recovering, _) => {
             let next = row.status.next_phase.unwrap_or(ExperimentPhase::Aborted);
             let why = row.status.reason.clone().unwrap_or_default();
-            return end(engine, &mut row, status, next, &why);
+            return end(engine, checks, &mut row, status, next, &why);
         }
         (_, DesiredState::Stop) => {
             let why = row
                 .desired_reason
                 .clone()
                 .unwrap_or_else(|| "stopped".into());
-            let mut pass = Pass::new(engine, &row, &spec, now);
+            let mut pass = Pass::new(engine, checks, &row, &spec, now);
             pass.end_running(&mut status, WorkflowNodePhase::Aborted, &why);
             events.append(&mut pass.events);
             orchestration::save(engine, &row, events)?;
-            return end(engine, &mut row, status, ExperimentPhase::Aborted, &why);
+            return end(
+                engine,
+                checks,
+                &mut row,
+                status,
+                ExperimentPhase::Aborted,
+                &why,
+            );
         }
         (ExperimentPhase::Pending, DesiredState::Run) => {
             let halt = engine.store().halt_status()?;
             if halt.halted {
                 let why = format!("halted: {}", halt.reason.unwrap_or_default());
-                return end(engine, &mut row, status, ExperimentPhase::Aborted, &why);
+                return end(
+                    engine,
+                    checks,
+                    &mut row,
+                    status,
+                    ExperimentPhase::Aborted,
+                    &why,
+                );
             }
             let nodes = match plan(&row.name, &spec) {
                 Ok(nodes) => nodes,
                 Err((path, message)) => {
                     return end(
                         engine,
+                        checks,
                         &mut row,
                         status,
                         ExperimentPhase::Failed,
@@ -337,7 +467,7 @@ pub async fn reconcile(engine: &Arc<Engine>, mut row: ExperimentRow) -> Result<(
                 "its workflow was paused",
             )?;
             // Checks start again from the beginning on resume.
-            cancel_checks(engine, &row.uid);
+            cancel_checks(checks, &row.uid);
             row.status.phase = ExperimentPhase::Paused;
             row.status.workflow = Some(Box::new(status));
             let ev = event(
@@ -370,7 +500,7 @@ pub async fn reconcile(engine: &Arc<Engine>, mut row: ExperimentRow) -> Result<(
     // Walk the tree until nothing more moves now; children are created between walks.
     let mut verdict = None;
     for _ in 0..16 {
-        let mut pass = Pass::new(engine, &row, &spec, now);
+        let mut pass = Pass::new(engine, checks, &row, &spec, now);
         pass.step(&mut status, 0);
         events.append(&mut pass.events);
         let to_create = std::mem::take(&mut pass.to_create);
@@ -381,7 +511,17 @@ pub async fn reconcile(engine: &Arc<Engine>, mut row: ExperimentRow) -> Result<(
             break;
         }
         for i in &to_create {
-            create_node_child(engine, &row, &spec, &mut status, *i, now, &mut events).await;
+            create_node_child(
+                engine,
+                children,
+                &row,
+                &spec,
+                &mut status,
+                *i,
+                now,
+                &mut events,
+            )
+            .await;
         }
         if !changed && to_create.is_empty() {
             break;
@@ -423,7 +563,7 @@ pub async fn reconcile(engine: &Arc<Engine>, mut row: ExperimentRow) -> Result<(
         Some((phase, why)) => {
             if phase != ExperimentPhase::Finished {
                 // Whatever still runs is cut short by the workflow's end.
-                let mut pass = Pass::new(engine, &row, &spec, now);
+                let mut pass = Pass::new(engine, checks, &row, &spec, now);
                 pass.end_running(
                     &mut status,
                     WorkflowNodePhase::Aborted,
@@ -433,7 +573,7 @@ pub async fn reconcile(engine: &Arc<Engine>, mut row: ExperimentRow) -> Result<(
             }
             row.status.workflow = Some(Box::new(status.clone()));
             orchestration::save(engine, &row, events)?;
-            end(engine, &mut row, status, phase, &why)
+            end(engine, checks, &mut row, status, phase, &why)
         }
         None => {
             row.status.workflow = Some(Box::new(status));
@@ -451,6 +591,7 @@ enum Verdict {
 /// One walk over the node tree at one instant.
 struct Pass<'a> {
     engine: &'a Arc<Engine>,
+    checks: &'a Checks,
     row: &'a ExperimentRow,
     templates: HashMap<&'a str, &'a WorkflowTemplate>,
     now: DateTime<Utc>,
@@ -464,12 +605,14 @@ struct Pass<'a> {
 impl<'a> Pass<'a> {
     fn new(
         engine: &'a Arc<Engine>,
+        checks: &'a Checks,
         row: &'a ExperimentRow,
         spec: &'a WorkflowSpec,
         now: DateTime<Utc>,
     ) -> Self {
         Pass {
             engine,
+            checks,
             row,
             templates: spec
                 .templates
@@ -522,8 +665,7 @@ impl<'a> Pass<'a> {
             format!("node {} {:?}{why}", node.name, node.phase),
         );
         if node.template_type == "StatusCheck" {
-            if let Some(run) = orchestration::checks(self.engine)
-                .remove(&(self.row.uid.clone(), node.name.clone()))
+            if let Some(run) = lock(self.checks).remove(&(self.row.uid.clone(), node.name.clone()))
             {
                 let _ = run.cancel.send(true);
             }
@@ -616,6 +758,11 @@ impl<'a> Pass<'a> {
         }
         if let Some(deadline) = status.nodes[i].deadline.as_deref().and_then(time::parse) {
             if deadline <= self.now {
+                match at_deadline(self.engine, self.row, &status.nodes[i]) {
+                    ChildAtDeadline::Ended => return self.step_child(status, i),
+                    ChildAtDeadline::Ending => return,
+                    ChildAtDeadline::Cut => {}
+                }
                 let why = format!(
                     "deadline {} passed",
                     template.deadline.as_deref().unwrap_or_default()
@@ -744,7 +891,7 @@ impl<'a> Pass<'a> {
     fn step_check(&mut self, status: &mut WorkflowStatus, i: usize, template: &WorkflowTemplate) {
         let key = (self.row.uid.clone(), status.nodes[i].name.clone());
         let outcome = {
-            let checks = orchestration::checks(self.engine);
+            let checks = lock(self.checks);
             checks.get(&key).map(|run| lock(&run.outcome).clone())
         };
         match outcome {
@@ -757,11 +904,11 @@ impl<'a> Pass<'a> {
                         Some("statusCheck is missing".into()),
                     );
                 };
-                spawn_check(self.engine, key, spec);
+                spawn_check(self.engine, self.checks, key, spec);
             }
             Some(None) => {}
             Some(Some(outcome)) => {
-                orchestration::checks(self.engine).remove(&key);
+                lock(self.checks).remove(&key);
                 if outcome.succeeded {
                     self.end_node(
                         status,
@@ -790,6 +937,7 @@ fn fatal(node: &WorkflowNode) -> bool {
 
 fn spawn_check(
     engine: &Arc<Engine>,
+    checks: &Checks,
     key: (String, String),
     spec: chaoshub_schema::chaosmesh::StatusCheckSpec,
 ) {
@@ -807,13 +955,14 @@ fn spawn_check(
             engine.trigger(&uid);
         }
     });
-    orchestration::checks(engine).insert(key, CheckRun { cancel, outcome });
+    lock(checks).insert(key, CheckRun { cancel, outcome });
 }
 
 /// Creates the child experiment of a chaos or Schedule node.
 #[allow(clippy::too_many_arguments)]
 async fn create_node_child(
     engine: &Arc<Engine>,
+    children: &dyn Children,
     row: &ExperimentRow,
     spec: &WorkflowSpec,
     status: &mut WorkflowStatus,
@@ -852,14 +1001,24 @@ async fn create_node_child(
             }
         }
     }
+    let mut annotations = vec![(orchestration::NODE_ANNOTATION, node.template.clone())];
+    if kind != "Schedule" {
+        // The duration above counts from the injection, a moment after now; the absolute end
+        // makes the child's fault end exactly at the node's deadline, so a node whose deadline
+        // is its chaos's only duration sees its child end `Finished`, not cut short.
+        if let Some(deadline) = &node.deadline {
+            annotations.push((crate::engine::END_BY_ANNOTATION, deadline.clone()));
+        }
+    }
     let result = orchestration::create_child(
         engine,
+        children,
         row,
         ChildRequest {
             name: &node.name,
             kind: &kind,
             spec: child_spec,
-            annotations: vec![(orchestration::NODE_ANNOTATION, node.template.clone())],
+            annotations,
         },
     )
     .await;
@@ -901,12 +1060,13 @@ async fn create_node_child(
 /// (`Recovering` until then).
 fn end(
     engine: &Arc<Engine>,
+    checks: &Checks,
     row: &mut ExperimentRow,
     status: WorkflowStatus,
     phase: ExperimentPhase,
     why: &str,
 ) -> Result<(), StoreError> {
-    cancel_checks(engine, &row.uid);
+    cancel_checks(checks, &row.uid);
     let uids = experiment_uids(&status);
     orchestration::steer_children(
         engine,

@@ -461,3 +461,183 @@ async fn bad_schedules_are_refused_with_field_paths() {
     assert_eq!(code, 400, "{body:#}");
     assert_eq!(body["details"][0]["path"], "spec.networkChaos.environment");
 }
+
+fn every_yaml(name: &str, every: &str, extra: &str, chaos_duration: &str) -> String {
+    schedule_yaml(name, extra, chaos_duration)
+        .replace("\"*/10 * * * * *\"", &format!("\"{every}\""))
+}
+
+fn at(t: &Value) -> chrono::DateTime<chrono::Utc> {
+    chaoshub::time::parse(t.as_str().unwrap_or_else(|| panic!("not a time: {t}"))).unwrap()
+}
+
+/// `@every` is anchored to the first fire time: runs that start and end between fires (each
+/// a pass over the schedule) never move the grid, and `nextScheduledTime` stays on it.
+#[tokio::test]
+async fn every_stays_on_its_grid_while_runs_come_and_go_on_a_manual_clock() {
+    let clock = clock();
+    let s = start_clocked(4, Arc::clone(&clock)).await;
+    let uid = submit(&s, &every_yaml("grid", "@every 3s", "", "1s")).await;
+    let start = chaoshub::time::parse(START).unwrap();
+    let grid = |k: i64| start + chrono::Duration::seconds(3 * k);
+    let v = status(&s, &uid).await;
+    assert_eq!(at(&v["status"]["schedule"]["nextScheduledTime"]), grid(1));
+    for k in 1..=10 {
+        // To the fire time: from the last run's end (one second past the previous fire).
+        clock.set(grid(k));
+        let v = wait_runs(&s, &uid, k as usize).await;
+        let history = v["status"]["schedule"]["history"].as_array().unwrap();
+        let run = history.last().unwrap();
+        assert_eq!(at(&run["scheduledTime"]), grid(k), "{v:#}");
+        let child = s
+            .wait_phase(run["uid"].as_str().unwrap(), "Running", T)
+            .await;
+        let late = at(&child["status"]["startedAt"]) - grid(k);
+        assert!(
+            late >= chrono::Duration::zero() && late <= chrono::Duration::milliseconds(100),
+            "run {k} started {late} after its fire time"
+        );
+        assert_eq!(
+            at(&status(&s, &uid).await["status"]["schedule"]["nextScheduledTime"]),
+            grid(k + 1)
+        );
+        // The run ends one second later; the schedule's pass over that must not move the grid.
+        clock.set(grid(k) + chrono::Duration::seconds(1));
+        s.wait_phase(run["uid"].as_str().unwrap(), "Finished", T)
+            .await;
+        let started = std::time::Instant::now();
+        loop {
+            let v = status(&s, &uid).await;
+            let ended = v["status"]["schedule"]["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["uid"] == run["uid"] && r["phase"] == "Finished");
+            if ended {
+                assert_eq!(
+                    at(&v["status"]["schedule"]["nextScheduledTime"]),
+                    grid(k + 1),
+                    "a pass between fires moved the grid: {v:#}"
+                );
+                break;
+            }
+            assert!(
+                started.elapsed() < T,
+                "the schedule never saw run {k} end: {v:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let names = run_names(&s, "grid").await;
+    let expected: Vec<String> = (1..=10)
+        .map(|k| format!("grid-{}", grid(k).timestamp()))
+        .collect();
+    assert_eq!(names, expected);
+}
+
+/// A fire time Forbid skipped stays skipped: when the active run ends between fires, the next
+/// run is the next grid time, not the skipped one fired late.
+#[tokio::test]
+async fn every_keeps_a_forbid_skip_skipped_and_the_grid_intact() {
+    let clock = clock();
+    let s = start_clocked(4, Arc::clone(&clock)).await;
+    let uid = submit(
+        &s,
+        &every_yaml("skip", "@every 3s", "  concurrencyPolicy: Forbid\n", "4s"),
+    )
+    .await;
+    let start = chaoshub::time::parse(START).unwrap();
+    let grid = |k: i64| start + chrono::Duration::seconds(3 * k);
+    clock.set(grid(1));
+    let v = wait_runs(&s, &uid, 1).await;
+    let first = v["status"]["schedule"]["history"][0]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_phase(&first, "Running", T).await;
+    // 00:00:06: the 4 s run is still active, so Forbid skips this fire time.
+    clock.set(grid(2));
+    let started = std::time::Instant::now();
+    while status(&s, &uid).await["status"]["schedule"]["skipped"] != 1 {
+        assert!(started.elapsed() < T, "no skip recorded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // 00:00:07: the run ends; the skipped 00:00:06 is not fired late.
+    clock.set(grid(1) + chrono::Duration::seconds(4));
+    s.wait_phase(&first, "Finished", T).await;
+    settle().await;
+    let v = status(&s, &uid).await;
+    assert_eq!(run_names(&s, "skip").await.len(), 1, "{v:#}");
+    assert_eq!(at(&v["status"]["schedule"]["nextScheduledTime"]), grid(3));
+    clock.set(grid(3));
+    let v = wait_runs(&s, &uid, 2).await;
+    assert_eq!(
+        at(&v["status"]["schedule"]["history"][1]["scheduledTime"]),
+        grid(3)
+    );
+}
+
+/// The same on the real clock: ten `@every 3s` fires, each run (one second long) starting
+/// within 100 ms of its grid time, and every `nextScheduledTime` seen on the grid.
+#[tokio::test]
+async fn every_fires_on_its_grid_on_the_real_clock() {
+    let s = Sandbox::start(4).await;
+    let (code, body) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            &every_yaml("real", "@every 3s", "  historyLimit: 20\n", "1s"),
+        )
+        .await;
+    assert_eq!(code, 201, "{body:#}");
+    let uid = body["metadata"]["uid"].as_str().unwrap().to_string();
+    let v = s.wait_phase(&uid, "Running", T).await;
+    let first = at(&v["status"]["schedule"]["nextScheduledTime"]);
+    let on_grid = |t: chrono::DateTime<chrono::Utc>| {
+        let off = (t - first).num_milliseconds();
+        off >= 0 && off % 3000 == 0
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(3 * 10 + 10);
+    loop {
+        let v = status(&s, &uid).await;
+        let schedule = &v["status"]["schedule"];
+        if let Some(next) = schedule["nextScheduledTime"].as_str() {
+            let next = chaoshub::time::parse(next).unwrap();
+            assert!(
+                on_grid(next),
+                "nextScheduledTime {next} is off the grid from {first}"
+            );
+        }
+        let runs: Vec<&Value> = schedule["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["uid"].is_string())
+            .collect();
+        if runs.len() >= 10 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ten runs did not happen in time: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.post(&format!("/api/v1/experiments/{uid}/stop")).await;
+    let v = s.wait_phase(&uid, "Aborted", T).await;
+    let runs = v["status"]["schedule"]["history"].as_array().unwrap();
+    assert!(runs.len() >= 10, "{v:#}");
+    for (k, run) in runs.iter().take(10).enumerate() {
+        let scheduled = at(&run["scheduledTime"]);
+        assert_eq!(
+            scheduled,
+            first + chrono::Duration::seconds(3 * k as i64),
+            "run {k} is off the grid: {v:#}"
+        );
+        let child = status(&s, run["uid"].as_str().unwrap()).await;
+        let late = at(&child["status"]["startedAt"]) - scheduled;
+        assert!(
+            late >= chrono::Duration::zero() && late <= chrono::Duration::milliseconds(100),
+            "run {k} started {late} after its fire time {scheduled}"
+        );
+    }
+}

@@ -423,3 +423,81 @@ async fn chaos_mesh_example_workflows_and_schedules_dry_run() {
         "the memory adapter runs some of them; none was accepted"
     );
 }
+
+/// A chaos template whose only duration is its node's `deadline` (the usual Chaos Mesh way).
+fn deadline_chaos(name: &str, action: &str, deadline: &str) -> String {
+    chaos(name, action, "1s", &format!("    deadline: {deadline}\n"))
+        .replace("      duration: 1s\n", "")
+}
+
+/// Serial → Suspend → Parallel with deadline-only chaos nodes: every child ran its full time
+/// and ends `Finished`, every chaos, Serial and Parallel node `Succeeded`; the workflow
+/// `Finished`. Nothing counts as aborted.
+#[tokio::test]
+async fn deadline_only_chaos_nodes_end_finished_not_aborted() {
+    let s = Sandbox::start(4).await;
+    let yaml = workflow(
+        "dl",
+        &format!(
+            "  - {{name: main, templateType: Serial, children: [first, nap, both]}}\n  - {{name: nap, templateType: Suspend, deadline: 200ms}}\n  - {{name: both, templateType: Parallel, children: [left, right]}}\n{}{}{}",
+            deadline_chaos("first", "delay", "600ms"),
+            deadline_chaos("left", "delay", "600ms"),
+            deadline_chaos("right", "loss", "600ms"),
+        ),
+    );
+    let uid = submit(&s, &yaml).await;
+    let done = s.wait_phase(&uid, "Finished", T).await;
+    for n in ["dl-main", "dl-first", "dl-both", "dl-left", "dl-right"] {
+        assert_eq!(node(&done, n)["phase"], "Succeeded", "{n}: {done:#}");
+    }
+    assert_eq!(node(&done, "dl-nap")["phase"], "DeadlineExceeded");
+    for n in ["dl-first", "dl-left", "dl-right"] {
+        let child_uid = node(&done, n)["experiment"].as_str().unwrap().to_string();
+        let child = get(&s, &child_uid).await;
+        assert_eq!(child["status"]["phase"], "Finished", "{n}: {child:#}");
+        // It ran until the node's deadline, exactly: the node's end is the child's.
+        assert_eq!(
+            child["status"]["deadline"],
+            node(&done, n)["deadline"],
+            "{child:#}"
+        );
+        let ran = chaoshub::time::parse(child["status"]["endedAt"].as_str().unwrap()).unwrap()
+            - chaoshub::time::parse(child["status"]["startedAt"].as_str().unwrap()).unwrap();
+        assert!(
+            ran >= chrono::Duration::milliseconds(500),
+            "{n} ran only {ran}"
+        );
+    }
+    let (_, events) = s.get(&format!("/api/v1/events?experiment={uid}")).await;
+    assert!(
+        !events.to_string().contains("Aborted"),
+        "a normal workflow reported an abort: {events:#}"
+    );
+    assert_eq!(s.adapter.active_count(), 0);
+
+    // Stopped while its deadline-only child runs: that child is interrupted, so `Aborted`.
+    let yaml = workflow(
+        "dlstop",
+        &format!(
+            "  - {{name: main, templateType: Serial, children: [long]}}\n{}",
+            deadline_chaos("long", "delay", "1h"),
+        ),
+    );
+    let uid = submit(&s, &yaml).await;
+    let start = Instant::now();
+    let child = loop {
+        let wf = get(&s, &uid).await;
+        if let Some(c) = node(&wf, "dlstop-long")["experiment"].as_str() {
+            break c.to_string();
+        }
+        assert!(start.elapsed() < T);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    s.wait_phase(&child, "Running", T).await;
+    let (code, _) = s.post(&format!("/api/v1/experiments/{uid}/stop")).await;
+    assert_eq!(code, 200);
+    let wf = s.wait_phase(&uid, "Aborted", T).await;
+    s.wait_phase(&child, "Aborted", T).await;
+    assert_eq!(node(&wf, "dlstop-long")["phase"], "Aborted");
+    assert_eq!(s.adapter.active_count(), 0);
+}
