@@ -33,6 +33,18 @@ skip_summary() {
 }
 trap skip_summary EXIT
 
+echo "==> cargo deny check licenses bans sources (deny.toml)"
+cargo fetch --locked
+cargo deny --offline check licenses bans sources
+# Path dependencies must stay inside the workspace (cargo-deny checks registries and git only).
+cargo metadata --format-version 1 --locked | python3 -c '
+import json, os, sys
+meta = json.load(sys.stdin)
+root = os.path.realpath(meta["workspace_root"])
+outside = [p["name"] + " at " + p["manifest_path"] for p in meta["packages"]
+           if p["source"] is None and not os.path.realpath(p["manifest_path"]).startswith(root + os.sep)]
+sys.exit("path dependencies outside the workspace: " + ", ".join(outside) if outside else 0)
+'
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy --all-targets -- -D warnings"
