@@ -17,7 +17,7 @@ use chaoshub_schema::api::{HaltRequest, Health, Page};
 use futures::Stream;
 use serde::Serialize;
 
-use crate::catalog::http as catalog;
+use crate::catalog_http as catalog;
 use crate::error::HubError;
 use crate::operations::{parse_body, parse_label_selector, BodyFormat, Hub, Submitted};
 use crate::store::{EventFilter, ExperimentFilter};

@@ -10,6 +10,7 @@
 pub mod agents;
 pub mod api;
 pub mod catalog;
+pub mod catalog_http;
 pub mod cli;
 pub mod config;
 pub mod controllers;

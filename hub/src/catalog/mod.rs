@@ -2,13 +2,13 @@
 //! added by URL, search with facets, rendering and running.
 //!
 //! Layout: this file holds [`Catalog`] (what is loaded, search, render); `remote` fetches,
-//! validates and caches remote index files; `http` is the REST surface mounted by `api.rs`.
+//! validates and caches remote index files. Its REST surface is `crate::catalog_http`, mounted by
+//! `api.rs` (above the operations layer, which the catalog never names).
 //!
 //! Invariants: a template appears only after it parsed and validated (placeholders, parameter
 //! declarations, the experiment rendered with defaults); a broken local file or a broken remote
 //! is reported (`problems`, a remote's `lastError` and `rejected`) and never hides the rest.
 
-pub mod http;
 pub mod remote;
 
 use std::collections::BTreeMap;

@@ -16,7 +16,7 @@ use chaoshub_schema::template::{AddCatalogRequest, RenderRequest};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::TemplateQuery;
+use crate::catalog::TemplateQuery;
 use crate::error::HubError;
 use crate::operations::{parse_body, BodyFormat, Hub, Submitted};
 
