@@ -111,6 +111,29 @@ pub trait Adapter: Send + Sync {
         false
     }
 
+    /// Why this adapter can never run `kind` (or `kind`/`action`): the far side has nothing it
+    /// could act on (a TCP proxy has no processes to stress). `None` means the gap is only
+    /// unimplemented. Shown as "n/a" in the conformance matrix and in 422 messages.
+    fn not_applicable(&self, kind: &str, action: &str) -> Option<&'static str> {
+        let _ = (kind, action);
+        None
+    }
+
+    /// The nearest thing this adapter does run when it does not run `kind`/`action`, as a
+    /// sentence for 422 messages ("use PhysicalMachineChaos action clock (host clock skew)").
+    fn alternative(&self, kind: &str, action: &str) -> Option<&'static str> {
+        let _ = (kind, action);
+        None
+    }
+
+    /// Why an environment does not offer a capability this adapter declares, when the reason is
+    /// on the environment's side (an agent started without an opt-in such as
+    /// `--allow-clock-skew`, a kernel without the mechanism). `None`: no particular reason.
+    fn capability_gap(&self, env: &Environment, capability: &Capability) -> Option<String> {
+        let _ = (env, capability);
+        None
+    }
+
     /// Pure check of an environment's endpoint and settings; never touches the network.
     fn validate_environment(&self, env: &Environment) -> Result<(), ValidationErrors>;
 

@@ -6,6 +6,7 @@
 //! comes back to them in the `Injection` the hub stored, never from memory.
 
 mod adapter;
+pub mod conformance;
 mod registry;
 #[cfg(any(feature = "webhook", feature = "toxiproxy", feature = "ssm"))]
 mod retry;

@@ -58,6 +58,11 @@ impl AdapterRegistry {
             })
     }
 
+    /// Every registered adapter, ordered by type.
+    pub fn all(&self) -> Vec<Arc<dyn Adapter>> {
+        self.adapters.values().cloned().collect()
+    }
+
     pub fn types(&self) -> Vec<String> {
         self.adapters.keys().map(|k| k.to_string()).collect()
     }

@@ -181,6 +181,7 @@ pub fn router(hub: Hub, max_body: usize) -> Router {
             get(environment_capabilities),
         )
         .route("/api/v1/adapters", get(list_adapters))
+        .route("/api/v1/conformance", get(conformance))
         .route("/api/v1/agents", get(list_agents))
         .route("/api/v1/agents/{env}/{name}", get(get_agent))
         .route("/api/v1/events", get(list_events))
@@ -548,6 +549,14 @@ async fn list_adapters(State(s): State<AppState>) -> Response {
             items: s.hub.engine.registry().infos(),
             continue_token: None,
         },
+    )
+}
+
+async fn conformance(State(s): State<AppState>) -> Response {
+    let registry = s.hub.engine.registry();
+    json(
+        StatusCode::OK,
+        crate::conformance::matrix(registry, &crate::conformance::measured()),
     )
 }
 

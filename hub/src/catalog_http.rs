@@ -110,7 +110,7 @@ pub async fn list_templates(
         kind: p.remove("kind"),
         source: p.remove("source"),
     };
-    Ok(Json(hub.catalog.search(&query)).into_response())
+    Ok(Json(hub.catalog.search(&query, hub.engine.registry())).into_response())
 }
 
 pub async fn get_template(
@@ -142,6 +142,7 @@ pub async fn run_template(
     let name = path_param(name)?;
     let request: RenderRequest = read_body(&hub, &headers, raw, "run request")?;
     let (manifest, _) = hub.catalog.render(&name, &request)?;
+    check_runs_on(&hub, &name, &manifest, &request)?;
     let submitted = hub
         .submit(manifest.to_value(), request.env.as_deref(), request.dry_run)
         .await?;
@@ -203,4 +204,55 @@ pub async fn refresh_catalog(
     name: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     Ok(Json(hub.catalog.remotes.refresh(&path_param(name)?).await?).into_response())
+}
+
+/// An environment whose adapter the template does not list, or whose checks refuse it, is a
+/// 422 naming the adapters (and registered environments) that can run it.
+fn check_runs_on(
+    hub: &Hub,
+    name: &str,
+    manifest: &chaoshub_schema::Manifest,
+    request: &RenderRequest,
+) -> ApiResult<()> {
+    let entry = hub.catalog.get(name)?;
+    let env_name = request
+        .env
+        .clone()
+        .or_else(|| {
+            manifest
+                .fault()
+                .and_then(|f| f.environment().map(str::to_string))
+        })
+        .or_else(|| hub.default_environment.clone());
+    // An unknown environment is left to `submit`, which names the registered ones.
+    if let Some(env) = env_name.and_then(|n| hub.get_environment(&n).ok()) {
+        let adapter = env.spec.adapter.clone();
+        let (accepted, refused) = entry.judge(hub.engine.registry());
+        if !accepted.contains(&adapter) {
+            let why = match refused.get(&adapter) {
+                Some(m) => format!("the {adapter} adapter refuses it: {m}"),
+                None => format!("the template does not list the {adapter} adapter"),
+            };
+            let elsewhere: Vec<String> = hub
+                .list_environments()?
+                .items
+                .into_iter()
+                .filter(|e| accepted.contains(&e.spec.adapter))
+                .filter_map(|e| e.metadata.name)
+                .collect();
+            let mut message = format!(
+                    "template {name:?} cannot run on environment {:?} (adapter {adapter}): {why}; it runs on adapters: {}",
+                    env.metadata.name.as_deref().unwrap_or_default(),
+                    if accepted.is_empty() { "none of this hub".to_string() } else { accepted.join(", ") }
+                );
+            if !elsewhere.is_empty() {
+                message.push_str(&format!(
+                    " (registered environments that can: {})",
+                    elsewhere.join(", ")
+                ));
+            }
+            return Err(HubError::Unsupported { message });
+        }
+    }
+    Ok(())
 }

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod catalog_http;
 pub mod cli;
 pub mod config;
+pub mod conformance;
 pub mod controllers;
 pub mod engine;
 pub mod error;

@@ -45,6 +45,7 @@ fn ops() -> Vec<Op> {
         Op { method: "get", path: "/api/v1/environments/{name}/capabilities", id: "environmentCapabilities", summary: "The (kind, action) pairs this environment can run", query: &[], body: None, ok: ("200", Some("Page_Capability")), errors: &[404, 502, 503] },
         Op { method: "get", path: "/api/v1/agents", id: "listAgents", summary: "chaos-agent daemons that dialled the hub: health (from heartbeats), last heartbeat, labels, addresses, capabilities and kernel mechanisms", query: &[("env", "only agents of this environment")], body: None, ok: ("200", Some("Page_AgentInfo")), errors: &[] },
         Op { method: "get", path: "/api/v1/agents/{env}/{name}", id: "getAgent", summary: "One agent", query: &[], body: None, ok: ("200", Some("AgentInfo")), errors: &[404] },
+        Op { method: "get", path: "/api/v1/conformance", id: "getConformance", summary: "The conformance matrix: each adapter's answer (supported, refused with its message, n/a with why) to each kind / action / notable option, derived from the adapters' submission checks, with the effects tests measured on real far sides", query: &[], body: None, ok: ("200", Some("ConformanceMatrix")), errors: &[] },
         Op { method: "get", path: "/api/v1/adapters", id: "listAdapters", summary: "Adapter types with their capability matrices", query: &[], body: None, ok: ("200", Some("Page_AdapterInfo")), errors: &[] },
         Op { method: "get", path: "/api/v1/events", id: "listEvents", summary: "The event log, oldest first", query: &[("experiment", "uid or name"), ("namespace", "namespace for a name lookup"), ("after", "only events with a larger id"), ("since", "RFC 3339 time"), ("limit", "page size (default 500, max 5000)")], body: None, ok: ("200", Some("Page_EventRecord")), errors: &[400, 404] },
         Op { method: "get", path: "/api/v1/events/stream", id: "streamEvents", summary: "Server-Sent Events: backlog after Last-Event-ID (or ?after=), then live events", query: &[("experiment", "uid or name"), ("namespace", "namespace for a name lookup"), ("after", "only events with a larger id")], body: None, ok: ("200", None), errors: &[400, 404] },
@@ -103,6 +104,7 @@ pub fn document() -> Value {
     add!("Page_Target", Page<Target>);
     add!("Page_Capability", Page<Capability>);
     add!("Page_AdapterInfo", Page<AdapterInfo>);
+    add!("ConformanceMatrix", chaoshub_schema::api::ConformanceMatrix);
     add!("Page_AgentInfo", Page<AgentInfo>);
     add!("AgentInfo", AgentInfo);
     add!("Page_EventRecord", Page<EventRecord>);

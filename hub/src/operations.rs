@@ -406,16 +406,13 @@ impl Hub {
         for action in &actions {
             let wanted = Capability::new(kind.as_str(), action.clone());
             if !capabilities.contains(&wanted) {
-                let others = self.engine.registry().supporting(kind.as_str(), action);
-                let others = if others.is_empty() {
-                    "no adapter of this hub".to_string()
-                } else {
-                    others.join(", ")
-                };
                 return Err(HubError::Unsupported {
-                    message: format!(
-                        "environment {env_name:?} (adapter {}) has no adapter that supports {kind}/{action} (supported by: {others})",
-                        env.spec.adapter
+                    message: crate::conformance::missing_capability(
+                        self.engine.registry(),
+                        &env,
+                        adapter.as_ref(),
+                        &manifest,
+                        action,
                     ),
                 });
             }
@@ -435,6 +432,13 @@ impl Hub {
             chaoshub_adapters::AdapterError::Rejected(message) => {
                 HubError::invalid_field("spec", message)
             }
+            chaoshub_adapters::AdapterError::Unsupported { message, .. } => HubError::Unsupported {
+                message: format!(
+                    "environment {env_name:?} (adapter {}) cannot run this {kind}: {message}{}",
+                    env.spec.adapter,
+                    crate::conformance::elsewhere(self.engine.registry(), &manifest)
+                ),
+            },
             other => HubError::from_adapter(other),
         })?;
         drop(probe);

@@ -395,6 +395,7 @@ const HUB_LAYERS: &[(&str, &[&str])] = &[
             "telemetry",
             "agents",
             "probes",
+            "conformance",
         ],
     ),
     ("engine", &["engine"]),

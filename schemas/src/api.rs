@@ -297,6 +297,64 @@ impl Capability {
     }
 }
 
+/// `GET /api/v1/conformance`: what each adapter of this hub runs, row by row (kind, action and
+/// notable options), derived from the adapters' own submission checks, with the figures
+/// measured by tests where a measuring test exists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConformanceMatrix {
+    /// Adapter types, in column order.
+    pub adapters: Vec<String>,
+    pub rows: Vec<ConformanceRow>,
+}
+
+/// One row of the conformance matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConformanceRow {
+    /// `Kind/action` or `Kind/action (option)`.
+    pub id: String,
+    pub kind: String,
+    pub action: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub option: Option<String>,
+    /// The sample manifest the adapters' checks were run on (YAML).
+    pub manifest: String,
+    /// Adapter type → cell.
+    pub cells: BTreeMap<String, ConformanceCell>,
+}
+
+/// One adapter's answer to one row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConformanceCell {
+    /// `supported`, `refused` (with the refusal message), `n/a` (physically impossible on this
+    /// far side, with why) or `dynamic` (the plugin declares its own matrix).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The effect a test measured on the real far side, if a measuring test exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<MeasuredFigure>,
+}
+
+/// An effect measured by a test on a real far side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MeasuredFigure {
+    /// The row id (`NetworkChaos/delay`).
+    pub row: String,
+    pub adapter: String,
+    /// What was measured, with the value asked for (`+101 ms RTT for 100ms`).
+    pub figure: String,
+    /// The test that measured it (`adapters/tests/docker.rs network::…`).
+    pub test: String,
+    /// The command that ran it.
+    pub command: String,
+    /// When (UTC date) and where it ran (kernel, versions).
+    pub measured: String,
+}
+
 /// A connected (or recently connected) `chaos-agent`, as `GET /api/v1/agents` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -1167,6 +1167,10 @@ pub struct TemplateSummary {
     pub actions: Vec<String>,
     /// Parameter names, in order.
     pub parameters: Vec<String>,
+    /// Adapters the template lists whose submission checks on this hub refuse its defaults,
+    /// with the refusal; they are left out of `adapters`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refused: BTreeMap<String, String>,
 }
 
 /// `GET /api/v1/templates`: the matching templates and facet counts over them.

@@ -964,6 +964,27 @@ impl Adapter for DockerAdapter {
             .collect()
     }
 
+    fn not_applicable(&self, kind: &str, _action: &str) -> Option<&'static str> {
+        match kind {
+            "ProxyChaos" => Some("toxics live in a Toxiproxy server, not in a container"),
+            "AWSChaos" | "GCPChaos" | "AzureChaos" => {
+                Some("cloud control-plane faults are made through the cloud's API")
+            }
+            _ => None,
+        }
+    }
+
+    fn alternative(&self, kind: &str, action: &str) -> Option<&'static str> {
+        Some(match (kind, action) {
+            ("NetworkChaos", "netem") => "run one experiment per effect (delay, loss, duplicate, corrupt)",
+            ("HTTPChaos", _) => "put an envoy environment in front of the container, or use NetworkChaos delay / loss on the container",
+            ("PhysicalMachineChaos", _) => "a container is not a host: use StressChaos, NetworkChaos or PodChaos on it, or a native agent on the host",
+            ("DNSChaos", _) => "NetworkChaos partition with the resolver's address in externalTargets cuts lookups off",
+            ("StressChaos", "stress-ng") => "use stressors.cpu / stressors.memory",
+            _ => return None,
+        })
+    }
+
     fn validate_environment(&self, env: &Environment) -> Result<(), ValidationErrors> {
         DockerConfig::from_environment(env).map(drop)
     }

@@ -204,19 +204,32 @@ fn push_correlation(
     Ok(())
 }
 
-/// The external targets as CIDRs; host names cannot be resolved inside a scratch helper.
-fn external_cidrs(spec: &NetworkChaosSpec) -> Result<Vec<String>, AdapterError> {
+/// One external target: an address or CIDR, or a host name.
+enum External {
+    Cidr(String),
+    Host(String),
+}
+
+/// The external targets as CIDRs and host names. Host names go to the helper agent, which
+/// resolves them as the agent does on a host, but inside the target's network namespace with
+/// the target's `/etc/resolv.conf` and `/etc/hosts` (Docker shares them with a container that
+/// joins another's network), so a name resolves as the target itself would resolve it.
+fn external_targets(spec: &NetworkChaosSpec) -> Result<Vec<External>, AdapterError> {
     spec.external_targets
         .iter()
+        .flat_map(|t| t.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
         .map(|t| {
-            let t = t.trim();
             let (addr, prefix) = t.split_once('/').unwrap_or((t, ""));
-            let ip: std::net::IpAddr = addr.parse().map_err(|_| {
-                rejected(format!(
-                    "spec.externalTargets: {t:?} is not an IP address or CIDR; the Docker adapter \
-                     does not resolve host names (give the address)"
-                ))
-            })?;
+            let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
+                if prefix.is_empty() && valid_host_name(t) {
+                    return Ok(External::Host(t.to_string()));
+                }
+                return Err(rejected(format!(
+                    "spec.externalTargets: {t:?} is neither an IP address, a CIDR nor a host name"
+                )));
+            };
             let max = if ip.is_ipv4() { 32 } else { 128 };
             let bits = if prefix.is_empty() {
                 max
@@ -227,9 +240,23 @@ fn external_cidrs(spec: &NetworkChaosSpec) -> Result<Vec<String>, AdapterError> 
                     .filter(|b| *b <= max)
                     .ok_or_else(|| rejected(format!("spec.externalTargets: bad prefix in {t:?}")))?
             };
-            Ok(format!("{ip}/{bits}"))
+            Ok(External::Cidr(format!("{ip}/{bits}")))
         })
         .collect()
+}
+
+/// A DNS name as RFC 1123 allows it (letters, digits, hyphens and dots; labels of 1 to 63).
+fn valid_host_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 fn annotation<'a>(fault: &'a FaultRequest, key: &str) -> Option<&'a str> {
@@ -287,22 +314,45 @@ fn network_plan(fault: &FaultRequest, spec: &NetworkChaosSpec) -> Result<DockerP
                 .delay
                 .as_ref()
                 .ok_or_else(|| rejected("spec.delay is required for action delay"))?;
-            if delay.reorder.is_some() {
-                return Err(unsupported(
-                    "NetworkChaos",
-                    action,
-                    "delay with reorder is not supported on Docker yet (run delay alone)",
-                ));
+            if let Some(reorder) = &delay.reorder {
+                // The agent's reorder is netem's `delay X reorder P gap G`: P% of packets go at
+                // once, the rest wait X; it holds them for a fixed latency, without jitter.
+                if delay.jitter.as_ref().is_some_and(|j| !j.trim().is_empty()) {
+                    return Err(unsupported(
+                        "NetworkChaos",
+                        action,
+                        "spec.delay.jitter together with spec.delay.reorder is not supported on \
+                         Docker (reordered traffic is held for a fixed latency); drop the jitter, \
+                         or run the jitter as its own delay experiment",
+                    ));
+                }
+                let gap = u32::try_from(reorder.gap)
+                    .map_err(|_| rejected("spec.delay.reorder.gap: must be 0 or more"))?;
+                args.extend([
+                    "reorder".into(),
+                    "--latency".into(),
+                    delay.latency.clone(),
+                    "--percent".into(),
+                    percent(&reorder.reorder, "spec.delay.reorder.reorder")?,
+                    "--gap".into(),
+                    gap.to_string(),
+                ]);
+                push_correlation(
+                    &mut args,
+                    reorder.correlation.as_deref(),
+                    "spec.delay.reorder.correlation",
+                )?;
+            } else {
+                args.extend(["delay".into(), "--latency".into(), delay.latency.clone()]);
+                if let Some(j) = delay.jitter.as_ref().filter(|j| !j.trim().is_empty()) {
+                    args.extend(["--jitter".into(), j.clone()]);
+                }
+                push_correlation(
+                    &mut args,
+                    delay.correlation.as_deref(),
+                    "spec.delay.correlation",
+                )?;
             }
-            args.extend(["delay".into(), "--latency".into(), delay.latency.clone()]);
-            if let Some(j) = delay.jitter.as_ref().filter(|j| !j.trim().is_empty()) {
-                args.extend(["--jitter".into(), j.clone()]);
-            }
-            push_correlation(
-                &mut args,
-                delay.correlation.as_deref(),
-                "spec.delay.correlation",
-            )?;
         }
         NetworkChaosAction::Loss => {
             let loss = spec
@@ -388,8 +438,11 @@ fn network_plan(fault: &FaultRequest, spec: &NetworkChaosSpec) -> Result<DockerP
         Direction::Both => "both",
     };
     args.extend(["--direction".into(), direction.into()]);
-    for cidr in external_cidrs(spec)? {
-        args.extend(["--cidr".into(), cidr]);
+    for target in external_targets(spec)? {
+        match target {
+            External::Cidr(cidr) => args.extend(["--cidr".into(), cidr]),
+            External::Host(host) => args.extend(["--hostname".into(), host]),
+        }
     }
     if let Some(device) = spec.device.as_ref().filter(|d| !d.trim().is_empty()) {
         args.extend(["--device".into(), device.clone()]);

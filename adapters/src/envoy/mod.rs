@@ -210,6 +210,25 @@ impl Adapter for EnvoyAdapter {
         ]
     }
 
+    fn not_applicable(&self, kind: &str, _action: &str) -> Option<&'static str> {
+        match kind {
+            "StressChaos" | "PodChaos" | "TimeChaos" | "IOChaos" | "PhysicalMachineChaos" => {
+                Some("Envoy is an HTTP proxy; it has no processes, clock, files or host of the service to act on")
+            }
+            "ProxyChaos" => Some("toxics live in a Toxiproxy server"),
+            _ => None,
+        }
+    }
+
+    fn alternative(&self, kind: &str, action: &str) -> Option<&'static str> {
+        Some(match (kind, action) {
+            ("NetworkChaos", "delay") => "HTTPChaos delay delays the requests through this proxy",
+            ("NetworkChaos", _) => "HTTPChaos abort (with chaoshub.dev/percent) fails a share of the requests through this proxy",
+            ("HTTPChaos", "replace" | "patch") => "Envoy's fault filter aborts or delays; use HTTPChaos abort with the status code to return",
+            _ => return None,
+        })
+    }
+
     fn validate_environment(&self, env: &Environment) -> Result<(), ValidationErrors> {
         EnvoyConfig::from_environment(env).map(drop)
     }

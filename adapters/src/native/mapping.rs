@@ -185,12 +185,27 @@ fn network_chaos(
             if let Some(c) = &d.correlation {
                 f.correlation_pct = pct(c, "spec.delay.correlation")?;
             }
-            if d.reorder.is_some() {
-                return Err(unsupported(
-                    kind,
-                    "delay",
-                    "spec.delay.reorder is not supported by the native agent yet; remove it or use a separate experiment",
-                ));
+            if let Some(r) = &d.reorder {
+                // netem's `delay X reorder P gap G`: P% of packets (every G-th at most) go at
+                // once, the rest wait X. The agent's reorder fault is exactly that, on netem or
+                // on its NFQUEUE engine; it holds the others for a fixed latency, without jitter.
+                if f.jitter_ms > 0.0 {
+                    return Err(unsupported(
+                        kind,
+                        "delay",
+                        "spec.delay.jitter together with spec.delay.reorder is not supported by the native agent (reordered traffic is held for a fixed latency); drop the jitter, or run the jitter as its own delay experiment",
+                    ));
+                }
+                f = NetworkFault {
+                    action: NetworkAction::Reorder,
+                    percent: pct(&r.reorder, "spec.delay.reorder.reorder")?,
+                    correlation_pct: match &r.correlation {
+                        Some(c) => pct(c, "spec.delay.reorder.correlation")?,
+                        None => 0.0,
+                    },
+                    reorder_gap: bounded(r.gap, 0..=u32::MAX, "spec.delay.reorder.gap")?,
+                    ..f
+                };
             }
         }
         NetworkAction::Loss => {
@@ -456,6 +471,17 @@ fn physical_machine(spec: &PhysicalMachineChaosSpec) -> Result<AgentFault, Mappi
         }
         Pm::NetworkDns => {
             let s = req(&spec.network_dns, "spec.network-dns")?;
+            // The agent answers matching lookups with errors; it does not rewrite resolv.conf
+            // or /etc/hosts, so a server or a fixed address would be silently dropped.
+            for (set, field) in [(s.dns_server.is_some(), "dns-server"), (s.dns_ip.is_some(), "dns-ip")] {
+                if set {
+                    return Err(unsupported(
+                        kind,
+                        "network-dns",
+                        format!("spec.network-dns.{field} is not supported by the native agent, which makes lookups of spec.network-dns.dns-domain-name (a glob, `*` for all) fail instead of changing the resolver; remove {field}"),
+                    ));
+                }
+            }
             let mut f = NetworkFault::new(NetworkAction::Dns);
             f.dns_patterns = vec![req(&s.dns_domain_name, "spec.network-dns.dns-domain-name")?.clone()];
             f.dns_mode = Some("error".to_string());

@@ -185,6 +185,54 @@ impl Adapter for NativeAdapter {
         caps
     }
 
+    fn not_applicable(&self, kind: &str, _action: &str) -> Option<&'static str> {
+        match kind {
+            "PodChaos" => Some("an agent's target is a whole host, which has no pods or containers to kill or pause"),
+            "ProxyChaos" => Some("the agent is not a proxy; toxics live in a Toxiproxy server"),
+            "AWSChaos" | "GCPChaos" | "AzureChaos" => Some("cloud control-plane faults are made through the cloud's API, not on a host"),
+            _ => None,
+        }
+    }
+
+    fn alternative(&self, kind: &str, action: &str) -> Option<&'static str> {
+        Some(match (kind, action) {
+            ("TimeChaos", _) => "use PhysicalMachineChaos action clock (host-wide clock skew, for agents started with --allow-clock-skew); per-process clocks are not skewed by the agent",
+            ("PodChaos", _) => "use PhysicalMachineChaos action process to kill or stop processes on the host",
+            ("NetworkChaos", "netem") => "run one experiment per effect (delay, loss, duplicate, corrupt)",
+            ("DNSChaos", _) => "use PhysicalMachineChaos action network-dns (lookups matching dns-domain-name fail)",
+            ("IOChaos", _) => "use PhysicalMachineChaos disk-read-payload / disk-write-payload for I/O load; the agent does not inject I/O latency or errors",
+            ("HTTPChaos", _) => "use an envoy environment in front of the service, or NetworkChaos delay / loss on the host",
+            ("ProxyChaos", _) => "use a toxiproxy environment, or NetworkChaos on the host",
+            ("StressChaos", "stress-ng") => "use stressors.cpu / stressors.memory",
+            _ => return None,
+        })
+    }
+
+    fn capability_gap(&self, env: &Environment, capability: &Capability) -> Option<String> {
+        let wanted = format!("{}/{}", capability.kind, capability.action);
+        let agents = self.link.agents(&env.name);
+        if agents.is_empty() || !self.capabilities().contains(capability) {
+            return None;
+        }
+        let lacking: Vec<&str> = agents
+            .iter()
+            .filter(|a| !a.capabilities.contains(&wanted))
+            .map(|a| a.name.as_str())
+            .collect();
+        let names = lacking.join(", ");
+        Some(if wanted == "PhysicalMachineChaos/clock" {
+            format!(
+                "the native adapter supports it, but agent {names} was not started with --allow-clock-skew \
+                 (restart it with `chaos-agent serve --allow-clock-skew …` to opt in to host clock skew)"
+            )
+        } else {
+            format!(
+                "the native adapter supports it, but agent {names} does not offer it: its kernel lacks the \
+                 mechanism (see `chaos-agent mechanisms` on that host)"
+            )
+        })
+    }
+
     fn validate_environment(&self, env: &Environment) -> Result<(), ValidationErrors> {
         let mut errors = ValidationErrors::new();
         if env.spec.endpoint.as_deref().is_some_and(|e| !e.is_empty()) {

@@ -479,14 +479,26 @@ fn translate_network(
             let Some(delay) = &spec.delay else {
                 return Err(unsupported(KIND, a, "spec.delay is required"));
             };
+            // Dropping either would run a different fault than the one asked for (in order,
+            // or on every peer instead of one), so both are refused rather than ignored.
             if delay.reorder.is_some() {
-                ignored.push("spec.delay.reorder".into());
+                return Err(unsupported(
+                    KIND,
+                    a,
+                    "spec.delay.reorder is not supported by the ssm adapter's delay script (a \
+                     plain netem delay); remove it, or run the reorder on a native agent or \
+                     docker environment",
+                ));
             }
             if !spec.external_targets.is_empty() {
-                ignored.push(
-                    "spec.externalTargets (delay applies to every packet the interface sends)"
-                        .into(),
-                );
+                return Err(unsupported(
+                    KIND,
+                    a,
+                    "spec.externalTargets is not supported with delay by the ssm adapter (its \
+                     delay applies to every packet the interface sends); remove it to delay all \
+                     traffic, use a native agent or docker environment for a per-peer delay, or \
+                     loss / partition, which ssm limits to the listed addresses",
+                ));
             }
             HostFault::Delay {
                 device: dev,

@@ -163,6 +163,25 @@ impl Adapter for SsmAdapter {
             .collect()
     }
 
+    fn not_applicable(&self, kind: &str, _action: &str) -> Option<&'static str> {
+        match kind {
+            "PodChaos" => Some("an EC2 instance reached through SSM is a host, with no pods or containers to kill or pause"),
+            "ProxyChaos" => Some("toxics live in a Toxiproxy server, not on an instance"),
+            _ => None,
+        }
+    }
+
+    fn alternative(&self, kind: &str, action: &str) -> Option<&'static str> {
+        Some(match (kind, action) {
+            ("NetworkChaos", "bandwidth" | "duplicate" | "corrupt" | "netem") => {
+                "the ssm scripts run delay, loss and partition; for this one run chaos-agent on the instance (a native environment)"
+            }
+            ("PhysicalMachineChaos", _) => "the ssm scripts run stress-cpu, stress-mem, disk-fill, process, network-delay, network-loss, network-partition and user_defined; for others run chaos-agent on the instance (a native environment)",
+            ("TimeChaos", _) => "run chaos-agent on the instance (a native environment) and use PhysicalMachineChaos action clock",
+            _ => return None,
+        })
+    }
+
     fn validate_environment(&self, env: &Environment) -> Result<(), ValidationErrors> {
         SsmConfig::from_environment(env).map(drop)
     }

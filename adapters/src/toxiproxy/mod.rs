@@ -248,6 +248,29 @@ impl Adapter for ToxiproxyAdapter {
         capabilities
     }
 
+    fn not_applicable(&self, kind: &str, action: &str) -> Option<&'static str> {
+        match (kind, action) {
+            ("StressChaos" | "PodChaos" | "TimeChaos" | "IOChaos" | "PhysicalMachineChaos", _) => {
+                Some("Toxiproxy relays TCP streams; it has no processes, clock, files or host to act on")
+            }
+            ("NetworkChaos", "loss" | "duplicate" | "corrupt" | "netem") => Some(
+                "Toxiproxy relays a TCP byte stream; packets, and their loss, duplication or \
+                 corruption, are below it",
+            ),
+            ("DNSChaos", _) => Some("Toxiproxy connects to a fixed upstream address; no lookup passes through it"),
+            _ => None,
+        }
+    }
+
+    fn alternative(&self, kind: &str, action: &str) -> Option<&'static str> {
+        Some(match (kind, action) {
+            ("NetworkChaos", _) => "NetworkChaos delay, bandwidth and partition, or ProxyChaos reset_peer / timeout / slicer, run on a proxy",
+            ("HTTPChaos", "delay") => "ProxyChaos latency (or NetworkChaos delay) delays the whole stream",
+            ("HTTPChaos", _) => "ProxyChaos reset_peer or down break the connection instead of the request",
+            _ => return None,
+        })
+    }
+
     fn validate_environment(&self, env: &Environment) -> Result<(), ValidationErrors> {
         ToxiproxyConfig::from_environment(env).map(drop)
     }

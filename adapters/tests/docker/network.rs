@@ -110,6 +110,96 @@ async fn measured_fault<T>(
 // measurement would also count the server's half-open connections left by the lost SYN-ACKs,
 // which outlive the fault by a retransmission timeout.
 
+/// Injects `body` as a NetworkChaos delay into `web`, measures connect times from the host
+/// while it holds, and recovers; returns the samples before and during.
+async fn connect_times_under(
+    web: &ContainerGuard,
+    body: &str,
+    samples: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let adapter = DockerAdapter::new();
+    let ip = address(web, "bridge");
+    let target = target_of(web).await;
+    let timeout = Duration::from_secs(3);
+    let measure = |n| -> Vec<Duration> {
+        connect_times(&ip, n, timeout)
+            .into_iter()
+            .flatten()
+            .collect()
+    };
+    let before = measure(20);
+    let (id, _guard) = guarded_injection_id();
+    let fault = request(&network_chaos("delay", body), &id, 60);
+    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    eprintln!("injected: {details}");
+    let inj = injection(&fault, &target, details);
+    let during = measure(samples);
+    adapter.recover(&agent_env(), &inj).await.unwrap();
+    let after = median(measure(20));
+    assert!(
+        after < median(before.clone()) + Duration::from_millis(20),
+        "after recovery {after:?}"
+    );
+    (before, during)
+}
+
+/// `delay.reorder`: the agent in the helper sends the reordered share of packets at once and
+/// holds the rest for the latency, so that share of SYN-ACKs comes back fast.
+#[tokio::test]
+async fn delay_with_reorder_sends_the_reordered_share_at_once() {
+    let web = run_web().await;
+    let (_, during) = connect_times_under(
+        &web,
+        "  delay:\n    latency: 60ms\n    reorder: {reorder: \"50\", correlation: \"0\", gap: 1}\n",
+        120,
+    )
+    .await;
+    let fast = during
+        .iter()
+        .filter(|d| **d < Duration::from_millis(45))
+        .count();
+    let share = 100.0 * fast as f64 / during.len() as f64;
+    eprintln!(
+        "reorder 50% at 60ms: {share:.1}% of {} connects answered at once, the rest held",
+        during.len()
+    );
+    assert!(
+        (35.0..=65.0).contains(&share),
+        "{share:.1}% at once for 50%"
+    );
+}
+
+/// A host name in `externalTargets` is resolved by the helper's agent inside the target's
+/// network namespace, with the target's own `/etc/hosts`: the name below exists only there
+/// (`--add-host`), pointing at the engine's gateway to this host, so the delay reaching our
+/// connects proves it was resolved where the target resolves names.
+#[tokio::test]
+async fn an_external_host_name_is_resolved_inside_the_target() {
+    let name = format!("chaoshub-gw-{}", std::process::id());
+    let add_host = format!("{name}:host-gateway");
+    let web = run_target(
+        "web",
+        Run {
+            labels: &[("app", "web")],
+            add_host: Some(&add_host),
+            ..Run::default()
+        },
+    )
+    .await;
+    let (before, during) = connect_times_under(
+        &web,
+        &format!("  delay:\n    latency: 100ms\n  externalTargets: [{name}]\n"),
+        20,
+    )
+    .await;
+    let added = median(during).saturating_sub(median(before));
+    eprintln!("delay 100ms to {name} (resolved in the target): +{added:?}");
+    assert!(
+        added >= Duration::from_millis(90) && added <= Duration::from_millis(110),
+        "latency added {added:?}, wanted 100 ms ± 10 %"
+    );
+}
+
 #[tokio::test]
 async fn loss_drops_about_the_asked_share() {
     let (during, after) = measured_fault("loss", "  loss:\n    loss: \"50\"\n", |web| {

@@ -139,6 +139,8 @@ pub struct Run<'a> {
     pub network: Option<&'a str>,
     pub alias: Option<&'a str>,
     pub command: Option<&'a [&'a str]>,
+    /// `--add-host NAME:ADDRESS` (`host-gateway` is the engine's gateway to the host).
+    pub add_host: Option<&'a str>,
 }
 
 /// Starts a container of the target image and waits until it runs.
@@ -165,6 +167,9 @@ pub async fn run_target(role: &str, opts: Run<'_>) -> ContainerGuard {
     }
     if let Some(a) = opts.alias {
         args.extend(["--network-alias".into(), a.into()]);
+    }
+    if let Some(h) = opts.add_host {
+        args.extend(["--add-host".into(), h.into()]);
     }
     args.push(image);
     if let Some(cmd) = opts.command {

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
+use chaoshub_adapters::conformance::{verdict, Verdict};
+use chaoshub_adapters::AdapterRegistry;
 use chaoshub_schema::template::{
     RenderOptions, RenderRequest, RenderResult, Template, TemplateDetail, TemplateFacets,
     TemplateList, TemplateSummary,
@@ -44,6 +46,8 @@ pub const KNOWN_ADAPTERS: &[&str] = &[
 pub struct CatalogEntry {
     pub template: Template,
     pub summary: TemplateSummary,
+    /// The experiment rendered with the parameters' defaults, which the adapters' checks judge.
+    pub sample: Manifest,
 }
 
 impl CatalogEntry {
@@ -86,8 +90,45 @@ impl CatalogEntry {
                 .iter()
                 .map(|p| p.name.clone())
                 .collect(),
+            refused: BTreeMap::new(),
         };
-        Ok(CatalogEntry { template, summary })
+        Ok(CatalogEntry {
+            template,
+            summary,
+            sample,
+        })
+    }
+
+    /// The listed adapters this hub's checks accept for the template's defaults, and the
+    /// listed ones they refuse with the refusal. An adapter whose matrix only an environment
+    /// knows (a plugin's) or that this build lacks cannot be judged here and counts as
+    /// accepted; a submission still checks it.
+    pub fn judge(&self, registry: &AdapterRegistry) -> (Vec<String>, BTreeMap<String, String>) {
+        let mut accepted = Vec::new();
+        let mut refused = BTreeMap::new();
+        for name in &self.template.spec.adapters {
+            match registry
+                .get(name)
+                .map(|a| verdict(a.as_ref(), &self.sample))
+            {
+                Ok(Verdict::Refused(m)) | Ok(Verdict::NotApplicable(m)) => {
+                    refused.insert(name.clone(), m);
+                }
+                _ => accepted.push(name.clone()),
+            }
+        }
+        (accepted, refused)
+    }
+
+    /// The summary as this hub sees it: `adapters` holds only the listed adapters whose checks
+    /// accept the template, `refused` the others with why.
+    pub fn judged_summary(&self, registry: &AdapterRegistry) -> TemplateSummary {
+        let (adapters, refused) = self.judge(registry);
+        TemplateSummary {
+            adapters,
+            refused,
+            ..self.summary.clone()
+        }
     }
 
     pub fn detail(&self) -> TemplateDetail {
@@ -219,12 +260,14 @@ impl Catalog {
         all
     }
 
-    /// Templates matching `query`, sorted by name, with facet counts over the matches.
-    pub fn search(&self, query: &TemplateQuery) -> TemplateList {
+    /// Templates matching `query`, sorted by name, with facet counts over the matches. The
+    /// `adapter` filter and facet count only adapters whose checks accept the template (see
+    /// [`CatalogEntry::judge`]), so `?adapter=docker` lists exactly what runs on Docker.
+    pub fn search(&self, query: &TemplateQuery, registry: &AdapterRegistry) -> TemplateList {
         let mut items: Vec<TemplateSummary> = self
             .entries()
             .into_iter()
-            .map(|e| e.summary)
+            .map(|e| e.judged_summary(registry))
             .filter(|s| query.matches(s))
             .collect();
         items.sort_by(|a, b| a.name.cmp(&b.name));

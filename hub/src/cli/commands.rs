@@ -15,8 +15,8 @@ use super::output::{
     experiments_table, render_structured, targets_table, ItemList, OutputFormat, Table,
 };
 use super::{
-    ClientCommand, ClientOptions, DescribeCommand, EnvCommand, ExitCode, ExperimentRef, GetCommand,
-    GetExperimentsArgs, HaltArgs, HaltCommand, TargetsArgs,
+    AdaptersArgs, ClientCommand, ClientOptions, DescribeCommand, EnvCommand, ExitCode,
+    ExperimentRef, GetCommand, GetExperimentsArgs, HaltArgs, HaltCommand, TargetsArgs,
 };
 
 /// `{"items": [...]}` answers that are not paged.
@@ -43,7 +43,13 @@ pub async fn execute(
         ClientCommand::Get(GetCommand::Environments) | ClientCommand::Env(EnvCommand::List) => {
             list_environments(&client, format).await
         }
-        ClientCommand::Get(GetCommand::Adapters) => list_adapters(&client, format).await,
+        ClientCommand::Get(GetCommand::Adapters)
+        | ClientCommand::Adapters(AdaptersArgs { matrix: false }) => {
+            list_adapters(&client, format).await
+        }
+        ClientCommand::Adapters(AdaptersArgs { matrix: true }) => {
+            conformance_matrix(&client, format).await
+        }
         ClientCommand::Get(GetCommand::Targets(args))
         | ClientCommand::Env(EnvCommand::Targets(args)) => {
             list_targets(&client, format, &args).await
@@ -126,6 +132,19 @@ async fn get_experiments(
     };
     let now = Utc::now();
     print_list(format, &items, what, |items| experiments_table(items, now))
+}
+
+async fn conformance_matrix(
+    client: &HubClient,
+    format: OutputFormat,
+) -> Result<ExitCode, CliError> {
+    let matrix: chaoshub_schema::api::ConformanceMatrix =
+        client.get(&["api", "v1", "conformance"], &[]).await?;
+    match format {
+        OutputFormat::Table => emit(&super::output::conformance_table(&matrix)),
+        _ => emit(&render_structured(format, &matrix)?),
+    }
+    Ok(ExitCode::Success)
 }
 
 async fn list_environments(client: &HubClient, format: OutputFormat) -> Result<ExitCode, CliError> {

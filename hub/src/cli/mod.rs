@@ -134,6 +134,10 @@ pub enum ClientCommand {
     /// Register, list, inspect and remove environments.
     #[command(subcommand, after_long_help = EXIT_CODES_HELP)]
     Env(EnvCommand),
+    /// List adapter types and their capabilities; with --matrix, the conformance matrix
+    /// (what each adapter runs, per kind, action and notable option, with measured figures).
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Adapters(AdaptersArgs),
     /// Stop every experiment and refuse new ones until `unhalt` (or show the switch with
     /// `halt status`).
     #[command(args_conflicts_with_subcommands = true, after_long_help = EXIT_CODES_HELP)]
@@ -215,6 +219,16 @@ pub enum GetCommand {
     /// The event log (same as `chaoshub events`).
     #[command(visible_alias = "event")]
     Events(EventsArgs),
+}
+
+/// `adapters [--matrix]`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AdaptersArgs {
+    /// Show the conformance matrix (rows kind/action[/option], one column per adapter:
+    /// `✓` measured, `✓d` declared only, `✗` refused, `n/a` impossible there); with -o json the
+    /// whole matrix with refusal messages and measured figures.
+    #[arg(long)]
+    pub matrix: bool,
 }
 
 /// `get experiments`.

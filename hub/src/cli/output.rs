@@ -330,6 +330,49 @@ pub fn adapters_table(items: &[AdapterInfo]) -> Table {
     table
 }
 
+/// `adapters --matrix`: one line per row, one column per adapter, then the refusal messages
+/// (numbered, each once) so the table stays narrow.
+pub fn conformance_table(matrix: &chaoshub_schema::api::ConformanceMatrix) -> String {
+    let mut headers = vec!["ROW"];
+    headers.extend(matrix.adapters.iter().map(String::as_str));
+    let mut table = Table::new(&headers);
+    let mut notes: Vec<String> = Vec::new();
+    for row in &matrix.rows {
+        let mut cells = vec![row.id.clone()];
+        for a in &matrix.adapters {
+            let text = match row.cells.get(a) {
+                Some(c) if c.state == "supported" && c.measured.is_some() => "✓".to_string(),
+                Some(c) if c.state == "supported" => "✓d".to_string(),
+                Some(c) => {
+                    let message = c.message.clone().unwrap_or_default();
+                    let n = match notes.iter().position(|n| *n == message) {
+                        Some(i) => i + 1,
+                        None => {
+                            notes.push(message);
+                            notes.len()
+                        }
+                    };
+                    let mark = if c.state == "refused" {
+                        "✗"
+                    } else {
+                        c.state.as_str()
+                    };
+                    format!("{mark}{n}")
+                }
+                None => "-".to_string(),
+            };
+            cells.push(text);
+        }
+        table.push(cells);
+    }
+    let mut out = table.render();
+    out.push_str("\n✓ measured on the real far side   ✓d declared (accepted, no measuring test)\n");
+    for (i, n) in notes.iter().enumerate() {
+        out.push_str(&format!("{}. {n}\n", i + 1));
+    }
+    out
+}
+
 pub fn targets_table(items: &[Target]) -> Table {
     let mut table = Table::new(&["NAME", "ID", "KIND", "NAMESPACE", "LABELS"]);
     for t in items {

@@ -1,12 +1,11 @@
 //! The template catalog through the REST API of a real hub on port 0.
 //!
-//! Dry runs: templates of the fsfault plugin's actions (disk-fill, file-create, file-append)
-//! run against the real Python plugin (`examples/plugins/fsfault`) through the webhook adapter;
-//! every other template runs against `lab`, an in-test adapter (a fake, because Docker, SSM,
-//! Toxiproxy, Envoy and Kubernetes adapters cannot run here) that claims every (kind, action)
-//! the catalog renders and discovers a fixed inventory (hosts labelled `app=web` / `app=db`, a
-//! proxy labelled `name=redis` as the Toxiproxy adapter labels proxies, an Envoy-style
-//! listener labelled `listener=ingress`). Remote catalogs are served by an HTTP server inside the test.
+//! Every template is checked by the real adapters of this build (`AdapterRegistry::builtin()`
+//! plus the engine's `native`): their declared capabilities and pure `check_fault`, and a dry
+//! run through `POST /api/v1/templates/{name}/run` in an environment of each adapter the
+//! template lists. The fsfault plugin's actions (disk-fill, file-create, file-append) run
+//! against the real Python plugin (`examples/plugins/fsfault`) through the webhook adapter.
+//! Remote catalogs are served by an HTTP server inside the test.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,14 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chaoshub::server::RunningHub;
-use chaoshub_adapters::{
-    Adapter, AdapterError, AdapterRegistry, Environment, FaultRequest, Injection, InjectionState,
-};
-use chaoshub_schema::api::Capability;
+use chaoshub_adapters::AdapterRegistry;
 use chaoshub_schema::template::Template;
-use chaoshub_schema::{Target, ValidationErrors};
 use serde_json::{json, Value};
 
 fn workspace() -> PathBuf {
@@ -48,97 +42,6 @@ fn shipped_templates() -> Vec<Template> {
         }
     }
     out
-}
-
-const FSFAULT_ACTIONS: &[&str] = &["disk-fill", "file-create", "file-append"];
-
-/// The in-test adapter: see the module documentation.
-struct LabAdapter {
-    capabilities: Vec<Capability>,
-}
-
-impl LabAdapter {
-    fn for_catalog() -> LabAdapter {
-        let mut capabilities = Vec::new();
-        for t in shipped_templates() {
-            let m = t.spec.render_samples().unwrap();
-            for action in m.fault().unwrap().actions() {
-                let c = Capability::new(m.kind().as_str(), action);
-                if !capabilities.contains(&c) {
-                    capabilities.push(c);
-                }
-            }
-        }
-        LabAdapter { capabilities }
-    }
-}
-
-fn target(kind: &str, name: &str, labels: &[(&str, &str)]) -> Target {
-    Target {
-        environment: String::new(),
-        adapter: "lab".into(),
-        kind: kind.into(),
-        id: name.into(),
-        name: name.into(),
-        namespace: None,
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        annotations: BTreeMap::new(),
-    }
-}
-
-#[async_trait]
-impl Adapter for LabAdapter {
-    fn adapter_type(&self) -> &'static str {
-        "lab"
-    }
-    fn description(&self) -> &'static str {
-        "in-test adapter that claims every kind the catalog renders"
-    }
-    fn capabilities(&self) -> Vec<Capability> {
-        self.capabilities.clone()
-    }
-    fn validate_environment(&self, _env: &Environment) -> Result<(), ValidationErrors> {
-        Ok(())
-    }
-    async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError> {
-        let mut targets = vec![
-            target("host", "web-1", &[("app", "web")]),
-            target("host", "web-2", &[("app", "web")]),
-            target("host", "web-3", &[("app", "web")]),
-            target("host", "db-1", &[("app", "db")]),
-            target("proxy", "redis", &[("name", "redis")]),
-            target("listener", "ingress", &[("listener", "ingress")]),
-        ];
-        for t in &mut targets {
-            t.environment = env.name.clone();
-        }
-        Ok(targets)
-    }
-    async fn inject(
-        &self,
-        _env: &Environment,
-        _fault: &FaultRequest,
-        _target: &Target,
-    ) -> Result<Value, AdapterError> {
-        Err(AdapterError::Failed("the lab adapter only plans".into()))
-    }
-    async fn status(
-        &self,
-        _env: &Environment,
-        _injection: &Injection,
-    ) -> Result<InjectionState, AdapterError> {
-        Ok(InjectionState::Absent)
-    }
-    async fn recover(
-        &self,
-        _env: &Environment,
-        _injection: &Injection,
-    ) -> Result<(), AdapterError> {
-        Ok(())
-    }
 }
 
 /// The fsfault plugin serving the directory `web` (label app=web); killed on drop.
@@ -227,9 +130,7 @@ impl CatalogHub {
         }
         let mut config = super::support::config(self.data.path());
         config.catalog_dir = self.catalog_dir.clone();
-        let mut registry = AdapterRegistry::builtin();
-        registry.register(Arc::new(LabAdapter::for_catalog()));
-        let hub = chaoshub::server::start_with(config, registry)
+        let hub = chaoshub::server::start_with(config, AdapterRegistry::builtin())
             .await
             .unwrap();
         self.url = hub.url();
@@ -265,8 +166,13 @@ impl CatalogHub {
         let endpoint = endpoint
             .map(|e| format!("  endpoint: {e}\n  settings: {{timeout_ms: 3000}}\n"))
             .unwrap_or_default();
+        self.register_spec(name, adapter, &endpoint).await;
+    }
+
+    /// Registers an environment; `spec` is the YAML after `adapter:` (indented two spaces).
+    async fn register_spec(&self, name: &str, adapter: &str, spec: &str) {
         let yaml = format!(
-            "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {name}}}\nspec:\n  adapter: {adapter}\n{endpoint}"
+            "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {name}}}\nspec:\n  adapter: {adapter}\n{spec}"
         );
         let resp = self
             .client
@@ -294,10 +200,35 @@ fn names(list: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Every shipped template renders with its defaults and dry-runs in an environment that can
-/// run it, hitting at least one target; fsfault's actions go to the real plugin.
+/// Environments of every adapter type of this build. Those whose far side is not here point
+/// at a closed port: the submission checks run before anything is reached, so a template they
+/// accept gets past them and then meets the unreachable far side (503), while a refused one is
+/// a 400 or 422 without any far side.
+async fn register_every_adapter(hub: &CatalogHub, plugin_url: &str) -> BTreeMap<String, String> {
+    let closed = "http://127.0.0.1:9";
+    let envs = [
+        ("hosts", "native", String::new()),
+        ("fs", "webhook", format!("  endpoint: {plugin_url}\n  settings: {{timeout_ms: 3000}}\n")),
+        ("engine", "docker", "  endpoint: tcp://127.0.0.1:9\n  settings: {timeout_secs: 2}\n".to_string()),
+        ("aws", "ssm", format!("  endpoint: {closed}\n  settings: {{region: eu-west-1, timeout_ms: 2000, max_attempts: 1}}\n")),
+        ("toxi", "toxiproxy", format!("  endpoint: {closed}\n  settings: {{timeout_ms: 2000}}\n")),
+        ("edge", "envoy", format!("  endpoint: {closed}\n  settings: {{timeout_ms: 2000}}\n")),
+    ];
+    let mut by_adapter = BTreeMap::new();
+    for (name, adapter, spec) in envs {
+        hub.register_spec(name, adapter, &spec).await;
+        by_adapter.insert(adapter.to_string(), name.to_string());
+    }
+    by_adapter
+}
+
+/// The catalog tells the truth: every shipped template, rendered with its defaults, passes the
+/// real submission checks of every adapter it lists (capabilities, `check_fault`, and a dry run
+/// through the hub in an environment of that adapter), and lists every adapter of this build
+/// whose checks accept it. Adapters this build lacks (kubernetes) cannot be checked and are
+/// printed as such.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_template_renders_and_dry_runs_with_defaults() {
+async fn every_template_passes_the_real_checks_of_every_adapter_it_lists() {
     let plugin_dir = tempfile::tempdir().unwrap();
     let plugin = Fsfault::start(plugin_dir.path());
     let hub = CatalogHub::start(&shipped_catalog()).await;
@@ -306,63 +237,130 @@ async fn every_template_renders_and_dry_runs_with_defaults() {
         "{:?}",
         hub.catalog().problems()
     );
-    hub.register("lab", "lab", None).await;
-    hub.register("fs", "webhook", Some(&plugin.url)).await;
+    let envs = register_every_adapter(&hub, &plugin.url).await;
+    let registry = hub.hub.as_ref().unwrap().hub.engine.registry().clone();
     let (status, list) = hub.get("/api/v1/templates").await;
     assert_eq!(status, 200, "{list}");
     let total = list["total"].as_u64().unwrap() as usize;
     assert_eq!(total, shipped_templates().len());
     assert!(total >= 40, "only {total} templates");
-    let mut on_plugin = 0;
-    for item in list["items"].as_array().unwrap() {
-        let name = item["name"].as_str().unwrap();
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    let mut unverifiable = BTreeMap::<String, usize>::new();
+    for entry in hub.catalog().entries() {
+        let name = entry.summary.name.clone();
         let (status, rendered) = hub
             .post(&format!("/api/v1/templates/{name}/render"), json!({}))
             .await;
         assert_eq!(status, 200, "{name}: {rendered}");
-        assert_eq!(
-            rendered["manifest"]["metadata"]["labels"]["chaoshub.dev/template"],
-            name
-        );
-        let fsfault = item["adapters"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a == "webhook")
-            && item["kind"] == "PhysicalMachineChaos"
-            && FSFAULT_ACTIONS.contains(&item["actions"][0].as_str().unwrap());
-        let env = if fsfault {
-            on_plugin += 1;
-            "fs"
-        } else {
-            "lab"
-        };
-        let (status, plan) = hub
-            .post(
-                &format!("/api/v1/templates/{name}/run"),
-                json!({"env": env, "dryRun": true}),
-            )
-            .await;
-        assert_eq!(status, 200, "{name} in {env}: {plan}");
-        assert_eq!(plan["plan"]["environment"], env, "{name}: {plan}");
-        assert!(
-            plan["plan"]["targets"]
-                .as_array()
-                .is_some_and(|t| !t.is_empty()),
-            "{name} in {env} hits no target: {plan}"
-        );
-        assert!(
-            plan["warnings"].as_array().is_none_or(|w| w.is_empty()),
-            "{name}: {plan}"
-        );
+        for adapter in &entry.template.spec.adapters {
+            let Some(env) = envs.get(adapter) else {
+                *unverifiable.entry(adapter.clone()).or_default() += 1;
+                continue;
+            };
+            checked += 1;
+            let (status, answer) = hub
+                .post(
+                    &format!("/api/v1/templates/{name}/run"),
+                    json!({"env": env, "dryRun": true}),
+                )
+                .await;
+            let passed = match adapter.as_str() {
+                // Far sides that are here: the dry run plans.
+                "native" | "webhook" => status == 200,
+                // Closed ports: past the checks, the far side is unreachable.
+                _ => status == 503 || status == 502,
+            };
+            if !passed {
+                wrong.push(format!(
+                    "{name} lists {adapter}, but its dry run in {env} answered {status}: {}",
+                    answer["message"]
+                ));
+            }
+        }
+        // Listing is complete: an adapter of this build whose checks accept the template is
+        // listed (the plugin's matrix is its own, so webhook is judged by the listing alone).
+        for a in registry.all() {
+            let t = a.adapter_type();
+            if a.dynamic_capabilities() || entry.template.spec.adapters.iter().any(|l| l == t) {
+                continue;
+            }
+            if chaoshub_adapters::conformance::verdict(a.as_ref(), &entry.sample)
+                == chaoshub_adapters::conformance::Verdict::Supported
+            {
+                wrong.push(format!("{name} does not list {t}, whose checks accept it"));
+            }
+        }
     }
+    for (adapter, n) in &unverifiable {
+        println!("unverified: {n} claims of adapter {adapter}, which this build does not have");
+    }
+    println!("{checked} (template, adapter) claims checked against the real adapters");
     assert!(
-        on_plugin >= 3,
-        "only {on_plugin} templates ran on the plugin"
+        wrong.is_empty(),
+        "{} wrong claims:\n{}",
+        wrong.len(),
+        wrong.join("\n")
     );
+    assert!(checked >= 60, "only {checked} claims checked");
     // Nothing was created by the dry runs.
     let (_, experiments) = hub.get("/api/v1/experiments").await;
     assert_eq!(experiments["items"].as_array().unwrap().len(), 0);
+    drop(plugin);
+}
+
+/// `?adapter=X` lists exactly the templates whose run in an X environment passes the checks,
+/// and running a template in an environment whose adapter cannot run it is a 422 that names
+/// the adapters and the registered environments that can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adapter_filter_and_run_agree_with_the_checks() {
+    let plugin_dir = tempfile::tempdir().unwrap();
+    let plugin = Fsfault::start(plugin_dir.path());
+    let hub = CatalogHub::start(&shipped_catalog()).await;
+    let envs = register_every_adapter(&hub, &plugin.url).await;
+    for (adapter, env) in &envs {
+        let (status, list) = hub
+            .get(&format!("/api/v1/templates?adapter={adapter}"))
+            .await;
+        assert_eq!(status, 200, "{list}");
+        let listed: std::collections::BTreeSet<String> = names(&list).into_iter().collect();
+        assert!(!listed.is_empty(), "no template for {adapter}");
+        for entry in hub.catalog().entries() {
+            let name = &entry.summary.name;
+            let (status, answer) = hub
+                .post(
+                    &format!("/api/v1/templates/{name}/run"),
+                    json!({"env": env, "dryRun": true}),
+                )
+                .await;
+            let refused = status == 422 || status == 400;
+            assert_eq!(
+                listed.contains(name),
+                !refused,
+                "{name} in {env} ({adapter}): listed {}, run answered {status}: {answer}",
+                listed.contains(name)
+            );
+            if status == 422 {
+                let message = answer["message"].as_str().unwrap();
+                assert!(message.contains("it runs on adapters"), "{name}: {message}");
+            }
+        }
+    }
+    // The 422 names the adapters and the registered environments that can.
+    let (status, err) = hub
+        .post(
+            "/api/v1/templates/network-loss/run",
+            json!({"env": "toxi", "dryRun": true}),
+        )
+        .await;
+    assert_eq!(status, 422, "{err}");
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains("adapter toxiproxy"), "{message}");
+    assert!(message.contains("native, docker"), "{message}");
+    assert!(
+        message.contains("hosts") && message.contains("engine"),
+        "{message}"
+    );
     drop(plugin);
 }
 
@@ -432,8 +430,13 @@ async fn search_filters_and_facets() {
     assert_eq!(proxy["facets"]["kind"], json!({"ProxyChaos": 8}));
     assert_eq!(proxy["facets"]["adapter"]["toxiproxy"], 8);
 
+    // The eight ProxyChaos templates, and the NetworkChaos ones a proxy runs (delay,
+    // bandwidth, partition) — not loss, which a TCP proxy cannot do.
     let (_, toxi) = hub.get("/api/v1/templates?adapter=toxiproxy").await;
-    assert_eq!(toxi["total"], 8, "{toxi}");
+    assert_eq!(toxi["facets"]["kind"]["ProxyChaos"], 8, "{toxi}");
+    let found = names(&toxi);
+    assert!(found.contains(&"network-delay".to_string()), "{found:?}");
+    assert!(!found.contains(&"network-loss".to_string()), "{found:?}");
     for item in toxi["items"].as_array().unwrap() {
         assert!(item["adapters"]
             .as_array()

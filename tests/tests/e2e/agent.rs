@@ -301,3 +301,87 @@ fn a_real_process_is_stopped_and_continued() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Host clock skew is declared by the native adapter, but an agent started without
+/// `--allow-clock-skew` does not offer it: the submission is a 422 that names the agent and the
+/// missing opt-in, instead of saying the adapter supports it.
+#[test]
+fn clock_skew_without_the_agents_opt_in_is_a_422_naming_it() {
+    let lab = Lab::start();
+    let (code, v) = lab.api.post(
+        "/api/v1/experiments",
+        Some("apiVersion: chaos-mesh.org/v1alpha1\nkind: PhysicalMachineChaos\nmetadata: {name: skew}\nspec:\n  environment: hosts\n  action: clock\n  mode: all\n  selector:\n    labelSelectors: {role: app}\n  clock: {time-offset: '-5m'}\n  duration: 10s\n"),
+    );
+    assert_eq!(code, 422, "{v:#}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("agent-a") && message.contains("--allow-clock-skew"),
+        "{message}"
+    );
+    // A TimeChaos is refused with the nearest thing the agent does run.
+    let (code, v) = lab.api.post(
+        "/api/v1/experiments",
+        Some("apiVersion: chaos-mesh.org/v1alpha1\nkind: TimeChaos\nmetadata: {name: skew}\nspec:\n  environment: hosts\n  mode: all\n  selector:\n    labelSelectors: {role: app}\n  timeOffset: '-5m'\n  duration: 10s\n"),
+    );
+    assert_eq!(code, 422, "{v:#}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("PhysicalMachineChaos action clock"),
+        "{message}"
+    );
+}
+
+/// Every TCP round trip (1-byte echo) from `ns` to `to`, one connection, `n` of them.
+fn rtt_samples(ns: &str, to: std::net::SocketAddr, n: usize) -> Vec<Duration> {
+    use std::io::{Read, Write};
+    in_ns(ns, move || {
+        let mut conn = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
+        conn.set_nodelay(true).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 1];
+        (0..n)
+            .map(|_| {
+                let t = Instant::now();
+                conn.write_all(b"x").unwrap();
+                conn.read_exact(&mut buf).unwrap();
+                t.elapsed()
+            })
+            .collect()
+    })
+}
+
+/// NetworkChaos `delay` with `reorder` through the hub: the agent holds the packets it does not
+/// reorder for the latency and sends the reordered share at once, so that share of round trips
+/// stays fast while the rest carry the latency; all of it is gone after the experiment.
+#[test]
+fn delay_with_reorder_sends_the_reordered_share_at_once() {
+    let lab = Lab::start();
+    let uid = lab.submit(&network_chaos(
+        "reorder-peer",
+        &lab.topo.b_ip,
+        "12s",
+        "  action: delay\n  delay: {latency: 60ms, reorder: {reorder: '50', correlation: '0', gap: 1}}\n",
+    ));
+    lab.api.wait_phase(&uid, "Running", T);
+    let samples = rtt_samples(&lab.topo.a, lab.peer.tcp, 120);
+    let held = samples
+        .iter()
+        .filter(|d| **d >= Duration::from_millis(45))
+        .count();
+    let share_at_once = 100.0 * (samples.len() - held) as f64 / samples.len() as f64;
+    eprintln!(
+        "reorder 50% at 60ms: {share_at_once:.1}% of {} round trips went at once, {held} held",
+        samples.len()
+    );
+    assert!(
+        (35.0..=65.0).contains(&share_at_once),
+        "{share_at_once:.1}% sent at once, expected 50 ± 15"
+    );
+    lab.api.wait_phase(&uid, "Finished", T);
+    let after = median_rtt(&lab.topo.a, lab.peer.tcp, 41);
+    assert!(
+        after < Duration::from_millis(20),
+        "after recovery {after:?}"
+    );
+    assert_eq!(lab.topo.leftovers(), Vec::<String>::new());
+}

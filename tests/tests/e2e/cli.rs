@@ -89,3 +89,34 @@ fn apply_get_describe_stop_delete_through_the_cli() {
     let (code, _, _) = cli(&hub.url, &["unhalt"]);
     assert_eq!(code, 0);
 }
+
+/// `chaoshub adapters --matrix` prints the conformance matrix the hub serves: one row per kind,
+/// action and option, one column per adapter, the refusal messages numbered below; `-o json`
+/// is the whole matrix.
+#[test]
+fn adapters_matrix_shows_the_conformance_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = HubProcess::start(dir.path());
+    let (code, out, err) = cli(&hub.url, &["adapters", "--matrix"]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let header = out.lines().next().unwrap();
+    for adapter in ["native", "docker", "ssm", "toxiproxy", "envoy", "webhook"] {
+        assert!(header.contains(adapter), "{header}");
+    }
+    let reorder = out
+        .lines()
+        .find(|l| l.starts_with("NetworkChaos/delay (reorder)"))
+        .unwrap_or_else(|| panic!("no reorder row: {out}"));
+    assert!(reorder.contains('✓') && reorder.contains('✗'), "{reorder}");
+    assert!(
+        out.contains("Toxiproxy relays"),
+        "n/a reasons are listed: {out}"
+    );
+    let (code, out, _) = cli(&hub.url, &["-o", "json", "adapters", "--matrix"]);
+    assert_eq!(code, 0);
+    let matrix: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(matrix["rows"].as_array().unwrap().len() >= 30, "{matrix}");
+    let (code, out, _) = cli(&hub.url, &["adapters"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("toxiproxy"), "{out}");
+}
