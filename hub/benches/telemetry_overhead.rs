@@ -234,7 +234,17 @@ async fn measure(
         .await
         .unwrap();
     let url = hub.url();
-    let client = reqwest::Client::new();
+    // The admin token the hub wrote on first start, as a local user would read it.
+    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", token.trim()).parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
     let env = client
         .post(format!("{url}/api/v1/environments"))
         .header("content-type", "application/yaml")

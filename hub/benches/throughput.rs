@@ -115,7 +115,17 @@ async fn main() {
     config.limits.max_targets = 10;
     let hub = chaoshub::server::start(config).await.unwrap();
     let base = hub.url();
-    let client = reqwest::Client::new();
+    // The admin token the hub wrote on first start, as a local user would read it.
+    let token = std::fs::read_to_string(dir.path().join("data").join("admin.token")).unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", token.trim()).parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
     let env = format!("apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: fs-lab}}\nspec: {{adapter: webhook, endpoint: \"{plugin_url}\"}}\n");
     let r = client
         .post(format!("{base}/api/v1/environments"))

@@ -27,7 +27,25 @@ impl IntoResponse for HubError {
         if let HubError::Store(e) = &self {
             tracing::error!(error = ?e, "store error while serving a request");
         }
-        (self.status(), Json(self.body())).into_response()
+        let mut response = (self.status(), Json(self.body())).into_response();
+        match &self {
+            HubError::Unauthenticated { .. } => {
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer realm=\"chaoshub\""),
+                );
+            }
+            HubError::TooManyRequests {
+                retry_after_secs, ..
+            } => {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(*retry_after_secs),
+                );
+            }
+            _ => {}
+        }
+        response
     }
 }
 
@@ -38,10 +56,10 @@ fn json<T: Serialize>(status: StatusCode, value: T) -> Response {
 }
 
 /// Query parameters, with unknown names refused by name.
-struct Params(HashMap<String, String>);
+pub(crate) struct Params(HashMap<String, String>);
 
 impl Params {
-    fn from(
+    pub(crate) fn from(
         query: Result<Query<HashMap<String, String>>, QueryRejection>,
         allowed: &[&str],
     ) -> ApiResult<Self> {
@@ -67,14 +85,14 @@ impl Params {
         Ok(Params(map))
     }
 
-    fn str(&self, key: &str) -> Option<&str> {
+    pub(crate) fn str(&self, key: &str) -> Option<&str> {
         self.0
             .get(key)
             .map(String::as_str)
             .filter(|s| !s.is_empty())
     }
 
-    fn bool(&self, key: &str) -> ApiResult<bool> {
+    pub(crate) fn bool(&self, key: &str) -> ApiResult<bool> {
         match self.0.get(key).map(String::as_str) {
             None | Some("false") | Some("0") => Ok(false),
             Some("") | Some("true") | Some("1") => Ok(true),
@@ -85,19 +103,19 @@ impl Params {
         }
     }
 
-    fn int<T: std::str::FromStr>(&self, key: &str) -> ApiResult<Option<T>> {
+    pub(crate) fn int<T: std::str::FromStr>(&self, key: &str) -> ApiResult<Option<T>> {
         self.str(key)
             .map(|v| v.parse::<T>().map_err(|_| HubError::bad_request("invalid_query", format!("query parameter {key:?} must be a non-negative whole number, got {v:?}"))))
             .transpose()
     }
 }
 
-fn path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+pub(crate) fn path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
     p.map(|Path(v)| v)
         .map_err(|e| HubError::bad_request("invalid_path", format!("invalid path parameter: {e}")))
 }
 
-fn body(b: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<Bytes> {
+pub(crate) fn body(b: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<Bytes> {
     b.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             HubError::TooLarge { limit }
@@ -107,7 +125,7 @@ fn body(b: Result<Bytes, BytesRejection>, limit: usize) -> ApiResult<Bytes> {
     })
 }
 
-fn body_format(headers: &HeaderMap) -> ApiResult<BodyFormat> {
+pub(crate) fn body_format(headers: &HeaderMap) -> ApiResult<BodyFormat> {
     let Some(value) = headers.get(axum::http::header::CONTENT_TYPE) else {
         return Ok(BodyFormat::Yaml);
     };
@@ -143,9 +161,11 @@ impl axum::extract::FromRef<AppState> for Hub {
     }
 }
 
-/// Builds the router of the whole API.
-pub fn router(hub: Hub, max_body: usize) -> Router {
+/// Builds the router of the whole API. Every route passes the auth gate
+/// (`auth::middleware::gate`), which finds it in the policy table (`auth::policy`).
+pub fn router(hub: Hub, max_body: usize, auth: &crate::config::AuthConfig) -> Router {
     let metrics = std::sync::Arc::clone(hub.engine.telemetry().metrics());
+    let gate = std::sync::Arc::new(crate::auth::middleware::AuthGate::new(hub.clone(), auth));
     let state = AppState { hub, max_body };
     Router::new()
         .route("/healthz", get(health))
@@ -218,6 +238,19 @@ pub fn router(hub: Hub, max_body: usize) -> Router {
             "/api/v1/catalogs/{name}/refresh",
             post(catalog::refresh_catalog),
         )
+        .route(
+            "/api/v1/tokens",
+            get(crate::auth::http::list_tokens).post(crate::auth::http::create_token_handler),
+        )
+        .route(
+            "/api/v1/tokens/{name}",
+            axum::routing::delete(crate::auth::http::revoke_token),
+        )
+        .route("/api/v1/audit", get(crate::auth::http::list_audit))
+        .route_layer(axum::middleware::from_fn_with_state(
+            gate,
+            crate::auth::middleware::gate,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
@@ -344,10 +377,29 @@ async fn list_experiments(
         ],
     )?;
     let filter = experiment_filter(&params, params.bool("archived")?)?;
-    Ok(json(
-        StatusCode::OK,
-        s.hub.list(filter, params.int("limit")?)?,
-    ))
+    list_in_scope(&s.hub, filter, params.int("limit")?)
+}
+
+/// A page of experiments with those outside the caller's scope left out (a namespace or
+/// environment filter outside it is a 403).
+fn list_in_scope(hub: &Hub, filter: ExperimentFilter, limit: Option<usize>) -> ApiResult<Response> {
+    let principal = crate::auth::current();
+    if let Some(p) = &principal {
+        if let Some(ns) = &filter.namespace {
+            p.require_namespace(ns)?;
+        }
+        if let Some(env) = &filter.environment {
+            p.require_environment(env)?;
+        }
+    }
+    let mut page = hub.list(filter, limit)?;
+    if let Some(p) = principal.filter(|p| !p.unrestricted()) {
+        page.items.retain(|o| {
+            p.namespace_allowed(o.metadata.namespace.as_deref().unwrap_or("default"))
+                && p.environment_allowed(&o.status.environment)
+        });
+    }
+    Ok(json(StatusCode::OK, page))
 }
 
 async fn list_archives(
@@ -359,10 +411,7 @@ async fn list_archives(
         &["phase", "kind", "namespace", "env", "limit", "continue"],
     )?;
     let filter = experiment_filter(&params, true)?;
-    Ok(json(
-        StatusCode::OK,
-        s.hub.list(filter, params.int("limit")?)?,
-    ))
+    list_in_scope(&s.hub, filter, params.int("limit")?)
 }
 
 async fn get_experiment(
@@ -450,7 +499,12 @@ async fn list_environments(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> ApiResult<Response> {
     Params::from(query, &[])?;
-    Ok(json(StatusCode::OK, s.hub.list_environments()?))
+    let mut page = s.hub.list_environments()?;
+    if let Some(p) = crate::auth::current() {
+        page.items
+            .retain(|e| p.environment_allowed(e.metadata.name.as_deref().unwrap_or_default()));
+    }
+    Ok(json(StatusCode::OK, page))
 }
 
 async fn get_environment(
@@ -514,10 +568,14 @@ async fn list_agents(
     query: Result<Query<AgentQuery>, QueryRejection>,
 ) -> Response {
     let env = query.ok().and_then(|Query(q)| q.env);
+    let mut items = s.hub.engine.agents.list(env.as_deref());
+    if let Some(p) = crate::auth::current() {
+        items.retain(|a| p.environment_allowed(&a.environment));
+    }
     json(
         StatusCode::OK,
         Page {
-            items: s.hub.engine.agents.list(env.as_deref()),
+            items,
             continue_token: None,
         },
     )
@@ -592,9 +650,12 @@ async fn list_events(
     )?;
     let mut filter = event_filter(&params)?;
     if let Some(id) = &filter.experiment_uid {
-        filter.experiment_uid = Some(s.hub.find(id, params.str("namespace"))?.uid);
+        filter.experiment_uid = Some(experiment_in_scope(&s.hub, id, params.str("namespace"))?);
     }
-    let items = s.hub.engine.store().list_events(&filter)?;
+    let mut items = s.hub.engine.store().list_events(&filter)?;
+    if let Some(mut visible) = EventScope::of_caller(&s.hub) {
+        items.retain(|e| visible.allows(e));
+    }
     let continue_token = (items.len() == filter.limit)
         .then(|| items.last().map(|e| e.id.to_string()))
         .flatten();
@@ -616,8 +677,9 @@ async fn stream_events(
     let params = Params::from(query, &["experiment", "after", "namespace"])?;
     let mut filter = event_filter(&params)?;
     if let Some(id) = &filter.experiment_uid {
-        filter.experiment_uid = Some(s.hub.find(id, params.str("namespace"))?.uid);
+        filter.experiment_uid = Some(experiment_in_scope(&s.hub, id, params.str("namespace"))?);
     }
+    let scope = EventScope::of_caller(&s.hub);
     if let Some(last) = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -634,18 +696,22 @@ async fn stream_events(
     let store = std::sync::Arc::clone(s.hub.engine.store());
     let pending = std::collections::VecDeque::new();
     let stream = futures::stream::unfold(
-        (store, live, filter, pending),
-        |(store, mut live, mut filter, mut pending)| async move {
+        (store, live, filter, pending, scope),
+        |(store, mut live, mut filter, mut pending, mut scope)| async move {
             loop {
                 if let Some(event) = pending.pop_front() {
                     let sse = event_to_sse(&event);
-                    return Some((Ok(sse), (store, live, filter, pending)));
+                    return Some((Ok(sse), (store, live, filter, pending, scope)));
                 }
                 filter.limit = 500;
                 match store.list_events(&filter) {
                     Ok(batch) if !batch.is_empty() => {
                         filter.after_id = batch.last().map(|e| e.id);
-                        pending.extend(batch);
+                        pending.extend(
+                            batch
+                                .into_iter()
+                                .filter(|e| scope.as_mut().is_none_or(|s| s.allows(e))),
+                        );
                         continue;
                     }
                     Ok(_) => {}
@@ -662,6 +728,53 @@ async fn stream_events(
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Resolves an experiment named by `?experiment=` and checks it is in the caller's scope.
+fn experiment_in_scope(hub: &Hub, id: &str, namespace: Option<&str>) -> ApiResult<String> {
+    let row = hub.find(id, namespace)?;
+    crate::auth::check_scope(&row.namespace, Some(&row.status.environment))?;
+    Ok(row.uid)
+}
+
+/// Which events a scoped caller may read: those of environments in scope whose experiment
+/// (if any) is in a namespace in scope. None for a caller who may read everything.
+struct EventScope {
+    principal: crate::auth::Principal,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    namespaces: HashMap<String, bool>,
+}
+
+impl EventScope {
+    fn of_caller(hub: &Hub) -> Option<Self> {
+        let principal = crate::auth::current().filter(|p| !p.unrestricted())?;
+        Some(Self {
+            principal,
+            store: std::sync::Arc::clone(hub.engine.store()),
+            namespaces: HashMap::new(),
+        })
+    }
+
+    fn allows(&mut self, e: &chaoshub_schema::api::EventRecord) -> bool {
+        if let Some(env) = &e.environment {
+            if !self.principal.environment_allowed(env) {
+                return false;
+            }
+        }
+        let Some(uid) = &e.experiment_uid else {
+            // Hub-wide events (started, halted) carry no namespace: readable by every viewer.
+            return true;
+        };
+        if let Some(allowed) = self.namespaces.get(uid) {
+            return *allowed;
+        }
+        let allowed = match self.store.get_experiment(uid) {
+            Ok(Some(row)) => self.principal.namespace_allowed(&row.namespace),
+            _ => false,
+        };
+        self.namespaces.insert(uid.clone(), allowed);
+        allowed
+    }
 }
 
 fn event_to_sse(e: &chaoshub_schema::api::EventRecord) -> Event {

@@ -54,9 +54,47 @@ pub struct HubConfig {
     /// here or in `OTEL_EXPORTER_OTLP_*`.
     #[serde(default)]
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// Authentication and authorization (docs/security.md).
+    #[serde(default)]
+    pub auth: AuthConfig,
     /// Environments registered at start (replacing stored ones of the same name).
     #[serde(default)]
     pub environments: Vec<EnvironmentConfig>,
+}
+
+/// `[auth]`: who may call the API (docs/security.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `token` (default): every request but /healthz and /readyz needs a bearer token. `none`:
+    /// everyone who reaches the port is an admin; allowed only on a loopback listen address.
+    #[serde(default = "default_auth_mode")]
+    pub mode: String,
+    /// Serve `/metrics` without a token (for a Prometheus without credentials). Default false:
+    /// viewer.
+    #[serde(default)]
+    pub metrics_open: bool,
+    /// Failed authentications one address may make per minute before it is answered 429
+    /// (with Retry-After) for the rest of the minute; 0 disables. Default 30.
+    #[serde(default = "default_max_failures_per_minute")]
+    pub max_failures_per_minute: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: default_auth_mode(),
+            metrics_open: false,
+            max_failures_per_minute: default_max_failures_per_minute(),
+        }
+    }
+}
+
+fn default_auth_mode() -> String {
+    "token".to_string()
+}
+fn default_max_failures_per_minute() -> u32 {
+    30
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,6 +244,7 @@ impl Default for HubConfig {
             engine: EngineConfig::default(),
             store: StoreConfig::default(),
             telemetry: Default::default(),
+            auth: AuthConfig::default(),
             environments: Vec::new(),
         }
     }
@@ -232,12 +271,27 @@ impl HubConfig {
 
     /// Checks what serde cannot.
     pub fn check(&self) -> Result<(), ConfigError> {
-        self.listen.parse::<SocketAddr>().map_err(|e| {
+        let listen = self.listen.parse::<SocketAddr>().map_err(|e| {
             ConfigError::Invalid(format!(
                 "listen: {:?} is not an address like 127.0.0.1:7070 ({e})",
                 self.listen
             ))
         })?;
+        match self.auth.mode.as_str() {
+            "token" => {}
+            "none" if listen.ip().is_loopback() => {}
+            "none" => {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.mode = \"none\" is allowed only on a loopback listen address, and listen is {}: anyone who can reach that address could run any fault on every environment. Use tokens (remove auth.mode), or listen on 127.0.0.1",
+                    self.listen
+                )))
+            }
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "auth.mode: {other:?} is not one of token, none"
+                )))
+            }
+        }
         if !matches!(self.store.synchronous.as_str(), "normal" | "full") {
             return Err(ConfigError::Invalid(format!(
                 "store.synchronous: {:?} is not one of normal, full",
@@ -326,6 +380,26 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn auth_none_only_on_loopback() {
+        let ok = HubConfig::from_toml(
+            "listen = \"127.0.0.1:0\"\n[auth]\nmode = \"none\"\n",
+            Path::new("hub.toml"),
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+        let err = HubConfig::from_toml(
+            "listen = \"0.0.0.0:7070\"\n[auth]\nmode = \"none\"\n",
+            Path::new("hub.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("loopback"), "{err}");
+        let err = HubConfig::from_toml("[auth]\nmode = \"off\"\n", Path::new("hub.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.mode"), "{err}");
     }
 
     #[test]

@@ -40,6 +40,19 @@ pub enum HubError {
     /// The environment answered with an error while validating (502).
     #[error("{message}")]
     Upstream { message: String },
+    /// No credential, or one that is unknown, expired, revoked or malformed (401).
+    #[error("{message}")]
+    Unauthenticated { message: String },
+    /// A valid credential whose role or scope does not allow the request (403); the message
+    /// names the missing permission.
+    #[error("{message}")]
+    Forbidden { message: String },
+    /// Too many failed authentication attempts from one address (429 with Retry-After).
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("internal store error")]
     Store(#[from] StoreError),
 }
@@ -98,6 +111,9 @@ impl HubError {
             HubError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HubError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             HubError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            HubError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            HubError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            HubError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             HubError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,6 +129,9 @@ impl HubError {
             HubError::UnsupportedMediaType { .. } => "unsupported_media_type",
             HubError::Unreachable { .. } => "environment_unreachable",
             HubError::Upstream { .. } => "environment_error",
+            HubError::Unauthenticated { .. } => "unauthenticated",
+            HubError::Forbidden { .. } => "forbidden",
+            HubError::TooManyRequests { .. } => "too_many_requests",
             HubError::Store(_) => "internal",
         }
     }

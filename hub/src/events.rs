@@ -53,6 +53,10 @@ pub fn experiment_event(row: &ExperimentRow, name: &str, message: impl Into<Stri
         row.status.actions.join(","),
     );
     attributes.insert("chaoshub.adapter".into(), row.status.adapter.clone());
+    // Set when a request caused the event (created, paused, stopped, deleted by someone).
+    if let Some(principal) = crate::auth::current_name() {
+        attributes.insert("principal".into(), principal);
+    }
     NewEvent {
         name: name.to_string(),
         experiment_uid: Some(row.uid.clone()),

@@ -9,6 +9,7 @@
 
 pub mod agents;
 pub mod api;
+pub mod auth;
 pub mod catalog;
 pub mod catalog_http;
 pub mod cli;

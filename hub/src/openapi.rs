@@ -64,6 +64,10 @@ fn ops() -> Vec<Op> {
         Op { method: "get", path: "/api/v1/catalogs/{name}", id: "getCatalog", summary: "One remote catalog", query: &[], body: None, ok: ("200", Some("CatalogObject")), errors: &[404] },
         Op { method: "delete", path: "/api/v1/catalogs/{name}", id: "deleteCatalog", summary: "Remove a remote catalog and its cache", query: &[], body: None, ok: ("200", Some("CatalogObject")), errors: &[404] },
         Op { method: "post", path: "/api/v1/catalogs/{name}/refresh", id: "refreshCatalog", summary: "Check the index now; templates are fetched again only when lastChange changed", query: &[], body: None, ok: ("200", Some("CatalogObject")), errors: &[404] },
+        Op { method: "get", path: "/api/v1/tokens", id: "listTokens", summary: "API tokens (never their secrets): role, scope, expiry, last use, revocation", query: &[], body: None, ok: ("200", Some("Page_TokenInfo")), errors: &[] },
+        Op { method: "post", path: "/api/v1/tokens", id: "createToken", summary: "Create an API token; the answer holds its secret, shown only this once (the hub keeps a SHA-256 hash)", query: &[], body: Some("CreateTokenRequest"), ok: ("201", Some("CreatedToken")), errors: &[400, 409, 413, 415] },
+        Op { method: "delete", path: "/api/v1/tokens/{name}", id: "revokeToken", summary: "Revoke a token: refused from its next request on", query: &[], body: None, ok: ("200", Some("TokenInfo")), errors: &[404] },
+        Op { method: "get", path: "/api/v1/audit", id: "listAudit", summary: "The audit trail: every mutating request and every refusal, newest first (oldest first after `after`)", query: &[("principal", "token name or JWT subject"), ("object", "text the object contains (experiment name or uid, environment…)"), ("since", "RFC 3339 time"), ("until", "RFC 3339 time"), ("outcome", "success, denied or failure"), ("after", "only entries with a larger id, oldest first"), ("limit", "page size (default 500, max 5000)")], body: None, ok: ("200", Some("Page_AuditRecord")), errors: &[400] },
     ]
 }
 
@@ -72,6 +76,9 @@ fn status_text(code: u16) -> &'static str {
         400 => "invalid input; details name the failing fields",
         404 => "not found",
         409 => "conflict with the current state (name in use, halted, wrong phase)",
+        401 => "no valid credential (Authorization: Bearer <token>); code unauthenticated",
+        403 => "the token's role or scope does not allow this; code forbidden, the message names the missing permission",
+        429 => "too many failed authentications from this address; see Retry-After",
         413 => "request body too large",
         415 => "unsupported content type",
         422 => "valid, but the environment cannot run this kind/action",
@@ -126,6 +133,14 @@ pub fn document() -> Value {
         Page<chaoshub_schema::template::CatalogObject>
     );
     add!("SuiteRun", chaoshub_schema::suite::SuiteRun);
+    add!("TokenInfo", chaoshub_schema::auth::TokenInfo);
+    add!("Page_TokenInfo", Page<chaoshub_schema::auth::TokenInfo>);
+    add!(
+        "CreateTokenRequest",
+        chaoshub_schema::auth::CreateTokenRequest
+    );
+    add!("CreatedToken", chaoshub_schema::auth::CreatedToken);
+    add!("Page_AuditRecord", Page<chaoshub_schema::auth::AuditRecord>);
     add!(
         "Page_SuiteRunSummary",
         Page<chaoshub_schema::suite::SuiteRunSummary>
@@ -167,6 +182,8 @@ pub fn document() -> Value {
                     TEMPLATE_PARAM
                 } else if op.path.starts_with("/api/v1/catalogs/") {
                     "remote catalog name"
+                } else if op.path.starts_with("/api/v1/tokens/") {
+                    "token name"
                 } else {
                     "environment name"
                 };
@@ -193,10 +210,21 @@ pub fn document() -> Value {
             responses.insert("200".into(), json!({"description": "replaced", "content": {"application/json": {"schema": schema_ref("EnvironmentObject")}}}));
         }
         responses.insert(op.ok.0.into(), ok);
-        for code in op.errors {
+        let policy = crate::auth::policy::lookup(op.method, op.path);
+        let open = matches!(
+            policy.map(|p| p.access),
+            Some(crate::auth::policy::Access::Open)
+        );
+        let auth_errors: &[u16] = if open { &[] } else { &[401, 403, 429] };
+        for code in op.errors.iter().chain(auth_errors) {
             responses.insert(code.to_string(), json!({"description": status_text(*code), "content": {"application/json": {"schema": schema_ref("ErrorBody")}}}));
         }
         let mut operation = json!({"operationId": op.id, "summary": op.summary, "parameters": parameters, "responses": responses});
+        if open {
+            operation["security"] = json!([]);
+        } else if let Some(p) = policy {
+            operation["x-chaoshub-permission"] = json!(p.permission);
+        }
         if let Some(body) = op.body {
             let schema = if body == "manifest" {
                 schema_ref("Manifest")
@@ -219,7 +247,11 @@ pub fn document() -> Value {
             "license": {"name": "Apache-2.0"}
         },
         "paths": paths,
-        "components": {"schemas": schemas}
+        "security": [{"bearer": []}],
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An API token (`chaoshub token create`; the first admin token is in <data-dir>/admin.token). Roles and the route policy: docs/security.md."}}
+        }
     })
 }
 

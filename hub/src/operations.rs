@@ -136,6 +136,7 @@ impl Hub {
     ) -> Result<(EnvironmentObject, bool), HubError> {
         chaoshub_schema::parse::check_dns_name(name)
             .map_err(|e| HubError::invalid_field("metadata.name", e))?;
+        crate::auth::note_object(format!("environment {name}"));
         let adapter = self
             .engine
             .registry()
@@ -332,6 +333,8 @@ impl Hub {
                 "Environment manifests are registered with POST /api/v1/environments",
             ));
         }
+        // The caller's scope, before anything else is looked at (None for the hub's own work).
+        crate::auth::check_scope(manifest.metadata.namespace_or_default(), None)?;
         if matches!(kind, Kind::Schedule | Kind::Workflow) {
             // Schedules and workflows are checked template by template through this same path
             // (`submission.rs`).
@@ -385,6 +388,7 @@ impl Hub {
                 "no environment named: set spec.environment (or spec.remoteCluster), pass ?env=NAME, or configure default_environment",
             ));
         };
+        crate::auth::check_scope(manifest.metadata.namespace_or_default(), Some(&env_name))?;
         // A halted hub says so before it asks any environment anything.
         if !dry_run {
             if let Some(halt) = self.halted()? {
@@ -551,6 +555,7 @@ impl Hub {
             archived: false,
             schedule: None,
             workflow: None,
+            created_by: crate::auth::current_name(),
         };
         let row = ExperimentRow {
             seq: 0,
@@ -579,6 +584,7 @@ impl Hub {
                 },
                 other => HubError::Store(other),
             })?;
+        crate::auth::note_object(format!("experiment {}/{} ({uid})", row.namespace, row.name));
         self.engine.publish(records);
         self.engine.trigger(&uid);
         Ok(row.to_object())

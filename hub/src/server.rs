@@ -27,6 +27,10 @@ pub enum StartError {
     Environment { name: String, message: String },
     #[error("telemetry")]
     Telemetry(#[from] crate::telemetry::TelemetryError),
+    #[error("{0}")]
+    Config(String),
+    #[error("authentication")]
+    Bootstrap(#[from] crate::auth::bootstrap::BootstrapError),
 }
 
 /// A hub that is serving; dropping it does not stop it, `shutdown` does.
@@ -36,6 +40,8 @@ pub struct RunningHub {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     engine: JoinHandle<()>,
+    /// The note that lets a CLI on this machine find the admin token (removed at shutdown).
+    local_note: Option<std::path::PathBuf>,
 }
 
 impl RunningHub {
@@ -43,9 +49,18 @@ impl RunningHub {
         format!("http://{}", self.addr)
     }
 
+    /// The bootstrap admin token of this hub's data dir, when it has one (tests and tools on
+    /// the same machine use it as a user would: by reading the file).
+    pub fn admin_token(&self, data_dir: &std::path::Path) -> Option<String> {
+        crate::auth::bootstrap::read_token_file(
+            &data_dir.join(crate::auth::bootstrap::ADMIN_TOKEN_FILE),
+        )
+    }
+
     /// Stops accepting requests and stops the engine loop. Faults stay as they are: a hub that
     /// stops (or dies) leaves recovery to its next start, or to the far side's own deadline.
     pub async fn shutdown(self) {
+        remove_note(self.local_note.as_deref());
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         let _ = self.engine.await;
@@ -57,6 +72,7 @@ impl RunningHub {
     /// Signal handling lives here and not in `start`, so hubs started in-process by tests are
     /// never stopped by the signal plumbing of other runtimes in the same process.
     pub async fn serve_until_signal(mut self) {
+        let note = self.local_note.take();
         let server_done = tokio::select! {
             _ = terminate_signal() => {
                 tracing::info!("signal received, shutting down");
@@ -67,6 +83,7 @@ impl RunningHub {
                 true
             }
         };
+        remove_note(note.as_deref());
         let _ = self.shutdown.send(true);
         if !server_done {
             let _ = self.server.await;
@@ -162,6 +179,23 @@ pub async fn start_with_store_and_clock(
                 message: format!("{e} {:?}", e.body().details),
             })?;
     }
+    config
+        .check()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let admin_token_file = if config.auth.mode == "none" {
+        tracing::warn!(listen = %config.listen, "auth.mode = \"none\": every caller of this loopback address is an admin");
+        None
+    } else {
+        crate::auth::bootstrap::ensure_admin_token(
+            engine.store().as_ref(),
+            &config.data_dir,
+            &crate::time::format(engine.now()),
+        )?;
+        let file = config
+            .data_dir
+            .join(crate::auth::bootstrap::ADMIN_TOKEN_FILE);
+        file.exists().then_some(file)
+    };
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -189,19 +223,22 @@ pub async fn start_with_store_and_clock(
     // gRPC for agents on the same port as REST (HTTP/2 cleartext is negotiated per connection).
     // Added after the REST layers on purpose: an agent's stream lives for hours and must not
     // meet the request timeout or body limit.
-    let app = crate::api::router(hub.clone(), config.limits.max_body_bytes).route_service(
-        "/chaoshub.agent.v1.AgentHub/{*rest}",
-        chaoshub_schema::agent::proto::agent_hub_server::AgentHubServer::new(
-            crate::agents::grpc::AgentService {
-                registry: agents.clone(),
-            },
-        ),
-    );
+    let app = crate::api::router(hub.clone(), config.limits.max_body_bytes, &config.auth)
+        .route_service(
+            "/chaoshub.agent.v1.AgentHub/{*rest}",
+            chaoshub_schema::agent::proto::agent_hub_server::AgentHubServer::new(
+                crate::agents::grpc::AgentService {
+                    registry: agents.clone(),
+                },
+            ),
+        );
     let mut server_rx = rx;
     let server = tokio::spawn(async move {
         let stop = async move {
             let _ = server_rx.changed().await;
         };
+        // The client's address reaches the auth gate (rate limiting, audit) as ConnectInfo.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(stop)
             .await
@@ -210,13 +247,23 @@ pub async fn start_with_store_and_clock(
         }
     });
     tracing::info!(%addr, "chaoshub listening");
+    let local_note = admin_token_file
+        .as_deref()
+        .and_then(|file| crate::auth::bootstrap::publish_local_note(addr, file));
     Ok(RunningHub {
         addr,
         hub,
         shutdown,
         server,
         engine: engine_task,
+        local_note,
     })
+}
+
+fn remove_note(note: Option<&std::path::Path>) {
+    if let Some(note) = note {
+        let _ = std::fs::remove_file(note);
+    }
 }
 
 /// Exports what telemetry has queued and stops exporting.

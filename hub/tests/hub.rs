@@ -6,6 +6,7 @@
 
 mod hub {
     pub mod api_errors;
+    pub mod authz;
     pub mod catalog;
     pub mod hostile;
     pub mod lifecycle;

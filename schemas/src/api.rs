@@ -159,6 +159,10 @@ pub struct ExperimentStatus {
     /// For a `Workflow`: its nodes and their phases.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<Box<WorkflowStatus>>,
+    /// Who submitted it: the token name or JWT subject (absent for runs a schedule, workflow
+    /// or suite created, and for experiments stored before the hub had authentication).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 /// Progress of a `Schedule`. Its runs are ordinary experiments named `<schedule>-<unix time>`

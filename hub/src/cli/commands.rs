@@ -29,13 +29,13 @@ pub async fn execute(
     options: &ClientOptions,
     command: ClientCommand,
 ) -> Result<ExitCode, CliError> {
-    let client = HubClient::new(
-        &options.server,
-        options.token.clone(),
-        options.request_timeout,
-    )?;
+    let resolved = super::auth::resolve(options)?;
+    let client = HubClient::new(&resolved.server, resolved.token, options.request_timeout)?;
     let format = options.output;
     match command {
+        ClientCommand::Token(command) => super::auth::token(&client, format, command).await,
+        ClientCommand::Audit(args) => super::auth::audit(&client, format, &args).await,
+        ClientCommand::Login(args) => super::auth::login(options, &args).await,
         ClientCommand::Apply(args) => apply::apply(&client, format, &args).await,
         ClientCommand::Get(GetCommand::Experiments(args)) => {
             get_experiments(&client, format, &args).await

@@ -18,6 +18,7 @@
 //! | 5 | timed out waiting (`apply --wait --timeout`, `run --timeout`) |
 
 mod apply;
+pub mod auth;
 mod catalog;
 mod client;
 mod commands;
@@ -74,21 +75,20 @@ impl From<ExitCode> for i32 {
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_long_help = EXIT_CODES_HELP)]
 pub struct ClientOptions {
-    /// Hub URL.
-    #[arg(
-        long,
-        global = true,
-        env = "CHAOSHUB_SERVER",
-        default_value = "http://127.0.0.1:7070",
-        value_name = "URL"
-    )]
-    pub server: String,
+    /// Hub URL (default: the current context's, else http://127.0.0.1:7070).
+    #[arg(long, global = true, env = "CHAOSHUB_SERVER", value_name = "URL")]
+    pub server: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
-    /// API token, sent as `Authorization: Bearer <token>`.
+    /// API token, sent as `Authorization: Bearer <token>` (default: the context's, else the
+    /// admin token of a hub started on this machine).
     #[arg(long, global = true, env = "CHAOSHUB_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Context of the CLI config (~/.config/chaoshub/config.toml) to use instead of its
+    /// current one.
+    #[arg(long, global = true, env = "CHAOSHUB_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
     /// How long one HTTP request may take (e.g. 30s, 2m).
     #[arg(
         long,
@@ -154,6 +154,16 @@ pub enum ClientCommand {
     /// Browse, search, show, render and run catalog templates; add and remove remote catalogs.
     #[command(subcommand, after_long_help = EXIT_CODES_HELP)]
     Catalog(CatalogCommand),
+    /// Create, list and revoke API tokens (admin).
+    #[command(subcommand, after_long_help = EXIT_CODES_HELP)]
+    Token(auth::TokenCommand),
+    /// Check a token against a hub and save both as a context of the CLI config
+    /// (~/.config/chaoshub/config.toml, mode 0600), made current.
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Login(auth::LoginArgs),
+    /// Show the audit trail: who did what, and every refused request (admin).
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Audit(auth::AuditArgs),
     /// Run a Suite (experiments × environments with steady-state checks) on the hub, follow
     /// it live, and write JUnit XML / JSON reports. Exits 1 if any case failed.
     #[command(after_long_help = EXIT_CODES_HELP)]
@@ -454,7 +464,7 @@ mod tests {
     fn global_options_work_after_the_subcommand() {
         let cli = parse(&["get", "experiments", "-o", "json", "--server", "http://h:1"]).unwrap();
         assert_eq!(cli.client.output, OutputFormat::Json);
-        assert_eq!(cli.client.server, "http://h:1");
+        assert_eq!(cli.client.server.as_deref(), Some("http://h:1"));
         assert_eq!(cli.client.request_timeout, Duration::from_secs(30));
         let cli = parse(&[
             "-o",

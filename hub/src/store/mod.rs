@@ -3,6 +3,7 @@
 //! The hub owns all state; adapters hold none. The trait keeps the engine and the API
 //! independent of SQLite so a PostgreSQL store can be added for a highly available hub.
 
+pub mod auth;
 mod sqlite;
 mod suite_runs;
 
@@ -14,6 +15,7 @@ use chaoshub_schema::api::{
 use chaoshub_schema::meta::ObjectMeta;
 use serde_json::Value;
 
+pub use auth::{AuditFilter, AuthStore, NewAudit, TokenRow};
 pub use sqlite::SqliteStore;
 pub use suite_runs::SuiteRunStore;
 
@@ -104,9 +106,9 @@ pub struct ExperimentCount {
     pub count: u64,
 }
 
-/// Suite runs are kept by the same store (`SuiteRunStore`, a supertrait so that
-/// `Arc<dyn Store>` reaches them).
-pub trait Store: Send + Sync + SuiteRunStore {
+/// Suite runs, tokens and the audit trail are kept by the same store (`SuiteRunStore`,
+/// `AuthStore`: supertraits so that `Arc<dyn Store>` reaches them).
+pub trait Store: Send + Sync + SuiteRunStore + AuthStore {
     /// Stores a new experiment with its creation event. A live (not archived, not terminal)
     /// experiment of the same namespace/kind/name is a conflict; a terminal one is archived.
     fn insert_experiment(

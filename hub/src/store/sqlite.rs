@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS suite_runs (
 );
 "#;
 
+mod auth;
 mod suite_runs;
 
 const TERMINAL: &str = "('Finished','Failed','Aborted')";
@@ -103,6 +104,7 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(auth::AUTH_SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })

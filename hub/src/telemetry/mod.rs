@@ -142,6 +142,13 @@ impl Telemetry {
         }
     }
 
+    /// An audit entry just stored: exported as an OTLP log record when exporting.
+    pub fn on_audit(&self, record: &chaoshub_schema::auth::AuditRecord) {
+        if let Some(otlp) = &self.otlp {
+            otlp.on_audit(record);
+        }
+    }
+
     /// Lateness is measured only for removals the deadline called for (the experiment ends
     /// as Finished), not for pauses, stops or rollbacks.
     fn observe_lateness(&self, row: &ExperimentRow, e: &EventRecord) {

@@ -358,6 +358,47 @@ impl OtlpPipeline {
         self.logger.emit(record);
     }
 
+    /// One audit entry as a log record named `chaoshub.audit.<outcome>`.
+    pub fn on_audit(&self, a: &chaoshub_schema::auth::AuditRecord) {
+        let mut record = self.logger.create_log_record();
+        record.set_event_name(match a.outcome.as_str() {
+            "success" => "chaoshub.audit.success",
+            "denied" => "chaoshub.audit.denied",
+            _ => "chaoshub.audit.failure",
+        });
+        record.set_timestamp(
+            crate::time::parse(&a.time)
+                .map(SystemTime::from)
+                .unwrap_or_else(SystemTime::now),
+        );
+        record.set_observed_timestamp(SystemTime::now());
+        if a.outcome == "success" {
+            record.set_severity_number(Severity::Info);
+            record.set_severity_text("INFO");
+        } else {
+            record.set_severity_number(Severity::Warn);
+            record.set_severity_text("WARN");
+        }
+        record.set_body(AnyValue::from(format!(
+            "{} {} by {}: {}",
+            a.method, a.path, a.principal, a.status
+        )));
+        record.add_attribute("chaoshub.audit.id", a.id);
+        record.add_attribute("chaoshub.audit.principal", a.principal.clone());
+        if let Some(role) = a.role {
+            record.add_attribute("chaoshub.audit.role", role.as_str());
+        }
+        record.add_attribute("chaoshub.audit.source", a.source.clone());
+        record.add_attribute("chaoshub.audit.method", a.method.clone());
+        record.add_attribute("chaoshub.audit.route", a.route.clone());
+        if let Some(object) = &a.object {
+            record.add_attribute("chaoshub.audit.object", object.clone());
+        }
+        record.add_attribute("chaoshub.audit.outcome", a.outcome.clone());
+        record.add_attribute("chaoshub.audit.status", i64::from(a.status));
+        self.logger.emit(record);
+    }
+
     /// Closes and opens phase spans as the event says; returns the span the event belongs to.
     fn advance_trace(&self, uid: &str, e: &EventRecord, at: SystemTime) -> SpanId {
         let root = root_span_id_of(uid);

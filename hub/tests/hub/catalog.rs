@@ -135,6 +135,7 @@ impl CatalogHub {
             .unwrap();
         self.url = hub.url();
         self.hub = Some(hub);
+        self.client = super::support::authed_client(self.data.path());
     }
 
     fn catalog(&self) -> &chaoshub::catalog::Catalog {

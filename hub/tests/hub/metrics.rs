@@ -196,14 +196,16 @@ fn prometheus_binary() -> String {
 }
 
 impl Prometheus {
-    async fn start(hub_addr: &str) -> Prometheus {
+    /// Prometheus scraping the hub with a bearer token, as a deployment with authentication
+    /// configures it (docs/security.md).
+    async fn start(hub_addr: &str, token: &str) -> Prometheus {
         let binary = prometheus_binary();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: chaoshub\n    static_configs:\n      - targets: ['{hub_addr}']\n"
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: chaoshub\n    authorization:\n      credentials: '{token}'\n    static_configs:\n      - targets: ['{hub_addr}']\n"
             ),
         )
         .unwrap();
@@ -288,7 +290,8 @@ fn value_of(sample: &Value) -> f64 {
 async fn prometheus_scrapes_experiment_phase_and_data_metrics() {
     let s = Sandbox::start(4).await;
     let addr = s.url.trim_start_matches("http://").to_string();
-    let prometheus = Prometheus::start(&addr).await;
+    let token = s.admin_token();
+    let prometheus = Prometheus::start(&addr, &token).await;
     let (_, created) = s
         .post_yaml(
             "/api/v1/experiments",

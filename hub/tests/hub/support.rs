@@ -199,6 +199,32 @@ pub struct Sandbox {
     pub tweak: fn(&mut HubConfig),
 }
 
+/// The bootstrap admin token of a hub whose data dir is `dir` (read as a user would).
+pub fn admin_token(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(dir.join("admin.token"))
+        .expect("the hub writes <data-dir>/admin.token on first start")
+        .trim()
+        .to_string()
+}
+
+/// A client sending the data dir's admin token with every request: the sandbox's default, so
+/// tests about anything but authorization read as before.
+pub fn authed_client(dir: &std::path::Path) -> reqwest::Client {
+    client_with_token(&admin_token(dir))
+}
+
+/// A client sending `Authorization: Bearer <token>` with every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 pub fn config(dir: &std::path::Path) -> HubConfig {
     let mut config = HubConfig {
         listen: "127.0.0.1:0".into(),
@@ -213,6 +239,11 @@ pub fn config(dir: &std::path::Path) -> HubConfig {
 
 impl Sandbox {
     pub async fn start(targets: usize) -> Sandbox {
+        Self::start_with(targets, |_| {}).await
+    }
+
+    /// A sandbox whose hub config `tweak` adjusts from the first start on.
+    pub async fn start_with(targets: usize, tweak: fn(&mut HubConfig)) -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let adapter = MemoryAdapter::with_targets(targets);
         let mut s = Sandbox {
@@ -221,7 +252,7 @@ impl Sandbox {
             client: reqwest::Client::new(),
             adapter,
             dir,
-            tweak: |_| {},
+            tweak,
         };
         s.restart().await;
         s.post_yaml("/api/v1/environments", "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: mem}\nspec: {adapter: memory}\n").await;
@@ -242,6 +273,12 @@ impl Sandbox {
             .unwrap();
         self.url = hub.url();
         self.hub = Some(hub);
+        self.client = authed_client(self.dir.path());
+    }
+
+    /// The admin token the hub wrote into its data dir on first start.
+    pub fn admin_token(&self) -> String {
+        admin_token(self.dir.path())
     }
 
     /// Stops the hub abruptly: the engine and server tasks end without any recovery.
@@ -346,4 +383,5 @@ pub async fn restart_clocked(s: &mut Sandbox, clock: Arc<chaoshub::time::ManualC
         .unwrap();
     s.url = hub.url();
     s.hub = Some(hub);
+    s.client = authed_client(s.dir.path());
 }

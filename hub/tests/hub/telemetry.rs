@@ -30,7 +30,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use tokio::sync::oneshot;
 
-use super::support::{config, delay_yaml, MemoryAdapter, Sandbox};
+use super::support::{authed_client, config, delay_yaml, MemoryAdapter, Sandbox};
 
 const T: Duration = Duration::from_secs(10);
 
@@ -225,7 +225,7 @@ async fn sandbox_exporting(telemetry: TelemetryConfig) -> Sandbox {
     let s = Sandbox {
         url: hub.url(),
         hub: Some(hub),
-        client: reqwest::Client::new(),
+        client: authed_client(dir.path()),
         adapter,
         dir,
         tweak: |_| {},

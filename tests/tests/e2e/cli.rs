@@ -6,11 +6,12 @@ use std::process::Command;
 use super::support::*;
 
 fn cli(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(hub_binary())
-        .args(["--server", url])
-        .args(args)
-        .output()
-        .unwrap();
+    let mut command = Command::new(hub_binary());
+    // The admin token, given the way a user would: CHAOSHUB_TOKEN.
+    if let Some(token) = token_for(url) {
+        command.env("CHAOSHUB_TOKEN", token);
+    }
+    let out = command.args(["--server", url]).args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -209,6 +209,7 @@ spec:
     let junit = dir.path().join("out.xml");
     let journal = dir.path().join("out.json");
     let out = Command::new(hub_binary())
+        .env("CHAOSHUB_TOKEN", &hub.token)
         .args(["--server", &hub.url, "run"])
         .arg(&suite_path)
         .arg("--junit")

@@ -58,11 +58,30 @@ fn wait_for_file(path: &Path, what: &str, child: &mut Child) -> String {
     }
 }
 
+/// Admin tokens of the hubs this test process started, by URL: `Api::new` and the CLI
+/// helpers send them, as a user would after reading `<data-dir>/admin.token`.
+fn tokens() -> &'static std::sync::Mutex<std::collections::HashMap<String, String>> {
+    static TOKENS: OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+        OnceLock::new();
+    TOKENS.get_or_init(Default::default)
+}
+
+/// The admin token of the hub at `url` (started by this test process), if any.
+pub fn token_for(url: &str) -> Option<String> {
+    tokens()
+        .lock()
+        .unwrap()
+        .get(url.trim_end_matches('/'))
+        .cloned()
+}
+
 /// A running hub process on port 0 with its own data dir.
 pub struct HubProcess {
     pub child: Child,
     pub url: String,
     pub data_dir: PathBuf,
+    /// The admin token the hub wrote to `<data-dir>/data/admin.token`.
+    pub token: String,
 }
 
 impl HubProcess {
@@ -83,6 +102,8 @@ impl HubProcess {
             .open(data_dir.join("hub.log"))
             .unwrap();
         let mut child = Command::new(hub_binary())
+            // The hub's local-CLI note goes under the test's own directory.
+            .env("CHAOSHUB_RUNTIME_DIR", data_dir.join("runtime"))
             .args(["serve", "--config"])
             .arg(&config)
             .arg("--data-dir")
@@ -94,10 +115,14 @@ impl HubProcess {
             .spawn()
             .expect("cannot start the chaoshub binary");
         let addr = wait_for_file(&addr_file, "the hub", &mut child);
+        let token = wait_for_file(&data_dir.join("data/admin.token"), "the hub", &mut child);
+        let url = format!("http://{addr}");
+        tokens().lock().unwrap().insert(url.clone(), token.clone());
         HubProcess {
             child,
-            url: format!("http://{addr}"),
+            url,
             data_dir: data_dir.to_path_buf(),
+            token,
         }
     }
 
@@ -216,11 +241,25 @@ pub struct Api {
 }
 
 impl Api {
+    /// A client of a hub this test started, with its admin token.
     pub fn new(base: &str) -> Api {
+        Self::with_token(base, token_for(base).as_deref())
+    }
+
+    /// A client sending this token (or none).
+    pub fn with_token(base: &str, token: Option<&str>) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+            );
+        }
         Api {
             base: base.to_string(),
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(40))
+                .default_headers(headers)
                 .build()
                 .unwrap(),
         }
