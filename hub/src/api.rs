@@ -162,10 +162,10 @@ impl axum::extract::FromRef<AppState> for Hub {
 }
 
 /// Builds the router of the whole API. Every route passes the auth gate
-/// (`auth::middleware::gate`), which finds it in the policy table (`auth::policy`).
+/// (`auth_gate::gate`), which finds it in the policy table (`auth::policy`).
 pub fn router(hub: Hub, max_body: usize, auth: &crate::config::AuthConfig) -> Router {
     let metrics = std::sync::Arc::clone(hub.engine.telemetry().metrics());
-    let gate = std::sync::Arc::new(crate::auth::middleware::AuthGate::new(hub.clone(), auth));
+    let gate = std::sync::Arc::new(crate::auth_gate::AuthGate::new(hub.clone(), auth));
     let state = AppState { hub, max_body };
     Router::new()
         .route("/healthz", get(health))
@@ -240,16 +240,16 @@ pub fn router(hub: Hub, max_body: usize, auth: &crate::config::AuthConfig) -> Ro
         )
         .route(
             "/api/v1/tokens",
-            get(crate::auth::http::list_tokens).post(crate::auth::http::create_token_handler),
+            get(crate::auth_http::list_tokens).post(crate::auth_http::create_token_handler),
         )
         .route(
             "/api/v1/tokens/{name}",
-            axum::routing::delete(crate::auth::http::revoke_token),
+            axum::routing::delete(crate::auth_http::revoke_token),
         )
-        .route("/api/v1/audit", get(crate::auth::http::list_audit))
+        .route("/api/v1/audit", get(crate::auth_http::list_audit))
         .route_layer(axum::middleware::from_fn_with_state(
             gate,
-            crate::auth::middleware::gate,
+            crate::auth_gate::gate,
         ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -10,6 +10,8 @@
 pub mod agents;
 pub mod api;
 pub mod auth;
+pub mod auth_gate;
+pub mod auth_http;
 pub mod catalog;
 pub mod catalog_http;
 pub mod cli;

@@ -9,8 +9,6 @@
 //! runs already authorized at submission) runs without a principal and is not checked again.
 
 pub mod bootstrap;
-pub mod http;
-pub mod middleware;
 pub mod policy;
 pub mod ratelimit;
 
@@ -20,6 +18,7 @@ use chaoshub_schema::auth::Role;
 use sha2::{Digest, Sha256};
 
 use crate::error::HubError;
+use crate::store::NewAudit;
 
 /// Prefix of every token this hub issues: recognisable in a leaked file or a secret scanner.
 pub const TOKEN_PREFIX: &str = "chaoshub_";
@@ -139,7 +138,47 @@ pub struct RequestContext {
     /// Set when the audit entry was already written in the change's own transaction.
     pub audited: bool,
     /// The request, for handlers that write their audit entry themselves.
-    pub line: Option<middleware::RequestLine>,
+    pub line: Option<RequestLine>,
+}
+
+/// What one request is, for its audit entry.
+#[derive(Debug, Clone)]
+pub struct RequestLine {
+    pub method: String,
+    pub route: String,
+    pub path: String,
+    pub source: String,
+}
+
+impl RequestLine {
+    pub fn audit(
+        &self,
+        principal: Option<&Principal>,
+        object: Option<String>,
+        status: u16,
+        message: Option<String>,
+    ) -> NewAudit {
+        let outcome = match status {
+            200..=399 => "success",
+            401 | 403 | 429 => "denied",
+            _ => "failure",
+        };
+        NewAudit {
+            time: crate::time::now_rfc3339(),
+            principal: principal
+                .map(|p| p.name.clone())
+                .unwrap_or_else(|| "anonymous".into()),
+            role: principal.map(|p| p.role),
+            source: self.source.clone(),
+            method: self.method.clone(),
+            route: self.route.clone(),
+            path: self.path.clone(),
+            object,
+            outcome: outcome.into(),
+            status,
+            message,
+        }
+    }
 }
 
 tokio::task_local! {

@@ -12,12 +12,96 @@ use axum::Json;
 use chaoshub_schema::api::Page;
 use chaoshub_schema::auth::{CreateTokenRequest, CreatedToken, Role, TokenInfo};
 
-use crate::api::{body, body_format, path, Params};
 use crate::error::HubError;
-use crate::operations::{parse_body, Hub};
+use crate::operations::{parse_body, BodyFormat, Hub};
 use crate::store::{AuditFilter, StoreError, TokenRow};
 
 type ApiResult<T> = Result<T, HubError>;
+
+/// Query parameters, unknown names refused by name (like the rest of the API).
+struct Params(HashMap<String, String>);
+
+impl Params {
+    fn from(
+        query: Result<Query<HashMap<String, String>>, QueryRejection>,
+        allowed: &[&str],
+    ) -> ApiResult<Self> {
+        let Query(map) = query.map_err(|e| {
+            HubError::bad_request(
+                "invalid_query",
+                format!("cannot parse the query string: {e}"),
+            )
+        })?;
+        if let Some(key) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            let allowed = if allowed.is_empty() {
+                "none".to_string()
+            } else {
+                allowed.join(", ")
+            };
+            return Err(HubError::bad_request(
+                "invalid_query",
+                format!("unknown query parameter {key:?} (allowed: {allowed})"),
+            ));
+        }
+        Ok(Params(map))
+    }
+
+    fn str(&self, key: &str) -> Option<&str> {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
+
+    fn int<T: std::str::FromStr>(&self, key: &str) -> ApiResult<Option<T>> {
+        self.str(key)
+            .map(|v| {
+                v.parse::<T>().map_err(|_| {
+                    HubError::bad_request(
+                        "invalid_query",
+                        format!("query parameter {key:?} must be a non-negative whole number, got {v:?}"),
+                    )
+                })
+            })
+            .transpose()
+    }
+}
+
+fn path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
+    p.map(|Path(v)| v)
+        .map_err(|e| HubError::bad_request("invalid_path", format!("invalid path parameter: {e}")))
+}
+
+fn read_json_or_yaml(
+    hub: &Hub,
+    headers: &HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<serde_json::Value> {
+    let bytes = raw.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            HubError::TooLarge {
+                limit: hub.engine.limits().max_body_bytes,
+            }
+        } else {
+            HubError::bad_request("invalid_body", format!("cannot read the request body: {e}"))
+        }
+    })?;
+    let mime = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let format = if mime == "application/json" || mime.ends_with("+json") {
+        BodyFormat::Json
+    } else {
+        BodyFormat::Yaml
+    };
+    parse_body(&bytes, format)
+}
 
 /// Parses a token lifetime: the hub's durations (`12h`, `90m`) plus days (`30d`).
 pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
@@ -71,7 +155,7 @@ pub fn create_token(hub: &Hub, request: CreateTokenRequest) -> Result<CreatedTok
         }
         None => None,
     };
-    let token = super::generate_token();
+    let token = crate::auth::generate_token();
     let info = TokenInfo {
         name: request.name.clone(),
         role: request.role,
@@ -84,9 +168,9 @@ pub fn create_token(hub: &Hub, request: CreateTokenRequest) -> Result<CreatedTok
     };
     let row = TokenRow {
         info: info.clone(),
-        hash: super::hash_token(&token),
+        hash: crate::auth::hash_token(&token),
     };
-    let audit = super::audit_entry(&format!("token {}", info.name), 201);
+    let audit = crate::auth::audit_entry(&format!("token {}", info.name), 201);
     hub.engine
         .store()
         .insert_token(&row, audit.as_ref())
@@ -108,8 +192,7 @@ pub async fn create_token_handler(
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     Params::from(query, &[])?;
-    let bytes = body(raw, hub.engine.limits().max_body_bytes)?;
-    let value = parse_body(&bytes, body_format(&headers)?)?;
+    let value = read_json_or_yaml(&hub, &headers, raw)?;
     let request: CreateTokenRequest = serde_json::from_value(value).map_err(|e| {
         HubError::bad_request(
             "invalid_body",
@@ -139,10 +222,10 @@ pub async fn revoke_token(
     let name = path(name)?;
     let store = hub.engine.store();
     let now = crate::time::format(hub.engine.now());
-    let audit = super::audit_entry(&format!("token {name}"), 200);
+    let audit = crate::auth::audit_entry(&format!("token {name}"), 200);
     if !store.revoke_token(&name, &now, audit.as_ref())? {
         // Nothing changed, so the middleware writes the (404) audit entry after all.
-        super::with_context(|c| c.audited = false);
+        crate::auth::with_context(|c| c.audited = false);
         return Err(HubError::not_found(format!(
             "token {name:?} (live tokens: `chaoshub token list`)"
         )));

@@ -12,9 +12,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chaoshub_schema::auth::Role;
 
-use super::policy::{self, Access, RoutePolicy, ScopeRule};
-use super::ratelimit::FailureLimiter;
-use super::{Principal, RequestContext, MAX_CREDENTIAL_LEN};
+use crate::auth::policy::{self, Access, RoutePolicy, ScopeRule};
+use crate::auth::ratelimit::FailureLimiter;
+use crate::auth::{Principal, RequestContext, RequestLine, MAX_CREDENTIAL_LEN};
 use crate::config::AuthConfig;
 use crate::error::HubError;
 use crate::operations::Hub;
@@ -73,7 +73,7 @@ impl AuthGate {
             return Err(unauthenticated("the Bearer credential is empty".into()));
         }
         let store = self.hub.engine.store();
-        let Some(row) = store.token_by_hash(&super::hash_token(credential))? else {
+        let Some(row) = store.token_by_hash(&crate::auth::hash_token(credential))? else {
             return Err(unauthenticated("unknown token".into()));
         };
         let info = row.info;
@@ -130,46 +130,6 @@ fn source_of(request: &Request) -> Option<IpAddr> {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
-}
-
-/// What one request is, for its audit entry.
-#[derive(Debug, Clone)]
-pub struct RequestLine {
-    pub method: String,
-    pub route: String,
-    pub path: String,
-    pub source: String,
-}
-
-impl RequestLine {
-    pub fn audit(
-        &self,
-        principal: Option<&Principal>,
-        object: Option<String>,
-        status: u16,
-        message: Option<String>,
-    ) -> NewAudit {
-        let outcome = match status {
-            200..=399 => "success",
-            401 | 403 | 429 => "denied",
-            _ => "failure",
-        };
-        NewAudit {
-            time: crate::time::now_rfc3339(),
-            principal: principal
-                .map(|p| p.name.clone())
-                .unwrap_or_else(|| "anonymous".into()),
-            role: principal.map(|p| p.role),
-            source: self.source.clone(),
-            method: self.method.clone(),
-            route: self.route.clone(),
-            path: self.path.clone(),
-            object,
-            outcome: outcome.into(),
-            status,
-            message,
-        }
-    }
 }
 
 /// The axum middleware (a route layer: it runs after routing, so the route is known).
@@ -252,7 +212,7 @@ pub async fn gate(State(gate): State<Arc<AuthGate>>, request: Request, next: Nex
         audited: false,
         line: Some(line.clone()),
     }));
-    let response = super::scope(Arc::clone(&context), next.run(request)).await;
+    let response = crate::auth::scope(Arc::clone(&context), next.run(request)).await;
     let status = response.status().as_u16();
     if policy::is_mutation(policy) || status == 401 || status == 403 {
         let context = context.lock().unwrap_or_else(|p| p.into_inner());
