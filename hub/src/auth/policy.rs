@@ -192,6 +192,13 @@ pub const POLICIES: &[RoutePolicy] = &[
         Environment,
     ),
     p("GET", "/api/v1/adapters", "adapters:read", VIEWER, Global),
+    p(
+        "GET",
+        "/api/v1/conformance",
+        "adapters:read",
+        VIEWER,
+        Global,
+    ),
     p("GET", "/api/v1/agents", "agents:read", VIEWER, Filtered),
     p(
         "GET",
