@@ -85,9 +85,12 @@ fn bodies() -> Vec<(&'static str, String, &'static str)> {
 /// connection pool) at once; each must get a 400 naming the problem.
 async fn send_all(s: &Sandbox, connections: usize, rounds: usize) -> usize {
     let url = format!("{}/api/v1/experiments?dryRun=true", s.url);
+    // Authenticated as the sandbox's admin, so each body reaches the parser it is aimed at.
+    let bearer = format!("Bearer {}", s.admin_token());
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let url = url.clone();
+        let bearer = bearer.clone();
         tasks.push(tokio::spawn(async move {
             let client = reqwest::Client::new();
             let mut sent = 0;
@@ -96,6 +99,7 @@ async fn send_all(s: &Sandbox, connections: usize, rounds: usize) -> usize {
                     let resp = client
                         .post(&url)
                         .header("content-type", content_type)
+                        .header("authorization", &bearer)
                         .body(body)
                         .send()
                         .await
