@@ -150,9 +150,12 @@ YAML
     sleep 0.1
   done
   echo "==> registered agents (GET /api/v1/agents):"
+  # The API needs a token: the hub wrote its bootstrap admin token into its data dir.
   python3 -c 'import json,sys,urllib.request
-for a in json.load(urllib.request.urlopen(sys.argv[1] + "/api/v1/agents"))["items"]:
-    print("  %s  env=%s  health=%s  labels=%s  netem=%s" % (a["name"], a["environment"], a["health"], a["labels"], a["mechanisms"]["netem"]))' "$AHUB" || true
+token = open(sys.argv[2]).read().strip()
+req = urllib.request.Request(sys.argv[1] + "/api/v1/agents", headers={"Authorization": "Bearer " + token})
+for a in json.load(urllib.request.urlopen(req))["items"]:
+    print("  %s  env=%s  health=%s  labels=%s  netem=%s" % (a["name"], a["environment"], a["health"], a["labels"], a["mechanisms"]["netem"]))' "$AHUB" "$DEMO/agent-data/admin.token" || true
   rtt() {
     ip netns exec "$APP" python3 -c '
 import socket, time
