@@ -13,64 +13,11 @@ use chaoshub_schema::api::Page;
 use chaoshub_schema::auth::{CreateTokenRequest, CreatedToken, Role, TokenInfo};
 
 use crate::error::HubError;
+use crate::http_params::{path, Params};
 use crate::operations::{parse_body, BodyFormat, Hub};
 use crate::store::{AuditFilter, StoreError, TokenRow};
 
 type ApiResult<T> = Result<T, HubError>;
-
-/// Query parameters, unknown names refused by name (like the rest of the API).
-struct Params(HashMap<String, String>);
-
-impl Params {
-    fn from(
-        query: Result<Query<HashMap<String, String>>, QueryRejection>,
-        allowed: &[&str],
-    ) -> ApiResult<Self> {
-        let Query(map) = query.map_err(|e| {
-            HubError::bad_request(
-                "invalid_query",
-                format!("cannot parse the query string: {e}"),
-            )
-        })?;
-        if let Some(key) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-            let allowed = if allowed.is_empty() {
-                "none".to_string()
-            } else {
-                allowed.join(", ")
-            };
-            return Err(HubError::bad_request(
-                "invalid_query",
-                format!("unknown query parameter {key:?} (allowed: {allowed})"),
-            ));
-        }
-        Ok(Params(map))
-    }
-
-    fn str(&self, key: &str) -> Option<&str> {
-        self.0
-            .get(key)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
-    }
-
-    fn int<T: std::str::FromStr>(&self, key: &str) -> ApiResult<Option<T>> {
-        self.str(key)
-            .map(|v| {
-                v.parse::<T>().map_err(|_| {
-                    HubError::bad_request(
-                        "invalid_query",
-                        format!("query parameter {key:?} must be a non-negative whole number, got {v:?}"),
-                    )
-                })
-            })
-            .transpose()
-    }
-}
-
-fn path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
-    p.map(|Path(v)| v)
-        .map_err(|e| HubError::bad_request("invalid_path", format!("invalid path parameter: {e}")))
-}
 
 fn read_json_or_yaml(
     hub: &Hub,

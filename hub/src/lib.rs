@@ -21,6 +21,7 @@ pub mod controllers;
 pub mod engine;
 pub mod error;
 pub mod events;
+mod http_params;
 pub mod openapi;
 pub mod operations;
 pub mod orchestration;

@@ -419,6 +419,7 @@ const HUB_LAYERS: &[(&str, &[&str])] = &[
         "edge",
         &[
             "api",
+            "http_params",
             "openapi",
             "server",
             "cli",
