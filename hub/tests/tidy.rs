@@ -497,6 +497,11 @@ fn hub_modules_form_a_one_way_graph_in_layers() {
 }
 
 #[test]
+fn schema_modules_form_a_one_way_graph() {
+    assert_one_way("schemas");
+}
+
+#[test]
 fn adapters_modules_form_a_one_way_graph() {
     assert_one_way("adapters");
 }

@@ -13,6 +13,7 @@ pub mod document;
 pub mod duration;
 pub mod environment;
 pub mod error;
+pub mod fault;
 pub mod manifest;
 pub mod meta;
 pub mod parse;
@@ -23,11 +24,13 @@ pub mod structure;
 pub mod suite;
 pub mod target;
 pub mod template;
+pub mod template_spec;
 pub mod validate;
 
 pub use error::{FieldError, ValidationErrors};
+pub use fault::FaultSpec;
 pub use manifest::{
-    kind_schema, FaultSpec, Kind, Manifest, Spec, CHAOSHUB_API_VERSION, CHAOS_MESH_API_VERSION,
+    kind_schema, Kind, Manifest, Spec, CHAOSHUB_API_VERSION, CHAOS_MESH_API_VERSION,
 };
 pub use parse::{manifest_from_value, parse_manifests, parse_one, split_documents};
 pub use selector::{SelectorMode, TargetSelector};

@@ -6,9 +6,9 @@ use serde_json::{Map, Value};
 
 use crate::chaosmesh::*;
 use crate::environment::EnvironmentSpec;
+use crate::error::ValidationErrors;
 use crate::meta::ObjectMeta;
 use crate::proxy::ProxyChaosSpec;
-use crate::selector::{SelectorMode, TargetSelector};
 
 pub const CHAOS_MESH_API_VERSION: &str = "chaos-mesh.org/v1alpha1";
 pub const CHAOSHUB_API_VERSION: &str = "chaoshub.dev/v1alpha1";
@@ -111,7 +111,7 @@ kinds! {
     RemoteCluster => CHAOS_MESH_API_VERSION, RemoteClusterSpec, fault = no;
     ProxyChaos => CHAOSHUB_API_VERSION, ProxyChaosSpec, fault = yes;
     Environment => CHAOSHUB_API_VERSION, EnvironmentSpec, fault = no;
-    Template => CHAOSHUB_API_VERSION, crate::template::TemplateSpec, fault = no;
+    Template => CHAOSHUB_API_VERSION, crate::template_spec::TemplateSpec, fault = no;
     Suite => CHAOSHUB_API_VERSION, crate::suite::SuiteSpec, fault = no;
 }
 
@@ -121,23 +121,7 @@ impl std::fmt::Display for Kind {
     }
 }
 
-/// What the hub needs to know about any fault kind, whatever its shape.
-pub trait FaultSpec {
-    /// The actions this spec asks for, in Chaos Mesh's names (`delay`, `pod-kill`, `cpu`…).
-    /// Most kinds have exactly one; HTTPChaos may combine `abort`, `delay`, `replace`, `patch`,
-    /// StressChaos `cpu` and `memory`.
-    fn actions(&self) -> Vec<String>;
-    /// The selector, converted to the adapter-neutral shape; `None` for kinds that address
-    /// their targets otherwise (AWSChaos instance ids, PhysicalMachineChaos `address` lists).
-    fn target_selector(&self) -> Option<TargetSelector>;
-    fn mode(&self) -> Option<SelectorMode>;
-    fn value(&self) -> Option<&str>;
-    /// `spec.duration` as written (validated to parse with `duration::parse_duration`).
-    fn duration(&self) -> Option<&str>;
-    /// `spec.environment`, else Chaos Mesh's `spec.remoteCluster`.
-    fn environment(&self) -> Option<&str>;
-    fn set_environment(&mut self, env: &str);
-}
+pub use crate::fault::FaultSpec;
 
 /// A parsed, structurally valid manifest of any kind.
 #[derive(Debug, Clone, PartialEq)]
@@ -200,4 +184,34 @@ pub fn kind_schema(kind: Kind) -> Value {
         "additionalProperties": false,
         "$defs": defs,
     })
+}
+
+/// Checks a `spec` value against the schema of `kind`'s spec type, collecting every error.
+pub fn check_spec(kind: Kind, value: &Value, path: &str, errors: &mut ValidationErrors) {
+    crate::structure::check_against(
+        &format!("kind:{}", kind.as_str()),
+        || spec_root_schema(kind),
+        value,
+        path,
+        errors,
+    );
+}
+
+/// The root schema (with `$defs`) of `kind`'s spec type.
+fn spec_root_schema(kind: Kind) -> Value {
+    let mut generator = schemars::SchemaGenerator::default();
+    let schema = kind.spec_schema(&mut generator).to_value();
+    let defs = generator.take_definitions(true);
+    let mut root = match schema {
+        Value::Object(map) => map,
+        other => {
+            let mut map = Map::new();
+            map.insert("allOf".into(), Value::Array(vec![other]));
+            map
+        }
+    };
+    if !defs.is_empty() {
+        root.insert("$defs".into(), Value::Object(defs));
+    }
+    Value::Object(root)
 }

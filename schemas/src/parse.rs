@@ -2,9 +2,11 @@
 
 use serde_json::Value;
 
-use crate::error::{FieldError, ValidationErrors};
+use crate::error::{join_path, FieldError, ValidationErrors};
 use crate::manifest::{Kind, Manifest, Spec};
+pub use crate::meta::check_dns_name;
 use crate::meta::ObjectMeta;
+use crate::template_spec::TemplateSpec;
 
 /// Splits YAML (or JSON, which is YAML) text into documents. Empty documents are skipped.
 /// Bounds, tags and duplicate keys: see [`crate::document`].
@@ -163,11 +165,14 @@ pub fn manifest_from_value(value: Value) -> Result<Manifest, ValidationErrors> {
     let spec = match (kind, spec_value) {
         (Some(kind), Some(value)) => {
             let before = errors.len();
-            crate::structure::check_spec(kind, &value, "spec", &mut errors);
+            crate::manifest::check_spec(kind, &value, "spec", &mut errors);
             if errors.len() == before {
                 match Spec::from_value(kind, value) {
                     Ok(spec) => {
                         spec.validate(&mut errors);
+                        if let Spec::Template(template) = &spec {
+                            check_template_sample(template, "spec", &mut errors);
+                        }
                         Some(spec)
                     }
                     Err(e) => {
@@ -198,28 +203,36 @@ pub fn manifest_from_value(value: Value) -> Result<Manifest, ValidationErrors> {
     }
 }
 
-/// DNS-1123 subdomain, as Kubernetes requires of object names.
-pub fn check_dns_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 253 {
-        return Err("must be 1 to 253 characters".into());
+/// A template's experiment, rendered with sample values, must be a valid manifest of a fault
+/// kind. This is part of validating a `Template` manifest, and lives here because rendering needs
+/// this parser, which sits above every kind's spec.
+fn check_template_sample(spec: &TemplateSpec, path: &str, errors: &mut ValidationErrors) {
+    if !spec.ready_for_sample() {
+        return;
     }
-    let ok_chars = name
-        .chars()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
-    let ends_ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .last()
-            .is_some_and(|c| c.is_ascii_alphanumeric());
-    if !ok_chars || !ends_ok {
-        return Err(format!(
-            "{name:?} is not a valid name: use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
-        ));
+    match spec.sample_experiment().and_then(manifest_from_value) {
+        Ok(manifest) => {
+            let kind = manifest.kind();
+            if !kind.is_fault() {
+                errors.push(
+                    join_path(path, "experiment.kind"),
+                    format!(
+                        "a template renders an experiment that injects a fault; {kind} does not"
+                    ),
+                );
+            }
+        }
+        Err(e) => {
+            for err in e.0 {
+                let p = if err.path.starts_with("parameters") {
+                    join_path(path, &err.path)
+                } else {
+                    join_path(&join_path(path, "experiment"), &err.path)
+                };
+                errors.push(p, err.message);
+            }
+        }
     }
-    Ok(())
 }
 
 fn validate_metadata(meta: &ObjectMeta, errors: &mut ValidationErrors) {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::chaosmesh::common::check_pod_common;
 use crate::chaosmesh::selector::PodSelectorSpec;
 use crate::error::{join_path, ValidationErrors};
-use crate::manifest::FaultSpec;
+use crate::fault::FaultSpec;
 use crate::selector::{SelectorMode, TargetSelector};
 use crate::validate::Validate;
 

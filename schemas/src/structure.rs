@@ -12,7 +12,6 @@ use std::sync::{Arc, LazyLock, Mutex};
 use serde_json::{Map, Value};
 
 use crate::error::{join_path, ValidationErrors};
-use crate::manifest::Kind;
 
 /// A generated root schema: the schema itself plus its `$defs`.
 struct CachedSchema {
@@ -54,29 +53,16 @@ pub fn check_value<T: schemars::JsonSchema>(
     Walker { defs: &schema.defs }.walk(&schema.root, value, path, errors, 0);
 }
 
-/// Checks a `spec` value against the schema of `kind`'s spec type.
-pub fn check_spec(kind: Kind, value: &Value, path: &str, errors: &mut ValidationErrors) {
-    let schema = cached(format!("kind:{}", kind.as_str()), || spec_root_schema(kind));
+/// Checks `value` against a root schema (with its `$defs`) built once per `key` and cached.
+pub fn check_against(
+    key: &str,
+    build: impl FnOnce() -> Value,
+    value: &Value,
+    path: &str,
+    errors: &mut ValidationErrors,
+) {
+    let schema = cached(key.to_string(), build);
     Walker { defs: &schema.defs }.walk(&schema.root, value, path, errors, 0);
-}
-
-/// The root schema (with `$defs`) of `kind`'s spec type.
-pub(crate) fn spec_root_schema(kind: Kind) -> Value {
-    let mut generator = schemars::SchemaGenerator::default();
-    let schema = kind.spec_schema(&mut generator).to_value();
-    let defs = generator.take_definitions(true);
-    let mut root = match schema {
-        Value::Object(map) => map,
-        other => {
-            let mut map = Map::new();
-            map.insert("allOf".into(), Value::Array(vec![other]));
-            map
-        }
-    };
-    if !defs.is_empty() {
-        root.insert("$defs".into(), Value::Object(defs));
-    }
-    Value::Object(root)
 }
 
 /// The JSON type name of a value, as error messages say it.
@@ -534,7 +520,7 @@ mod tests {
             "delay": {"latencyy": "10ms"},
         });
         let mut errors = ValidationErrors::new();
-        check_spec(Kind::NetworkChaos, &value, "spec", &mut errors);
+        crate::manifest::check_spec(crate::Kind::NetworkChaos, &value, "spec", &mut errors);
         let paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
         for expected in [
             "spec.action",

@@ -268,7 +268,7 @@ impl Validate for SuiteSpec {
 
 impl Validate for SuiteExperiment {
     fn validate(&self, path: &str, errors: &mut ValidationErrors) {
-        if crate::parse::check_dns_name(&self.name).is_err() {
+        if crate::meta::check_dns_name(&self.name).is_err() {
             errors.push(
                 join_path(path, "name"),
                 format!(

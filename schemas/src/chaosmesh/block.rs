@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::common::{check_duration, check_percent_str, check_pod_common, common_fault_accessors};
 use super::selector::PodSelectorSpec;
 use crate::error::{join_path, ValidationErrors};
-use crate::manifest::FaultSpec;
+use crate::fault::FaultSpec;
 use crate::selector::{SelectorMode, TargetSelector};
 use crate::validate::Validate;
 

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{check_duration, check_environment, cloud_fault_accessors};
 use crate::error::{join_path, ValidationErrors};
-use crate::manifest::FaultSpec;
+use crate::fault::FaultSpec;
 use crate::validate::Validate;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -7,7 +7,7 @@ use super::common::{
 };
 use super::selector::PodSelectorSpec;
 use crate::error::{join_path, ValidationErrors};
-use crate::manifest::FaultSpec;
+use crate::fault::FaultSpec;
 use crate::selector::{SelectorMode, TargetSelector};
 use crate::validate::Validate;
 

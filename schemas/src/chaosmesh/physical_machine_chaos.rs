@@ -11,7 +11,7 @@ use super::common::{
 };
 use super::selector::PhysicalMachineSelectorSpec;
 use crate::error::{join_path, ValidationErrors};
-use crate::manifest::FaultSpec;
+use crate::fault::FaultSpec;
 use crate::selector::{SelectorMode, TargetSelector};
 use crate::validate::Validate;
 

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{join_path, ValidationErrors};
-use crate::parse::check_dns_name;
+use crate::meta::check_dns_name;
 use crate::validate::Validate;
 
 /// `spec` of a `RemoteCluster`.

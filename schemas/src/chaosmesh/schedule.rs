@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::*;
 use crate::duration::parse_duration;
 use crate::error::{join_path, ValidationErrors};
-use crate::manifest::FaultSpec;
+use crate::fault::FaultSpec;
 use crate::validate::Validate;
 
 /// `spec.type` of a `Schedule`: the kind of object it creates.

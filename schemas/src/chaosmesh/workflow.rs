@@ -9,7 +9,7 @@ use super::schedule::check_embedded;
 use super::*;
 use crate::duration::parse_duration;
 use crate::error::{join_path, ValidationErrors};
-use crate::manifest::FaultSpec;
+use crate::fault::FaultSpec;
 use crate::validate::Validate;
 
 /// `templateType` of a workflow template.
