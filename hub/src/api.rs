@@ -615,7 +615,7 @@ async fn stream_events(
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let params = Params::from(query, &["experiment", "after", "namespace"])?;
+    let params = Params::from(query, &["experiment", "after", "since", "namespace"])?;
     let mut filter = event_filter(&params)?;
     if let Some(id) = &filter.experiment_uid {
         filter.experiment_uid = Some(experiment_in_scope(&s.hub, id, params.str("namespace"))?);

@@ -17,6 +17,7 @@ pub mod catalog_http;
 pub mod cli;
 pub mod config;
 pub mod conformance;
+pub mod console;
 pub mod controllers;
 pub mod engine;
 pub mod error;

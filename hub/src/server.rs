@@ -223,7 +223,9 @@ pub async fn start_with_store_and_clock(
     // gRPC for agents on the same port as REST (HTTP/2 cleartext is negotiated per connection).
     // Added after the REST layers on purpose: an agent's stream lives for hours and must not
     // meet the request timeout or body limit.
-    let app = crate::api::router(hub.clone(), config.limits.max_body_bytes, &config.auth)
+    // The web console in front of the API: its pages, and every other path to the API.
+    let api = crate::api::router(hub.clone(), config.limits.max_body_bytes, &config.auth);
+    let app = crate::console::router(hub.clone(), &config.auth, config.limits.max_body_bytes, api)
         .route_service(
             "/chaoshub.agent.v1.AgentHub/{*rest}",
             chaoshub_schema::agent::proto::agent_hub_server::AgentHubServer::new(

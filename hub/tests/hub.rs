@@ -8,6 +8,7 @@ mod hub {
     pub mod api_errors;
     pub mod authz;
     pub mod catalog;
+    pub mod console;
     pub mod hostile;
     pub mod lifecycle;
     pub mod metrics;

@@ -420,6 +420,7 @@ const HUB_LAYERS: &[(&str, &[&str])] = &[
         &[
             "api",
             "http_params",
+            "console",
             "openapi",
             "server",
             "cli",

@@ -1,0 +1,297 @@
+//! Server-drawn SVG: an experiment's timeline (its phases and each target's time under the
+//! fault), the value in force over the experiment's time, and a workflow's node graph. Colours
+//! come from classes in the stylesheet, so both themes apply; every figure has a text
+//! alternative (`<title>` and the tables next to it).
+
+use std::fmt::Write;
+
+use chaoshub_schema::api::{EventRecord, ExperimentObject, WorkflowStatus};
+use chrono::{DateTime, Utc};
+
+use super::html::esc;
+
+const WIDTH: f64 = 720.0;
+const LABEL: f64 = 150.0;
+const ROW: f64 = 24.0;
+
+/// Which phase an event starts, when it starts one.
+fn phase_of(event: &str) -> Option<&'static str> {
+    Some(match event.strip_prefix("chaoshub.experiment.")? {
+        "created" => "Pending",
+        "injecting" | "resumed" => "Injecting",
+        "running" => "Running",
+        "paused" => "Paused",
+        "recovering" => "Recovering",
+        "finished" => "Finished",
+        "failed" => "Failed",
+        "aborted" => "Aborted",
+        _ => return None,
+    })
+}
+
+struct Axis {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+}
+
+impl Axis {
+    fn x(&self, t: DateTime<Utc>) -> f64 {
+        let span = (self.end - self.start).num_milliseconds().max(1) as f64;
+        let at = (t - self.start).num_milliseconds().clamp(0, span as i64) as f64;
+        LABEL + at / span * (WIDTH - LABEL - 10.0)
+    }
+
+    fn ticks(&self, out: &mut String, top: f64, bottom: f64) {
+        let span = (self.end - self.start).num_milliseconds().max(1);
+        for i in 0..=4 {
+            let t = self.start + chrono::Duration::milliseconds(span * i / 4);
+            let x = self.x(t);
+            let label = crate::time::format(t);
+            let short = label
+                .split_once('T')
+                .map(|(_, t)| t.split('.').next().unwrap_or(t).to_string())
+                .unwrap_or(label);
+            let _ = write!(
+                out,
+                "<line class=\"grid-line\" x1=\"{x:.1}\" y1=\"{top:.1}\" x2=\"{x:.1}\" y2=\"{bottom:.1}\"/><text class=\"tick\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{short}</text>",
+                bottom + 14.0
+            );
+        }
+    }
+}
+
+fn parse(t: &str) -> Option<DateTime<Utc>> {
+    crate::time::parse(t)
+}
+
+/// The experiment's phases over time and, per target, the span it was under the fault, with a
+/// step chart of the value in force under them.
+pub fn timeline(e: &ExperimentObject, events: &[EventRecord]) -> String {
+    let s = &e.status;
+    let now = crate::time::now();
+    let Some(start) = parse(&s.created_at) else {
+        return String::new();
+    };
+    let end = s
+        .ended_at
+        .as_deref()
+        .and_then(parse)
+        .unwrap_or(now)
+        .max(start + chrono::Duration::seconds(1));
+    let axis = Axis { start, end };
+    let mut segments: Vec<(DateTime<Utc>, &str)> = events
+        .iter()
+        .filter_map(|ev| Some((parse(&ev.time)?, phase_of(&ev.name)?)))
+        .collect();
+    segments.sort_by_key(|(t, _)| *t);
+    if segments.is_empty() {
+        segments.push((start, s.phase.as_str()));
+    }
+    let rows = 1 + s.targets.len();
+    let chart_top = 12.0 + rows as f64 * ROW + 30.0;
+    let values = super::fault_values(e);
+    let chart_h = if values.is_empty() { 0.0 } else { 90.0 };
+    let height = chart_top + chart_h + if values.is_empty() { 0.0 } else { 40.0 };
+    let mut out = String::with_capacity(4096);
+    let _ = write!(
+        out,
+        "<svg class=\"timeline\" viewBox=\"0 0 {WIDTH} {height:.0}\" role=\"img\" aria-labelledby=\"tl-title\"><title id=\"tl-title\">Timeline of the experiment's phases and targets</title>"
+    );
+    let y0 = 12.0;
+    let _ = write!(
+        out,
+        "<text class=\"row-label\" x=\"4\" y=\"{:.1}\">phase</text>",
+        y0 + 16.0
+    );
+    for (i, (t, phase)) in segments.iter().enumerate() {
+        let until = segments.get(i + 1).map(|(t, _)| *t).unwrap_or(end);
+        let (x1, x2) = (axis.x(*t), axis.x(until));
+        let terminal = matches!(*phase, "Finished" | "Failed" | "Aborted");
+        let w = if terminal { 3.0 } else { (x2 - x1).max(2.0) };
+        let _ = write!(
+            out,
+            "<rect class=\"seg phase-{}\" x=\"{x1:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\"><title>{phase} from {}</title></rect>",
+            phase.to_ascii_lowercase(),
+            y0 + 4.0,
+            ROW - 8.0,
+            esc(&crate::time::format(*t))
+        );
+        if !terminal && x2 - x1 > 60.0 {
+            let _ = write!(
+                out,
+                "<text class=\"seg-label\" x=\"{:.1}\" y=\"{:.1}\">{phase}</text>",
+                x1 + 4.0,
+                y0 + 16.0
+            );
+        }
+    }
+    for (i, t) in s.targets.iter().enumerate() {
+        let y = y0 + (i + 1) as f64 * ROW;
+        let name: String = t.target.name.chars().take(20).collect();
+        let _ = write!(
+            out,
+            "<text class=\"row-label\" x=\"4\" y=\"{:.1}\">{}</text>",
+            y + 16.0,
+            esc(&name)
+        );
+        if let Some(from) = t.injected_at.as_deref().and_then(parse) {
+            let until = t.recovered_at.as_deref().and_then(parse).unwrap_or(end);
+            let (x1, x2) = (axis.x(from), axis.x(until));
+            let _ = write!(
+                out,
+                "<rect class=\"seg target-{}\" x=\"{x1:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\"><title>{} injected {}{}</title></rect>",
+                if t.error.is_some() { "failed" } else { "injected" },
+                y + 4.0,
+                (x2 - x1).max(2.0),
+                ROW - 8.0,
+                esc(&t.target.name),
+                esc(t.injected_at.as_deref().unwrap_or("")),
+                t.recovered_at
+                    .as_deref()
+                    .map(|r| format!(", recovered {}", esc(r)))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let bottom = y0 + rows as f64 * ROW;
+    axis.ticks(&mut out, y0, bottom);
+
+    // The value in force: its level while the fault was in force (Running), zero otherwise.
+    if let Some((label, value, unit)) = values.first() {
+        let top = chart_top;
+        let base = top + chart_h;
+        let max = value.max(f64::MIN_POSITIVE) * 1.25;
+        let y_of = |v: f64| base - v / max * chart_h;
+        let _ = write!(
+            out,
+            "<text class=\"row-label\" x=\"4\" y=\"{:.1}\">{}</text><text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} {unit}</text><text class=\"tick\" x=\"{:.1}\" y=\"{base:.1}\" text-anchor=\"end\">0</text>\
+<line class=\"axis\" x1=\"{LABEL}\" y1=\"{top:.1}\" x2=\"{LABEL}\" y2=\"{base:.1}\"/><line class=\"axis\" x1=\"{LABEL}\" y1=\"{base:.1}\" x2=\"{:.1}\" y2=\"{base:.1}\"/>",
+            top + 12.0,
+            esc(label),
+            LABEL - 4.0,
+            y_of(*value) + 4.0,
+            super::trim(*value),
+            LABEL - 4.0,
+            WIDTH - 10.0
+        );
+        let mut points = format!("{LABEL:.1},{base:.1}");
+        for (i, (t, phase)) in segments.iter().enumerate() {
+            let until = segments.get(i + 1).map(|(t, _)| *t).unwrap_or(end);
+            let level = if *phase == "Running" { *value } else { 0.0 };
+            let _ = write!(
+                points,
+                " {:.1},{:.1} {:.1},{:.1}",
+                axis.x(*t),
+                y_of(level),
+                axis.x(until),
+                y_of(level)
+            );
+        }
+        let _ = write!(
+            out,
+            "<polyline class=\"value-line\" fill=\"none\" points=\"{points}\"/><text class=\"legend\" x=\"{:.1}\" y=\"{:.1}\">— {} in force ({unit})</text>",
+            LABEL + 4.0,
+            base + 30.0,
+            esc(label)
+        );
+        axis.ticks(&mut out, top, base);
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// A workflow's node tree, one column per depth, with each node's state as its colour and text.
+pub fn workflow(wf: &WorkflowStatus) -> String {
+    let mut placed: Vec<(usize, usize, &chaoshub_schema::api::WorkflowNode)> = Vec::new();
+    let mut row = 0;
+    fn place<'a>(
+        wf: &'a WorkflowStatus,
+        name: &str,
+        depth: usize,
+        row: &mut usize,
+        out: &mut Vec<(usize, usize, &'a chaoshub_schema::api::WorkflowNode)>,
+    ) {
+        if depth > 32 || out.len() > 500 {
+            return;
+        }
+        let Some(node) = wf.nodes.iter().find(|n| n.name == name) else {
+            return;
+        };
+        out.push((depth, *row, node));
+        if node.children.is_empty() {
+            *row += 1;
+        }
+        for child in &node.children {
+            place(wf, child, depth + 1, row, out);
+        }
+        if !node.children.is_empty() && out.last().is_some_and(|(d, _, _)| *d == depth) {
+            *row += 1;
+        }
+    }
+    let root = wf
+        .nodes
+        .iter()
+        .find(|n| n.parent.is_none())
+        .map(|n| n.name.clone())
+        .unwrap_or_else(|| wf.entry.clone());
+    place(wf, &root, 0, &mut row, &mut placed);
+    if placed.is_empty() {
+        return "<p class=\"empty\">No node has started yet.</p>".into();
+    }
+    let (bw, bh, gx, gy) = (170.0, 38.0, 30.0, 12.0);
+    let depth = placed.iter().map(|(d, _, _)| *d).max().unwrap_or(0) + 1;
+    let rows = placed.iter().map(|(_, r, _)| *r).max().unwrap_or(0) + 1;
+    let w = depth as f64 * (bw + gx) + 10.0;
+    let h = rows as f64 * (bh + gy) + 10.0;
+    let pos = |d: usize, r: usize| (5.0 + d as f64 * (bw + gx), 5.0 + r as f64 * (bh + gy));
+    let mut out = String::with_capacity(4096);
+    let _ = write!(
+        out,
+        "<svg class=\"workflow\" viewBox=\"0 0 {w:.0} {h:.0}\" width=\"{w:.0}\" role=\"img\" aria-labelledby=\"wf-title\"><title id=\"wf-title\">Workflow nodes and their states</title>"
+    );
+    for (d, r, node) in &placed {
+        if let Some(parent) = &node.parent {
+            if let Some((pd, pr, _)) = placed.iter().find(|(_, _, n)| &n.name == parent) {
+                let (px, py) = pos(*pd, *pr);
+                let (x, y) = pos(*d, *r);
+                let _ = write!(
+                    out,
+                    "<path class=\"edge\" fill=\"none\" d=\"M{:.1},{:.1} C{:.1},{:.1} {:.1},{:.1} {x:.1},{:.1}\"/>",
+                    px + bw,
+                    py + bh / 2.0,
+                    px + bw + gx / 2.0,
+                    py + bh / 2.0,
+                    x - gx / 2.0,
+                    y + bh / 2.0,
+                    y + bh / 2.0
+                );
+            }
+        }
+    }
+    for (d, r, node) in &placed {
+        let (x, y) = pos(*d, *r);
+        let phase = format!("{:?}", node.phase);
+        let label: String = node.template.chars().take(22).collect();
+        let _ = write!(
+            out,
+            "<g class=\"node phase-{}\"><rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{bw}\" height=\"{bh}\" rx=\"6\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text><text class=\"node-state\" x=\"{:.1}\" y=\"{:.1}\">{} · {}</text><title>{} ({}): {}{}</title></g>",
+            phase.to_ascii_lowercase(),
+            x + 8.0,
+            y + 16.0,
+            esc(&label),
+            x + 8.0,
+            y + 31.0,
+            esc(&node.template_type),
+            esc(&phase),
+            esc(&node.template),
+            esc(&node.template_type),
+            esc(&phase),
+            node.reason
+                .as_deref()
+                .map(|r| format!(" — {}", esc(r)))
+                .unwrap_or_default()
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
