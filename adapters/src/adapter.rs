@@ -66,6 +66,20 @@ pub enum InjectionState {
     Unknown(String),
 }
 
+/// Who selects an experiment's targets (see [`Adapter::select`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Selection {
+    /// The hub: it filters [`Adapter::discover`]'s inventory with the selector, then applies the
+    /// mode. What every adapter does unless it says otherwise.
+    Hub,
+    /// The adapter matched the selector itself, with semantics the generic inventory cannot
+    /// carry (a pod's phase, node or fields); the hub applies the mode to these.
+    Matched(Vec<Target>),
+    /// The far side selects (Chaos Mesh's controller, from the manifest's own selector and
+    /// mode): one injection per target here, and the hub applies neither selector nor mode.
+    Final(Vec<Target>),
+}
+
 /// Errors of adapters. The hub maps them onto HTTP statuses and experiment reasons.
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {
@@ -148,6 +162,17 @@ pub trait Adapter: Send + Sync {
 
     /// The environment's inventory of targets.
     async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError>;
+
+    /// Who selects the targets of this manifest in this environment. Default: the hub, from
+    /// `discover`. May touch the network (whether a cluster serves a kind decides it).
+    async fn select(
+        &self,
+        env: &Environment,
+        manifest: &Manifest,
+    ) -> Result<Selection, AdapterError> {
+        let _ = (env, manifest);
+        Ok(Selection::Hub)
+    }
 
     /// Optional warm-up once an environment is registered, which the hub runs in the background
     /// and whose failure it only logs (the first fault then does the work itself): the Docker

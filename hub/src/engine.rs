@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chaoshub_adapters::{
-    Adapter, AdapterRegistry, Environment, FaultRequest, Injection, InjectionState,
+    Adapter, AdapterRegistry, Environment, FaultRequest, Injection, InjectionState, Selection,
 };
 use chaoshub_schema::api::{DesiredState, EventRecord, ExperimentPhase, TargetPhase, TargetRecord};
 use chaoshub_schema::duration::parse_duration;
@@ -919,16 +919,33 @@ impl Engine {
                 .fault()
                 .ok_or_else(|| format!("{} does not inject a fault", manifest.kind()))?,
         );
-        let inventory = adapter
-            .discover(env)
+        let selection = adapter
+            .select(env, manifest)
             .await
-            .map_err(|e| format!("target discovery failed: {e}"))?;
-        let matched = fault.matching(&inventory);
+            .map_err(|e| format!("target selection failed: {e}"))?;
+        let (inventory, matched) = match selection {
+            Selection::Final(targets) => {
+                if targets.is_empty() {
+                    return Err(format!(
+                        "no targets: the adapter of environment {:?} selected none",
+                        env.name
+                    ));
+                }
+                return Ok((targets.len(), targets));
+            }
+            Selection::Matched(matched) => (matched.len(), matched),
+            Selection::Hub => {
+                let inventory = adapter
+                    .discover(env)
+                    .await
+                    .map_err(|e| format!("target discovery failed: {e}"))?;
+                (inventory.len(), fault.matching(&inventory))
+            }
+        };
         if matched.is_empty() {
             return Err(format!(
                 "no targets matched: the selector matched none of the {} target(s) of environment {:?}",
-                inventory.len(),
-                env.name
+                inventory, env.name
             ));
         }
         let count = matched.len();

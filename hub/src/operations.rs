@@ -464,22 +464,34 @@ impl Hub {
         env: &Environment,
         adapter: &dyn chaoshub_adapters::Adapter,
     ) -> Result<Submitted, HubError> {
-        let inventory = adapter
-            .discover(env)
+        let selection = adapter
+            .select(env, &manifest)
             .await
             .map_err(HubError::from_adapter)?;
-        let matched = fault.matching(&inventory);
+        let (inventory, matched, far_side) = match selection {
+            chaoshub_adapters::Selection::Final(targets) => (targets.len(), targets, true),
+            chaoshub_adapters::Selection::Matched(matched) => (matched.len(), matched, false),
+            chaoshub_adapters::Selection::Hub => {
+                let inventory = adapter
+                    .discover(env)
+                    .await
+                    .map_err(HubError::from_adapter)?;
+                (inventory.len(), fault.matching(&inventory), false)
+            }
+        };
         let mode = fault.mode;
         let mut warnings = Vec::new();
         let count = matched.len();
         let max_targets = self.engine.limits().max_targets;
         let targets = if matched.is_empty() {
             warnings.push(format!(
-                "no targets matched: the selector matched none of the {} target(s) of environment {:?}; a real run would fail",
-                inventory.len(),
+                "no targets matched: the selector matched none of the {inventory} target(s) of environment {:?}; a real run would fail",
                 env.name
             ));
             Vec::new()
+        } else if far_side {
+            // The far side (Chaos Mesh's controller) applies selector and mode itself.
+            matched
         } else {
             match selection::apply_mode(matched, mode, fault.value.as_deref(), &mut rand::rng()) {
                 Ok(t) => t,
