@@ -14,7 +14,8 @@ mod retry;
     feature = "webhook",
     feature = "toxiproxy",
     feature = "envoy",
-    feature = "ssm"
+    feature = "ssm",
+    feature = "kubernetes"
 ))]
 mod settings;
 
@@ -33,9 +34,14 @@ pub mod ssm;
 #[cfg(feature = "docker")]
 pub mod docker;
 
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
+
 /// Registered by the hub itself (it needs the hub's agent connections), not by `builtin()`.
 #[cfg(feature = "native")]
 pub mod native;
 
-pub use adapter::{Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState};
+pub use adapter::{
+    Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState, Selection,
+};
 pub use registry::{AdapterRegistry, UnknownAdapter};

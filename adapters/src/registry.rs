@@ -40,6 +40,8 @@ impl AdapterRegistry {
         registry.register(Arc::new(crate::ssm::SsmAdapter::new()));
         #[cfg(feature = "docker")]
         registry.register(Arc::new(crate::docker::DockerAdapter::new()));
+        #[cfg(feature = "kubernetes")]
+        registry.register(Arc::new(crate::kubernetes::KubernetesAdapter::new()));
         registry
     }
 

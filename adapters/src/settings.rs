@@ -3,10 +3,22 @@
 //! Pure: nothing here touches the network.
 
 use chaoshub_schema::ValidationErrors;
+#[cfg(any(
+    feature = "webhook",
+    feature = "toxiproxy",
+    feature = "envoy",
+    feature = "ssm"
+))]
 use reqwest::Url;
 use serde_json::Value;
 
 /// What an adapter says about its endpoint in error messages.
+#[cfg(any(
+    feature = "webhook",
+    feature = "toxiproxy",
+    feature = "envoy",
+    feature = "ssm"
+))]
 pub struct EndpointHelp {
     /// What the endpoint is, with an example: "the plugin's base URL, e.g. http://127.0.0.1:8470".
     pub what: &'static str,
@@ -14,6 +26,12 @@ pub struct EndpointHelp {
     pub credentials: &'static str,
 }
 
+#[cfg(any(
+    feature = "webhook",
+    feature = "toxiproxy",
+    feature = "envoy",
+    feature = "ssm"
+))]
 /// Parses `spec.endpoint` as an http(s) base URL with a host, no query, fragment or embedded
 /// credentials; every problem is reported.
 pub fn http_endpoint(
@@ -60,6 +78,12 @@ pub fn http_endpoint(
     (errors.len() == before).then_some(url)
 }
 
+#[cfg(any(
+    feature = "webhook",
+    feature = "toxiproxy",
+    feature = "envoy",
+    feature = "ssm"
+))]
 /// The URL of `path` below the endpoint's own path prefix (`http://gw/plugins/fs/` + `v1/x`).
 pub fn join(endpoint: &Url, path: &str) -> Url {
     let mut url = endpoint.clone();
