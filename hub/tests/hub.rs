@@ -10,6 +10,7 @@ mod hub {
     pub mod catalog;
     pub mod console;
     pub mod hostile;
+    pub mod kubernetes;
     pub mod lifecycle;
     pub mod metrics;
     pub mod probes;

@@ -1,0 +1,286 @@
+//! The `kubernetes` adapter driven by the hub through the REST API, against a real
+//! kube-apiserver v1.26.1 (etcd + kube-apiserver started by `kube-testserver`; a SKIP line
+//! without `../shared`, a failure under `CI=true`), with the adapter tests' support and their
+//! stand-in for Chaos Mesh's controller (`adapters/tests/kubernetes/standin.rs`, said so in
+//! its name): an unchanged NetworkChaos of the shared examples is `Running` only once the
+//! stand-in reports it injected, its target records are the stand-in's, and it is deleted at
+//! its deadline; native mode refuses NetworkChaos without an agent image with a 422.
+//!
+//! The example names no namespace, so it runs in `default`: this binary's API server is its
+//! own, and this is the only test using that namespace there.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, DynamicObject};
+use kube::discovery::ApiResource;
+use serde_json::{json, Value};
+
+use super::support::Sandbox;
+
+#[path = "../../../adapters/tests/kubernetes/support.rs"]
+#[allow(dead_code)]
+mod k8s;
+#[path = "../../../adapters/tests/kubernetes/standin.rs"]
+mod standin;
+
+use standin::StandInChaosMeshController;
+
+fn network_chaos() -> ApiResource {
+    ApiResource {
+        group: "chaos-mesh.org".into(),
+        version: "v1alpha1".into(),
+        api_version: "chaos-mesh.org/v1alpha1".into(),
+        kind: "NetworkChaos".into(),
+        plural: "networkchaos".into(),
+    }
+}
+
+/// Removes the pods this test made in `default`, also when it fails.
+struct DefaultPods {
+    kubeconfig: std::path::PathBuf,
+}
+
+impl Drop for DefaultPods {
+    fn drop(&mut self) {
+        let kubeconfig = self.kubeconfig.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let client = k8s::admin_client(&kubeconfig).await;
+                    let pods: Api<Pod> = Api::namespaced(client, "default");
+                    let _ = pods
+                        .delete_collection(
+                            &DeleteParams::default().grace_period(0),
+                            &kube::api::ListParams::default().labels("chaoshub-test=hub"),
+                        )
+                        .await;
+                })
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_network_chaos_is_federated_confirmed_by_chaos_mesh_and_removed_at_its_deadline(
+) {
+    let Some(server) = k8s::server() else { return };
+    let Some(examples) = chaoshub_testkit::shared_dir("reference/chaos-mesh/examples") else {
+        return;
+    };
+    let text = std::fs::read_to_string(examples.join("network-delay-example.yaml")).unwrap();
+    let client = k8s::admin_client(&server.kubeconfig).await;
+    let _cleanup = DefaultPods {
+        kubeconfig: server.kubeconfig.clone(),
+    };
+    for pod in ["tikv-0", "tikv-1"] {
+        k8s::create_pod(
+            &client,
+            "default",
+            pod,
+            json!({"app.kubernetes.io/component": "tikv", "chaoshub-test": "hub"}),
+            None,
+        )
+        .await;
+    }
+    let standin = StandInChaosMeshController::start(
+        client.clone(),
+        "NetworkChaos",
+        "networkchaos",
+        "default",
+    );
+
+    let hub = Sandbox::start(0).await;
+    let env = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-a}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh, confirm_timeout_ms: 20000}}\n",
+        server.kubeconfig.display()
+    );
+    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, caps) = hub.get("/api/v1/environments/cluster-a/capabilities").await;
+    assert_eq!(status, 200, "{caps}");
+    assert!(caps.to_string().contains("NetworkChaos"), "{caps}");
+
+    // The dry run names the one target: the Chaos Mesh object (Chaos Mesh selects the pods).
+    let (status, plan) = hub
+        .post_yaml("/api/v1/experiments?env=cluster-a&dryRun=true", &text)
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(
+        plan["plan"]["targets"][0]["kind"],
+        json!("chaos-mesh"),
+        "{plan}"
+    );
+
+    let (status, created) = hub
+        .post_yaml("/api/v1/experiments?env=cluster-a", &text)
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &network_chaos());
+    let name = format!("chaoshub-{uid}-0");
+    let started = std::time::Instant::now();
+    while api.get_opt(&name).await.unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(20), "never applied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Applied, but Chaos Mesh has not injected: not Running.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (_, now) = hub.get(&format!("/api/v1/experiments/{uid}")).await;
+    assert_eq!(now["status"]["phase"], json!("Injecting"), "{now:#}");
+
+    standin.open_gate();
+    let running = hub
+        .wait_phase(&uid, "Running", Duration::from_secs(20))
+        .await;
+    let records: Vec<Value> = running["status"]["targets"][0]["details"]["records"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let ids: Vec<String> = records
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, standin.recorded(&name));
+    assert_eq!(ids.len(), 1, "mode one");
+
+    // The example's duration is 10 s: at the deadline the object is deleted and the
+    // experiment finishes once Chaos Mesh let it go.
+    let finished = hub
+        .wait_phase(&uid, "Finished", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        finished["status"]["targets"][0]["phase"],
+        json!("Recovered")
+    );
+    assert!(api.get_opt(&name).await.unwrap().is_none());
+    drop(standin);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_network_chaos_without_an_agent_image_is_a_422() {
+    // Submission reads the environment's capabilities from the cluster (permissions), so the
+    // cluster must answer; the one without Chaos Mesh.
+    let Some(server) = k8s::plain_server() else { return };
+    let hub = Sandbox::start(0).await;
+    let kubeconfig = &server.kubeconfig;
+    let env = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: pods}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: native}}\n",
+        kubeconfig.display()
+    );
+    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
+    assert_eq!(status, 201, "{body}");
+    let manifest = "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {name: d, namespace: default}\nspec:\n  action: delay\n  mode: all\n  selector: {labelSelectors: {app: web}}\n  delay: {latency: 10ms}\n  environment: pods\n";
+    let (status, body) = hub.post_yaml("/api/v1/experiments", manifest).await;
+    assert_eq!(status, 422, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("spec.settings.agent_image"), "{message}");
+}
+
+/// Two clusters (two API servers, one with Chaos Mesh's CRDs and one without) in one suite:
+/// the same native `pod-kill` runs in both, and the JUnit report names both environments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_suite_runs_the_same_experiment_on_two_clusters() {
+    let Some(first) = k8s::server() else { return };
+    let Some(second) = k8s::plain_server() else {
+        return;
+    };
+    let name = format!("k8s-suite-{}", std::process::id());
+    let ns_a = k8s::TestNamespace::create_named(first, &name).await;
+    let ns_b = k8s::TestNamespace::create_named(second, &name).await;
+    for (server, ns) in [(first, &ns_a), (second, &ns_b)] {
+        let client = k8s::admin_client(&server.kubeconfig).await;
+        for pod in ["victim-0", "victim-1", "bystander"] {
+            let app = if pod == "bystander" {
+                "other"
+            } else {
+                "victim"
+            };
+            k8s::create_pod(&client, &ns.name, pod, json!({"app": app}), Some("node-a")).await;
+        }
+    }
+    // The steady state: a local service that keeps answering (the pods are not real).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accept = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            drop(socket);
+        }
+    });
+
+    let hub = Sandbox::start(0).await;
+    for (env, server) in [("cluster-a", first), ("cluster-b", second)] {
+        let yaml = format!(
+            "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: native}}\n",
+            server.kubeconfig.display()
+        );
+        let (status, body) = hub.post_yaml("/api/v1/environments", &yaml).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let suite = format!(
+        r#"
+apiVersion: chaoshub.dev/v1alpha1
+kind: Suite
+metadata: {{name: two-clusters}}
+spec:
+  environments: [cluster-a, cluster-b]
+  steadyState:
+    interval: 200ms
+    probes:
+      - name: service-up
+        tcp: {{address: "127.0.0.1:{port}", timeout: 500ms}}
+  timeouts: {{recovery: 10s}}
+  experiments:
+    - name: kill-victims
+      expect: hold
+      manifest: {{apiVersion: chaos-mesh.org/v1alpha1, kind: PodChaos, metadata: {{name: kill, namespace: {name}}}, spec: {{action: pod-kill, mode: all, gracePeriod: 5, selector: {{labelSelectors: {{app: victim}}}}, duration: 1s}}}}
+"#
+    );
+    let (code, started) = hub.post_yaml("/api/v1/suites", &suite).await;
+    assert_eq!(code, 202, "{started:#}");
+    let id = started["id"].as_str().unwrap().to_string();
+    let begun = std::time::Instant::now();
+    let run: chaoshub_schema::suite::SuiteRun = loop {
+        let (code, v) = hub.get(&format!("/api/v1/suites/runs/{id}")).await;
+        assert_eq!(code, 200, "{v:#}");
+        let run: chaoshub_schema::suite::SuiteRun = serde_json::from_value(v.clone()).unwrap();
+        if run.phase != chaoshub_schema::suite::SuiteRunPhase::Running {
+            break run;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(60), "{v:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(run.summary.passed, 2, "{run:#?}");
+    for case in &run.cases {
+        let mut killed: Vec<String> = case.experiments[0]
+            .targets
+            .iter()
+            .map(|t| t.target.name.clone())
+            .collect();
+        killed.sort();
+        assert_eq!(killed, ["victim-0", "victim-1"], "{}", case.environment);
+    }
+    // In each cluster exactly the victims are terminating, with the grace period.
+    for (server, ns) in [(first, &ns_a), (second, &ns_b)] {
+        let client = k8s::admin_client(&server.kubeconfig).await;
+        let pods: Api<Pod> = Api::namespaced(client, &ns.name);
+        for pod in pods.list(&Default::default()).await.unwrap().items {
+            let victim = pod.metadata.name.as_deref().unwrap().starts_with("victim");
+            assert_eq!(pod.metadata.deletion_timestamp.is_some(), victim);
+            if victim {
+                assert_eq!(pod.metadata.deletion_grace_period_seconds, Some(5));
+            }
+        }
+    }
+    let xml = chaoshub::suites::junit::render(&run);
+    assert_eq!(xml.matches("<testsuite ").count(), 2, "{xml}");
+    assert!(
+        xml.contains("name=\"cluster-a\"") && xml.contains("name=\"cluster-b\""),
+        "{xml}"
+    );
+    accept.abort();
+}
