@@ -165,7 +165,9 @@ async fn an_unchanged_network_chaos_is_federated_confirmed_by_chaos_mesh_and_rem
 async fn native_network_chaos_without_an_agent_image_is_a_422() {
     // Submission reads the environment's capabilities from the cluster (permissions), so the
     // cluster must answer; the one without Chaos Mesh.
-    let Some(server) = k8s::plain_server() else { return };
+    let Some(server) = k8s::plain_server() else {
+        return;
+    };
     let hub = Sandbox::start(0).await;
     let kubeconfig = &server.kubeconfig;
     let env = format!(
