@@ -3,8 +3,6 @@
 //! selected pod with the manifest's grace period, with the UID as precondition so it never
 //! deletes a successor of the same name.
 
-use std::collections::BTreeMap;
-
 use chaoshub_schema::Target;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
@@ -61,7 +59,7 @@ pub fn target_of(environment: &str, pod: &Pod) -> Target {
         name: meta.name.clone().unwrap_or_default(),
         namespace: meta.namespace.clone(),
         labels: meta.labels.clone().unwrap_or_default(),
-        annotations: meta.annotations.clone().unwrap_or_else(BTreeMap::new),
+        annotations: meta.annotations.clone().unwrap_or_default(),
     }
 }
 
