@@ -190,12 +190,11 @@ async fn a_network_chaos_runs_only_once_chaos_mesh_reports_it_injected() {
     );
     adapter.resume(&env, &injection).await.unwrap();
     let object = api.get(&name).await.unwrap();
-    assert!(object
+    assert!(!object
         .metadata
         .annotations
         .unwrap_or_default()
-        .get(PAUSE_ANNOTATION)
-        .is_none());
+        .contains_key(PAUSE_ANNOTATION));
     assert_eq!(
         adapter.status(&env, &injection).await.unwrap(),
         InjectionState::Active
