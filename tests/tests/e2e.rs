@@ -4,6 +4,7 @@
 mod e2e {
     pub mod agent;
     pub mod cli;
+    pub mod console;
     pub mod crash;
     pub mod docker;
     pub mod envoy;
@@ -11,4 +12,5 @@ mod e2e {
     pub mod plugin;
     pub mod suites;
     pub mod support;
+    pub mod webdriver;
 }

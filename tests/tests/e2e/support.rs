@@ -92,10 +92,26 @@ impl HubProcess {
     /// A hub on another address (agents in test network namespaces reach it on the host end of
     /// their veth pair).
     pub fn start_listening(data_dir: &Path, listen: &str) -> HubProcess {
+        Self::start_configured(data_dir, listen, "")
+    }
+
+    /// A hub serving the project's template catalog (`catalog/`), as `chaoshub serve` run from
+    /// the checkout does.
+    pub fn start_with_catalog(data_dir: &Path) -> HubProcess {
+        let catalog = workspace_root().join("catalog");
+        Self::start_configured(
+            data_dir,
+            "127.0.0.1:0",
+            &format!("catalog_dir = {:?}\n", catalog.display().to_string()),
+        )
+    }
+
+    /// `top_level` is TOML placed before the `[engine]` table of the generated config.
+    fn start_configured(data_dir: &Path, listen: &str, top_level: &str) -> HubProcess {
         let addr_file = data_dir.join("addr");
         let _ = std::fs::remove_file(&addr_file);
         let config = data_dir.join("hub.toml");
-        std::fs::write(&config, format!("listen = \"{listen}\"\n[engine]\nresync_interval_ms = 200\nrecovery_retry_ms = 200\n")).unwrap();
+        std::fs::write(&config, format!("listen = \"{listen}\"\n{top_level}[engine]\nresync_interval_ms = 200\nrecovery_retry_ms = 200\n")).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -158,6 +174,12 @@ pub struct Plugin {
 
 impl Plugin {
     pub fn start(root: &Path, grace_secs: u64) -> Plugin {
+        Self::start_with_labels(root, grace_secs, &[])
+    }
+
+    /// The plugin with more target labels (`ID:KEY=VALUE`, e.g. `web:app=web` for catalog
+    /// templates that select by `app`).
+    pub fn start_with_labels(root: &Path, grace_secs: u64, extra_labels: &[&str]) -> Plugin {
         let web_dir = root.join("web");
         let db_dir = root.join("db");
         let state = root.join("plugin-state");
@@ -185,6 +207,7 @@ impl Plugin {
             ])
             .arg(&state)
             .args(["--grace-secs", &grace_secs.to_string()])
+            .args(extra_labels.iter().flat_map(|l| ["--label", l]))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
