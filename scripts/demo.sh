@@ -135,9 +135,6 @@ while True:
     c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
 ' &
   pids+=($!)
-  ip netns exec "$APP" "$AGENT" serve --hub "$AHUB" --env local-hosts --name app-1 \
-    --label role=app --state-dir "$DEMO/agent-state" --listen 127.0.0.1:9797 2>"$DEMO/agent.log" &
-  pids+=($!)
   cat >"$DEMO/agent-env.yaml" <<YAML
 apiVersion: chaoshub.dev/v1alpha1
 kind: Environment
@@ -145,6 +142,13 @@ metadata: {name: local-hosts}
 spec: {adapter: native, description: chaos-agent daemons in this machine's demo namespaces}
 YAML
   "$BIN" --server "$AHUB" apply -f "$DEMO/agent-env.yaml" >/dev/null
+  # Agents join with a join token an admin creates for their environment; the hub then issues
+  # the agent its own credential (kept in its state dir), so the token is needed only once.
+  "$BIN" --server "$AHUB" env join-token local-hosts --expires 1h >"$DEMO/join.token" 2>/dev/null
+  ip netns exec "$APP" "$AGENT" serve --hub "$AHUB" --env local-hosts --name app-1 \
+    --label role=app --state-dir "$DEMO/agent-state" --join-token-file "$DEMO/join.token" \
+    2>"$DEMO/agent.log" &
+  pids+=($!)
   for _ in $(seq 100); do
     "$BIN" --server "$AHUB" -o json env targets local-hosts 2>/dev/null | grep -q app-1 && break
     sleep 0.1

@@ -144,7 +144,18 @@ pub fn router(hub: Hub, max_body: usize, auth: &crate::config::AuthConfig) -> Ro
         .route("/api/v1/adapters", get(list_adapters))
         .route("/api/v1/conformance", get(conformance))
         .route("/api/v1/agents", get(list_agents))
-        .route("/api/v1/agents/{env}/{name}", get(get_agent))
+        .route(
+            "/api/v1/agents/{env}/{name}",
+            get(get_agent).delete(crate::agents::http::remove_agent),
+        )
+        .route(
+            "/api/v1/environments/{name}/join-tokens",
+            post(crate::agents::http::create_join_token).get(crate::agents::http::list_join_tokens),
+        )
+        .route(
+            "/api/v1/environments/{name}/join-tokens/{id}",
+            axum::routing::delete(crate::agents::http::revoke_join_token),
+        )
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/events/stream", get(stream_events))
         .route("/api/v1/halt", get(halt_status).post(halt).delete(unhalt))

@@ -60,6 +60,88 @@ pub struct HubConfig {
     /// Environments registered at start (replacing stored ones of the same name).
     #[serde(default)]
     pub environments: Vec<EnvironmentConfig>,
+    /// TLS on the listener (REST, gRPC for agents, console). Off by default.
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// `[tls]`: certificate and key for the one listener, optional client CA for agents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain (server certificate first). With `key_file`, the listener speaks
+    /// TLS only. Re-read on change and on SIGHUP.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificate(s): agents must present a client certificate signed by one of them
+    /// (mutual TLS). Other clients need none. Default: no client certificates.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Create a CA and a server certificate under `<data_dir>/tls/` (`serve --tls-self-signed`)
+    /// instead of `cert_file`/`key_file`. Default false.
+    #[serde(default)]
+    pub self_signed: bool,
+    /// Extra DNS names or IP addresses for the self-signed certificate (the listen address,
+    /// `localhost`, 127.0.0.1, ::1 and the host name are always in it).
+    #[serde(default)]
+    pub self_signed_names: Vec<String>,
+    /// How often the certificate files are checked for changes. Default 5000 ms.
+    #[serde(default = "default_tls_reload_interval_ms")]
+    pub reload_interval_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            client_ca_file: None,
+            self_signed: false,
+            self_signed_names: Vec::new(),
+            reload_interval_ms: default_tls_reload_interval_ms(),
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Whether the listener speaks TLS.
+    pub fn enabled(&self) -> bool {
+        self.self_signed || self.cert_file.is_some()
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match (&self.cert_file, &self.key_file, self.self_signed) {
+            (Some(_), Some(_), false) | (None, None, _) => {}
+            (_, _, true) => {
+                return Err(
+                    "tls.self_signed: give either self_signed or cert_file/key_file, not both"
+                        .into(),
+                )
+            }
+            (Some(_), None, _) => return Err("tls.key_file: required with tls.cert_file".into()),
+            (None, Some(_), _) => return Err("tls.cert_file: required with tls.key_file".into()),
+        }
+        if self.client_ca_file.is_some() && !self.enabled() {
+            return Err(
+                "tls.client_ca_file: needs TLS (tls.cert_file and tls.key_file, or tls.self_signed)"
+                    .into(),
+            );
+        }
+        if !(100..=3_600_000).contains(&self.reload_interval_ms) {
+            return Err(format!(
+                "tls.reload_interval_ms: {} is out of range (100 to 3600000)",
+                self.reload_interval_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn default_tls_reload_interval_ms() -> u64 {
+    5000
 }
 
 /// `[auth]`: who may call the API (docs/security.md).
@@ -246,6 +328,7 @@ impl Default for HubConfig {
             telemetry: Default::default(),
             auth: AuthConfig::default(),
             environments: Vec::new(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -347,6 +430,7 @@ impl HubConfig {
             ));
         }
         self.telemetry.check().map_err(ConfigError::Invalid)?;
+        self.tls.check().map_err(ConfigError::Invalid)?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, env) in self.environments.iter().enumerate() {
             if !seen.insert(env.name.clone()) {

@@ -35,4 +35,5 @@ pub mod submission;
 pub mod suites;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod workflow;

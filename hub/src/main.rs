@@ -31,6 +31,11 @@ struct ServeArgs {
     /// Write the bound address to this file once listening (for scripts using port 0).
     #[arg(long)]
     addr_file: Option<PathBuf>,
+    /// Serve TLS with a CA and a server certificate created under <data-dir>/tls/ (the CA
+    /// once, the server certificate at every start); prints the CA's path for clients'
+    /// --ca-file.
+    #[arg(long)]
+    tls_self_signed: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -52,6 +57,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
+    if args.tls_self_signed {
+        config.tls.self_signed = true;
+    }
     config.check()?;
     let hub = chaoshub::server::start(config)
         .await
@@ -60,10 +68,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         std::fs::write(path, hub.addr.to_string())?;
     }
     eprintln!(
-        "chaoshub {} listening on http://{}",
+        "chaoshub {} listening on {}",
         env!("CARGO_PKG_VERSION"),
-        hub.addr
+        hub.url()
     );
+    if let Some(ca) = &hub.tls_ca_file {
+        eprintln!(
+            "self-signed TLS: clients trust the CA at {} (chaoshub --ca-file {0}, chaos-agent serve --ca-file {0})",
+            ca.display()
+        );
+    }
     hub.serve_until_signal().await;
     Ok(())
 }

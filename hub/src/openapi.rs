@@ -46,6 +46,10 @@ fn ops() -> Vec<Op> {
         Op { method: "get", path: "/api/v1/agents", id: "listAgents", summary: "chaos-agent daemons that dialled the hub: health (from heartbeats), last heartbeat, labels, addresses, capabilities and kernel mechanisms", query: &[("env", "only agents of this environment")], body: None, ok: ("200", Some("Page_AgentInfo")), errors: &[] },
         Op { method: "get", path: "/api/v1/agents/{env}/{name}", id: "getAgent", summary: "One agent", query: &[], body: None, ok: ("200", Some("AgentInfo")), errors: &[404] },
         Op { method: "get", path: "/api/v1/conformance", id: "getConformance", summary: "The conformance matrix: each adapter's answer (supported, refused with its message, n/a with why) to each kind / action / notable option, derived from the adapters' submission checks, with the effects tests measured on real far sides", query: &[], body: None, ok: ("200", Some("ConformanceMatrix")), errors: &[] },
+        Op { method: "delete", path: "/api/v1/agents/{env}/{name}", id: "removeAgent", summary: "Forget an agent: delete its credential (its name may join again with a join token) and close its stream", query: &[], body: None, ok: ("200", None), errors: &[400, 404] },
+        Op { method: "post", path: "/api/v1/environments/{name}/join-tokens", id: "createJoinToken", summary: "Create a join token for agents of this environment (`chaos-agent serve --join-token-file`); its secret is in this answer only, the hub keeps a hash", query: &[], body: Some("JoinTokenRequest"), ok: ("201", Some("JoinTokenInfo")), errors: &[400, 404] },
+        Op { method: "get", path: "/api/v1/environments/{name}/join-tokens", id: "listJoinTokens", summary: "The environment's join tokens (without secrets): state, expiry, uses", query: &[], body: None, ok: ("200", Some("Page_JoinTokenInfo")), errors: &[404] },
+        Op { method: "delete", path: "/api/v1/environments/{name}/join-tokens/{id}", id: "revokeJoinToken", summary: "Revoke a join token (agents that joined with it keep their credentials)", query: &[], body: None, ok: ("200", Some("JoinTokenInfo")), errors: &[404] },
         Op { method: "get", path: "/api/v1/adapters", id: "listAdapters", summary: "Adapter types with their capability matrices", query: &[], body: None, ok: ("200", Some("Page_AdapterInfo")), errors: &[] },
         Op { method: "get", path: "/api/v1/events", id: "listEvents", summary: "The event log, oldest first", query: &[("experiment", "uid or name"), ("namespace", "namespace for a name lookup"), ("after", "only events with a larger id"), ("since", "RFC 3339 time"), ("limit", "page size (default 500, max 5000)")], body: None, ok: ("200", Some("Page_EventRecord")), errors: &[400, 404] },
         Op { method: "get", path: "/api/v1/events/stream", id: "streamEvents", summary: "Server-Sent Events: backlog after Last-Event-ID (or ?after=), then live events", query: &[("experiment", "uid or name"), ("namespace", "namespace for a name lookup"), ("after", "only events with a larger id"), ("since", "RFC 3339 time")], body: None, ok: ("200", None), errors: &[400, 404] },
@@ -114,6 +118,9 @@ pub fn document() -> Value {
     add!("ConformanceMatrix", chaoshub_schema::api::ConformanceMatrix);
     add!("Page_AgentInfo", Page<AgentInfo>);
     add!("AgentInfo", AgentInfo);
+    add!("JoinTokenRequest", JoinTokenRequest);
+    add!("JoinTokenInfo", JoinTokenInfo);
+    add!("Page_JoinTokenInfo", Page<JoinTokenInfo>);
     add!("Page_EventRecord", Page<EventRecord>);
     add!("HaltStatus", HaltStatus);
     add!("HaltRequest", HaltRequest);

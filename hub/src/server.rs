@@ -1,4 +1,5 @@
-//! Starting and stopping a hub: store, engine, pre-registered environments, HTTP listener.
+//! Starting and stopping a hub: store, engine, pre-registered environments, the listener
+//! (plain HTTP, or TLS with a reloadable certificate: `tls.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,12 +32,18 @@ pub enum StartError {
     Config(String),
     #[error("authentication")]
     Bootstrap(#[from] crate::auth::bootstrap::BootstrapError),
+    #[error("tls")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A hub that is serving; dropping it does not stop it, `shutdown` does.
 pub struct RunningHub {
     pub addr: SocketAddr,
     pub hub: Hub,
+    /// The TLS configuration in service, if the listener speaks TLS.
+    pub tls: Option<Arc<crate::tls::ReloadableTls>>,
+    /// The self-signed CA clients should trust (`tls.self_signed`).
+    pub tls_ca_file: Option<std::path::PathBuf>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     engine: JoinHandle<()>,
@@ -46,7 +53,16 @@ pub struct RunningHub {
 
 impl RunningHub {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Re-reads the TLS certificate files now (SIGHUP does this); the listener stays open.
+    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
     }
 
     /// The bootstrap admin token of this hub's data dir, when it has one (tests and tools on
@@ -73,14 +89,25 @@ impl RunningHub {
     /// never stopped by the signal plumbing of other runtimes in the same process.
     pub async fn serve_until_signal(mut self) {
         let note = self.local_note.take();
-        let server_done = tokio::select! {
-            _ = terminate_signal() => {
-                tracing::info!("signal received, shutting down");
-                false
-            }
-            _ = &mut self.server => {
-                tracing::error!("http server stopped");
-                true
+        let mut hangup = hangup_signal();
+        let terminate = terminate_signal();
+        tokio::pin!(terminate);
+        let server_done = loop {
+            tokio::select! {
+                _ = &mut terminate => {
+                    tracing::info!("signal received, shutting down");
+                    break false;
+                }
+                _ = &mut self.server => {
+                    tracing::error!("http server stopped");
+                    break true;
+                }
+                Some(()) = recv_hangup(&mut hangup) => {
+                    tracing::info!("SIGHUP: reloading the tls certificate");
+                    if let Err(e) = self.reload_tls() {
+                        tracing::error!(error = %e, "tls reload failed; the previous certificate stays in service");
+                    }
+                }
             }
         };
         remove_note(note.as_deref());
@@ -144,6 +171,11 @@ pub async fn start_with_store_and_clock(
         &config.data_dir.join("catalogs"),
         Default::default(),
     );
+    let tls_files = crate::tls::files_of(&config.tls, &config.data_dir, &config.listen)?;
+    let (tls, tls_ca_file) = match tls_files {
+        Some((files, ca)) => (Some(crate::tls::ReloadableTls::new(files)?), ca),
+        None => (None, None),
+    };
     let engine = Engine::with_clock(
         store,
         registry,
@@ -231,30 +263,49 @@ pub async fn start_with_store_and_clock(
             chaoshub_schema::agent::proto::agent_hub_server::AgentHubServer::new(
                 crate::agents::grpc::AgentService {
                     registry: agents.clone(),
+                    admission: crate::agents::join::AgentAdmission::new(engine.store().clone()),
+                    require_client_certificate: tls.is_some()
+                        && config.tls.client_ca_file.is_some(),
                 },
             ),
         );
+    if let Some(tls) = &tls {
+        tokio::spawn(Arc::clone(tls).watch(
+            std::time::Duration::from_millis(config.tls.reload_interval_ms),
+            rx.clone(),
+        ));
+    } else if !addr.ip().is_loopback() {
+        tracing::warn!(
+            %addr,
+            "!!! PLAIN HTTP ON A NON-LOOPBACK ADDRESS: requests, tokens and agent credentials cross the network unencrypted; configure [tls] cert_file/key_file or run `chaoshub serve --tls-self-signed` !!!"
+        );
+    }
     let mut server_rx = rx;
-    let server = tokio::spawn(async move {
-        let stop = async move {
-            let _ = server_rx.changed().await;
-        };
-        // The client's address reaches the auth gate (rate limiting, audit) as ConnectInfo.
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            tracing::error!(error = %e, "http server failed");
-        }
-    });
-    tracing::info!(%addr, "chaoshub listening");
+    let server = match tls.clone() {
+        None => tokio::spawn(async move {
+            let stop = async move {
+                let _ = server_rx.changed().await;
+            };
+            // The client's address reaches the auth gate (rate limiting, audit) as ConnectInfo.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(error = %e, "http server failed");
+            }
+        }),
+        Some(tls) => tokio::spawn(serve_tls(listener, app, tls, server_rx)),
+    };
+    tracing::info!(%addr, tls = tls.is_some(), "chaoshub listening");
     let local_note = admin_token_file
         .as_deref()
         .and_then(|file| crate::auth::bootstrap::publish_local_note(addr, file));
     Ok(RunningHub {
         addr,
         hub,
+        tls,
+        tls_ca_file,
         shutdown,
         server,
         engine: engine_task,
@@ -268,12 +319,120 @@ fn remove_note(note: Option<&std::path::Path>) {
     }
 }
 
+/// How long open connections may finish after shutdown before they are dropped.
+const TLS_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The TLS accept loop: every connection is handshaken with the configuration in service at
+/// that moment (so a reload applies to new connections without closing the listener), then
+/// served as HTTP/1.1 or HTTP/2 (ALPN), with the client's verified certificate, if any, and its
+/// address in the request's extensions.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Arc<crate::tls::ReloadableTls>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tower::ServiceExt;
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+        let app = app.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                acceptor.accept(stream),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "tls handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%remote, "tls handshake timed out");
+                    return;
+                }
+            };
+            let peer = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| crate::tls::PeerCertificate(c.clone().into_owned()));
+            let service = app.map_request(move |mut req: axum::http::Request<_>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(remote));
+                if let Some(peer) = &peer {
+                    req.extensions_mut().insert(peer.clone());
+                }
+                req
+            });
+            let service = hyper_util::service::TowerToHyperService::new(service);
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%remote, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(TLS_SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::info!("open connections did not finish in time; dropping them");
+    }
+}
+
 /// Exports what telemetry has queued and stops exporting.
 async fn flush_telemetry(hub: &Hub) {
     let telemetry = hub.engine.telemetry().clone();
     if telemetry.is_exporting() {
         let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     }
+}
+
+#[cfg(unix)]
+fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+}
+
+#[cfg(not(unix))]
+fn hangup_signal() -> Option<()> {
+    None
+}
+
+#[cfg(unix)]
+async fn recv_hangup(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn recv_hangup(_: &mut Option<()>) -> Option<()> {
+    std::future::pending().await
 }
 
 async fn terminate_signal() {

@@ -19,6 +19,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::daemon::{self, ServeConfig};
 use crate::injectors::InjectorOptions;
+use crate::local_api::LocalApi;
+use crate::local_api::RestListen;
+use hyper::Method;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -89,11 +92,35 @@ pub struct OutputArgs {
     pub output: Output,
 }
 
+/// A dangerous fault family an agent runs only when started with `--allow NAME`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Allow {
+    /// `user_defined`: arbitrary attack / recover commands.
+    UserDefined,
+    /// Host reboot and shutdown.
+    HostPower,
+    /// Host-wide clock skew.
+    Clock,
+}
+
+/// The opt-ins from `--allow` and the older flags.
+fn injector_options(allow: &[Allow], clock_skew: bool, host_power: bool) -> InjectorOptions {
+    InjectorOptions {
+        allow_clock_skew: clock_skew || allow.contains(&Allow::Clock),
+        allow_host_power: host_power || allow.contains(&Allow::HostPower),
+        allow_user_defined: allow.contains(&Allow::UserDefined),
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// The local daemon's REST API.
-    #[arg(long, env = "CHAOS_AGENT_URL", default_value = "http://127.0.0.1:9797")]
-    pub agent: String,
+    /// The local daemon's REST API: unix:///path/agent.sock, or http://127.0.0.1:PORT for a
+    /// daemon started with --rest-listen. Default: the Unix socket in --state-dir.
+    #[arg(long, env = "CHAOS_AGENT_URL")]
+    pub agent: Option<String>,
+    /// The daemon's state directory (its socket, and its REST token for --rest-listen).
+    #[arg(long, default_value = "/var/lib/chaos-agent")]
+    pub state_dir: PathBuf,
     #[command(flatten)]
     pub out: OutputArgs,
 }
@@ -113,16 +140,42 @@ pub struct ServeArgs {
     /// The agent's name (unique in its environment); default: the host name.
     #[arg(long)]
     pub name: Option<String>,
-    /// Where the journal lives.
+    /// Where the journal, the hub credential and the REST socket live.
     #[arg(long, default_value = "/var/lib/chaos-agent")]
     pub state_dir: PathBuf,
-    /// The local REST API's address (loopback by default).
-    #[arg(long, default_value = "127.0.0.1:9797")]
-    pub listen: SocketAddr,
-    /// Allow host-wide clock skew faults (they change the whole host's wall clock).
+    /// A file holding a join token for --env (`chaoshub env join-token ENV`), presented on the
+    /// first connection; the hub then issues this agent its own credential, kept in
+    /// <state-dir>/hub-credential.json (mode 0600) and used from then on.
+    #[arg(long, env = "CHAOS_AGENT_JOIN_TOKEN_FILE")]
+    pub join_token_file: Option<PathBuf>,
+    /// CA certificate (PEM) that signed the hub's TLS certificate, for an https:// hub URL
+    /// (e.g. the one `chaoshub serve --tls-self-signed` prints). Default: the system's roots.
+    #[arg(long, env = "CHAOS_AGENT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a hub that requires one from agents
+    /// (its `tls.client_ca_file`); with --tls-key-file.
+    #[arg(long, requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// The local REST API's Unix socket (mode 0600). Default: <state-dir>/agent.sock.
+    #[arg(long)]
+    pub rest_socket: Option<PathBuf>,
+    /// Serve the local REST API on this loopback TCP address instead of the Unix socket;
+    /// every request but /healthz then needs the bearer token written to
+    /// <state-dir>/rest.token (the chaos-agent CLI reads it).
+    #[arg(long = "rest-listen", visible_alias = "listen")]
+    pub rest_listen: Option<SocketAddr>,
+    /// Allow a dangerous fault family (repeatable): user-defined (arbitrary commands),
+    /// host-power (reboot, shutdown), clock (host-wide clock skew). Reported to the hub, which
+    /// refuses such faults for agents without it.
+    #[arg(long = "allow", value_enum)]
+    pub allow: Vec<Allow>,
+    /// Alias of --allow clock.
     #[arg(long)]
     pub allow_clock_skew: bool,
-    /// Allow host reboot / shutdown faults.
+    /// Alias of --allow host-power.
     #[arg(long)]
     pub allow_host_power: bool,
 }
@@ -135,8 +188,6 @@ pub struct RecoverArgs {
     /// still lists.
     #[arg(long)]
     pub all: bool,
-    #[arg(long, default_value = "/var/lib/chaos-agent")]
-    pub state_dir: PathBuf,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -159,24 +210,25 @@ pub struct AttackArgs {
     /// then remove it — no daemon needed.
     #[arg(long, global = true)]
     pub foreground: bool,
-    /// Journal directory for --foreground.
+    /// The daemon's state directory (its socket and REST token), or the journal directory
+    /// for --foreground.
     #[arg(long, global = true, default_value = "/var/lib/chaos-agent")]
     pub state_dir: PathBuf,
-    /// The local daemon's REST API.
-    #[arg(
-        long,
-        global = true,
-        env = "CHAOS_AGENT_URL",
-        default_value = "http://127.0.0.1:9797"
-    )]
-    pub agent: String,
+    /// The local daemon's REST API: unix:///path/agent.sock or http://127.0.0.1:PORT.
+    /// Default: the Unix socket in --state-dir.
+    #[arg(long, global = true, env = "CHAOS_AGENT_URL")]
+    pub agent: Option<String>,
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
-    /// Allow clock skew (with --foreground).
+    /// Allow a dangerous fault family with --foreground (repeatable): user-defined,
+    /// host-power, clock.
+    #[arg(long = "allow", global = true, value_enum)]
+    pub allow: Vec<Allow>,
+    /// Alias of --allow clock.
     #[arg(long, global = true)]
     pub allow_clock_skew: bool,
-    /// Allow reboot / shutdown (with --foreground).
+    /// Alias of --allow host-power.
     #[arg(long, global = true)]
     pub allow_host_power: bool,
 }
@@ -198,18 +250,18 @@ pub enum FaultCommand {
     Disk(DiskArgs),
     /// File faults.
     File(FileArgs),
-    /// Host-wide clock skew (needs --allow-clock-skew on the daemon).
+    /// Host-wide clock skew (needs --allow clock on the daemon).
     Clock {
         /// Offset, e.g. -10s or 5m.
         #[arg(long, allow_hyphen_values = true)]
         offset: String,
     },
-    /// Reboot or shut the host down (needs --allow-host-power on the daemon).
+    /// Reboot or shut the host down (needs --allow host-power on the daemon).
     Host {
         #[arg(value_enum)]
         action: HostAction,
     },
-    /// Your own attack and recover commands.
+    /// Your own attack and recover commands (needs --allow user-defined on the daemon).
     UserDefined {
         #[arg(long)]
         attack_cmd: String,
@@ -616,31 +668,26 @@ pub struct CliError {
     pub message: String,
 }
 
-fn unreachable_daemon(url: &str, e: &reqwest::Error) -> anyhow::Error {
+fn unreachable_daemon(api: &LocalApi, e: &anyhow::Error) -> anyhow::Error {
     anyhow::Error::new(CliError {
         code: 3,
         message: format!(
-            "no chaos-agent daemon answers at {url} ({e}); start one with `chaos-agent serve`, or add --foreground to run this fault on its own"
+            "no chaos-agent daemon answers at {} ({e:#}); start one with `chaos-agent serve` (or point --agent / --state-dir at it), or add --foreground to run this fault on its own",
+            api.describe()
         ),
     })
 }
 
 async fn http_json(
-    method: reqwest::Method,
-    url: &str,
-    base: &str,
+    api: &LocalApi,
+    method: Method,
+    path: &str,
     body: Option<serde_json::Value>,
 ) -> anyhow::Result<Option<serde_json::Value>> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let mut req = client.request(method, url);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.map_err(|e| unreachable_daemon(base, &e))?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
+    let (status, text) = api
+        .request(method, path, body.as_ref())
+        .await
+        .map_err(|e| unreachable_daemon(api, &e))?;
     if !status.is_success() {
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
@@ -687,6 +734,56 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .name
                 .clone()
                 .unwrap_or_else(daemon::capabilities::hostname);
+            let usage = |message: String| anyhow::Error::new(CliError { code: 2, message });
+            let join_token = match &args.join_token_file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path)
+                        .map_err(|e| usage(format!("--join-token-file {}: {e}", path.display())))?;
+                    let token = text.trim().to_string();
+                    if token.is_empty() {
+                        return Err(usage(format!(
+                            "--join-token-file {}: the file is empty",
+                            path.display()
+                        )));
+                    }
+                    Some(token)
+                }
+                None => None,
+            };
+            let ca_pem = match &args.ca_file {
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .map_err(|e| usage(format!("--ca-file {}: {e}", path.display())))?,
+                ),
+                None => None,
+            };
+            let client_identity = match (&args.tls_cert_file, &args.tls_key_file) {
+                (Some(cert), Some(key)) => {
+                    let read = |p: &PathBuf, flag: &str| {
+                        std::fs::read(p).map_err(|e| usage(format!("{flag} {}: {e}", p.display())))
+                    };
+                    Some((read(cert, "--tls-cert-file")?, read(key, "--tls-key-file")?))
+                }
+                _ => None,
+            };
+            if let Some(hub) = &args.hub {
+                // Checked here so a bad URL or CA file is a usage error, not a retry loop.
+                daemon::hub_link::endpoint(hub, ca_pem.as_deref(), client_identity.as_ref())
+                    .map_err(|e| usage(format!("--hub: {e}")))?;
+            }
+            let rest = match (args.rest_listen, args.rest_socket) {
+                (Some(_), Some(_)) => {
+                    return Err(usage(
+                        "give --rest-listen or --rest-socket, not both".into(),
+                    ))
+                }
+                (Some(addr), None) => RestListen::Tcp(addr),
+                (None, Some(path)) => RestListen::Unix(path),
+                (None, None) => {
+                    RestListen::Unix(args.state_dir.join(crate::local_api::SOCKET_FILE))
+                }
+            };
+            let (listen, state) = (rest.clone(), args.state_dir.clone());
             daemon::serve(
                 ServeConfig {
                     hub: args.hub,
@@ -694,20 +791,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     environment: args.environment,
                     labels: args.labels.into_iter().collect::<BTreeMap<_, _>>(),
                     state_dir: args.state_dir,
-                    listen: args.listen,
-                    options: InjectorOptions {
-                        allow_clock_skew: args.allow_clock_skew,
-                        allow_host_power: args.allow_host_power,
-                    },
+                    rest,
+                    join_token,
+                    ca_pem,
+                    client_identity,
+                    options: injector_options(
+                        &args.allow,
+                        args.allow_clock_skew,
+                        args.allow_host_power,
+                    ),
                 },
-                crate::rest::router,
+                move |d, s| crate::rest::serve(listen, state, d, s),
             )
             .await
         }
         Command::Attack(args) => attack(args).await,
         Command::List(c) => {
-            let url = format!("{}/api/v1/faults", c.agent.trim_end_matches('/'));
-            let v = http_json(reqwest::Method::GET, &url, &c.agent, None)
+            let api = LocalApi::resolve(c.agent.as_deref(), &c.state_dir)?;
+            let v = http_json(&api, Method::GET, "/api/v1/faults", None)
                 .await?
                 .unwrap_or_default();
             let items: Vec<AgentFaultStatus> =
@@ -795,20 +896,15 @@ async fn attack(args: AttackArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("local-{}", uuid::Uuid::new_v4()));
     if !args.foreground {
-        let base = args.agent.trim_end_matches('/');
+        let api = LocalApi::resolve(args.agent.as_deref(), &args.state_dir)?;
         let body = serde_json::json!({
             "id": id,
             "fault": fault,
             "durationMs": duration.as_millis() as u64,
         });
-        let v = http_json(
-            reqwest::Method::POST,
-            &format!("{base}/api/v1/faults"),
-            base,
-            Some(body),
-        )
-        .await?
-        .ok_or_else(|| anyhow!("the daemon answered with an empty body"))?;
+        let v = http_json(&api, Method::POST, "/api/v1/faults", Some(body))
+            .await?
+            .ok_or_else(|| anyhow!("the daemon answered with an empty body"))?;
         let status: AgentFaultStatus = serde_json::from_value(v)?;
         print_status(&status, args.output);
         return Ok(());
@@ -823,10 +919,7 @@ async fn foreground(
     fault: AgentFault,
     duration: Duration,
 ) -> anyhow::Result<()> {
-    let options = InjectorOptions {
-        allow_clock_skew: args.allow_clock_skew,
-        allow_host_power: args.allow_host_power,
-    };
+    let options = injector_options(&args.allow, args.allow_clock_skew, args.allow_host_power);
     let state_dir = args.state_dir.clone();
     let (table, _) = tokio::task::spawn_blocking(move || daemon::open_table(&state_dir, &options))
         .await?
@@ -885,28 +978,16 @@ async fn foreground(
 }
 
 async fn recover(r: RecoverArgs) -> anyhow::Result<()> {
-    let base = r.client.agent.trim_end_matches('/').to_string();
+    let api = LocalApi::resolve(r.client.agent.as_deref(), &r.client.state_dir)?;
     match (&r.id, r.all) {
         (Some(id), false) => {
-            http_json(
-                reqwest::Method::DELETE,
-                &format!("{base}/api/v1/faults/{id}"),
-                &base,
-                None,
-            )
-            .await?;
+            http_json(&api, Method::DELETE, &format!("/api/v1/faults/{id}"), None).await?;
             println!("{id} removed");
             Ok(())
         }
         (None, true) => {
             // A running daemon removes its own faults; without one, the journal is the truth.
-            let listed = http_json(
-                reqwest::Method::GET,
-                &format!("{base}/api/v1/faults"),
-                &base,
-                None,
-            )
-            .await;
+            let listed = http_json(&api, Method::GET, "/api/v1/faults", None).await;
             match listed {
                 Ok(v) => {
                     let items: Vec<AgentFaultStatus> = v
@@ -914,9 +995,9 @@ async fn recover(r: RecoverArgs) -> anyhow::Result<()> {
                         .unwrap_or_default();
                     for s in items {
                         http_json(
-                            reqwest::Method::DELETE,
-                            &format!("{base}/api/v1/faults/{}", s.id),
-                            &base,
+                            &api,
+                            Method::DELETE,
+                            &format!("/api/v1/faults/{}", s.id),
                             None,
                         )
                         .await?;
@@ -925,7 +1006,7 @@ async fn recover(r: RecoverArgs) -> anyhow::Result<()> {
                     Ok(())
                 }
                 Err(_) => {
-                    let state_dir = r.state_dir.clone();
+                    let state_dir = r.client.state_dir.clone();
                     let options = InjectorOptions::default();
                     // Opening the table replays (and so removes) whatever the journal lists.
                     let (table, _) = tokio::task::spawn_blocking(move || {
@@ -934,8 +1015,9 @@ async fn recover(r: RecoverArgs) -> anyhow::Result<()> {
                     .await??;
                     drop(table);
                     println!(
-                        "no daemon at {base}; removed what the journal in {} listed",
-                        r.state_dir.display()
+                        "no daemon at {}; removed what the journal in {} listed",
+                        api.describe(),
+                        r.client.state_dir.display()
                     );
                     Ok(())
                 }

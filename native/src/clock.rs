@@ -4,7 +4,7 @@
 //! Chaos Mesh's TimeChaos does) or a time namespace (which offsets only the monotonic and boot
 //! clocks, not the wall clock). So the only skew this agent offers is host-wide: it needs
 //! `CAP_SYS_TIME` and moves the time of *every* process on the host, so it is refused unless the
-//! agent was started with `--allow-clock-skew` (the `allow_host_clock` constructor argument).
+//! agent was started with `--allow clock` (the `allow_host_clock` constructor argument).
 //!
 //! The plan records the wall time and the boot time (`CLOCK_BOOTTIME`, which setting the wall
 //! clock does not move) when it was made. From those two, the true time at any later instant is
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::inject::{Applied, InjectError, Injector, Plan};
 
 /// The flag that allows host-wide clock skew, named in refusals.
-pub const ALLOW_CLOCK_FLAG: &str = "--allow-clock-skew";
+pub const ALLOW_CLOCK_FLAG: &str = "--allow clock";
 
 /// Reads and sets the host's clocks. Nanoseconds since the Unix epoch (wall) and since boot.
 pub trait HostClock: Send + Sync {

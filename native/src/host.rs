@@ -1,5 +1,5 @@
 //! Host power faults: reboot and shutdown, refused unless the agent was started with
-//! `--allow-host-power` (the `allow_host_power` constructor argument).
+//! `--allow host-power` (the `allow_host_power` constructor argument).
 //!
 //! The power call sits behind [`PowerControl`]; the real one asks the init system
 //! (`systemctl reboot` / `systemctl poweroff`, else `reboot` / `poweroff`) so services stop
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::inject::{Applied, InjectError, Injector, Plan};
 
 /// The flag that allows host power faults, named in refusals.
-pub const ALLOW_POWER_FLAG: &str = "--allow-host-power";
+pub const ALLOW_POWER_FLAG: &str = "--allow host-power";
 
 /// Default delay between `apply` and the power call.
 pub const DEFAULT_POWER_DELAY: Duration = Duration::from_secs(2);

@@ -14,10 +14,12 @@ use crate::user_defined::UserDefinedInjector;
 /// How the agent was started, as far as host faults care.
 #[derive(Debug, Clone, Default)]
 pub struct HostInjectorOptions {
-    /// `--allow-clock-skew`: allow moving the host's wall clock.
+    /// `--allow clock`: allow moving the host's wall clock.
     pub allow_host_clock: bool,
-    /// `--allow-host-power`: allow reboot and shutdown.
+    /// `--allow host-power`: allow reboot and shutdown.
     pub allow_host_power: bool,
+    /// `--allow user-defined`: allow running user-supplied commands.
+    pub allow_user_defined: bool,
     /// The agent's state directory; stress-ng's logs and temporary files go under
     /// `<state_dir>/stress`.
     pub state_dir: PathBuf,
@@ -37,6 +39,9 @@ pub fn host_injectors(opts: HostInjectorOptions) -> Vec<Box<dyn Injector>> {
         Box::new(FileInjector::new()),
         Box::new(ClockInjector::new(opts.allow_host_clock)),
         Box::new(HostPowerInjector::new(opts.allow_host_power)),
-        Box::new(UserDefinedInjector::default()),
+        Box::new(UserDefinedInjector::new(
+            opts.allow_user_defined,
+            crate::user_defined::DEFAULT_COMMAND_TIMEOUT,
+        )),
     ]
 }

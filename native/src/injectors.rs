@@ -8,13 +8,31 @@ use crate::host_injectors::{host_injectors, HostInjectorOptions};
 use crate::inject::Injector;
 use crate::network::NetworkInjector;
 
-/// The opt-ins the agent was started with.
+/// The opt-ins the agent was started with (`--allow user-defined|host-power|clock`; the older
+/// `--allow-clock-skew` and `--allow-host-power` flags are aliases).
 #[derive(Debug, Clone, Default)]
 pub struct InjectorOptions {
-    /// `--allow-clock-skew`: host-wide clock skew faults.
+    /// `--allow clock`: host-wide clock skew faults.
     pub allow_clock_skew: bool,
-    /// `--allow-host-power`: reboot / shutdown faults.
+    /// `--allow host-power`: reboot / shutdown faults.
     pub allow_host_power: bool,
+    /// `--allow user-defined`: arbitrary attack / recover commands.
+    pub allow_user_defined: bool,
+}
+
+impl InjectorOptions {
+    /// The opt-ins by the names `--allow` takes, as reported to the hub.
+    pub fn allowed(&self) -> Vec<String> {
+        [
+            (self.allow_user_defined, "user-defined"),
+            (self.allow_host_power, "host-power"),
+            (self.allow_clock_skew, "clock"),
+        ]
+        .into_iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| name.to_string())
+        .collect()
+    }
 }
 
 /// Probes the kernel (in a scratch network namespace) for the network mechanisms.
@@ -32,6 +50,7 @@ pub fn all(
     out.extend(host_injectors(HostInjectorOptions {
         allow_host_clock: options.allow_clock_skew,
         allow_host_power: options.allow_host_power,
+        allow_user_defined: options.allow_user_defined,
         state_dir: state_dir.to_path_buf(),
         prefer_stress_ng: mechanisms.stress_ng,
     }));

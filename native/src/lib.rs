@@ -3,10 +3,12 @@
 //! Code map: `inject` (the injector contract: plan → journal → apply → verify → remove), one
 //! module per fault family (`network`, `stress`, `process`, `disk`, `file`, `clock`, `host`,
 //! `user_defined`), `journal` (faults recorded before they are applied; replayed at start),
-//! `daemon` (the fault table, leases, the hub connection), `rest` (the local REST API), `cli`,
+//! `daemon` (the fault table, leases, the hub connection with its credential), `rest` (the
+//! local REST API, a Unix socket by default), `local_api` (the CLI's client of it), `cli`,
 //! `watchdog` (a timed revert over HTTP, for the Docker adapter's engine-side deadlines).
 //! Architecture invariant: the agent never needs an inbound port to work with the hub — it dials
-//! the hub; its local REST API listens on loopback only by default.
+//! the hub; its local REST API is a Unix socket (mode 0600) by default, loopback TCP with a
+//! bearer token otherwise.
 
 pub mod cli;
 pub mod clock;
@@ -18,6 +20,7 @@ pub mod host_injectors;
 pub mod inject;
 pub mod injectors;
 pub mod journal;
+pub mod local_api;
 pub mod metrics;
 pub mod network;
 pub mod node_metrics;

@@ -1,11 +1,15 @@
-//! The agent's local REST API (loopback by default): the same operations as the CLI, plus
-//! `/metrics` (node and fault metrics) and `/healthz`.
+//! The agent's local REST API: the same operations as the CLI, plus `/metrics` (node and fault
+//! metrics) and `/healthz`. Whoever reaches it can inject faults as the agent's user, so it is
+//! a Unix socket of mode 0600 by default (only that user, usually root, can connect), or, with
+//! `--rest-listen`, a loopback TCP port where every request but `/healthz` needs the bearer
+//! token the daemon writes to `<state-dir>/rest.token` (mode 0600) at start.
 //!
 //! - `GET  /api/v1/status` — identity, hub link, mechanisms, fault count
 //! - `GET  /api/v1/faults` — every fault in force (read back now)
 //! - `POST /api/v1/faults` — `{"id"?: str, "fault": AgentFault, "durationMs": u64}` → 201
 //! - `GET  /api/v1/faults/{id}`, `DELETE /api/v1/faults/{id}`
 
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
@@ -20,6 +24,9 @@ use serde_json::json;
 
 use crate::daemon::faults::FaultError;
 use crate::daemon::Daemon;
+use crate::local_api::TOKEN_FILE;
+
+pub use crate::local_api::{write_private, RestListen};
 
 /// The longest fault the local API accepts without a hub (a guardrail against typos).
 pub const MAX_LOCAL_DURATION_MS: u64 = 24 * 3600 * 1000;
@@ -54,6 +61,112 @@ impl From<FaultError> for ApiError {
     }
 }
 
+/// Binds the listener and serves until `shutdown` fires. Refuses a non-loopback TCP address.
+pub async fn serve(
+    listen: RestListen,
+    state_dir: PathBuf,
+    daemon: Arc<Daemon>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let stop = async move {
+        let _ = shutdown.changed().await;
+    };
+    match listen {
+        RestListen::Unix(path) => {
+            let listener = bind_unix(&path)?;
+            tracing::info!(socket = %path.display(), "local REST API on a Unix socket (mode 0600)");
+            let app = router(daemon);
+            Ok(tokio::spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await;
+                let _ = std::fs::remove_file(&path);
+                served
+            }))
+        }
+        RestListen::Tcp(addr) => {
+            if !addr.ip().is_loopback() {
+                anyhow::bail!(
+                    "--rest-listen {addr}: the local REST API listens on loopback only (127.0.0.1 or ::1); it runs faults as this agent's user"
+                );
+            }
+            let token = crate::local_api::new_token();
+            write_private(&state_dir.join(TOKEN_FILE), token.as_bytes())?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+            tracing::info!(listen = %listener.local_addr()?, token_file = %state_dir.join(TOKEN_FILE).display(), "local REST API on loopback TCP (bearer token required)");
+            let app = router(daemon).layer(axum::middleware::from_fn_with_state(
+                Arc::new(token),
+                require_token,
+            ));
+            Ok(tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }))
+        }
+    }
+}
+
+/// Binds a Unix socket that only this user can connect to. A stale socket of a previous run is
+/// replaced; any other file at the path is an error.
+fn bind_unix(path: &FsPath) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path)
+            .map_err(|e| anyhow::anyhow!("cannot remove the old socket {}: {e}", path.display()))?,
+        Ok(_) => anyhow::bail!(
+            "{} exists and is not a socket; remove it or choose --rest-socket",
+            path.display()
+        ),
+        Err(_) => {}
+    }
+    // The umask makes the socket 0600 from its creation: no window where others may connect.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = tokio::net::UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener =
+        bound.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+async fn require_token(
+    State(token): State<Arc<String>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = presented.len() == token.len()
+        && presented
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        return next.run(request).await;
+    }
+    ApiError(
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        format!("send Authorization: Bearer <the token in <state-dir>/{TOKEN_FILE}>"),
+    )
+    .into_response()
+}
+
 pub fn router(daemon: Arc<Daemon>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -74,6 +187,7 @@ async fn status(State(d): State<Arc<Daemon>>) -> Json<serde_json::Value> {
         "hub": link,
         "mechanisms": d.table.mechanisms(),
         "capabilities": d.identity.capabilities,
+        "allowed": d.identity.allowed,
         "faults": d.table.len(),
     }))
 }

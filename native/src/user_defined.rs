@@ -119,22 +119,22 @@ struct UserDefinedUndo {
     timeout_ms: u64,
 }
 
+/// The flag that allows user-defined faults, named in refusals.
+pub const ALLOW_USER_DEFINED_FLAG: &str = "--allow user-defined";
+
 /// The `user-defined` injector.
 #[derive(Debug)]
 pub struct UserDefinedInjector {
+    allowed: bool,
     timeout: Duration,
 }
 
-impl Default for UserDefinedInjector {
-    fn default() -> Self {
-        UserDefinedInjector::new(DEFAULT_COMMAND_TIMEOUT)
-    }
-}
-
 impl UserDefinedInjector {
-    /// `timeout` bounds each attack and recover command.
-    pub fn new(timeout: Duration) -> Self {
-        UserDefinedInjector { timeout }
+    /// Refuses every fault unless `allowed` (`--allow user-defined`: these are arbitrary
+    /// commands run as the agent's user, usually root). `timeout` bounds each attack and
+    /// recover command.
+    pub fn new(allowed: bool, timeout: Duration) -> Self {
+        UserDefinedInjector { allowed, timeout }
     }
 }
 
@@ -147,6 +147,15 @@ impl Injector for UserDefinedInjector {
         let AgentFault::UserDefined(fault) = fault else {
             return Err(InjectError::Invalid("not a user-defined fault".to_string()));
         };
+        if !self.allowed {
+            return Err(InjectError::Unsupported {
+                feature: ALLOW_USER_DEFINED_FLAG.to_string(),
+                message: format!(
+                    "user-defined faults run arbitrary commands on this host; start the agent \
+                     with {ALLOW_USER_DEFINED_FLAG} to allow them"
+                ),
+            });
+        }
         if fault.attack_cmd.trim().is_empty() {
             return Err(InjectError::Invalid(
                 "user-defined fault: attackCmd is empty".to_string(),

@@ -23,7 +23,9 @@ use chaos_agent::host_injectors::{host_injectors, HostInjectorOptions};
 use chaos_agent::inject::{short_id, Applied, InjectError, Injector, Plan};
 use chaos_agent::process::ProcessInjector;
 use chaos_agent::stress::{StressInjector, StressUndo, MECHANISM_STRESS_NG, MECHANISM_THREADS};
-use chaos_agent::user_defined::UserDefinedInjector;
+use chaos_agent::user_defined::{
+    UserDefinedInjector, ALLOW_USER_DEFINED_FLAG, DEFAULT_COMMAND_TIMEOUT,
+};
 use chaoshub_schema::agent::{
     AgentFault, ClockFault, CpuStress, DiskAction, DiskFault, FileAction, FileFault,
     HostPowerAction, HostPowerFault, MemoryStress, ProcessAction, ProcessFault, StressFault,
@@ -1038,7 +1040,7 @@ mod clock {
             InjectError::Unsupported { feature, .. } => assert_eq!(feature, ALLOW_CLOCK_FLAG),
             other => panic!("expected Unsupported, got {other:?}"),
         }
-        assert!(err.to_string().contains("--allow-clock-skew"));
+        assert!(err.to_string().contains("--allow clock"));
         // The real-clock constructor refuses the same way (and never touches the clock).
         assert!(ClockInjector::new(false)
             .plan("c", &AgentFault::Clock(ClockFault { offset_ms: 1 }))
@@ -1109,7 +1111,7 @@ mod host_power {
         let err = HostPowerInjector::new(false)
             .plan("h", &fault(HostPowerAction::Reboot))
             .unwrap_err();
-        assert!(err.to_string().contains("--allow-host-power"));
+        assert!(err.to_string().contains("--allow host-power"));
         assert!(fake.calls.lock().unwrap().is_empty());
     }
 
@@ -1151,7 +1153,7 @@ mod user_defined {
             attack_cmd: format!("echo attacked > {d}/attack.txt"),
             recover_cmd: format!("rm {d}/attack.txt && touch {d}/recovered.txt"),
         });
-        let injector = UserDefinedInjector::default();
+        let injector = UserDefinedInjector::new(true, DEFAULT_COMMAND_TIMEOUT);
         let plan = injector.plan("ud", &f).unwrap();
         injector.apply(&plan, &f).unwrap();
         assert!(injector.verify(&plan).unwrap());
@@ -1160,16 +1162,39 @@ mod user_defined {
             "attacked\n"
         );
         // The recover command comes from the plan alone.
-        UserDefinedInjector::default()
+        UserDefinedInjector::new(true, DEFAULT_COMMAND_TIMEOUT)
             .remove(&journalled(&plan, &Applied::nothing_running()))
             .unwrap();
         assert!(!dir.path().join("attack.txt").exists());
         assert!(dir.path().join("recovered.txt").exists());
     }
 
+    /// Without `--allow user-defined` nothing runs: the plan is refused naming the flag, and
+    /// the attack command's file never appears.
+    #[test]
+    fn refused_without_the_opt_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("attack.txt");
+        let f = AgentFault::UserDefined(UserDefinedFault {
+            attack_cmd: format!("touch {}", marker.display()),
+            recover_cmd: String::new(),
+        });
+        let err = UserDefinedInjector::new(false, DEFAULT_COMMAND_TIMEOUT)
+            .plan("ud", &f)
+            .unwrap_err();
+        match &err {
+            InjectError::Unsupported { feature, .. } => {
+                assert_eq!(feature, ALLOW_USER_DEFINED_FLAG)
+            }
+            other => panic!("expected Unsupported, got {other:?}"),
+        }
+        assert!(err.to_string().contains("--allow user-defined"), "{err}");
+        assert!(!marker.exists());
+    }
+
     #[test]
     fn failures_carry_output_and_timeouts_are_enforced() {
-        let injector = UserDefinedInjector::new(Duration::from_millis(500));
+        let injector = UserDefinedInjector::new(true, Duration::from_millis(500));
         let f = AgentFault::UserDefined(UserDefinedFault {
             attack_cmd: "echo some-output; echo boom >&2; exit 4".to_string(),
             recover_cmd: String::new(),
@@ -1205,6 +1230,7 @@ fn host_injectors_cover_every_non_network_family_once() {
     let injectors = host_injectors(HostInjectorOptions {
         allow_host_clock: false,
         allow_host_power: false,
+        allow_user_defined: false,
         state_dir: state.path().to_path_buf(),
         prefer_stress_ng: false,
     });

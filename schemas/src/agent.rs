@@ -18,7 +18,7 @@ pub enum AgentFault {
     Disk(DiskFault),
     File(FileFault),
     Clock(ClockFault),
-    /// Host reboot / shutdown: refused unless the agent was started with `--allow-host-power`.
+    /// Host reboot / shutdown: refused unless the agent was started with `--allow host-power`.
     HostPower(HostPowerFault),
     /// User-defined attack and recover commands (run with `sh -c`).
     UserDefined(UserDefinedFault),

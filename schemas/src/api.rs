@@ -379,8 +379,41 @@ pub struct AgentInfo {
     pub active_faults: u32,
     /// `Kind/action` pairs the agent can run.
     pub capabilities: Vec<String>,
+    /// Dangerous fault families the agent was started to allow (`--allow user-defined`,
+    /// `host-power`, `clock`).
+    #[serde(default)]
+    pub allowed: Vec<String>,
     /// Kernel mechanisms the agent measured at start.
     pub mechanisms: crate::agent::KernelMechanisms,
+}
+
+/// `POST /api/v1/environments/{name}/join-tokens`: how long the token is valid.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JoinTokenRequest {
+    /// A duration (`30m`, `24h`, `7d`) or `never`. Default 24h.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+/// A join token as listed: its secret is shown only once, when it is created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinTokenInfo {
+    /// Public id, used to revoke it.
+    pub id: String,
+    pub environment: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+    /// How many agents joined with it.
+    pub uses: u64,
+    /// `valid`, `expired` or `revoked`.
+    pub state: String,
+    /// The secret (`chj_…`), present only in the answer that created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// An adapter type as `GET /api/v1/adapters` lists it.

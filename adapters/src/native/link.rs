@@ -22,6 +22,8 @@ pub struct AgentSummary {
     pub version: String,
     /// `Kind/action` pairs it can run.
     pub capabilities: Vec<String>,
+    /// The opt-ins it was started with (`user-defined`, `host-power`, `clock`).
+    pub allowed: Vec<String>,
     pub mechanisms: KernelMechanisms,
     /// Connected and heartbeating on time.
     pub healthy: bool,

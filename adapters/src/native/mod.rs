@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chaoshub_schema::agent::AgentFault;
 use chaoshub_schema::api::Capability;
 use chaoshub_schema::{Spec, Target, ValidationErrors};
 use chrono::Utc;
@@ -79,6 +80,35 @@ impl NativeAdapter {
             .flat_map(|a| a.addresses.into_iter().map(|ip| host_cidr(&ip)))
             .collect()
     }
+}
+
+/// The agent opt-in a fault needs (`chaos-agent serve --allow NAME`), if any.
+fn opt_in_of(fault: &AgentFault) -> Option<&'static str> {
+    match fault {
+        AgentFault::UserDefined(_) => Some("user-defined"),
+        AgentFault::Clock(_) => Some("clock"),
+        AgentFault::HostPower(_) => Some("host-power"),
+        _ => None,
+    }
+}
+
+/// Capabilities an agent offers only when started with an opt-in: listed for the environment
+/// whatever its agents say, so that a submission reaches `check_fault`, which names the agents
+/// that lack the opt-in instead of a generic "not supported".
+const OPT_IN_CAPABILITIES: [(&str, &str); 2] = [
+    ("PhysicalMachineChaos", "user_defined"),
+    ("PhysicalMachineChaos", "clock"),
+];
+
+/// Whether an agent is one the fault's selector can pick (explicit names, label equality).
+fn may_select(selector: &chaoshub_schema::selector::TargetSelector, a: &AgentSummary) -> bool {
+    if !selector.names.is_empty() {
+        return selector.names.values().flatten().any(|n| n == &a.name);
+    }
+    selector
+        .label_selectors
+        .iter()
+        .all(|(k, v)| a.labels.get(k) == Some(v))
 }
 
 fn host_cidr(ip: &str) -> String {
@@ -263,6 +293,7 @@ impl Adapter for NativeAdapter {
         let offered: std::collections::BTreeSet<String> = agents
             .iter()
             .flat_map(|a| a.capabilities.iter().cloned())
+            .chain(OPT_IN_CAPABILITIES.iter().map(|(k, a)| format!("{k}/{a}")))
             .collect();
         Ok(self
             .capabilities()
@@ -280,13 +311,47 @@ impl Adapter for NativeAdapter {
             .collect())
     }
 
-    fn check_fault(&self, _env: &Environment, fault: &FaultRequest) -> Result<(), AdapterError> {
+    fn check_fault(&self, env: &Environment, fault: &FaultRequest) -> Result<(), AdapterError> {
         // Peers are resolved at injection; here a placeholder keeps a `target` selector from
         // being reported as "matched nobody" before agents are even asked.
         let placeholder = ["198.18.255.255/32".to_string()];
-        mapping::to_agent_fault(&fault.manifest, &placeholder)
-            .map(|_| ())
-            .map_err(mapping_error)
+        let agent_fault =
+            mapping::to_agent_fault(&fault.manifest, &placeholder).map_err(mapping_error)?;
+        // Dangerous families run only on agents started to allow them: refuse now, naming the
+        // agents the selector may pick that lack the opt-in. (The agent refuses as well; with no
+        // agent connected yet, that refusal at injection is what remains.)
+        let Some(opt_in) = opt_in_of(&agent_fault) else {
+            return Ok(());
+        };
+        let selector = fault
+            .manifest
+            .spec
+            .fault()
+            .and_then(|f| f.target_selector())
+            .unwrap_or_default();
+        let lacking: Vec<String> = self
+            .link
+            .agents(&env.name)
+            .into_iter()
+            .filter(|a| may_select(&selector, a) && !a.allowed.iter().any(|x| x == opt_in))
+            .map(|a| a.name)
+            .collect();
+        if lacking.is_empty() {
+            return Ok(());
+        }
+        let agents = if lacking.len() == 1 {
+            format!("agent {}", lacking[0])
+        } else {
+            format!("agents {}", lacking.join(", "))
+        };
+        Err(AdapterError::Unsupported {
+            kind: fault.kind().to_string(),
+            action: fault.actions.join(","),
+            message: format!(
+                "{agents} {} not started with --allow {opt_in} (start it with `chaos-agent serve --allow {opt_in}`, or select only agents that were)",
+                if lacking.len() == 1 { "was" } else { "were" }
+            ),
+        })
     }
 
     fn plan_details(&self, env: &Environment, fault: &FaultRequest, target: &Target) -> Value {

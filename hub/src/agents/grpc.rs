@@ -15,10 +15,15 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::join::{Admission, AdmissionError, AgentAdmission};
 use super::{AgentInfo, AgentRegistry, HEARTBEAT_INTERVAL};
 
 pub struct AgentService {
     pub registry: Arc<AgentRegistry>,
+    pub admission: AgentAdmission,
+    /// `tls.client_ca_file` is set: a stream must come over a connection whose client
+    /// certificate that CA verified.
+    pub require_client_certificate: bool,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -36,6 +41,22 @@ impl AgentHub for AgentService {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
+        let request_addr = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0)
+            .or_else(|| request.remote_addr());
+        if self.require_client_certificate
+            && request
+                .extensions()
+                .get::<crate::tls::PeerCertificate>()
+                .is_none()
+        {
+            tracing::warn!(remote = ?request_addr, "agent stream without a client certificate refused (tls.client_ca_file is set)");
+            return Err(Status::unauthenticated(
+                "this hub requires agents to present a client certificate signed by its tls.client_ca_file (chaos-agent serve --tls-cert-file/--tls-key-file)",
+            ));
+        }
         let mut inbound = request.into_inner();
         let first = inbound
             .message()
@@ -61,6 +82,33 @@ impl AgentHub for AgentService {
                 return Ok(Response::new(stream));
             }
         }
+        // Who it is: its credential, or a join token exchanged for one. Refused streams end
+        // with UNAUTHENTICATED before anything about them is kept.
+        let admission = self.admission.clone();
+        let (env, name) = (reg.environment.clone(), reg.name.clone());
+        let (credential, join_token) = (reg.credential.clone(), reg.join_token.clone());
+        let admitted = tokio::task::spawn_blocking(move || {
+            admission.admit(&env, &name, &credential, &join_token, chrono::Utc::now())
+        })
+        .await
+        .map_err(|e| Status::internal(format!("admission check failed: {e}")))?;
+        let issued = match admitted {
+            Ok(Admission::Credential) => String::new(),
+            Ok(Admission::Joined { credential }) => {
+                tracing::info!(agent = %reg.name, environment = %reg.environment, "agent joined with a join token; credential issued");
+                credential
+            }
+            Err(AdmissionError::Refused(reason)) => {
+                tracing::warn!(agent = %reg.name, environment = %reg.environment, remote = ?request_addr, %reason, "agent registration refused");
+                return Err(Status::unauthenticated(reason));
+            }
+            Err(AdmissionError::Store(e)) => {
+                tracing::error!(error = ?e, "cannot check an agent's credential");
+                return Err(Status::unavailable(
+                    "the hub cannot read agent credentials now",
+                ));
+            }
+        };
         let mechanisms: KernelMechanisms =
             serde_json::from_str(&reg.mechanisms_json).unwrap_or_default();
         let info = AgentInfo {
@@ -76,6 +124,7 @@ impl AgentHub for AgentService {
             last_heartbeat: None,
             active_faults: reg.active_fault_ids.len() as u32,
             capabilities: reg.capabilities,
+            allowed: reg.allowed,
             mechanisms,
         };
         let session = self.registry.connect(info, tx.clone());
@@ -84,6 +133,7 @@ impl AgentHub for AgentService {
             .send(Ok(HubMessage {
                 msg: Some(hub_message::Msg::Registered(Registered {
                     heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
+                    credential: issued,
                 })),
             }))
             .await;

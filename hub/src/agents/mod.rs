@@ -8,6 +8,8 @@
 //! open-ended fault outlives a dead hub by at most the window.
 
 pub mod grpc;
+pub mod http;
+pub mod join;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -163,6 +165,18 @@ impl AgentRegistry {
         }
     }
 
+    /// Forgets an agent and ends its stream (an admin removed it); false when unknown.
+    pub fn remove(&self, environment: &str, name: &str) -> bool {
+        let mut inner = self.lock();
+        inner
+            .leases
+            .retain(|_, l| !(l.environment == environment && l.agent == name));
+        inner
+            .agents
+            .remove(&(environment.to_string(), name.to_string()))
+            .is_some()
+    }
+
     async fn send(
         &self,
         environment: &str,
@@ -187,6 +201,9 @@ impl AgentRegistry {
         let msg = HubMessage {
             msg: Some(hub_message::Msg::Command(Command {
                 command_id: command_id.clone(),
+                // The session is the one of (environment, agent): a command never reaches an
+                // agent of another environment, and the agent checks this field as well.
+                environment: environment.to_string(),
                 op: Some(op),
             })),
         };
@@ -304,6 +321,7 @@ impl AgentLink for AgentRegistry {
                 hostname: a.hostname,
                 version: a.version,
                 capabilities: a.capabilities,
+                allowed: a.allowed,
                 mechanisms: a.mechanisms,
                 last_heartbeat: a.last_heartbeat,
             })

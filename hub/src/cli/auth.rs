@@ -143,8 +143,21 @@ pub fn resolve_with(options: &ClientOptions, config: &CliConfig) -> Result<Resol
     Ok(Resolved {
         server,
         token,
-        ca_file: context.and_then(|c| c.ca_file.clone()),
+        ca_file: options
+            .ca_file
+            .clone()
+            .or_else(|| context.and_then(|c| c.ca_file.clone())),
     })
+}
+
+/// Reads the CA certificate (PEM) to trust for an https:// hub, if one is named.
+pub fn read_ca(path: Option<&Path>) -> Result<Option<Vec<u8>>, CliError> {
+    match path {
+        Some(path) => std::fs::read(path)
+            .map(Some)
+            .map_err(|e| CliError::Usage(format!("--ca-file {}: {e}", path.display()))),
+        None => Ok(None),
+    }
 }
 
 fn same_server(a: &str, b: &str) -> bool {
@@ -345,7 +358,13 @@ pub async fn login(options: &ClientOptions, args: &LoginArgs) -> Result<ExitCode
     if token.is_empty() {
         return Err(CliError::Usage("the token file is empty".into()));
     }
-    let client = HubClient::new(&server, Some(token.clone()), options.request_timeout)?;
+    let ca_file = args.ca_file.clone().or_else(|| options.ca_file.clone());
+    let client = HubClient::with_ca(
+        &server,
+        Some(token.clone()),
+        options.request_timeout,
+        read_ca(ca_file.as_deref())?.as_deref(),
+    )?;
     // Any authenticated read proves the token; adapters are readable by every role.
     let _: serde_json::Value = client.get(&["api", "v1", "adapters"], &[]).await?;
     let path = config_path().ok_or_else(|| {
@@ -372,7 +391,7 @@ pub async fn login(options: &ClientOptions, args: &LoginArgs) -> Result<ExitCode
             server: server.clone(),
             token: Some(token),
             token_file: None,
-            ca_file: args.ca_file.clone(),
+            ca_file,
         },
     );
     config.current_context = Some(name.clone());
@@ -480,6 +499,7 @@ mod tests {
         ClientOptions {
             server: server.map(str::to_string),
             output: OutputFormat::Table,
+            ca_file: None,
             token: token.map(str::to_string),
             context: context.map(str::to_string),
             request_timeout: Duration::from_secs(1),

@@ -79,9 +79,16 @@ pub fn render_error(error: &CliError) -> String {
                 cause = inner;
             }
             out.push_str(&format!("  cause: {cause}\n"));
-            out.push_str(
-                "  hint: is `chaoshub serve` running there? Set --server or CHAOSHUB_SERVER\n",
-            );
+            let text = format!("{source:?} {cause}").to_ascii_lowercase();
+            if text.contains("certificate") || text.contains("unknownissuer") {
+                out.push_str(
+                    "  hint: the hub's TLS certificate is not trusted by this client; pass --ca-file (or CHAOSHUB_CA_FILE) with the CA that signed it (`chaoshub serve --tls-self-signed` prints its path)\n",
+                );
+            } else {
+                out.push_str(
+                    "  hint: is `chaoshub serve` running there? Set --server or CHAOSHUB_SERVER\n",
+                );
+            }
         }
         _ => {}
     }
@@ -143,6 +150,17 @@ impl HubClient {
         token: Option<String>,
         request_timeout: Duration,
     ) -> Result<Self, CliError> {
+        Self::with_ca(server, token, request_timeout, None)
+    }
+
+    /// Like `new`, trusting the PEM CA certificate(s) `ca_pem` for an https:// hub (and
+    /// only them: a private CA is not mixed with the system's roots).
+    pub fn with_ca(
+        server: &str,
+        token: Option<String>,
+        request_timeout: Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, CliError> {
         let base = Url::parse(server).map_err(|e| {
             CliError::Usage(format!(
                 "--server {server:?} is not a URL ({e}); expected e.g. http://127.0.0.1:7070"
@@ -150,14 +168,28 @@ impl HubClient {
         })?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(CliError::Usage(format!(
-                "--server {server:?} must be an http:// URL such as http://127.0.0.1:7070"
+                "--server {server:?} must be an http:// or https:// URL such as http://127.0.0.1:7070"
             )));
         }
         // The total request timeout is set per request, not on the client, so that the event
         // stream can stay open for as long as the user watches it.
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent(concat!("chaoshub-cli/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("chaoshub-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| CliError::Usage(format!("--ca-file: not a PEM certificate ({e})")))?;
+            if certs.is_empty() {
+                return Err(CliError::Usage(
+                    "--ca-file: no PEM certificate in the file".into(),
+                ));
+            }
+            http = http.tls_built_in_root_certs(false);
+            for cert in certs {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        let http = http
             .build()
             .map_err(|e| CliError::Protocol(format!("cannot build the HTTP client: {e}")))?;
         let token = token.filter(|t| !t.trim().is_empty());

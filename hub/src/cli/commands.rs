@@ -30,7 +30,12 @@ pub async fn execute(
     command: ClientCommand,
 ) -> Result<ExitCode, CliError> {
     let resolved = super::auth::resolve(options)?;
-    let client = HubClient::new(&resolved.server, resolved.token, options.request_timeout)?;
+    let client = HubClient::with_ca(
+        &resolved.server,
+        resolved.token,
+        options.request_timeout,
+        super::auth::read_ca(resolved.ca_file.as_deref())?.as_deref(),
+    )?;
     let format = options.output;
     match command {
         ClientCommand::Token(command) => super::auth::token(&client, format, command).await,
@@ -67,6 +72,18 @@ pub async fn execute(
         ClientCommand::Env(EnvCommand::Add { file }) => env_add(&client, format, &file).await,
         ClientCommand::Env(EnvCommand::Get { name }) => env_get(&client, format, &name).await,
         ClientCommand::Env(EnvCommand::Delete { name }) => env_delete(&client, format, &name).await,
+        ClientCommand::Env(EnvCommand::JoinToken { name, expires }) => {
+            super::agents::create(&client, format, &name, &expires).await
+        }
+        ClientCommand::Env(EnvCommand::JoinTokens { name }) => {
+            super::agents::list(&client, format, &name).await
+        }
+        ClientCommand::Env(EnvCommand::RevokeJoinToken { name, id }) => {
+            super::agents::revoke(&client, format, &name, &id).await
+        }
+        ClientCommand::Env(EnvCommand::RemoveAgent { name, agent }) => {
+            super::agents::remove_agent(&client, format, &name, &agent).await
+        }
         ClientCommand::Halt(args) => halt(&client, format, &args).await,
         ClientCommand::Unhalt => {
             let status: HaltStatus = client.delete(&["api", "v1", "halt"], &[]).await?;

@@ -17,6 +17,7 @@
 //! | 4 | not found (404) |
 //! | 5 | timed out waiting (`apply --wait --timeout`, `run --timeout`) |
 
+mod agents;
 mod apply;
 pub mod auth;
 mod catalog;
@@ -81,6 +82,11 @@ pub struct ClientOptions {
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// CA certificate (PEM) to trust for an https:// hub, e.g. the one
+    /// `chaoshub serve --tls-self-signed` prints (default: the context's, else the system's
+    /// roots).
+    #[arg(long, global = true, env = "CHAOSHUB_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// API token, sent as `Authorization: Bearer <token>` (default: the context's, else the
     /// admin token of a hub started on this machine).
     #[arg(long, global = true, env = "CHAOSHUB_TOKEN", hide_env_values = true)]
@@ -334,6 +340,37 @@ pub enum EnvCommand {
     },
     /// List the targets an environment's adapter discovers.
     Targets(TargetsArgs),
+    /// Create a join token for agents of an environment (admin). Only the token is printed
+    /// to stdout, once: `chaoshub env join-token edge > edge.token`, then
+    /// `chaos-agent serve --hub URL --env edge --join-token-file edge.token`.
+    JoinToken {
+        /// Environment name.
+        name: String,
+        /// How long the token may be used to join: a duration (30m, 24h, 7d) or `never`.
+        /// Agents that joined keep their credentials after it expires.
+        #[arg(long, default_value = "24h")]
+        expires: String,
+    },
+    /// List an environment's join tokens (never their secrets).
+    JoinTokens {
+        /// Environment name.
+        name: String,
+    },
+    /// Revoke a join token by id (agents that joined with it keep their credentials).
+    RevokeJoinToken {
+        /// Environment name.
+        name: String,
+        /// The token's id, as `env join-tokens` lists it.
+        id: String,
+    },
+    /// Forget an agent: its credential is deleted and its stream closed, so that its name may
+    /// join again (a re-installed host).
+    RemoveAgent {
+        /// Environment name.
+        name: String,
+        /// Agent name.
+        agent: String,
+    },
 }
 
 /// `halt [--reason TEXT]` or `halt status`.

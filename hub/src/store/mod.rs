@@ -4,6 +4,7 @@
 //! independent of SQLite so a PostgreSQL store can be added for a highly available hub.
 
 pub mod auth;
+pub mod agent_auth;
 mod sqlite;
 mod suite_runs;
 
@@ -16,6 +17,7 @@ use chaoshub_schema::meta::ObjectMeta;
 use serde_json::Value;
 
 pub use auth::{AuditFilter, AuthStore, NewAudit, TokenRow};
+pub use agent_auth::AgentAuthStore;
 pub use sqlite::SqliteStore;
 pub use suite_runs::SuiteRunStore;
 
@@ -106,9 +108,10 @@ pub struct ExperimentCount {
     pub count: u64,
 }
 
-/// Suite runs, tokens and the audit trail are kept by the same store (`SuiteRunStore`,
-/// `AuthStore`: supertraits so that `Arc<dyn Store>` reaches them).
-pub trait Store: Send + Sync + SuiteRunStore + AuthStore {
+/// Suite runs, tokens, the audit trail and the agents' join tokens and credentials are kept by
+/// the same store (`SuiteRunStore`, `AuthStore`, `AgentAuthStore`: supertraits so that
+/// `Arc<dyn Store>` reaches them).
+pub trait Store: Send + Sync + SuiteRunStore + AuthStore + AgentAuthStore {
     /// Stores a new experiment with its creation event. A live (not archived, not terminal)
     /// experiment of the same namespace/kind/name is a conflict; a terminal one is archived.
     fn insert_experiment(

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS suite_runs (
 "#;
 
 mod auth;
+mod agent_auth;
 mod suite_runs;
 
 const TERMINAL: &str = "('Finished','Failed','Aborted')";
@@ -105,6 +106,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(auth::AUTH_SCHEMA)?;
+        conn.execute_batch(agent_auth::SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })

@@ -56,9 +56,13 @@ pub fn of(m: &KernelMechanisms, options: &InjectorOptions) -> Vec<String> {
             "file-rename",
             "file-append",
             "file-replace",
-            "user_defined",
         ],
     );
+    // Dangerous families are offered only when the agent was started to allow them, so the
+    // hub refuses them at submission instead of the agent at injection.
+    if options.allow_user_defined {
+        add("PhysicalMachineChaos", &["user_defined"]);
+    }
     if options.allow_clock_skew {
         add("PhysicalMachineChaos", &["clock"]);
     }

@@ -1,8 +1,15 @@
 //! The agent's connection to the hub: it dials the hub's gRPC endpoint (the hub's one listen
 //! address), registers, heartbeats and answers the commands that come down the same stream.
 //! No inbound port is needed. On any failure it reconnects with exponential backoff.
+//!
+//! Identity: the first registration carries a join token (`--join-token-file`); the hub answers
+//! with this agent's own credential, kept in `<state-dir>/hub-credential.json` (mode 0600) and
+//! presented on every connection after, so a restarted hub (or agent) needs no token again. The
+//! hub refuses a stream without either with `UNAUTHENTICATED`. Every command carries the
+//! environment it is meant for; one for another environment is refused.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +31,54 @@ pub struct Identity {
     pub environment: String,
     pub labels: BTreeMap<String, String>,
     pub capabilities: Vec<String>,
+    /// The opt-ins it was started with (`user-defined`, `host-power`, `clock`).
+    pub allowed: Vec<String>,
     pub hostname: String,
     pub addresses: Vec<String>,
+}
+
+/// How the agent proves who it is to the hub, and checks who the hub is.
+#[derive(Debug, Clone)]
+pub struct HubAccess {
+    /// Where the issued credential is kept.
+    pub state_dir: PathBuf,
+    pub join_token: Option<String>,
+    /// PEM of the CA of the hub's TLS certificate; `None`: the system's roots.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM certificate and key presented to a hub that requires client certificates
+    /// (`tls.client_ca_file`).
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// The credential file in the state directory.
+pub const CREDENTIAL_FILE: &str = "hub-credential.json";
+
+/// A credential as kept on disk: valid only for the environment and name it was issued to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredCredential {
+    pub hub: String,
+    pub environment: String,
+    pub name: String,
+    pub credential: String,
+}
+
+/// The stored credential for this identity, if there is one.
+pub fn load_credential(state_dir: &Path, identity: &Identity) -> Option<StoredCredential> {
+    let text = std::fs::read_to_string(state_dir.join(CREDENTIAL_FILE)).ok()?;
+    let stored: StoredCredential = match serde_json::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, file = CREDENTIAL_FILE, "ignoring an unreadable credential file");
+            return None;
+        }
+    };
+    (stored.environment == identity.environment && stored.name == identity.name).then_some(stored)
+}
+
+fn save_credential(state_dir: &Path, stored: &StoredCredential) -> std::io::Result<()> {
+    let text = serde_json::to_vec_pretty(stored).map_err(std::io::Error::other)?;
+    crate::local_api::write_private(&state_dir.join(CREDENTIAL_FILE), &text)
 }
 
 /// Connection state, visible to the local REST API and the CLI.
@@ -45,6 +98,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 pub async fn run(
     hub_url: String,
     identity: Identity,
+    access: HubAccess,
     table: Arc<FaultTable>,
     state: watch::Sender<LinkState>,
     mut shutdown: watch::Receiver<bool>,
@@ -53,7 +107,7 @@ pub async fn run(
     loop {
         let started = tokio::time::Instant::now();
         let result = tokio::select! {
-            r = session(&hub_url, &identity, &table, &state) => r,
+            r = session(&hub_url, &identity, &access, &table, &state) => r,
             _ = shutdown.changed() => return,
         };
         let message = match result {
@@ -79,18 +133,50 @@ pub async fn run(
     }
 }
 
-async fn session(
+/// The hub's endpoint, with TLS for an https:// URL.
+pub fn endpoint(
     hub_url: &str,
-    identity: &Identity,
-    table: &Arc<FaultTable>,
-    state: &watch::Sender<LinkState>,
-) -> Result<(), String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(hub_url.to_string())
+    ca_pem: Option<&[u8]>,
+    client_identity: Option<&(Vec<u8>, Vec<u8>)>,
+) -> Result<tonic::transport::Endpoint, String> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(hub_url.to_string())
         .map_err(|e| format!("invalid hub URL {hub_url:?}: {e}"))?
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
         .keep_alive_timeout(Duration::from_secs(5));
+    if hub_url.starts_with("https://") {
+        let mut tls = match ca_pem {
+            Some(pem) => tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+            None => tonic::transport::ClientTlsConfig::new().with_native_roots(),
+        };
+        if let Some((cert, key)) = client_identity {
+            tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| format!("TLS setup for {hub_url}: {}", error_chain(&e)))?;
+    } else if ca_pem.is_some() || client_identity.is_some() {
+        return Err(format!(
+            "--ca-file or --tls-cert-file is given but the hub URL {hub_url} is not https://"
+        ));
+    }
+    Ok(endpoint)
+}
+
+async fn session(
+    hub_url: &str,
+    identity: &Identity,
+    access: &HubAccess,
+    table: &Arc<FaultTable>,
+    state: &watch::Sender<LinkState>,
+) -> Result<(), String> {
+    let endpoint = endpoint(
+        hub_url,
+        access.ca_pem.as_deref(),
+        access.client_identity.as_ref(),
+    )?;
     let channel = endpoint
         .connect()
         .await
@@ -109,6 +195,11 @@ async fn session(
         hostname: identity.hostname.clone(),
         addresses: identity.addresses.clone(),
         active_fault_ids: table.summary().into_iter().map(|(id, _, _)| id).collect(),
+        credential: load_credential(&access.state_dir, identity)
+            .map(|c| c.credential)
+            .unwrap_or_default(),
+        join_token: access.join_token.clone().unwrap_or_default(),
+        allowed: identity.allowed.clone(),
     };
     tx.send(AgentMessage {
         msg: Some(agent_message::Msg::Register(register)),
@@ -118,13 +209,38 @@ async fn session(
     let mut inbound = client
         .connect(ReceiverStream::new(rx))
         .await
-        .map_err(|s| format!("hub refused the stream: {}", s.message()))?
+        .map_err(|s| match s.code() {
+            tonic::Code::Unauthenticated => {
+                format!(
+                    "the hub refused this agent (unauthenticated): {}",
+                    s.message()
+                )
+            }
+            _ => format!("hub refused the stream: {}", s.message()),
+        })?
         .into_inner();
 
     // The first answer says whether we are registered and how often to heartbeat.
     let interval = match inbound.message().await {
         Ok(Some(msg)) => match msg.msg {
             Some(hub_message::Msg::Registered(r)) => {
+                if !r.credential.is_empty() {
+                    let stored = StoredCredential {
+                        hub: hub_url.to_string(),
+                        environment: identity.environment.clone(),
+                        name: identity.name.clone(),
+                        credential: r.credential.clone(),
+                    };
+                    // Without the file the next connection would need the join token again:
+                    // fail this session so the error is seen, rather than run on silently.
+                    save_credential(&access.state_dir, &stored).map_err(|e| {
+                        format!(
+                            "cannot store the credential the hub issued in {}: {e}",
+                            access.state_dir.join(CREDENTIAL_FILE).display()
+                        )
+                    })?;
+                    tracing::info!(file = %access.state_dir.join(CREDENTIAL_FILE).display(), "joined the hub; credential stored");
+                }
                 Duration::from_millis(u64::from(r.heartbeat_interval_ms.clamp(100, 60_000)))
             }
             Some(hub_message::Msg::Refused(r)) => {
@@ -161,11 +277,12 @@ async fn session(
                         if let Some(hub_message::Msg::Command(cmd)) = msg.msg {
                             let table = table.clone();
                             let tx = tx.clone();
+                            let environment = identity.environment.clone();
                             // Commands run on blocking threads (they spawn host commands) and in
                             // parallel with heartbeats, so a slow injection never looks like a
                             // dead agent.
                             tokio::spawn(async move {
-                                let reply = tokio::task::spawn_blocking(move || execute(&table, cmd))
+                                let reply = tokio::task::spawn_blocking(move || execute(&table, &environment, cmd))
                                     .await
                                     .unwrap_or_else(|e| CommandReply {
                                         ok: false,
@@ -189,9 +306,22 @@ fn millis_to_time(ms: i64) -> Option<DateTime<Utc>> {
     Utc.timestamp_millis_opt(ms).single()
 }
 
-/// Runs one hub command against the fault table.
-pub fn execute(table: &FaultTable, cmd: Command) -> CommandReply {
+/// Runs one hub command against the fault table, if it is meant for this agent's environment.
+pub fn execute(table: &FaultTable, environment: &str, cmd: Command) -> CommandReply {
     let id = cmd.command_id.clone();
+    if cmd.environment != environment {
+        tracing::warn!(command = %id, wanted = %cmd.environment, ours = %environment, "refusing a command for another environment");
+        return CommandReply {
+            command_id: id,
+            ok: false,
+            error_kind: "invalid".into(),
+            error: format!(
+                "this agent belongs to environment {environment:?}, not {:?}; command refused",
+                cmd.environment
+            ),
+            status_json: String::new(),
+        };
+    }
     let result: Result<Option<chaoshub_schema::agent::AgentFaultStatus>, (String, String)> =
         match cmd.op {
             Some(command::Op::Inject(inject)) => {

@@ -7,7 +7,6 @@ pub mod faults;
 pub mod hub_link;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -17,7 +16,7 @@ use tokio::sync::watch;
 use crate::injectors::{self, InjectorOptions};
 use crate::journal::Journal;
 use faults::FaultTable;
-use hub_link::{Identity, LinkState};
+use hub_link::{HubAccess, Identity, LinkState};
 
 /// Everything `chaos-agent serve` needs.
 #[derive(Debug, Clone)]
@@ -28,8 +27,14 @@ pub struct ServeConfig {
     pub environment: String,
     pub labels: BTreeMap<String, String>,
     pub state_dir: PathBuf,
-    /// The local REST API; loopback by default.
-    pub listen: SocketAddr,
+    /// The local REST API: a Unix socket by default, loopback TCP with a token otherwise.
+    pub rest: crate::local_api::RestListen,
+    /// A join token, exchanged for a credential on the first connection.
+    pub join_token: Option<String>,
+    /// PEM of the CA that signed the hub's certificate (https:// hubs).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate and key (PEM) for a hub that requires them.
+    pub client_identity: Option<(Vec<u8>, Vec<u8>)>,
     pub options: InjectorOptions,
 }
 
@@ -68,10 +73,13 @@ pub fn open_table(
 ///
 /// `rest` builds the local REST API over the daemon (`crate::rest::router`): it is passed in
 /// rather than named here so the daemon stays below the REST layer that reads it.
-pub async fn serve(
+pub async fn serve<F>(
     config: ServeConfig,
-    rest: impl FnOnce(Arc<Daemon>) -> axum::Router,
-) -> anyhow::Result<()> {
+    rest: impl FnOnce(Arc<Daemon>, watch::Receiver<bool>) -> F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>>>,
+{
     let started = std::time::Instant::now();
     let state_dir = config.state_dir.clone();
     let options = config.options.clone();
@@ -88,6 +96,7 @@ pub async fn serve(
         environment: config.environment.clone(),
         labels: config.labels.clone(),
         capabilities: capabilities::of(&mechanisms, &config.options),
+        allowed: config.options.allowed(),
         hostname: capabilities::hostname(),
         addresses: capabilities::addresses(),
     };
@@ -99,6 +108,12 @@ pub async fn serve(
         tokio::spawn(hub_link::run(
             hub,
             identity.clone(),
+            HubAccess {
+                state_dir: config.state_dir.clone(),
+                join_token: config.join_token.clone(),
+                ca_pem: config.ca_pem.clone(),
+                client_identity: config.client_identity.clone(),
+            },
             table.clone(),
             link_tx,
             shutdown_rx.clone(),
@@ -110,19 +125,8 @@ pub async fn serve(
         identity,
         link: link_rx,
     });
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, hub = ?config.hub, "chaos-agent serving");
-    let app = rest(daemon.clone());
-    let mut rest_shutdown = shutdown_rx.clone();
-    let rest = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rest_shutdown.changed().await;
-            })
-            .await
-    });
+    let rest = rest(daemon.clone(), shutdown_rx.clone()).await?;
+    tracing::info!(hub = ?config.hub, allowed = ?daemon.identity.allowed, "chaos-agent serving");
 
     wait_for_signal().await;
     tracing::info!("shutting down; removing every fault");

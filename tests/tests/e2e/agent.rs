@@ -3,6 +3,9 @@
 //! submitted to the hub as Chaos Mesh manifests. Effects are measured on real traffic between
 //! A and B; the hub's own gRPC link to the agent runs over a second veth pair and is left
 //! untouched because every fault here is filtered to B's address. Runs as root (as CI does).
+//!
+//! Agents join the way a user's do: a join token from the hub's API, `--join-token-file`, then
+//! the credential the hub issued (kept in the agent's state dir).
 
 use std::time::{Duration, Instant};
 
@@ -18,10 +21,26 @@ struct Lab {
     api: Api,
     agent: AgentProcess,
     dir: tempfile::TempDir,
+    join_token_file: std::path::PathBuf,
+}
+
+/// Creates a join token for `env` through the API and writes it to `dir/<env>.token`.
+fn join_token(api: &Api, env: &str, dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let (code, v) = api.post(&format!("/api/v1/environments/{env}/join-tokens"), None);
+    assert_eq!(code, 201, "{v}");
+    let token = v["token"].as_str().expect("the token is in the answer");
+    let path = dir.join(format!("{env}.token"));
+    std::fs::write(&path, token).unwrap();
+    (path, v["id"].as_str().unwrap().to_string())
 }
 
 impl Lab {
     fn start() -> Lab {
+        Self::start_with(&[])
+    }
+
+    /// A lab whose agent also gets `extra` flags (e.g. `--allow user-defined`).
+    fn start_with(extra: &[&str]) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let topo = Topology::new();
         let peer = PeerServices::start(&topo.b, &topo.b_ip);
@@ -32,13 +51,8 @@ impl Lab {
             Some("apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: hosts}\nspec: {adapter: native}\n"),
         );
         assert_eq!(code, 201, "{v}");
-        let agent = AgentProcess::start(
-            &topo.a,
-            &hub.url,
-            "hosts",
-            "agent-a",
-            &dir.path().join("agent-state"),
-        );
+        let (join_token_file, _) = join_token(&api, "hosts", dir.path());
+        let agent = Self::agent(&topo, &hub, dir.path(), &join_token_file, extra);
         let lab = Lab {
             topo,
             peer,
@@ -46,9 +60,41 @@ impl Lab {
             api,
             agent,
             dir,
+            join_token_file,
         };
         lab.wait_agent("healthy");
         lab
+    }
+
+    fn agent(
+        topo: &Topology,
+        hub: &HubProcess,
+        dir: &std::path::Path,
+        join_token_file: &std::path::Path,
+        extra: &[&str],
+    ) -> AgentProcess {
+        let mut args = vec!["--join-token-file", join_token_file.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        AgentProcess::start(
+            &topo.a,
+            &hub.url,
+            "hosts",
+            "agent-a",
+            &dir.join("agent-state"),
+            &args,
+        )
+    }
+
+    /// Replaces the agent process (same state dir, so the same credential and journal).
+    fn restart_agent(&mut self, extra: &[&str]) {
+        self.agent.kill9();
+        self.agent = Self::agent(
+            &self.topo,
+            &self.hub,
+            self.dir.path(),
+            &self.join_token_file,
+            extra,
+        );
     }
 
     fn wait_agent(&self, health: &str) -> serde_json::Value {
@@ -68,6 +114,15 @@ impl Lab {
                 "agent never became {health}: {v:#}\n{}",
                 self.agent.log()
             );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the hub no longer answers (it was killed).
+    fn wait_agent_gone(&self) {
+        let start = Instant::now();
+        while std::net::TcpStream::connect(self.hub.url.trim_start_matches("http://")).is_ok() {
+            assert!(start.elapsed() < T, "the hub still answers");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -244,13 +299,7 @@ fn a_restarted_agent_removes_what_its_journal_lists() {
         "a SIGKILLed agent cannot clean up; the fault stays until restart"
     );
     let started = Instant::now();
-    lab.agent = AgentProcess::start(
-        &lab.topo.a,
-        &lab.hub.url,
-        "hosts",
-        "agent-a",
-        &lab.dir.path().join("agent-state"),
-    );
+    lab.restart_agent(&[]);
     loop {
         if lab.topo.leftovers().is_empty() {
             break;
@@ -384,4 +433,190 @@ fn delay_with_reorder_sends_the_reordered_share_at_once() {
         "after recovery {after:?}"
     );
     assert_eq!(lab.topo.leftovers(), Vec::<String>::new());
+}
+
+/// Waits until `log()` contains `needle`.
+fn wait_log(what: &str, log: impl Fn() -> String, needle: &str) -> String {
+    let start = Instant::now();
+    loop {
+        let text = log();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what} never logged {needle:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A stream without a credential or join token is refused with UNAUTHENTICATED, and so is a
+/// second process that takes a connected agent's name with a valid join token: the first one
+/// stays connected on its own stream.
+#[test]
+fn agents_without_valid_credentials_are_refused_and_names_cannot_be_taken_over() {
+    let lab = Lab::start();
+    let before = lab.wait_agent("healthy");
+    let state = lab.dir.path().join("agent-state");
+    let credential = state.join("hub-credential.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&credential).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the credential file is private");
+    let text = std::fs::read_to_string(&credential).unwrap();
+    assert!(text.contains("\"cha_"), "{text}");
+    let token = std::fs::read_to_string(&lab.join_token_file).unwrap();
+    assert!(
+        !lab.hub.log().contains(token.trim()),
+        "the hub never logs a join token"
+    );
+
+    // No join token, no credential: refused, never listed.
+    let stranger = AgentProcess::start(
+        &lab.topo.a,
+        &lab.hub.url,
+        "hosts",
+        "agent-x",
+        &lab.dir.path().join("stranger-state"),
+        &[],
+    );
+    let log = wait_log("the stranger", || stranger.log(), "unauthenticated");
+    assert!(log.contains("chaoshub env join-token hosts"), "{log}");
+    assert!(lab.api.get("/api/v1/agents")["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["name"] != "agent-x"));
+
+    // Same name, a valid join token, no credential: refused, the original keeps its stream.
+    let impostor = AgentProcess::start(
+        &lab.topo.a,
+        &lab.hub.url,
+        "hosts",
+        "agent-a",
+        &lab.dir.path().join("impostor-state"),
+        &["--join-token-file", lab.join_token_file.to_str().unwrap()],
+    );
+    let log = wait_log(
+        "the impostor",
+        || impostor.log(),
+        "held by another credential",
+    );
+    assert!(log.contains("unauthenticated"), "{log}");
+    assert!(!lab
+        .dir
+        .path()
+        .join("impostor-state/hub-credential.json")
+        .exists());
+    let after = lab.wait_agent("healthy");
+    assert_eq!(
+        before["connectedSince"], after["connectedSince"],
+        "the original agent's stream was not replaced"
+    );
+    // A join token of another environment does not work either.
+    let (code, v) = lab.api.post(
+        "/api/v1/environments",
+        Some("apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: other}\nspec: {adapter: native}\n"),
+    );
+    assert_eq!(code, 201, "{v}");
+    let (other_token, _) = join_token(&lab.api, "other", lab.dir.path());
+    let crosser = AgentProcess::start(
+        &lab.topo.a,
+        &lab.hub.url,
+        "hosts",
+        "agent-y",
+        &lab.dir.path().join("crosser-state"),
+        &["--join-token-file", other_token.to_str().unwrap()],
+    );
+    wait_log(
+        "the crosser",
+        || crosser.log(),
+        "is for environment \"other\"",
+    );
+}
+
+/// The agent's issued credential survives a hub restart: the join token is revoked first, so
+/// only the credential can get it back in.
+#[test]
+fn the_agent_reconnects_with_its_credential_after_a_hub_restart() {
+    let mut lab = Lab::start();
+    let tokens = lab.api.get("/api/v1/environments/hosts/join-tokens");
+    assert_eq!(tokens["items"][0]["uses"], 1, "{tokens:#}");
+    assert!(
+        tokens["items"][0].get("token").is_none(),
+        "secrets are never listed"
+    );
+    let id = tokens["items"][0]["id"].as_str().unwrap().to_string();
+    let (code, v) = lab.api.call(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/environments/hosts/join-tokens/{id}"),
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["state"], "revoked");
+
+    let addr = lab.hub.url.trim_start_matches("http://").to_string();
+    lab.hub.kill9();
+    lab.wait_agent_gone();
+    lab.hub = HubProcess::start_listening(lab.dir.path(), &addr);
+    assert_eq!(lab.hub.url, format!("http://{addr}"));
+    lab.api = Api::new(&lab.hub.url);
+    let agent = lab.wait_agent("healthy");
+    assert_eq!(agent["name"], "agent-a");
+    // And it still takes commands.
+    let uid = lab.submit(&network_chaos(
+        "after-restart",
+        &lab.topo.b_ip,
+        "2s",
+        "  action: loss\n  loss: {loss: \"10\"}\n",
+    ));
+    lab.api.wait_phase(&uid, "Finished", T);
+
+    // An admin removes the agent: its stream ends and its credential no longer works.
+    let (code, v) = lab.api.call(
+        reqwest::Method::DELETE,
+        "/api/v1/agents/hosts/agent-a",
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    wait_log(
+        "the removed agent",
+        || lab.agent.log(),
+        "credential presented is not valid",
+    );
+}
+
+/// `user_defined` runs only on an agent started with `--allow user-defined`: refused at
+/// submission (422 naming the opt-in) otherwise, and nothing runs.
+#[test]
+fn user_defined_needs_the_agents_opt_in() {
+    let mut lab = Lab::start();
+    let marker = lab.dir.path().join("user-defined-ran");
+    let manifest = format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: PhysicalMachineChaos\nmetadata: {{name: custom}}\nspec:\n  environment: hosts\n  action: user_defined\n  mode: all\n  selector:\n    labelSelectors: {{role: app}}\n  user_defined:\n    attackCmd: \"touch {m}\"\n    recoverCmd: \"rm {m}\"\n  duration: 3s\n",
+        m = marker.display()
+    );
+    let agent = lab.wait_agent("healthy");
+    assert_eq!(agent["allowed"], serde_json::json!([]));
+    let (code, v) = lab.api.post("/api/v1/experiments", Some(&manifest));
+    assert_eq!(code, 422, "{v:#}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("agent agent-a was not started with --allow user-defined"),
+        "{message}"
+    );
+    assert!(!marker.exists());
+
+    lab.restart_agent(&["--allow", "user-defined"]);
+    let start = Instant::now();
+    while lab.wait_agent("healthy")["allowed"] != serde_json::json!(["user-defined"]) {
+        assert!(start.elapsed() < T, "the agent never reported its opt-in");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let uid = lab.submit(&manifest);
+    lab.api.wait_phase(&uid, "Running", T);
+    assert!(marker.exists(), "the attack command ran");
+    lab.api.wait_phase(&uid, "Finished", T);
+    assert!(!marker.exists(), "the recover command ran");
 }

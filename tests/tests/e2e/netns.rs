@@ -321,21 +321,24 @@ pub struct AgentProcess {
 }
 
 impl AgentProcess {
-    pub fn start(ns: &str, hub_url: &str, env: &str, name: &str, state_dir: &Path) -> AgentProcess {
+    /// `extra` holds further flags: `--join-token-file F`, `--allow user-defined`, `--ca-file F`.
+    pub fn start(
+        ns: &str,
+        hub_url: &str,
+        env: &str,
+        name: &str,
+        state_dir: &Path,
+        extra: &[&str],
+    ) -> AgentProcess {
         std::fs::create_dir_all(state_dir).unwrap();
         let log = state_dir.join(format!("agent-{}.log", NEXT.fetch_add(1, Ordering::SeqCst)));
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
             .arg(agent_binary())
             .args(["serve", "--hub", hub_url, "--env", env, "--name", name])
-            .args([
-                "--label",
-                "role=app",
-                "--listen",
-                "127.0.0.1:9797",
-                "--state-dir",
-            ])
+            .args(["--label", "role=app", "--state-dir"])
             .arg(state_dir)
+            .args(extra)
             .env("CHAOS_AGENT_LOG", "info")
             .stdout(Stdio::null())
             .stderr(File::create(&log).unwrap())
