@@ -41,6 +41,9 @@ pub struct TlsFiles {
     pub client_ca_file: Option<PathBuf>,
 }
 
+/// Modification time and length of each file (`None`: unreadable).
+type Fingerprint = Vec<Option<(SystemTime, u64)>>;
+
 impl TlsFiles {
     fn paths(&self) -> Vec<&Path> {
         let mut out = vec![self.cert_file.as_path(), self.key_file.as_path()];
@@ -49,7 +52,7 @@ impl TlsFiles {
     }
 
     /// Modification time and length of every file: a change means "reload".
-    fn fingerprint(&self) -> Vec<Option<(SystemTime, u64)>> {
+    fn fingerprint(&self) -> Fingerprint {
         self.paths()
             .into_iter()
             .map(|p| {
@@ -131,7 +134,7 @@ pub fn load(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
 /// The configuration in service, replaced on reload.
 pub struct ReloadableTls {
     files: TlsFiles,
-    current: RwLock<(Arc<ServerConfig>, Vec<Option<(SystemTime, u64)>>)>,
+    current: RwLock<(Arc<ServerConfig>, Fingerprint)>,
 }
 
 impl ReloadableTls {

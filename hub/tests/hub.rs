@@ -19,6 +19,7 @@ mod hub {
     pub mod suites;
     pub mod support;
     pub mod telemetry;
+    pub mod tls;
     pub mod toxiproxy;
     pub mod workflow;
 }

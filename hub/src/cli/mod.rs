@@ -34,7 +34,7 @@ use std::time::Duration;
 use chaoshub_schema::api::ExperimentPhase;
 
 pub use catalog::CatalogCommand;
-pub use client::{CliError, HubClient};
+pub use client::{render_error, CliError, HubClient};
 pub use output::OutputFormat;
 
 /// The exit-code table shown under `--help`; the same as in the module documentation.

@@ -620,3 +620,124 @@ fn user_defined_needs_the_agents_opt_in() {
     lab.api.wait_phase(&uid, "Finished", T);
     assert!(!marker.exists(), "the recover command ran");
 }
+
+/// TLS end to end: a hub started with `--tls-self-signed` on the veth address; the CLI and a
+/// real agent trust its CA with `--ca-file` and work as over plain HTTP; a CLI or an agent
+/// without the CA fails with an error that names the certificate problem.
+#[test]
+fn cli_and_agent_work_over_self_signed_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let topo = Topology::new();
+    let peer = PeerServices::start(&topo.b, &topo.b_ip);
+    let hub = HubProcess::start_with(
+        dir.path(),
+        &format!("{}:0", topo.hub_ip),
+        &["--tls-self-signed"],
+    );
+    assert!(hub.url.starts_with("https://"), "{}", hub.url);
+    let ca = dir.path().join("data/tls/ca.pem");
+    assert!(
+        hub.log().contains(ca.to_str().unwrap()),
+        "the hub prints the CA's path:\n{}",
+        hub.log()
+    );
+    let api = Api::with_ca(&hub.url, &ca);
+    let (code, v) = api.post(
+        "/api/v1/environments",
+        Some("apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: hosts}\nspec: {adapter: native}\n"),
+    );
+    assert_eq!(code, 201, "{v}");
+
+    // The CLI with the CA creates the join token, the agent joins over TLS.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(hub_binary())
+            .args(["--server", &hub.url])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, token, err) = cli(&[
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "env",
+        "join-token",
+        "hosts",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        token.trim().starts_with("chj_"),
+        "only the token on stdout: {token}"
+    );
+    let token_file = dir.path().join("hosts.token");
+    std::fs::write(&token_file, token.trim()).unwrap();
+    let agent = AgentProcess::start(
+        &topo.a,
+        &hub.url,
+        "hosts",
+        "agent-a",
+        &dir.path().join("agent-state"),
+        &[
+            "--join-token-file",
+            token_file.to_str().unwrap(),
+            "--ca-file",
+            ca.to_str().unwrap(),
+        ],
+    );
+    let start = Instant::now();
+    loop {
+        let v = api.get("/api/v1/agents?env=hosts");
+        if v["items"][0]["health"] == "healthy" {
+            break;
+        }
+        assert!(
+            start.elapsed() < T,
+            "no healthy agent over TLS: {v}\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, out, err) = cli(&["--ca-file", ca.to_str().unwrap(), "env", "targets", "hosts"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("agent-a"), "{out}");
+    // A fault through the hub over TLS reaches the agent and is removed.
+    let (code, v) = api.post(
+        "/api/v1/experiments",
+        Some(&network_chaos(
+            "tls-loss",
+            &topo.b_ip,
+            "2s",
+            "  action: loss\n  loss: {loss: \"20\"}\n",
+        )),
+    );
+    assert_eq!(code, 201, "{v}");
+    api.wait_phase(&uid(&v), "Finished", T);
+    assert_eq!(topo.leftovers(), Vec::<String>::new());
+
+    // Without the CA: the CLI fails (exit 3) saying how to fix it; an agent never registers.
+    let (code, _, err) = cli(&["env", "targets", "hosts"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("--ca-file"), "{err}");
+    let untrusting = AgentProcess::start(
+        &topo.a,
+        &hub.url,
+        "hosts",
+        "agent-b",
+        &dir.path().join("untrusting-state"),
+        &["--join-token-file", token_file.to_str().unwrap()],
+    );
+    let log = wait_log(
+        "the agent without the CA",
+        || untrusting.log(),
+        "cannot connect",
+    );
+    assert!(
+        log.to_ascii_lowercase().contains("certificate") || log.contains("UnknownIssuer"),
+        "{log}"
+    );
+    let _ = peer;
+}

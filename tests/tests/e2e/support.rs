@@ -92,7 +92,7 @@ impl HubProcess {
     /// A hub on another address (agents in test network namespaces reach it on the host end of
     /// their veth pair).
     pub fn start_listening(data_dir: &Path, listen: &str) -> HubProcess {
-        Self::start_configured(data_dir, listen, "")
+        Self::start_configured(data_dir, listen, "", &[])
     }
 
     /// A hub serving the project's template catalog (`catalog/`), as `chaoshub serve` run from
@@ -103,11 +103,23 @@ impl HubProcess {
             data_dir,
             "127.0.0.1:0",
             &format!("catalog_dir = {:?}\n", catalog.display().to_string()),
+            &[],
         )
     }
 
-    /// `top_level` is TOML placed before the `[engine]` table of the generated config.
-    fn start_configured(data_dir: &Path, listen: &str, top_level: &str) -> HubProcess {
+    /// With more `serve` flags; `--tls-self-signed` makes the URL https://.
+    pub fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> HubProcess {
+        Self::start_configured(data_dir, listen, "", extra)
+    }
+
+    /// `top_level` is TOML placed before the `[engine]` table of the generated config; `extra`
+    /// are more `serve` flags.
+    fn start_configured(
+        data_dir: &Path,
+        listen: &str,
+        top_level: &str,
+        extra: &[&str],
+    ) -> HubProcess {
         let addr_file = data_dir.join("addr");
         let _ = std::fs::remove_file(&addr_file);
         let config = data_dir.join("hub.toml");
@@ -126,13 +138,19 @@ impl HubProcess {
             .arg(data_dir.join("data"))
             .arg("--addr-file")
             .arg(&addr_file)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("cannot start the chaoshub binary");
         let addr = wait_for_file(&addr_file, "the hub", &mut child);
         let token = wait_for_file(&data_dir.join("data/admin.token"), "the hub", &mut child);
-        let url = format!("http://{addr}");
+        let scheme = if extra.contains(&"--tls-self-signed") {
+            "https"
+        } else {
+            "http"
+        };
+        let url = format!("{scheme}://{addr}");
         tokens().lock().unwrap().insert(url.clone(), token.clone());
         HubProcess {
             child,
@@ -283,6 +301,20 @@ impl Api {
             client: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(40))
                 .default_headers(headers)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    /// A client that trusts only the PEM CA at `ca_file` (a TLS hub).
+    pub fn with_ca(base: &str, ca_file: &Path) -> Api {
+        let pem = std::fs::read(ca_file).unwrap();
+        Api {
+            base: base.to_string(),
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(40))
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
                 .build()
                 .unwrap(),
         }
