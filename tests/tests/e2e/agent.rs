@@ -63,7 +63,23 @@ impl Lab {
             join_token_file,
         };
         lab.wait_agent("healthy");
+        lab.wait_credential();
         lab
+    }
+
+    /// The hub lists an agent as soon as it admitted it; the agent stores its credential a
+    /// moment later. Tests that restart the agent wait for the file.
+    fn wait_credential(&self) {
+        let file = self.dir.path().join("agent-state/hub-credential.json");
+        let start = Instant::now();
+        while !file.exists() {
+            assert!(
+                start.elapsed() < T,
+                "no credential stored:\n{}",
+                self.agent.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn agent(
@@ -580,10 +596,11 @@ fn the_agent_reconnects_with_its_credential_after_a_hub_restart() {
         None,
     );
     assert_eq!(code, 200, "{v}");
-    wait_log(
-        "the removed agent",
-        || lab.agent.log(),
-        "credential presented is not valid",
+    // Its credential is gone and its join token revoked: refused from now on.
+    let log = wait_log("the removed agent", || lab.agent.log(), "the join token");
+    assert!(
+        log.contains("the hub refused this agent (unauthenticated)"),
+        "{log}"
     );
 }
 
