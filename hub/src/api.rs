@@ -146,15 +146,15 @@ pub fn router(hub: Hub, max_body: usize, auth: &crate::config::AuthConfig) -> Ro
         .route("/api/v1/agents", get(list_agents))
         .route(
             "/api/v1/agents/{env}/{name}",
-            get(get_agent).delete(crate::agents::http::remove_agent),
+            get(get_agent).delete(crate::agents_http::remove_agent),
         )
         .route(
             "/api/v1/environments/{name}/join-tokens",
-            post(crate::agents::http::create_join_token).get(crate::agents::http::list_join_tokens),
+            post(crate::agents_http::create_join_token).get(crate::agents_http::list_join_tokens),
         )
         .route(
             "/api/v1/environments/{name}/join-tokens/{id}",
-            axum::routing::delete(crate::agents::http::revoke_join_token),
+            axum::routing::delete(crate::agents_http::revoke_join_token),
         )
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/events/stream", get(stream_events))

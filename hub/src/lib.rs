@@ -8,6 +8,7 @@
 //! reaches environments only through `chaoshub_adapters`.
 
 pub mod agents;
+pub mod agents_http;
 pub mod api;
 pub mod auth;
 pub mod auth_gate;

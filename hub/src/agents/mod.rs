@@ -8,7 +8,6 @@
 //! open-ended fault outlives a dead hub by at most the window.
 
 pub mod grpc;
-pub mod http;
 pub mod join;
 
 use std::collections::HashMap;

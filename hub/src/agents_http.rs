@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chaoshub_schema::api::{JoinTokenRequest, Page};
 
-use super::join::{AgentAdmission, DEFAULT_JOIN_TOKEN_TTL};
+use crate::agents::join::{AgentAdmission, DEFAULT_JOIN_TOKEN_TTL};
 use crate::error::HubError;
 use crate::operations::Hub;
 
