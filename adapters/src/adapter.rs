@@ -142,7 +142,7 @@ pub trait Adapter: Send + Sync {
 
     /// Why an environment does not offer a capability this adapter declares, when the reason is
     /// on the environment's side (an agent started without an opt-in such as
-    /// `--allow-clock-skew`, a kernel without the mechanism). `None`: no particular reason.
+    /// `--allow clock`, a kernel without the mechanism). `None`: no particular reason.
     fn capability_gap(&self, env: &Environment, capability: &Capability) -> Option<String> {
         let _ = (env, capability);
         None

@@ -13,6 +13,7 @@ use chaoshub_schema::api::{JoinTokenRequest, Page};
 
 use crate::agents::join::{AgentAdmission, DEFAULT_JOIN_TOKEN_TTL};
 use crate::error::HubError;
+use crate::http_params::{path, path_pair};
 use crate::operations::Hub;
 
 /// The longest a join token may live when it expires at all.
@@ -20,10 +21,6 @@ const MAX_JOIN_TOKEN_TTL: chrono::Duration = chrono::Duration::days(366);
 
 fn admission(hub: &Hub) -> AgentAdmission {
     AgentAdmission::new(hub.engine.store().clone())
-}
-
-fn path_error(e: PathRejection) -> HubError {
-    HubError::bad_request("invalid_path", format!("invalid path parameter: {e}"))
 }
 
 /// `never`, a duration (`30m`, `24h`) or a number of days (`7d`); `None` means never.
@@ -54,7 +51,7 @@ pub async fn create_join_token(
     name: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HubError> {
-    let Path(env) = name.map_err(path_error)?;
+    let env = path(name)?;
     hub.get_environment(&env)?;
     let body = body.map_err(|e| HubError::bad_request("invalid_body", e.body_text()))?;
     let request: JoinTokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
@@ -80,7 +77,7 @@ pub async fn list_join_tokens(
     State(hub): State<Hub>,
     name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, HubError> {
-    let Path(env) = name.map_err(path_error)?;
+    let env = path(name)?;
     hub.get_environment(&env)?;
     let items = admission(&hub).list_join_tokens(&env, chrono::Utc::now())?;
     Ok(Json(Page {
@@ -94,7 +91,7 @@ pub async fn revoke_join_token(
     State(hub): State<Hub>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, HubError> {
-    let Path((env, id)) = path.map_err(path_error)?;
+    let (env, id) = path_pair(path)?;
     match admission(&hub).revoke_join_token(&env, &id, chrono::Utc::now())? {
         Some(token) => {
             tracing::info!(environment = %env, %id, "join token revoked");
@@ -112,7 +109,7 @@ pub async fn remove_agent(
     State(hub): State<Hub>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, HubError> {
-    let Path((env, name)) = path.map_err(path_error)?;
+    let (env, name) = path_pair(path)?;
     let info = hub
         .engine
         .agents

@@ -265,7 +265,8 @@ async fn authorize(
             }
         }
         ScopeRule::Environment => {
-            let Some(env) = params.get("name").or_else(|| params.get("env")) else {
+            // `{env}` first: in `/agents/{env}/{name}` the name is the agent's.
+            let Some(env) = params.get("env").or_else(|| params.get("name")) else {
                 return Ok(None);
             };
             principal.require_environment(env)?;

@@ -139,7 +139,7 @@ pub fn markdown(matrix: &ConformanceMatrix) -> String {
          - **n/a** — physically impossible on that far side, with why.\n\
          - **dynamic** — the plugin behind each webhook environment declares its own matrix.\n\n\
          Environment-side gaps are not in the table: a native agent offers only what its kernel\n\
-         can do and host clock skew only when started with `--allow-clock-skew`; such a refusal\n\
+         can do and host clock skew only when started with `--allow clock`; such a refusal\n\
          names the agent and the missing opt-in.\n\n",
     );
     out.push_str("| row |");

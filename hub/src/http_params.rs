@@ -1,5 +1,5 @@
 //! Query-string and path extraction shared by the REST handlers of every edge module (`api`,
-//! `auth_http`): unknown query parameters are refused by name, like everywhere in the API.
+//! `auth_http`, `agents_http`): unknown query parameters are refused by name, like everywhere in the API.
 
 use std::collections::HashMap;
 
@@ -66,6 +66,16 @@ impl Params {
 }
 
 pub(crate) fn path(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
-    p.map(|Path(v)| v)
-        .map_err(|e| HubError::bad_request("invalid_path", format!("invalid path parameter: {e}")))
+    p.map(|Path(v)| v).map_err(path_error)
+}
+
+/// The two parameters of a route such as `/agents/{env}/{name}`.
+pub(crate) fn path_pair(
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<(String, String)> {
+    p.map(|Path(v)| v).map_err(path_error)
+}
+
+fn path_error(e: PathRejection) -> HubError {
+    HubError::bad_request("invalid_path", format!("invalid path parameter: {e}"))
 }

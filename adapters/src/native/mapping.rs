@@ -601,7 +601,7 @@ fn physical_machine(spec: &PhysicalMachineChaosSpec) -> Result<AgentFault, Mappi
         Pm::Clock => {
             let s = req(&spec.clock, "spec.clock")?;
             if s.pid.is_some_and(|p| p != 0) {
-                return Err(unsupported(kind, "clock", "per-process clock skew (spec.clock.pid) is not supported; the native agent can only skew the host clock, and only when started with --allow-clock-skew"));
+                return Err(unsupported(kind, "clock", "per-process clock skew (spec.clock.pid) is not supported; the native agent can only skew the host clock, and only when started with --allow clock"));
             }
             let offset = req(&s.time_offset, "spec.clock.time-offset")?;
             let (neg, body) = match offset.strip_prefix('-') {

@@ -226,7 +226,7 @@ impl Adapter for NativeAdapter {
 
     fn alternative(&self, kind: &str, action: &str) -> Option<&'static str> {
         Some(match (kind, action) {
-            ("TimeChaos", _) => "use PhysicalMachineChaos action clock (host-wide clock skew, for agents started with --allow-clock-skew); per-process clocks are not skewed by the agent",
+            ("TimeChaos", _) => "use PhysicalMachineChaos action clock (host-wide clock skew, for agents started with --allow clock); per-process clocks are not skewed by the agent",
             ("PodChaos", _) => "use PhysicalMachineChaos action process to kill or stop processes on the host",
             ("NetworkChaos", "netem") => "run one experiment per effect (delay, loss, duplicate, corrupt)",
             ("DNSChaos", _) => "use PhysicalMachineChaos action network-dns (lookups matching dns-domain-name fail)",
@@ -249,18 +249,13 @@ impl Adapter for NativeAdapter {
             .filter(|a| !a.capabilities.contains(&wanted))
             .map(|a| a.name.as_str())
             .collect();
-        let names = lacking.join(", ");
-        Some(if wanted == "PhysicalMachineChaos/clock" {
-            format!(
-                "the native adapter supports it, but agent {names} was not started with --allow-clock-skew \
-                 (restart it with `chaos-agent serve --allow-clock-skew …` to opt in to host clock skew)"
-            )
-        } else {
-            format!(
-                "the native adapter supports it, but agent {names} does not offer it: its kernel lacks the \
-                 mechanism (see `chaos-agent mechanisms` on that host)"
-            )
-        })
+        // The opt-in families (clock, user_defined) are always offered and refused by
+        // `check_fault` naming the `--allow` flag; what remains is a kernel without the mechanism.
+        Some(format!(
+            "the native adapter supports it, but agent {} does not offer it: its kernel lacks the \
+             mechanism (see `chaos-agent mechanisms` on that host)",
+            lacking.join(", ")
+        ))
     }
 
     fn validate_environment(&self, env: &Environment) -> Result<(), ValidationErrors> {

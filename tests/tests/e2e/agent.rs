@@ -368,7 +368,7 @@ fn a_real_process_is_stopped_and_continued() {
 }
 
 /// Host clock skew is declared by the native adapter, but an agent started without
-/// `--allow-clock-skew` does not offer it: the submission is a 422 that names the agent and the
+/// `--allow clock` does not offer it: the submission is a 422 that names the agent and the
 /// missing opt-in, instead of saying the adapter supports it.
 #[test]
 fn clock_skew_without_the_agents_opt_in_is_a_422_naming_it() {
@@ -380,7 +380,7 @@ fn clock_skew_without_the_agents_opt_in_is_a_422_naming_it() {
     assert_eq!(code, 422, "{v:#}");
     let message = v["message"].as_str().unwrap();
     assert!(
-        message.contains("agent-a") && message.contains("--allow-clock-skew"),
+        message.contains("agent agent-a was not started with --allow clock"),
         "{message}"
     );
     // A TimeChaos is refused with the nearest thing the agent does run.
@@ -668,6 +668,8 @@ fn cli_and_agent_work_over_self_signed_tls() {
     // The CLI with the CA creates the join token, the agent joins over TLS.
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(hub_binary())
+            // The admin token, given the way a user would: CHAOSHUB_TOKEN.
+            .env("CHAOSHUB_TOKEN", token_for(&hub.url).unwrap())
             .args(["--server", &hub.url])
             .args(args)
             .output()

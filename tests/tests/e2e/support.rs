@@ -289,6 +289,16 @@ impl Api {
 
     /// A client sending this token (or none).
     pub fn with_token(base: &str, token: Option<&str>) -> Api {
+        Self::build(base, token, None)
+    }
+
+    /// A client of a TLS hub this test started, trusting only the PEM CA at `ca_file`, with
+    /// the hub's admin token.
+    pub fn with_ca(base: &str, ca_file: &Path) -> Api {
+        Self::build(base, token_for(base).as_deref(), Some(ca_file))
+    }
+
+    fn build(base: &str, token: Option<&str>, ca_file: Option<&Path>) -> Api {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = token {
             headers.insert(
@@ -296,27 +306,18 @@ impl Api {
                 reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
             );
         }
-        Api {
-            base: base.to_string(),
-            client: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(40))
-                .default_headers(headers)
-                .build()
-                .unwrap(),
-        }
-    }
-
-    /// A client that trusts only the PEM CA at `ca_file` (a TLS hub).
-    pub fn with_ca(base: &str, ca_file: &Path) -> Api {
-        let pem = std::fs::read(ca_file).unwrap();
-        Api {
-            base: base.to_string(),
-            client: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(40))
+        let mut client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(40))
+            .default_headers(headers);
+        if let Some(ca_file) = ca_file {
+            let pem = std::fs::read(ca_file).unwrap();
+            client = client
                 .tls_built_in_root_certs(false)
-                .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
-                .build()
-                .unwrap(),
+                .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+        }
+        Api {
+            base: base.to_string(),
+            client: client.build().unwrap(),
         }
     }
 
