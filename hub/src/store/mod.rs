@@ -3,8 +3,8 @@
 //! The hub owns all state; adapters hold none. The trait keeps the engine and the API
 //! independent of SQLite so a PostgreSQL store can be added for a highly available hub.
 
-pub mod auth;
 pub mod agent_auth;
+pub mod auth;
 mod sqlite;
 mod suite_runs;
 
@@ -16,8 +16,8 @@ use chaoshub_schema::api::{
 use chaoshub_schema::meta::ObjectMeta;
 use serde_json::Value;
 
-pub use auth::{AuditFilter, AuthStore, NewAudit, TokenRow};
 pub use agent_auth::AgentAuthStore;
+pub use auth::{AuditFilter, AuthStore, NewAudit, TokenRow};
 pub use sqlite::SqliteStore;
 pub use suite_runs::SuiteRunStore;
 

@@ -60,8 +60,8 @@ CREATE TABLE IF NOT EXISTS suite_runs (
 );
 "#;
 
-mod auth;
 mod agent_auth;
+mod auth;
 mod suite_runs;
 
 const TERMINAL: &str = "('Finished','Failed','Aborted')";
