@@ -42,19 +42,41 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// The shared server with Chaos Mesh's CRDs installed; `None` (after a SKIP line) when the
 /// API server, etcd or the reference CRDs are missing outside CI.
 pub fn server() -> Option<&'static TestServer> {
-    WITH_CHAOS_MESH
+    let mut first = false;
+    let server = WITH_CHAOS_MESH
         .get_or_init(|| {
+            first = true;
             let crds = chaoshub_testkit::shared_dir("reference/chaos-mesh/crd")?;
             let server = start("cm")?;
             install_crds(&server.kubeconfig, &crds);
             Some(server)
         })
-        .as_ref()
+        .as_ref();
+    say_skipped_again(first, server.is_none());
+    server
 }
 
 /// A second server, without Chaos Mesh.
 pub fn plain_server() -> Option<&'static TestServer> {
-    WITHOUT_CHAOS_MESH.get_or_init(|| start("plain")).as_ref()
+    let mut first = false;
+    let server = WITHOUT_CHAOS_MESH
+        .get_or_init(|| {
+            first = true;
+            start("plain")
+        })
+        .as_ref();
+    say_skipped_again(first, server.is_none());
+    server
+}
+
+/// The test that tried to start a server printed why it could not; every later test that
+/// needs the same server says it skips too, instead of passing silently.
+fn say_skipped_again(first: bool, missing: bool) {
+    if missing && !first {
+        chaoshub_testkit::skip(
+            "the Kubernetes test server could not be started (an earlier SKIP line of this run says what is missing)",
+        );
+    }
 }
 
 fn start(tag: &str) -> Option<TestServer> {
