@@ -139,6 +139,30 @@ pub fn integer_setting(
     }
 }
 
+/// An optional string setting, trimmed: absent or null is `None`; an empty string or another
+/// JSON type is an error at `spec.settings.<key>`.
+pub fn string_setting(
+    settings: &serde_json::Map<String, Value>,
+    key: &str,
+    errors: &mut ValidationErrors,
+) -> Option<String> {
+    match settings.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+        Some(Value::String(_)) => {
+            errors.push(format!("spec.settings.{key}"), "must not be empty");
+            None
+        }
+        Some(other) => {
+            errors.push(
+                format!("spec.settings.{key}"),
+                format!("must be a string, got {}", json_type(other)),
+            );
+            None
+        }
+    }
+}
+
 /// The JSON type of a value, for messages.
 pub fn json_type(value: &Value) -> &'static str {
     match value {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use chaoshub_schema::ValidationErrors;
 use serde_json::Value;
 
-use crate::settings::{integer_setting, json_type, reject_unknown};
+use crate::settings::{integer_setting, json_type, reject_unknown, string_setting};
 use crate::Environment;
 
 /// Every key `spec.settings` may hold, in the order error messages list them.
@@ -172,28 +172,6 @@ impl KubernetesConfig {
     /// Whether the environment lets the hub act in `namespace`.
     pub fn allows_namespace(&self, namespace: &str) -> bool {
         self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace)
-    }
-}
-
-fn string_setting(
-    settings: &serde_json::Map<String, Value>,
-    key: &str,
-    errors: &mut ValidationErrors,
-) -> Option<String> {
-    match settings.get(key) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Some(Value::String(_)) => {
-            errors.push(format!("spec.settings.{key}"), "must not be empty");
-            None
-        }
-        Some(other) => {
-            errors.push(
-                format!("spec.settings.{key}"),
-                format!("must be a string, got {}", json_type(other)),
-            );
-            None
-        }
     }
 }
 

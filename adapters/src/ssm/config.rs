@@ -32,7 +32,7 @@ use std::time::Duration;
 use chaoshub_schema::ValidationErrors;
 use serde_json::Value;
 
-use crate::settings::{integer_setting, json_type, reject_unknown};
+use crate::settings::{integer_setting, json_type, reject_unknown, string_setting};
 use crate::Environment;
 
 const ENDPOINT_HELP: crate::settings::EndpointHelp = crate::settings::EndpointHelp {
@@ -146,28 +146,6 @@ pub struct SsmConfig {
     pub retry_backoff: Duration,
     pub poll_interval: Duration,
     pub command_timeout: Duration,
-}
-
-fn string_setting(
-    settings: &serde_json::Map<String, Value>,
-    key: &str,
-    errors: &mut ValidationErrors,
-) -> Option<String> {
-    match settings.get(key) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
-        Some(Value::String(_)) => {
-            errors.push(format!("spec.settings.{key}"), "must not be empty");
-            None
-        }
-        Some(other) => {
-            errors.push(
-                format!("spec.settings.{key}"),
-                format!("must be a string, got {}", json_type(other)),
-            );
-            None
-        }
-    }
 }
 
 fn bool_setting(
