@@ -864,16 +864,7 @@ async fn editor_page(ctx: &Ctx, yaml: &str, env: &str, outcome: Option<Outcome>)
         if refused { " aria-invalid=\"true\" aria-describedby=\"errors\"" } else { "" },
         esc(yaml)
     );
-    for e in &envs.items {
-        let name = e.metadata.name.as_deref().unwrap_or("");
-        let _ = write!(
-            b,
-            "<option value=\"{0}\"{1}>{0} ({2})</option>",
-            esc(name),
-            if name == env { " selected" } else { "" },
-            esc(&e.spec.adapter)
-        );
-    }
+    environment_options(&mut b, &envs.items, env);
     b.push_str("</select><div class=\"actions\"><button name=\"op\" value=\"check\" class=\"secondary\">Validate and dry run</button>");
     if matches!(outcome, Some(Outcome::Plan(_))) {
         b.push_str(
@@ -1272,16 +1263,7 @@ async fn template_page(
         }
     }
     b.push_str("</fieldset><label for=\"env\">Environment</label><select id=\"env\" name=\"env\">");
-    for e in &envs.items {
-        let n = e.metadata.name.as_deref().unwrap_or("");
-        let _ = write!(
-            b,
-            "<option value=\"{0}\"{1}>{0} ({2})</option>",
-            esc(n),
-            if n == env { " selected" } else { "" },
-            esc(&e.spec.adapter)
-        );
-    }
+    environment_options(&mut b, &envs.items, env);
     b.push_str("</select><div class=\"actions\"><button name=\"op\" value=\"preview\" class=\"secondary\">Preview</button>");
     if may_run {
         b.push_str("<button name=\"op\" value=\"run\" class=\"primary\" id=\"run\">Run on environment</button>");
@@ -1580,4 +1562,19 @@ pub async fn suite_run(ctx: Ctx, Path(id): Path<String>) -> PageResult {
     }
     b.push_str("</ul></section>");
     ok(&ctx, &run.suite, Nav::Suites, Refresh::Live, &b)
+}
+
+/// One `<option>` per registered environment (`name (adapter)`), `selected` marking the chosen
+/// one: the environment pickers of the editor and of a template's form.
+fn environment_options(b: &mut String, envs: &[EnvironmentObject], selected: &str) {
+    for e in envs {
+        let name = e.metadata.name.as_deref().unwrap_or("");
+        let _ = write!(
+            b,
+            "<option value=\"{0}\"{1}>{0} ({2})</option>",
+            esc(name),
+            if name == selected { " selected" } else { "" },
+            esc(&e.spec.adapter)
+        );
+    }
 }
