@@ -277,12 +277,15 @@ async fn create_experiment(
     let bytes = body(raw, s.max_body)?;
     let value = parse_body(&bytes, format)?;
     let dry_run = params.bool("dryRun")?;
-    Ok(
-        match s.hub.submit(value, params.str("env"), dry_run).await? {
-            Submitted::Created(object) => json(StatusCode::CREATED, object),
-            Submitted::DryRun(result) => json(StatusCode::OK, result),
-        },
+    let submitted = tracing::Instrument::instrument(
+        s.hub.submit(value, params.str("env"), dry_run),
+        tracing::debug_span!("hub.submit"),
     )
+    .await?;
+    Ok(match submitted {
+        Submitted::Created(object) => json(StatusCode::CREATED, object),
+        Submitted::DryRun(result) => json(StatusCode::OK, result),
+    })
 }
 
 fn experiment_filter(params: &Params, archived: bool) -> ApiResult<ExperimentFilter> {
@@ -656,7 +659,10 @@ async fn stream_events(
                     return Some((Ok(sse), (store, live, filter, pending, scope)));
                 }
                 filter.limit = 500;
-                match store.list_events(&filter) {
+                let read = tracing::debug_span!("sse.read").entered();
+                let batch = store.list_events(&filter);
+                drop(read);
+                match batch {
                     Ok(batch) if !batch.is_empty() => {
                         filter.after_id = batch.last().map(|e| e.id);
                         pending.extend(

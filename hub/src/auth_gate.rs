@@ -46,6 +46,7 @@ impl AuthGate {
 
     /// Finds the principal behind the `Authorization` header.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, HubError> {
+        let _span = tracing::debug_span!("auth.authenticate").entered();
         let unauthenticated = |message: String| HubError::Unauthenticated { message };
         let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
             return Err(unauthenticated(
@@ -117,6 +118,7 @@ impl AuthGate {
     }
 
     pub fn record(&self, entry: NewAudit) {
+        let _span = tracing::debug_span!("auth.audit").entered();
         let telemetry = self.hub.engine.telemetry();
         match self.hub.engine.store().append_audit(&entry) {
             Ok(record) => telemetry.on_audit(&record),

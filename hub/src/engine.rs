@@ -501,6 +501,7 @@ impl Engine {
 
     /// Writes the row's status with its events, then publishes the events.
     pub fn save(&self, row: &ExperimentRow, events: Vec<NewEvent>) -> Result<(), StoreError> {
+        let _span = tracing::debug_span!("engine.save").entered();
         let records = self.store.update_status(&row.uid, &row.status, &events)?;
         self.publish_for(Some(row), records);
         Ok(())
@@ -508,6 +509,14 @@ impl Engine {
 
     /// One pass: hands the experiment to its kind's controller.
     pub async fn reconcile(self: &Arc<Self>, uid: &str) -> Result<(), StoreError> {
+        tracing::Instrument::instrument(
+            self.reconcile_now(uid),
+            tracing::debug_span!("engine.pass"),
+        )
+        .await
+    }
+
+    async fn reconcile_now(self: &Arc<Self>, uid: &str) -> Result<(), StoreError> {
         let Some(row) = self.store.get_experiment(uid)? else {
             return Ok(());
         };
@@ -726,10 +735,11 @@ impl Engine {
             Ok(x) => x,
             Err(reason) => return self.fail(row, reason),
         };
-        let manifest = match stored_manifest(row) {
-            Ok(m) => Arc::new(m),
-            Err(reason) => return self.fail(row, reason),
-        };
+        let manifest =
+            match tracing::debug_span!("engine.manifest").in_scope(|| stored_manifest(row)) {
+                Ok(m) => Arc::new(m),
+                Err(reason) => return self.fail(row, reason),
+            };
         // Injections into one environment are capped, so that when it is saturated the
         // recoveries (which take no permit) are not queued behind a crowd of new injections.
         // An experiment waiting here is still Pending or Paused: its deadline is not running.
@@ -935,10 +945,12 @@ impl Engine {
             }
             Selection::Matched(matched) => (matched.len(), matched),
             Selection::Hub => {
-                let inventory = adapter
-                    .discover(env)
-                    .await
-                    .map_err(|e| format!("target discovery failed: {e}"))?;
+                let inventory = tracing::Instrument::instrument(
+                    adapter.discover(env),
+                    tracing::debug_span!("engine.discover"),
+                )
+                .await
+                .map_err(|e| format!("target discovery failed: {e}"))?;
                 (inventory.len(), fault.matching(&inventory))
             }
         };
@@ -1139,10 +1151,12 @@ async fn inject_and_confirm(
     target: &Target,
     timeout: Duration,
 ) -> Result<Value, (Value, String)> {
-    let details = adapter
-        .inject(env, fault, target)
-        .await
-        .map_err(|e| (Value::Null, e.to_string()))?;
+    let details = tracing::Instrument::instrument(
+        adapter.inject(env, fault, target),
+        tracing::debug_span!("engine.inject"),
+    )
+    .await
+    .map_err(|e| (Value::Null, e.to_string()))?;
     let injection = Injection {
         experiment_uid: fault.experiment_uid.clone(),
         injection_id: fault.injection_id.clone(),
@@ -1154,7 +1168,12 @@ async fn inject_and_confirm(
     let started = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(20);
     loop {
-        let last = match adapter.status(env, &injection).await {
+        let status = tracing::Instrument::instrument(
+            adapter.status(env, &injection),
+            tracing::debug_span!("engine.confirm"),
+        )
+        .await;
+        let last = match status {
             Ok(InjectionState::Active) => return Ok(details),
             Ok(InjectionState::Absent) => "the adapter reads the fault back as absent".to_string(),
             Ok(InjectionState::Unknown(m)) => {
@@ -1168,7 +1187,11 @@ async fn inject_and_confirm(
                 format!("not confirmed within {} ms: {last}", timeout.as_millis()),
             ));
         }
-        tokio::time::sleep(backoff).await;
+        tracing::Instrument::instrument(
+            tokio::time::sleep(backoff),
+            tracing::debug_span!("engine.confirm_wait"),
+        )
+        .await;
         backoff = (backoff * 2).min(Duration::from_millis(500));
     }
 }

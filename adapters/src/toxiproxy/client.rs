@@ -112,6 +112,7 @@ impl ToxiproxyClient {
     /// Builds a client from an environment's settings. A client per call keeps the adapter
     /// stateless (and a broken pooled connection can never outlive a call).
     pub fn new(env: &Environment) -> Result<Self, AdapterError> {
+        let _span = tracing::debug_span!("toxiproxy.client_new").entered();
         let config =
             ToxiproxyConfig::from_environment(env).map_err(AdapterError::InvalidSettings)?;
         let http = reqwest::Client::builder()
@@ -242,6 +243,16 @@ impl ToxiproxyClient {
     }
 
     async fn call_once(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>, CallError> {
+        let span = tracing::debug_span!("toxiproxy.call");
+        tracing::Instrument::instrument(self.send_once(method, segments, body), span).await
+    }
+
+    async fn send_once(
         &self,
         method: Method,
         segments: &[&str],
