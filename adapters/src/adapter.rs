@@ -205,6 +205,13 @@ pub trait Adapter: Send + Sync {
         target: &Target,
     ) -> Result<Value, AdapterError>;
 
+    /// Whether a successful `inject` has itself read the fault back from the far side and found
+    /// it in place (the check `status` would make), so the hub marks it confirmed without a
+    /// second read. Default `false`: the hub confirms every injection with `status`.
+    fn inject_reads_back(&self) -> bool {
+        false
+    }
+
     /// Reads back whether the fault is in place.
     async fn status(
         &self,

@@ -7,6 +7,8 @@
 
 mod adapter;
 pub mod conformance;
+#[cfg(any(feature = "webhook", feature = "toxiproxy", feature = "envoy"))]
+mod http_clients;
 mod registry;
 #[cfg(any(feature = "webhook", feature = "toxiproxy", feature = "ssm"))]
 mod retry;

@@ -304,7 +304,7 @@ async fn main() {
         .unwrap();
     assert!(stream.status().is_success());
     let (tx, mut rx) = mpsc::unbounded_channel();
-    tokio::spawn(follow_events(stream, tx));
+    let follower = tokio::spawn(follow_events(stream, tx));
 
     let mut direct_ms = Vec::new();
     let mut hub_ms = Vec::new();
@@ -362,5 +362,7 @@ async fn main() {
             total.as_secs_f64() * 1000.0 / (*count).max(1) as f64
         );
     }
-    hub.shutdown().await;
+    // The open event stream would hold the hub's graceful shutdown.
+    follower.abort();
+    let _ = tokio::time::timeout(Duration::from_secs(5), hub.shutdown()).await;
 }

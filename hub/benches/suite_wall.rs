@@ -152,8 +152,10 @@ async fn main() {
     let proxy_port = free_port();
     let r = plain
         .post(format!("{toxiproxy_url}/proxies"))
-        .json(&json!({"name": "web", "listen": format!("127.0.0.1:{proxy_port}"),
-            "upstream": format!("127.0.0.1:{upstream_port}")}))
+        .json(
+            &json!({"name": "web", "listen": format!("127.0.0.1:{proxy_port}"),
+            "upstream": format!("127.0.0.1:{upstream_port}")}),
+        )
         .send()
         .await
         .unwrap();

@@ -859,6 +859,11 @@ impl Engine {
         }))
         .buffer_unordered(self.config.parallelism);
         let mut failures = Vec::new();
+        // Each target's outcome is stored as it comes, except the last one's, which goes into
+        // the same transaction as the experiment's next step (Running, or the rollback): one
+        // commit fewer per experiment. A crash before that commit leaves the experiment
+        // Injecting, which is recovered exactly as it would be with the target marked Injected.
+        let mut unsaved: Option<NewEvent> = None;
         while let Some((i, result)) = results.next().await {
             let record = &mut row.status.targets[i];
             let event = match result {
@@ -887,11 +892,14 @@ impl Engine {
                     )
                 }
             };
-            self.save(row, vec![event])?;
+            if let Some(previous) = unsaved.replace(event) {
+                self.save(row, vec![previous])?;
+            }
         }
         drop(results);
 
         if !failures.is_empty() {
+            self.save(row, unsaved.into_iter().collect())?;
             let injected = row
                 .status
                 .targets
@@ -912,7 +920,7 @@ impl Engine {
             None => format!("running: fault confirmed on {count} target(s) until stopped"),
         };
         let ev = experiment_event(row, events::EXPERIMENT_RUNNING, message);
-        self.save(row, vec![ev])?;
+        self.save(row, unsaved.into_iter().chain([ev]).collect())?;
         self.watch(row);
         self.wake();
         Ok(())
@@ -1142,8 +1150,9 @@ impl Engine {
     }
 }
 
-/// Injects into one target and waits until the adapter reads the fault back.
-/// On error returns whatever details the adapter gave, so recovery can use them.
+/// Injects into one target and waits until the adapter reads the fault back (an adapter whose
+/// `inject` already read it back is not asked again). On error returns whatever details the
+/// adapter gave, so recovery can use them.
 async fn inject_and_confirm(
     adapter: &dyn Adapter,
     env: &Environment,
@@ -1157,6 +1166,9 @@ async fn inject_and_confirm(
     )
     .await
     .map_err(|e| (Value::Null, e.to_string()))?;
+    if adapter.inject_reads_back() {
+        return Ok(details);
+    }
     let injection = Injection {
         experiment_uid: fault.experiment_uid.clone(),
         injection_id: fault.injection_id.clone(),

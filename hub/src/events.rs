@@ -38,6 +38,29 @@ pub const SCHEDULE_SKIPPED: &str = "chaoshub.schedule.skipped";
 pub const SCHEDULE_RUN_FAILED: &str = "chaoshub.schedule.run_failed";
 pub const WORKFLOW_NODE_STARTED: &str = "chaoshub.workflow.node_started";
 pub const WORKFLOW_NODE_ENDED: &str = "chaoshub.workflow.node_ended";
+/// A suite run's journal gained a progress line (attribute `run`: the run id). The journal
+/// itself is read with `GET /api/v1/suites/runs/{id}`; the event is what `chaoshub run` wakes on.
+pub const SUITE_PROGRESS: &str = "chaoshub.suite.progress";
+/// A suite run ended (attributes `run` and `phase`: Passed or Failed).
+pub const SUITE_FINISHED: &str = "chaoshub.suite.finished";
+
+/// An event about a suite run: it names the run only (the journal, read with the caller's
+/// scope, says what happened), so a viewer scoped to other environments learns nothing from it.
+pub fn suite_event(name: &str, run: &str, phase: Option<&str>) -> NewEvent {
+    let mut attributes = std::collections::BTreeMap::from([("run".to_string(), run.to_string())]);
+    if let Some(phase) = phase {
+        attributes.insert("phase".into(), phase.to_string());
+    }
+    NewEvent {
+        name: name.to_string(),
+        message: match phase {
+            Some(phase) => format!("suite run {run} ended: {phase}"),
+            None => format!("suite run {run} progressed"),
+        },
+        attributes,
+        ..Default::default()
+    }
+}
 
 /// An event about an experiment, with the standard attributes.
 pub fn experiment_event(row: &ExperimentRow, name: &str, message: impl Into<String>) -> NewEvent {

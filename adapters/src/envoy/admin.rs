@@ -7,6 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 use super::config::EnvoyConfig;
+use crate::http_clients::HttpClients;
 use crate::{AdapterError, Environment};
 
 /// Bigger answers are cut off: a config dump of a large mesh is a few megabytes at most.
@@ -90,14 +91,15 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// A client per call keeps the adapter stateless; without TLS one is cheap to build.
-    pub fn new(env: &Environment) -> Result<Self, AdapterError> {
+    /// A client on the environment's pooled HTTP client (building one loads the system's root
+    /// certificates, milliseconds; a pooled one reuses a kept-alive connection).
+    pub fn new(env: &Environment, clients: &HttpClients) -> Result<Self, AdapterError> {
         let config = EnvoyConfig::from_environment(env).map_err(AdapterError::InvalidSettings)?;
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .build()
-            .map_err(|e| AdapterError::Failed(format!("cannot build an HTTP client: {e}")))?;
+        let http = clients.get(env, || {
+            reqwest::Client::builder()
+                .timeout(config.timeout)
+                .connect_timeout(config.timeout)
+        })?;
         Ok(Self {
             environment: env.name.clone(),
             config,

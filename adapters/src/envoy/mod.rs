@@ -40,6 +40,7 @@ pub use fault::{
 };
 
 use self::admin::AdminClient;
+use crate::http_clients::HttpClients;
 use crate::{Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState};
 
 const ADAPTER_TYPE: &str = "envoy";
@@ -75,12 +76,17 @@ pub struct FaultStats {
     pub response_rl_injected: u64,
 }
 
-/// Drives Envoys over their admin API. Holds no state.
-pub struct EnvoyAdapter;
+/// Drives Envoys over their admin API. Holds no fault state (the journal lives in Envoy's
+/// runtime); what it keeps is one pooled HTTP client per environment.
+pub struct EnvoyAdapter {
+    clients: HttpClients,
+}
 
 impl EnvoyAdapter {
     pub fn new() -> Self {
-        Self
+        Self {
+            clients: HttpClients::new(),
+        }
     }
 
     /// The connection managers of one Envoy, with their fault filters.
@@ -88,7 +94,7 @@ impl EnvoyAdapter {
         &self,
         env: &Environment,
     ) -> Result<Vec<ConnectionManager>, AdapterError> {
-        let client = AdminClient::new(env)?;
+        let client = AdminClient::new(env, &self.clients)?;
         let (dump, listeners, clusters) = (
             client.config_dump().await?,
             client.listeners().await?,
@@ -103,7 +109,7 @@ impl EnvoyAdapter {
         env: &Environment,
         stat_prefix: &str,
     ) -> Result<FaultStats, AdapterError> {
-        let client = AdminClient::new(env)?;
+        let client = AdminClient::new(env, &self.clients)?;
         fault_stats(&client, stat_prefix).await
     }
 
@@ -112,7 +118,7 @@ impl EnvoyAdapter {
         &self,
         env: &Environment,
     ) -> Result<BTreeMap<String, String>, AdapterError> {
-        let client = AdminClient::new(env)?;
+        let client = AdminClient::new(env, &self.clients)?;
         let (view, admin) = admin_view(&client).await?;
         Ok(view
             .entries
@@ -275,7 +281,7 @@ impl Adapter for EnvoyAdapter {
                 message: "the envoy adapter runs HTTPChaos only".into(),
             });
         };
-        let client = AdminClient::new(env)?;
+        let client = AdminClient::new(env, &self.clients)?;
         let dump = client.config_dump().await?;
         let managers =
             connection_managers(&dump, &client.listeners().await?, &client.clusters().await?);
@@ -406,7 +412,7 @@ impl Adapter for EnvoyAdapter {
         env: &Environment,
         injection: &Injection,
     ) -> Result<InjectionState, AdapterError> {
-        let client = AdminClient::new(env)?;
+        let client = AdminClient::new(env, &self.clients)?;
         let (view, admin) = admin_view(&client).await?;
         let journal = journals(&view, admin)
             .remove(&injection.injection_id)
@@ -443,7 +449,7 @@ impl Adapter for EnvoyAdapter {
     }
 
     async fn recover(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {
-        let client = AdminClient::new(env)?;
+        let client = AdminClient::new(env, &self.clients)?;
         let (view, admin) = admin_view(&client).await?;
         let journal_key = Journal::key(&injection.injection_id);
         let in_envoy = journals(&view, admin).remove(&injection.injection_id);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::config::ToxiproxyConfig;
+use crate::http_clients::HttpClients;
 use crate::{AdapterError, Environment};
 
 /// Bigger answers are cut off: a Toxiproxy server answering megabytes is broken, and the hub
@@ -109,18 +110,24 @@ pub struct ToxiproxyClient {
 }
 
 impl ToxiproxyClient {
-    /// Builds a client from an environment's settings. A client per call keeps the adapter
-    /// stateless (and a broken pooled connection can never outlive a call).
+    /// Builds a client of its own from an environment's settings (one connection pool per
+    /// client: the adapter itself uses [`ToxiproxyClient::pooled`]).
     pub fn new(env: &Environment) -> Result<Self, AdapterError> {
-        let _span = tracing::debug_span!("toxiproxy.client_new").entered();
+        Self::pooled(env, &HttpClients::new())
+    }
+
+    /// A client on the environment's pooled HTTP client, so consecutive calls reuse one
+    /// kept-alive connection (a connection the server closed is retried by the HTTP client,
+    /// and transport errors by [`ToxiproxyClient::call`]).
+    pub(crate) fn pooled(env: &Environment, clients: &HttpClients) -> Result<Self, AdapterError> {
         let config =
             ToxiproxyConfig::from_environment(env).map_err(AdapterError::InvalidSettings)?;
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|e| AdapterError::Failed(format!("cannot build an HTTP client: {e}")))?;
+        let http = clients.get(env, || {
+            reqwest::Client::builder()
+                .timeout(config.timeout)
+                .connect_timeout(config.timeout)
+                .user_agent(USER_AGENT)
+        })?;
         Ok(Self {
             environment: env.name.clone(),
             config,

@@ -30,6 +30,7 @@ pub use plan::{
     NAME_PREFIX,
 };
 
+use crate::http_clients::HttpClients;
 use crate::{Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState};
 
 const ADAPTER_TYPE: &str = "toxiproxy";
@@ -37,13 +38,22 @@ const ADAPTER_TYPE: &str = "toxiproxy";
 /// NetworkChaos actions a proxy can run.
 const NETWORK_ACTIONS: &[&str] = &["delay", "bandwidth", "partition"];
 
-/// Drives Toxiproxy servers. Holds no state: every call builds its client from the environment,
-/// and every fault's record lives in the toxic names on the server and in the stored details.
-pub struct ToxiproxyAdapter;
+/// Drives Toxiproxy servers. Holds no fault state: every fault's record lives in the toxic
+/// names on the server and in the stored details; what it keeps is one pooled HTTP client per
+/// environment.
+pub struct ToxiproxyAdapter {
+    clients: HttpClients,
+}
 
 impl ToxiproxyAdapter {
     pub fn new() -> Self {
-        Self
+        Self {
+            clients: HttpClients::new(),
+        }
+    }
+
+    fn client(&self, env: &Environment) -> Result<ToxiproxyClient, AdapterError> {
+        ToxiproxyClient::pooled(env, &self.clients)
     }
 }
 
@@ -276,7 +286,7 @@ impl Adapter for ToxiproxyAdapter {
     }
 
     async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError> {
-        let client = ToxiproxyClient::new(env)?;
+        let client = self.client(env)?;
         let proxies = client
             .proxies()
             .await
@@ -341,7 +351,7 @@ impl Adapter for ToxiproxyAdapter {
         fault: &FaultRequest,
         target: &Target,
     ) -> Result<Value, AdapterError> {
-        let client = ToxiproxyClient::new(env)?;
+        let client = self.client(env)?;
         let plan = plan(fault, client.config().partition)?;
         let proxy = proxy_of(target);
         for note in &plan.ignored {
@@ -377,12 +387,17 @@ impl Adapter for ToxiproxyAdapter {
         }))
     }
 
+    /// `inject` reads every toxic back (and a `down` proxy's state) before it answers.
+    fn inject_reads_back(&self) -> bool {
+        true
+    }
+
     async fn status(
         &self,
         env: &Environment,
         injection: &Injection,
     ) -> Result<InjectionState, AdapterError> {
-        let client = ToxiproxyClient::new(env)?;
+        let client = self.client(env)?;
         let proxy = proxy_of(&injection.target);
         let current = match client.proxy(proxy).await {
             Ok(p) => p,
@@ -424,7 +439,7 @@ impl Adapter for ToxiproxyAdapter {
     }
 
     async fn recover(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {
-        let client = ToxiproxyClient::new(env)?;
+        let client = self.client(env)?;
         let proxy = proxy_of(&injection.target);
         let id = &injection.injection_id;
         let context = format!("recovering proxy {proxy:?}");

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::config::WebhookConfig;
 use super::protocol::ErrorResponse;
+use crate::http_clients::HttpClients;
 use crate::{AdapterError, Environment};
 
 /// Bigger answers are cut off: a plugin answering megabytes is broken, and the hub must not run
@@ -52,15 +53,15 @@ pub struct PluginClient {
 }
 
 impl PluginClient {
-    /// Builds a client from an environment's settings. A client per call keeps the adapter
-    /// stateless; without TLS a client is cheap to build, and plugin calls are rare.
-    pub fn new(env: &Environment) -> Result<Self, AdapterError> {
+    /// A client on the environment's pooled HTTP client (building one loads the system's root
+    /// certificates, milliseconds; a pooled one reuses a kept-alive connection).
+    pub fn new(env: &Environment, clients: &HttpClients) -> Result<Self, AdapterError> {
         let config = WebhookConfig::from_environment(env).map_err(AdapterError::InvalidSettings)?;
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .build()
-            .map_err(|e| AdapterError::Failed(format!("cannot build an HTTP client: {e}")))?;
+        let http = clients.get(env, || {
+            reqwest::Client::builder()
+                .timeout(config.timeout)
+                .connect_timeout(config.timeout)
+        })?;
         Ok(Self {
             environment: env.name.clone(),
             config,

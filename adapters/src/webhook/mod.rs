@@ -31,21 +31,27 @@ pub use protocol::{
 
 use self::client::{CallError, PluginClient};
 use self::protocol::{DESCRIBE_PATH, INJECT_PATH, RECOVER_PATH, STATUS_PATH, TARGETS_PATH};
+use crate::http_clients::HttpClients;
 use crate::{Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState};
 
 const ADAPTER_TYPE: &str = "webhook";
 
-/// Drives plugins over HTTP. Holds no state: every call builds its client from the environment.
-pub struct WebhookAdapter;
+/// Drives plugins over HTTP. Holds no fault state; what it keeps is one pooled HTTP client per
+/// environment.
+pub struct WebhookAdapter {
+    clients: HttpClients,
+}
 
 impl WebhookAdapter {
     pub fn new() -> Self {
-        Self
+        Self {
+            clients: HttpClients::new(),
+        }
     }
 
     /// Asks the plugin who it is; fails unless it speaks protocol `v1`.
     pub async fn describe(&self, env: &Environment) -> Result<DescribeResponse, AdapterError> {
-        let client = PluginClient::new(env)?;
+        let client = PluginClient::new(env, &self.clients)?;
         let described: DescribeResponse = client
             .get(DESCRIBE_PATH)
             .await
@@ -102,7 +108,7 @@ impl Adapter for WebhookAdapter {
     }
 
     async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError> {
-        let client = PluginClient::new(env)?;
+        let client = PluginClient::new(env, &self.clients)?;
         let listed: TargetsResponse = client
             .get(TARGETS_PATH)
             .await
@@ -142,7 +148,7 @@ impl Adapter for WebhookAdapter {
         fault: &FaultRequest,
         target: &Target,
     ) -> Result<Value, AdapterError> {
-        let client = PluginClient::new(env)?;
+        let client = PluginClient::new(env, &self.clients)?;
         let request = InjectRequest {
             injection_id: fault.injection_id.clone(),
             experiment_uid: fault.experiment_uid.clone(),
@@ -190,7 +196,7 @@ impl Adapter for WebhookAdapter {
         env: &Environment,
         injection: &Injection,
     ) -> Result<InjectionState, AdapterError> {
-        let client = PluginClient::new(env)?;
+        let client = PluginClient::new(env, &self.clients)?;
         let answer: StatusResponse = client
             .post(STATUS_PATH, &injection_ref(injection))
             .await
@@ -207,7 +213,7 @@ impl Adapter for WebhookAdapter {
     }
 
     async fn recover(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {
-        let client = PluginClient::new(env)?;
+        let client = PluginClient::new(env, &self.clients)?;
         client
             .post_no_answer(RECOVER_PATH, &injection_ref(injection))
             .await

@@ -8,16 +8,109 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use chaoshub_schema::api::EventRecord;
 use chaoshub_schema::suite::{CaseOutcome, SuiteRun, SuiteRunPhase};
 use serde_json::Value;
 
 use super::apply::{read_input, split};
 use super::client::{CliError, HubClient};
+use super::events::SseParser;
 use super::output::{emit, render_structured, OutputFormat, Table};
 use super::{ExitCode, RunArgs};
 
-/// How often the run's journal is read while following it.
-const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+/// The longest the journal goes unread while following a run. The run's events on the stream
+/// wake the CLI at once; this only bounds how long a lost event (or a run ended without one,
+/// say by a hub restart) can go unnoticed.
+const REREAD_AT_LEAST_EVERY: Duration = Duration::from_secs(5);
+/// Between two reads of the journal when the hub's event stream cannot be opened at all.
+const WITHOUT_STREAM_EVERY: Duration = Duration::from_millis(250);
+
+/// Wakes `chaoshub run` when the hub announces a change of its run on the event stream
+/// (`chaoshub.suite.progress` / `chaoshub.suite.finished` with attribute `run`). The journal
+/// stays the source of truth: after every wake-up the CLI reads it again.
+struct RunFollower<'a> {
+    client: &'a HubClient,
+    run_id: String,
+    /// Events from this time on (the run's creation, on the hub's clock) are replayed when
+    /// the stream is (re)opened, so nothing between the journal read and the stream is lost.
+    since: String,
+    stream: Option<(reqwest::Response, SseParser)>,
+    last_id: Option<i64>,
+    /// The stream could not be opened (an older hub, a proxy in between): read on a timer.
+    unavailable: bool,
+}
+
+impl<'a> RunFollower<'a> {
+    fn new(client: &'a HubClient, run: &SuiteRun) -> Self {
+        Self {
+            client,
+            run_id: run.id.clone(),
+            since: run.created_at.clone(),
+            stream: None,
+            last_id: None,
+            unavailable: false,
+        }
+    }
+
+    async fn open(&mut self) -> Option<(reqwest::Response, SseParser)> {
+        let mut query = vec![("since", self.since.clone())];
+        if let Some(id) = self.last_id {
+            query.push(("after", id.to_string()));
+        }
+        match self
+            .client
+            .open_stream(&["api", "v1", "events", "stream"], &query)
+            .await
+        {
+            Ok(response) => Some((response, SseParser::default())),
+            Err(_) => {
+                self.unavailable = true;
+                None
+            }
+        }
+    }
+
+    /// Returns when the run's next event arrives, or after `limit`, whichever is first.
+    async fn next_change(&mut self, limit: Duration) {
+        if self.unavailable {
+            tokio::time::sleep(limit.min(WITHOUT_STREAM_EVERY)).await;
+            return;
+        }
+        let limit = limit.min(REREAD_AT_LEAST_EVERY);
+        let _ = tokio::time::timeout(limit, self.wait_for_event()).await;
+    }
+
+    async fn wait_for_event(&mut self) {
+        let (mut response, mut parser) = match self.stream.take() {
+            Some(open) => open,
+            None => match self.open().await {
+                Some(open) => open,
+                None => return,
+            },
+        };
+        loop {
+            let chunk = match self.client.next_chunk(&mut response).await {
+                Ok(Some(chunk)) => chunk,
+                // The stream ended or broke: reopened (from the last id seen) on the next wait,
+                // after the caller has read the journal again.
+                Ok(None) | Err(_) => return,
+            };
+            let mut woken = false;
+            for message in parser.push(&chunk) {
+                let Ok(event) = serde_json::from_str::<EventRecord>(&message.data) else {
+                    continue;
+                };
+                self.last_id = Some(event.id);
+                woken |= event.name.starts_with("chaoshub.suite.")
+                    && event.attributes.get("run") == Some(&self.run_id);
+            }
+            if woken {
+                self.stream = Some((response, parser));
+                return;
+            }
+        }
+    }
+}
 
 /// Reads the suite file and inlines its `file:` references.
 pub fn load_suite(path: &Path) -> Result<Value, CliError> {
@@ -166,6 +259,7 @@ pub async fn run(
     ));
     let started = Instant::now();
     let mut printed = 0usize;
+    let mut follower = RunFollower::new(client, &run);
     loop {
         for line in run.log.iter().skip(printed) {
             let time = line.at.get(11..19).unwrap_or(&line.at);
@@ -184,7 +278,9 @@ pub async fn run(
                 run.id
             )));
         }
-        tokio::time::sleep(FOLLOW_EVERY).await;
+        follower
+            .next_change(args.timeout.saturating_sub(started.elapsed()))
+            .await;
         run = client
             .get(&["api", "v1", "suites", "runs", &run.id], &[])
             .await?;

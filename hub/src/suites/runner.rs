@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chaoshub_schema::api::ExperimentPhase;
+use chaoshub_schema::api::{EventRecord, ExperimentPhase};
 use chaoshub_schema::duration::{format_duration, parse_duration};
 use chaoshub_schema::probe::{ProbeResult, ProbeSpec, STOP_CONDITIONS_ANNOTATION};
 use chaoshub_schema::suite::{
@@ -16,16 +16,41 @@ use chaoshub_schema::suite::{
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use serde_json::Value;
+use tokio::sync::broadcast;
 
 use super::{CasePlan, SuitePlan};
 use crate::operations::{Hub, Submitted};
 use crate::store::ExperimentRow;
 
-/// How often an experiment's phase is read back while waiting for it.
-const POLL: Duration = Duration::from_millis(100);
 /// How long a stopped experiment may take to reach a terminal phase before the case gives up
 /// waiting (the engine keeps recovering it regardless).
 const STOP_WAIT: Duration = Duration::from_secs(60);
+
+/// Wakes a waiting runner as soon as the engine stores an event of the experiment it follows,
+/// instead of on a polling tick. Events are only a wake-up: the runner reads the experiment from
+/// the store after every one (and after a lagged receiver), so none can be missed or misread.
+/// Take it before the first read of the row, so no change falls between the read and the wait.
+pub(crate) struct ExperimentWatch {
+    events: broadcast::Receiver<EventRecord>,
+}
+
+impl ExperimentWatch {
+    /// Returns when an event of experiment `uid` is stored, or when `limit` has passed.
+    pub async fn changed(&mut self, uid: &str, limit: Duration) {
+        let wake = async {
+            loop {
+                match self.events.recv().await {
+                    Ok(event) if event.experiment_uid.as_deref() == Some(uid) => return,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    // The engine is gone (the hub is stopping): only the limit ends the wait.
+                    Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(limit, wake).await;
+    }
+}
 
 /// What a case ended with.
 pub(crate) type Verdict = (CaseOutcome, String);
@@ -138,6 +163,16 @@ impl SuiteRunner {
                 message,
             })
         });
+        self.announce(crate::events::SUITE_PROGRESS, None);
+    }
+
+    /// Stores a suite event (what `chaoshub run` follows on the event stream); a failed write
+    /// is logged: followers still read the journal when the run ends.
+    fn announce(&self, name: &str, phase: Option<&str>) {
+        let event = crate::events::suite_event(name, &self.run_id(), phase);
+        if let Err(e) = self.hub.engine.record(&[event]) {
+            tracing::error!(error = %e, "cannot store a suite event");
+        }
     }
 
     fn run_id(&self) -> String {
@@ -210,6 +245,8 @@ impl SuiteRunner {
             run.ended_at = Some(crate::time::now_rfc3339());
             run.duration_ms = Some(started.elapsed().as_millis() as u64);
         });
+        let phase = if passed { "Passed" } else { "Failed" };
+        self.announce(crate::events::SUITE_FINISHED, Some(phase));
     }
 
     async fn run_case(&self, plan: &SuitePlan, case: &CasePlan) {
@@ -459,14 +496,23 @@ impl SuiteRunner {
         self.wait_terminal(uid, STOP_WAIT).await
     }
 
+    /// Follows experiments' stored events (see [`ExperimentWatch`]).
+    pub fn watch(&self) -> ExperimentWatch {
+        ExperimentWatch {
+            events: self.hub.engine.subscribe(),
+        }
+    }
+
     pub async fn wait_terminal(&self, uid: &str, timeout: Duration) -> Option<ExperimentRow> {
-        let started = Instant::now();
+        let mut watch = self.watch();
+        let until = Instant::now() + timeout;
         loop {
             let row = self.experiment(uid)?;
-            if row.status.phase.is_terminal() || started.elapsed() >= timeout {
+            let left = until.saturating_duration_since(Instant::now());
+            if row.status.phase.is_terminal() || left.is_zero() {
                 return Some(row);
             }
-            tokio::time::sleep(POLL).await;
+            watch.changed(uid, left).await;
         }
     }
 
@@ -498,6 +544,10 @@ impl SuiteRunner {
         let mut deviation: Option<String> = None;
         let mut checks = 0usize;
         let mut timed_out = false;
+        // Woken by the experiment's own events (Running, Recovering, Finished…), so the case
+        // moves on the moment the fault ends rather than at the next check interval.
+        let mut watch = self.watch();
+        let mut next_check = Instant::now();
         let last = loop {
             let Some(row) = self.experiment(&uid) else {
                 return (CaseOutcome::Error, format!("experiment {uid} disappeared"));
@@ -516,23 +566,26 @@ impl SuiteRunner {
                     None => return (CaseOutcome::Error, reason),
                 }
             }
+            let mut wait = case_timeout.saturating_sub(started.elapsed());
             if row.status.phase == ExperimentPhase::Running && has_probes {
-                let (results, _) = self.check(plan, case, Stage::During).await;
-                checks += 1;
-                if let Some(ev) = tolerance.observe(&results) {
-                    if deviation.is_none() {
-                        self.log(format!(
-                            "  {} in {}: steady state deviated: {ev}",
-                            case.experiment.name, case.environment
-                        ));
-                        deviation = Some(ev);
+                if Instant::now() >= next_check {
+                    let (results, _) = self.check(plan, case, Stage::During).await;
+                    checks += 1;
+                    if let Some(ev) = tolerance.observe(&results) {
+                        if deviation.is_none() {
+                            self.log(format!(
+                                "  {} in {}: steady state deviated: {ev}",
+                                case.experiment.name, case.environment
+                            ));
+                            deviation = Some(ev);
+                        }
                     }
+                    self.refresh_experiment(case, &row);
+                    next_check = Instant::now() + interval;
                 }
-                self.refresh_experiment(case, &row);
-                tokio::time::sleep(interval).await;
-            } else {
-                tokio::time::sleep(POLL).await;
+                wait = wait.min(next_check.saturating_duration_since(Instant::now()));
             }
+            watch.changed(&uid, wait).await;
         };
         self.refresh_experiment(case, &last);
         let reason = last.status.reason.clone().unwrap_or_default();

@@ -217,6 +217,7 @@ async fn step(
         .await?;
     // Wait for the fault to be confirmed in place before judging anything.
     let confirm_by = Instant::now() + runner.case_timeout(plan);
+    let mut watch = runner.watch();
     loop {
         let row = runner
             .experiment(&uid)
@@ -234,7 +235,11 @@ async fn step(
                 runner.stop_and_wait(&uid, "suite case timed out").await;
                 return Err("the fault was not confirmed in place within timeouts.case".into());
             }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ => {
+                watch
+                    .changed(&uid, confirm_by.saturating_duration_since(Instant::now()))
+                    .await
+            }
         }
     }
     let observe = parse_duration(&search.observe).unwrap_or(Duration::from_secs(2));

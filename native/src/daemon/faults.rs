@@ -400,24 +400,41 @@ impl FaultTable {
     }
 }
 
+/// Longest sleep of the lease loop while a fault is held: leases are wall-clock instants and
+/// the sleep is monotonic, so a step of the wall clock delays a removal by at most this.
+const LEASE_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs the dead man's switch until `shutdown` fires: sleeps until the earliest lease end (at
-/// most 250 ms, so a clock jump or a missed wake-up costs little) and removes what is due.
+/// most [`LEASE_RECHECK`]) and removes what is due. With no fault held it sleeps until a lease
+/// changes (`lease_changed` is notified on every insert, extension and renewal), so an idle
+/// agent never wakes up for it.
 pub async fn lease_loop(table: Arc<FaultTable>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     loop {
-        let now = Utc::now();
-        let wait = table
-            .next_lease_end()
-            .map(|end| (end - now).to_std().unwrap_or_default())
-            .unwrap_or(std::time::Duration::from_millis(250))
-            .min(std::time::Duration::from_millis(250));
+        // A lease changed between this read and the wait below is not missed: `notify_one`
+        // stores a permit when nobody is waiting yet.
         let notified = table.lease_changed.clone();
+        let next = table.next_lease_end();
+        let wait = next.map(|end| {
+            (end - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .min(LEASE_RECHECK)
+        });
+        let sleep = async {
+            match wait {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+            _ = sleep => {}
             _ = notified.notified() => {}
             _ = shutdown.changed() => return,
         }
-        let t = table.clone();
-        let _ = tokio::task::spawn_blocking(move || t.expire(Utc::now())).await;
+        if table.next_lease_end().is_some_and(|end| end <= Utc::now()) {
+            let t = table.clone();
+            let _ = tokio::task::spawn_blocking(move || t.expire(Utc::now())).await;
+        }
     }
 }
 
