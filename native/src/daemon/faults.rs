@@ -64,13 +64,37 @@ pub struct Removal {
     pub result: Result<(), String>,
 }
 
-/// The fault table. Operations are serialised by one lock: they are short (commands, thread
-/// starts), and one at a time means an inject and a recover of the same id can never interleave.
+/// One fault id's place in the table. `op` serialises the operations on this id (inject,
+/// recover, renew, status), and may be held for as long as an apply takes — a 60 s
+/// `user_defined` command, a disk fill; `state` is only ever held for a moment, so listing,
+/// heartbeats and the lease loop never wait for an apply.
+#[derive(Default)]
+struct Slot {
+    op: Mutex<()>,
+    state: Mutex<Option<ActiveFault>>,
+}
+
+impl Slot {
+    fn state(&self) -> std::sync::MutexGuard<'_, Option<ActiveFault>> {
+        relock(&self.state)
+    }
+}
+
+/// A panic inside an injector must not wedge every later removal: what these locks guard is
+/// consistent between statements, so a poisoned lock is safe to reuse.
+fn relock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The fault table. Operations on one fault id are serialised (an inject and a recover of the
+/// same id can never interleave); operations on different ids run in parallel, so a slow apply
+/// never delays the renewal, status or removal of another fault.
 pub struct FaultTable {
     injectors: Vec<Box<dyn Injector>>,
     journal: Journal,
     mechanisms: KernelMechanisms,
-    faults: Mutex<HashMap<String, ActiveFault>>,
+    /// Held only to find or add a slot, never during an operation.
+    slots: Mutex<HashMap<String, Arc<Slot>>>,
     /// Wakes the lease loop when a lease changes.
     pub lease_changed: Arc<tokio::sync::Notify>,
 }
@@ -85,7 +109,7 @@ impl FaultTable {
             injectors,
             journal,
             mechanisms,
-            faults: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
             lease_changed: Arc::new(tokio::sync::Notify::new()),
         }
     }
@@ -94,10 +118,62 @@ impl FaultTable {
         &self.mechanisms
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ActiveFault>> {
-        // A panic inside an injector must not wedge every later removal: the map itself is
-        // always consistent between statements, so a poisoned lock is safe to reuse.
-        self.faults.lock().unwrap_or_else(|p| p.into_inner())
+    /// Runs `f` holding the operation lock of `id`'s slot (made if `create`, else `None` when
+    /// there is none). A slot left without a fault is dropped from the table before the lock is
+    /// released. With `wait` false, a slot busy with another operation is skipped (`None`).
+    fn with_slot<R>(
+        &self,
+        id: &str,
+        create: bool,
+        wait: bool,
+        f: impl FnOnce(&Slot) -> R,
+    ) -> Option<R> {
+        loop {
+            let slot = {
+                let mut slots = relock(&self.slots);
+                match slots.get(id) {
+                    Some(slot) => Arc::clone(slot),
+                    None if create => Arc::clone(slots.entry(id.to_string()).or_default()),
+                    None => return None,
+                }
+            };
+            let _op = if wait {
+                relock(&slot.op)
+            } else {
+                match slot.op.try_lock() {
+                    Ok(g) => g,
+                    Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                    Err(std::sync::TryLockError::WouldBlock) => return None,
+                }
+            };
+            // The slot may have been emptied and dropped while we waited for it: start over
+            // with whatever the table holds now.
+            let current = relock(&self.slots)
+                .get(id)
+                .is_some_and(|s| Arc::ptr_eq(s, &slot));
+            if !current {
+                if create || wait {
+                    continue;
+                }
+                return None;
+            }
+            let result = f(&slot);
+            if slot.state().is_none() {
+                let mut slots = relock(&self.slots);
+                if slots.get(id).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                    slots.remove(id);
+                }
+            }
+            return Some(result);
+        }
+    }
+
+    /// Every slot now (cloned out, so no table lock is held while each is looked at).
+    fn all_slots(&self) -> Vec<(String, Arc<Slot>)> {
+        relock(&self.slots)
+            .iter()
+            .map(|(id, s)| (id.clone(), Arc::clone(s)))
+            .collect()
     }
 
     /// Removes whatever the journal says is still applied (a previous process died with faults
@@ -158,15 +234,33 @@ impl FaultTable {
                 lease_until,
             });
         }
-        let mut faults = self.lock();
-        if let Some(existing) = faults.get_mut(id) {
-            if existing.fault != fault {
-                return Err(FaultError::Conflict { id: id.to_string() });
+        let result = self
+            .with_slot(id, true, true, |slot| {
+                self.inject_into(slot, id, fault, now, lease_until)
+            })
+            .expect("a created slot is always there");
+        self.lease_changed.notify_one();
+        result
+    }
+
+    /// `inject` with the slot's operation lock held.
+    fn inject_into(
+        &self,
+        slot: &Slot,
+        id: &str,
+        fault: AgentFault,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<AgentFaultStatus, FaultError> {
+        {
+            let mut state = slot.state();
+            if let Some(existing) = state.as_mut() {
+                if existing.fault != fault {
+                    return Err(FaultError::Conflict { id: id.to_string() });
+                }
+                existing.lease_until = lease_until;
+                return Ok(self.describe(id, existing));
             }
-            existing.lease_until = lease_until;
-            drop(faults);
-            self.lease_changed.notify_one();
-            return self.status(id);
         }
         let idx = self
             .injector_for(&fault)
@@ -232,20 +326,24 @@ impl FaultTable {
             applied_at: now,
             lease_until,
         };
-        // The read-back above is the confirmation: report it as it is, under the same lock,
-        // rather than reading the host a second time.
+        // The read-back above is the confirmation: report it as it is rather than reading the
+        // host a second time.
         let status = Self::status_from(id, &active, Ok(true));
-        faults.insert(id.to_string(), active);
-        drop(faults);
-        self.lease_changed.notify_one();
+        *slot.state() = Some(active);
         Ok(status)
     }
 
     /// Removes a fault. Returns `NotFound` for an unknown id (the caller decides whether that is
     /// fine — the hub treats it as already recovered).
     pub fn recover(&self, id: &str) -> Result<(), FaultError> {
-        let mut faults = self.lock();
-        let Some(mut active) = faults.remove(id) else {
+        self.with_slot(id, false, true, |slot| self.recover_in(slot, id))
+            .unwrap_or_else(|| Err(FaultError::NotFound(id.to_string())))
+    }
+
+    /// `recover` with the slot's operation lock held.
+    fn recover_in(&self, slot: &Slot, id: &str) -> Result<(), FaultError> {
+        // Taken out while it is removed: it is not listed as in force meanwhile.
+        let Some(mut active) = slot.state().take() else {
             return Err(FaultError::NotFound(id.to_string()));
         };
         if let Some(worker) = active.worker.take() {
@@ -256,7 +354,7 @@ impl FaultTable {
             // next start tries again; report the failure now.
             tracing::error!(id, error = %e, "removing a fault failed; will retry");
             active.lease_until = Utc::now();
-            faults.insert(id.to_string(), active);
+            *slot.state() = Some(active);
             return Err(e.into());
         }
         self.journal.forget(id)?;
@@ -270,32 +368,43 @@ impl FaultTable {
         id: &str,
         lease_until: DateTime<Utc>,
     ) -> Result<AgentFaultStatus, FaultError> {
-        {
-            let mut faults = self.lock();
-            let active = faults
-                .get_mut(id)
-                .ok_or_else(|| FaultError::NotFound(id.to_string()))?;
-            active.lease_until = lease_until;
-            let entry = JournalEntry {
-                id: id.to_string(),
-                fault: active.fault.clone(),
-                plan: active.plan.clone(),
-                applied_at: active.applied_at,
-                lease_until,
-            };
-            self.journal.record(&entry)?;
-        }
+        let result = self
+            .with_slot(id, false, true, |slot| {
+                let mut state = slot.state();
+                let active = state
+                    .as_mut()
+                    .ok_or_else(|| FaultError::NotFound(id.to_string()))?;
+                active.lease_until = lease_until;
+                let entry = JournalEntry {
+                    id: id.to_string(),
+                    fault: active.fault.clone(),
+                    plan: active.plan.clone(),
+                    applied_at: active.applied_at,
+                    lease_until,
+                };
+                drop(state);
+                self.journal.record(&entry)?;
+                let state = slot.state();
+                let active = state
+                    .as_ref()
+                    .ok_or_else(|| FaultError::NotFound(id.to_string()))?;
+                Ok(self.describe(id, active))
+            })
+            .unwrap_or_else(|| Err(FaultError::NotFound(id.to_string())));
         self.lease_changed.notify_one();
-        self.status(id)
+        result
     }
 
     /// The fault's status, read back from the host now.
     pub fn status(&self, id: &str) -> Result<AgentFaultStatus, FaultError> {
-        let faults = self.lock();
-        let active = faults
-            .get(id)
-            .ok_or_else(|| FaultError::NotFound(id.to_string()))?;
-        Ok(self.describe(id, active))
+        self.with_slot(id, false, true, |slot| {
+            let state = slot.state();
+            let active = state
+                .as_ref()
+                .ok_or_else(|| FaultError::NotFound(id.to_string()))?;
+            Ok(self.describe(id, active))
+        })
+        .unwrap_or_else(|| Err(FaultError::NotFound(id.to_string())))
     }
 
     fn describe(&self, id: &str, active: &ActiveFault) -> AgentFaultStatus {
@@ -335,10 +444,13 @@ impl FaultTable {
         }
     }
 
-    /// Every fault in force.
+    /// Every fault in force (one being applied or removed right now is not listed).
     pub fn list(&self) -> Vec<AgentFaultStatus> {
-        let faults = self.lock();
-        let mut out: Vec<_> = faults.iter().map(|(id, a)| self.describe(id, a)).collect();
+        let mut out: Vec<_> = self
+            .all_slots()
+            .into_iter()
+            .filter_map(|(id, slot)| slot.state().as_ref().map(|a| self.describe(&id, a)))
+            .collect();
         out.sort_by_key(|s| s.applied_at);
         out
     }
@@ -346,53 +458,76 @@ impl FaultTable {
     /// Ids and labels of the faults in force, without reading them back (cheap; for metrics
     /// and heartbeats).
     pub fn summary(&self) -> Vec<(String, AgentFault, Option<f64>)> {
-        self.lock()
-            .iter()
-            .map(|(id, a)| {
-                (
-                    id.clone(),
-                    a.fault.clone(),
-                    a.worker.as_ref().and_then(|w| w.measured()),
-                )
+        self.all_slots()
+            .into_iter()
+            .filter_map(|(id, slot)| {
+                slot.state().as_ref().map(|a| {
+                    (
+                        id.clone(),
+                        a.fault.clone(),
+                        a.worker.as_ref().and_then(|w| w.measured()),
+                    )
+                })
             })
             .collect()
     }
 
     /// The earliest lease end, for the lease loop's sleep.
     pub fn next_lease_end(&self) -> Option<DateTime<Utc>> {
-        self.lock().values().map(|a| a.lease_until).min()
+        self.all_slots()
+            .into_iter()
+            .filter_map(|(_, slot)| slot.state().as_ref().map(|a| a.lease_until))
+            .min()
     }
 
-    /// The dead man's switch: removes every fault whose lease has ended.
+    /// The dead man's switch: removes every fault whose lease has ended. A fault busy with
+    /// another operation (a renewal that may move its lease, a removal already under way) is
+    /// left to the next round rather than waited for, so one slow fault never delays another's
+    /// removal.
     pub fn expire(&self, now: DateTime<Utc>) -> Vec<Removal> {
         let due: Vec<String> = self
-            .lock()
-            .iter()
-            .filter(|(_, a)| a.lease_until <= now)
-            .map(|(id, _)| id.clone())
+            .all_slots()
+            .into_iter()
+            .filter(|(_, slot)| slot.state().as_ref().is_some_and(|a| a.lease_until <= now))
+            .map(|(id, _)| id)
             .collect();
         due.into_iter()
-            .map(|id| {
-                tracing::info!(id = %id, "lease ended; removing the fault");
-                let result = self.recover(&id).map_err(|e| e.to_string());
-                Removal { id, result }
+            .filter_map(|id| {
+                self.with_slot(&id, false, false, |slot| {
+                    // Renewed meanwhile: not due any more.
+                    if slot.state().as_ref().is_none_or(|a| a.lease_until > now) {
+                        return None;
+                    }
+                    tracing::info!(id = %id, "lease ended; removing the fault");
+                    Some(self.recover_in(slot, &id).map_err(|e| e.to_string()))
+                })
+                .flatten()
+                .map(|result| Removal { id, result })
             })
             .collect()
     }
 
     /// Removes everything (shutdown).
     pub fn recover_all(&self) -> Vec<Removal> {
-        let ids: Vec<String> = self.lock().keys().cloned().collect();
+        let ids: Vec<String> = self.all_slots().into_iter().map(|(id, _)| id).collect();
+        // A fault still being applied is waited for, then removed; one whose apply failed
+        // meanwhile is simply gone.
         ids.into_iter()
-            .map(|id| {
-                let result = self.recover(&id).map_err(|e| e.to_string());
-                Removal { id, result }
+            .filter_map(|id| match self.recover(&id) {
+                Err(FaultError::NotFound(_)) => None,
+                result => Some(Removal {
+                    id,
+                    result: result.map_err(|e| e.to_string()),
+                }),
             })
             .collect()
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.all_slots()
+            .iter()
+            .filter(|(_, slot)| slot.state().is_some())
+            .count()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -450,7 +585,11 @@ mod tests {
     struct FakeHost {
         applied: Arc<Mutex<Vec<String>>>,
         fail_apply: Arc<AtomicUsize>,
+        /// Applies of ids starting with `slow` begin (counted here) and take `SLOW_APPLY`.
+        slow_started: Arc<AtomicUsize>,
     }
+
+    const SLOW_APPLY: std::time::Duration = std::time::Duration::from_millis(1500);
 
     impl Injector for FakeHost {
         fn handles(&self, fault: &AgentFault) -> bool {
@@ -464,6 +603,10 @@ mod tests {
             })
         }
         fn apply(&self, plan: &Plan, _fault: &AgentFault) -> Result<Applied, InjectError> {
+            if plan.id.starts_with("slow") {
+                self.slow_started.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(SLOW_APPLY);
+            }
             self.applied.lock().unwrap().push(plan.id.clone());
             if self.fail_apply.load(Ordering::SeqCst) > 0 {
                 return Err(InjectError::Failed("boom".into()));
@@ -591,5 +734,115 @@ mod tests {
             .inject("x", fault("a"), Utc::now() - chrono::Duration::seconds(1))
             .unwrap_err();
         assert_eq!(err.kind(), "invalid");
+    }
+
+    /// Starts `slow` applying on another thread and waits until its apply is under way.
+    fn start_slow_apply(t: &Arc<FaultTable>, host: &FakeHost) -> std::thread::JoinHandle<()> {
+        let t2 = Arc::clone(t);
+        let handle = std::thread::spawn(move || {
+            t2.inject(
+                "slow",
+                fault("slow"),
+                Utc::now() + chrono::Duration::seconds(30),
+            )
+            .unwrap();
+        });
+        while host.slow_started.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        handle
+    }
+
+    /// A slow apply (a 60 s `user_defined` command, a disk fill) holds only its own fault:
+    /// renewal, status, listing, removal and injection of other faults answer at once.
+    #[test]
+    fn other_faults_answer_within_milliseconds_while_a_slow_apply_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::default();
+        let t = Arc::new(table(&host, dir.path()));
+        let lease = Utc::now() + chrono::Duration::seconds(30);
+        t.inject("fast", fault("fast"), lease).unwrap();
+        let slow = start_slow_apply(&t, &host);
+        // Far below the apply (a journal fsync on a loaded disk can take tens of ms).
+        let limit = std::time::Duration::from_millis(300);
+        let timed = |what: &str, f: &mut dyn FnMut()| {
+            let started = std::time::Instant::now();
+            f();
+            let took = started.elapsed();
+            eprintln!("{what} took {took:?} during a {SLOW_APPLY:?} apply");
+            assert!(
+                took < limit,
+                "{what} took {took:?} while another fault was applying"
+            );
+        };
+        timed("renew", &mut || {
+            t.renew("fast", lease + chrono::Duration::seconds(5))
+                .unwrap();
+        });
+        timed("status", &mut || {
+            assert_eq!(t.status("fast").unwrap().state, "active");
+        });
+        timed("list", &mut || assert_eq!(t.list().len(), 1));
+        timed("summary and len", &mut || {
+            assert_eq!(t.summary().len(), 1);
+            assert_eq!(t.len(), 1);
+        });
+        timed("next lease end", &mut || {
+            assert!(t.next_lease_end().is_some());
+        });
+        timed("expire", &mut || assert!(t.expire(Utc::now()).is_empty()));
+        timed("inject another", &mut || {
+            t.inject("other", fault("other"), lease).unwrap();
+        });
+        timed("recover", &mut || {
+            t.recover("fast").unwrap();
+            t.recover("other").unwrap();
+        });
+        assert_eq!(host.slow_started.load(Ordering::SeqCst), 1);
+        slow.join().unwrap();
+        assert_eq!(t.status("slow").unwrap().state, "active");
+        assert_eq!(t.len(), 1);
+    }
+
+    /// Operations on the fault being applied wait for the apply instead of missing it: a
+    /// recover sent mid-apply removes the fault once it is in place, and a second inject of the
+    /// same id is a renewal, not a second application.
+    #[test]
+    fn the_same_fault_waits_for_its_own_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::default();
+        let t = Arc::new(table(&host, dir.path()));
+        let slow = start_slow_apply(&t, &host);
+        let again = {
+            let t = Arc::clone(&t);
+            std::thread::spawn(move || {
+                t.inject(
+                    "slow",
+                    fault("slow"),
+                    Utc::now() + chrono::Duration::seconds(40),
+                )
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let started = std::time::Instant::now();
+        t.recover("slow").unwrap();
+        assert!(
+            started.elapsed() > std::time::Duration::from_millis(500),
+            "recover returned before the apply it must undo had finished"
+        );
+        slow.join().unwrap();
+        // The second inject ran either before the recover (a renewal) or after it (a new
+        // application); either way at most one application is on the host at any time.
+        let _ = again.join().unwrap();
+        assert!(host.slow_started.load(Ordering::SeqCst) <= 2);
+        let on_host = host.applied.lock().unwrap().len();
+        assert_eq!(on_host, t.len(), "the table and the host agree");
+        t.recover_all();
+        assert!(host.applied.lock().unwrap().is_empty());
+        assert!(Journal::open(dir.path())
+            .unwrap()
+            .entries()
+            .unwrap()
+            .is_empty());
     }
 }
