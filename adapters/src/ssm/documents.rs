@@ -411,3 +411,52 @@ pub fn recover_command(config: &SsmConfig, injection_id: &str) -> CommandPlan {
         scripts::recover_script(&config.state_dir, injection_id),
     )
 }
+
+/// A read-back for a running AWSFIS document: a check script (run with AWS-RunShellScript)
+/// that exits 0 only when the fault's effect is on the instance. An AWSFIS command that is
+/// `InProgress` may still be installing its dependencies, or have failed to apply and be
+/// sleeping out its duration; only the read-back confirms the fault. `None` for documents
+/// that hold nothing (Kill-Process finishes: its `Success` is the confirmation).
+pub fn managed_readback(inject: &CommandPlan) -> Option<CommandPlan> {
+    let param = |k: &str| {
+        inject
+            .parameters
+            .get(k)
+            .and_then(|v| v.first())
+            .map(String::as_str)
+    };
+    let script = match inject.document.as_str() {
+        "AWSFIS-Run-CPU-Stress" | "AWSFIS-Run-Memory-Stress" => {
+            "pgrep -f stress-ng >/dev/null".to_string()
+        }
+        "AWSFIS-Run-Network-Latency" | "AWSFIS-Run-Network-Packet-Loss" => match param("Interface")
+        {
+            Some(dev) => format!("tc qdisc show dev {} | grep -q netem", scripts::quote(dev)),
+            None => "tc qdisc show | grep -q netem".to_string(),
+        },
+        "AWSFIS-Run-Network-Blackhole-Port" => format!(
+            "{{ iptables-save 2>/dev/null; nft list ruleset 2>/dev/null; }} | grep -q {}",
+            scripts::quote(&format!("dport {}", param("Port")?))
+        ),
+        "AWSFIS-Run-Disk-Fill" => format!(
+            "[ \"$(df --output=pcent / | tail -n 1 | tr -dc 0-9)\" -ge {} ]",
+            param("Percent")?.parse::<u32>().ok()?
+        ),
+        _ => return None,
+    };
+    let mut parameters = BTreeMap::new();
+    parameters.insert("commands".to_string(), vec![script.clone()]);
+    parameters.insert(
+        "executionTimeout".to_string(),
+        vec![READBACK_TIMEOUT_SECS.to_string()],
+    );
+    Some(CommandPlan {
+        document: "AWS-RunShellScript".to_string(),
+        parameters,
+        script: Some(script),
+        execution_timeout_secs: READBACK_TIMEOUT_SECS,
+    })
+}
+
+/// How long a read-back script may run on the instance.
+const READBACK_TIMEOUT_SECS: u64 = 30;

@@ -261,6 +261,58 @@ pub async fn describe_instances(client: &SsmClient) -> Result<Vec<Ec2Instance>, 
     Ok(instances)
 }
 
+/// The EC2 state of one instance (`pending`, `running`, `stopping`, `stopped`,
+/// `shutting-down`, `terminated`), whatever it is; `None` when EC2 does not know the id.
+/// Recovery asks this when SSM answers InvalidInstanceId, which SSM says both for an instance
+/// that is gone and for one whose SSM agent is offline.
+pub async fn instance_state(
+    client: &SsmClient,
+    instance_id: &str,
+) -> Result<Option<String>, AdapterError> {
+    let config = client.config();
+    let endpoint = config.ec2_endpoint_for(client.region());
+    let url = format!("{endpoint}/");
+    let http = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(config.timeout)
+        .build()
+        .map_err(|e| AdapterError::Failed(format!("cannot build an HTTP client: {e}")))?;
+    let identity: Identity = client.credentials().await?.into();
+    let body = [
+        ("Action", "DescribeInstances"),
+        ("Version", API_VERSION),
+        ("InstanceId.1", instance_id),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+    .collect::<Vec<_>>()
+    .join("&");
+    let answer = crate::retry::with_retries(
+        config.max_attempts.saturating_sub(1),
+        config.retry_backoff.max(Duration::from_millis(10)),
+        client.environment(),
+        "ec2 DescribeInstances",
+        |e: &CallError| e.transient,
+        || call_once(&http, &url, &body, &identity, client.region()),
+    )
+    .await;
+    let xml = match answer {
+        Ok(xml) => xml,
+        Err(e) if e.code.starts_with("InvalidInstanceID") => return Ok(None),
+        Err(e) => return Err(e.into_adapter_error(client, &endpoint)),
+    };
+    let page = parse_describe_instances(&xml).map_err(|(code, message)| {
+        AdapterError::Failed(format!(
+            "EC2 DescribeInstances at {endpoint} answered {code}: {message}"
+        ))
+    })?;
+    Ok(page
+        .instances
+        .into_iter()
+        .find(|i| i.instance_id == instance_id)
+        .map(|i| i.state))
+}
+
 /// A failed DescribeInstances attempt.
 #[derive(Debug)]
 struct CallError {

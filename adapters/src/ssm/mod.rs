@@ -262,11 +262,18 @@ impl Adapter for SsmAdapter {
             .send_command(&plan.inject, instance, &comment)
             .await?;
         let mode = plan.mode;
+        let readback = match mode {
+            DocumentMode::Own => None,
+            DocumentMode::Managed => documents::managed_readback(&plan.inject),
+        };
         let waited = client
             .wait(&command_id, instance, |status| match mode {
                 DocumentMode::Own => status == "Success",
-                // AWSFIS documents run for the whole duration: running is in place.
-                DocumentMode::Managed => status == "InProgress" || status == "Success",
+                // AWSFIS documents that hold a fault run for the whole duration: running is
+                // where the read-back starts. One that holds nothing must finish.
+                DocumentMode::Managed => {
+                    status == "Success" || (status == "InProgress" && readback.is_some())
+                }
             })
             .await;
         let invocation = match waited {
@@ -279,11 +286,21 @@ impl Adapter for SsmAdapter {
                 return Err(e);
             }
         };
-        let confirmed = match mode {
-            DocumentMode::Own => invocation.status == "Success",
-            DocumentMode::Managed => {
-                invocation.status == "InProgress" || invocation.status == "Success"
+        let confirmed = match (mode, &readback) {
+            (DocumentMode::Own, _) => invocation.status == "Success",
+            (DocumentMode::Managed, Some(check)) if invocation.status == "InProgress" => {
+                // Running is not in place: read the fault back on the instance.
+                match confirm_managed(&client, check, instance, &command_id, fault).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        if let Err(cancel) = client.cancel(&command_id, instance).await {
+                            tracing::warn!(command_id = %command_id, error = %cancel, "could not cancel an unconfirmed AWSFIS command");
+                        }
+                        return Err(e);
+                    }
+                }
             }
+            (DocumentMode::Managed, _) => invocation.status == "Success",
         };
         if !confirmed {
             return Err(AdapterError::Failed(format!(
@@ -301,6 +318,7 @@ impl Adapter for SsmAdapter {
             "durationSeconds": plan.duration_secs,
             "revertAt": revert_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             "status": invocation.status,
+            "parameters": plan.inject.parameters,
             "stdout": excerpt(&invocation.stdout),
             "ignored": plan.host.ignored,
         }))
@@ -327,12 +345,52 @@ impl Adapter for SsmAdapter {
         let past_revert = detail_str(&injection.details, "revertAt")
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .is_some_and(|t| chrono::Utc::now() >= t);
+        let readback = match mode {
+            DocumentMode::Managed => {
+                detail_str(&injection.details, "document").and_then(|document| {
+                    let fault = documents::CommandPlan {
+                        document: document.to_string(),
+                        parameters: serde_json::from_value(
+                            injection
+                                .details
+                                .get("parameters")
+                                .cloned()
+                                .unwrap_or_default(),
+                        )
+                        .unwrap_or_default(),
+                        script: None,
+                        execution_timeout_secs: 0,
+                    };
+                    documents::managed_readback(&fault)
+                })
+            }
+            DocumentMode::Own => None,
+        };
         Ok(match (mode, inv.status.as_str()) {
             // An own script (and an instantaneous AWSFIS document such as Kill-Process) has
             // finished once the fault is in place; it lasts until the scheduled revert.
             (_, "Success") if past_revert => InjectionState::Absent,
             (_, "Success") => InjectionState::Active,
-            (DocumentMode::Managed, "InProgress") => InjectionState::Active,
+            // A running AWSFIS document is not proof of its fault: read it back.
+            (DocumentMode::Managed, "InProgress") => match &readback {
+                Some(check) => {
+                    let comment = format!(
+                        "chaoshub {} {} readback",
+                        injection.experiment_uid, injection.injection_id
+                    );
+                    match read_back(&client, check, instance, &comment).await? {
+                        Ok(()) => InjectionState::Active,
+                        Err(why) => InjectionState::Unknown(format!(
+                            "command {command_id} runs on instance {instance} but its fault does \
+                             not read back: {why}"
+                        )),
+                    }
+                }
+                None => InjectionState::Unknown(format!(
+                    "command {command_id} is InProgress on instance {instance}; there is no \
+                     read-back for its document"
+                )),
+            },
             (_, s) if is_waiting(s) => InjectionState::Unknown(format!(
                 "command {command_id} is {s} on instance {instance}"
             )),
@@ -387,10 +445,11 @@ impl Adapter for SsmAdapter {
         );
         let revert_id = match client.send_command(&revert, instance, &comment).await {
             Ok(id) => id,
-            // A terminated instance took its faults with it.
+            // SSM says InvalidInstanceId both for an instance that is gone (it took its faults
+            // with it) and for one whose SSM agent is offline — cut off by the fault itself,
+            // say. Only EC2 tells them apart; an instance that still exists is retried.
             Err(AdapterError::Rejected(m)) if m.contains("InvalidInstanceId") => {
-                tracing::info!(instance = %instance, "instance is gone; nothing to recover");
-                return Ok(());
+                return instance_gone_or_offline(&client, env, instance, &m).await;
             }
             Err(e) => return Err(e),
         };
@@ -404,6 +463,99 @@ impl Adapter for SsmAdapter {
             )));
         }
         Ok(())
+    }
+}
+
+/// After SSM answered InvalidInstanceId: `Ok` when EC2 says the instance is gone (terminated,
+/// shutting down, unknown), otherwise an `Unreachable` error, which the hub retries.
+async fn instance_gone_or_offline(
+    client: &SsmClient,
+    env: &Environment,
+    instance: &str,
+    ssm_message: &str,
+) -> Result<(), AdapterError> {
+    let state = ec2::instance_state(client, instance).await?;
+    match state.as_deref() {
+        None | Some("terminated") | Some("shutting-down") => {
+            tracing::info!(instance = %instance, state = ?state, "instance is gone; nothing to recover");
+            Ok(())
+        }
+        Some(state) => {
+            // What SSM last heard from its agent, when it says (best effort).
+            let ping = match client.managed_instances().await {
+                Ok(m) => m
+                    .get(instance)
+                    .map(|i| format!(", SSM ping status {}", i.ping_status))
+                    .unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            Err(AdapterError::Unreachable {
+                environment: env.name.clone(),
+                endpoint: format!("the SSM agent of instance {instance}"),
+                message: format!(
+                    "SSM answers InvalidInstanceId ({}), but EC2 reports the instance {state}{ping}: \
+                     its SSM agent is offline (perhaps cut off by the fault itself); recovery is \
+                     retried until it answers or the instance is gone",
+                    excerpt(ssm_message)
+                ),
+            })
+        }
+    }
+}
+
+/// Runs a read-back on the instance and waits for it: `Ok(Ok(()))` when the check passed,
+/// `Ok(Err(why))` when it ran and failed.
+async fn read_back(
+    client: &SsmClient,
+    check: &documents::CommandPlan,
+    instance: &str,
+    comment: &str,
+) -> Result<Result<(), String>, AdapterError> {
+    let id = client.send_command(check, instance, comment).await?;
+    let inv = client.wait(&id, instance, |s| s == "Success").await?;
+    Ok(if inv.status == "Success" {
+        Ok(())
+    } else {
+        Err(inv.describe())
+    })
+}
+
+/// Confirms a running AWSFIS document by reading its fault back, again while the document
+/// runs (it may still be installing its dependencies), for at most `command_timeout_secs`.
+async fn confirm_managed(
+    client: &SsmClient,
+    check: &documents::CommandPlan,
+    instance: &str,
+    command_id: &str,
+    fault: &FaultRequest,
+) -> Result<(), AdapterError> {
+    let started = std::time::Instant::now();
+    let comment = format!(
+        "chaoshub {} {} readback",
+        fault.experiment_uid, fault.injection_id
+    );
+    loop {
+        let why = match read_back(client, check, instance, &comment).await? {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        if let Some(inv) = client.invocation(command_id, instance).await? {
+            if inv.status != "InProgress" && inv.status != "Success" {
+                return Err(AdapterError::Failed(format!(
+                    "the AWSFIS document on instance {instance} (command {command_id}) ended {} \
+                     before its fault read back",
+                    inv.describe()
+                )));
+            }
+        }
+        if started.elapsed() >= client.config().command_timeout {
+            return Err(AdapterError::Failed(format!(
+                "command {command_id} runs on instance {instance} but its fault did not read \
+                 back within {} s (spec.settings.command_timeout_secs): {why}",
+                client.config().command_timeout.as_secs()
+            )));
+        }
+        tokio::time::sleep(client.config().poll_interval).await;
     }
 }
 

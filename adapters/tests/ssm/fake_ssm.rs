@@ -72,6 +72,8 @@ struct State {
     documents: BTreeMap<String, String>,
     managed: Vec<(String, String)>,
     instances: Vec<(String, Vec<(String, String)>)>,
+    /// Instances SendCommand refuses with InvalidInstanceId (gone, or their agent offline).
+    invalid_instances: Vec<String>,
     next_id: usize,
 }
 
@@ -123,6 +125,16 @@ impl FakeSsm {
             .unwrap()
             .throttle
             .insert(operation.into(), n);
+    }
+
+    /// SendCommand to `id` answers InvalidInstanceId from now on, as SSM does for an instance
+    /// that is gone and for one whose SSM agent is offline alike.
+    pub fn refuse_instance(&self, id: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .invalid_instances
+            .push(id.to_string());
     }
 
     pub fn add_instance(&self, id: &str, tags: &[(&str, &str)], ping: Option<&str>) {
@@ -215,6 +227,19 @@ fn handle(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
             )
         }
         "SendCommand" => {
+            let refused = input["InstanceIds"].as_array().and_then(|ids| {
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .find(|id| s.invalid_instances.iter().any(|i| i == id))
+                    .map(str::to_string)
+            });
+            if let Some(id) = refused {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidInstanceId",
+                    &format!("Instances [[{id}]] not in a valid state for account 123456789012"),
+                );
+            }
             s.next_id += 1;
             let id = format!("cmd-{:04}", s.next_id);
             let document = input["DocumentName"]

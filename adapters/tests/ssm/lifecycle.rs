@@ -166,11 +166,22 @@ async fn managed_documents_are_confirmed_while_running_and_cancelled_on_recovery
     adapter.recover(&environment, &inj).await.unwrap();
     assert_eq!(fake.calls("CancelCommand"), 1);
     assert!(fake.sent()[0].cancelled);
-    assert_eq!(
-        fake.sent().len(),
-        1,
+    assert!(
+        !fake.sent().iter().any(|c| c.comment.ends_with(" recover")),
         "no revert command for AWSFIS documents"
     );
+    // Confirmed by reading the fault back on the instance, not by the command running.
+    let readbacks: Vec<_> = fake
+        .sent()
+        .into_iter()
+        .filter(|c| c.comment.ends_with(" readback"))
+        .collect();
+    assert_eq!(readbacks.len(), 2, "one at injection, one for status");
+    assert_eq!(readbacks[0].document, "AWS-RunShellScript");
+    assert!(readbacks[0].parameters["commands"][0]
+        .as_str()
+        .unwrap()
+        .contains("stress-ng"));
     assert_eq!(
         adapter.status(&environment, &inj).await.unwrap(),
         InjectionState::Absent
@@ -342,4 +353,67 @@ async fn discovery_keeps_only_instances_ssm_reports_online() {
     assert_eq!(targets[0].labels["ssm.ping-status"], "Online");
     assert_eq!(targets[0].labels["ssm.platform-type"], "Linux");
     assert_eq!(targets[0].labels["team"], "payments");
+}
+
+/// `documents: managed`: an AWSFIS document that is InProgress is not a fault in place (it
+/// may be installing its dependencies, or have failed to apply and be sleeping out its
+/// duration). When the read-back on the instance keeps failing, the injection fails, naming
+/// it, and the running command is cancelled; `status` of such a command is Unknown, not
+/// Active.
+#[tokio::test]
+async fn a_running_managed_document_whose_fault_does_not_read_back_is_not_confirmed() {
+    let fake = FakeSsm::start().await;
+    let profile = AwsProfile::new();
+    fake.script("inject", vec![step("Pending"), step("InProgress")]);
+    fake.script("readback", vec![failed(1, "")]);
+    let environment = env(
+        &fake.url(),
+        &profile,
+        fast(json!({"documents": "managed", "command_timeout_secs": 1})),
+    );
+    let f = fault(
+        &stress_chaos("{cpu: {workers: 1, load: 80}}", "5m"),
+        "feed-rb",
+    );
+    let target = instance_target(INSTANCE);
+    let adapter = SsmAdapter::new();
+    let err = adapter
+        .inject(&environment, &f, &target)
+        .await
+        .expect_err("a fault that does not read back is not confirmed");
+    eprintln!("{err}");
+    assert!(err.to_string().contains("did not read back"), "{err}");
+    assert!(
+        fake.sent()[0].cancelled,
+        "the unconfirmed command is cancelled"
+    );
+    assert!(fake.calls("SendCommand") >= 2, "read back at least once");
+
+    let details = json!({"commandId": "cmd-0001", "documents": "managed", "instanceId": INSTANCE,
+        "document": "AWSFIS-Run-CPU-Stress", "parameters": {"CPU": ["1"]}});
+    // A running inject (cmd-0001) on a fresh fake, for `status`.
+    let fresh = FakeSsm::start().await;
+    fresh.script("inject", vec![step("InProgress")]);
+    fresh.script("readback", vec![failed(1, "")]);
+    let environment = env(
+        &fresh.url(),
+        &profile,
+        fast(json!({"documents": "managed", "command_timeout_secs": 1})),
+    );
+    let task = {
+        let (environment, f, target) = (environment.clone(), f.clone(), target.clone());
+        tokio::spawn(async move { SsmAdapter::new().inject(&environment, &f, &target).await })
+    };
+    while fresh.sent().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    task.abort();
+    let state = adapter
+        .status(&environment, &injection(&f, &target, details))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&state, InjectionState::Unknown(m) if m.contains("does not read back")),
+        "{state:?}"
+    );
 }

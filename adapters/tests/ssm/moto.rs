@@ -425,3 +425,64 @@ async fn kinds_and_actions_it_cannot_run_are_unsupported() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Recovery and InvalidInstanceId: SSM says it both for an instance that is gone and for one
+/// whose SSM agent is offline (cut off by the fault itself, say). EC2 — the real moto here —
+/// tells them apart: an instance that still runs is an Unreachable error, which the hub
+/// retries; a terminated one, or one EC2 does not know, has nothing left to recover. SSM's side
+/// is the FAKE endpoint (moto's SendCommand accepts any instance id).
+#[tokio::test]
+async fn invalid_instance_id_at_recovery_is_retried_while_ec2_says_the_instance_exists() {
+    let moto = Moto::start();
+    let profile = AwsProfile::new();
+    let fake = super::fake_ssm::FakeSsm::start().await;
+    let running = moto.run_instance(&[("team", "payments")]).await;
+    let terminated = moto.run_instance(&[("team", "payments")]).await;
+    moto.ec2(&[
+        ("Action", "TerminateInstances"),
+        ("InstanceId.1", &terminated),
+    ])
+    .await;
+    let environment = env(
+        &fake.url(),
+        &profile,
+        json!({"managed_only": false, "poll_interval_ms": 10, "retry_backoff_ms": 1,
+               "ec2_endpoint": moto.url()}),
+    );
+    let adapter = SsmAdapter::new();
+    for id in [running.as_str(), terminated.as_str(), "i-0000000000000dead"] {
+        fake.refuse_instance(id);
+    }
+    let recover = |id: &str| {
+        let f = fault(
+            &network_chaos("loss", "  loss: {loss: '25'}\n", "60s"),
+            &format!("gone-{id}-0"),
+        );
+        let details = json!({"commandId": "cmd-none", "documents": "own", "instanceId": id});
+        let inj = chaoshub_adapters::Injection {
+            experiment_uid: "gone".into(),
+            injection_id: f.injection_id.clone(),
+            kind: f.kind().to_string(),
+            actions: f.actions.clone(),
+            target: instance_target(id),
+            details,
+        };
+        let adapter = &adapter;
+        let environment = environment.clone();
+        async move { adapter.recover(&environment, &inj).await }
+    };
+    match recover(&running).await {
+        Err(AdapterError::Unreachable { message, .. }) => {
+            eprintln!("{message}");
+            assert!(message.contains("running"), "{message}");
+            assert!(message.contains("offline"), "{message}");
+        }
+        other => panic!("a running instance whose agent is offline is not recovered: {other:?}"),
+    }
+    recover(&terminated)
+        .await
+        .expect("a terminated instance took its faults with it");
+    recover("i-0000000000000dead")
+        .await
+        .expect("an instance EC2 does not know is gone");
+}
