@@ -74,6 +74,10 @@ pub enum Mechanism {
     Kill {
         signal: String,
         started_at: String,
+        /// What the signal did, read back after sending it (absent in the journal, which is
+        /// written before the signal).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<KillOutcome>,
     },
     /// SIGTERM, grace period, SIGKILL.
     #[serde(rename_all = "camelCase")]
@@ -98,6 +102,17 @@ pub enum Mechanism {
         before: Limits,
         applied: Limits,
     },
+}
+
+/// What a container-kill signal was seen to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KillOutcome {
+    /// The container died (and may have been restarted by its policy since).
+    Exited,
+    /// The container is still running the same process: it handles or ignores the signal.
+    /// That is the experiment's answer, read back, not a failure.
+    KeptRunning,
 }
 
 /// The journal entry; also the core of the details `inject` returns.

@@ -44,7 +44,7 @@ pub use plan::{
 };
 
 use client::{is_not_found, is_not_modified};
-use journal::{Limits, Mechanism, Record, SavedEndpoint};
+use journal::{KillOutcome, Limits, Mechanism, Record, SavedEndpoint};
 
 use crate::{Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState};
 
@@ -230,6 +230,31 @@ fn kill_visible(c: Option<&ContainerInspectResponse>, started_at: &str) -> bool 
             let s = state_of(c);
             !s.running || s.started_at != started_at
         }
+    }
+}
+
+/// How long a container is watched after a handled signal before it counts as having kept
+/// running: long enough for a process that exits on SIGTERM to do so, short against any fault
+/// duration.
+const SIGNAL_SETTLE: Duration = Duration::from_secs(2);
+
+/// Reads back what a non-SIGKILL signal did: the container exited (or was restarted since),
+/// or it still runs the same process after `SIGNAL_SETTLE`.
+async fn signal_outcome(
+    client: &DockerClient,
+    id: &str,
+    started_at: &str,
+) -> Result<KillOutcome, AdapterError> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let current = inspect_id(client, id).await?;
+        if kill_visible(current.as_ref(), started_at) {
+            return Ok(KillOutcome::Exited);
+        }
+        if started.elapsed() >= SIGNAL_SETTLE {
+            return Ok(KillOutcome::KeptRunning);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -498,19 +523,25 @@ impl DockerAdapter {
         };
         match &plan.fault {
             DockerFault::Kill { signal } => {
-                let rec = record(Mechanism::Kill {
+                let mut rec = record(Mechanism::Kill {
                     signal: signal.clone(),
                     started_at: state.started_at.clone(),
+                    outcome: None,
                 });
                 self.journal(client, fault, &rec).await?;
                 kill(client, id, signal).await?;
-                // A signal the process handles may not end it: that is the experiment's
-                // answer, not an adapter failure, so only SIGKILL waits for the container to die.
-                if signal == "SIGKILL" || signal == "9" {
+                let outcome = if signal == "SIGKILL" || signal == "9" {
                     wait_for(client, id, "killed", |c| kill_visible(c, &state.started_at)).await?;
+                    KillOutcome::Exited
                 } else {
-                    // Give a handled signal a moment to end the process, if it does.
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    // A signal the process handles or ignores may not end it: that is the
+                    // experiment's answer, read back like any other. Watch the container for a
+                    // moment and record which it was.
+                    signal_outcome(client, id, &state.started_at).await?
+                };
+                tracing::info!(container = %short(id), %signal, ?outcome, "signal delivered");
+                if let Mechanism::Kill { outcome: o, .. } = &mut rec.mechanism {
+                    *o = Some(outcome);
                 }
                 apply_restart_policy(client, id, &state.started_at).await?;
                 Ok(rec)
@@ -764,10 +795,13 @@ impl DockerAdapter {
                 &calls,
             )
             .await
+            .map(|name| (name, image))
         }
         .await;
         Ok(Some(match armed {
-            Ok(name) => json!({"armed": true, "container": name, "at": at}),
+            Ok((name, image)) => {
+                json!({"armed": true, "container": name, "at": at, "image": image})
+            }
             Err(e) => {
                 tracing::warn!(injection_id = %fault.injection_id, error = %e, "no engine-side deadline: the watchdog could not be armed; recovery rests with the hub");
                 json!({"armed": false, "reason": e.to_string()})
@@ -1116,6 +1150,12 @@ impl Adapter for DockerAdapter {
         let id = record.container.as_str();
         let current = inspect_id(&client, id).await?;
         Ok(match &record.mechanism {
+            // A signal the container survived was delivered and read back at injection; it
+            // cannot be "taken back", so it stays the experiment's state.
+            Mechanism::Kill {
+                outcome: Some(KillOutcome::KeptRunning),
+                ..
+            } => InjectionState::Active,
             Mechanism::Kill { started_at, .. } | Mechanism::Stop { started_at, .. } => {
                 if kill_visible(current.as_ref(), started_at) {
                     InjectionState::Active

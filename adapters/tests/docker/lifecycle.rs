@@ -382,3 +382,64 @@ async fn a_container_that_disappears_gives_a_clear_error_and_recovery_does_not_s
         .unwrap();
     assert!(!journal_exists(&id2));
 }
+
+/// container-kill with a signal other than SIGKILL reads back what the signal did: a process
+/// that ignores SIGTERM (`sleep` as PID 1 has no handler, so the kernel drops it) keeps running
+/// — reported as `kept-running`, and its status is the signal delivered (`Active`), not an
+/// absent fault the engine would time out on; a shell that traps SIGTERM and exits is
+/// `exited`. Both answer within the settle window, far from the 15 s confirm timeout.
+#[tokio::test]
+async fn a_handled_signal_is_read_back_as_exited_or_kept_running() {
+    let adapter = DockerAdapter::new();
+    let term = "  annotations:\n    chaoshub.dev/signal: SIGTERM\n";
+    let cases: [(&str, &[&str], &str, &str); 2] = [
+        ("ignores", &["/bin/sleep", "1000"], "kept-running", "true"),
+        (
+            "exits",
+            &[
+                "/bin/sh",
+                "-c",
+                "trap 'exit 0' TERM; while :; do sleep 0.2; done",
+            ],
+            "exited",
+            "false",
+        ),
+    ];
+    for (role, command, outcome, running) in cases {
+        let container = run_target(
+            role,
+            Run {
+                labels: &[("app", "web")],
+                command: Some(command),
+                ..Run::default()
+            },
+        )
+        .await;
+        let target = target_of(&container).await;
+        let (id, _guard) = guarded_injection_id();
+        let fault = request(
+            &pod_chaos("container-kill", term).replace(
+                "spec:\n",
+                &format!("spec:\n  containerNames: [{}]\n", container.name),
+            ),
+            &id,
+            30,
+        );
+        let started = Instant::now();
+        let details = adapter.inject(&env(), &fault, &target).await.unwrap();
+        let took = started.elapsed();
+        eprintln!("SIGTERM to a container that {role}: {details} after {took:?}");
+        assert_eq!(details["signal"], "SIGTERM");
+        assert_eq!(details["outcome"], outcome, "{details}");
+        assert!(took < Duration::from_secs(5), "inject took {took:?}");
+        assert_eq!(inspect(&container, "{{.State.Running}}"), running);
+        let inj = injection(&fault, &target, details);
+        assert_eq!(
+            adapter.status(&env(), &inj).await.unwrap(),
+            InjectionState::Active,
+            "the signal's effect was read back; status must say so"
+        );
+        adapter.recover(&env(), &inj).await.unwrap();
+        assert!(!journal_exists(&id));
+    }
+}
