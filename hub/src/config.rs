@@ -216,15 +216,29 @@ pub struct EngineConfig {
     /// recoveries are never stuck behind a crowd of injections. Default 8.
     #[serde(default = "default_max_injecting_per_environment")]
     pub max_injecting_per_environment: usize,
+    /// The longest lease a `chaos-agent` gets for a fault at once; the hub renews it while the
+    /// fault is wanted, so a fault outlives a dead hub by at most this. Default 30 s.
+    #[serde(default = "default_agent_lease_secs")]
+    pub agent_lease_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// SQLite `synchronous` mode: `normal` (default) survives a killed hub process; `full`
-    /// also survives power loss, at the cost of an fsync per write.
+    /// How commits reach the disk (docs/reliability.md): `lifecycle` (default) fsyncs every
+    /// lifecycle transition (intent before inject, recorded injection, stop, halt) so it
+    /// survives power loss, and lets plain event appends ride on the next fsync; `full`
+    /// fsyncs every write; `normal` fsyncs none (survives a killed hub, not power loss).
     #[serde(default = "default_sync")]
     pub synchronous: String,
+    /// Events older than this many days are deleted (those of experiments still running are
+    /// kept); 0 keeps them forever. Default 30.
+    #[serde(default = "default_event_retention_days")]
+    pub event_retention_days: u64,
+    /// At most this many events are kept (the oldest go first); 0 means no cap. Default
+    /// 1 000 000.
+    #[serde(default = "default_event_max_rows")]
+    pub event_max_rows: u64,
 }
 
 /// An environment registered from the config file.
@@ -276,11 +290,20 @@ fn default_recovery_retry_ms() -> u64 {
 fn default_max_injecting_per_environment() -> usize {
     8
 }
+fn default_agent_lease_secs() -> u64 {
+    30
+}
 fn default_parallelism() -> usize {
     16
 }
 fn default_sync() -> String {
-    "normal".to_string()
+    "lifecycle".to_string()
+}
+fn default_event_retention_days() -> u64 {
+    30
+}
+fn default_event_max_rows() -> u64 {
+    1_000_000
 }
 
 impl Default for LimitsConfig {
@@ -302,6 +325,7 @@ impl Default for EngineConfig {
             recovery_retry_ms: default_recovery_retry_ms(),
             parallelism: default_parallelism(),
             max_injecting_per_environment: default_max_injecting_per_environment(),
+            agent_lease_secs: default_agent_lease_secs(),
         }
     }
 }
@@ -310,6 +334,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             synchronous: default_sync(),
+            event_retention_days: default_event_retention_days(),
+            event_max_rows: default_event_max_rows(),
         }
     }
 }
@@ -375,9 +401,12 @@ impl HubConfig {
                 )))
             }
         }
-        if !matches!(self.store.synchronous.as_str(), "normal" | "full") {
+        if !matches!(
+            self.store.synchronous.as_str(),
+            "normal" | "lifecycle" | "full"
+        ) {
             return Err(ConfigError::Invalid(format!(
-                "store.synchronous: {:?} is not one of normal, full",
+                "store.synchronous: {:?} is not one of normal, lifecycle, full",
                 self.store.synchronous
             )));
         }
@@ -399,6 +428,13 @@ impl HubConfig {
                 self.engine.recovery_retry_ms,
                 10,
                 3_600_000,
+            ),
+            // Leases are renewed when half the window is left, on a 1 s tick.
+            (
+                "engine.agent_lease_secs",
+                self.engine.agent_lease_secs,
+                3,
+                86_400,
             ),
             (
                 "limits.max_duration_secs",

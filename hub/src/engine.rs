@@ -59,6 +59,8 @@ pub struct Engine {
     controllers: ControllerRegistry,
     /// Agents connected over gRPC; the `native` adapter reaches them through it.
     pub agents: Arc<crate::agents::AgentRegistry>,
+    /// Environments being prepared; an injection waits for its environment's.
+    pub preparations: crate::preparation::Preparations,
 }
 
 /// When a controller wants its next pass over an experiment.
@@ -256,7 +258,10 @@ impl Engine {
         // Every engine can run agents: the `native` adapter needs this engine's agent registry,
         // so it is added here rather than in `AdapterRegistry::builtin()` (unless a test
         // registered its own).
-        let agents = crate::agents::AgentRegistry::new();
+        let agents = crate::agents::AgentRegistry::with_store(
+            Arc::clone(&store),
+            Duration::from_secs(config.agent_lease_secs),
+        );
         let mut registry = registry;
         if registry.get("native").is_err() {
             registry.register(Arc::new(chaoshub_adapters::native::NativeAdapter::new(
@@ -277,6 +282,7 @@ impl Engine {
             events,
             telemetry,
             clock,
+            preparations: Default::default(),
         })
     }
 
@@ -757,6 +763,35 @@ impl Engine {
                 time::format(end)
             ));
             return self.finish(row, ExperimentPhase::Aborted);
+        }
+        // What the environment's preparation builds (the Docker helper image) must be there
+        // before the fault's clock starts; the wait is shown as the Pending experiment's reason.
+        if self.preparations.running(&env.name).is_some() {
+            let waiting = format!(
+                "waiting for environment {:?} to be prepared (adapter {}) before the fault starts",
+                env.name, env.spec.adapter
+            );
+            row.status.reason = Some(waiting.clone());
+            self.save(
+                row,
+                vec![experiment_event(row, events::EXPERIMENT_WAITING, waiting)],
+            )?;
+            let limit = crate::preparation::PREPARATION_WAIT;
+            if !self.preparations.wait(&env.name, limit).await {
+                return self.fail(
+                    row,
+                    format!(
+                        "environment {:?} was still being prepared after {} s",
+                        env.name,
+                        limit.as_secs()
+                    ),
+                );
+            }
+            row.status.reason = None;
+            match self.store.get_experiment(&row.uid)? {
+                Some(fresh) if fresh.status.desired == DesiredState::Run => {}
+                _ => return Ok(()),
+            }
         }
         if row.status.targets.is_empty() {
             let picked = match self.select_targets(&manifest, &env, adapter.as_ref()).await {

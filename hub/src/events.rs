@@ -8,6 +8,8 @@ use crate::store::{ExperimentRow, NewEvent};
 
 pub const EXPERIMENT_CREATED: &str = "chaoshub.experiment.created";
 pub const EXPERIMENT_INJECTING: &str = "chaoshub.experiment.injecting";
+/// Pending, waiting for something before its clock starts (an environment's preparation).
+pub const EXPERIMENT_WAITING: &str = "chaoshub.experiment.waiting";
 pub const EXPERIMENT_RUNNING: &str = "chaoshub.experiment.running";
 pub const EXPERIMENT_PAUSED: &str = "chaoshub.experiment.paused";
 pub const EXPERIMENT_RESUMED: &str = "chaoshub.experiment.resumed";

@@ -27,6 +27,7 @@ mod http_params;
 pub mod openapi;
 pub mod operations;
 pub mod orchestration;
+pub mod preparation;
 pub mod probes;
 pub mod schedule;
 pub mod selection;

@@ -186,16 +186,8 @@ impl Hub {
             });
         }
         // Warm-up (the Docker adapter builds its helper image) in the background: registration
-        // does not wait for it, and a failure only means the first fault does the work.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let adapter = adapter.clone();
-            let env = env.clone();
-            runtime.spawn(async move {
-                if let Err(error) = adapter.prepare(&env).await {
-                    tracing::warn!(environment = %env.name, %error, "preparing the environment failed; its first fault will try again");
-                }
-            });
-        }
+        // does not wait for it; injections into the environment do (crate::preparation).
+        self.engine.preparations.start(adapter.clone(), env.clone());
         self.engine.record(&[hub_event(
             events::ENVIRONMENT_REGISTERED,
             format!(

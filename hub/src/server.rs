@@ -228,6 +228,23 @@ pub async fn start_with_store_and_clock(
             .join(crate::auth::bootstrap::ADMIN_TOKEN_FILE);
         file.exists().then_some(file)
     };
+    // Every stored environment is prepared again: the far side may have been pruned while the
+    // hub was down (a preparation that finds its work done costs a lookup).
+    if let Ok(stored) = engine.store().list_environments() {
+        for object in stored {
+            let (Some(name), Ok(adapter)) = (
+                object.metadata.name.clone(),
+                engine.registry().get(&object.spec.adapter),
+            ) else {
+                continue;
+            };
+            let env = chaoshub_adapters::Environment {
+                name,
+                spec: object.spec,
+            };
+            engine.preparations.start(adapter, env);
+        }
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -247,6 +264,12 @@ pub async fn start_with_store_and_clock(
     tokio::spawn(crate::catalog::remote::refresh_loop(
         Arc::clone(&hub.catalog),
         std::time::Duration::from_secs(config.catalog_refresh_interval_secs.max(1)),
+        rx.clone(),
+    ));
+    // Event retention: at start, then hourly.
+    tokio::spawn(event_retention_loop(
+        Arc::clone(engine.store()),
+        config.store.clone(),
         rx.clone(),
     ));
     // Agents dial in over gRPC; the `native` adapter reaches them through the engine's registry.
@@ -401,6 +424,41 @@ async fn serve_tls(
         .is_err()
     {
         tracing::info!("open connections did not finish in time; dropping them");
+    }
+}
+
+/// How often the event log is pruned.
+const EVENT_RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes events past `store.event_retention_days` and beyond `store.event_max_rows`, at start
+/// and then every hour, until shutdown.
+async fn event_retention_loop(
+    store: Arc<dyn Store>,
+    config: crate::config::StoreConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let older_than = if config.event_retention_days == 0 {
+            // Nothing is old enough: only the row cap applies.
+            "0000".to_string()
+        } else {
+            crate::time::format(
+                chrono::Utc::now()
+                    - chrono::Duration::days(config.event_retention_days.min(365_000) as i64),
+            )
+        };
+        let store = Arc::clone(&store);
+        let max_rows = config.event_max_rows;
+        match tokio::task::spawn_blocking(move || store.prune_events(&older_than, max_rows)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(deleted = n, "event log pruned"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "pruning the event log failed"),
+            Err(e) => tracing::warn!(error = %e, "pruning the event log panicked"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVENT_RETENTION_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
     }
 }
 

@@ -16,6 +16,7 @@ mod hub {
     pub mod probes;
     pub mod schedule;
     pub mod sse;
+    pub mod store;
     pub mod suites;
     pub mod support;
     pub mod telemetry;

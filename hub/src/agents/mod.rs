@@ -3,9 +3,13 @@
 //! This registry keeps their streams and health in memory — an agent re-registers after a hub
 //! restart — and implements the `native` adapter's [`AgentLink`].
 //!
-//! Lease renewal: a fault is sent with a lease of at most `LEASE_WINDOW` past now (or its real
-//! deadline if sooner); the renewal loop extends leases of faults still wanted, so an
-//! open-ended fault outlives a dead hub by at most the window.
+//! Lease renewal: a fault is sent with a lease of at most the lease window (`LEASE_WINDOW`, or
+//! `engine.agent_lease_secs`) past now (or its real deadline if sooner); the renewal loop
+//! extends leases of faults still wanted, so an open-ended fault outlives a dead hub by at most
+//! the window. Which faults are wanted is rebuilt from the store at start and on every agent
+//! (re)connection: `Running` experiments of `native` environments and their `Injected`
+//! targets. Memory is only a cache of it, so a restarted hub keeps renewing what it left
+//! running instead of letting the agents remove it while the hub still says `Running`.
 
 pub mod grpc;
 pub mod join;
@@ -15,6 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chaoshub_schema::api::{ExperimentPhase, TargetPhase};
+
 use async_trait::async_trait;
 use chaoshub_adapters::native::{AgentCallError, AgentLink, AgentOp, AgentReply, AgentSummary};
 use chaoshub_schema::agent::proto::{
@@ -23,7 +29,9 @@ use chaoshub_schema::agent::proto::{
 use chaoshub_schema::agent::AgentFaultStatus;
 pub use chaoshub_schema::api::AgentInfo;
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use crate::store::Store;
 
 /// How often agents heartbeat, and how many missed beats make one unhealthy.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(1000);
@@ -58,15 +66,128 @@ struct Inner {
 }
 
 /// The registry of agents.
-#[derive(Default)]
 pub struct AgentRegistry {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
+    /// The longest lease handed out at once.
+    lease_window: chrono::Duration,
+    /// Where the faults the hub wants kept are recorded (none: only what this process injected).
+    store: Option<Arc<dyn Store>>,
+    /// Woken when an agent (re)connects: its leases are rebuilt and renewed at once.
+    reconnected: Notify,
+}
+
+impl Default for AgentRegistry {
+    fn default() -> Self {
+        AgentRegistry {
+            inner: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            lease_window: LEASE_WINDOW,
+            store: None,
+            reconnected: Notify::new(),
+        }
+    }
+}
+
+/// A fault recorded in the store as in place on an agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAgentFault {
+    pub fault_id: String,
+    pub environment: String,
+    pub agent: String,
+    pub deadline: DateTime<Utc>,
+}
+
+/// Every fault the store says is in place on an agent: the `Injected` targets of `Running`
+/// experiments in environments of adapter `native`, with their deadlines.
+pub fn stored_agent_faults(
+    store: &dyn Store,
+) -> Result<Vec<StoredAgentFault>, crate::store::StoreError> {
+    let mut native_envs: HashMap<String, bool> = HashMap::new();
+    let mut out = Vec::new();
+    for row in store.active_experiments()? {
+        if row.status.phase != ExperimentPhase::Running {
+            continue;
+        }
+        let Some(deadline) = row.status.deadline.as_deref().and_then(crate::time::parse) else {
+            continue;
+        };
+        let env = &row.status.environment;
+        let native = match native_envs.get(env) {
+            Some(n) => *n,
+            None => {
+                let n = store
+                    .get_environment(env)?
+                    .is_some_and(|e| e.spec.adapter == "native");
+                native_envs.insert(env.clone(), n);
+                n
+            }
+        };
+        if !native {
+            continue;
+        }
+        for record in &row.status.targets {
+            if record.phase == TargetPhase::Injected {
+                out.push(StoredAgentFault {
+                    fault_id: record.injection_id.clone(),
+                    environment: env.clone(),
+                    agent: record.target.id.clone(),
+                    deadline,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 impl AgentRegistry {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// A registry whose wanted leases are rebuilt from `store`, handing out leases of at most
+    /// `lease_window`.
+    pub fn with_store(store: Arc<dyn Store>, lease_window: Duration) -> Arc<Self> {
+        Arc::new(AgentRegistry {
+            lease_window: chrono::Duration::from_std(lease_window).unwrap_or(LEASE_WINDOW),
+            store: Some(store),
+            ..Self::default()
+        })
+    }
+
+    /// Adds every fault the store records as in place on an agent to the leases to renew (a
+    /// newly added one is renewed at the next tick: how long the agent still holds it is
+    /// unknown). Returns how many were added.
+    pub fn rebuild_leases(&self) -> usize {
+        let Some(store) = &self.store else {
+            return 0;
+        };
+        let faults = match stored_agent_faults(store.as_ref()) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the faults to renew from the store");
+                return 0;
+            }
+        };
+        let now = Utc::now();
+        let mut inner = self.lock();
+        let mut added = 0;
+        for f in faults {
+            if f.deadline <= now || inner.leases.contains_key(&f.fault_id) {
+                continue;
+            }
+            inner.leases.insert(
+                f.fault_id,
+                WantedLease {
+                    environment: f.environment,
+                    agent: f.agent,
+                    deadline: f.deadline,
+                    lease_until: now,
+                },
+            );
+            added += 1;
+        }
+        added
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -118,6 +239,13 @@ impl AgentRegistry {
         info.last_heartbeat = Some(now);
         let key = (info.environment.clone(), info.name.clone());
         let mut inner = self.lock();
+        // Its leases are renewed at once: after a hub restart or a long blip the agent may be
+        // close to removing faults the hub still wants.
+        for lease in inner.leases.values_mut() {
+            if lease.environment == key.0 && lease.agent == key.1 {
+                lease.lease_until = lease.lease_until.min(now);
+            }
+        }
         inner.agents.insert(
             key,
             AgentEntry {
@@ -129,6 +257,8 @@ impl AgentRegistry {
                 }),
             },
         );
+        drop(inner);
+        self.reconnected.notify_one();
         id
     }
 
@@ -243,13 +373,13 @@ impl AgentRegistry {
                 .leases
                 .iter()
                 .filter(|(_, l)| {
-                    l.lease_until < l.deadline && l.lease_until - now < LEASE_WINDOW / 2
+                    l.lease_until < l.deadline && l.lease_until - now < self.lease_window / 2
                 })
                 .map(|(id, l)| (id.clone(), l.clone()))
                 .collect()
         };
         for (fault_id, lease) in due {
-            let new_until = (now + LEASE_WINDOW).min(lease.deadline);
+            let new_until = (now + self.lease_window).min(lease.deadline);
             let op = command::Op::Renew(Renew {
                 fault_id: fault_id.clone(),
                 lease_until_unix_ms: new_until.timestamp_millis(),
@@ -276,13 +406,25 @@ impl AgentRegistry {
         }
     }
 
-    /// Runs `renew_leases` every second until shutdown.
+    /// Rebuilds the wanted leases from the store, then runs `renew_leases` every second (at
+    /// once when an agent connects, after rebuilding again) until shutdown.
     pub async fn renewal_loop(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let added = self.rebuild_leases();
+        if added > 0 {
+            tracing::info!(faults = added, "agent leases rebuilt from the store");
+        }
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => self.renew_leases().await,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = self.reconnected.notified() => {
+                    let added = self.rebuild_leases();
+                    if added > 0 {
+                        tracing::info!(faults = added, "agent leases rebuilt from the store");
+                    }
+                }
                 _ = shutdown.changed() => return,
             }
+            self.renew_leases().await;
         }
     }
 }
@@ -340,7 +482,7 @@ impl AgentLink for AgentRegistry {
                 fault,
                 lease_until,
             } => {
-                let lease = lease_until.min(Utc::now() + LEASE_WINDOW);
+                let lease = lease_until.min(Utc::now() + self.lease_window);
                 let wanted = WantedLease {
                     environment: environment.to_string(),
                     agent: agent.to_string(),

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 pub use agent_auth::AgentAuthStore;
 pub use auth::{AuditFilter, AuthStore, NewAudit, TokenRow};
-pub use sqlite::SqliteStore;
+pub use sqlite::{Durability, SqliteStore};
 pub use suite_runs::SuiteRunStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +175,14 @@ pub trait Store: Send + Sync + SuiteRunStore + AuthStore + AgentAuthStore {
     }
 
     fn append_events(&self, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError>;
+    /// Retention of the event log: deletes events stored before `older_than` (RFC 3339 UTC),
+    /// then all but the newest `max_rows` (0: no cap). Events of experiments that have not
+    /// ended are kept whatever their age. Returns how many were deleted. The default keeps
+    /// everything.
+    fn prune_events(&self, older_than: &str, max_rows: u64) -> Result<u64, StoreError> {
+        let _ = (older_than, max_rows);
+        Ok(0)
+    }
     fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError>;
 
     /// Inserts or replaces an environment; returns whether it existed.

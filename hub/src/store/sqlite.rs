@@ -66,8 +66,49 @@ mod suite_runs;
 
 const TERMINAL: &str = "('Finished','Failed','Aborted')";
 
+/// How SQLite syncs commits to disk (`store.synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// No fsync per commit (WAL, `synchronous=NORMAL`): survives a killed hub, and may lose
+    /// the last commits on power loss.
+    Normal,
+    /// `synchronous=FULL` for lifecycle transitions (a new experiment, every status change
+    /// — the intent stored before an adapter call, the injection recorded after it — the
+    /// user's pause/stop/delete, halt-all), `NORMAL` for the rest (event appends without a
+    /// status change, environments, suite journals). An fsync of the WAL also makes
+    /// every earlier commit durable, so nothing a transition depends on is left behind.
+    Lifecycle,
+    /// `synchronous=FULL` for every commit.
+    Full,
+}
+
+impl Durability {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "normal" => Some(Self::Normal),
+            "lifecycle" => Some(Self::Lifecycle),
+            "full" => Some(Self::Full),
+            _ => None,
+        }
+    }
+}
+
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    durability: Durability,
+}
+
+/// Runs a synchronous SQLite call so that it never holds up an async runtime worker: on a
+/// multi-threaded runtime the worker hands its other tasks to the runtime for the duration
+/// (`block_in_place`), so a slow disk or a busy lock costs only this task. Elsewhere (no
+/// runtime, a current-thread runtime in tests, a blocking thread) it simply runs.
+pub(super) fn offload<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -96,7 +137,12 @@ impl SqliteStore {
 
     fn init(conn: Connection, synchronous: &str) -> Result<Self, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        let sync = if synchronous == "full" {
+        let durability = Durability::parse(synchronous).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "store.synchronous {synchronous:?} is not one of normal, lifecycle, full"
+            ))
+        })?;
+        let sync = if durability == Durability::Full {
             "FULL"
         } else {
             "NORMAL"
@@ -109,6 +155,38 @@ impl SqliteStore {
         conn.execute_batch(agent_auth::SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            durability,
+        })
+    }
+
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// One lifecycle transition in one transaction, committed with `synchronous=FULL` unless
+    /// the store was opened `normal` (see [`Durability`]).
+    fn transition<R>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        offload(|| {
+            let mut conn = self.lock();
+            let raise = self.durability == Durability::Lifecycle;
+            if raise {
+                conn.pragma_update(None, "synchronous", "FULL")?;
+            }
+            let result = (|| {
+                let tx = conn.transaction()?;
+                let out = f(&tx)?;
+                tx.commit()?;
+                Ok(out)
+            })();
+            if raise {
+                if let Err(e) = conn.pragma_update(None, "synchronous", "NORMAL") {
+                    tracing::warn!(error = %e, "cannot lower SQLite synchronous after a transition");
+                }
+            }
+            result
         })
     }
 
@@ -247,69 +325,68 @@ impl Store for SqliteStore {
         row: &ExperimentRow,
         event: &NewEvent,
     ) -> Result<(ExperimentRow, Vec<EventRecord>), StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let existing: Option<(String, String)> = tx
-            .query_row(
-                &format!(
-                    "SELECT uid, phase FROM experiments WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND phase NOT IN {TERMINAL}"
-                ),
-                params![row.namespace, row.kind, row.name],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        if let Some((uid, phase)) = existing {
-            return Err(StoreError::Conflict(format!(
-                "{} {}/{} already exists and is {phase} (uid {uid}); stop or delete it first, or use metadata.generateName",
-                row.kind, row.namespace, row.name
-            )));
-        }
-        // A finished namesake is archived so the name can be reused, as a re-run in CI expects.
-        let finished: Vec<(String, String)> = {
-            let mut stmt = tx.prepare(
-                "SELECT uid, status FROM experiments WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND archived = 0",
-            )?;
-            let rows = stmt.query_map(params![row.namespace, row.kind, row.name], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
-        for (uid, status) in finished {
-            let mut status: ExperimentStatus = serde_json::from_str(&status)
-                .map_err(|e| corrupt(&format!("experiment {uid} status"), e))?;
-            status.archived = true;
-            let text = serde_json::to_string(&status).map_err(|e| corrupt("status", e))?;
+        self.transition(|tx| {
+            let existing: Option<(String, String)> = tx
+                .query_row(
+                    &format!(
+                        "SELECT uid, phase FROM experiments WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND phase NOT IN {TERMINAL}"
+                    ),
+                    params![row.namespace, row.kind, row.name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((uid, phase)) = existing {
+                return Err(StoreError::Conflict(format!(
+                    "{} {}/{} already exists and is {phase} (uid {uid}); stop or delete it first, or use metadata.generateName",
+                    row.kind, row.namespace, row.name
+                )));
+            }
+            // A finished namesake is archived so the name can be reused, as a re-run in CI expects.
+            let finished: Vec<(String, String)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT uid, status FROM experiments WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND archived = 0",
+                )?;
+                let rows = stmt.query_map(params![row.namespace, row.kind, row.name], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for (uid, status) in finished {
+                let mut status: ExperimentStatus = serde_json::from_str(&status)
+                    .map_err(|e| corrupt(&format!("experiment {uid} status"), e))?;
+                status.archived = true;
+                let text = serde_json::to_string(&status).map_err(|e| corrupt("status", e))?;
+                tx.execute(
+                    "UPDATE experiments SET archived = 1, status = ?2 WHERE uid = ?1",
+                    params![uid, text],
+                )?;
+            }
+            let metadata = serde_json::to_string(&row.metadata).map_err(|e| corrupt("metadata", e))?;
+            let spec = serde_json::to_string(&row.spec).map_err(|e| corrupt("spec", e))?;
+            let status = serde_json::to_string(&row.status).map_err(|e| corrupt("status", e))?;
             tx.execute(
-                "UPDATE experiments SET archived = 1, status = ?2 WHERE uid = ?1",
-                params![uid, text],
+                "INSERT INTO experiments (uid, name, namespace, kind, api_version, environment, phase, archived, metadata, spec, status, desired) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    row.uid,
+                    row.name,
+                    row.namespace,
+                    row.kind,
+                    row.api_version,
+                    row.status.environment,
+                    row.status.phase.as_str(),
+                    row.status.archived,
+                    metadata,
+                    spec,
+                    status,
+                    desired_as_str(row.status.desired)
+                ],
             )?;
-        }
-        let metadata = serde_json::to_string(&row.metadata).map_err(|e| corrupt("metadata", e))?;
-        let spec = serde_json::to_string(&row.spec).map_err(|e| corrupt("spec", e))?;
-        let status = serde_json::to_string(&row.status).map_err(|e| corrupt("status", e))?;
-        tx.execute(
-            "INSERT INTO experiments (uid, name, namespace, kind, api_version, environment, phase, archived, metadata, spec, status, desired) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
-                row.uid,
-                row.name,
-                row.namespace,
-                row.kind,
-                row.api_version,
-                row.status.environment,
-                row.status.phase.as_str(),
-                row.status.archived,
-                metadata,
-                spec,
-                status,
-                desired_as_str(row.status.desired)
-            ],
-        )?;
-        let seq = tx.last_insert_rowid();
-        let events = insert_events(&tx, std::slice::from_ref(event))?;
-        tx.commit()?;
-        let mut stored = row.clone();
-        stored.seq = seq;
-        Ok((stored, events))
+            let seq = tx.last_insert_rowid();
+            let events = insert_events(&tx, std::slice::from_ref(event))?;
+            let mut stored = row.clone();
+            stored.seq = seq;
+            Ok((stored, events))
+        })
     }
 
     fn update_status(
@@ -318,21 +395,20 @@ impl Store for SqliteStore {
         status: &ExperimentStatus,
         events: &[NewEvent],
     ) -> Result<Vec<EventRecord>, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let text = serde_json::to_string(status).map_err(|e| corrupt("status", e))?;
-        let changed = tx.execute(
-            "UPDATE experiments SET phase = ?2, status = ?3 WHERE uid = ?1",
-            params![uid, status.phase.as_str(), text],
-        )?;
-        if changed == 0 {
-            return Err(StoreError::Corrupt(format!(
-                "experiment {uid} vanished from the store"
-            )));
-        }
-        let records = insert_events(&tx, events)?;
-        tx.commit()?;
-        Ok(records)
+        self.transition(|tx| {
+            let text = serde_json::to_string(status).map_err(|e| corrupt("status", e))?;
+            let changed = tx.execute(
+                "UPDATE experiments SET phase = ?2, status = ?3 WHERE uid = ?1",
+                params![uid, status.phase.as_str(), text],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::Corrupt(format!(
+                    "experiment {uid} vanished from the store"
+                )));
+            }
+            let records = insert_events(&tx, events)?;
+            Ok(records)
+        })
     }
 
     fn set_desired(
@@ -342,46 +418,46 @@ impl Store for SqliteStore {
         reason: Option<&str>,
         events: &[NewEvent],
     ) -> Result<Vec<EventRecord>, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        // A stop is final: a pause or resume racing with it (or with halt-all) must not undo
-        // it, so only a stop may overwrite a stop.
-        let changed = tx.execute(
-            "UPDATE experiments SET desired = ?2, desired_reason = ?3 WHERE uid = ?1 AND (desired <> 'Stop' OR ?2 = 'Stop')",
-            params![uid, desired_as_str(desired), reason],
-        )?;
-        if changed == 0 {
-            return Err(StoreError::Conflict(format!(
-                "experiment {uid} is being stopped; it can no longer be paused or resumed"
-            )));
-        }
-        let records = insert_events(&tx, events)?;
-        tx.commit()?;
-        Ok(records)
+        self.transition(|tx| {
+            // A stop is final: a pause or resume racing with it (or with halt-all) must not undo
+            // it, so only a stop may overwrite a stop.
+            let changed = tx.execute(
+                "UPDATE experiments SET desired = ?2, desired_reason = ?3 WHERE uid = ?1 AND (desired <> 'Stop' OR ?2 = 'Stop')",
+                params![uid, desired_as_str(desired), reason],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "experiment {uid} is being stopped; it can no longer be paused or resumed"
+                )));
+            }
+            let records = insert_events(&tx, events)?;
+            Ok(records)
+        })
     }
 
     fn set_archived(&self, uid: &str, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        tx.execute(
-            "UPDATE experiments SET archived = 1 WHERE uid = ?1",
-            params![uid],
-        )?;
-        let records = insert_events(&tx, events)?;
-        tx.commit()?;
-        Ok(records)
+        self.transition(|tx| {
+            tx.execute(
+                "UPDATE experiments SET archived = 1 WHERE uid = ?1",
+                params![uid],
+            )?;
+            let records = insert_events(&tx, events)?;
+            Ok(records)
+        })
     }
 
     fn get_experiment(&self, uid: &str) -> Result<Option<ExperimentRow>, StoreError> {
-        let conn = self.lock();
-        let raw = conn
-            .query_row(
-                &format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE uid = ?1"),
-                params![uid],
-                row_to_experiment,
-            )
-            .optional()?;
-        raw.map(decode_experiment).transpose()
+        offload(|| {
+            let conn = self.lock();
+            let raw = conn
+                .query_row(
+                    &format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE uid = ?1"),
+                    params![uid],
+                    row_to_experiment,
+                )
+                .optional()?;
+            raw.map(decode_experiment).transpose()
+        })
     }
 
     fn find_experiment_by_name(
@@ -389,217 +465,276 @@ impl Store for SqliteStore {
         namespace: &str,
         name: &str,
     ) -> Result<Option<ExperimentRow>, StoreError> {
-        let conn = self.lock();
-        let raw = conn
-            .query_row(
-                &format!(
-                    "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE namespace = ?1 AND name = ?2 ORDER BY archived ASC, seq DESC LIMIT 1"
-                ),
-                params![namespace, name],
-                row_to_experiment,
-            )
-            .optional()?;
-        raw.map(decode_experiment).transpose()
+        offload(|| {
+            let conn = self.lock();
+            let raw = conn
+                .query_row(
+                    &format!(
+                        "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE namespace = ?1 AND name = ?2 ORDER BY archived ASC, seq DESC LIMIT 1"
+                    ),
+                    params![namespace, name],
+                    row_to_experiment,
+                )
+                .optional()?;
+            raw.map(decode_experiment).transpose()
+        })
     }
 
     fn list_experiments(
         &self,
         filter: &ExperimentFilter,
     ) -> Result<Vec<ExperimentRow>, StoreError> {
-        let conn = self.lock();
-        let mut sql = format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE archived = ?1");
-        let mut args: Vec<rusqlite::types::Value> = vec![(filter.archived as i64).into()];
-        let mut add = |clause: &str, value: rusqlite::types::Value| {
-            args.push(value);
-            sql.push_str(&format!(" AND {clause} ?{}", args.len()));
-        };
-        if let Some(phase) = &filter.phase {
-            add("phase =", phase.clone().into());
-        }
-        if let Some(kind) = &filter.kind {
-            add("kind =", kind.clone().into());
-        }
-        if let Some(ns) = &filter.namespace {
-            add("namespace =", ns.clone().into());
-        }
-        if let Some(env) = &filter.environment {
-            add("environment =", env.clone().into());
-        }
-        if let Some(before) = filter.before_seq {
-            add("seq <", before.into());
-        }
-        sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", filter.limit.max(1)));
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), row_to_experiment)?;
-        let raws: Vec<RawExperiment> = rows.collect::<Result<_, _>>()?;
-        raws.into_iter().map(decode_experiment).collect()
+        offload(|| {
+            let conn = self.lock();
+            let mut sql =
+                format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE archived = ?1");
+            let mut args: Vec<rusqlite::types::Value> = vec![(filter.archived as i64).into()];
+            let mut add = |clause: &str, value: rusqlite::types::Value| {
+                args.push(value);
+                sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+            };
+            if let Some(phase) = &filter.phase {
+                add("phase =", phase.clone().into());
+            }
+            if let Some(kind) = &filter.kind {
+                add("kind =", kind.clone().into());
+            }
+            if let Some(ns) = &filter.namespace {
+                add("namespace =", ns.clone().into());
+            }
+            if let Some(env) = &filter.environment {
+                add("environment =", env.clone().into());
+            }
+            if let Some(before) = filter.before_seq {
+                add("seq <", before.into());
+            }
+            sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", filter.limit.max(1)));
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), row_to_experiment)?;
+            let raws: Vec<RawExperiment> = rows.collect::<Result<_, _>>()?;
+            raws.into_iter().map(decode_experiment).collect()
+        })
     }
 
     fn active_experiments(&self) -> Result<Vec<ExperimentRow>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE phase NOT IN {TERMINAL} ORDER BY seq ASC"
-        ))?;
-        let rows = stmt.query_map([], row_to_experiment)?;
-        let raws: Vec<RawExperiment> = rows.collect::<Result<_, _>>()?;
-        raws.into_iter().map(decode_experiment).collect()
+        offload(|| {
+            let conn = self.lock();
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE phase NOT IN {TERMINAL} ORDER BY seq ASC"
+            ))?;
+            let rows = stmt.query_map([], row_to_experiment)?;
+            let raws: Vec<RawExperiment> = rows.collect::<Result<_, _>>()?;
+            raws.into_iter().map(decode_experiment).collect()
+        })
     }
 
     fn count_experiments(&self) -> Result<Vec<ExperimentCount>, StoreError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT phase, kind, environment, COUNT(*) FROM experiments WHERE archived = 0 GROUP BY phase, kind, environment",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(ExperimentCount {
-                phase: r.get(0)?,
-                kind: r.get(1)?,
-                environment: r.get(2)?,
-                count: r.get::<_, i64>(3)?.max(0) as u64,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        offload(|| {
+            let conn = self.lock();
+            let mut stmt = conn.prepare_cached(
+                "SELECT phase, kind, environment, COUNT(*) FROM experiments WHERE archived = 0 GROUP BY phase, kind, environment",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(ExperimentCount {
+                    phase: r.get(0)?,
+                    kind: r.get(1)?,
+                    environment: r.get(2)?,
+                    count: r.get::<_, i64>(3)?.max(0) as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 
     fn append_events(&self, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
-        let mut conn = self.lock();
-        let tx = conn.transaction()?;
-        let records = insert_events(&tx, events)?;
-        tx.commit()?;
-        Ok(records)
+        offload(|| {
+            let mut conn = self.lock();
+            let tx = conn.transaction()?;
+            let records = insert_events(&tx, events)?;
+            tx.commit()?;
+            Ok(records)
+        })
+    }
+
+    fn prune_events(&self, older_than: &str, max_rows: u64) -> Result<u64, StoreError> {
+        offload(|| {
+            let mut conn = self.lock();
+            let tx = conn.transaction()?;
+            let kept = format!(
+                "(experiment_uid IS NULL OR experiment_uid NOT IN \
+                 (SELECT uid FROM experiments WHERE phase NOT IN {TERMINAL}))"
+            );
+            let mut deleted = tx.execute(
+                &format!("DELETE FROM events WHERE time < ?1 AND {kept}"),
+                params![older_than],
+            )?;
+            if max_rows > 0 {
+                // The id of the newest event beyond the cap, if there are more than it allows.
+                let cut: Option<i64> = tx
+                    .query_row(
+                        "SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?1",
+                        params![max_rows as i64],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(cut) = cut {
+                    deleted += tx.execute(
+                        &format!("DELETE FROM events WHERE id <= ?1 AND {kept}"),
+                        params![cut],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(deleted as u64)
+        })
     }
 
     fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
-        let conn = self.lock();
-        let mut sql = "SELECT id, time, name, experiment_uid, environment, target, message, attributes FROM events WHERE 1=1".to_string();
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(uid) = &filter.experiment_uid {
-            args.push(uid.clone().into());
-            sql.push_str(&format!(" AND experiment_uid = ?{}", args.len()));
-        }
-        if let Some(after) = filter.after_id {
-            args.push(after.into());
-            sql.push_str(&format!(" AND id > ?{}", args.len()));
-        }
-        if let Some(since) = &filter.since {
-            args.push(since.clone().into());
-            sql.push_str(&format!(" AND time >= ?{}", args.len()));
-        }
-        sql.push_str(&format!(" ORDER BY id ASC LIMIT {}", filter.limit.max(1)));
-        let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, String>(6)?,
-                r.get::<_, String>(7)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, time, name, experiment_uid, environment, target, message, attributes) = row?;
-            out.push(EventRecord {
-                id,
-                time,
-                name,
-                experiment_uid,
-                environment,
-                target,
-                message,
-                attributes: serde_json::from_str(&attributes)
-                    .map_err(|e| corrupt(&format!("event {id}"), e))?,
-            });
-        }
-        Ok(out)
+        offload(|| {
+            let conn = self.lock();
+            let mut sql = "SELECT id, time, name, experiment_uid, environment, target, message, attributes FROM events WHERE 1=1".to_string();
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(uid) = &filter.experiment_uid {
+                args.push(uid.clone().into());
+                sql.push_str(&format!(" AND experiment_uid = ?{}", args.len()));
+            }
+            if let Some(after) = filter.after_id {
+                args.push(after.into());
+                sql.push_str(&format!(" AND id > ?{}", args.len()));
+            }
+            if let Some(since) = &filter.since {
+                args.push(since.clone().into());
+                sql.push_str(&format!(" AND time >= ?{}", args.len()));
+            }
+            sql.push_str(&format!(" ORDER BY id ASC LIMIT {}", filter.limit.max(1)));
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, time, name, experiment_uid, environment, target, message, attributes) =
+                    row?;
+                out.push(EventRecord {
+                    id,
+                    time,
+                    name,
+                    experiment_uid,
+                    environment,
+                    target,
+                    message,
+                    attributes: serde_json::from_str(&attributes)
+                        .map_err(|e| corrupt(&format!("event {id}"), e))?,
+                });
+            }
+            Ok(out)
+        })
     }
 
     fn put_environment(&self, env: &EnvironmentObject, replace: bool) -> Result<bool, StoreError> {
-        let conn = self.lock();
-        let name = env.metadata.name.clone().unwrap_or_default();
-        let text = serde_json::to_string(env).map_err(|e| corrupt("environment", e))?;
-        let existed = conn
-            .query_row(
-                "SELECT 1 FROM environments WHERE name = ?1",
-                params![name],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some();
-        if existed && !replace {
-            return Ok(true);
-        }
-        conn.execute(
-            "INSERT INTO environments (name, object) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET object = excluded.object",
-            params![name, text],
-        )?;
-        Ok(existed)
+        offload(|| {
+            let conn = self.lock();
+            let name = env.metadata.name.clone().unwrap_or_default();
+            let text = serde_json::to_string(env).map_err(|e| corrupt("environment", e))?;
+            let existed = conn
+                .query_row(
+                    "SELECT 1 FROM environments WHERE name = ?1",
+                    params![name],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if existed && !replace {
+                return Ok(true);
+            }
+            conn.execute(
+                "INSERT INTO environments (name, object) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET object = excluded.object",
+                params![name, text],
+            )?;
+            Ok(existed)
+        })
     }
 
     fn get_environment(&self, name: &str) -> Result<Option<EnvironmentObject>, StoreError> {
-        let conn = self.lock();
-        let text: Option<String> = conn
-            .query_row(
-                "SELECT object FROM environments WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()?;
-        text.map(|t| {
-            serde_json::from_str(&t).map_err(|e| corrupt(&format!("environment {name}"), e))
+        offload(|| {
+            let conn = self.lock();
+            let text: Option<String> = conn
+                .query_row(
+                    "SELECT object FROM environments WHERE name = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            text.map(|t| {
+                serde_json::from_str(&t).map_err(|e| corrupt(&format!("environment {name}"), e))
+            })
+            .transpose()
         })
-        .transpose()
     }
 
     fn list_environments(&self) -> Result<Vec<EnvironmentObject>, StoreError> {
-        let conn = self.lock();
-        let mut stmt =
-            conn.prepare_cached("SELECT name, object FROM environments ORDER BY name")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (name, text) = row?;
-            out.push(
-                serde_json::from_str(&text)
-                    .map_err(|e| corrupt(&format!("environment {name}"), e))?,
-            );
-        }
-        Ok(out)
+        offload(|| {
+            let conn = self.lock();
+            let mut stmt =
+                conn.prepare_cached("SELECT name, object FROM environments ORDER BY name")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (name, text) = row?;
+                out.push(
+                    serde_json::from_str(&text)
+                        .map_err(|e| corrupt(&format!("environment {name}"), e))?,
+                );
+            }
+            Ok(out)
+        })
     }
 
     fn delete_environment(&self, name: &str) -> Result<bool, StoreError> {
-        let conn = self.lock();
-        Ok(conn.execute("DELETE FROM environments WHERE name = ?1", params![name])? > 0)
+        offload(|| {
+            let conn = self.lock();
+            Ok(conn.execute("DELETE FROM environments WHERE name = ?1", params![name])? > 0)
+        })
     }
 
     fn halt_status(&self) -> Result<HaltStatus, StoreError> {
-        let conn = self.lock();
-        let text: Option<String> = conn
-            .query_row("SELECT value FROM settings WHERE key = 'halt'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        match text {
-            Some(t) => serde_json::from_str(&t).map_err(|e| corrupt("halt setting", e)),
-            None => Ok(HaltStatus {
-                halted: false,
-                since: None,
-                reason: None,
-                stopped: Vec::new(),
-            }),
-        }
+        offload(|| {
+            let conn = self.lock();
+            let text: Option<String> = conn
+                .query_row("SELECT value FROM settings WHERE key = 'halt'", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            match text {
+                Some(t) => serde_json::from_str(&t).map_err(|e| corrupt("halt setting", e)),
+                None => Ok(HaltStatus {
+                    halted: false,
+                    since: None,
+                    reason: None,
+                    stopped: Vec::new(),
+                }),
+            }
+        })
     }
 
     fn set_halt(&self, status: &HaltStatus) -> Result<(), StoreError> {
-        let conn = self.lock();
-        let text = serde_json::to_string(status).map_err(|e| corrupt("halt", e))?;
-        conn.execute(
-            "INSERT INTO settings (key, value) VALUES ('halt', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![text],
-        )?;
-        Ok(())
+        self.transition(|conn| {
+            let text = serde_json::to_string(status).map_err(|e| corrupt("halt", e))?;
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES ('halt', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![text],
+            )?;
+            Ok(())
+        })
     }
 }
