@@ -109,6 +109,7 @@ fn injector_options(allow: &[Allow], clock_skew: bool, host_power: bool) -> Inje
         allow_clock_skew: clock_skew || allow.contains(&Allow::Clock),
         allow_host_power: host_power || allow.contains(&Allow::HostPower),
         allow_user_defined: allow.contains(&Allow::UserDefined),
+        disabled_mechanisms: Vec::new(),
     }
 }
 
@@ -178,6 +179,11 @@ pub struct ServeArgs {
     /// Alias of --allow host-power.
     #[arg(long)]
     pub allow_host_power: bool,
+    /// Treat a kernel mechanism as missing (repeatable), so the fallback runs: `netem` makes
+    /// delay, duplicate, corrupt and reorder take the NFQUEUE engine, `nftables` makes loss
+    /// and partition take iptables. For testing the fallback paths on any kernel.
+    #[arg(long = "disable-mechanism", value_parser = clap::builder::PossibleValuesParser::new(crate::network::MECHANISM_NAMES))]
+    pub disable_mechanisms: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -795,11 +801,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     join_token,
                     ca_pem,
                     client_identity,
-                    options: injector_options(
-                        &args.allow,
-                        args.allow_clock_skew,
-                        args.allow_host_power,
-                    ),
+                    options: InjectorOptions {
+                        disabled_mechanisms: args.disable_mechanisms,
+                        ..injector_options(&args.allow, args.allow_clock_skew, args.allow_host_power)
+                    },
                 },
                 move |d, s| crate::rest::serve(listen, state, d, s),
             )

@@ -18,6 +18,8 @@ pub struct InjectorOptions {
     pub allow_host_power: bool,
     /// `--allow user-defined`: arbitrary attack / recover commands.
     pub allow_user_defined: bool,
+    /// `--disable-mechanism`: mechanisms treated as missing although the kernel has them.
+    pub disabled_mechanisms: Vec<String>,
 }
 
 impl InjectorOptions {
@@ -38,6 +40,14 @@ impl InjectorOptions {
 /// Probes the kernel (in a scratch network namespace) for the network mechanisms.
 pub fn probe_mechanisms() -> KernelMechanisms {
     crate::network::probe_mechanisms()
+}
+
+/// Probes, then turns off what the options disable.
+pub fn mechanisms_for(options: &InjectorOptions) -> anyhow::Result<KernelMechanisms> {
+    let mut m = probe_mechanisms();
+    crate::network::disable_mechanisms(&mut m, &options.disabled_mechanisms)
+        .map_err(|e| anyhow::anyhow!("--disable-mechanism: {e}"))?;
+    Ok(m)
 }
 
 /// Network first, then the host families; the first injector that handles a fault runs it.

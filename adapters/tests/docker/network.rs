@@ -367,27 +367,39 @@ async fn cpu_stress_runs_in_the_target_and_stops_on_recovery() {
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: StressChaos\nmetadata:\n  name: s\nspec:\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n  stressors:\n    cpu: {workers: 1, load: 50}\n";
     let fault = request(yaml, &id, 60);
     let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
-    let cpu = format!("/sys/fs/cgroup/cpuacct/docker/{}/cpuacct.usage", web.id);
-    let read = || {
-        std::fs::read_to_string(&cpu)
-            .ok()
-            .and_then(|t| t.trim().parse::<u64>().ok())
+    // Where the load is counted: the target's cgroup when helpers nest in it (cgroup v1,
+    // cgroupfs), else the helper's own (v2, systemd driver: it shares only the PID namespace).
+    let counted_in = if helpers_nest_in_target_cgroup() {
+        web.name.clone()
+    } else {
+        helpers_of(&id)
+            .into_iter()
+            .next()
+            .expect("a running stress helper")
     };
-    if let Some(a) = read() {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let used = read().unwrap() - a;
-        eprintln!(
-            "target cgroup used {:.2} CPU-seconds in 2 s under stress",
-            used as f64 / 1e9
-        );
-        // This checks where the load is counted, not how much: on a busy 2-core machine a
-        // 50 % worker may get far less than half a core (load accuracy is measured in
-        // native/tests/host_faults.rs).
-        assert!(
-            used > 200_000_000,
-            "the stress is counted in the target's cgroup"
-        );
-    }
+    eprintln!(
+        "cgroup {}: stress counted in {}",
+        docker_cli(&["info", "--format", "{{.CgroupDriver}} v{{.CgroupVersion}}"]),
+        if counted_in == web.name {
+            "the target's cgroup"
+        } else {
+            "the helper's cgroup"
+        }
+    );
+    let a = cgroup_cpu_ns(&counted_in).expect("the CPU accounting of the stressed cgroup");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cgroup_cpu_ns(&counted_in).unwrap() - a;
+    eprintln!(
+        "stressed cgroup used {:.2} CPU-seconds in 2 s under stress",
+        used as f64 / 1e9
+    );
+    // This checks where the load is counted, not how much: on a busy 2-core machine a 50 %
+    // worker may get far less than half a core (load accuracy is measured in
+    // native/tests/host_faults.rs).
+    assert!(
+        used > 200_000_000,
+        "the stress is counted in the cgroup that holds it"
+    );
     adapter
         .recover(&agent_env(), &injection(&fault, &target, details))
         .await
@@ -402,38 +414,39 @@ async fn memory_stress_is_held_in_the_target_and_released_on_recovery() {
     let target = target_of(&web).await;
     let (id, _guard) = guarded_injection_id();
     // cgroup v1 with the cgroupfs driver nests the helper under the target's cgroup, so the
-    // target's memory accounting holds the stress (elsewhere the helper only shares its PID
-    // namespace, and this measurement is skipped).
-    let usage = format!(
-        "/sys/fs/cgroup/memory/docker/{}/memory.usage_in_bytes",
-        web.id
-    );
-    let read = || {
-        std::fs::read_to_string(&usage)
-            .ok()
-            .and_then(|t| t.trim().parse::<i64>().ok())
+    // target's memory accounting holds the stress; elsewhere (v2, systemd driver) the helper
+    // shares only the target's PID namespace and its own cgroup holds it: measured there.
+    let nested = helpers_nest_in_target_cgroup();
+    let before = if nested {
+        Some(cgroup_memory_bytes(&web.name).expect("the target's memory accounting"))
+    } else {
+        None
     };
-    let before = read();
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: StressChaos\nmetadata:\n  name: s\nspec:\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n  stressors:\n    memory: {workers: 1, size: 64MiB}\n";
     let fault = request(yaml, &id, 60);
     let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
-    if let Some(before) = before {
-        let held = read().unwrap() - before;
-        eprintln!(
-            "memory stress 64 MiB: the target's cgroup holds {:.1} MiB more",
-            held as f64 / (1 << 20) as f64
-        );
-        assert!(
-            held >= 60 << 20,
-            "64 MiB held in the target's cgroup, got {held}"
-        );
-    }
+    let held = match before {
+        Some(before) => cgroup_memory_bytes(&web.name).unwrap() - before,
+        None => {
+            let helper = helpers_of(&id)
+                .into_iter()
+                .next()
+                .expect("a running stress helper");
+            cgroup_memory_bytes(&helper).expect("the helper's memory accounting")
+        }
+    };
+    eprintln!(
+        "memory stress 64 MiB: the {} cgroup holds {:.1} MiB",
+        if nested { "target's" } else { "helper's" },
+        held as f64 / (1 << 20) as f64
+    );
+    assert!(held >= 60 << 20, "64 MiB held, got {held}");
     adapter
         .recover(&agent_env(), &injection(&fault, &target, details))
         .await
         .unwrap();
     if let Some(before) = before {
-        let after = read().unwrap() - before;
+        let after = cgroup_memory_bytes(&web.name).unwrap() - before;
         eprintln!(
             "after recovery: {:.1} MiB above the start",
             after as f64 / (1 << 20) as f64

@@ -36,13 +36,14 @@ async fn squeeze_imposes_limits_and_recovery_restores_them() {
     assert_eq!(details["mechanism"], "squeeze");
     assert_eq!(inspect(&web, limits), format!("250000000 0 {}", 32 << 20));
     // The kernel enforces it: the cgroup's memory limit is the squeezed one.
-    let cgroup = format!(
-        "/sys/fs/cgroup/memory/docker/{}/memory.limit_in_bytes",
-        web.id
+    let cgroup = cgroup_file(&web.name, ("memory", "memory.limit_in_bytes"), "memory.max")
+        .expect("the target's memory limit file");
+    assert_eq!(
+        std::fs::read_to_string(&cgroup).unwrap().trim(),
+        (32u64 << 20).to_string(),
+        "{}",
+        cgroup.display()
     );
-    if let Ok(text) = std::fs::read_to_string(&cgroup) {
-        assert_eq!(text.trim(), (32u64 << 20).to_string());
-    }
     let inj = injection(&fault, &target, details);
     assert_eq!(
         adapter.status(&env(), &inj).await.unwrap(),
@@ -77,20 +78,25 @@ async fn squeeze_imposes_limits_and_recovery_restores_them() {
         .recover(&env(), &injection(&fault, &target, details))
         .await
         .unwrap();
-    let cpu = format!("/sys/fs/cgroup/cpu/docker/{}/cpu.cfs_quota_us", plain.id);
-    if let Ok(text) = std::fs::read_to_string(&cpu) {
-        assert_eq!(text.trim(), "-1", "CPU is unlimited again");
-    }
-    let mem = format!(
-        "/sys/fs/cgroup/memory/docker/{}/memory.limit_in_bytes",
-        plain.id
+    // cgroup v1: cfs_quota_us -1 and a huge limit; v2: "max …" in cpu.max and memory.max.
+    let cpu = cgroup_file(&plain.name, ("cpu", "cpu.cfs_quota_us"), "cpu.max")
+        .expect("the container's CPU quota file");
+    let text = std::fs::read_to_string(&cpu).unwrap();
+    assert!(
+        text.trim() == "-1" || text.starts_with("max"),
+        "CPU is unlimited again: {text}"
     );
-    if let Ok(text) = std::fs::read_to_string(&mem) {
-        assert!(
-            text.trim().parse::<u64>().unwrap() > 1 << 60,
-            "memory is unlimited again: {text}"
-        );
-    }
+    let mem = cgroup_file(
+        &plain.name,
+        ("memory", "memory.limit_in_bytes"),
+        "memory.max",
+    )
+    .expect("the container's memory limit file");
+    let text = std::fs::read_to_string(&mem).unwrap();
+    assert!(
+        text.trim() == "max" || text.trim().parse::<u64>().unwrap() > 1 << 60,
+        "memory is unlimited again: {text}"
+    );
 }
 
 #[tokio::test]

@@ -577,3 +577,74 @@ pub fn agent_binary() -> &'static Path {
     })
     .as_path()
 }
+
+/// A file of a container's own cgroup, on cgroup v1 (`v1` = (controller, file)) or v2 (`v2`
+/// file of the unified hierarchy), found from `/proc/<pid>/cgroup` of its main process, so
+/// the tests measure the same thing whatever the driver (cgroupfs, systemd) and version.
+/// `None` (with the reason printed) when the container has no such file.
+pub fn cgroup_file(container: &str, v1: (&str, &str), v2: &str) -> Option<std::path::PathBuf> {
+    let pid = docker_cli(&["inspect", "-f", "{{.State.Pid}}", container]);
+    let text = match std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("no cgroup file for {container}: /proc/{pid}/cgroup: {e}");
+            return None;
+        }
+    };
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let candidate = if controllers.is_empty() {
+            std::path::Path::new("/sys/fs/cgroup")
+                .join(path.trim_start_matches('/'))
+                .join(v2)
+        } else if controllers.split(',').any(|c| c == v1.0) {
+            std::path::Path::new("/sys/fs/cgroup")
+                .join(v1.0)
+                .join(path.trim_start_matches('/'))
+                .join(v1.1)
+        } else {
+            continue;
+        };
+        if candidate.exists() {
+            return Some(candidate);
+        }
+    }
+    eprintln!("no cgroup file {v1:?} / {v2} for {container} in:\n{text}");
+    None
+}
+
+/// A cgroup file's first number (`usage_usec` lines of `cpu.stat` included).
+pub fn cgroup_number(path: &std::path::Path) -> Option<i64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let first = text.lines().next()?;
+    first.split_whitespace().last()?.parse().ok()
+}
+
+/// CPU time used by a container's cgroup, in nanoseconds (v1 `cpuacct.usage`, v2 `cpu.stat`
+/// `usage_usec`).
+pub fn cgroup_cpu_ns(container: &str) -> Option<i64> {
+    let path = cgroup_file(container, ("cpuacct", "cpuacct.usage"), "cpu.stat")?;
+    let n = cgroup_number(&path)?;
+    Some(if path.ends_with("cpu.stat") {
+        n * 1000
+    } else {
+        n
+    })
+}
+
+/// Memory charged to a container's cgroup, in bytes (v1 `memory.usage_in_bytes`, v2
+/// `memory.current`).
+pub fn cgroup_memory_bytes(container: &str) -> Option<i64> {
+    cgroup_number(&cgroup_file(
+        container,
+        ("memory", "memory.usage_in_bytes"),
+        "memory.current",
+    )?)
+}
+
+/// Whether a stress helper is nested below its target's cgroup (cgroup v1 with the cgroupfs
+/// driver; see `helper::nested_cgroup`), so the target's own accounting holds the stress.
+pub fn helpers_nest_in_target_cgroup() -> bool {
+    docker_cli(&["info", "--format", "{{.CgroupDriver}} {{.CgroupVersion}}"]) == "cgroupfs 1"
+}

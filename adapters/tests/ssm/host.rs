@@ -455,6 +455,11 @@ fn delay_refuses_clearly_without_sch_netem_and_leaves_nothing_behind() {
         // A kernel with netem: the qdisc must be there, then recover.
         let qdisc = must(&mut ns.exec(&ns.a, &["tc", "qdisc", "show", "dev", &ns.dev_a]));
         assert!(qdisc.contains("netem"), "{qdisc}");
+        eprintln!(
+            "this kernel has sch_netem: the delay was applied and read back ({}); the refusal \
+             path is for kernels without it",
+            qdisc.trim()
+        );
         return;
     }
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));

@@ -51,7 +51,7 @@ pub fn open_table(
     state_dir: &std::path::Path,
     options: &InjectorOptions,
 ) -> anyhow::Result<(Arc<FaultTable>, KernelMechanisms)> {
-    let mechanisms = injectors::probe_mechanisms();
+    let mechanisms = injectors::mechanisms_for(options)?;
     let journal = Journal::open(state_dir)?;
     let table = Arc::new(FaultTable::new(
         injectors::all(&mechanisms, options, state_dir),

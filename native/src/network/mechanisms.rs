@@ -19,6 +19,61 @@ use crate::inject::{CommandRunner, InjectError};
 const PROBE_QUEUE: u16 = 0x0abc;
 const PROBE_PORT: u16 = 9;
 
+/// The names `--disable-mechanism` takes, as `chaos-agent mechanisms` shows them.
+pub const MECHANISM_NAMES: &[&str] = &[
+    "netem",
+    "tbf",
+    "htb",
+    "u32",
+    "ifb",
+    "nftables",
+    "numgen",
+    "iptables",
+    "statistic",
+    "nfqueue",
+    "stress-ng",
+];
+
+/// Turns mechanisms off as if the kernel lacked them (`--disable-mechanism`), so that a
+/// fallback path — NFQUEUE delay where netem exists, iptables where nftables exists — runs
+/// and can be tested on any kernel. Each one disabled is noted. Unknown names are refused.
+pub fn disable(m: &mut KernelMechanisms, names: &[String]) -> Result<(), String> {
+    for name in names {
+        let flag = match name.as_str() {
+            "netem" => &mut m.netem,
+            "tbf" => &mut m.tbf,
+            "htb" => &mut m.htb,
+            "u32" => &mut m.u32_filter,
+            "ifb" => &mut m.ingress_ifb,
+            "nftables" => &mut m.nftables,
+            "numgen" => &mut m.nft_numgen,
+            "iptables" => &mut m.iptables,
+            "statistic" => &mut m.iptables_statistic,
+            "nfqueue" => &mut m.nfqueue,
+            "stress-ng" => &mut m.stress_ng,
+            other => {
+                return Err(format!(
+                    "unknown mechanism {other:?} (known: {})",
+                    MECHANISM_NAMES.join(", ")
+                ))
+            }
+        };
+        *flag = false;
+        // nftables off takes numgen with it; iptables off takes statistic and NFQUEUE.
+        match name.as_str() {
+            "nftables" => m.nft_numgen = false,
+            "iptables" => {
+                m.iptables_statistic = false;
+                m.nfqueue = false;
+            }
+            _ => {}
+        }
+        m.notes
+            .push(format!("{name}: disabled by --disable-mechanism"));
+    }
+    Ok(())
+}
+
 /// Probes with the real command runner.
 pub fn probe_mechanisms() -> KernelMechanisms {
     probe_with(&SystemCommandRunner)

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::inject::{short_id, Applied, CommandRunner, InjectError, Injector, Plan};
 use commands::SystemCommandRunner;
 use iptables::OwnedChain;
-pub use mechanisms::probe_mechanisms;
+pub use mechanisms::{disable as disable_mechanisms, probe_mechanisms, MECHANISM_NAMES};
 use nfqueue::{EngineConfig, EngineHealth, NfqueueWorker, PacketAction};
 use tc::{Leaf, OwnedIngress, OwnedQdisc};
 
