@@ -36,15 +36,25 @@ fn join_token(api: &Api, env: &str, dir: &std::path::Path) -> (std::path::PathBu
 
 impl Lab {
     fn start() -> Lab {
-        Self::start_with(&[])
+        Self::start_full("", &[])
+    }
+
+    /// A lab whose hub gets extra `[engine]` settings.
+    fn start_with_engine(engine_extra: &str) -> Lab {
+        Self::start_full(engine_extra, &[])
     }
 
     /// A lab whose agent also gets `extra` flags (e.g. `--allow user-defined`).
     fn start_with(extra: &[&str]) -> Lab {
+        Self::start_full("", extra)
+    }
+
+    fn start_full(engine_extra: &str, extra: &[&str]) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let topo = Topology::new();
         let peer = PeerServices::start(&topo.b, &topo.b_ip);
-        let hub = HubProcess::start_listening(dir.path(), &format!("{}:0", topo.hub_ip));
+        let hub =
+            HubProcess::start_with_engine(dir.path(), &format!("{}:0", topo.hub_ip), engine_extra);
         let api = Api::new(&hub.url);
         let (code, v) = api.post(
             "/api/v1/environments",
@@ -171,7 +181,13 @@ fn agents_register_heartbeat_and_are_targets() {
         .unwrap()
         .iter()
         .any(|c| c == "NetworkChaos/loss"));
-    assert_eq!(agent["mechanisms"]["netem"], serde_json::json!(false));
+    // Whatever this kernel has: reported as measured, never assumed (the delay tests check
+    // that the mechanism used follows it).
+    let netem = agent["mechanisms"]["netem"]
+        .as_bool()
+        .unwrap_or_else(|| panic!("no netem flag in {agent:#}"));
+    assert!(agent["mechanisms"]["nfqueue"].is_boolean(), "{agent:#}");
+    eprintln!("this kernel: netem {netem}");
     let targets = lab.api.get("/api/v1/environments/hosts/targets");
     assert_eq!(targets["items"][0]["id"], "agent-a");
     assert_eq!(targets["items"][0]["kind"], "host");
@@ -192,11 +208,13 @@ fn delay_through_the_hub_is_confirmed_measured_and_removed() {
         "  action: delay\n  delay: {latency: 100ms}\n",
     ));
     let running = lab.api.wait_phase(&uid, "Running", T);
-    let record = &running["status"]["targets"][0];
-    let details = record.to_string();
-    assert!(
-        details.contains("mechanism"),
-        "the chosen mechanism is visible in status: {running:#}"
+    let mechanism = running["status"]["targets"][0]["details"]["mechanism"].clone();
+    let netem = lab.wait_agent("healthy")["mechanisms"]["netem"] == true;
+    let expected = if netem { "tc-netem" } else { "nfqueue" };
+    eprintln!("netem {netem}: delay via {mechanism}");
+    assert_eq!(
+        mechanism, expected,
+        "the mechanism follows the kernel: {running:#}"
     );
     let delayed = median_rtt(&lab.topo.a, lab.peer.tcp, 41);
     let added = delayed.saturating_sub(baseline).as_secs_f64() * 1000.0;
@@ -294,6 +312,62 @@ fn the_agent_removes_the_fault_on_time_when_the_hub_is_gone() {
     eprintln!(
         "fault gone {} ms after its deadline",
         late.num_milliseconds()
+    );
+}
+
+/// Leases are rebuilt from the store: a fault longer than the lease window outlives a hub
+/// restart. The hub (lease window 6 s) is SIGKILLed while a 24 s delay runs and started again
+/// on the same address and data; the agent reconnects, and the fault must stay in place, with
+/// the experiment `Running`, for more than two lease windows, then end at its deadline.
+#[test]
+fn a_fault_longer_than_the_lease_window_survives_a_hub_restart() {
+    let mut lab = Lab::start_with_engine("agent_lease_secs = 6\n");
+    let baseline = median_rtt(&lab.topo.a, lab.peer.tcp, 21);
+    let uid = lab.submit(&network_chaos(
+        "outlives-restart",
+        &lab.topo.b_ip,
+        "24s",
+        "  action: delay\n  delay: {latency: 100ms}\n",
+    ));
+    let running = lab.api.wait_phase(&uid, "Running", T);
+    let deadline: chrono::DateTime<chrono::Utc> = running["status"]["deadline"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no deadline in {running:#}"));
+    let listen = lab.hub.url.trim_start_matches("http://").to_string();
+    lab.hub.kill9();
+    lab.hub = HubProcess::start_with_engine(lab.dir.path(), &listen, "agent_lease_secs = 6\n");
+    let restarted = Instant::now();
+    lab.wait_agent("healthy");
+    eprintln!(
+        "agent reconnected {:?} after the restart",
+        restarted.elapsed()
+    );
+    // Two lease windows and more: without renewals the agent would have removed it by now.
+    while restarted.elapsed() < Duration::from_secs(14) {
+        let phase = lab.api.experiment(&uid)["status"]["phase"].clone();
+        assert_eq!(phase, "Running", "{:#}", lab.api.experiment(&uid));
+        let rtt = median_rtt(&lab.topo.a, lab.peer.tcp, 3);
+        assert!(
+            rtt > baseline + Duration::from_millis(80) && !lab.topo.leftovers().is_empty(),
+            "the fault was removed {:?} after the hub restarted while the hub says Running \
+             (rtt {rtt:?}, baseline {baseline:?})\n{}",
+            restarted.elapsed(),
+            lab.agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let finished = lab.api.wait_phase(&uid, "Finished", T);
+    let ended = chrono::Utc::now();
+    assert!(
+        lab.topo.leftovers().is_empty(),
+        "left behind: {:?}",
+        lab.topo.leftovers()
+    );
+    eprintln!(
+        "fault held across the restart; finished {} ms after its deadline: {}",
+        (ended - deadline).num_milliseconds(),
+        finished["status"]["phase"]
     );
 }
 

@@ -511,3 +511,84 @@ fn a_container_that_disappears_ends_with_a_per_target_error_not_a_stuck_experime
     assert!(!stays.paused(), "the other target is rolled back");
     assert!(journal_volumes(&uid2).is_empty());
 }
+
+/// The first Docker experiment on an engine without the helper image: the environment is
+/// registered and a 4 s pod-failure submitted at once, while the hub is still building the
+/// image in the background. The experiment waits (Pending, with a reason and a
+/// `chaoshub.experiment.waiting` event) instead of starting its clock, then holds the pause for
+/// its full duration and finishes — it used to end Failed ("not confirmed … absent") because
+/// the watchdog, armed after the build, undid the pause before it was read back.
+///
+/// "Without the helper image" without deleting anything other tests use: the environment
+/// builds from its own copy of `chaos-agent`, whose fingerprint no image on the engine has.
+/// The image built for it is removed at the end.
+#[test]
+fn the_first_experiment_on_a_fresh_engine_waits_for_the_helper_image_and_holds_its_duration() {
+    struct ImageGuard(Option<String>);
+    impl Drop for ImageGuard {
+        fn drop(&mut self) {
+            if let Some(image) = &self.0 {
+                let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let agent_copy = dir.path().join("reliab-fresh-agent");
+    std::fs::copy(super::netns::agent_binary(), &agent_copy).unwrap();
+    let group = group();
+    let web = Container::run(&group);
+    let hub = HubProcess::start(dir.path());
+    let api = Api::new(&hub.url);
+    let yaml = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: engine}}\nspec:\n  adapter: docker\n  endpoint: unix:///var/run/docker.sock\n  settings:\n    watchdog: true\n    agent_binary: {}\n",
+        agent_copy.display()
+    );
+    let (code, v) = api.post("/api/v1/environments", Some(&yaml));
+    assert_eq!(code, 201, "{v}");
+    let (code, created) = api.post(
+        "/api/v1/experiments",
+        Some(&pod_failure("first-on-fresh", &group, "4s")),
+    );
+    assert_eq!(code, 201, "{created}");
+    let uid = uid(&created);
+    let _leftovers = ExperimentLeftovers { uid: uid.clone() };
+    let submitted = Instant::now();
+    let running = api.wait_phase(&uid, "Running", Duration::from_secs(180));
+    let _image = ImageGuard(
+        running["status"]["targets"][0]["details"]["watchdog"]["image"]
+            .as_str()
+            .map(str::to_string),
+    );
+    eprintln!("Running {:?} after submission", submitted.elapsed());
+    assert!(web.paused(), "paused once Running");
+    let paused_from = Instant::now();
+    while web.paused() {
+        assert!(
+            paused_from.elapsed() < Duration::from_secs(20),
+            "still paused long after the 4 s duration"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let held = paused_from.elapsed();
+    let finished = api.wait_phase(&uid, "Finished", T);
+    eprintln!(
+        "pause held {held:?} (at least) of 4 s; {}",
+        finished["status"]["phase"]
+    );
+    assert!(
+        held >= Duration::from_millis(3500),
+        "the pause was held only {held:?} of its 4 s"
+    );
+    let events = api.get(&format!("/api/v1/events?experiment={uid}"));
+    let names: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    eprintln!("events: {names:?}");
+    assert!(
+        names.contains(&"chaoshub.experiment.waiting"),
+        "the wait for the helper image is visible: {events:#}"
+    );
+}

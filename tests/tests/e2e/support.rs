@@ -92,7 +92,7 @@ impl HubProcess {
     /// A hub on another address (agents in test network namespaces reach it on the host end of
     /// their veth pair).
     pub fn start_listening(data_dir: &Path, listen: &str) -> HubProcess {
-        Self::start_configured(data_dir, listen, "", &[])
+        Self::start_configured(data_dir, listen, "", "", &[])
     }
 
     /// A hub serving the project's template catalog (`catalog/`), as `chaoshub serve` run from
@@ -103,27 +103,34 @@ impl HubProcess {
             data_dir,
             "127.0.0.1:0",
             &format!("catalog_dir = {:?}\n", catalog.display().to_string()),
+            "",
             &[],
         )
     }
 
     /// With more `serve` flags; `--tls-self-signed` makes the URL https://.
     pub fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> HubProcess {
-        Self::start_configured(data_dir, listen, "", extra)
+        Self::start_configured(data_dir, listen, "", "", extra)
     }
 
-    /// `top_level` is TOML placed before the `[engine]` table of the generated config; `extra`
-    /// are more `serve` flags.
+    /// A hub with extra `[engine]` settings (TOML lines).
+    pub fn start_with_engine(data_dir: &Path, listen: &str, engine_extra: &str) -> HubProcess {
+        Self::start_configured(data_dir, listen, "", engine_extra, &[])
+    }
+
+    /// `top_level` is TOML placed before the `[engine]` table of the generated config,
+    /// `engine_extra` TOML lines inside it; `extra` are more `serve` flags.
     fn start_configured(
         data_dir: &Path,
         listen: &str,
         top_level: &str,
+        engine_extra: &str,
         extra: &[&str],
     ) -> HubProcess {
         let addr_file = data_dir.join("addr");
         let _ = std::fs::remove_file(&addr_file);
         let config = data_dir.join("hub.toml");
-        std::fs::write(&config, format!("listen = \"{listen}\"\n{top_level}[engine]\nresync_interval_ms = 200\nrecovery_retry_ms = 200\n")).unwrap();
+        std::fs::write(&config, format!("listen = \"{listen}\"\n{top_level}[engine]\nresync_interval_ms = 200\nrecovery_retry_ms = 200\n{engine_extra}")).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
