@@ -382,7 +382,7 @@ impl Store for SqliteStore {
                 ],
             )?;
             let seq = tx.last_insert_rowid();
-            let events = insert_events(&tx, std::slice::from_ref(event))?;
+            let events = insert_events(tx, std::slice::from_ref(event))?;
             let mut stored = row.clone();
             stored.seq = seq;
             Ok((stored, events))
@@ -406,7 +406,7 @@ impl Store for SqliteStore {
                     "experiment {uid} vanished from the store"
                 )));
             }
-            let records = insert_events(&tx, events)?;
+            let records = insert_events(tx, events)?;
             Ok(records)
         })
     }
@@ -430,7 +430,7 @@ impl Store for SqliteStore {
                     "experiment {uid} is being stopped; it can no longer be paused or resumed"
                 )));
             }
-            let records = insert_events(&tx, events)?;
+            let records = insert_events(tx, events)?;
             Ok(records)
         })
     }
@@ -441,7 +441,7 @@ impl Store for SqliteStore {
                 "UPDATE experiments SET archived = 1 WHERE uid = ?1",
                 params![uid],
             )?;
-            let records = insert_events(&tx, events)?;
+            let records = insert_events(tx, events)?;
             Ok(records)
         })
     }
