@@ -38,6 +38,7 @@ fn row(uid: &str, phase: ExperimentPhase) -> ExperimentRow {
             archived: false,
             schedule: None,
             workflow: None,
+            created_by: None,
         },
         desired_reason: None,
     }
