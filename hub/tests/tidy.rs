@@ -398,6 +398,7 @@ const HUB_LAYERS: &[(&str, &[&str])] = &[
             "conformance",
             "auth",
             "tls",
+            "preparation",
         ],
     ),
     ("engine", &["engine"]),
