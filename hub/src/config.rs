@@ -220,6 +220,55 @@ pub struct EngineConfig {
     /// fault is wanted, so a fault outlives a dead hub by at most this. Default 30 s.
     #[serde(default = "default_agent_lease_secs")]
     pub agent_lease_secs: u64,
+    /// How often the status of every target of a Running experiment is read back (drift
+    /// detection), jittered by ±25 % per experiment; agents that reconnect have theirs read at
+    /// once. 0 turns the periodic reads off. Default 5000 ms.
+    #[serde(default = "default_verify_interval_ms")]
+    pub verify_interval_ms: u64,
+    /// Status reads of drift detection in flight at once per environment, so that many Running
+    /// experiments do not flood one far side. Default 4.
+    #[serde(default = "default_verify_reads_per_environment")]
+    pub verify_reads_per_environment: usize,
+    /// What happens when a Running experiment's fault is found gone (the annotation
+    /// `chaoshub.dev/on-drift` overrides it per experiment). Default `reinject`.
+    #[serde(default)]
+    pub on_drift: OnDrift,
+}
+
+/// What the engine does when drift detection finds a Running experiment's fault gone from a
+/// target (someone deleted the toxic, the container was restarted, the agent lost its journal).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDrift {
+    /// Put the fault back for the time that remains (as Chaos Mesh re-applies to a restarted
+    /// pod); the experiment fails if that does not work.
+    #[default]
+    Reinject,
+    /// End the experiment `Failed`, naming the target and when its fault was found gone.
+    Fail,
+    /// Record the drift (event and status) and leave the experiment `Running`.
+    Ignore,
+}
+
+impl OnDrift {
+    pub const NAMES: &'static str = "reinject, fail, ignore";
+
+    pub fn parse(text: &str) -> Option<OnDrift> {
+        match text {
+            "reinject" => Some(OnDrift::Reinject),
+            "fail" => Some(OnDrift::Fail),
+            "ignore" => Some(OnDrift::Ignore),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDrift::Reinject => "reinject",
+            OnDrift::Fail => "fail",
+            OnDrift::Ignore => "ignore",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -296,6 +345,12 @@ fn default_agent_lease_secs() -> u64 {
 fn default_parallelism() -> usize {
     16
 }
+fn default_verify_interval_ms() -> u64 {
+    5000
+}
+fn default_verify_reads_per_environment() -> usize {
+    4
+}
 fn default_sync() -> String {
     "lifecycle".to_string()
 }
@@ -326,6 +381,9 @@ impl Default for EngineConfig {
             parallelism: default_parallelism(),
             max_injecting_per_environment: default_max_injecting_per_environment(),
             agent_lease_secs: default_agent_lease_secs(),
+            verify_interval_ms: default_verify_interval_ms(),
+            verify_reads_per_environment: default_verify_reads_per_environment(),
+            on_drift: OnDrift::default(),
         }
     }
 }
@@ -436,6 +494,17 @@ impl HubConfig {
                 3,
                 86_400,
             ),
+            // 0: off; otherwise at least 100 ms, so reads never hammer a far side.
+            (
+                "engine.verify_interval_ms",
+                if self.engine.verify_interval_ms == 0 {
+                    100
+                } else {
+                    self.engine.verify_interval_ms
+                },
+                100,
+                86_400_000,
+            ),
             (
                 "limits.max_duration_secs",
                 self.limits.max_duration_secs,
@@ -453,6 +522,11 @@ impl HubConfig {
         if !(1..=10_000).contains(&self.engine.max_injecting_per_environment) {
             return Err(ConfigError::Invalid(
                 "engine.max_injecting_per_environment: must be from 1 to 10000".into(),
+            ));
+        }
+        if !(1..=1000).contains(&self.engine.verify_reads_per_environment) {
+            return Err(ConfigError::Invalid(
+                "engine.verify_reads_per_environment: must be from 1 to 1000".into(),
             ));
         }
         if self.engine.parallelism == 0 {
@@ -520,6 +594,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("auth.mode"), "{err}");
+    }
+
+    #[test]
+    fn drift_settings_have_defaults_bounds_and_named_policies() {
+        let c = HubConfig::from_toml("", Path::new("hub.toml")).unwrap();
+        assert_eq!(c.engine.verify_interval_ms, 5000);
+        assert_eq!(c.engine.verify_reads_per_environment, 4);
+        assert_eq!(c.engine.on_drift, OnDrift::Reinject);
+        let c = HubConfig::from_toml(
+            "[engine]\nverify_interval_ms = 0\non_drift = \"fail\"\n",
+            Path::new("hub.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.engine.verify_interval_ms, 0, "0 turns the reads off");
+        assert_eq!(c.engine.on_drift, OnDrift::Fail);
+        let err = HubConfig::from_toml("[engine]\non_drift = \"retry\"\n", Path::new("hub.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retry") && err.contains("reinject"), "{err}");
+        let err = HubConfig::from_toml("[engine]\nverify_interval_ms = 5\n", Path::new("hub.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("engine.verify_interval_ms"), "{err}");
+        for name in ["reinject", "fail", "ignore"] {
+            assert_eq!(OnDrift::parse(name).unwrap().as_str(), name);
+        }
+        assert_eq!(OnDrift::parse("Reinject"), None);
     }
 
     #[test]

@@ -43,7 +43,10 @@ impl Controller for FaultController {
     }
 
     fn due(&self, engine: &Engine, row: &ExperimentRow, now: DateTime<Utc>) -> Due {
-        engine.lifecycle_due(row, now)
+        // A Running fault is also read back now and then (drift detection).
+        engine
+            .lifecycle_due(row, now)
+            .earliest(engine.verification_due(row, now))
     }
 
     fn reconcile<'a>(

@@ -37,6 +37,10 @@ use crate::store::{ExperimentRow, NewEvent, Store, StoreError};
 use crate::telemetry::{AdapterOp, Telemetry};
 use crate::time::{self, Clock};
 
+mod verify;
+
+pub use verify::{on_drift_of, ON_DRIFT_ANNOTATION};
+
 /// The engine shared by the API and its own background loop.
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -50,6 +54,10 @@ pub struct Engine {
     retry_at: Mutex<HashMap<String, DateTime<Utc>>>,
     /// Injection permits per environment (`engine.max_injecting_per_environment`).
     injecting: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// When each Running experiment's faults are next read back (drift detection).
+    verify_at: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Drift-detection reads in flight per environment (`engine.verify_reads_per_environment`).
+    verifying: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     events: broadcast::Sender<EventRecord>,
     /// Metrics, and OTLP export of events and traces when configured.
     telemetry: Telemetry,
@@ -159,6 +167,15 @@ pub trait Start: Send + Sync {
         engine: &'a Arc<Engine>,
         row: &'a mut ExperimentRow,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// While Running, when drift detection is due: reads back what is in force and acts on
+    /// what is found gone. Returns whether the row changed. Nothing to read back by default.
+    fn verify<'a>(
+        &'a self,
+        _engine: &'a Arc<Engine>,
+        _row: &'a mut ExperimentRow,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async { Ok(false) })
+    }
 }
 
 /// The fault start: select targets, record intent, inject and confirm.
@@ -187,6 +204,14 @@ impl Start for Inject {
             engine.save(row, vec![ev])?;
             engine.inject(row).await
         })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        engine: &'a Arc<Engine>,
+        row: &'a mut ExperimentRow,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(engine.verify_running(row))
     }
 }
 
@@ -279,6 +304,8 @@ impl Engine {
             inflight: Mutex::new(HashMap::new()),
             retry_at: Mutex::new(HashMap::new()),
             injecting: Mutex::new(HashMap::new()),
+            verify_at: Mutex::new(HashMap::new()),
+            verifying: Mutex::new(HashMap::new()),
             events,
             telemetry,
             clock,
@@ -416,6 +443,8 @@ impl Engine {
         let resync = chrono::Duration::milliseconds(self.config.resync_interval_ms as i64);
         // A manual clock (tests) announces every move, so deadlines it passes are seen at once.
         let mut clock_moved = self.clock.subscribe();
+        // An agent that (re)connects may have restarted without its faults: read them back.
+        let mut connections = self.agents.subscribe_connections();
         loop {
             let now = self.now();
             let mut next = now + resync;
@@ -449,6 +478,11 @@ impl Engine {
                 _ = tokio::time::sleep(sleep_for) => {}
                 _ = self.wake.notified() => {}
                 _ = moved => {}
+                connected = connections.recv() => match connected {
+                    Ok(c) => self.verify_soon(Some(&c.environment)),
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.verify_soon(None),
+                    Err(broadcast::error::RecvError::Closed) => {}
+                },
                 _ = shutdown.changed() => return,
             }
         }
@@ -596,6 +630,9 @@ impl Engine {
                                 .await?;
                             true
                         }
+                        _ if self.verification_due(&row, now) == Due::Now => {
+                            start.verify(self, &mut row).await?
+                        }
                         _ => false,
                     }
                 }
@@ -725,6 +762,7 @@ impl Engine {
             row.status.ended_at = Some(time::format(now));
         }
         lock(&self.retry_at).remove(&row.uid);
+        lock(&self.verify_at).remove(&row.uid);
         let ev = experiment_event(row, name, message);
         self.save(row, vec![ev])
     }
@@ -812,6 +850,7 @@ impl Engine {
                     injected_at: None,
                     recovered_at: None,
                     error: None,
+                    drifted_at: None,
                     details: Value::Null,
                 })
                 .collect();

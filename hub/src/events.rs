@@ -24,6 +24,10 @@ pub const EXPERIMENT_STOP_REQUESTED: &str = "chaoshub.experiment.stop_requested"
 pub const TARGET_INJECTED: &str = "chaoshub.target.injected";
 pub const TARGET_RECOVERED: &str = "chaoshub.target.recovered";
 pub const TARGET_FAILED: &str = "chaoshub.target.failed";
+/// Drift detection read a Running experiment's fault back as gone from this target.
+pub const TARGET_DRIFTED: &str = "chaoshub.target.drifted";
+/// A fault found gone was put back (`on_drift: reinject`) and read back in place.
+pub const TARGET_REINJECTED: &str = "chaoshub.target.reinjected";
 pub const HALT_SET: &str = "chaoshub.halt.set";
 pub const HALT_RELEASED: &str = "chaoshub.halt.released";
 pub const ENVIRONMENT_REGISTERED: &str = "chaoshub.environment.registered";

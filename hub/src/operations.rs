@@ -333,6 +333,17 @@ impl Hub {
             return self.submit_parent(manifest, env_override, dry_run).await;
         }
         crate::probes::stop::check_submission(&manifest, self.engine.limits())?;
+        crate::engine::on_drift_of(&manifest.metadata.annotations, Default::default()).map_err(
+            |message| {
+                HubError::invalid_field(
+                    &format!(
+                        "metadata.annotations[\"{}\"]",
+                        crate::engine::ON_DRIFT_ANNOTATION
+                    ),
+                    message,
+                )
+            },
+        )?;
         if kind == Kind::StatusCheck {
             return self.submit_status_check(manifest, dry_run);
         }
@@ -560,6 +571,7 @@ impl Hub {
             schedule: None,
             workflow: None,
             created_by: crate::auth::current_name(),
+            drift: None,
         };
         let row = ExperimentRow {
             seq: 0,

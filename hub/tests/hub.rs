@@ -9,6 +9,7 @@ mod hub {
     pub mod authz;
     pub mod catalog;
     pub mod console;
+    pub mod drift;
     pub mod hostile;
     pub mod kubernetes;
     pub mod lifecycle;

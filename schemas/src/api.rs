@@ -114,6 +114,10 @@ pub struct TargetRecord {
     pub recovered_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When drift detection last found this target's fault gone while the experiment was
+    /// Running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drifted_at: Option<String>,
     /// What the adapter returned on injection (its handle), passed back on recovery.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub details: Value,
@@ -163,6 +167,29 @@ pub struct ExperimentStatus {
     /// or suite created, and for experiments stored before the hub had authentication).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
+    /// Drift detection's findings while Running (absent until a fault was first found gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftStatus>,
+}
+
+/// What drift detection found: a target's fault read back as gone while the experiment was
+/// Running, and what the hub did about it (`on_drift`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DriftStatus {
+    /// How many times a target's fault was found gone.
+    pub drifts: u32,
+    /// How many times a fault found gone was put back and read back in place.
+    pub reinjections: u32,
+    /// The policy applied: `reinject`, `fail` or `ignore`.
+    pub on_drift: String,
+    /// The latest drift: when, on which target, and what was done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drift_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drift_target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_drift_message: Option<String>,
 }
 
 /// Progress of a `Schedule`. Its runs are ordinary experiments named `<schedule>-<unix time>`

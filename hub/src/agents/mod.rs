@@ -29,7 +29,7 @@ use chaoshub_schema::agent::proto::{
 use chaoshub_schema::agent::AgentFaultStatus;
 pub use chaoshub_schema::api::AgentInfo;
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 
 use crate::store::Store;
 
@@ -75,6 +75,16 @@ pub struct AgentRegistry {
     store: Option<Arc<dyn Store>>,
     /// Woken when an agent (re)connects: its leases are rebuilt and renewed at once.
     reconnected: Notify,
+    /// Every (re)connection, as (environment, agent): the engine reads back the faults it
+    /// holds there (drift detection), since the agent may have restarted without them.
+    connections: broadcast::Sender<AgentConnected>,
+}
+
+/// An agent that (re)connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConnected {
+    pub environment: String,
+    pub agent: String,
 }
 
 impl Default for AgentRegistry {
@@ -85,6 +95,7 @@ impl Default for AgentRegistry {
             lease_window: LEASE_WINDOW,
             store: None,
             reconnected: Notify::new(),
+            connections: broadcast::channel(64).0,
         }
     }
 }
@@ -247,7 +258,7 @@ impl AgentRegistry {
             }
         }
         inner.agents.insert(
-            key,
+            key.clone(),
             AgentEntry {
                 info,
                 session: Some(Session {
@@ -259,7 +270,16 @@ impl AgentRegistry {
         );
         drop(inner);
         self.reconnected.notify_one();
+        let _ = self.connections.send(AgentConnected {
+            environment: key.0,
+            agent: key.1,
+        });
         id
+    }
+
+    /// Agents (re)connecting from now on.
+    pub fn subscribe_connections(&self) -> broadcast::Receiver<AgentConnected> {
+        self.connections.subscribe()
     }
 
     pub(crate) fn heartbeat(&self, env: &str, name: &str, session: u64, active_faults: u32) {

@@ -92,7 +92,7 @@ pub fn split(text: &str, source: &Path) -> Result<Vec<Value>, CliError> {
 
 /// What one document turned into.
 enum Applied {
-    Experiment(ExperimentObject),
+    Experiment(Box<ExperimentObject>),
     Environment(EnvironmentObject),
     DryRun(DryRunResult),
     /// An environment checked locally under `--dry-run` (the hub has no dry run for them).
@@ -114,7 +114,7 @@ pub async fn apply(
         match apply_one(client, args, document).await {
             Ok(applied) => {
                 if let Applied::Experiment(object) = &applied {
-                    created.push(object.clone());
+                    created.push((**object).clone());
                 }
                 outputs.push(applied);
             }
@@ -202,7 +202,7 @@ async fn apply_one(
             let object: ExperimentObject = client
                 .post(&["api", "v1", "experiments"], &query, Some(document))
                 .await?;
-            Ok(Applied::Experiment(object))
+            Ok(Applied::Experiment(Box::new(object)))
         }
     }
 }
@@ -553,10 +553,10 @@ metadata: {name: not-ours}
 
     #[test]
     fn created_and_dry_run_lines() {
-        let line = describe_applied(&Applied::Experiment(object(
+        let line = describe_applied(&Applied::Experiment(Box::new(object(
             ExperimentPhase::Pending,
             false,
-        )));
+        ))));
         assert_eq!(
             line,
             "networkchaos/web-delay created (uid u1, phase Pending)\n"

@@ -489,6 +489,19 @@ pub fn describe_experiment(
         ));
     }
     fields.push(("Ended", timestamp_line(s.ended_at.as_deref(), now)));
+    if let Some(d) = &s.drift {
+        let mut line = format!(
+            "{} found gone, {} re-injected (on_drift {})",
+            d.drifts, d.reinjections, d.on_drift
+        );
+        if let (Some(at), Some(target)) = (&d.last_drift_at, &d.last_drift_target) {
+            line.push_str(&format!("; last {at} on {target}"));
+        }
+        if let Some(message) = &d.last_drift_message {
+            line.push_str(&format!(": {message}"));
+        }
+        fields.push(("Drift", line));
+    }
     if s.archived {
         fields.push(("Archived", "true".into()));
     }
@@ -611,6 +624,7 @@ mod tests {
             injected_at: Some("2024-05-01T11:55:01Z".into()),
             recovered_at: None,
             error: None,
+            drifted_at: None,
             details: serde_json::Value::Null,
         }
     }

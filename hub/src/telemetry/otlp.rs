@@ -142,6 +142,8 @@ fn static_event_name(name: &str) -> &'static str {
         events::TARGET_INJECTED,
         events::TARGET_RECOVERED,
         events::TARGET_FAILED,
+        events::TARGET_DRIFTED,
+        events::TARGET_REINJECTED,
         events::HALT_SET,
         events::HALT_RELEASED,
         events::ENVIRONMENT_REGISTERED,

@@ -39,6 +39,7 @@ fn row(uid: &str, phase: ExperimentPhase) -> ExperimentRow {
             schedule: None,
             workflow: None,
             created_by: None,
+            drift: None,
         },
         desired_reason: None,
     }

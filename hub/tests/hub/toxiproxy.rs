@@ -21,8 +21,8 @@ use fake_server::FakeToxiproxy;
 const T: Duration = Duration::from_secs(10);
 
 /// A real echo server for the proxy to forward to; aborted on drop.
-struct Echo {
-    addr: std::net::SocketAddr,
+pub(crate) struct Echo {
+    pub(crate) addr: std::net::SocketAddr,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -32,7 +32,7 @@ impl Drop for Echo {
     }
 }
 
-async fn echo() -> Echo {
+pub(crate) async fn echo() -> Echo {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -50,7 +50,7 @@ async fn echo() -> Echo {
     Echo { addr, task }
 }
 
-async fn round_trip(addr: std::net::SocketAddr) -> Duration {
+pub(crate) async fn round_trip(addr: std::net::SocketAddr) -> Duration {
     let mut socket = TcpStream::connect(addr).await.unwrap();
     socket.set_nodelay(true).unwrap();
     let start = Instant::now();

@@ -415,6 +415,59 @@ fn a_restarted_agent_removes_what_its_journal_lists() {
     lab.api.wait_phase(&uid, "Aborted", T);
 }
 
+/// Drift on agent reconnect: an agent SIGKILLed and restarted removes the fault its journal
+/// lists, so the hub's `Running` would be a lie. The hub reads the faults of a reconnecting
+/// agent back at once (periodic checks are set to 10 minutes here, so only the reconnection can
+/// find it), sees it absent, and puts it back for the time that remains: the delay is measured
+/// again and the status shows the drift and the re-injection.
+#[test]
+fn a_fault_lost_in_an_agent_restart_is_found_on_reconnect_and_put_back() {
+    let mut lab = Lab::start_with_engine("verify_interval_ms = 600000\n");
+    let baseline = median_rtt(&lab.topo.a, lab.peer.tcp, 21);
+    let uid = lab.submit(&network_chaos(
+        "lost-in-restart",
+        &lab.topo.b_ip,
+        "60s",
+        "  action: delay\n  delay: {latency: 100ms}\n",
+    ));
+    lab.api.wait_phase(&uid, "Running", T);
+    lab.restart_agent(&[]);
+    let restarted = Instant::now();
+    let back = loop {
+        let v = lab.api.experiment(&uid);
+        if v["status"]["drift"]["reinjections"] == 1 {
+            break v;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(20),
+            "not put back {:?} after the agent restarted: {v:#}\n{}",
+            restarted.elapsed(),
+            lab.agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    eprintln!(
+        "fault put back {:?} after the agent restarted",
+        restarted.elapsed()
+    );
+    assert_eq!(back["status"]["phase"], "Running", "{back:#}");
+    assert_eq!(back["status"]["drift"]["drifts"], 1, "{back:#}");
+    assert_eq!(back["status"]["targets"][0]["injections"], 2, "{back:#}");
+    let delayed = median_rtt(&lab.topo.a, lab.peer.tcp, 21);
+    let added = delayed.saturating_sub(baseline).as_secs_f64() * 1000.0;
+    eprintln!("after re-injection: added {added:.1} ms");
+    assert!(
+        (90.0..=110.0).contains(&added),
+        "added latency {added:.1} ms after re-injection, expected 100 ± 10 %"
+    );
+    let (code, _) = lab
+        .api
+        .post(&format!("/api/v1/experiments/{uid}/stop"), None);
+    assert_eq!(code, 200);
+    lab.api.wait_phase(&uid, "Aborted", T);
+    assert_eq!(lab.topo.leftovers(), Vec::<String>::new());
+}
+
 /// PhysicalMachineChaos `process` with SIGSTOP: a real process is stopped, then continued.
 #[test]
 fn a_real_process_is_stopped_and_continued() {
@@ -833,4 +886,77 @@ fn cli_and_agent_work_over_self_signed_tls() {
         "{log}"
     );
     let _ = peer;
+}
+
+/// The fallback paths on any kernel: an agent started with `--disable-mechanism netem
+/// --disable-mechanism nftables` reports both missing, delays through its NFQUEUE engine and
+/// drops through iptables `statistic` — measured, whatever this kernel has. (On a kernel
+/// without netem the delay test above already runs NFQUEUE; with netem it runs tc-netem; this
+/// test runs the fallback on both.)
+#[test]
+fn forced_fallback_mechanisms_are_reported_used_and_measured() {
+    let lab = Lab::start_with(&[
+        "--disable-mechanism",
+        "netem",
+        "--disable-mechanism",
+        "nftables",
+    ]);
+    let agent = lab.wait_agent("healthy");
+    assert_eq!(agent["mechanisms"]["netem"], false, "{agent:#}");
+    assert_eq!(agent["mechanisms"]["nftables"], false, "{agent:#}");
+    let baseline = median_rtt(&lab.topo.a, lab.peer.tcp, 21);
+    let uid = lab.submit(&network_chaos(
+        "fallback-delay",
+        &lab.topo.b_ip,
+        "30s",
+        "  action: delay\n  delay: {latency: 100ms}\n",
+    ));
+    let running = lab.api.wait_phase(&uid, "Running", T);
+    assert_eq!(
+        running["status"]["targets"][0]["details"]["mechanism"], "nfqueue",
+        "{running:#}"
+    );
+    let delayed = median_rtt(&lab.topo.a, lab.peer.tcp, 21);
+    let added = delayed.saturating_sub(baseline).as_secs_f64() * 1000.0;
+    eprintln!("forced nfqueue: added {added:.1} ms");
+    assert!(
+        (90.0..=110.0).contains(&added),
+        "added latency {added:.1} ms, expected 100 ± 10 %"
+    );
+    let (code, _) = lab
+        .api
+        .post(&format!("/api/v1/experiments/{uid}/stop"), None);
+    assert_eq!(code, 200);
+    lab.api.wait_phase(&uid, "Aborted", T);
+
+    let uid = lab.submit(&network_chaos(
+        "fallback-loss",
+        &lab.topo.b_ip,
+        "30s",
+        "  action: loss\n  loss: {loss: \"30\"}\n",
+    ));
+    let running = lab.api.wait_phase(&uid, "Running", T);
+    assert_eq!(
+        running["status"]["targets"][0]["details"]["mechanism"], "iptables-statistic",
+        "{running:#}"
+    );
+    let sent = 3000;
+    send_udp(&lab.topo.a, lab.peer.udp, sent);
+    std::thread::sleep(Duration::from_millis(300));
+    let received = lab
+        .peer
+        .udp_received
+        .swap(0, std::sync::atomic::Ordering::SeqCst);
+    let loss = 100.0 * (sent as f64 - received as f64) / sent as f64;
+    eprintln!("forced iptables-statistic: loss {loss:.1} %");
+    assert!(
+        (25.0..=35.0).contains(&loss),
+        "observed loss {loss:.1} %, expected 30 ± 5"
+    );
+    let (code, _) = lab
+        .api
+        .post(&format!("/api/v1/experiments/{uid}/stop"), None);
+    assert_eq!(code, 200);
+    lab.api.wait_phase(&uid, "Aborted", T);
+    assert_eq!(lab.topo.leftovers(), Vec::<String>::new());
 }

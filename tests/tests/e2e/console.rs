@@ -102,12 +102,17 @@ impl Lab {
             == Value::Bool(true)
     }
 
+    /// The phase badge's text, read in one script call: the page refreshes itself on events,
+    /// so an element found by one WebDriver call can be gone by the next (stale reference).
     fn phase_badge(&self) -> String {
         self.browser
-            .find_all(".lead .badge")
-            .first()
-            .map(|e| self.browser.text(e))
+            .exec(
+                "var b = document.querySelector('.lead .badge'); return b ? b.innerText.trim() : '';",
+                json!([]),
+            )
+            .as_str()
             .unwrap_or_default()
+            .to_string()
     }
 
     fn wait_badge(&self, phase: &str) {

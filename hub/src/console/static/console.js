@@ -80,12 +80,14 @@
       "chaoshub.experiment.recovering", "chaoshub.experiment.finished",
       "chaoshub.experiment.failed", "chaoshub.experiment.aborted", "chaoshub.experiment.archived",
       "chaoshub.experiment.pause_requested", "chaoshub.experiment.resume_requested",
-      "chaoshub.experiment.stop_requested", "chaoshub.target.injected",
-      "chaoshub.target.recovered", "chaoshub.target.failed", "chaoshub.halt.set",
+      "chaoshub.experiment.stop_requested", "chaoshub.experiment.waiting",
+      "chaoshub.target.injected", "chaoshub.target.recovered", "chaoshub.target.failed",
+      "chaoshub.target.drifted", "chaoshub.target.reinjected", "chaoshub.halt.set",
       "chaoshub.halt.released", "chaoshub.environment.registered", "chaoshub.environment.deleted",
       "chaoshub.hub.started", "chaoshub.schedule.fired", "chaoshub.schedule.missed",
       "chaoshub.schedule.skipped", "chaoshub.schedule.run_failed",
-      "chaoshub.workflow.node_started", "chaoshub.workflow.node_ended"
+      "chaoshub.workflow.node_started", "chaoshub.workflow.node_ended",
+      "chaoshub.suite.progress", "chaoshub.suite.finished"
     ].forEach(function (name) {
       source.addEventListener(name, schedule);
     });
