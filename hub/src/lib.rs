@@ -20,6 +20,7 @@ pub mod config;
 pub mod conformance;
 pub mod console;
 pub mod controllers;
+pub mod endpoints;
 pub mod engine;
 pub mod error;
 pub mod events;

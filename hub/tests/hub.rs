@@ -9,10 +9,12 @@ mod hub {
     pub mod authz;
     pub mod catalog;
     pub mod console;
+    pub mod endpoints;
     pub mod hostile;
     pub mod kubernetes;
     pub mod lifecycle;
     pub mod metrics;
+    pub mod privileged;
     pub mod probes;
     pub mod schedule;
     pub mod sse;
