@@ -540,6 +540,26 @@ mod tests {
     }
 
     #[test]
+    fn allowed_endpoints_are_checked_at_load() {
+        let config = HubConfig::from_toml(
+            "[security]\nallowed_endpoints = [\"10.0.0.0/8\", \"unix:///run/d.sock\"]\n",
+            Path::new("hub.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.security.allowed_endpoints.len(), 2);
+        let err = HubConfig::from_toml(
+            "[security]\nallowed_endpoints = [\"10.0.0.0/33\"]\n",
+            Path::new("hub.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("security.allowed_endpoints[0]") && err.contains("10.0.0.0/33"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn shipped_example_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/hub.example.toml");
         let config = HubConfig::load(&path).unwrap();

@@ -316,14 +316,6 @@ impl Engine {
         &self.endpoints
     }
 
-    /// What probes may do on this hub (command probes, endpoints they may call).
-    pub fn probe_policy(&self) -> crate::probes::ProbePolicy {
-        crate::probes::ProbePolicy {
-            allow_commands: self.limits.allow_command_probes,
-            endpoints: Arc::clone(&self.endpoints),
-        }
-    }
-
     /// Live events as they are stored (for the SSE stream).
     pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
         self.events.subscribe()

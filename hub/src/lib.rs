@@ -31,6 +31,7 @@ pub mod orchestration;
 pub mod preparation;
 pub mod probes;
 pub mod schedule;
+pub mod secrets;
 pub mod selection;
 pub mod server;
 pub mod store;

@@ -127,16 +127,24 @@ impl Hub {
         )
     }
 
+    /// Registers an environment; the answer shows its secret settings as `"***"`
+    /// (`crate::secrets`).
     pub fn register_environment_spec(
         &self,
         name: &str,
-        spec: EnvironmentSpec,
+        mut spec: EnvironmentSpec,
         labels: BTreeMap<String, String>,
         replace: bool,
     ) -> Result<(EnvironmentObject, bool), HubError> {
         chaoshub_schema::parse::check_dns_name(name)
             .map_err(|e| HubError::invalid_field("metadata.name", e))?;
         crate::auth::note_object(format!("environment {name}"));
+        if replace {
+            // A GET's answer sent back says "***" for the secrets it could not show.
+            if let Some(stored) = self.store().get_environment(name)? {
+                crate::secrets::keep_stored_secrets(&mut spec, &stored.spec);
+            }
+        }
         let adapter = self
             .engine
             .registry()
@@ -203,18 +211,26 @@ impl Hub {
                 object.spec.adapter
             ),
         )])?;
-        Ok((object, existed))
+        Ok((crate::secrets::redact_environment(object), existed))
     }
 
+    /// A registered environment as answers show it (secrets as `"***"`).
     pub fn get_environment(&self, name: &str) -> Result<EnvironmentObject, HubError> {
         self.store()
             .get_environment(name)?
+            .map(crate::secrets::redact_environment)
             .ok_or_else(|| HubError::not_found(format!("environment {name:?}")))
     }
 
+    /// Every registered environment as answers show it (secrets as `"***"`).
     pub fn list_environments(&self) -> Result<Page<EnvironmentObject>, HubError> {
         Ok(Page {
-            items: self.store().list_environments()?,
+            items: self
+                .store()
+                .list_environments()?
+                .into_iter()
+                .map(crate::secrets::redact_environment)
+                .collect(),
             continue_token: None,
         })
     }
@@ -359,7 +375,10 @@ impl Hub {
             // (`submission.rs`).
             return self.submit_parent(manifest, env_override, dry_run).await;
         }
-        crate::probes::stop::check_submission(&manifest, &self.engine.probe_policy())?;
+        crate::probes::stop::check_submission(
+            &manifest,
+            &crate::probes::ProbePolicy::new(self.engine.limits(), self.engine.endpoints()),
+        )?;
         if let Spec::StatusCheck(check) = &manifest.spec {
             if let Some(http) = &check.http {
                 self.engine

@@ -17,6 +17,7 @@ mod hub {
     pub mod privileged;
     pub mod probes;
     pub mod schedule;
+    pub mod secrets;
     pub mod sse;
     pub mod store;
     pub mod suites;

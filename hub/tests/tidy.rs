@@ -400,6 +400,7 @@ const HUB_LAYERS: &[(&str, &[&str])] = &[
             "tls",
             "preparation",
             "endpoints",
+            "secrets",
         ],
     ),
     ("engine", &["engine"]),

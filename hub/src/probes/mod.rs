@@ -33,6 +33,19 @@ pub struct ProbePolicy {
     pub endpoints: std::sync::Arc<crate::endpoints::EndpointAllowList>,
 }
 
+impl ProbePolicy {
+    /// The policy of a hub with these limits and allowed endpoints.
+    pub fn new(
+        limits: &crate::config::LimitsConfig,
+        endpoints: &std::sync::Arc<crate::endpoints::EndpointAllowList>,
+    ) -> Self {
+        ProbePolicy {
+            allow_commands: limits.allow_command_probes,
+            endpoints: std::sync::Arc::clone(endpoints),
+        }
+    }
+}
+
 /// Why a probe could not be prepared for an environment.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {

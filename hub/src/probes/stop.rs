@@ -79,7 +79,7 @@ fn still_running(engine: &Engine, uid: &str) -> bool {
 }
 
 async fn watch(engine: &Arc<Engine>, uid: &str, environment: &str, probes: Vec<ProbeSpec>) {
-    let policy = engine.probe_policy();
+    let policy = ProbePolicy::new(engine.limits(), engine.endpoints());
     let values = match engine.store().get_environment(environment) {
         Ok(Some(env)) => EnvironmentValues::of(&env),
         _ => EnvironmentValues {

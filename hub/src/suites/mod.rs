@@ -134,7 +134,7 @@ pub(crate) fn plan(
         .name
         .clone()
         .ok_or_else(|| HubError::invalid_field("metadata.name", "is required for a Suite"))?;
-    let policy = hub.engine.probe_policy();
+    let policy = ProbePolicy::new(hub.engine.limits(), hub.engine.endpoints());
     let mut errors = ValidationErrors::new();
 
     // Environments: registered, and narrowed by ?env= when given.
