@@ -225,6 +225,24 @@ async fn an_environment_registered_with_settings_allow_lets_operators_submit_tha
         .await;
     assert_forbidden(code, &body, "experiments:user-defined");
     assert_eq!(stored(&s).await, ["ud"]);
+    // Real adapters accept the hub's own setting next to theirs.
+    for (name, adapter, endpoint) in [
+        ("hosts", "native", None),
+        ("plugins", "webhook", Some("http://127.0.0.1:8470")),
+        // A closed port: the docker preparation that registration starts finds nothing.
+        ("engine", "docker", Some("tcp://127.0.0.1:9")),
+    ] {
+        let endpoint = endpoint
+            .map(|e| format!("  endpoint: {e}\n"))
+            .unwrap_or_default();
+        let (code, body) = s
+            .post_yaml(
+                "/api/v1/environments",
+                &format!("apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {name}}}\nspec:\n  adapter: {adapter}\n{endpoint}  settings: {{allow: [clock]}}\n"),
+            )
+            .await;
+        assert_eq!(code, 201, "{adapter}: {body:#}");
+    }
     // A name that is not a fault family is refused at registration, with its path.
     let (code, body) = s
         .post_yaml(

@@ -1,9 +1,11 @@
 //! Secrets in environment settings never leave the hub: an environment registered with a
 //! webhook token (used for real: the in-test plugin refuses calls without it) and others with
 //! secret headers and keys, an experiment run with it, and then every answer the API and the
-//! console give, the events, the audit trail and the hub's own log lines are searched for the
-//! secrets — none may hold one. The webhook plugin is a small in-test server speaking the
-//! plugin protocol (docs/plugins.md); the real Python plugin is exercised in `tests/e2e`.
+//! console give, the events, the audit trail, the hub's own log lines and what it exported over
+//! OTLP are searched for the secrets — none may hold one. The webhook plugin is a small in-test
+//! server speaking the plugin protocol (docs/plugins.md), the OTLP receiver a small server
+//! keeping the raw protobuf bodies (strings travel in them as plain UTF-8); the real Python
+//! plugin and collectors are exercised elsewhere (`tests/e2e`, `telemetry.rs`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,8 +17,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use chaoshub_adapters::AdapterRegistry;
+
 use super::probes::serve;
-use super::support::Sandbox;
+use super::support::{authed_client, config, MemoryAdapter, Sandbox};
 
 const T: Duration = Duration::from_secs(15);
 const TOKEN: &str = "plugin-token-Zq81vX3";
@@ -108,6 +112,49 @@ impl std::io::Write for Captured {
     }
 }
 
+/// An OTLP/HTTP receiver keeping every body it gets; answers with the empty (zero-byte)
+/// protobuf response.
+async fn otlp_receiver(bodies: Arc<Mutex<Vec<u8>>>) -> super::probes::Server {
+    let keep = |bodies: Arc<Mutex<Vec<u8>>>| {
+        post(move |body: axum::body::Bytes| async move {
+            bodies.lock().unwrap().extend_from_slice(&body);
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/x-protobuf")],
+                Vec::<u8>::new(),
+            )
+        })
+    };
+    let app = Router::new()
+        .route("/v1/logs", keep(bodies.clone()))
+        .route("/v1/traces", keep(bodies.clone()))
+        .route("/v1/metrics", keep(bodies));
+    serve(app).await
+}
+
+/// A sandbox whose hub exports events and traces to `endpoint`.
+async fn exporting_sandbox(endpoint: String) -> Sandbox {
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = MemoryAdapter::with_targets(2);
+    let mut cfg = config(dir.path());
+    cfg.telemetry = chaoshub::telemetry::TelemetryConfig {
+        endpoint: Some(endpoint),
+        protocol: Some("http/protobuf".into()),
+        ..Default::default()
+    };
+    let mut registry = AdapterRegistry::builtin();
+    registry.register(Arc::new(adapter.clone()));
+    let hub = chaoshub::server::start_with(cfg, registry).await.unwrap();
+    assert!(hub.hub.engine.telemetry().is_exporting());
+    Sandbox {
+        url: hub.url(),
+        hub: Some(hub),
+        client: authed_client(dir.path()),
+        adapter,
+        dir,
+        tweak: |_| {},
+    }
+}
+
 fn assert_clean(what: &str, text: &str) {
     for secret in [TOKEN, HEADER, KEY] {
         assert!(
@@ -130,7 +177,9 @@ async fn secrets_never_appear_in_answers_events_audit_console_or_logs() {
 
     let plugin = Plugin::default();
     let server = plugin_server(plugin.clone()).await;
-    let s = Sandbox::start(2).await;
+    let exported = Arc::new(Mutex::new(Vec::new()));
+    let receiver = otlp_receiver(exported.clone()).await;
+    let s = exporting_sandbox(receiver.url("")).await;
     let mut answers: Vec<(String, String)> = Vec::new();
 
     let webhook = format!(
@@ -265,6 +314,21 @@ async fn secrets_never_appear_in_answers_events_audit_console_or_logs() {
 
     for (what, text) in &answers {
         assert_clean(what, text);
+    }
+    // The export is batched: wait until the second experiment's end has gone out.
+    let started = std::time::Instant::now();
+    loop {
+        let text = String::from_utf8_lossy(&exported.lock().unwrap()).to_string();
+        if text.contains(&second) && text.matches("chaoshub.experiment.finished").count() >= 2 {
+            assert_clean("the OTLP export", &text);
+            assert!(text.contains("plug"), "events name the environment");
+            break;
+        }
+        assert!(
+            started.elapsed() < T,
+            "the OTLP receiver did not get the second experiment's end"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     drop(_guard);
     let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).to_string();
