@@ -8,6 +8,11 @@ use chaoshub_schema::environment::EnvironmentSpec;
 use chaoshub_schema::{Manifest, Target, ValidationErrors};
 use serde_json::Value;
 
+/// Settings the hub itself reads on every environment, whatever its adapter: `allow`, the
+/// privileged fault families the environment opts into (docs/security.md). Adapters accept
+/// them without reading them.
+pub const HUB_SETTINGS: &[&str] = &["allow"];
+
 /// A registered environment as adapters see it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Environment {
@@ -150,6 +155,17 @@ pub trait Adapter: Send + Sync {
 
     /// Pure check of an environment's endpoint and settings; never touches the network.
     fn validate_environment(&self, env: &Environment) -> Result<(), ValidationErrors>;
+
+    /// Every address the adapter will call for this environment, each with the field that
+    /// names it (`("spec.endpoint", "http://…")`), defaults included: the hub checks them
+    /// against `security.allowed_endpoints` at registration and at submission. Pure.
+    fn endpoints(&self, env: &Environment) -> Vec<(String, String)> {
+        env.spec
+            .endpoint
+            .iter()
+            .map(|e| ("spec.endpoint".to_string(), e.trim().to_string()))
+            .collect()
+    }
 
     /// The capability matrix of one environment.
     async fn environment_capabilities(

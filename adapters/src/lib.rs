@@ -45,5 +45,6 @@ pub mod native;
 
 pub use adapter::{
     Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState, Selection,
+    HUB_SETTINGS,
 };
 pub use registry::{AdapterRegistry, UnknownAdapter};

@@ -92,14 +92,15 @@ pub fn join(endpoint: &Url, path: &str) -> Url {
     url
 }
 
-/// Reports every setting whose key is not one of `known`.
+/// Reports every setting whose key is not one of `known` (nor one the hub reads itself,
+/// [`crate::HUB_SETTINGS`]).
 pub fn reject_unknown(
     settings: &serde_json::Map<String, Value>,
     known: &[&str],
     errors: &mut ValidationErrors,
 ) {
     for key in settings.keys() {
-        if !known.contains(&key.as_str()) {
+        if !known.contains(&key.as_str()) && !crate::HUB_SETTINGS.contains(&key.as_str()) {
             errors.push(
                 format!("spec.settings.{key}"),
                 format!("unknown setting (known: {})", known.join(", ")),

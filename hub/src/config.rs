@@ -63,6 +63,20 @@ pub struct HubConfig {
     /// TLS on the listener (REST, gRPC for agents, console). Off by default.
     #[serde(default)]
     pub tls: TlsConfig,
+    /// What the hub may call (docs/security.md, "Locked-down installs").
+    #[serde(default)]
+    pub security: SecurityConfig,
+}
+
+/// `[security]`: limits on what the hub itself reaches.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Hosts (`hub.example`, `*.example.com`, optionally `:port`), IP addresses and CIDRs
+    /// (`10.0.0.0/8`), and `unix:///path` sockets the hub may call: environment endpoints,
+    /// remote catalogs, probe targets. Empty (the default): everything an admin registers.
+    #[serde(default)]
+    pub allowed_endpoints: Vec<String>,
 }
 
 /// `[tls]`: certificate and key for the one listener, optional client CA for agents.
@@ -413,6 +427,7 @@ impl Default for HubConfig {
             auth: AuthConfig::default(),
             environments: Vec::new(),
             tls: TlsConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -541,6 +556,8 @@ impl HubConfig {
         }
         self.telemetry.check().map_err(ConfigError::Invalid)?;
         self.tls.check().map_err(ConfigError::Invalid)?;
+        crate::endpoints::EndpointAllowList::parse(&self.security.allowed_endpoints)
+            .map_err(ConfigError::Invalid)?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, env) in self.environments.iter().enumerate() {
             if !seen.insert(env.name.clone()) {
@@ -621,6 +638,26 @@ mod tests {
             assert_eq!(OnDrift::parse(name).unwrap().as_str(), name);
         }
         assert_eq!(OnDrift::parse("Reinject"), None);
+    }
+
+    #[test]
+    fn allowed_endpoints_are_checked_at_load() {
+        let config = HubConfig::from_toml(
+            "[security]\nallowed_endpoints = [\"10.0.0.0/8\", \"unix:///run/d.sock\"]\n",
+            Path::new("hub.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.security.allowed_endpoints.len(), 2);
+        let err = HubConfig::from_toml(
+            "[security]\nallowed_endpoints = [\"10.0.0.0/33\"]\n",
+            Path::new("hub.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("security.allowed_endpoints[0]") && err.contains("10.0.0.0/33"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct Engine {
     registry: AdapterRegistry,
     config: EngineConfig,
     limits: LimitsConfig,
+    /// `security.allowed_endpoints`: what the hub may call.
+    endpoints: Arc<crate::endpoints::EndpointAllowList>,
     wake: Notify,
     /// Experiments with a pass under way; `true` when another pass was asked for meanwhile.
     inflight: Mutex<HashMap<String, bool>>,
@@ -275,6 +277,7 @@ impl Engine {
         registry: AdapterRegistry,
         config: EngineConfig,
         limits: LimitsConfig,
+        endpoints: Arc<crate::endpoints::EndpointAllowList>,
         telemetry: Telemetry,
         clock: Arc<dyn Clock>,
         build: impl FnOnce(&std::sync::Weak<Engine>) -> ControllerRegistry,
@@ -300,6 +303,7 @@ impl Engine {
             registry,
             config,
             limits,
+            endpoints,
             wake: Notify::new(),
             inflight: Mutex::new(HashMap::new()),
             retry_at: Mutex::new(HashMap::new()),
@@ -332,6 +336,11 @@ impl Engine {
 
     pub fn limits(&self) -> &LimitsConfig {
         &self.limits
+    }
+
+    /// What the hub may call (`security.allowed_endpoints`).
+    pub fn endpoints(&self) -> &Arc<crate::endpoints::EndpointAllowList> {
+        &self.endpoints
     }
 
     /// Live events as they are stored (for the SSE stream).

@@ -127,16 +127,24 @@ impl Hub {
         )
     }
 
+    /// Registers an environment; the answer shows its secret settings as `"***"`
+    /// (`crate::secrets`).
     pub fn register_environment_spec(
         &self,
         name: &str,
-        spec: EnvironmentSpec,
+        mut spec: EnvironmentSpec,
         labels: BTreeMap<String, String>,
         replace: bool,
     ) -> Result<(EnvironmentObject, bool), HubError> {
         chaoshub_schema::parse::check_dns_name(name)
             .map_err(|e| HubError::invalid_field("metadata.name", e))?;
         crate::auth::note_object(format!("environment {name}"));
+        if replace {
+            // A GET's answer sent back says "***" for the secrets it could not show.
+            if let Some(stored) = self.store().get_environment(name)? {
+                crate::secrets::keep_stored_secrets(&mut spec, &stored.spec);
+            }
+        }
         let adapter = self
             .engine
             .registry()
@@ -146,9 +154,17 @@ impl Hub {
             name: name.to_string(),
             spec: spec.clone(),
         };
+        crate::auth::privileged::check_allow_setting(&spec).map_err(HubError::invalid)?;
         adapter
             .validate_environment(&env)
             .map_err(HubError::invalid)?;
+        let mut outside = ValidationErrors::new();
+        for (field, value) in adapter.endpoints(&env) {
+            if let Err(why) = self.engine.endpoints().check_url(&value) {
+                outside.push(field, format!("{value:?}: {why}"));
+            }
+        }
+        outside.into_result().map_err(HubError::invalid)?;
         let object = EnvironmentObject {
             api_version: chaoshub_schema::CHAOSHUB_API_VERSION.into(),
             kind: "Environment".into(),
@@ -195,18 +211,26 @@ impl Hub {
                 object.spec.adapter
             ),
         )])?;
-        Ok((object, existed))
+        Ok((crate::secrets::redact_environment(object), existed))
     }
 
+    /// A registered environment as answers show it (secrets as `"***"`).
     pub fn get_environment(&self, name: &str) -> Result<EnvironmentObject, HubError> {
         self.store()
             .get_environment(name)?
+            .map(crate::secrets::redact_environment)
             .ok_or_else(|| HubError::not_found(format!("environment {name:?}")))
     }
 
+    /// Every registered environment as answers show it (secrets as `"***"`).
     pub fn list_environments(&self) -> Result<Page<EnvironmentObject>, HubError> {
         Ok(Page {
-            items: self.store().list_environments()?,
+            items: self
+                .store()
+                .list_environments()?
+                .into_iter()
+                .map(crate::secrets::redact_environment)
+                .collect(),
             continue_token: None,
         })
     }
@@ -260,7 +284,27 @@ impl Hub {
         }
     }
 
-    /// The inventory of an environment, filtered by a selector.
+    /// 403 when an endpoint of the environment is outside `security.allowed_endpoints` (the
+    /// list changed since it was registered): checked before any new call to it. Recovery of
+    /// faults already in place is never blocked.
+    fn check_endpoints(
+        &self,
+        env: &Environment,
+        adapter: &dyn chaoshub_adapters::Adapter,
+    ) -> Result<(), HubError> {
+        for (field, value) in adapter.endpoints(env) {
+            if let Err(why) = self.engine.endpoints().check_url(&value) {
+                return Err(HubError::Forbidden {
+                    message: format!(
+                        "environment {:?} is not called: its {field} {value:?} is outside the hub's allowed endpoints ({why}); re-register it with an allowed endpoint or extend security.allowed_endpoints",
+                        env.name
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// A registered environment (404 if not) and its adapter.
     fn registered(
         &self,
@@ -277,13 +321,12 @@ impl Hub {
                 .map_err(|e| HubError::Unsupported {
                     message: e.to_string(),
                 })?;
-        Ok((
-            Environment {
-                name: name.to_string(),
-                spec: env.spec,
-            },
-            adapter,
-        ))
+        let env = Environment {
+            name: name.to_string(),
+            spec: env.spec,
+        };
+        self.check_endpoints(&env, adapter.as_ref())?;
+        Ok((env, adapter))
     }
 
     pub async fn targets(
@@ -332,7 +375,20 @@ impl Hub {
             // (`submission.rs`).
             return self.submit_parent(manifest, env_override, dry_run).await;
         }
-        crate::probes::stop::check_submission(&manifest, self.engine.limits())?;
+        crate::probes::stop::check_submission(
+            &manifest,
+            &crate::probes::ProbePolicy::new(self.engine.limits(), self.engine.endpoints()),
+        )?;
+        if let Spec::StatusCheck(check) = &manifest.spec {
+            if let Some(http) = &check.http {
+                self.engine
+                    .endpoints()
+                    .check_url(&http.url)
+                    .map_err(|why| {
+                        HubError::invalid_field("spec.http.url", format!("{:?}: {why}", http.url))
+                    })?;
+            }
+        }
         crate::engine::on_drift_of(&manifest.metadata.annotations, Default::default()).map_err(
             |message| {
                 HubError::invalid_field(
@@ -379,11 +435,13 @@ impl Hub {
         };
         let Some(env_name) = env_name else {
             if dry_run {
+                let mut warnings = vec!["no environment named: validated only (set spec.environment or ?env= to get a plan)".to_string()];
+                warnings.extend(crate::auth::privileged::authorize_fault(&manifest, None)?);
                 return Ok(Submitted::DryRun(Box::new(DryRunResult {
                     valid: true,
                     manifest: manifest.to_value(),
                     plan: None,
-                    warnings: vec!["no environment named: validated only (set spec.environment or ?env= to get a plan)".into()],
+                    warnings,
                 })));
             }
             return Err(HubError::invalid_field(
@@ -399,6 +457,9 @@ impl Hub {
             }
         }
         let env = self.environment(&env_name, env_path)?;
+        // Privileged fault families: an admin, or an environment that opted in (403 otherwise).
+        let privileged =
+            crate::auth::privileged::authorize_fault(&manifest, Some((&env.name, &env.spec)))?;
         let adapter =
             self.engine
                 .registry()
@@ -406,6 +467,7 @@ impl Hub {
                 .map_err(|e| HubError::Unsupported {
                     message: format!("environment {env_name:?}: {e}"),
                 })?;
+        self.check_endpoints(&env, adapter.as_ref())?;
         let capabilities = adapter
             .environment_capabilities(&env)
             .await
@@ -451,7 +513,11 @@ impl Hub {
         drop(probe);
         let manifest = Arc::try_unwrap(manifest).unwrap_or_else(|shared| (*shared).clone());
         if dry_run {
-            return self.plan(manifest, fault, &env, adapter.as_ref()).await;
+            let mut planned = self.plan(manifest, fault, &env, adapter.as_ref()).await?;
+            if let (Submitted::DryRun(result), Some(note)) = (&mut planned, privileged) {
+                result.warnings.push(note);
+            }
+            return Ok(planned);
         }
         if let Some(halt) = self.halted()? {
             return Err(halt);

@@ -166,10 +166,17 @@ pub async fn start_with_store_and_clock(
     clock: Arc<dyn crate::time::Clock>,
 ) -> Result<RunningHub, StartError> {
     let telemetry = crate::telemetry::Telemetry::from_config(&config.telemetry)?;
+    let endpoints = Arc::new(
+        crate::endpoints::EndpointAllowList::parse(&config.security.allowed_endpoints)
+            .map_err(StartError::Config)?,
+    );
     let catalog = crate::catalog::Catalog::open(
         &config.catalog_dir,
         &config.data_dir.join("catalogs"),
-        Default::default(),
+        crate::catalog::remote::RemoteSettings {
+            endpoints: Arc::clone(&endpoints),
+            ..Default::default()
+        },
     );
     let tls_files = crate::tls::files_of(&config.tls, &config.data_dir, &config.listen)?;
     let (tls, tls_ca_file) = match tls_files {
@@ -181,6 +188,7 @@ pub async fn start_with_store_and_clock(
         registry,
         config.engine.clone(),
         config.limits.clone(),
+        endpoints,
         telemetry,
         clock,
         |engine| {

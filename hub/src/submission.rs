@@ -135,6 +135,17 @@ async fn submit_parent(
                 HubError::invalid_field(&format!("spec{path}"), message)
             })?;
             collect_workflow(spec, &value["spec"], "spec", &mut embedded)?;
+            // Status checks run in the hub: their URLs are calls the hub makes.
+            for (i, template) in spec.templates.iter().enumerate() {
+                if let Some(http) = template.status_check.as_ref().and_then(|c| c.http.as_ref()) {
+                    hub.engine.endpoints().check_url(&http.url).map_err(|why| {
+                        HubError::invalid_field(
+                            &format!("spec.templates[{i}].statusCheck.http.url"),
+                            format!("{:?}: {why}", http.url),
+                        )
+                    })?;
+                }
+            }
         }
         _ => unreachable!("submit_parent is only called for schedules and workflows"),
     }
@@ -378,6 +389,9 @@ fn at_path(e: HubError, path: &str) -> HubError {
         },
         HubError::BadRequest { code, message } => HubError::BadRequest {
             code,
+            message: format!("{path}: {message}"),
+        },
+        HubError::Forbidden { message } => HubError::Forbidden {
             message: format!("{path}: {message}"),
         },
         other => other,

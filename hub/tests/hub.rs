@@ -10,12 +10,15 @@ mod hub {
     pub mod catalog;
     pub mod console;
     pub mod drift;
+    pub mod endpoints;
     pub mod hostile;
     pub mod kubernetes;
     pub mod lifecycle;
     pub mod metrics;
+    pub mod privileged;
     pub mod probes;
     pub mod schedule;
+    pub mod secrets;
     pub mod sse;
     pub mod store;
     pub mod suites;

@@ -399,6 +399,8 @@ const HUB_LAYERS: &[(&str, &[&str])] = &[
             "auth",
             "tls",
             "preparation",
+            "endpoints",
+            "secrets",
         ],
     ),
     ("engine", &["engine"]),

@@ -149,7 +149,7 @@ fn json_type(value: &Value) -> &'static str {
 
 fn reject_unknown(settings: &serde_json::Map<String, Value>, errors: &mut ValidationErrors) {
     for key in settings.keys() {
-        if !KNOWN_SETTINGS.contains(&key.as_str()) {
+        if !KNOWN_SETTINGS.contains(&key.as_str()) && !crate::HUB_SETTINGS.contains(&key.as_str()) {
             errors.push(
                 format!("spec.settings.{key}"),
                 format!("unknown setting (known: {})", KNOWN_SETTINGS.join(", ")),

@@ -1023,6 +1023,11 @@ impl Adapter for DockerAdapter {
         DockerConfig::from_environment(env).map(drop)
     }
 
+    fn endpoints(&self, env: &Environment) -> Vec<(String, String)> {
+        let endpoint = env.spec.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
+        vec![("spec.endpoint".to_string(), endpoint.trim().to_string())]
+    }
+
     async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError> {
         let client = DockerClient::connect(env).await?;
         discovery::discover(&client, env).await

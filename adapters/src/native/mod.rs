@@ -267,6 +267,9 @@ impl Adapter for NativeAdapter {
             );
         }
         for key in env.spec.settings.keys() {
+            if crate::HUB_SETTINGS.contains(&key.as_str()) {
+                continue;
+            }
             errors.push(
                 format!("spec.settings.{key}"),
                 "unknown setting (the native adapter has no settings)",

@@ -186,6 +186,29 @@ impl Adapter for SsmAdapter {
         SsmConfig::from_environment(env).map(drop)
     }
 
+    /// The explicit endpoints; without them the AWS SDK calls AWS's regional endpoints, which
+    /// an allow list does not see (docs/security.md).
+    fn endpoints(&self, env: &Environment) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = env
+            .spec
+            .endpoint
+            .iter()
+            .map(|e| ("spec.endpoint".to_string(), e.trim().to_string()))
+            .collect();
+        if let Some(ec2) = env
+            .spec
+            .settings
+            .get("ec2_endpoint")
+            .and_then(serde_json::Value::as_str)
+        {
+            out.push((
+                "spec.settings.ec2_endpoint".to_string(),
+                ec2.trim().to_string(),
+            ));
+        }
+        out
+    }
+
     async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError> {
         let client = SsmClient::new(env).await?;
         let instances = ec2::describe_instances(&client).await?;

@@ -10,6 +10,7 @@
 
 pub mod bootstrap;
 pub mod policy;
+pub mod privileged;
 pub mod ratelimit;
 
 use std::sync::{Arc, Mutex};

@@ -28,6 +28,9 @@ pub struct RemoteSettings {
     pub request_timeout: Duration,
     /// Largest index or template file accepted.
     pub max_bytes: usize,
+    /// What the hub may call (`security.allowed_endpoints`): catalog URLs are checked when
+    /// added, and every fetch (redirects included) before it is made.
+    pub endpoints: std::sync::Arc<crate::endpoints::EndpointAllowList>,
 }
 
 impl Default for RemoteSettings {
@@ -36,6 +39,7 @@ impl Default for RemoteSettings {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(15),
             max_bytes: 1024 * 1024,
+            endpoints: Default::default(),
         }
     }
 }
@@ -94,9 +98,21 @@ type FetchError = String;
 impl RemoteCatalog {
     /// Loads the remotes and their cached templates; touches no network.
     pub fn open(cache_dir: &Path, settings: RemoteSettings) -> RemoteCatalog {
+        let allowed = std::sync::Arc::clone(&settings.endpoints);
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() >= 10 {
+                attempt.error("more than 10 redirects")
+            } else if let Err(why) = allowed.check_url(attempt.url().as_str()) {
+                let why = format!("redirected to {}: {why}", attempt.url());
+                attempt.error(why)
+            } else {
+                attempt.follow()
+            }
+        });
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
+            .redirect(redirects)
             .user_agent(concat!("chaoshub/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| tracing::error!(error = %e, "cannot build the catalog HTTP client"))
@@ -168,6 +184,10 @@ impl RemoteCatalog {
     pub async fn add(&self, name: &str, url: &str) -> Result<CatalogObject, HubError> {
         check_name(name)?;
         check_url(url)?;
+        self.settings
+            .endpoints
+            .check_url(url)
+            .map_err(|why| HubError::invalid_field("url", format!("{url:?}: {why}")))?;
         {
             let _guard = self.busy.lock().await;
             if self.read().contains_key(name) {
@@ -357,6 +377,12 @@ impl RemoteCatalog {
         let Some(http) = &self.http else {
             return Err("the HTTP client could not be built".into());
         };
+        // Checked before every call: template files may live on other hosts than the index,
+        // and the list may have changed since the catalog was added.
+        self.settings
+            .endpoints
+            .check_url(url.as_str())
+            .map_err(|why| format!("{what} at {url} was not fetched: {why}"))?;
         let mut response = http
             .get(url.clone())
             .send()

@@ -17,21 +17,34 @@ const MAX_BODY: usize = 1 << 20;
 /// before the fault would hide it.
 pub(crate) fn client() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .pool_max_idle_per_host(0)
-            .user_agent(concat!("chaoshub-probe/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default()
-    })
+    CLIENT.get_or_init(|| build(reqwest::redirect::Policy::default()))
+}
+
+/// The client for a hub with `security.allowed_endpoints`: it follows no redirect (a 3xx is
+/// the answer the probe judges), since a redirect could lead outside the list.
+pub(crate) fn client_for(policy: &super::ProbePolicy) -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    if policy.endpoints.allows_everything() {
+        return client();
+    }
+    CLIENT.get_or_init(|| build(reqwest::redirect::Policy::none()))
+}
+
+fn build(redirects: reqwest::redirect::Policy) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .redirect(redirects)
+        .user_agent(concat!("chaoshub-probe/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
 }
 
 /// Sends the request; `Ok(evidence)` when every expectation holds, `Err(evidence)` otherwise.
-pub async fn check(spec: &HttpProbe) -> Result<String, String> {
+pub async fn check(spec: &HttpProbe, client: &reqwest::Client) -> Result<String, String> {
     let timeout = timeout_of(&spec.timeout);
     let method = reqwest::Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| format!("unsupported method {:?}", spec.method))?;
-    let mut request = client().request(method.clone(), &spec.url).timeout(timeout);
+    let mut request = client.request(method.clone(), &spec.url).timeout(timeout);
     for (name, value) in &spec.headers {
         request = request.header(name, value);
     }

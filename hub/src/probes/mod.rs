@@ -24,11 +24,26 @@ use chaoshub_schema::probe::{ProbeResult, ProbeSpec};
 use serde_json::Value;
 
 /// What probes may do in this hub.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ProbePolicy {
     /// Whether `command` probes may run programs on the hub's host
     /// (`limits.allow_command_probes`).
     pub allow_commands: bool,
+    /// What they may call (`security.allowed_endpoints`).
+    pub endpoints: std::sync::Arc<crate::endpoints::EndpointAllowList>,
+}
+
+impl ProbePolicy {
+    /// The policy of a hub with these limits and allowed endpoints.
+    pub fn new(
+        limits: &crate::config::LimitsConfig,
+        endpoints: &std::sync::Arc<crate::endpoints::EndpointAllowList>,
+    ) -> Self {
+        ProbePolicy {
+            allow_commands: limits.allow_command_probes,
+            endpoints: std::sync::Arc::clone(endpoints),
+        }
+    }
 }
 
 /// Why a probe could not be prepared for an environment.
@@ -170,13 +185,18 @@ pub(crate) fn excerpt(text: &str, max: usize) -> String {
 
 /// Evaluates one probe once. Never panics and never returns an error: a probe that cannot
 /// run is a failed probe with the reason as evidence.
-pub async fn evaluate(probe: &ProbeSpec, policy: ProbePolicy) -> ProbeResult {
+pub async fn evaluate(probe: &ProbeSpec, policy: &ProbePolicy) -> ProbeResult {
     let at = crate::time::now_rfc3339();
     let started = Instant::now();
-    let outcome: Result<String, String> = if let Some(spec) = &probe.http {
-        http::check(spec).await
+    // Checked again before every call: placeholders are filled by now, and the list may have
+    // changed since the probe was submitted.
+    let refused = policy.endpoints.check_probe(probe, false).err();
+    let outcome: Result<String, String> = if let Some(why) = refused {
+        Err(format!("not called: {why}"))
+    } else if let Some(spec) = &probe.http {
+        http::check(spec, http::client_for(policy)).await
     } else if let Some(spec) = &probe.prometheus {
-        prometheus::check(spec).await
+        prometheus::check(spec, http::client_for(policy)).await
     } else if let Some(spec) = &probe.command {
         if policy.allow_commands {
             command::check(spec).await
@@ -215,7 +235,7 @@ pub async fn evaluate(probe: &ProbeSpec, policy: ProbePolicy) -> ProbeResult {
 }
 
 /// Evaluates several probes at once, results in the probes' order.
-pub async fn evaluate_all(probes: &[ProbeSpec], policy: ProbePolicy) -> Vec<ProbeResult> {
+pub async fn evaluate_all(probes: &[ProbeSpec], policy: &ProbePolicy) -> Vec<ProbeResult> {
     futures::future::join_all(probes.iter().map(|p| evaluate(p, policy))).await
 }
 
@@ -223,14 +243,14 @@ pub async fn evaluate_all(probes: &[ProbeSpec], policy: ProbePolicy) -> Vec<Prob
 pub fn check_policy(
     probes: &[ProbeSpec],
     path: &str,
-    policy: ProbePolicy,
+    policy: &ProbePolicy,
     errors: &mut chaoshub_schema::ValidationErrors,
 ) {
-    if policy.allow_commands {
-        return;
-    }
     for (i, probe) in probes.iter().enumerate() {
-        if probe.command.is_some() {
+        if let Err(why) = policy.endpoints.check_probe(probe, true) {
+            errors.push(format!("{path}[{i}]"), why);
+        }
+        if probe.command.is_some() && !policy.allow_commands {
             errors.push(
                 format!("{path}[{i}].command"),
                 "command probes are disabled on this hub; an operator can allow them with limits.allow_command_probes = true",

@@ -6,12 +6,12 @@ use serde_json::Value;
 
 use super::{excerpt, timeout_of};
 
-pub async fn check(spec: &PrometheusProbe) -> Result<String, String> {
+pub async fn check(spec: &PrometheusProbe, client: &reqwest::Client) -> Result<String, String> {
     let timeout = timeout_of(&spec.timeout);
     let base = spec.url.trim_end_matches('/');
     let url = format!("{base}/api/v1/query");
     let what = format!("query {:?} at {base}", spec.query);
-    let response = super::http::client()
+    let response = client
         .get(&url)
         .query(&[("query", spec.query.as_str())])
         .timeout(timeout)

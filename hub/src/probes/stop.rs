@@ -79,9 +79,7 @@ fn still_running(engine: &Engine, uid: &str) -> bool {
 }
 
 async fn watch(engine: &Arc<Engine>, uid: &str, environment: &str, probes: Vec<ProbeSpec>) {
-    let policy = ProbePolicy {
-        allow_commands: engine.limits().allow_command_probes,
-    };
+    let policy = ProbePolicy::new(engine.limits(), engine.endpoints());
     let values = match engine.store().get_environment(environment) {
         Ok(Some(env)) => EnvironmentValues::of(&env),
         _ => EnvironmentValues {
@@ -110,7 +108,7 @@ async fn watch(engine: &Arc<Engine>, uid: &str, environment: &str, probes: Vec<P
         if !still_running(engine, uid) {
             return;
         }
-        let results = super::evaluate_all(&filled, policy).await;
+        let results = super::evaluate_all(&filled, &policy).await;
         if !still_running(engine, uid) {
             return;
         }
@@ -157,26 +155,23 @@ fn request_stop(engine: &Arc<Engine>, uid: &str, reason: &str) {
 }
 
 /// Submission check: the stop-condition annotation parses as probes (400 with paths under
-/// the annotation) and this hub may run them.
+/// the annotation), this hub may run them, and the caller may submit them (403: command
+/// probes are admin-only).
 pub(crate) fn check_submission(
     manifest: &chaoshub_schema::Manifest,
-    limits: &crate::config::LimitsConfig,
+    policy: &ProbePolicy,
 ) -> Result<(), crate::error::HubError> {
     let probes =
         stop_conditions(&manifest.metadata.annotations).map_err(crate::error::HubError::invalid)?;
     let mut errors = chaoshub_schema::ValidationErrors::new();
-    super::check_policy(
-        &probes,
-        &format!(
-            "metadata.annotations[\"{}\"]",
-            chaoshub_schema::probe::STOP_CONDITIONS_ANNOTATION
-        ),
-        ProbePolicy {
-            allow_commands: limits.allow_command_probes,
-        },
-        &mut errors,
+    let path = format!(
+        "metadata.annotations[\"{}\"]",
+        chaoshub_schema::probe::STOP_CONDITIONS_ANNOTATION
     );
+    super::check_policy(&probes, &path, policy, &mut errors);
     errors
         .into_result()
-        .map_err(crate::error::HubError::invalid)
+        .map_err(crate::error::HubError::invalid)?;
+    // Allowed on this hub; command probes are for admins only (docs/security.md).
+    crate::auth::privileged::authorize_probes(&probes, &path)
 }

@@ -134,9 +134,7 @@ pub(crate) fn plan(
         .name
         .clone()
         .ok_or_else(|| HubError::invalid_field("metadata.name", "is required for a Suite"))?;
-    let policy = ProbePolicy {
-        allow_commands: hub.engine.limits().allow_command_probes,
-    };
+    let policy = ProbePolicy::new(hub.engine.limits(), hub.engine.endpoints());
     let mut errors = ValidationErrors::new();
 
     // Environments: registered, and narrowed by ?env= when given.
@@ -144,7 +142,9 @@ pub(crate) fn plan(
     let mut environments = Vec::new();
     for (i, env) in spec.environments.iter().enumerate() {
         match store.get_environment(env)? {
-            Some(object) => environments.push((env.clone(), EnvironmentValues::of(&object))),
+            Some(object) => {
+                environments.push((env.clone(), EnvironmentValues::of(&object), object.spec))
+            }
             None => errors.push(
                 format!("spec.environments[{i}]"),
                 format!("environment {env:?} is not registered"),
@@ -163,7 +163,7 @@ pub(crate) fn plan(
                 );
             }
         }
-        environments.retain(|(name, _)| filter.contains(name));
+        environments.retain(|(name, _, _)| filter.contains(name));
     }
 
     let steady: Vec<ProbeSpec> = spec
@@ -171,7 +171,10 @@ pub(crate) fn plan(
         .as_ref()
         .map(|s| s.probes.clone())
         .unwrap_or_default();
-    crate::probes::check_policy(&steady, "spec.steadyState.probes", policy, &mut errors);
+    crate::probes::check_policy(&steady, "spec.steadyState.probes", &policy, &mut errors);
+    // The runner submits in the background, without the caller: everything a suite will ever
+    // run is authorized here, before anything is stored (command probes and privileged faults).
+    crate::auth::privileged::authorize_probes(&steady, "spec.steadyState.probes")?;
 
     let mut cases = Vec::new();
     for (i, exp) in spec.experiments.iter().enumerate() {
@@ -179,9 +182,13 @@ pub(crate) fn plan(
         crate::probes::check_policy(
             &exp.stop_conditions,
             &format!("{path}.stopConditions"),
-            policy,
+            &policy,
             &mut errors,
         );
+        crate::auth::privileged::authorize_probes(
+            &exp.stop_conditions,
+            &format!("{path}.stopConditions"),
+        )?;
         let base = match base_manifest(hub, exp, &path) {
             Ok(v) => v,
             Err(e) => {
@@ -189,7 +196,7 @@ pub(crate) fn plan(
                 continue;
             }
         };
-        for (env_name, values) in &environments {
+        for (env_name, values, env_spec) in &environments {
             if !exp.environments.is_empty() && !exp.environments.contains(env_name) {
                 continue;
             }
@@ -225,7 +232,15 @@ pub(crate) fn plan(
                         m.kind()
                     ),
                 ),
-                Ok(_) => {}
+                Ok(m) => {
+                    crate::auth::privileged::authorize_fault(&m, Some((env_name, env_spec)))
+                        .map_err(|e| match e {
+                            HubError::Forbidden { message } => HubError::Forbidden {
+                                message: format!("{source} (environment {env_name}): {message}"),
+                            },
+                            other => other,
+                        })?;
+                }
                 Err(e) => {
                     let prefix = match &exp.threshold_search {
                         Some(_) => format!(

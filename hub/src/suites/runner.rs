@@ -289,7 +289,7 @@ impl SuiteRunner {
         case: &CasePlan,
         stage: Stage,
     ) -> (Vec<ProbeResult>, Option<String>) {
-        let results = crate::probes::evaluate_all(&case.probes, plan.policy).await;
+        let results = crate::probes::evaluate_all(&case.probes, &plan.policy).await;
         self.record_probes(case.index, stage, &results);
         let failed = results.iter().any(|r| !r.ok);
         let ev = failed.then(|| evidence(&results));

@@ -970,6 +970,7 @@ async fn a_slow_remote_times_out() {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_millis(300),
             max_bytes: 1024,
+            ..Default::default()
         },
     );
     let started = std::time::Instant::now();

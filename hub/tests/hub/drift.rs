@@ -354,7 +354,10 @@ async fn a_toxic_deleted_behind_the_hubs_back_is_put_back_on_the_real_toxiproxy(
     let uid = submit(&s, &latency_yaml("redis-drift", "")).await;
     s.wait_phase(&uid, "Running", T).await;
     let ours = format!("chaoshub.{uid}-0.latency.downstream");
-    assert_eq!(server.toxic_names("redis").await, std::slice::from_ref(&ours));
+    assert_eq!(
+        server.toxic_names("redis").await,
+        std::slice::from_ref(&ours)
+    );
     assert!(round_trip(listen).await >= Duration::from_millis(180));
 
     server.delete_toxic("redis", &ours).await;
@@ -373,7 +376,10 @@ async fn a_toxic_deleted_behind_the_hubs_back_is_put_back_on_the_real_toxiproxy(
     );
     assert_eq!(back["status"]["phase"], "Running");
     assert_eq!(back["status"]["drift"]["lastDriftTarget"], "redis");
-    assert_eq!(server.toxic_names("redis").await, std::slice::from_ref(&ours));
+    assert_eq!(
+        server.toxic_names("redis").await,
+        std::slice::from_ref(&ours)
+    );
     let slowed = round_trip(listen).await;
     assert!(
         slowed >= Duration::from_millis(180),

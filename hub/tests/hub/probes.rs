@@ -119,7 +119,7 @@ async fn sample_server() -> Server {
 async fn http_probes_check_status_ranges_body_text_and_json_paths() {
     let server = sample_server().await;
     let policy = ProbePolicy::default();
-    let ok = |v: Value| async move { evaluate(&probe(v), ProbePolicy::default()).await };
+    let ok = |v: Value| async move { evaluate(&probe(v), &ProbePolicy::default()).await };
 
     let r = ok(json!({"name": "a", "http": {"url": server.url("/ok"), "expect": {"status": "200-299", "bodyContains": "systems go"}}})).await;
     assert!(r.ok, "{r:?}");
@@ -159,7 +159,7 @@ async fn http_probes_check_status_ranges_body_text_and_json_paths() {
 
     let r = evaluate(
         &probe(json!({"name": "f", "http": {"url": server.url("/echo"), "method": "POST", "headers": {"x-probe": "yes"}, "body": "ping", "expect": {"bodyContains": "yes ping"}}})),
-        policy,
+        &policy,
     )
     .await;
     assert!(r.ok, "{r:?}");
@@ -175,14 +175,14 @@ async fn tcp_probes_connect_or_report_why_not() {
     let addr = listener.local_addr().unwrap();
     let r = evaluate(
         &probe(json!({"name": "t", "tcp": {"address": addr.to_string(), "timeout": "1s"}})),
-        ProbePolicy::default(),
+        &ProbePolicy::default(),
     )
     .await;
     assert!(r.ok, "{r:?}");
     drop(listener);
     let r = evaluate(
         &probe(json!({"name": "t", "tcp": {"address": addr.to_string(), "timeout": "1s"}})),
-        ProbePolicy::default(),
+        &ProbePolicy::default(),
     )
     .await;
     assert!(!r.ok && r.detail.contains("cannot connect"), "{r:?}");
@@ -190,14 +190,15 @@ async fn tcp_probes_connect_or_report_why_not() {
 
 #[tokio::test]
 async fn command_probes_judge_exit_code_and_stdout_and_are_off_by_default() {
-    let allowed = ProbePolicy {
+    let allowed = &ProbePolicy {
         allow_commands: true,
+        ..Default::default()
     };
     let p = probe(
         json!({"name": "c", "command": {"run": ["sh", "-c", "echo ready; exit 0"], "expect": {"stdoutContains": "ready"}}}),
     );
     assert!(evaluate(&p, allowed).await.ok);
-    let off = evaluate(&p, ProbePolicy::default()).await;
+    let off = evaluate(&p, &ProbePolicy::default()).await;
     assert!(!off.ok && off.detail.contains("disabled"), "{off:?}");
 
     let p = probe(json!({"name": "c", "command": {"run": ["sh", "-c", "echo nope; exit 3"]}}));
@@ -252,7 +253,7 @@ async fn prometheus_probes_compare_every_sample_with_the_threshold() {
                 p["prometheus"][k] = v;
             }
         }
-        async move { evaluate(&probe(p), ProbePolicy::default()).await }
+        async move { evaluate(&probe(p), &ProbePolicy::default()).await }
     };
     let r = run("error_rate", "<", 0.5, json!({})).await;
     assert!(r.ok, "{r:?}");

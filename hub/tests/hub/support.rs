@@ -107,6 +107,11 @@ impl Adapter for MemoryAdapter {
             Capability::new("NetworkChaos", "loss"),
             Capability::new("PodChaos", "pod-kill"),
             Capability::new("StressChaos", "cpu"),
+            // Privileged families, as an opted-in agent offers them: the hub's own checks of
+            // who may submit them are tested against this adapter (`privileged.rs`); the
+            // agent's `--allow` is tested end to end with the real agent.
+            Capability::new("PhysicalMachineChaos", "user_defined"),
+            Capability::new("PhysicalMachineChaos", "clock"),
         ]
     }
     fn validate_environment(&self, _env: &Environment) -> Result<(), ValidationErrors> {

@@ -1,9 +1,16 @@
 //! `security.allowed_endpoints`: what the hub will ever call. Empty (the default) allows
 //! everything an admin registers; a locked-down install lists hosts, CIDRs and `unix://` paths,
 //! and then environment endpoints, remote catalogs and probe targets outside the list are
-//! refused when they are submitted, with a 400 naming the field (docs/security.md).
+//! refused when they are registered or submitted (400 naming the field and the value), and
+//! probe targets and catalog files are checked again before every call (docs/security.md).
+//!
+//! Host names are matched by name entries only, never by a network: a name can resolve
+//! anywhere by the time it is called (DNS rebinding), so a CIDR entry covers IP literals, and a
+//! name the hub may call is listed by name.
 
 use std::net::IpAddr;
+
+use chaoshub_schema::probe::ProbeSpec;
 
 /// One entry of the list.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,9 +40,10 @@ impl EndpointAllowList {
     pub fn parse(entries: &[String]) -> Result<Self, String> {
         let mut parsed = Vec::new();
         for (i, text) in entries.iter().enumerate() {
-            parsed.push(parse_entry(text.trim()).map_err(|e| {
-                format!("security.allowed_endpoints[{i}] {text:?}: {e}")
-            })?);
+            parsed.push(
+                parse_entry(text.trim())
+                    .map_err(|e| format!("security.allowed_endpoints[{i}] {text:?}: {e}"))?,
+            );
         }
         Ok(EndpointAllowList { entries: parsed })
     }
@@ -110,6 +118,38 @@ impl EndpointAllowList {
                 "host {host}{} is not in security.allowed_endpoints",
                 port.map(|p| format!(" (port {p})")).unwrap_or_default()
             ))
+        }
+    }
+
+    /// Whether a probe may call its target; `Err` names the probe's field and why not. With
+    /// `placeholders_later` (at submission), a target that still holds `{{ … }}` placeholders
+    /// is left to the check before the call, when they are filled.
+    pub fn check_probe(&self, probe: &ProbeSpec, placeholders_later: bool) -> Result<(), String> {
+        if self.allows_everything() {
+            return Ok(());
+        }
+        let target = if let Some(http) = &probe.http {
+            Some(("http.url", http.url.as_str(), true))
+        } else if let Some(prometheus) = &probe.prometheus {
+            Some(("prometheus.url", prometheus.url.as_str(), true))
+        } else if let Some(tcp) = &probe.tcp {
+            Some(("tcp.address", tcp.address.as_str(), false))
+        } else {
+            probe
+                .status_check
+                .as_ref()
+                .and_then(|s| s.http.as_ref())
+                .map(|h| ("statusCheck.http.url", h.url.as_str(), true))
+        };
+        match target {
+            Some((_, text, _)) if placeholders_later && text.contains("{{") => Ok(()),
+            Some((field, text, true)) => self
+                .check_url(text)
+                .map_err(|e| format!("{field} {text:?}: {e}")),
+            Some((field, text, false)) => self
+                .check_address(text)
+                .map_err(|e| format!("{field} {text:?}: {e}")),
+            None => Ok(()),
         }
     }
 }
@@ -225,8 +265,13 @@ mod tests {
         assert!(l.check_url("http://192.0.2.8/").is_err());
         assert!(l.check_url("http://toxiproxy.lab:8474").is_ok());
         assert!(l.check_url("http://toxiproxy.lab:9999").is_err());
-        assert!(l.check_url("https://catalog.example.com/index.yaml").is_ok());
-        assert!(l.check_url("https://example.com/").is_err(), "the wildcard needs a label");
+        assert!(l
+            .check_url("https://catalog.example.com/index.yaml")
+            .is_ok());
+        assert!(
+            l.check_url("https://example.com/").is_err(),
+            "the wildcard needs a label"
+        );
         assert!(l.check_url("https://evil-example.com/").is_err());
         assert!(l.check_url("unix:///run/chaos/docker.sock").is_ok());
         let err = l.check_url("unix:///var/run/docker.sock").unwrap_err();
@@ -235,7 +280,9 @@ mod tests {
         assert!(l.check_address("10.9.9.9:5432").is_ok());
         assert!(l.check_address("db.internal:5432").is_err());
         // A name is never matched by a network: it could resolve anywhere.
-        assert!(list(&["127.0.0.0/8"]).check_url("http://localhost/").is_err());
+        assert!(list(&["127.0.0.0/8"])
+            .check_url("http://localhost/")
+            .is_err());
     }
 
     #[test]
