@@ -803,7 +803,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     client_identity,
                     options: InjectorOptions {
                         disabled_mechanisms: args.disable_mechanisms,
-                        ..injector_options(&args.allow, args.allow_clock_skew, args.allow_host_power)
+                        ..injector_options(
+                            &args.allow,
+                            args.allow_clock_skew,
+                            args.allow_host_power,
+                        )
                     },
                 },
                 move |d, s| crate::rest::serve(listen, state, d, s),
