@@ -6,7 +6,7 @@ use chaoshub_testkit::fuzz::{self, RunOptions};
 
 /// Enough to meet every input class many times; small enough for a debug build on two busy
 /// cores.
-const INPUTS: u64 = 3000;
+const INPUTS: u64 = 2000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_generated_requests_get_no_5xx_and_broken_credentials_get_401() {
