@@ -45,6 +45,8 @@ pub struct RunningHub {
     /// The self-signed CA clients should trust (`tls.self_signed`).
     pub tls_ca_file: Option<std::path::PathBuf>,
     shutdown: watch::Sender<bool>,
+    /// The router the listener serves (API, console, agents' gRPC), for in-process callers.
+    app: axum::Router,
     server: JoinHandle<()>,
     engine: JoinHandle<()>,
     /// The note that lets a CLI on this machine find the admin token (removed at shutdown).
@@ -55,6 +57,14 @@ impl RunningHub {
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)
+    }
+
+    /// The router this hub serves, to call in-process (`tower::ServiceExt::oneshot`) without a
+    /// connection: the fuzz drivers send millions of requests this way. Requests reach it
+    /// without the client address a listener adds (`ConnectInfo`), so the failed-authentication
+    /// limiter, which counts per address, does not apply to them.
+    pub fn router(&self) -> axum::Router {
+        self.app.clone()
     }
 
     /// Re-reads the TLS certificate files now (SIGHUP does this); the listener stays open.
@@ -312,6 +322,7 @@ pub async fn start_with_store_and_clock(
         );
     }
     let mut server_rx = rx;
+    let served = app.clone();
     let server = match tls.clone() {
         None => tokio::spawn(async move {
             let stop = async move {
@@ -338,6 +349,7 @@ pub async fn start_with_store_and_clock(
         tls,
         tls_ca_file,
         shutdown,
+        app: served,
         server,
         engine: engine_task,
         local_note,

@@ -4,6 +4,9 @@
 //! be checked exactly. The real plugin path (Python webhook plugin, real side effects, the hub
 //! as a killed process) is covered by the workspace tests in `tests/`.
 
+#[path = "fuzz_hub/mod.rs"]
+mod fuzz_hub;
+
 mod hub {
     pub mod api_errors;
     pub mod authz;
@@ -11,6 +14,7 @@ mod hub {
     pub mod console;
     pub mod drift;
     pub mod endpoints;
+    pub mod fuzz;
     pub mod hostile;
     pub mod kubernetes;
     pub mod lifecycle;

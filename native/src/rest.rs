@@ -96,10 +96,7 @@ pub async fn serve(
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
             tracing::info!(listen = %listener.local_addr()?, token_file = %state_dir.join(TOKEN_FILE).display(), "local REST API on loopback TCP (bearer token required)");
-            let app = router(daemon).layer(axum::middleware::from_fn_with_state(
-                Arc::new(token),
-                require_token,
-            ));
+            let app = router_with_token(daemon, token);
             Ok(tokio::spawn(async move {
                 axum::serve(listener, app)
                     .with_graceful_shutdown(stop)
@@ -165,6 +162,14 @@ async fn require_token(
         format!("send Authorization: Bearer <the token in <state-dir>/{TOKEN_FILE}>"),
     )
     .into_response()
+}
+
+/// The API of a loopback TCP listener: every route but `/healthz` needs `Bearer <token>`.
+pub fn router_with_token(daemon: Arc<Daemon>, token: String) -> Router {
+    router(daemon).layer(axum::middleware::from_fn_with_state(
+        Arc::new(token),
+        require_token,
+    ))
 }
 
 pub fn router(daemon: Arc<Daemon>) -> Router {

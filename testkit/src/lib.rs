@@ -28,6 +28,9 @@
 //! The rules are written as pure functions of an environment ([`Env`]) so their unit tests never
 //! change the process's environment, which tests running in parallel threads share.
 
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
+
 use std::ffi::OsString;
 use std::fmt;
 use std::io::Write;
