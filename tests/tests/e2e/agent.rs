@@ -960,3 +960,105 @@ fn forced_fallback_mechanisms_are_reported_used_and_measured() {
     lab.api.wait_phase(&uid, "Aborted", T);
     assert_eq!(lab.topo.leftovers(), Vec::<String>::new());
 }
+
+/// Runs `iptables ARGS` in `ns` and panics with its output on failure.
+fn iptables(ns: &str, args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "iptables"])
+        .args(args)
+        .output()
+        .expect("ip netns exec iptables");
+    assert!(
+        out.status.success(),
+        "iptables {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Partition between hub and agent (issue 16): every packet between the agent's namespace and
+/// the hub's address is dropped silently while a 60 s delay runs, with a lease window of 6 s.
+/// The agent, no longer renewed, removes the fault by its lease (within the window plus 1 s of
+/// the cut); when the partition heals the hub reads the fault back, finds it gone and puts it
+/// back (drift, `on_drift: reinject`), so `Running` is true again and measured — never a
+/// stale `Running` over a fault that is not there. The namespace (and the DROP rules in it)
+/// goes with the topology, whatever happens.
+#[test]
+fn a_partitioned_agent_drops_its_fault_by_its_lease_and_the_hub_learns_it_when_healed() {
+    let lab = Lab::start_with_engine("agent_lease_secs = 6\nverify_interval_ms = 1000\n");
+    let baseline = median_rtt(&lab.topo.a, lab.peer.tcp, 21);
+    let uid = lab.submit(&network_chaos(
+        "partitioned",
+        &lab.topo.b_ip,
+        "60s",
+        "  action: delay\n  delay: {latency: 100ms}\n",
+    ));
+    lab.api.wait_phase(&uid, "Running", T);
+    assert!(median_rtt(&lab.topo.a, lab.peer.tcp, 5) > baseline + Duration::from_millis(80));
+
+    let hub_ip = lab.topo.hub_ip.clone();
+    iptables(&lab.topo.a, &["-I", "OUTPUT", "-d", &hub_ip, "-j", "DROP"]);
+    iptables(&lab.topo.a, &["-I", "INPUT", "-s", &hub_ip, "-j", "DROP"]);
+    let cut = Instant::now();
+    // The agent's last renewal came before the cut: its lease ends within one window of it.
+    loop {
+        if lab.topo.leftovers().is_empty()
+            && median_rtt(&lab.topo.a, lab.peer.tcp, 3) < baseline + Duration::from_millis(20)
+        {
+            break;
+        }
+        assert!(
+            cut.elapsed() < Duration::from_secs(7),
+            "the fault is still in place {:?} after the partition (lease window 6 s): {:?}\n{}",
+            cut.elapsed(),
+            lab.topo.leftovers(),
+            lab.agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "partitioned agent removed its fault {:?} after the cut",
+        cut.elapsed()
+    );
+
+    iptables(&lab.topo.a, &["-D", "OUTPUT", "-d", &hub_ip, "-j", "DROP"]);
+    iptables(&lab.topo.a, &["-D", "INPUT", "-s", &hub_ip, "-j", "DROP"]);
+    let healed = Instant::now();
+    let back = loop {
+        let v = lab.api.experiment(&uid);
+        let drifts = v["status"]["drift"]["drifts"].as_u64().unwrap_or(0);
+        let reinjections = v["status"]["drift"]["reinjections"].as_u64().unwrap_or(0);
+        if drifts >= 1 && reinjections >= 1 && v["status"]["phase"] == "Running" {
+            break v;
+        }
+        assert!(
+            v["status"]["phase"] == "Running" || v["status"]["phase"] == "Failed",
+            "{v:#}"
+        );
+        assert!(
+            healed.elapsed() < Duration::from_secs(40),
+            "the hub did not learn that the fault was gone {:?} after the partition healed: \
+             {v:#}\n{}",
+            healed.elapsed(),
+            lab.agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "after the heal the hub found the fault gone and put it back in {:?}: {}",
+        healed.elapsed(),
+        back["status"]["drift"]
+    );
+    let delayed = median_rtt(&lab.topo.a, lab.peer.tcp, 21);
+    let added = delayed.saturating_sub(baseline).as_secs_f64() * 1000.0;
+    assert!(
+        (90.0..=110.0).contains(&added),
+        "added latency {added:.1} ms after re-injection, expected 100 ± 10 %"
+    );
+    let (code, _) = lab
+        .api
+        .post(&format!("/api/v1/experiments/{uid}/stop"), None);
+    assert_eq!(code, 200);
+    lab.api.wait_phase(&uid, "Aborted", T);
+    assert_eq!(lab.topo.leftovers(), Vec::<String>::new());
+}
