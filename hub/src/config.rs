@@ -681,6 +681,28 @@ mod tests {
     }
 
     #[test]
+    fn protected_selector_defaults_and_is_checked_at_load() {
+        let config = HubConfig::from_toml("", Path::new("hub.toml")).unwrap();
+        assert_eq!(
+            config.security.protected_selector,
+            "chaoshub.dev/protected=true"
+        );
+        let config = HubConfig::from_toml(
+            "[security]\nprotected_selector = \"\"\n",
+            Path::new("hub.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.security.protected_selector, "");
+        let err = HubConfig::from_toml(
+            "[security]\nprotected_selector = \"protected\"\n",
+            Path::new("hub.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("security.protected_selector"), "{err}");
+    }
+
+    #[test]
     fn shipped_example_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/hub.example.toml");
         let config = HubConfig::load(&path).unwrap();

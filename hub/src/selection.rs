@@ -590,7 +590,88 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn target_caps_parse_counts_and_percentages() {
+        use serde_json::json;
+        let cap = |v: serde_json::Value| TargetCap::of_setting(Some(&v));
+        assert_eq!(cap(json!(5)), Ok(Some(TargetCap::Count(5))));
+        assert_eq!(cap(json!("5")), Ok(Some(TargetCap::Count(5))));
+        assert_eq!(cap(json!("25%")), Ok(Some(TargetCap::Percent(25))));
+        assert_eq!(TargetCap::of_setting(None), Ok(None));
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(1.5),
+            json!("0%"),
+            json!("101%"),
+            json!("x"),
+            json!(true),
+        ] {
+            assert!(cap(bad.clone()).is_err(), "{bad} accepted");
+        }
+        assert_eq!(TargetCap::Percent(25).limit(8), 2);
+        assert_eq!(TargetCap::Percent(25).limit(3), 0);
+        assert_eq!(TargetCap::Percent(25).describe(8), "25% of 8 target(s) = 2");
+    }
+
+    #[test]
+    fn protected_label_parses_key_value_or_nothing() {
+        assert_eq!(ProtectedLabel::parse(""), Ok(None));
+        let label = ProtectedLabel::parse("chaoshub.dev/protected=true")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (label.key.as_str(), label.value.as_str()),
+            ("chaoshub.dev/protected", "true")
+        );
+        for bad in ["protected", "=true", "key="] {
+            assert!(ProtectedLabel::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn guardrails_refuse_a_matched_protected_target_and_an_oversized_selection() {
+        let mut settings = serde_json::Map::new();
+        settings.insert(PROTECTED_TARGETS_SETTING.into(), serde_json::json!(["b"]));
+        settings.insert(MAX_TARGETS_SETTING.into(), serde_json::json!("50%"));
+        let label = ProtectedLabel::parse("guard=yes").unwrap();
+        let rails = Guardrails::of(label.as_ref(), &settings);
+        let labelled = target("a", &[("guard", "yes")]);
+        let listed = target("b", &[]);
+        let free = target("c", &[]);
+        assert!(matches!(
+            rails.check("e", 4, std::slice::from_ref(&labelled), 1),
+            Err(GuardrailError::Protected { target, .. }) if target == "a"
+        ));
+        assert!(matches!(
+            rails.check("e", 4, &[free.clone(), listed], 1),
+            Err(GuardrailError::Protected { target, .. }) if target == "b"
+        ));
+        assert_eq!(rails.check("e", 4, std::slice::from_ref(&free), 2), Ok(()));
+        assert!(matches!(
+            rails.check("e", 4, &[free], 3),
+            Err(GuardrailError::TooMany { selected: 3, .. })
+        ));
+    }
+
     proptest! {
+        #[test]
+        fn max_selected_bounds_every_draw(
+            n in 0usize..40,
+            mode_index in 0usize..5,
+            value in 1usize..=100,
+            seed in any::<u64>(),
+        ) {
+            let inv: Vec<Target> = (0..n).map(|i| target(&format!("t{i:02}"), &[])).collect();
+            let mode = [SelectorMode::One, SelectorMode::All, SelectorMode::Fixed, SelectorMode::FixedPercent, SelectorMode::RandomMaxPercent][mode_index];
+            let value = value.to_string();
+            let most = max_selected(n, mode, Some(&value)).unwrap();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            if let Ok(picked) = apply_mode(inv, mode, Some(&value), &mut rng) {
+                prop_assert!(picked.len() <= most);
+            }
+        }
+
         #[test]
         fn modes_never_pick_more_than_matched_nor_duplicates(
             n in 0usize..40,
