@@ -457,7 +457,7 @@ pub fn check_guardrail_settings(
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
-                if !item.as_str().is_some_and(|s| !s.trim().is_empty()) {
+                if item.as_str().is_none_or(|s| s.trim().is_empty()) {
                     errors.push(
                         format!("spec.settings.{PROTECTED_TARGETS_SETTING}[{i}]"),
                         format!("must be a target name or id (a non-empty string), got {item}"),
