@@ -9,9 +9,10 @@ use chaoshub_schema::{Manifest, Target, ValidationErrors};
 use serde_json::Value;
 
 /// Settings the hub itself reads on every environment, whatever its adapter: `allow`, the
-/// privileged fault families the environment opts into (docs/security.md). Adapters accept
-/// them without reading them.
-pub const HUB_SETTINGS: &[&str] = &["allow"];
+/// privileged fault families the environment opts into; `protected_targets`, names or ids no
+/// experiment may select; `max_targets`, the blast-radius cap (docs/security.md). Adapters
+/// accept them without reading them.
+pub const HUB_SETTINGS: &[&str] = &["allow", "protected_targets", "max_targets"];
 
 /// A registered environment as adapters see it.
 #[derive(Debug, Clone, PartialEq)]

@@ -69,7 +69,7 @@ pub struct HubConfig {
 }
 
 /// `[security]`: limits on what the hub itself reaches.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityConfig {
     /// Hosts (`hub.example`, `*.example.com`, optionally `:port`), IP addresses and CIDRs
@@ -77,6 +77,24 @@ pub struct SecurityConfig {
     /// remote catalogs, probe targets. Empty (the default): everything an admin registers.
     #[serde(default)]
     pub allowed_endpoints: Vec<String>,
+    /// The label (`key=value`) that makes a target protected in every environment: no
+    /// experiment may select it. Default `chaoshub.dev/protected=true`; `""` turns label
+    /// protection off (environments' `settings.protected_targets` still apply).
+    #[serde(default = "default_protected_selector")]
+    pub protected_selector: String,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            allowed_endpoints: Vec::new(),
+            protected_selector: default_protected_selector(),
+        }
+    }
+}
+
+fn default_protected_selector() -> String {
+    "chaoshub.dev/protected=true".into()
 }
 
 /// `[tls]`: certificate and key for the one listener, optional client CA for agents.
@@ -558,6 +576,8 @@ impl HubConfig {
         self.tls.check().map_err(ConfigError::Invalid)?;
         crate::endpoints::EndpointAllowList::parse(&self.security.allowed_endpoints)
             .map_err(ConfigError::Invalid)?;
+        crate::selection::ProtectedLabel::parse(&self.security.protected_selector)
+            .map_err(|e| ConfigError::Invalid(format!("security.protected_selector: {e}")))?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, env) in self.environments.iter().enumerate() {
             if !seen.insert(env.name.clone()) {
@@ -658,6 +678,28 @@ mod tests {
             err.contains("security.allowed_endpoints[0]") && err.contains("10.0.0.0/33"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn protected_selector_defaults_and_is_checked_at_load() {
+        let config = HubConfig::from_toml("", Path::new("hub.toml")).unwrap();
+        assert_eq!(
+            config.security.protected_selector,
+            "chaoshub.dev/protected=true"
+        );
+        let config = HubConfig::from_toml(
+            "[security]\nprotected_selector = \"\"\n",
+            Path::new("hub.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.security.protected_selector, "");
+        let err = HubConfig::from_toml(
+            "[security]\nprotected_selector = \"protected\"\n",
+            Path::new("hub.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("security.protected_selector"), "{err}");
     }
 
     #[test]

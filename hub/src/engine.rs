@@ -49,6 +49,8 @@ pub struct Engine {
     limits: LimitsConfig,
     /// `security.allowed_endpoints`: what the hub may call.
     endpoints: Arc<crate::endpoints::EndpointAllowList>,
+    /// `security.protected_selector`: the label that protects a target everywhere.
+    protected_label: Option<crate::selection::ProtectedLabel>,
     wake: Notify,
     /// Experiments with a pass under way; `true` when another pass was asked for meanwhile.
     inflight: Mutex<HashMap<String, bool>>,
@@ -278,6 +280,7 @@ impl Engine {
         config: EngineConfig,
         limits: LimitsConfig,
         endpoints: Arc<crate::endpoints::EndpointAllowList>,
+        protected_label: Option<crate::selection::ProtectedLabel>,
         telemetry: Telemetry,
         clock: Arc<dyn Clock>,
         build: impl FnOnce(&std::sync::Weak<Engine>) -> ControllerRegistry,
@@ -304,6 +307,7 @@ impl Engine {
             config,
             limits,
             endpoints,
+            protected_label,
             wake: Notify::new(),
             inflight: Mutex::new(HashMap::new()),
             retry_at: Mutex::new(HashMap::new()),
@@ -341,6 +345,11 @@ impl Engine {
     /// What the hub may call (`security.allowed_endpoints`).
     pub fn endpoints(&self) -> &Arc<crate::endpoints::EndpointAllowList> {
         &self.endpoints
+    }
+
+    /// The protected-target guardrails of an environment (docs/security.md).
+    pub fn guardrails(&self, env: &Environment) -> crate::selection::Guardrails {
+        crate::selection::Guardrails::of(self.protected_label.as_ref(), &env.spec.settings)
     }
 
     /// Live events as they are stored (for the SSE stream).
@@ -1024,6 +1033,8 @@ impl Engine {
             .select(env, manifest)
             .await
             .map_err(|e| format!("target selection failed: {e}"))?;
+        // The environment's inventory size where discovery ran (a percent cap needs it).
+        let mut adapter_inventory = None;
         let (inventory, matched) = match selection {
             Selection::Final(targets) => {
                 if targets.is_empty() {
@@ -1032,6 +1043,10 @@ impl Engine {
                         env.name
                     ));
                 }
+                // The far side selects; what it names is still never a protected target.
+                self.guardrails(env)
+                    .check(&env.name, targets.len(), &targets, 0)
+                    .map_err(|e| format!("refused at injection: {e}"))?;
                 return Ok((targets.len(), targets));
             }
             Selection::Matched(matched) => (matched.len(), matched),
@@ -1042,6 +1057,7 @@ impl Engine {
                 )
                 .await
                 .map_err(|e| format!("target discovery failed: {e}"))?;
+                adapter_inventory = Some(inventory.len());
                 (inventory.len(), fault.matching(&inventory))
             }
         };
@@ -1052,6 +1068,12 @@ impl Engine {
             ));
         }
         let count = matched.len();
+        // Checked again here, not only at submission: the inventory may have changed since
+        // (a target labelled protected, listed, or the environment shrunk under a percent cap).
+        let guardrails = self.guardrails(env);
+        guardrails
+            .check(&env.name, 0, &matched, 0)
+            .map_err(|e| format!("refused at injection: {e}"))?;
         let picked = selection::apply_mode(
             matched,
             fault.mode,
@@ -1059,6 +1081,19 @@ impl Engine {
             &mut rand::rng(),
         )
         .map_err(|e| e.to_string())?;
+        if guardrails.max_targets.is_some() {
+            let inventory = match adapter_inventory {
+                Some(n) => n,
+                None => adapter
+                    .discover(env)
+                    .await
+                    .map_err(|e| format!("target discovery failed: {e}"))?
+                    .len(),
+            };
+            guardrails
+                .check(&env.name, inventory, &[], picked.len())
+                .map_err(|e| format!("refused at injection: {e}"))?;
+        }
         if self.limits.max_targets > 0 && picked.len() > self.limits.max_targets {
             return Err(format!(
                 "blast radius guardrail: {} targets selected but at most {} are allowed (limits.max_targets)",

@@ -26,6 +26,11 @@ pub enum HubError {
     /// A valid manifest that the environment cannot run (422).
     #[error("{message}")]
     Unsupported { message: String },
+    /// A selection a guardrail refuses (422): a protected target (`protected_target`) or more
+    /// targets than the environment's `max_targets` (`blast_radius`); the message names the
+    /// target and why it is protected, or the cap and the selected count.
+    #[error("{message}")]
+    Guardrail { code: &'static str, message: String },
     /// The request body is larger than the configured limit (413).
     #[error("the request body is larger than {limit} bytes")]
     TooLarge { limit: usize },
@@ -84,6 +89,13 @@ impl HubError {
         }
     }
 
+    pub fn guardrail(err: crate::selection::GuardrailError) -> Self {
+        HubError::Guardrail {
+            code: err.code(),
+            message: err.to_string(),
+        }
+    }
+
     /// Maps an adapter error met while validating or planning a request.
     pub fn from_adapter(err: AdapterError) -> Self {
         match err {
@@ -106,7 +118,9 @@ impl HubError {
             HubError::Invalid { .. } | HubError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             HubError::NotFound { .. } => StatusCode::NOT_FOUND,
             HubError::Conflict { .. } => StatusCode::CONFLICT,
-            HubError::Unsupported { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            HubError::Unsupported { .. } | HubError::Guardrail { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             HubError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             HubError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             HubError::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -125,6 +139,7 @@ impl HubError {
             HubError::NotFound { .. } => "not_found",
             HubError::Conflict { code, .. } => code,
             HubError::Unsupported { .. } => "unsupported",
+            HubError::Guardrail { code, .. } => code,
             HubError::TooLarge { .. } => "payload_too_large",
             HubError::UnsupportedMediaType { .. } => "unsupported_media_type",
             HubError::Unreachable { .. } => "environment_unreachable",

@@ -85,7 +85,7 @@ fn status_text(code: u16) -> &'static str {
         429 => "too many failed authentications from this address; see Retry-After",
         413 => "request body too large",
         415 => "unsupported content type",
-        422 => "valid, but the environment cannot run this kind/action",
+        422 => "valid, but the environment cannot run this kind/action (code unsupported), or the selection hits a protected target (protected_target) or exceeds the environment's max_targets (blast_radius)",
         500 => "internal error",
         502 => "the environment answered with an error",
         503 => "the environment is unreachable",

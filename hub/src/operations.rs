@@ -48,6 +48,17 @@ pub enum Submitted {
     DryRun(Box<DryRunResult>),
 }
 
+/// What a selector matches in an environment, before a mode picks.
+struct SelectionPreview {
+    /// The environment's whole inventory size, where the hub discovered it.
+    inventory: Option<usize>,
+    matched: Vec<Target>,
+    /// The far side selects (and applies the mode) by itself.
+    far_side: bool,
+    /// The inventory, where the hub discovered it (empty otherwise).
+    discovered: Vec<Target>,
+}
+
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 
@@ -155,6 +166,7 @@ impl Hub {
             spec: spec.clone(),
         };
         crate::auth::privileged::check_allow_setting(&spec).map_err(HubError::invalid)?;
+        selection::check_guardrail_settings(&spec.settings).map_err(HubError::invalid)?;
         adapter
             .validate_environment(&env)
             .map_err(HubError::invalid)?;
@@ -512,6 +524,31 @@ impl Hub {
         })?;
         drop(probe);
         let manifest = Arc::try_unwrap(manifest).unwrap_or_else(|shared| (*shared).clone());
+        if !dry_run {
+            // Protected targets and the blast-radius cap, before anything is stored (the
+            // engine checks again at selection time: the inventory may change in between).
+            let preview = self
+                .preview(&manifest, &fault, &env, adapter.as_ref())
+                .await?;
+            let guardrails = self.engine.guardrails(&env);
+            let selected = if preview.far_side {
+                0
+            } else {
+                selection::max_selected(preview.matched.len(), fault.mode, fault.value.as_deref())
+                    .map_err(|e| HubError::invalid_field("spec.value", e.to_string()))?
+            };
+            let inventory = match (guardrails.max_targets, preview.inventory) {
+                (Some(selection::TargetCap::Percent(_)), None) => adapter
+                    .discover(&env)
+                    .await
+                    .map_err(HubError::from_adapter)?
+                    .len(),
+                (_, inventory) => inventory.unwrap_or(0),
+            };
+            guardrails
+                .check(&env.name, inventory, &preview.matched, selected)
+                .map_err(HubError::guardrail)?;
+        }
         if dry_run {
             let mut planned = self.plan(manifest, fault, &env, adapter.as_ref()).await?;
             if let (Submitted::DryRun(result), Some(note)) = (&mut planned, privileged) {
@@ -526,6 +563,47 @@ impl Hub {
             .map(|o| Submitted::Created(Box::new(o)))
     }
 
+    /// What the selector matches in the environment now, through the adapter's `select` as
+    /// the engine will do it.
+    async fn preview(
+        &self,
+        manifest: &Manifest,
+        fault: &FaultInfo,
+        env: &Environment,
+        adapter: &dyn chaoshub_adapters::Adapter,
+    ) -> Result<SelectionPreview, HubError> {
+        let selection = adapter
+            .select(env, manifest)
+            .await
+            .map_err(HubError::from_adapter)?;
+        Ok(match selection {
+            chaoshub_adapters::Selection::Final(targets) => SelectionPreview {
+                inventory: None,
+                matched: targets,
+                far_side: true,
+                discovered: Vec::new(),
+            },
+            chaoshub_adapters::Selection::Matched(matched) => SelectionPreview {
+                inventory: None,
+                matched,
+                far_side: false,
+                discovered: Vec::new(),
+            },
+            chaoshub_adapters::Selection::Hub => {
+                let inventory = adapter
+                    .discover(env)
+                    .await
+                    .map_err(HubError::from_adapter)?;
+                SelectionPreview {
+                    inventory: Some(inventory.len()),
+                    matched: fault.matching(&inventory),
+                    far_side: false,
+                    discovered: inventory,
+                }
+            }
+        })
+    }
+
     async fn plan(
         &self,
         manifest: Manifest,
@@ -533,23 +611,55 @@ impl Hub {
         env: &Environment,
         adapter: &dyn chaoshub_adapters::Adapter,
     ) -> Result<Submitted, HubError> {
-        let selection = adapter
-            .select(env, &manifest)
-            .await
-            .map_err(HubError::from_adapter)?;
-        let (inventory, matched, far_side) = match selection {
-            chaoshub_adapters::Selection::Final(targets) => (targets.len(), targets, true),
-            chaoshub_adapters::Selection::Matched(matched) => (matched.len(), matched, false),
-            chaoshub_adapters::Selection::Hub => {
-                let inventory = adapter
+        let preview = self.preview(&manifest, &fault, env, adapter).await?;
+        let guardrails = self.engine.guardrails(env);
+        let mut warnings = Vec::new();
+        // Protected targets: those the selector matches (a real run is refused) and those it
+        // leaves out (reported, so the plan shows what protection excluded).
+        for target in &preview.matched {
+            if let Some(why) = guardrails.protection(target) {
+                warnings.push(format!(
+                    "protected target {:?} is matched by the selector ({why}); a real run would be refused",
+                    target.name
+                ));
+            }
+        }
+        let matched_ids: std::collections::BTreeSet<&str> =
+            preview.matched.iter().map(|t| t.id.as_str()).collect();
+        let excluded: Vec<String> = preview
+            .discovered
+            .iter()
+            .filter(|t| !matched_ids.contains(t.id.as_str()))
+            .filter_map(|t| {
+                guardrails
+                    .protection(t)
+                    .map(|why| format!("{:?} ({why})", t.name))
+            })
+            .collect();
+        if !excluded.is_empty() {
+            warnings.push(format!(
+                "protected target(s) not selected: {}",
+                excluded.join(", ")
+            ));
+        }
+        let cap_inventory = match (guardrails.max_targets, preview.inventory) {
+            (Some(selection::TargetCap::Percent(_)), None) => Some(
+                adapter
                     .discover(env)
                     .await
-                    .map_err(HubError::from_adapter)?;
-                (inventory.len(), fault.matching(&inventory), false)
-            }
+                    .map_err(HubError::from_adapter)?
+                    .len(),
+            ),
+            (_, inventory) => inventory,
         };
+        let SelectionPreview {
+            inventory,
+            matched,
+            far_side,
+            ..
+        } = preview;
+        let inventory = inventory.unwrap_or(matched.len());
         let mode = fault.mode;
-        let mut warnings = Vec::new();
         let count = matched.len();
         let max_targets = self.engine.limits().max_targets;
         let targets = if matched.is_empty() {
@@ -574,6 +684,25 @@ impl Hub {
             warnings.push(format!(
                 "blast radius guardrail: {} targets selected but at most {max_targets} are allowed (limits.max_targets); a real run would fail",
                 targets.len()
+            ));
+        }
+        if let Some(cap) = guardrails.max_targets {
+            let cap_inventory = cap_inventory.unwrap_or(0);
+            let limit = cap.limit(cap_inventory);
+            let most = if far_side {
+                targets.len()
+            } else {
+                selection::max_selected(count, mode, fault.value.as_deref()).unwrap_or(0)
+            };
+            let verdict = if most > limit {
+                "a real run would be refused"
+            } else {
+                "within the cap"
+            };
+            warnings.push(format!(
+                "blast radius: {most} target(s) selected at most, environment {:?} allows {} (settings.max_targets): {verdict}",
+                env.name,
+                cap.describe(cap_inventory)
             ));
         }
         Ok(Submitted::DryRun(Box::new(DryRunResult {

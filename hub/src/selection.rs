@@ -240,6 +240,261 @@ pub fn apply_mode<R: Rng + ?Sized>(
     Ok(picked)
 }
 
+/// The environment setting naming targets (by name or id) that no experiment may select.
+pub const PROTECTED_TARGETS_SETTING: &str = "protected_targets";
+/// The environment setting capping how many targets one experiment may select.
+pub const MAX_TARGETS_SETTING: &str = "max_targets";
+
+/// The label that protects a target in every environment (`security.protected_selector`,
+/// `key=value`; default `chaoshub.dev/protected=true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedLabel {
+    pub key: String,
+    pub value: String,
+}
+
+impl ProtectedLabel {
+    /// Parses `key=value`; an empty text turns label protection off (`None`).
+    pub fn parse(text: &str) -> Result<Option<Self>, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        match text.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() && !value.trim().is_empty() => {
+                Ok(Some(Self {
+                    key: key.trim().to_string(),
+                    value: value.trim().to_string(),
+                }))
+            }
+            _ => Err(format!(
+                "{text:?} is not a label selector: write key=value (e.g. chaoshub.dev/protected=true), or \"\" to turn label protection off"
+            )),
+        }
+    }
+}
+
+/// `max_targets` of an environment: a count, or a percentage of its inventory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetCap {
+    Count(usize),
+    Percent(usize),
+}
+
+impl TargetCap {
+    /// Reads the setting: absent or null is no cap; a whole number ≥ 1, or `"N%"` with N in
+    /// 1..=100 (a number written as a string is accepted too).
+    pub fn of_setting(value: Option<&serde_json::Value>) -> Result<Option<Self>, String> {
+        use serde_json::Value;
+        let wrong = |got: &Value| {
+            format!("must be a number of targets (e.g. 5) or a percentage of the environment's targets (e.g. \"25%\"), got {got}")
+        };
+        match value {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(n) if n >= 1 => Ok(Some(Self::Count(n as usize))),
+                _ => Err(format!(
+                    "{n}: must be a whole number of targets, at least 1"
+                )),
+            },
+            Some(Value::String(text)) => {
+                let text = text.trim();
+                if let Some(percent) = text.strip_suffix('%') {
+                    match percent.trim().parse::<usize>() {
+                        Ok(p) if (1..=100).contains(&p) => Ok(Some(Self::Percent(p))),
+                        _ => Err(format!("{text:?}: a percentage must be from 1% to 100%")),
+                    }
+                } else {
+                    match text.parse::<usize>() {
+                        Ok(n) if n >= 1 => Ok(Some(Self::Count(n))),
+                        _ => Err(wrong(&Value::String(text.into()))),
+                    }
+                }
+            }
+            Some(other) => Err(wrong(other)),
+        }
+    }
+
+    /// The number of targets allowed in an environment of `inventory` targets (percentages
+    /// round down, as selection modes do).
+    pub fn limit(self, inventory: usize) -> usize {
+        match self {
+            Self::Count(n) => n,
+            Self::Percent(p) => inventory * p / 100,
+        }
+    }
+
+    /// How the cap reads in messages: `5` or `25% of 8 targets = 2`.
+    pub fn describe(self, inventory: usize) -> String {
+        match self {
+            Self::Count(n) => n.to_string(),
+            Self::Percent(p) => {
+                format!("{p}% of {inventory} target(s) = {}", self.limit(inventory))
+            }
+        }
+    }
+}
+
+/// The protection settings of one environment and the hub's protected label, read once.
+#[derive(Debug, Clone, Default)]
+pub struct Guardrails {
+    pub label: Option<ProtectedLabel>,
+    /// `settings.protected_targets`: names or ids.
+    pub protected: Vec<String>,
+    pub max_targets: Option<TargetCap>,
+}
+
+/// A selection a guardrail refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GuardrailError {
+    #[error("target {target:?} of environment {environment:?} is protected ({why}); no experiment may select it: narrow the selector so it does not match it")]
+    Protected {
+        environment: String,
+        target: String,
+        why: String,
+    },
+    #[error("blast radius: {selected} target(s) selected but environment {environment:?} allows at most {cap} (settings.max_targets)")]
+    TooMany {
+        environment: String,
+        selected: usize,
+        cap: String,
+    },
+}
+
+impl GuardrailError {
+    /// The stable machine-readable code of the refusal.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Protected { .. } => "protected_target",
+            Self::TooMany { .. } => "blast_radius",
+        }
+    }
+}
+
+impl Guardrails {
+    /// The guardrails of an environment with these settings (already validated at
+    /// registration; a value that no longer parses protects as much as it can: no cap).
+    pub fn of(
+        label: Option<&ProtectedLabel>,
+        settings: &serde_json::Map<String, serde_json::Value>,
+    ) -> Self {
+        let protected = settings
+            .get(PROTECTED_TARGETS_SETTING)
+            .and_then(|v| v.as_array())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            label: label.cloned(),
+            protected,
+            max_targets: TargetCap::of_setting(settings.get(MAX_TARGETS_SETTING))
+                .ok()
+                .flatten(),
+        }
+    }
+
+    /// Why a target is protected, if it is.
+    pub fn protection(&self, target: &Target) -> Option<String> {
+        if let Some(label) = &self.label {
+            if target.labels.get(&label.key) == Some(&label.value) {
+                return Some(format!(
+                    "label {}={} (security.protected_selector)",
+                    label.key, label.value
+                ));
+            }
+        }
+        self.protected
+            .iter()
+            .find(|p| **p == target.name || **p == target.id)
+            .map(|p| format!("listed as {p:?} in the environment's settings.protected_targets"))
+    }
+
+    /// Refuses a selection whose matched targets include a protected one — the mode may pick
+    /// any matched target, so matching one is refused, not left to chance — or whose selected
+    /// count is over the cap of an environment of `inventory` targets.
+    pub fn check(
+        &self,
+        environment: &str,
+        inventory: usize,
+        matched: &[Target],
+        selected: usize,
+    ) -> Result<(), GuardrailError> {
+        if let Some((target, why)) = matched
+            .iter()
+            .find_map(|t| self.protection(t).map(|why| (t, why)))
+        {
+            return Err(GuardrailError::Protected {
+                environment: environment.to_string(),
+                target: target.name.clone(),
+                why,
+            });
+        }
+        if let Some(cap) = self.max_targets {
+            if selected > cap.limit(inventory) {
+                return Err(GuardrailError::TooMany {
+                    environment: environment.to_string(),
+                    selected,
+                    cap: cap.describe(inventory),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Registration check of `settings.protected_targets` and `settings.max_targets`, with field
+/// paths.
+pub fn check_guardrail_settings(
+    settings: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), chaoshub_schema::ValidationErrors> {
+    use serde_json::Value;
+    let mut errors = chaoshub_schema::ValidationErrors::new();
+    match settings.get(PROTECTED_TARGETS_SETTING) {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                if item.as_str().is_none_or(|s| s.trim().is_empty()) {
+                    errors.push(
+                        format!("spec.settings.{PROTECTED_TARGETS_SETTING}[{i}]"),
+                        format!("must be a target name or id (a non-empty string), got {item}"),
+                    );
+                }
+            }
+        }
+        Some(other) => errors.push(
+            format!("spec.settings.{PROTECTED_TARGETS_SETTING}"),
+            format!("must be a list of target names or ids, got {other}"),
+        ),
+    }
+    if let Err(message) = TargetCap::of_setting(settings.get(MAX_TARGETS_SETTING)) {
+        errors.push(format!("spec.settings.{MAX_TARGETS_SETTING}"), message);
+    }
+    errors.into_result()
+}
+
+/// The most targets a mode can select from `matched` targets (for `random-max-percent`, its
+/// largest draw), so a cap can be checked before the draw is made.
+pub fn max_selected(
+    matched: usize,
+    mode: SelectorMode,
+    value: Option<&str>,
+) -> Result<usize, SelectionError> {
+    let value_text = value.unwrap_or("");
+    Ok(match mode {
+        SelectorMode::All => matched,
+        SelectorMode::One => matched.min(1),
+        SelectorMode::Fixed => value_text.trim().parse::<usize>().unwrap_or(0).min(matched),
+        SelectorMode::FixedPercent => matched * parse_percent(mode, value_text)? / 100,
+        SelectorMode::RandomMaxPercent => {
+            (matched * parse_percent(mode, value_text)? / 100).max(matched.min(1))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -335,7 +590,88 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn target_caps_parse_counts_and_percentages() {
+        use serde_json::json;
+        let cap = |v: serde_json::Value| TargetCap::of_setting(Some(&v));
+        assert_eq!(cap(json!(5)), Ok(Some(TargetCap::Count(5))));
+        assert_eq!(cap(json!("5")), Ok(Some(TargetCap::Count(5))));
+        assert_eq!(cap(json!("25%")), Ok(Some(TargetCap::Percent(25))));
+        assert_eq!(TargetCap::of_setting(None), Ok(None));
+        for bad in [
+            json!(0),
+            json!(-1),
+            json!(1.5),
+            json!("0%"),
+            json!("101%"),
+            json!("x"),
+            json!(true),
+        ] {
+            assert!(cap(bad.clone()).is_err(), "{bad} accepted");
+        }
+        assert_eq!(TargetCap::Percent(25).limit(8), 2);
+        assert_eq!(TargetCap::Percent(25).limit(3), 0);
+        assert_eq!(TargetCap::Percent(25).describe(8), "25% of 8 target(s) = 2");
+    }
+
+    #[test]
+    fn protected_label_parses_key_value_or_nothing() {
+        assert_eq!(ProtectedLabel::parse(""), Ok(None));
+        let label = ProtectedLabel::parse("chaoshub.dev/protected=true")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (label.key.as_str(), label.value.as_str()),
+            ("chaoshub.dev/protected", "true")
+        );
+        for bad in ["protected", "=true", "key="] {
+            assert!(ProtectedLabel::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn guardrails_refuse_a_matched_protected_target_and_an_oversized_selection() {
+        let mut settings = serde_json::Map::new();
+        settings.insert(PROTECTED_TARGETS_SETTING.into(), serde_json::json!(["b"]));
+        settings.insert(MAX_TARGETS_SETTING.into(), serde_json::json!("50%"));
+        let label = ProtectedLabel::parse("guard=yes").unwrap();
+        let rails = Guardrails::of(label.as_ref(), &settings);
+        let labelled = target("a", &[("guard", "yes")]);
+        let listed = target("b", &[]);
+        let free = target("c", &[]);
+        assert!(matches!(
+            rails.check("e", 4, std::slice::from_ref(&labelled), 1),
+            Err(GuardrailError::Protected { target, .. }) if target == "a"
+        ));
+        assert!(matches!(
+            rails.check("e", 4, &[free.clone(), listed], 1),
+            Err(GuardrailError::Protected { target, .. }) if target == "b"
+        ));
+        assert_eq!(rails.check("e", 4, std::slice::from_ref(&free), 2), Ok(()));
+        assert!(matches!(
+            rails.check("e", 4, &[free], 3),
+            Err(GuardrailError::TooMany { selected: 3, .. })
+        ));
+    }
+
     proptest! {
+        #[test]
+        fn max_selected_bounds_every_draw(
+            n in 0usize..40,
+            mode_index in 0usize..5,
+            value in 1usize..=100,
+            seed in any::<u64>(),
+        ) {
+            let inv: Vec<Target> = (0..n).map(|i| target(&format!("t{i:02}"), &[])).collect();
+            let mode = [SelectorMode::One, SelectorMode::All, SelectorMode::Fixed, SelectorMode::FixedPercent, SelectorMode::RandomMaxPercent][mode_index];
+            let value = value.to_string();
+            let most = max_selected(n, mode, Some(&value)).unwrap();
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            if let Ok(picked) = apply_mode(inv, mode, Some(&value), &mut rng) {
+                prop_assert!(picked.len() <= most);
+            }
+        }
+
         #[test]
         fn modes_never_pick_more_than_matched_nor_duplicates(
             n in 0usize..40,

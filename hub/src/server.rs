@@ -193,12 +193,16 @@ pub async fn start_with_store_and_clock(
         Some((files, ca)) => (Some(crate::tls::ReloadableTls::new(files)?), ca),
         None => (None, None),
     };
+    let protected_label =
+        crate::selection::ProtectedLabel::parse(&config.security.protected_selector)
+            .map_err(|e| StartError::Config(format!("security.protected_selector: {e}")))?;
     let engine = Engine::with_clock(
         store,
         registry,
         config.engine.clone(),
         config.limits.clone(),
         endpoints,
+        protected_label,
         telemetry,
         clock,
         |engine| {

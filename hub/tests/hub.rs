@@ -21,6 +21,7 @@ mod hub {
     pub mod metrics;
     pub mod privileged;
     pub mod probes;
+    pub mod protected;
     pub mod schedule;
     pub mod secrets;
     pub mod sse;
