@@ -41,6 +41,13 @@ mod verify;
 
 pub use verify::{on_drift_of, ON_DRIFT_ANNOTATION};
 
+/// An environment's inventory and when it was discovered.
+type Discovered = (std::time::Instant, Arc<Vec<Target>>);
+
+/// How old an inventory the submission's protected-target preview may use. A change within it
+/// is still caught: the engine discovers afresh and checks again when it selects.
+pub const INVENTORY_TTL: Duration = Duration::from_secs(2);
+
 /// The engine shared by the API and its own background loop.
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -62,6 +69,9 @@ pub struct Engine {
     verify_at: Mutex<HashMap<String, DateTime<Utc>>>,
     /// Drift-detection reads in flight per environment (`engine.verify_reads_per_environment`).
     verifying: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    /// The last inventory discovered per environment and when, for the submission's
+    /// protected-target preview ([`INVENTORY_TTL`]); the engine itself always discovers afresh.
+    inventories: Mutex<HashMap<String, Discovered>>,
     events: broadcast::Sender<EventRecord>,
     /// Metrics, and OTLP export of events and traces when configured.
     telemetry: Telemetry,
@@ -314,6 +324,7 @@ impl Engine {
             injecting: Mutex::new(HashMap::new()),
             verify_at: Mutex::new(HashMap::new()),
             verifying: Mutex::new(HashMap::new()),
+            inventories: Mutex::new(HashMap::new()),
             events,
             telemetry,
             clock,
@@ -345,6 +356,32 @@ impl Engine {
     /// What the hub may call (`security.allowed_endpoints`).
     pub fn endpoints(&self) -> &Arc<crate::endpoints::EndpointAllowList> {
         &self.endpoints
+    }
+
+    /// An inventory of `environment` discovered at most [`INVENTORY_TTL`] ago, if any.
+    pub fn recent_inventory(&self, environment: &str) -> Option<Arc<Vec<Target>>> {
+        let mut map = lock(&self.inventories);
+        match map.get(environment) {
+            Some((at, inventory)) if at.elapsed() <= INVENTORY_TTL => Some(Arc::clone(inventory)),
+            Some(_) => {
+                map.remove(environment);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Keeps `inventory` as the latest of `environment` (bounded: one per environment).
+    pub fn remember_inventory(&self, environment: &str, inventory: Arc<Vec<Target>>) {
+        lock(&self.inventories).insert(
+            environment.to_string(),
+            (std::time::Instant::now(), inventory),
+        );
+    }
+
+    /// Forgets what was discovered of `environment` (it was registered again or deleted).
+    pub fn forget_inventory(&self, environment: &str) {
+        lock(&self.inventories).remove(environment);
     }
 
     /// The protected-target guardrails of an environment (docs/security.md).
@@ -1058,7 +1095,9 @@ impl Engine {
                 .await
                 .map_err(|e| format!("target discovery failed: {e}"))?;
                 adapter_inventory = Some(inventory.len());
-                (inventory.len(), fault.matching(&inventory))
+                let matched = fault.matching(&inventory);
+                self.remember_inventory(&env.name, Arc::new(inventory));
+                (adapter_inventory.unwrap_or(0), matched)
             }
         };
         if matched.is_empty() {

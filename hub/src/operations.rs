@@ -207,6 +207,7 @@ impl Hub {
             }
         }
         let existed = self.store().put_environment(&object, replace)?;
+        self.engine.forget_inventory(name);
         if existed && !replace {
             return Err(HubError::Conflict {
                 code: "already_exists",
@@ -263,6 +264,7 @@ impl Hub {
             });
         }
         self.store().delete_environment(name)?;
+        self.engine.forget_inventory(name);
         self.engine.record(&[hub_event(
             events::ENVIRONMENT_DELETED,
             format!("environment {name} deleted"),
@@ -528,7 +530,7 @@ impl Hub {
             // Protected targets and the blast-radius cap, before anything is stored (the
             // engine checks again at selection time: the inventory may change in between).
             let preview = self
-                .preview(&manifest, &fault, &env, adapter.as_ref())
+                .preview(&manifest, &fault, &env, adapter.as_ref(), true)
                 .await?;
             let guardrails = self.engine.guardrails(&env);
             let selected = if preview.far_side {
@@ -564,13 +566,16 @@ impl Hub {
     }
 
     /// What the selector matches in the environment now, through the adapter's `select` as
-    /// the engine will do it.
+    /// the engine will do it. `recent` lets a hub-side selection use an inventory discovered at
+    /// most `engine::INVENTORY_TTL` ago (the submission's guardrail check; the engine checks
+    /// again on a fresh discovery); a dry run always discovers afresh.
     async fn preview(
         &self,
         manifest: &Manifest,
         fault: &FaultInfo,
         env: &Environment,
         adapter: &dyn chaoshub_adapters::Adapter,
+        recent: bool,
     ) -> Result<SelectionPreview, HubError> {
         let selection = adapter
             .select(env, manifest)
@@ -590,15 +595,32 @@ impl Hub {
                 discovered: Vec::new(),
             },
             chaoshub_adapters::Selection::Hub => {
-                let inventory = adapter
-                    .discover(env)
-                    .await
-                    .map_err(HubError::from_adapter)?;
+                // A fresh enough inventory (the engine's last discovery, or this preview's)
+                // spares the far side a call per submission; the engine discovers afresh.
+                let cached = if recent {
+                    self.engine.recent_inventory(&env.name)
+                } else {
+                    None
+                };
+                let inventory = match cached {
+                    Some(inventory) => inventory,
+                    None => {
+                        let inventory = Arc::new(
+                            adapter
+                                .discover(env)
+                                .await
+                                .map_err(HubError::from_adapter)?,
+                        );
+                        self.engine
+                            .remember_inventory(&env.name, Arc::clone(&inventory));
+                        inventory
+                    }
+                };
                 SelectionPreview {
                     inventory: Some(inventory.len()),
                     matched: fault.matching(&inventory),
                     far_side: false,
-                    discovered: inventory,
+                    discovered: inventory.as_ref().clone(),
                 }
             }
         })
@@ -611,7 +633,7 @@ impl Hub {
         env: &Environment,
         adapter: &dyn chaoshub_adapters::Adapter,
     ) -> Result<Submitted, HubError> {
-        let preview = self.preview(&manifest, &fault, env, adapter).await?;
+        let preview = self.preview(&manifest, &fault, env, adapter, false).await?;
         let guardrails = self.engine.guardrails(env);
         let mut warnings = Vec::new();
         // Protected targets: those the selector matches (a real run is refused) and those it
