@@ -20,27 +20,9 @@ use std::time::Instant;
 
 use chaoshub_testkit::fuzz::{self, PanicCounter, RunOptions};
 
-fn arg(name: &str) -> Option<u64> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.replace('_', "")
-                .parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number, got {v:?}"))
-        })
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let options = RunOptions {
-        inputs: arg("--inputs").unwrap_or(1_000_000),
-        seed: arg("--seed").unwrap_or(1),
-        concurrency: arg("--concurrency").unwrap_or(8) as usize,
-        progress_every: arg("--progress").unwrap_or(50_000),
-        ..Default::default()
-    };
+    let options = RunOptions::from_args(1_000_000);
     // Only this process's own panics count here: the hub's catch-panic layer turns a handler's
     // panic into a 500, and background tasks (engine, controllers) would panic silently.
     let panics = PanicCounter::install();

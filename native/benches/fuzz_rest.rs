@@ -16,27 +16,9 @@ use std::time::Instant;
 
 use chaoshub_testkit::fuzz::{self, agent::AgentInputs, PanicCounter, RunOptions};
 
-fn arg(name: &str) -> Option<u64> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .map(|v| {
-            v.replace('_', "")
-                .parse()
-                .unwrap_or_else(|_| panic!("{name} takes a number, got {v:?}"))
-        })
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let options = RunOptions {
-        inputs: arg("--inputs").unwrap_or(200_000),
-        seed: arg("--seed").unwrap_or(1),
-        concurrency: arg("--concurrency").unwrap_or(8) as usize,
-        progress_every: arg("--progress").unwrap_or(50_000),
-        ..Default::default()
-    };
+    let options = RunOptions::from_args(200_000);
     let panics = PanicCounter::install();
     let agent = fuzz_agent::start();
     let inputs = Arc::new(AgentInputs::new(agent.token.clone()));

@@ -270,6 +270,31 @@ pub struct RunOptions {
     pub progress_every: u64,
 }
 
+impl RunOptions {
+    /// Options from a bench's command line: `--inputs N` (default `default_inputs`), `--seed S`
+    /// (1), `--concurrency C` (8), `--progress P` (every 50,000); `_` may group digits.
+    pub fn from_args(default_inputs: u64) -> RunOptions {
+        let args: Vec<String> = std::env::args().collect();
+        let arg = |name: &str| -> Option<u64> {
+            args.iter()
+                .position(|a| a == name)
+                .and_then(|i| args.get(i + 1))
+                .map(|v| {
+                    v.replace('_', "")
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{name} takes a number, got {v:?}"))
+                })
+        };
+        RunOptions {
+            inputs: arg("--inputs").unwrap_or(default_inputs),
+            seed: arg("--seed").unwrap_or(1),
+            concurrency: arg("--concurrency").unwrap_or(8) as usize,
+            progress_every: arg("--progress").unwrap_or(50_000),
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {

@@ -123,6 +123,19 @@ impl Lab {
         );
     }
 
+    /// Sends `sent` UDP packets from A to B's counter and returns the share lost, in percent.
+    fn measured_udp_loss(&self, sent: usize) -> f64 {
+        send_udp(&self.topo.a, self.peer.udp, sent);
+        std::thread::sleep(Duration::from_millis(300));
+        let received = self
+            .peer
+            .udp_received
+            .swap(0, std::sync::atomic::Ordering::SeqCst);
+        let loss = 100.0 * (sent as f64 - received as f64) / sent as f64;
+        eprintln!("sent {sent}, received {received}, loss {loss:.1} %");
+        loss
+    }
+
     fn wait_agent(&self, health: &str) -> serde_json::Value {
         let start = Instant::now();
         loop {
@@ -243,15 +256,7 @@ fn loss_through_the_hub_drops_the_requested_share() {
         "  action: loss\n  loss: {loss: \"30\"}\n",
     ));
     lab.api.wait_phase(&uid, "Running", T);
-    let sent = 3000;
-    send_udp(&lab.topo.a, lab.peer.udp, sent);
-    std::thread::sleep(Duration::from_millis(300));
-    let received = lab
-        .peer
-        .udp_received
-        .swap(0, std::sync::atomic::Ordering::SeqCst);
-    let loss = 100.0 * (sent as f64 - received as f64) / sent as f64;
-    eprintln!("sent {sent}, received {received}, loss {loss:.1} %");
+    let loss = lab.measured_udp_loss(3000);
     assert!(
         (25.0..=35.0).contains(&loss),
         "observed loss {loss:.1} %, expected 30 ± 5"
@@ -940,14 +945,7 @@ fn forced_fallback_mechanisms_are_reported_used_and_measured() {
         running["status"]["targets"][0]["details"]["mechanism"], "iptables-statistic",
         "{running:#}"
     );
-    let sent = 3000;
-    send_udp(&lab.topo.a, lab.peer.udp, sent);
-    std::thread::sleep(Duration::from_millis(300));
-    let received = lab
-        .peer
-        .udp_received
-        .swap(0, std::sync::atomic::Ordering::SeqCst);
-    let loss = 100.0 * (sent as f64 - received as f64) / sent as f64;
+    let loss = lab.measured_udp_loss(3000);
     eprintln!("forced iptables-statistic: loss {loss:.1} %");
     assert!(
         (25.0..=35.0).contains(&loss),
