@@ -24,11 +24,36 @@ pub enum FaultError {
     Conflict { id: String },
     #[error("no injector handles {0}")]
     NoInjector(String),
+    #[error("fault id: {0}")]
+    BadId(String),
     #[error("the lease of {id:?} ends in the past ({lease_until})")]
     LeaseInPast {
         id: String,
         lease_until: DateTime<Utc>,
     },
+}
+
+/// The longest fault id accepted (the hub's are `<experiment uid>-<n>`, under 64 bytes).
+pub const MAX_FAULT_ID_BYTES: usize = 512;
+
+/// A fault id is 1 to [`MAX_FAULT_ID_BYTES`] bytes of printable characters: it is kept in
+/// memory, in the journal and in every status answer for the fault's whole life.
+fn check_fault_id(id: &str) -> Result<(), FaultError> {
+    if id.is_empty() {
+        return Err(FaultError::BadId("must not be empty".into()));
+    }
+    if id.len() > MAX_FAULT_ID_BYTES {
+        return Err(FaultError::BadId(format!(
+            "{} bytes long, at most {MAX_FAULT_ID_BYTES} are allowed",
+            id.len()
+        )));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(FaultError::BadId(
+            "must not contain control characters".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl FaultError {
@@ -38,9 +63,9 @@ impl FaultError {
             FaultError::Inject(InjectError::Unsupported { .. }) | FaultError::NoInjector(_) => {
                 "unsupported"
             }
-            FaultError::Inject(InjectError::Invalid(_)) | FaultError::LeaseInPast { .. } => {
-                "invalid"
-            }
+            FaultError::Inject(InjectError::Invalid(_))
+            | FaultError::LeaseInPast { .. }
+            | FaultError::BadId(_) => "invalid",
             FaultError::NotFound(_) => "not-found",
             FaultError::Conflict { .. } => "conflict",
             _ => "failed",
@@ -227,6 +252,7 @@ impl FaultTable {
         fault: AgentFault,
         lease_until: DateTime<Utc>,
     ) -> Result<AgentFaultStatus, FaultError> {
+        check_fault_id(id)?;
         let now = Utc::now();
         if lease_until <= now {
             return Err(FaultError::LeaseInPast {
@@ -635,6 +661,29 @@ mod tests {
             Journal::open(dir).unwrap(),
             KernelMechanisms::default(),
         )
+    }
+
+    #[test]
+    fn fault_ids_are_bounded_and_printable_before_anything_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::default();
+        let t = table(&host, dir.path());
+        let lease = Utc::now() + chrono::Duration::seconds(30);
+        for (id, says) in [
+            (String::new(), "empty"),
+            ("x".repeat(MAX_FAULT_ID_BYTES + 1), "at most 512"),
+            ("a\nb".to_string(), "control characters"),
+        ] {
+            let err = t.inject(&id, fault("a"), lease).unwrap_err();
+            assert_eq!(err.kind(), "invalid", "{err}");
+            assert!(err.to_string().contains(says), "{err}");
+        }
+        assert!(host.applied.lock().unwrap().is_empty(), "nothing applied");
+        let longest = "y".repeat(MAX_FAULT_ID_BYTES);
+        assert_eq!(
+            t.inject(&longest, fault("a"), lease).unwrap().state,
+            "active"
+        );
     }
 
     #[test]
