@@ -261,7 +261,9 @@ impl SuiteRunner {
             "▶ {label}: started (expect {})",
             case.experiment.expect.as_str()
         ));
-        let (outcome, message) = if case.experiment.threshold_search.is_some() {
+        let (outcome, message) = if let Some(why) = self.cannot_run(case).await {
+            (CaseOutcome::Skipped, format!("skipped: {why}"))
+        } else if case.experiment.threshold_search.is_some() {
             (self.search)(self, plan, case).await
         } else {
             self.fault_case(plan, case).await
@@ -270,6 +272,7 @@ impl SuiteRunner {
             CaseOutcome::Passed => "✔ passed",
             CaseOutcome::Failed => "✘ failed",
             CaseOutcome::Error => "✘ error",
+            CaseOutcome::Skipped => "↷",
             _ => "·",
         };
         self.log(format!("{mark}: {label}: {message}"));
@@ -325,6 +328,22 @@ impl SuiteRunner {
             .as_ref()
             .map(|s| duration_or(&s.interval, Duration::from_secs(1)))
             .unwrap_or(Duration::from_secs(1))
+    }
+
+    /// Why the case's environment cannot run its fault at all, from a dry run of the case's
+    /// manifest there: the adapter's declared capabilities and its own check of the manifest
+    /// (the conformance matrix), so the case is skipped with that reason instead of ending in
+    /// an error. Any other answer (a halt, a far side that does not answer, a manifest the
+    /// threshold search fills in later) is left to the real submission.
+    async fn cannot_run(&self, case: &CasePlan) -> Option<String> {
+        match self
+            .hub
+            .submit(case.manifest.clone(), Some(&case.environment), true)
+            .await
+        {
+            Err(e @ crate::error::HubError::Unsupported { .. }) => Some(e.to_string()),
+            _ => None,
+        }
     }
 
     pub fn case_timeout(&self, plan: &SuitePlan) -> Duration {

@@ -409,3 +409,63 @@ spec:
         "no toxic left behind"
     );
 }
+
+/// A case whose environment cannot run its fault (the memory adapter declares no NetworkChaos
+/// bandwidth) is skipped with the adapter's reason — "skipped: environment … (adapter memory)
+/// cannot run NetworkChaos/bandwidth" — instead of ending in an error, and nothing is
+/// submitted for it; the suite's other case runs and passes, and the run passes.
+#[tokio::test]
+async fn a_case_its_environment_cannot_run_is_skipped_with_the_reason() {
+    let s = Sandbox::start(2).await;
+    register(&s, "mem", "memory", json!({}), json!({})).await;
+    let suite = format!(
+        r#"
+apiVersion: chaoshub.dev/v1alpha1
+kind: Suite
+metadata: {{name: partly-supported}}
+spec:
+  environments: [mem]
+  timeouts: {{recovery: 5s}}
+  experiments:
+    - name: throttle
+      manifest: {{apiVersion: chaos-mesh.org/v1alpha1, kind: NetworkChaos, metadata: {{name: t}}, spec: {{action: bandwidth, mode: all, selector: {{labelSelectors: {{app: db}}}}, bandwidth: {{rate: 1mbps, limit: 100, buffer: 10000}}, duration: 1s}}}}
+    - name: db-delay
+      manifest: {db}
+"#,
+        db = delay("db")
+    );
+    let (code, started) = s.post_yaml("/api/v1/suites", &suite).await;
+    assert_eq!(code, 202, "{started:#}");
+    let run = wait_run(&s, started["id"].as_str().unwrap(), Duration::from_secs(60)).await;
+    use chaoshub_schema::suite::CaseOutcome::*;
+    let skipped = run
+        .cases
+        .iter()
+        .find(|c| c.experiment == "throttle")
+        .unwrap();
+    assert_eq!(skipped.outcome, Skipped, "{skipped:#?}");
+    let message = skipped.message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("skipped: ")
+            && message.contains("(adapter memory) cannot run NetworkChaos/bandwidth"),
+        "{message}"
+    );
+    assert!(skipped.experiments.is_empty(), "nothing was submitted");
+    let ran = run
+        .cases
+        .iter()
+        .find(|c| c.experiment == "db-delay")
+        .unwrap();
+    assert_eq!(ran.outcome, Passed, "{ran:#?}");
+    assert_eq!(
+        (run.summary.passed, run.summary.skipped, run.summary.errors),
+        (1, 1, 0),
+        "{:#?}",
+        run.summary
+    );
+    assert!(
+        run.log.iter().any(|l| l.message.contains("skipped: ")),
+        "the log says why: {:#?}",
+        run.log
+    );
+}
