@@ -123,6 +123,15 @@ impl Lab {
         );
     }
 
+    /// Stops an experiment through the API and waits until it is `Aborted`.
+    fn stop(&self, uid: &str) {
+        let (code, v) = self
+            .api
+            .post(&format!("/api/v1/experiments/{uid}/stop"), None);
+        assert_eq!(code, 200, "{v}");
+        self.api.wait_phase(uid, "Aborted", T);
+    }
+
     /// Sends `sent` UDP packets from A to B's counter and returns the share lost, in percent.
     fn measured_udp_loss(&self, sent: usize) -> f64 {
         send_udp(&self.topo.a, self.peer.udp, sent);
@@ -261,11 +270,7 @@ fn loss_through_the_hub_drops_the_requested_share() {
         (25.0..=35.0).contains(&loss),
         "observed loss {loss:.1} %, expected 30 ± 5"
     );
-    let (code, v) = lab
-        .api
-        .post(&format!("/api/v1/experiments/{uid}/stop"), None);
-    assert_eq!(code, 200, "{v}");
-    lab.api.wait_phase(&uid, "Aborted", T);
+    lab.stop(&uid);
     send_udp(&lab.topo.a, lab.peer.udp, 500);
     std::thread::sleep(Duration::from_millis(300));
     let received = lab
@@ -413,11 +418,7 @@ fn a_restarted_agent_removes_what_its_journal_lists() {
     );
     // The hub learns the fault is gone and can still end the experiment cleanly.
     lab.wait_agent("healthy");
-    let (code, _) = lab
-        .api
-        .post(&format!("/api/v1/experiments/{uid}/stop"), None);
-    assert_eq!(code, 200);
-    lab.api.wait_phase(&uid, "Aborted", T);
+    lab.stop(&uid);
 }
 
 /// Drift on agent reconnect: an agent SIGKILLed and restarted removes the fault its journal
@@ -465,11 +466,7 @@ fn a_fault_lost_in_an_agent_restart_is_found_on_reconnect_and_put_back() {
         (90.0..=110.0).contains(&added),
         "added latency {added:.1} ms after re-injection, expected 100 ± 10 %"
     );
-    let (code, _) = lab
-        .api
-        .post(&format!("/api/v1/experiments/{uid}/stop"), None);
-    assert_eq!(code, 200);
-    lab.api.wait_phase(&uid, "Aborted", T);
+    lab.stop(&uid);
     assert_eq!(lab.topo.leftovers(), Vec::<String>::new());
 }
 
@@ -928,11 +925,7 @@ fn forced_fallback_mechanisms_are_reported_used_and_measured() {
         (90.0..=110.0).contains(&added),
         "added latency {added:.1} ms, expected 100 ± 10 %"
     );
-    let (code, _) = lab
-        .api
-        .post(&format!("/api/v1/experiments/{uid}/stop"), None);
-    assert_eq!(code, 200);
-    lab.api.wait_phase(&uid, "Aborted", T);
+    lab.stop(&uid);
 
     let uid = lab.submit(&network_chaos(
         "fallback-loss",
@@ -951,11 +944,7 @@ fn forced_fallback_mechanisms_are_reported_used_and_measured() {
         (25.0..=35.0).contains(&loss),
         "observed loss {loss:.1} %, expected 30 ± 5"
     );
-    let (code, _) = lab
-        .api
-        .post(&format!("/api/v1/experiments/{uid}/stop"), None);
-    assert_eq!(code, 200);
-    lab.api.wait_phase(&uid, "Aborted", T);
+    lab.stop(&uid);
     assert_eq!(lab.topo.leftovers(), Vec::<String>::new());
 }
 
@@ -1053,10 +1042,6 @@ fn a_partitioned_agent_drops_its_fault_by_its_lease_and_the_hub_learns_it_when_h
         (90.0..=110.0).contains(&added),
         "added latency {added:.1} ms after re-injection, expected 100 ± 10 %"
     );
-    let (code, _) = lab
-        .api
-        .post(&format!("/api/v1/experiments/{uid}/stop"), None);
-    assert_eq!(code, 200);
-    lab.api.wait_phase(&uid, "Aborted", T);
+    lab.stop(&uid);
     assert_eq!(lab.topo.leftovers(), Vec::<String>::new());
 }
