@@ -222,34 +222,78 @@ pub fn request_body(
         .join("&")
 }
 
+/// What one EC2 DescribeInstances call of an environment needs: its endpoint, a client with
+/// the environment's timeouts, and the signing identity.
+struct Ec2Caller<'a> {
+    client: &'a SsmClient,
+    endpoint: String,
+    url: String,
+    http: reqwest::Client,
+    identity: Identity,
+}
+
+impl<'a> Ec2Caller<'a> {
+    async fn new(client: &'a SsmClient) -> Result<Ec2Caller<'a>, AdapterError> {
+        let config = client.config();
+        let endpoint = config.ec2_endpoint_for(client.region());
+        let url = format!("{endpoint}/");
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .build()
+            .map_err(|e| AdapterError::Failed(format!("cannot build an HTTP client: {e}")))?;
+        let identity: Identity = client.credentials().await?.into();
+        Ok(Ec2Caller {
+            client,
+            endpoint,
+            url,
+            http,
+            identity,
+        })
+    }
+
+    /// One DescribeInstances request with `body`, retried on transient failures as configured.
+    async fn describe(&self, body: &str) -> Result<String, CallError> {
+        let config = self.client.config();
+        crate::retry::with_retries(
+            config.max_attempts.saturating_sub(1),
+            config.retry_backoff.max(Duration::from_millis(10)),
+            self.client.environment(),
+            "ec2 DescribeInstances",
+            |e: &CallError| e.transient,
+            || {
+                call_once(
+                    &self.http,
+                    &self.url,
+                    body,
+                    &self.identity,
+                    self.client.region(),
+                )
+            },
+        )
+        .await
+    }
+}
+
 /// Every running instance of the environment's scope (its `tags` and `instance_ids`).
 pub async fn describe_instances(client: &SsmClient) -> Result<Vec<Ec2Instance>, AdapterError> {
-    let config = client.config();
-    let endpoint = config.ec2_endpoint_for(client.region());
-    let url = format!("{endpoint}/");
-    let http = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .connect_timeout(config.timeout)
-        .build()
-        .map_err(|e| AdapterError::Failed(format!("cannot build an HTTP client: {e}")))?;
-    let identity: Identity = client.credentials().await?.into();
+    let ec2 = Ec2Caller::new(client).await?;
     let mut instances = Vec::new();
     let mut token: Option<String> = None;
     for _ in 0..MAX_PAGES {
-        let body = request_body(&config.tags, &config.instance_ids, token.as_deref());
-        let xml = crate::retry::with_retries(
-            config.max_attempts.saturating_sub(1),
-            config.retry_backoff.max(Duration::from_millis(10)),
-            client.environment(),
-            "ec2 DescribeInstances",
-            |e: &CallError| e.transient,
-            || call_once(&http, &url, &body, &identity, client.region()),
-        )
-        .await
-        .map_err(|e| e.into_adapter_error(client, &endpoint))?;
+        let body = request_body(
+            &client.config().tags,
+            &client.config().instance_ids,
+            token.as_deref(),
+        );
+        let xml = ec2
+            .describe(&body)
+            .await
+            .map_err(|e| e.into_adapter_error(client, &ec2.endpoint))?;
         let page = parse_describe_instances(&xml).map_err(|(code, message)| {
             AdapterError::Failed(format!(
-                "EC2 DescribeInstances at {endpoint} answered {code}: {message}"
+                "EC2 DescribeInstances at {} answered {code}: {message}",
+                ec2.endpoint
             ))
         })?;
         instances.extend(page.instances);
@@ -269,15 +313,7 @@ pub async fn instance_state(
     client: &SsmClient,
     instance_id: &str,
 ) -> Result<Option<String>, AdapterError> {
-    let config = client.config();
-    let endpoint = config.ec2_endpoint_for(client.region());
-    let url = format!("{endpoint}/");
-    let http = reqwest::Client::builder()
-        .timeout(config.timeout)
-        .connect_timeout(config.timeout)
-        .build()
-        .map_err(|e| AdapterError::Failed(format!("cannot build an HTTP client: {e}")))?;
-    let identity: Identity = client.credentials().await?.into();
+    let ec2 = Ec2Caller::new(client).await?;
     let body = [
         ("Action", "DescribeInstances"),
         ("Version", API_VERSION),
@@ -287,23 +323,16 @@ pub async fn instance_state(
     .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
     .collect::<Vec<_>>()
     .join("&");
-    let answer = crate::retry::with_retries(
-        config.max_attempts.saturating_sub(1),
-        config.retry_backoff.max(Duration::from_millis(10)),
-        client.environment(),
-        "ec2 DescribeInstances",
-        |e: &CallError| e.transient,
-        || call_once(&http, &url, &body, &identity, client.region()),
-    )
-    .await;
+    let answer = ec2.describe(&body).await;
     let xml = match answer {
         Ok(xml) => xml,
         Err(e) if e.code.starts_with("InvalidInstanceID") => return Ok(None),
-        Err(e) => return Err(e.into_adapter_error(client, &endpoint)),
+        Err(e) => return Err(e.into_adapter_error(client, &ec2.endpoint)),
     };
     let page = parse_describe_instances(&xml).map_err(|(code, message)| {
         AdapterError::Failed(format!(
-            "EC2 DescribeInstances at {endpoint} answered {code}: {message}"
+            "EC2 DescribeInstances at {} answered {code}: {message}",
+            ec2.endpoint
         ))
     })?;
     Ok(page
