@@ -1,6 +1,7 @@
 //! The agent's connection to the hub: it dials the hub's gRPC endpoint (the hub's one listen
 //! address), registers, heartbeats and answers the commands that come down the same stream.
-//! No inbound port is needed. On any failure it reconnects with exponential backoff.
+//! No inbound port is needed. On any failure it reconnects with exponential backoff, shortened
+//! while it holds faults whose leases are ending (see [`reconnect_delay`]).
 //!
 //! Identity: the first registration carries a join token (`--join-token-file`); the hub answers
 //! with this agent's own credential, kept in `<state-dir>/hub-credential.json` (mode 0600) and
@@ -94,6 +95,27 @@ pub struct LinkState {
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// How long to wait before the next connection attempt: the backoff (plus jitter), but at most a
+/// quarter of the time left on the earliest lease this agent holds, and never under
+/// [`BACKOFF_MIN`]. A hub that restarts while the agent holds open-ended faults renews them only
+/// once the agent is back: with the plain backoff (up to 5 s) an agent could still be waiting
+/// when its leases run out, and remove faults the restarted hub still reports `Running`.
+fn reconnect_delay(
+    backoff: Duration,
+    jitter: Duration,
+    next_lease_end: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Duration {
+    let delay = backoff + jitter;
+    match next_lease_end {
+        Some(end) => {
+            let left = (end - now).to_std().unwrap_or_default();
+            delay.min(left / 4).max(BACKOFF_MIN)
+        }
+        None => delay,
+    }
+}
+
 /// Runs until `shutdown` fires.
 pub async fn run(
     hub_url: String,
@@ -125,8 +147,9 @@ pub async fn run(
             backoff = BACKOFF_MIN;
         }
         let jitter = Duration::from_millis(rand::random::<u64>() % 100);
+        let delay = reconnect_delay(backoff, jitter, table.next_lease_end(), Utc::now());
         tokio::select! {
-            _ = tokio::time::sleep(backoff + jitter) => {}
+            _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => return,
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -387,4 +410,41 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn with_no_fault_held_the_plain_backoff_is_kept() {
+        let d = reconnect_delay(BACKOFF_MAX, Duration::from_millis(40), None, at(0));
+        assert_eq!(d, BACKOFF_MAX + Duration::from_millis(40));
+    }
+
+    #[test]
+    fn a_lease_ending_soon_shortens_the_wait_to_a_quarter_of_what_is_left() {
+        // 4 s left on the earliest lease: try again within 1 s, not after 5 s.
+        let d = reconnect_delay(BACKOFF_MAX, Duration::ZERO, Some(at(4)), at(0));
+        assert_eq!(d, Duration::from_secs(1));
+        // A far lease does not shorten a short backoff.
+        let d = reconnect_delay(BACKOFF_MIN, Duration::ZERO, Some(at(30)), at(0));
+        assert_eq!(d, BACKOFF_MIN);
+    }
+
+    #[test]
+    fn the_wait_never_drops_under_the_minimum_even_for_a_lease_already_ended() {
+        for end in [
+            at(0),
+            at(-3),
+            Utc.timestamp_opt(1_700_000_000, 100_000_000).unwrap(),
+        ] {
+            let d = reconnect_delay(BACKOFF_MAX, Duration::ZERO, Some(end), at(0));
+            assert_eq!(d, BACKOFF_MIN, "lease ending {end}");
+        }
+    }
 }
