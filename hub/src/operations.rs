@@ -42,6 +42,18 @@ pub enum BodyFormat {
     Yaml,
 }
 
+/// What a submission is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitMode {
+    /// Validate and store.
+    Create,
+    /// Validate and plan; store nothing.
+    DryRun,
+    /// The chaos embedded in a schedule or workflow being created: planned like a dry run,
+    /// but protected targets and the blast-radius cap refuse it as for a real run.
+    Embedded,
+}
+
 /// What `POST /api/v1/experiments` produced.
 pub enum Submitted {
     Created(Box<ExperimentObject>),
@@ -373,6 +385,25 @@ impl Hub {
         env_override: Option<&str>,
         dry_run: bool,
     ) -> Result<Submitted, HubError> {
+        let mode = if dry_run {
+            SubmitMode::DryRun
+        } else {
+            SubmitMode::Create
+        };
+        self.submit_as(value, env_override, mode).await
+    }
+
+    /// `submit`, for a real submission, a dry run, or the embedded chaos of a schedule or
+    /// workflow being created (see [`SubmitMode`]).
+    pub(crate) async fn submit_as(
+        &self,
+        value: Value,
+        env_override: Option<&str>,
+        mode: SubmitMode,
+    ) -> Result<Submitted, HubError> {
+        // Nothing is stored but for `Create`; the plan is what a dry run and an embedded
+        // chaos return.
+        let dry_run = mode != SubmitMode::Create;
         let mut manifest =
             chaoshub_schema::manifest_from_value(value).map_err(HubError::invalid)?;
         let kind = manifest.kind();
@@ -387,7 +418,7 @@ impl Hub {
         if matches!(kind, Kind::Schedule | Kind::Workflow) {
             // Schedules and workflows are checked template by template through this same path
             // (`submission.rs`).
-            return self.submit_parent(manifest, env_override, dry_run).await;
+            return self.submit_parent(manifest, env_override, mode).await;
         }
         crate::probes::stop::check_submission(
             &manifest,
@@ -526,9 +557,11 @@ impl Hub {
         })?;
         drop(probe);
         let manifest = Arc::try_unwrap(manifest).unwrap_or_else(|shared| (*shared).clone());
-        if !dry_run {
+        if mode != SubmitMode::DryRun {
             // Protected targets and the blast-radius cap, before anything is stored (the
             // engine checks again at selection time: the inventory may change in between).
+            // A schedule's or workflow's chaos is held to them at creation too: one that would
+            // hit a protected target is refused then, not at its first run hours later.
             let preview = self
                 .preview(&manifest, &fault, &env, adapter.as_ref(), true)
                 .await?;

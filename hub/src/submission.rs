@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use crate::catalog::Catalog;
 use crate::engine::Engine;
 use crate::error::HubError;
-use crate::operations::{Hub, Submitted};
+use crate::operations::{Hub, SubmitMode, Submitted};
 use crate::orchestration::{ChildError, Children};
 
 /// The [`Children`] port over the hub's submit path. It holds the engine weakly: the engine
@@ -65,9 +65,9 @@ impl Hub {
         &self,
         manifest: Manifest,
         env_override: Option<&str>,
-        dry_run: bool,
+        mode: SubmitMode,
     ) -> Result<Submitted, HubError> {
-        submit_parent(self, manifest, env_override, dry_run).await
+        submit_parent(self, manifest, env_override, mode).await
     }
 
     /// A StatusCheck experiment (`Hub::submit` hands it here).
@@ -108,8 +108,9 @@ async fn submit_parent(
     hub: &Hub,
     manifest: Manifest,
     env_override: Option<&str>,
-    dry_run: bool,
+    mode: SubmitMode,
 ) -> Result<Submitted, HubError> {
+    let dry_run = mode == SubmitMode::DryRun;
     let mut value = manifest.to_value();
     let (parent_env, env_path) = match (
         env_override,
@@ -188,9 +189,14 @@ async fn submit_parent(
             "metadata": { "name": probe_name, "namespace": manifest.metadata.namespace_or_default() },
             "spec": spec,
         });
-        // A dry run of the embedded chaos on its own: validation, guardrails, the
-        // environment's capability matrix and the adapter's own check, with its plan.
-        let planned = Box::pin(hub.submit(probe, None, true))
+        // A dry run of the embedded chaos on its own: validation, the environment's capability
+        // matrix and the adapter's own check, with its plan; when the parent is being created,
+        // protected targets and the blast-radius cap refuse as for a real run.
+        let embedded_mode = match mode {
+            SubmitMode::DryRun => SubmitMode::DryRun,
+            SubmitMode::Create | SubmitMode::Embedded => SubmitMode::Embedded,
+        };
+        let planned = Box::pin(hub.submit_as(probe, None, embedded_mode))
             .await
             .map_err(|e| at_path(e, &item.path))?;
         if let Submitted::DryRun(result) = planned {
@@ -392,6 +398,10 @@ fn at_path(e: HubError, path: &str) -> HubError {
             message: format!("{path}: {message}"),
         },
         HubError::Forbidden { message } => HubError::Forbidden {
+            message: format!("{path}: {message}"),
+        },
+        HubError::Guardrail { code, message } => HubError::Guardrail {
+            code,
             message: format!("{path}: {message}"),
         },
         other => other,

@@ -376,3 +376,74 @@ async fn registration_refuses_malformed_guardrail_settings() {
         assert_eq!(code, 201, "{settings}: {body}");
     }
 }
+
+#[tokio::test]
+async fn a_schedule_or_workflow_whose_chaos_hits_a_guardrail_is_refused_at_creation() {
+    let s = Sandbox::start(4).await;
+    // host-0 and host-2 are app=web; host-0 is protected.
+    label(&s, "host-0", "chaoshub.dev/protected", "true");
+    let (code, body) = register(&s, "capped", "{max_targets: 1}").await;
+    assert_eq!(code, 201, "{body}");
+    let schedule = |name: &str, env: &str, labels: &str| {
+        format!(
+            "apiVersion: chaos-mesh.org/v1alpha1\nkind: Schedule\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  schedule: \"@every 1h\"\n  type: NetworkChaos\n  environment: {env}\n  networkChaos:\n    action: delay\n    mode: all\n    selector: {{labelSelectors: {labels}}}\n    delay: {{latency: 50ms}}\n    duration: 10s\n"
+        )
+    };
+    // The protected label: refused now, naming the embedded chaos and the target, not at the
+    // first run an hour from now.
+    let (code, body) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            &schedule("hourly", "mem", "{app: web}"),
+        )
+        .await;
+    assert_refused(
+        code,
+        &body,
+        "protected_target",
+        &[
+            "spec.networkChaos",
+            "\"host-0\"",
+            "chaoshub.dev/protected=true",
+        ],
+    );
+    // The cap: app=db is two targets (neither protected), the environment allows one.
+    let (code, body) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            &schedule("wide", "capped", "{app: db}"),
+        )
+        .await;
+    assert_refused(
+        code,
+        &body,
+        "blast_radius",
+        &["spec.networkChaos", "at most 1"],
+    );
+    // A workflow: the offending template is named by its path.
+    let workflow = "apiVersion: chaos-mesh.org/v1alpha1\nkind: Workflow\nmetadata: {name: flow, namespace: default}\nspec:\n  entry: entry\n  environment: mem\n  templates:\n    - name: entry\n      templateType: Serial\n      children: [fine, bad]\n    - name: fine\n      templateType: NetworkChaos\n      deadline: 5s\n      networkChaos: {action: delay, mode: all, selector: {labelSelectors: {app: db}}, delay: {latency: 50ms}}\n    - name: bad\n      templateType: NetworkChaos\n      deadline: 5s\n      networkChaos: {action: delay, mode: one, selector: {labelSelectors: {app: web}}, delay: {latency: 50ms}}\n";
+    let (code, body) = s.post_yaml("/api/v1/experiments", workflow).await;
+    assert_refused(
+        code,
+        &body,
+        "protected_target",
+        &["spec.templates[2].networkChaos", "\"host-0\""],
+    );
+    assert_eq!(experiment_count(&s).await, 0, "nothing is stored");
+    // Its dry run still plans, with the refusal as a warning; one clear of both is created.
+    let (code, body) = s
+        .post_yaml("/api/v1/experiments?dryRun=true", workflow)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body["warnings"].to_string().contains("would be refused"),
+        "{body}"
+    );
+    let (code, body) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            &schedule("one-host", "capped", "{index: \"3\"}"),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+}
