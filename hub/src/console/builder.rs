@@ -51,7 +51,7 @@ const WORKFLOW_CHAOS_KINDS: &[&str] = &[
 pub async fn page(ctx: Ctx, Query(q): Query<BuilderQuery>) -> Result<Response, Failure> {
     let (envs, list) = tokio::join!(
         ctx.api.get::<Page<EnvironmentObject>>("/api/v1/environments"),
-        ctx.api.get::<TemplateList>("/api/v1/templates?limit=500"),
+        ctx.api.get::<TemplateList>("/api/v1/templates"),
     );
     let (envs, list) = (envs?, list?);
     let doc = match q.from.as_deref() {
