@@ -50,7 +50,8 @@ const WORKFLOW_CHAOS_KINDS: &[&str] = &[
 
 pub async fn page(ctx: Ctx, Query(q): Query<BuilderQuery>) -> Result<Response, Failure> {
     let (envs, list) = tokio::join!(
-        ctx.api.get::<Page<EnvironmentObject>>("/api/v1/environments"),
+        ctx.api
+            .get::<Page<EnvironmentObject>>("/api/v1/environments"),
         ctx.api.get::<TemplateList>("/api/v1/templates"),
     );
     let (envs, list) = (envs?, list?);
@@ -153,17 +154,19 @@ fn script_json(v: &Value) -> String {
 }
 
 /// The JSON endpoints' CSRF check: the session's token in `X-CSRF-Token`, and the browser's
-/// `Origin` (when sent) this host.
-fn check_json(ctx: &Ctx, headers: &HeaderMap) -> Result<(), Response> {
-    check_origin(headers).map_err(IntoResponse::into_response)?;
+/// `Origin` (when sent) this host. The refusal to answer, if any.
+fn csrf_refusal(ctx: &Ctx, headers: &HeaderMap) -> Option<Response> {
+    if let Err(f) = check_origin(headers) {
+        return Some(f.into_response());
+    }
     let token = headers
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if session::csrf_matches(&ctx.session, token) {
-        Ok(())
+        None
     } else {
-        Err(json_error(
+        Some(json_error(
             StatusCode::FORBIDDEN,
             "csrf",
             "the request's CSRF token does not match this session; reload the page",
@@ -186,11 +189,15 @@ fn json_error(status: StatusCode, code: &str, message: &str) -> Response {
 /// `POST /console/builder/parse`: YAML (or JSON) text to its documents as JSON, with the
 /// hub's parser; a 400 with the API's error body when the text does not parse.
 pub async fn parse(ctx: Ctx, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = check_json(&ctx, &headers) {
-        return r;
+    if let Some(refusal) = csrf_refusal(&ctx, &headers) {
+        return refusal;
     }
     let Ok(text) = std::str::from_utf8(&body) else {
-        return json_error(StatusCode::BAD_REQUEST, "invalid_body", "the text is not UTF-8");
+        return json_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the text is not UTF-8",
+        );
     };
     match chaoshub_schema::split_documents(text) {
         Ok(docs) => axum::Json(json!({ "documents": docs })).into_response(),
@@ -225,8 +232,8 @@ pub async fn render(
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    if let Err(r) = check_json(&ctx, &headers) {
-        return r;
+    if let Some(refusal) = csrf_refusal(&ctx, &headers) {
+        return refusal;
     }
     ctx.api
         .raw(
@@ -251,8 +258,8 @@ pub async fn submit(
     Query(q): Query<SubmitQuery>,
     body: String,
 ) -> Response {
-    if let Err(r) = check_json(&ctx, &headers) {
-        return r;
+    if let Some(refusal) = csrf_refusal(&ctx, &headers) {
+        return refusal;
     }
     let uri = if q.dry_run {
         "/api/v1/experiments?dryRun=true"

@@ -92,7 +92,10 @@ pub fn router(hub: Hub, auth: &AuthConfig, max_body: usize, api: Router) -> Rout
             post(builder::render),
         )
         .route("/console/builder/submit", post(builder::submit))
-        .route("/console/builder/experiments/{uid}", get(builder::experiment))
+        .route(
+            "/console/builder/experiments/{uid}",
+            get(builder::experiment),
+        )
         .route("/suites", get(pages::suites))
         .route("/suites/{id}", get(pages::suite_run))
         .route("/console/events", get(events))

@@ -583,17 +583,22 @@ async fn builder_endpoints_check_csrf_and_pass_through_to_the_api() {
     assert_eq!(r.status().as_u16(), 201);
     let v: Value = r.json().await.unwrap();
     let uid = v["metadata"]["uid"].as_str().unwrap().to_string();
-    let a = b
-        .get(&format!("/console/builder/experiments/{uid}"))
-        .await;
+    let a = b.get(&format!("/console/builder/experiments/{uid}")).await;
     assert_eq!(a.status, 200, "{}", a.text);
     let v: Value = serde_json::from_str(&a.text).unwrap();
     assert_eq!(v["kind"], "Workflow");
     let (_, audit) = s.get("/api/v1/audit?limit=20").await;
     assert!(
-        audit["items"].as_array().unwrap().iter().any(|e| e["method"] == "POST"
-            && e["path"].as_str().unwrap_or("").starts_with("/api/v1/experiments")
-            && e["status"] == 201),
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["method"] == "POST"
+                && e["path"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("/api/v1/experiments")
+                && e["status"] == 201),
         "{audit:#}"
     );
     // A catalog template through the builder's pass-through (none in this sandbox: the API's 404).

@@ -143,7 +143,12 @@ fn lab(chromium: &Path, driver: &Path) -> Lab {
 }
 
 impl Lab {
+    /// A screenshot with the builder's three panes at the top of the viewport.
     fn shot(&self, name: &str) {
+        self.browser.exec(
+            "document.getElementById('builder').scrollIntoView(); return null;",
+            json!([]),
+        );
         self.browser
             .screenshot(&screenshots().join(format!("{name}.png")));
     }
@@ -160,8 +165,10 @@ impl Lab {
     }
 
     fn head(&self, name: &str) -> Element {
-        self.browser
-            .wait(&format!("#canvas .node[data-name='{name}'] > .node-head"), T)
+        self.browser.wait(
+            &format!("#canvas .node[data-name='{name}'] > .node-head"),
+            T,
+        )
     }
 
     /// Sets a form control's value as typing and leaving it would, and waits for the message
@@ -191,7 +198,10 @@ impl Lab {
 
     fn yaml_text(&self) -> String {
         self.browser
-            .exec("return document.getElementById('wf-yaml').value;", json!([]))
+            .exec(
+                "return document.getElementById('wf-yaml').value;",
+                json!([]),
+            )
             .as_str()
             .unwrap_or_default()
             .to_string()
@@ -291,7 +301,11 @@ fn console_builder_drags_a_workflow_and_runs_it_on_toxiproxy() {
     b.drag(&lab.head("fault-2"), &lab.slot("2", 0));
     let start = Instant::now();
     while lab.yaml_doc()["spec"]["templates"][3]["children"] != json!(["fault-2", "fault-3"]) {
-        assert!(start.elapsed() < T, "the move did not happen:\n{}", lab.yaml_text());
+        assert!(
+            start.elapsed() < T,
+            "the move did not happen:\n{}",
+            lab.yaml_text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     lab.shot("builder-01-dragged");
@@ -449,10 +463,7 @@ fn console_builder_drags_a_workflow_and_runs_it_on_toxiproxy() {
         assert_eq!(toxi.toxics(proxy), 0, "the toxic on {proxy} was removed");
     }
     // In order: fault-a ended before the Parallel's faults began (the hub's own timestamps).
-    let wf = lab
-        .api
-        .get("/api/v1/experiments?kind=Workflow&limit=1")["items"][0]
-        .clone();
+    let wf = lab.api.get("/api/v1/experiments?kind=Workflow&limit=1")["items"][0].clone();
     let node = |n: &str| -> Value {
         wf["status"]["workflow"]["nodes"]
             .as_array()
@@ -569,7 +580,13 @@ fn console_builder_keyboard_and_validation_errors() {
     // A typed parameter the template refuses: the error is at the parameter's field.
     focus("network-delay");
     let latency = b.wait("#inspector #f-parameters-latency", T);
-    assert_eq!(b.exec("return arguments[0].value;", json!([Browser::arg(&latency)])), "100ms");
+    assert_eq!(
+        b.exec(
+            "return arguments[0].value;",
+            json!([Browser::arg(&latency)])
+        ),
+        "100ms"
+    );
     lab.set("#inspector #f-parameters-latency", "fast");
     let err = b.wait("#inspector .field-error", T);
     assert!(b.text(&err).contains("latency"), "{}", b.text(&err));
@@ -585,7 +602,11 @@ fn console_builder_keyboard_and_validation_errors() {
     b.click(&b.wait("#wf-dry", T));
     b.wait("#wf-errors", T);
     let on_node = b.wait("#canvas .node[data-name='suspend'] > .node-error", T);
-    assert!(b.text(&on_node).contains("deadline"), "{}", b.text(&on_node));
+    assert!(
+        b.text(&on_node).contains("deadline"),
+        "{}",
+        b.text(&on_node)
+    );
     for other in ["serial", "network-delay", "parallel", "statuscheck"] {
         assert!(
             b.find_all(&format!("#canvas .node[data-name='{other}'] > .node-error"))

@@ -193,7 +193,7 @@
     head.appendChild(el("span", { "class": "node-type" }, t ? t.templateType : "missing"));
     head.appendChild(el("span", { "class": "node-name" }, n.name));
     if (n.branch) head.appendChild(el("span", { "class": "node-branch" }, "when " + n.branch));
-    if (t && t.deadline) head.appendChild(el("span", { "class": "node-deadline" }, "⏱ " + t.deadline));
+    if (t && t.deadline) head.appendChild(el("span", { "class": "node-deadline" }, "deadline " + t.deadline));
     var phase = state.phases[n.name];
     if (phase) head.appendChild(el("span", { "class": "badge node-phase phase-" + phase.toLowerCase() }, phase));
     box.appendChild(head);
@@ -760,6 +760,7 @@
           return;
         }
         var uid = r.body.metadata.uid;
+        say("started " + r.body.metadata.name);
         result.textContent = "";
         var p = el("p", { "class": "notice ok", id: "wf-started" });
         p.appendChild(document.createTextNode("Started: "));

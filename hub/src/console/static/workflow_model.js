@@ -75,7 +75,18 @@ var WorkflowModel = (function () {
         order.push(t);
       }
     });
-    out.spec.templates = clone(order);
+    out.spec.templates = order.map(ordered);
+    return out;
+  }
+
+  // A template's fields in the order people write them: name, templateType, deadline,
+  // children, then the rest as they are.
+  var FIRST = ["name", "templateType", "deadline", "children"];
+  function ordered(t) {
+    var out = {};
+    FIRST.concat(Object.keys(t)).forEach(function (k) {
+      if (k in t && !(k in out)) out[k] = clone(t[k]);
+    });
     return out;
   }
 
