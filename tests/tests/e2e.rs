@@ -5,6 +5,7 @@ mod e2e {
     pub mod agent;
     pub mod cli;
     pub mod console;
+    pub mod console_builder;
     pub mod crash;
     pub mod docker;
     pub mod envoy;

@@ -45,6 +45,7 @@ pub enum Nav {
     Catalog,
     Environments,
     Orchestration,
+    Builder,
     Suites,
     None,
 }
@@ -60,6 +61,7 @@ const NAV: &[(Nav, &str, &str)] = &[
         "/orchestration",
         "Schedules & workflows",
     ),
+    (Nav::Builder, "/workflows/new", "Workflow builder"),
     (Nav::Suites, "/suites", "Suites"),
 ];
 
@@ -95,7 +97,7 @@ pub fn page(
     if let Some(session) = session {
         out.push_str("<nav aria-label=\"Main\"><ul>");
         for (n, href, label) in NAV {
-            if *n == Nav::New && session.role < Role::Operator {
+            if matches!(*n, Nav::New | Nav::Builder) && session.role < Role::Operator {
                 continue;
             }
             let current = if *n == nav {

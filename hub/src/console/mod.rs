@@ -8,6 +8,7 @@
 //! What the console adds is sessions (a cookie for the token typed into the login form), CSRF
 //! tokens on every form, and HTML.
 
+mod builder;
 mod html;
 mod pages;
 mod session;
@@ -37,6 +38,8 @@ use session::{Session, Sessions};
 const CSS: &str = include_str!("static/console.css");
 const JS: &str = include_str!("static/console.js");
 const ICON: &str = include_str!("static/icon.svg");
+const WORKFLOW_MODEL_JS: &str = include_str!("static/workflow_model.js");
+const WORKFLOW_BUILDER_JS: &str = include_str!("static/workflow_builder.js");
 
 /// The Content-Security-Policy of every console response: nothing but this origin, no inline
 /// script or style, no framing.
@@ -81,6 +84,18 @@ pub fn router(hub: Hub, auth: &AuthConfig, max_body: usize, api: Router) -> Rout
             get(pages::template).post(pages::template_submit),
         )
         .route("/orchestration", get(pages::orchestration))
+        .route("/workflows/new", get(builder::page))
+        .route("/console/builder/parse", post(builder::parse))
+        .route("/console/builder/templates/{name}", get(builder::template))
+        .route(
+            "/console/builder/templates/{name}/render",
+            post(builder::render),
+        )
+        .route("/console/builder/submit", post(builder::submit))
+        .route(
+            "/console/builder/experiments/{uid}",
+            get(builder::experiment),
+        )
         .route("/suites", get(pages::suites))
         .route("/suites/{id}", get(pages::suite_run))
         .route("/console/events", get(events))
@@ -118,6 +133,8 @@ async fn static_file(axum::extract::Path(file): axum::extract::Path<String>) -> 
         "console.css" => (CSS, "text/css; charset=utf-8"),
         "console.js" => (JS, "text/javascript; charset=utf-8"),
         "icon.svg" => (ICON, "image/svg+xml"),
+        "workflow_model.js" => (WORKFLOW_MODEL_JS, "text/javascript; charset=utf-8"),
+        "workflow_builder.js" => (WORKFLOW_BUILDER_JS, "text/javascript; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
     };
     (
@@ -603,5 +620,7 @@ mod tests {
     #[test]
     fn assets_are_small() {
         assert!(CSS.len() + JS.len() + ICON.len() < 30_000);
+        // The builder's two files load on its page only.
+        assert!(WORKFLOW_MODEL_JS.len() + WORKFLOW_BUILDER_JS.len() < 60_000);
     }
 }

@@ -1460,7 +1460,7 @@ pub async fn orchestration(ctx: Ctx) -> PageResult {
         }
         b.push_str("</tbody></table>");
     }
-    b.push_str("</section><section aria-labelledby=\"wfs\"><h2 id=\"wfs\">Workflows</h2>");
+    b.push_str("</section><section aria-labelledby=\"wfs\"><h2 id=\"wfs\">Workflows</h2><p><a href=\"/workflows/new\">Build a workflow</a> by dragging nodes.</p>");
     if workflows.items.is_empty() {
         b.push_str("<p class=\"empty\">No workflow.</p>");
     }
@@ -1475,7 +1475,11 @@ pub async fn orchestration(ctx: Ctx) -> PageResult {
         if let Some(wf) = &e.status.workflow {
             b.push_str(&super::svg::workflow(wf));
         }
-        b.push_str("</article>");
+        let _ = write!(
+            b,
+            "<p><a href=\"/workflows/new?from={}\">Open a copy in the workflow builder</a></p></article>",
+            url(e.metadata.uid.as_deref().unwrap_or(""))
+        );
     }
     b.push_str("</section>");
     ok(

@@ -259,6 +259,7 @@ fn every_console_page_loads_cleanly() {
         "/catalog/disk-fill".into(),
         "/environments".into(),
         "/orchestration".into(),
+        "/workflows/new".into(),
         "/suites".into(),
     ];
     let origin = lab.hub.url.clone();

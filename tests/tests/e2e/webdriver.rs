@@ -48,6 +48,18 @@ pub fn locate() -> Result<(PathBuf, PathBuf), String> {
     }
 }
 
+/// WebDriver's codes of the keys the tests press.
+pub mod keys {
+    pub const SHIFT: &str = "\u{E008}";
+    pub const ALT: &str = "\u{E00A}";
+    pub const ENTER: &str = "\u{E007}";
+    pub const LEFT: &str = "\u{E012}";
+    pub const UP: &str = "\u{E013}";
+    pub const RIGHT: &str = "\u{E014}";
+    pub const DOWN: &str = "\u{E015}";
+    pub const DELETE: &str = "\u{E017}";
+}
+
 pub struct Browser {
     driver: Child,
     base: String,
@@ -254,6 +266,53 @@ impl Browser {
 
     pub fn arg(e: &Element) -> Value {
         json!({ ELEMENT: e.0 })
+    }
+
+    /// Runs W3C input actions: `sources` is the `actions` list of one `POST …/actions` call.
+    /// Input state (a pressed button, a held key) carries over to the next call, so a drag can
+    /// be split where the page changes its layout.
+    pub fn actions(&self, sources: Value) {
+        self.call("POST", &self.s("/actions"), json!({ "actions": sources }));
+    }
+
+    /// Releases every pressed key and button.
+    pub fn release_actions(&self) {
+        self.call("DELETE", &self.s("/actions"), Value::Null);
+    }
+
+    fn pointer(steps: Value) -> Value {
+        json!([{"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": steps}])
+    }
+
+    /// Drags `from` onto `to` with the mouse, as pointer events: press on `from`, move a few
+    /// pixels (pages start a drag past a threshold, and may then change their layout), then
+    /// move to `to` where it is at that moment, and release.
+    pub fn drag(&self, from: &Element, to: &Element) {
+        self.actions(Self::pointer(json!([
+            {"type": "pointerMove", "duration": 0, "origin": {ELEMENT: from.0}, "x": 0, "y": 0},
+            {"type": "pointerDown", "button": 0},
+            {"type": "pointerMove", "duration": 50, "origin": "pointer", "x": 8, "y": 8},
+        ])));
+        self.actions(Self::pointer(json!([
+            {"type": "pointerMove", "duration": 100, "origin": {ELEMENT: to.0}, "x": 0, "y": 0},
+        ])));
+        self.actions(Self::pointer(json!([{"type": "pointerUp", "button": 0}])));
+        self.release_actions();
+    }
+
+    /// Presses `keys` together (a chord, e.g. Alt+ArrowUp as `[keys::ALT, keys::UP]`) in the
+    /// focused element, then releases them.
+    pub fn chord(&self, keys: &[&str]) {
+        let mut steps: Vec<Value> = keys
+            .iter()
+            .map(|k| json!({"type": "keyDown", "value": k}))
+            .collect();
+        steps.extend(
+            keys.iter()
+                .rev()
+                .map(|k| json!({"type": "keyUp", "value": k})),
+        );
+        self.actions(json!([{"type": "key", "id": "keyboard", "actions": steps}]));
     }
 
     /// Saves a PNG of the viewport.
