@@ -153,22 +153,66 @@ async fn real_server_network_chaos_delay() {
     chaoshub_testkit::measured!("NetworkChaos/delay", "toxiproxy", figure);
 }
 
+/// Every round trip of a one-byte ping over one connection through `addr`.
+async fn round_trip_samples(addr: SocketAddr, n: usize) -> Vec<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket.set_nodelay(true).unwrap();
+    let mut byte = [0u8; 1];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        socket.write_all(b"p").await.unwrap();
+        socket.read_exact(&mut byte).await.unwrap();
+        out.push(start.elapsed());
+    }
+    out
+}
+
 #[tokio::test]
 async fn real_server_network_chaos_delay_with_jitter() {
-    let Some(figure) = delay_cell(
-        "NetworkChaos/delay (jitter, correlation)",
-        &net("  delay: {latency: 100ms, jitter: 10ms, correlation: '25'}\n"),
-        100.0,
-        " (median) for 100ms ± 10ms; correlation is ignored by Toxiproxy",
-    )
-    .await
-    else {
+    let Some(server) = RealToxiproxy::start().await else {
         return;
     };
+    let upstream = echo_server().await;
+    let listen = server.create_proxy("echo", upstream.addr).await;
+    let env = env(&server.url);
+    let adapter = ToxiproxyAdapter::new();
+    let target = target(&env, "echo").await;
+    let before = median_round_trip(listen, 9).await;
+    let f = fault(
+        &net("  delay: {latency: 100ms, jitter: 10ms, correlation: '25'}\n"),
+        "real-j-0",
+    );
+    let details = adapter.inject(&env, &f, &target).await.unwrap();
+    let mut samples = round_trip_samples(listen, 40).await;
+    adapter
+        .recover(&env, &injection(&f, &target, details))
+        .await
+        .unwrap();
+    let after = median_round_trip(listen, 9).await;
+    let values: Vec<f64> = samples.iter().map(|d| ms(*d)).collect();
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let sd = (values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt();
+    samples.sort();
+    let added = ms(samples[samples.len() / 2]) - ms(before);
+    eprintln!("jitter: +{added:.1} ms median, {sd:.1} ms standard deviation, after {after:?}");
+    assert!((90.0..=115.0).contains(&added), "added {added:.1} ms");
+    assert!(
+        (2.0..=15.0).contains(&sd),
+        "standard deviation {sd:.1} ms for ± 10 ms"
+    );
+    assert!(
+        after < before + Duration::from_millis(20),
+        "after recovery {after:?}"
+    );
+    assert_eq!(server.toxic_count("echo").await, 0, "no toxic left");
     chaoshub_testkit::measured!(
         "NetworkChaos/delay (jitter, correlation)",
         "toxiproxy",
-        figure
+        format!(
+            "+{added:.0} ms median round trip through the proxy, {sd:.1} ms standard deviation, for 100ms ± 10ms (correlation is ignored by Toxiproxy)"
+        )
     );
 }
 
