@@ -190,6 +190,12 @@ async fn abort_at_100_percent_answers_the_chosen_status_then_recovers() {
     );
     // Recovering twice is harmless.
     adapter.recover(&lab.env, &injection).await.unwrap();
+    chaoshub_testkit::measured!(
+        "HTTPChaos/abort",
+        "envoy",
+        "50 of 50 requests answered 418 (abort, chaoshub.dev/abort-status 418); 20 of 20 answered 200 after recovery",
+        mechanism = "envoy fault filter runtime"
+    );
 }
 
 #[tokio::test]
@@ -244,6 +250,16 @@ async fn delay_of_200ms_adds_200ms() {
     assert!(
         after < baseline + Duration::from_millis(50),
         "recovered: {after:?}"
+    );
+    chaoshub_testkit::measured!(
+        "HTTPChaos/delay",
+        "envoy",
+        format!(
+            "+{} ms median request latency for 200ms; {} ms above the baseline after recovery",
+            added.as_millis(),
+            after.saturating_sub(baseline).as_millis()
+        ),
+        mechanism = "envoy fault filter runtime"
     );
 }
 

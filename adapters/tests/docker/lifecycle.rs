@@ -148,6 +148,15 @@ async fn pod_failure_pauses_until_recovery_and_requests_fail_meanwhile() {
     );
     // Idempotent.
     adapter.recover(&env(), &inj).await.unwrap();
+    chaoshub_testkit::measured!(
+        "PodChaos/pod-failure",
+        "docker",
+        format!(
+            "container paused, HTTP requests time out; answering again {} ms after recovery",
+            answered.as_millis()
+        ),
+        mechanism = "docker pause"
+    );
 }
 
 #[tokio::test]
@@ -189,6 +198,10 @@ async fn container_kill_sends_the_signal_and_recovery_restarts_only_what_stayed_
     );
     let _ = answered;
     assert!(!journal_exists(&id));
+    let killed_figure = format!(
+        "container exited 137 (SIGKILL), HTTP refused; serving again {} ms after recovery",
+        started.elapsed().as_millis()
+    );
 
     // Restart policy "always": Docker restarts it; recovery must not touch it again.
     let web2 = run_target(
@@ -232,6 +245,12 @@ async fn container_kill_sends_the_signal_and_recovery_restarts_only_what_stayed_
         inspect(&web2, "{{.State.StartedAt}}"),
         started_at,
         "not restarted twice"
+    );
+    chaoshub_testkit::measured!(
+        "PodChaos/container-kill",
+        "docker",
+        killed_figure,
+        mechanism = "docker kill"
     );
 }
 
@@ -291,16 +310,34 @@ async fn pod_kill_stops_gracefully_and_recovery_starts_it_again() {
         &id,
         30,
     );
+    let ip = address(&web, "bridge");
     let started = Instant::now();
     let details = adapter.inject(&env(), &fault, &target).await.unwrap();
-    eprintln!("pod-kill with gracePeriod 1 took {:?}", started.elapsed());
+    let took = started.elapsed();
+    eprintln!("pod-kill with gracePeriod 1 took {took:?}");
     assert_eq!(details["mechanism"], "stop");
     assert_eq!(inspect(&web, "{{.State.Running}}"), "false");
+    http_get(&ip, QUICK).expect_err("a stopped container does not answer");
     adapter
         .recover(&env(), &injection(&fault, &target, details))
         .await
         .unwrap();
     assert_eq!(inspect(&web, "{{.State.Running}}"), "true");
+    let ip = address(&web, "bridge");
+    let answered = eventually("an answer after recovery", Duration::from_secs(10), || {
+        http_get(&ip, QUICK).is_ok()
+    })
+    .await;
+    chaoshub_testkit::measured!(
+        "PodChaos/pod-kill",
+        "docker",
+        format!(
+            "container stopped in {} ms (gracePeriod 1), HTTP refused; serving again {} ms after recovery",
+            took.as_millis(),
+            answered.as_millis()
+        ),
+        mechanism = "docker stop"
+    );
 }
 
 /// The hub died after pausing but before storing `inject`'s answer: recovery gets no details

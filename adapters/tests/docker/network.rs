@@ -76,6 +76,38 @@ async fn delay_adds_100ms_and_goes_away_on_recovery() {
     );
     assert!(helpers_of(&id).is_empty(), "helpers removed");
     assert!(!journal_exists(&id));
+    chaoshub_testkit::measured!(
+        "NetworkChaos/delay",
+        "docker",
+        format!("+{} ms TCP connect RTT for 100ms", added.as_millis()),
+        mechanism = mechanism_of(&inj.details)
+    );
+}
+
+/// The mechanism a helper's agent reported (`nfqueue`, `tc-netem`…), wherever the details
+/// nest it.
+fn mechanism_of(details: &serde_json::Value) -> String {
+    match details {
+        serde_json::Value::Object(map) => map
+            .get("mechanism")
+            .and_then(|m| m.as_str().map(str::to_string))
+            .or_else(|| map.values().map(mechanism_of).find(|m| !m.is_empty()))
+            .unwrap_or_default(),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(mechanism_of)
+            .find(|m| !m.is_empty())
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// The host's address on the container's network (where the host's connects come from).
+fn gateway(container: &ContainerGuard) -> String {
+    inspect(
+        container,
+        "{{(index .NetworkSettings.Networks \"bridge\").Gateway}}",
+    )
 }
 
 /// Injects `action` with `body` into a fresh `app: web` target, returns what `measure` saw
@@ -85,21 +117,31 @@ async fn measured_fault<T>(
     body: &str,
     measure: impl Fn(&ContainerGuard) -> T,
 ) -> (T, T) {
-    let adapter = DockerAdapter::new();
     let web = run_web().await;
-    let target = target_of(&web).await;
+    measured_fault_on(&web, action, body, measure).await
+}
+
+/// [`measured_fault`] on a given target container.
+async fn measured_fault_on<T>(
+    web: &ContainerGuard,
+    action: &str,
+    body: &str,
+    measure: impl Fn(&ContainerGuard) -> T,
+) -> (T, T) {
+    let adapter = DockerAdapter::new();
+    let target = target_of(web).await;
     let (id, _guard) = guarded_injection_id();
     let fault = request(&network_chaos(action, body), &id, 120);
     let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
     eprintln!("{action} injected: {details}");
-    let during = measure(&web);
+    let during = measure(web);
     let started = Instant::now();
     adapter
         .recover(&agent_env(), &injection(&fault, &target, details))
         .await
         .unwrap();
     eprintln!("{action} recovered in {:?}", started.elapsed());
-    let after = measure(&web);
+    let after = measure(web);
     assert!(helpers_of(&id).is_empty(), "helpers removed");
     assert!(!journal_exists(&id), "journal removed");
     (during, after)
@@ -167,6 +209,15 @@ async fn delay_with_reorder_sends_the_reordered_share_at_once() {
         (35.0..=65.0).contains(&share),
         "{share:.1}% at once for 50%"
     );
+    chaoshub_testkit::measured!(
+        "NetworkChaos/delay (reorder)",
+        "docker",
+        format!(
+            "{share:.0} % of {} connects answered at once, the rest held 60 ms, for reorder 50 %",
+            during.len()
+        ),
+        mechanism = "nfqueue"
+    );
 }
 
 /// A host name in `externalTargets` is resolved by the helper's agent inside the target's
@@ -198,6 +249,164 @@ async fn an_external_host_name_is_resolved_inside_the_target() {
         added >= Duration::from_millis(90) && added <= Duration::from_millis(110),
         "latency added {added:?}, wanted 100 ms ± 10 %"
     );
+    chaoshub_testkit::measured!(
+        "NetworkChaos/delay (externalTargets host name)",
+        "docker",
+        format!(
+            "+{} ms TCP connect RTT to a name only the target's /etc/hosts knows, for 100ms",
+            added.as_millis()
+        )
+    );
+}
+
+/// `jitter` and `correlation`: the median connect time carries the latency and the samples
+/// spread around it; all of it is gone after recovery.
+#[tokio::test]
+async fn delay_with_jitter_spreads_the_added_latency() {
+    let web = run_web().await;
+    let (before, during) = connect_times_under(
+        &web,
+        "  delay:\n    latency: 100ms\n    jitter: 20ms\n    correlation: \"25\"\n",
+        60,
+    )
+    .await;
+    let added = median(during.clone()).saturating_sub(median(before));
+    let ms: Vec<f64> = during.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+    let sd = (ms.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / ms.len() as f64).sqrt();
+    eprintln!("delay 100ms jitter 20ms: +{added:?} median, standard deviation {sd:.1} ms");
+    assert!(
+        added >= Duration::from_millis(85) && added <= Duration::from_millis(115),
+        "latency added {added:?}, wanted 100 ms ± 15 %"
+    );
+    assert!(
+        (4.0..=30.0).contains(&sd),
+        "standard deviation {sd:.1} ms for a 20 ms jitter"
+    );
+    chaoshub_testkit::measured!(
+        "NetworkChaos/delay (jitter, correlation)",
+        "docker",
+        format!(
+            "+{} ms median TCP connect RTT, {sd:.1} ms standard deviation, for 100ms ± 20ms",
+            added.as_millis()
+        )
+    );
+}
+
+/// An address in `externalTargets`: connects from the host (coming from the gateway address)
+/// carry the latency.
+#[tokio::test]
+async fn delay_to_an_external_address_is_measured_from_it() {
+    let web = run_web().await;
+    let gw = gateway(&web);
+    let (before, during) = connect_times_under(
+        &web,
+        &format!("  delay:\n    latency: 100ms\n  externalTargets: ['{gw}']\n"),
+        20,
+    )
+    .await;
+    let added = median(during).saturating_sub(median(before));
+    eprintln!("delay 100ms to {gw}: +{added:?}");
+    assert!(
+        added >= Duration::from_millis(90) && added <= Duration::from_millis(110),
+        "latency added {added:?}, wanted 100 ms ± 10 %"
+    );
+    chaoshub_testkit::measured!(
+        "NetworkChaos/delay (externalTargets address)",
+        "docker",
+        format!(
+            "+{} ms TCP connect RTT from the listed address, for 100ms",
+            added.as_millis()
+        )
+    );
+}
+
+/// Connect times to `ip:8080` from inside `from`'s network namespace.
+fn connect_times_from(from: &ContainerGuard, ip: &str, n: usize) -> Vec<Duration> {
+    let pid = inspect(from, "{{.State.Pid}}");
+    let addr: std::net::SocketAddr = format!("{ip}:8080").parse().unwrap();
+    std::thread::spawn(move || {
+        let ns = format!("/proc/{pid}/ns/net");
+        let file = std::fs::File::open(&ns).unwrap_or_else(|e| panic!("{ns}: {e}"));
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .unwrap_or_else(|e| panic!("setns {ns}: {e}"));
+        (0..n)
+            .filter_map(|_| {
+                let start = Instant::now();
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+                    .ok()
+                    .map(|_| start.elapsed())
+            })
+            .collect()
+    })
+    .join()
+    .expect("the measuring thread panicked")
+}
+
+/// `direction: both` with a `target` selector: round trips between the target and the selected
+/// peer carry the latency, the host's do not; gone after recovery.
+#[tokio::test]
+async fn delay_both_ways_to_a_selected_peer_spares_everyone_else() {
+    let adapter = DockerAdapter::new();
+    let web = run_web().await;
+    let peer = run_target(
+        "peer",
+        Run {
+            labels: &[("app", "peer")],
+            ..Run::default()
+        },
+    )
+    .await;
+    let web_ip = address(&web, "bridge");
+    let from_peer = |n| median(connect_times_from(&peer, &web_ip, n));
+    let from_host = |n| {
+        median(
+            connect_times(&web_ip, n, Duration::from_secs(3))
+                .into_iter()
+                .flatten()
+                .collect(),
+        )
+    };
+    let (peer_before, host_before) = (from_peer(20), from_host(20));
+    let target = target_of(&web).await;
+    let (id, _guard) = guarded_injection_id();
+    let fault = request(
+        &network_chaos(
+            "delay",
+            "  delay:\n    latency: 100ms\n  direction: both\n  target:\n    mode: all\n    selector:\n      labelSelectors: {app: peer}\n",
+        ),
+        &id,
+        120,
+    );
+    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    let inj = injection(&fault, &target, details);
+    let peer_added = from_peer(20).saturating_sub(peer_before);
+    let host_added = from_host(20).saturating_sub(host_before);
+    eprintln!("delay both ways to the peer: peer +{peer_added:?}, host +{host_added:?}");
+    assert!(
+        peer_added >= Duration::from_millis(90),
+        "peer ↔ target round trips added {peer_added:?}"
+    );
+    assert!(
+        host_added < Duration::from_millis(20),
+        "the host is not selected: +{host_added:?}"
+    );
+    adapter.recover(&agent_env(), &inj).await.unwrap();
+    let peer_after = from_peer(20);
+    assert!(
+        peer_after < peer_before + Duration::from_millis(20),
+        "after recovery {peer_after:?}"
+    );
+    assert!(helpers_of(&id).is_empty(), "helpers removed");
+    chaoshub_testkit::measured!(
+        "NetworkChaos/delay (direction both, target selector)",
+        "docker",
+        format!(
+            "+{} ms TCP connect RTT between target and selected peer, +{} ms from an unselected host, for 100ms",
+            peer_added.as_millis(),
+            host_added.as_millis()
+        )
+    );
 }
 
 #[tokio::test]
@@ -221,6 +430,107 @@ async fn loss_drops_about_the_asked_share() {
         after.intact, after.sent,
         "no loss after recovery: {after:?}"
     );
+    chaoshub_testkit::measured!(
+        "NetworkChaos/loss",
+        "docker",
+        format!(
+            "{:.1} % of {} UDP datagrams lost for 50 %",
+            during.lost_pct(),
+            during.sent
+        )
+    );
+}
+
+/// Loss towards an address in `externalTargets`: datagrams to it are dropped at the asked rate.
+#[tokio::test]
+async fn loss_to_an_external_address_drops_about_the_asked_share() {
+    let web = run_web().await;
+    let gw = gateway(&web);
+    let (during, after) = measured_fault_on(
+        &web,
+        "loss",
+        &format!("  loss:\n    loss: \"50\"\n  externalTargets: ['{gw}']\n"),
+        |web| udp_from(web, "bridge", 1000),
+    )
+    .await;
+    eprintln!(
+        "loss 50 % to {gw}: {:.1} % lost; after recovery {:.1} %",
+        during.lost_pct(),
+        after.lost_pct()
+    );
+    assert!(
+        (42.0..=58.0).contains(&during.lost_pct()),
+        "loss {:.1} % for 50 % asked",
+        during.lost_pct()
+    );
+    assert_eq!(
+        after.intact, after.sent,
+        "no loss after recovery: {after:?}"
+    );
+    chaoshub_testkit::measured!(
+        "NetworkChaos/loss (externalTargets address)",
+        "docker",
+        format!(
+            "{:.1} % of {} UDP datagrams to the listed address lost for 50 %",
+            during.lost_pct(),
+            during.sent
+        )
+    );
+}
+
+/// Partition from an address in `externalTargets` (by address, then by a name only the
+/// target's `/etc/hosts` knows): HTTP from the host fails while it holds, works after.
+async fn partition_from_the_host(external: &str, web: &ContainerGuard) -> (bool, bool) {
+    measured_fault_on(
+        web,
+        "partition",
+        &format!("  externalTargets: ['{external}']\n"),
+        |web| http_get(&address(web, "bridge"), Duration::from_secs(2)).is_ok(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn partition_from_an_external_address_cuts_it_until_recovery() {
+    let web = run_web().await;
+    let gw = gateway(&web);
+    let (during, after) = partition_from_the_host(&gw, &web).await;
+    assert!(
+        !during,
+        "HTTP from {gw} still answered during the partition"
+    );
+    assert!(after, "HTTP from {gw} fails after recovery");
+    chaoshub_testkit::measured!(
+        "NetworkChaos/partition (externalTargets address)",
+        "docker",
+        "HTTP from the listed address timed out while partitioned, answered after recovery"
+    );
+}
+
+#[tokio::test]
+async fn partition_from_an_external_host_name_cuts_it_until_recovery() {
+    let name = format!("chaoshub-gw-{}", std::process::id());
+    let add_host = format!("{name}:host-gateway");
+    let web = run_target(
+        "web",
+        Run {
+            labels: &[("app", "web")],
+            add_host: Some(&add_host),
+            ..Run::default()
+        },
+    )
+    .await;
+    let (during, after) = partition_from_the_host(&name, &web).await;
+    assert!(
+        !during,
+        "HTTP from {name} still answered during the partition"
+    );
+    assert!(after, "HTTP from {name} fails after recovery");
+    chaoshub_testkit::measured!(
+        "NetworkChaos/partition (externalTargets host name)",
+        "docker",
+        "HTTP from a name only the target's /etc/hosts knows timed out while partitioned, answered after recovery"
+    );
 }
 
 #[tokio::test]
@@ -243,6 +553,14 @@ async fn duplicate_sends_about_the_asked_share_twice() {
     assert_eq!(during.intact, during.sent, "duplicate loses nothing");
     assert_eq!(after.duplicates, 0, "no duplicates after recovery");
     assert_eq!(after.intact, after.sent);
+    chaoshub_testkit::measured!(
+        "NetworkChaos/duplicate",
+        "docker",
+        format!(
+            "{share:.1} % of {} UDP datagrams arrived twice for 50 %",
+            during.sent
+        )
+    );
 }
 
 #[tokio::test]
@@ -264,6 +582,14 @@ async fn corrupt_damages_about_the_asked_share() {
     );
     assert_eq!(after.damaged, 0, "no damage after recovery");
     assert_eq!(after.intact, after.sent);
+    chaoshub_testkit::measured!(
+        "NetworkChaos/corrupt",
+        "docker",
+        format!(
+            "{hit:.1} % of {} UDP datagrams damaged or dropped by checksum for 40 %",
+            during.sent
+        )
+    );
 }
 
 #[tokio::test]
@@ -305,6 +631,15 @@ async fn bandwidth_limits_what_the_target_sends() {
         rate(during)
     );
     assert!(rate(after) > 40.0, "the limit is gone after recovery");
+    chaoshub_testkit::measured!(
+        "NetworkChaos/bandwidth",
+        "docker",
+        format!(
+            "{:.2} Mbit/s download for 8mbit ({:.0} Mbit/s after recovery)",
+            rate(during),
+            rate(after)
+        )
+    );
 }
 
 #[tokio::test]
@@ -405,6 +740,14 @@ async fn cpu_stress_runs_in_the_target_and_stops_on_recovery() {
         .await
         .unwrap();
     assert!(helpers_of(&id).is_empty());
+    chaoshub_testkit::measured!(
+        "StressChaos/cpu",
+        "docker",
+        format!(
+            "{:.2} CPU-seconds used in 2 s by 1 worker at load 50 (shared 2-core machine); stress helper gone after recovery",
+            used as f64 / 1e9
+        )
+    );
 }
 
 #[tokio::test]
@@ -454,6 +797,14 @@ async fn memory_stress_is_held_in_the_target_and_released_on_recovery() {
         assert!(after < 16 << 20, "released: {after} bytes above the start");
     }
     assert!(helpers_of(&id).is_empty());
+    chaoshub_testkit::measured!(
+        "StressChaos/memory",
+        "docker",
+        format!(
+            "{:.1} MiB held for 64MiB; released after recovery",
+            held as f64 / (1 << 20) as f64
+        )
+    );
 }
 
 /// A stand-in for `chaos-agent` that speaks the helper contract (JSON lines, `--foreground`,

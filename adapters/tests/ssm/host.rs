@@ -364,6 +364,123 @@ fn loss_drops_a_quarter_of_packets_and_the_scheduled_revert_removes_it() {
     );
     let after = ns.loss_rate(300);
     assert!(after < 0.02, "loss after the revert: {after}");
+    chaoshub_testkit::measured!(
+        "NetworkChaos/loss",
+        "ssm",
+        format!(
+            "{:.1} % of 1000 pings lost for 25 % (the generated script run in a namespace); {:.1} % after its scheduled revert",
+            rate * 100.0,
+            after * 100.0
+        ),
+        mechanism = "iptables statistic"
+    );
+}
+
+/// Loss towards an address in `externalTargets`: the peer's pings lose their replies at the
+/// asked rate; recovery (the revert script) removes it.
+#[test]
+fn loss_to_an_external_address_drops_its_share_until_recovery() {
+    let ns = Netns::new();
+    let scratch = Scratch::new();
+    let id = "a1b3-0";
+    let f = fault(
+        &network_chaos(
+            "loss",
+            &format!(
+                "  device: {}\n  externalTargets: ['{}']\n  loss: {{loss: '25'}}\n",
+                ns.dev_a, ns.addr_b
+            ),
+            "10m",
+        ),
+        id,
+    );
+    let out = run_script(
+        &scratch,
+        "inject.sh",
+        &script_for(&scratch, &f),
+        Some(&ns.a),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let rate = ns.loss_rate(1000);
+    eprintln!(
+        "loss 25% to {}: {:.1}% of 1000 pings",
+        ns.addr_b,
+        rate * 100.0
+    );
+    assert!((0.18..=0.32).contains(&rate), "loss rate {rate}");
+    let out = run_script(
+        &scratch,
+        "recover.sh",
+        &recover_script(scratch.path().join("state").to_str().unwrap(), id),
+        Some(&ns.a),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let after = ns.loss_rate(300);
+    assert!(after < 0.02, "loss after recovery: {after}");
+    assert!(!ns.iptables_rules().contains("chaoshub:"));
+    chaoshub_testkit::measured!(
+        "NetworkChaos/loss (externalTargets address)",
+        "ssm",
+        format!(
+            "{:.1} % of 1000 pings from the listed address lost for 25 % (the generated script run in a namespace); {:.1} % after recovery",
+            rate * 100.0,
+            after * 100.0
+        ),
+        mechanism = "iptables statistic"
+    );
+}
+
+/// Partition from an address in `externalTargets`: no connect to the peer while it holds,
+/// connects again after recovery.
+#[test]
+fn partition_from_an_external_address_cuts_connects_until_recovery() {
+    let ns = Netns::new();
+    let scratch = Scratch::new();
+    let port = 19_000 + (std::process::id() % 1000) as u16;
+    let _listener = Listener::start(&ns, port);
+    let id = "c3d5-0";
+    let yaml = network_chaos(
+        "partition",
+        &format!(
+            "  device: {}\n  externalTargets: ['{}']\n",
+            ns.dev_a, ns.addr_b
+        ),
+        "10m",
+    );
+    let out = run_script(
+        &scratch,
+        "inject.sh",
+        &script_for(&scratch, &fault(&yaml, id)),
+        Some(&ns.a),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let connects = ns.connects(port);
+    let pings_lost = ns.loss_rate(50);
+    let out = run_script(
+        &scratch,
+        "recover.sh",
+        &recover_script(scratch.path().join("state").to_str().unwrap(), id),
+        Some(&ns.a),
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!connects, "a connect passed the partition");
+    assert!(pings_lost > 0.99, "pings lost {pings_lost}");
+    assert!(ns.connects(port), "connects again after recovery");
+    assert!(ns.loss_rate(50) < 0.1, "pings pass after recovery");
+    assert!(!ns.iptables_rules().contains("chaoshub:"));
+    chaoshub_testkit::measured!(
+        "NetworkChaos/partition (externalTargets address)",
+        "ssm",
+        format!(
+            "TCP connects to the listed address failed, {:.0} % of pings lost while partitioned (the generated script run in a namespace); both pass after recovery",
+            pings_lost * 100.0
+        ),
+        mechanism = "iptables"
+    );
 }
 
 #[test]
@@ -600,6 +717,102 @@ fn stress_cpu_keeps_a_core_busy_until_the_revert() {
     wait_until("the worker's end", Duration::from_secs(5), || {
         !alive(pids[0])
     });
+    chaoshub_testkit::measured!(
+        "PhysicalMachineChaos/stress-cpu",
+        "ssm",
+        format!(
+            "the script's worker used {busy} ticks (of 300) in 3 s for load 100 (shared 2-core machine); the worker is gone after recovery"
+        )
+    );
+}
+
+/// Resident bytes of a process and its descendants (stress-ng keeps its memory in children).
+fn tree_rss(pid: u32) -> u64 {
+    let mut total = 0;
+    let mut pids = vec![pid];
+    while let Some(p) = pids.pop() {
+        total += read(Path::new(&format!("/proc/{p}/status")))
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+            * 1024;
+        let children =
+            std::fs::read_to_string(format!("/proc/{p}/task/{p}/children")).unwrap_or_default();
+        pids.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+    }
+    total
+}
+
+/// StressChaos through the scripts: `(ticks in 3 s, VmRSS bytes)` of the one worker while it
+/// holds; checks the worker is gone after recovery.
+fn stress_chaos_worker(stressors: &str, id: &str) -> (u64, u64) {
+    require_root();
+    let scratch = Scratch::new();
+    let yaml = format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: StressChaos\nmetadata: {{name: s}}\nspec:\n  mode: all\n  selector:\n    labelSelectors: {{team: payments}}\n  stressors: {stressors}\n  duration: 5m\n"
+    );
+    let f = fault(&yaml, id);
+    let out = run_script(&scratch, "inject.sh", &script_for(&scratch, &f), None, None);
+    assert!(out.status.success(), "{}", text(&out));
+    let pids: Vec<u32> = read(&scratch.state(id).join("pids"))
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    assert!(!pids.is_empty(), "a worker: {}", text(&out));
+    let before = cpu_ticks(pids[0]);
+    std::thread::sleep(Duration::from_secs(3));
+    let busy = cpu_ticks(pids[0]) - before;
+    let rss = pids.iter().map(|pid| tree_rss(*pid)).sum();
+    let out = run_script(
+        &scratch,
+        "recover.sh",
+        &recover_script(scratch.path().join("state").to_str().unwrap(), id),
+        None,
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    wait_until("the workers' end", Duration::from_secs(5), || {
+        pids.iter().all(|p| !alive(*p))
+    });
+    (busy, rss)
+}
+
+#[test]
+fn stress_chaos_cpu_keeps_a_worker_busy_until_recovery() {
+    let (busy, _) = stress_chaos_worker("{cpu: {workers: 1, load: 100}}", "a7b9-0");
+    eprintln!("StressChaos cpu worker used {busy} ticks in 3 s");
+    assert!(busy >= 30, "the worker used only {busy} ticks in 3 s");
+    chaoshub_testkit::measured!(
+        "StressChaos/cpu",
+        "ssm",
+        format!(
+            "the script's worker used {busy} ticks (of 300) in 3 s for load 100 (shared 2-core machine); the worker is gone after recovery"
+        )
+    );
+}
+
+#[test]
+fn stress_chaos_memory_holds_the_size_until_recovery() {
+    let (_, rss) = stress_chaos_worker("{memory: {workers: 1, size: 64MB}}", "a7ba-0");
+    let mib = rss as f64 / (1 << 20) as f64;
+    eprintln!("StressChaos memory 64MB: the worker holds {mib:.1} MiB");
+    assert!(rss >= 60_000_000, "the worker holds only {mib:.1} MiB");
+    chaoshub_testkit::measured!(
+        "StressChaos/memory",
+        "ssm",
+        format!(
+            "the script's worker holds {mib:.1} MiB resident for 64MB; the worker is gone after recovery"
+        )
+    );
 }
 
 #[test]
@@ -725,6 +938,11 @@ fn process_kill_kills_a_real_child_and_runs_the_recover_command_at_revert() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no process named"));
     assert!(!scratch.state("e1f2-1").exists());
+    chaoshub_testkit::measured!(
+        "PhysicalMachineChaos/process",
+        "ssm",
+        "the named process died of SIGKILL (signal 9); the recover command ran at the scheduled revert"
+    );
 }
 
 #[test]

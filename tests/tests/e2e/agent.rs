@@ -14,14 +14,36 @@ use super::support::*;
 
 /// A hub on the host end of A's veth, an environment `hosts` of adapter `native`, and one
 /// agent in A, registered and healthy.
-struct Lab {
-    topo: Topology,
-    peer: PeerServices,
-    hub: HubProcess,
-    api: Api,
-    agent: AgentProcess,
-    dir: tempfile::TempDir,
-    join_token_file: std::path::PathBuf,
+pub(super) struct Lab {
+    pub(super) topo: Topology,
+    pub(super) peer: PeerServices,
+    pub(super) hub: HubProcess,
+    pub(super) api: Api,
+    pub(super) agent: AgentProcess,
+    pub(super) dir: tempfile::TempDir,
+    pub(super) join_token_file: std::path::PathBuf,
+    /// `/etc/netns/<A>/`, when the lab gave A its own `/etc/hosts`.
+    _etc: Option<NetnsEtc>,
+}
+
+/// `/etc/netns/<ns>/hosts`: `ip netns exec` bind-mounts it over `/etc/hosts` for the processes
+/// it starts, so the agent in A resolves names only A knows. Removed on drop.
+struct NetnsEtc(std::path::PathBuf);
+
+impl NetnsEtc {
+    fn hosts(ns: &str, text: &str) -> NetnsEtc {
+        let dir = std::path::Path::new("/etc/netns").join(ns);
+        let guard = NetnsEtc(dir.clone());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hosts"), text).unwrap();
+        guard
+    }
+}
+
+impl Drop for NetnsEtc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Creates a join token for `env` through the API and writes it to `dir/<env>.token`.
@@ -35,23 +57,34 @@ fn join_token(api: &Api, env: &str, dir: &std::path::Path) -> (std::path::PathBu
 }
 
 impl Lab {
-    fn start() -> Lab {
-        Self::start_full("", &[])
+    pub(super) fn start() -> Lab {
+        Self::start_full("", &[], None)
     }
 
     /// A lab whose hub gets extra `[engine]` settings.
     fn start_with_engine(engine_extra: &str) -> Lab {
-        Self::start_full(engine_extra, &[])
+        Self::start_full(engine_extra, &[], None)
     }
 
     /// A lab whose agent also gets `extra` flags (e.g. `--allow user-defined`).
-    fn start_with(extra: &[&str]) -> Lab {
-        Self::start_full("", extra)
+    pub(super) fn start_with(extra: &[&str]) -> Lab {
+        Self::start_full("", extra, None)
     }
 
-    fn start_full(engine_extra: &str, extra: &[&str]) -> Lab {
+    /// A lab whose agent resolves `name` to B's address, through an `/etc/hosts` only A has.
+    pub(super) fn start_with_peer_name(name: &str) -> Lab {
+        Self::start_full("", &[], Some(name))
+    }
+
+    fn start_full(engine_extra: &str, extra: &[&str], peer_name: Option<&str>) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         let topo = Topology::new();
+        let etc = peer_name.map(|name| {
+            NetnsEtc::hosts(
+                &topo.a,
+                &format!("127.0.0.1 localhost\n{} {name}\n", topo.b_ip),
+            )
+        });
         let peer = PeerServices::start(&topo.b, &topo.b_ip);
         let hub =
             HubProcess::start_with_engine(dir.path(), &format!("{}:0", topo.hub_ip), engine_extra);
@@ -71,6 +104,7 @@ impl Lab {
             agent,
             dir,
             join_token_file,
+            _etc: etc,
         };
         lab.wait_agent("healthy");
         lab.wait_credential();
@@ -124,7 +158,7 @@ impl Lab {
     }
 
     /// Stops an experiment through the API and waits until it is `Aborted`.
-    fn stop(&self, uid: &str) {
+    pub(super) fn stop(&self, uid: &str) {
         let (code, v) = self
             .api
             .post(&format!("/api/v1/experiments/{uid}/stop"), None);
@@ -133,7 +167,7 @@ impl Lab {
     }
 
     /// Sends `sent` UDP packets from A to B's counter and returns the share lost, in percent.
-    fn measured_udp_loss(&self, sent: usize) -> f64 {
+    pub(super) fn measured_udp_loss(&self, sent: usize) -> f64 {
         send_udp(&self.topo.a, self.peer.udp, sent);
         std::thread::sleep(Duration::from_millis(300));
         let received = self
@@ -145,7 +179,7 @@ impl Lab {
         loss
     }
 
-    fn wait_agent(&self, health: &str) -> serde_json::Value {
+    pub(super) fn wait_agent(&self, health: &str) -> serde_json::Value {
         let start = Instant::now();
         loop {
             let v = self.api.get("/api/v1/agents?env=hosts");
@@ -175,14 +209,14 @@ impl Lab {
         }
     }
 
-    fn submit(&self, yaml: &str) -> String {
+    pub(super) fn submit(&self, yaml: &str) -> String {
         let (code, v) = self.api.post("/api/v1/experiments", Some(yaml));
         assert_eq!(code, 201, "{v:#}");
         uid(&v)
     }
 }
 
-fn network_chaos(name: &str, b_ip: &str, duration: &str, body: &str) -> String {
+pub(super) fn network_chaos(name: &str, b_ip: &str, duration: &str, body: &str) -> String {
     format!(
         "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: {name}}}\nspec:\n  environment: hosts\n  mode: all\n  selector:\n    labelSelectors: {{role: app}}\n  externalTargets: [\"{b_ip}\"]\n  duration: {duration}\n{body}"
     )
@@ -253,6 +287,12 @@ fn delay_through_the_hub_is_confirmed_measured_and_removed() {
         "after recovery {after:?} vs baseline {baseline:?}"
     );
     assert_eq!(lab.topo.leftovers(), Vec::<String>::new());
+    chaoshub_testkit::measured!(
+        "NetworkChaos/delay (externalTargets address)",
+        "native",
+        format!("+{added:.0} ms TCP RTT to the listed address for 100ms"),
+        mechanism = expected
+    );
 }
 
 #[test]
@@ -282,6 +322,11 @@ fn loss_through_the_hub_drops_the_requested_share() {
         "after recovery only {received}/500 arrived"
     );
     assert_eq!(lab.topo.leftovers(), Vec::<String>::new());
+    chaoshub_testkit::measured!(
+        "NetworkChaos/loss (externalTargets address)",
+        "native",
+        format!("{loss:.1} % of 3000 UDP datagrams to the listed address lost for 30 %")
+    );
 }
 
 /// The dead man's switch: with the hub gone, the agent removes the fault at its lease end.
@@ -496,6 +541,11 @@ fn a_real_process_is_stopped_and_continued() {
     assert_ne!(state(pid), 'T', "continued after recovery");
     let _ = child.kill();
     let _ = child.wait();
+    chaoshub_testkit::measured!(
+        "PhysicalMachineChaos/process",
+        "native",
+        "process state T (stopped) under signal 19 while running, running again after recovery"
+    );
 }
 
 /// Host clock skew is declared by the native adapter, but an agent started without
@@ -528,7 +578,7 @@ fn clock_skew_without_the_agents_opt_in_is_a_422_naming_it() {
 }
 
 /// Every TCP round trip (1-byte echo) from `ns` to `to`, one connection, `n` of them.
-fn rtt_samples(ns: &str, to: std::net::SocketAddr, n: usize) -> Vec<Duration> {
+pub(super) fn rtt_samples(ns: &str, to: std::net::SocketAddr, n: usize) -> Vec<Duration> {
     use std::io::{Read, Write};
     in_ns(ns, move || {
         let mut conn = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5)).unwrap();
@@ -580,6 +630,14 @@ fn delay_with_reorder_sends_the_reordered_share_at_once() {
         "after recovery {after:?}"
     );
     assert_eq!(lab.topo.leftovers(), Vec::<String>::new());
+    chaoshub_testkit::measured!(
+        "NetworkChaos/delay (reorder)",
+        "native",
+        format!(
+            "{share_at_once:.0} % of {} TCP round trips went at once, the rest held 60 ms, for reorder 50 %",
+            samples.len()
+        )
+    );
 }
 
 /// Waits until `log()` contains `needle`.

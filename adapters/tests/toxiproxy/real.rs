@@ -1,0 +1,420 @@
+//! The conformance cells of the `toxiproxy` adapter, measured against the **real** Toxiproxy
+//! server (`chaoshub_testkit::toxiproxy_server()`: `$TOXIPROXY_SERVER`, `PATH`, or
+//! `../shared/tools/toxiproxy`; skipped with the reason when it is missing, a failure under
+//! `CI=true`): each test injects through the adapter, measures the effect on real sockets
+//! through the proxy, recovers, checks the effect is gone and records the figure.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chaoshub_adapters::toxiproxy::ToxiproxyAdapter;
+use chaoshub_adapters::Adapter;
+use tokio::net::TcpStream;
+
+use super::support::*;
+
+/// The real Toxiproxy server on a free loopback port; killed on drop.
+struct RealToxiproxy {
+    child: Child,
+    url: String,
+}
+
+impl Drop for RealToxiproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RealToxiproxy {
+    async fn start() -> Option<RealToxiproxy> {
+        let binary = chaoshub_testkit::toxiproxy_server()?;
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new(&binary)
+                .args(["-host", "127.0.0.1", "-port", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+            let mut server = RealToxiproxy {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+            };
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(10) {
+                if let Ok(r) = reqwest::get(format!("{}/version", server.url)).await {
+                    if r.status().is_success() {
+                        return Some(server);
+                    }
+                }
+                if server.child.try_wait().unwrap().is_some() {
+                    break; // the port was taken meanwhile: try another
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        panic!("the Toxiproxy server did not start");
+    }
+
+    async fn create_proxy(&self, name: &str, upstream: SocketAddr) -> SocketAddr {
+        let response = reqwest::Client::new()
+            .post(format!("{}/proxies", self.url))
+            .json(&serde_json::json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream.to_string(), "enabled": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201, "creating proxy {name}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        body["listen"].as_str().unwrap().parse().unwrap()
+    }
+
+    async fn toxic_count(&self, proxy: &str) -> usize {
+        let toxics: serde_json::Value =
+            reqwest::get(format!("{}/proxies/{proxy}/toxics", self.url))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        toxics.as_array().map_or(0, Vec::len)
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Injects `manifest` into the proxy `echo` of a real server in front of an echo server and
+/// returns the median round trip before, during and after; checks no toxic is left.
+async fn round_trips_under(manifest: &str) -> Option<(Duration, Duration, Duration)> {
+    let server = RealToxiproxy::start().await?;
+    let upstream = echo_server().await;
+    let listen = server.create_proxy("echo", upstream.addr).await;
+    let env = env(&server.url);
+    let adapter = ToxiproxyAdapter::new();
+    let target = target(&env, "echo").await;
+    let before = median_round_trip(listen, 9).await;
+    let f = fault(manifest, "real-0");
+    let details = adapter.inject(&env, &f, &target).await.unwrap();
+    eprintln!("injected: {details}");
+    let during = median_round_trip(listen, 9).await;
+    adapter
+        .recover(&env, &injection(&f, &target, details))
+        .await
+        .unwrap();
+    let after = median_round_trip(listen, 9).await;
+    eprintln!(
+        "round trip {:.1} ms before, {:.1} ms during, {:.1} ms after",
+        ms(before),
+        ms(during),
+        ms(after)
+    );
+    assert!(
+        after < before + Duration::from_millis(20),
+        "after recovery {after:?}, before {before:?}"
+    );
+    assert_eq!(server.toxic_count("echo").await, 0, "no toxic left");
+    Some((before, during, after))
+}
+
+/// Checks a delay of `want_ms` per direction the manifest touches and records it.
+async fn delay_cell(row: &str, manifest: &str, want_ms: f64, note: &str) -> Option<String> {
+    let (before, during, _) = round_trips_under(manifest).await?;
+    let added = ms(during) - ms(before);
+    assert!(
+        (want_ms * 0.9..=want_ms * 1.1 + 5.0).contains(&added),
+        "{row}: added {added:.1} ms, wanted {want_ms} ± 10 %"
+    );
+    Some(format!("+{added:.0} ms round trip through the proxy{note}"))
+}
+
+fn net(body: &str) -> String {
+    network_chaos("echo", "delay", body)
+}
+
+#[tokio::test]
+async fn real_server_network_chaos_delay() {
+    let Some(figure) = delay_cell(
+        "NetworkChaos/delay",
+        &net("  delay: {latency: 100ms}\n"),
+        100.0,
+        " for 100ms",
+    )
+    .await
+    else {
+        return;
+    };
+    chaoshub_testkit::measured!("NetworkChaos/delay", "toxiproxy", figure);
+}
+
+/// Every round trip of a one-byte ping over one connection through `addr`.
+async fn round_trip_samples(addr: SocketAddr, n: usize) -> Vec<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket.set_nodelay(true).unwrap();
+    let mut byte = [0u8; 1];
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        socket.write_all(b"p").await.unwrap();
+        socket.read_exact(&mut byte).await.unwrap();
+        out.push(start.elapsed());
+    }
+    out
+}
+
+#[tokio::test]
+async fn real_server_network_chaos_delay_with_jitter() {
+    let Some(server) = RealToxiproxy::start().await else {
+        return;
+    };
+    let upstream = echo_server().await;
+    let listen = server.create_proxy("echo", upstream.addr).await;
+    let env = env(&server.url);
+    let adapter = ToxiproxyAdapter::new();
+    let target = target(&env, "echo").await;
+    let before = median_round_trip(listen, 9).await;
+    let f = fault(
+        &net("  delay: {latency: 100ms, jitter: 10ms, correlation: '25'}\n"),
+        "real-j-0",
+    );
+    let details = adapter.inject(&env, &f, &target).await.unwrap();
+    let mut samples = round_trip_samples(listen, 40).await;
+    adapter
+        .recover(&env, &injection(&f, &target, details))
+        .await
+        .unwrap();
+    let after = median_round_trip(listen, 9).await;
+    let values: Vec<f64> = samples.iter().map(|d| ms(*d)).collect();
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let sd = (values.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt();
+    samples.sort();
+    let added = ms(samples[samples.len() / 2]) - ms(before);
+    eprintln!("jitter: +{added:.1} ms median, {sd:.1} ms standard deviation, after {after:?}");
+    assert!((90.0..=115.0).contains(&added), "added {added:.1} ms");
+    assert!(
+        (2.0..=15.0).contains(&sd),
+        "standard deviation {sd:.1} ms for ± 10 ms"
+    );
+    assert!(
+        after < before + Duration::from_millis(20),
+        "after recovery {after:?}"
+    );
+    assert_eq!(server.toxic_count("echo").await, 0, "no toxic left");
+    chaoshub_testkit::measured!(
+        "NetworkChaos/delay (jitter, correlation)",
+        "toxiproxy",
+        format!(
+            "+{added:.0} ms median round trip through the proxy, {sd:.1} ms standard deviation, for 100ms ± 10ms (correlation is ignored by Toxiproxy)"
+        )
+    );
+}
+
+#[tokio::test]
+async fn real_server_network_chaos_delay_both_directions() {
+    // One latency toxic per stream: a round trip crosses both.
+    let Some(figure) = delay_cell(
+        "NetworkChaos/delay (direction both, target selector)",
+        &net("  direction: both\n  target: {mode: all, selector: {labelSelectors: {app: db}}}\n  delay: {latency: 100ms}\n"),
+        200.0,
+        " for 100ms each way (direction both; the target selector is ignored: a proxy has one upstream)",
+    )
+    .await
+    else {
+        return;
+    };
+    chaoshub_testkit::measured!(
+        "NetworkChaos/delay (direction both, target selector)",
+        "toxiproxy",
+        figure
+    );
+}
+
+#[tokio::test]
+async fn real_server_network_chaos_delay_with_an_external_address() {
+    let Some(figure) = delay_cell(
+        "NetworkChaos/delay (externalTargets address)",
+        &net("  delay: {latency: 100ms}\n  externalTargets: ['198.51.100.7']\n"),
+        100.0,
+        " for 100ms (externalTargets is ignored: a proxy has one upstream)",
+    )
+    .await
+    else {
+        return;
+    };
+    chaoshub_testkit::measured!(
+        "NetworkChaos/delay (externalTargets address)",
+        "toxiproxy",
+        figure
+    );
+}
+
+#[tokio::test]
+async fn real_server_network_chaos_delay_with_an_external_host_name() {
+    let Some(figure) = delay_cell(
+        "NetworkChaos/delay (externalTargets host name)",
+        &net("  delay: {latency: 100ms}\n  externalTargets: [api.example.com]\n"),
+        100.0,
+        " for 100ms (externalTargets is ignored: a proxy has one upstream)",
+    )
+    .await
+    else {
+        return;
+    };
+    chaoshub_testkit::measured!(
+        "NetworkChaos/delay (externalTargets host name)",
+        "toxiproxy",
+        figure
+    );
+}
+
+#[tokio::test]
+async fn real_server_network_chaos_bandwidth() {
+    let Some(server) = RealToxiproxy::start().await else {
+        return;
+    };
+    let upstream = bulk_server().await;
+    let listen = server.create_proxy("bulk", upstream.addr).await;
+    let env = env(&server.url);
+    let adapter = ToxiproxyAdapter::new();
+    let target = target(&env, "bulk").await;
+    const BYTES: usize = 1_000_000;
+    let f = fault(
+        &network_chaos(
+            "bulk",
+            "bandwidth",
+            "  bandwidth: {rate: 4mbit, limit: 20971520, buffer: 10000}\n",
+        ),
+        "real-bw-0",
+    );
+    let details = adapter.inject(&env, &f, &target).await.unwrap();
+    let capped = transfer_time(listen, BYTES).await;
+    adapter
+        .recover(&env, &injection(&f, &target, details))
+        .await
+        .unwrap();
+    let after = transfer_time(listen, BYTES).await;
+    let rate = |d: Duration| BYTES as f64 * 8.0 / d.as_secs_f64() / 1e6;
+    eprintln!(
+        "bandwidth 4mbit: {:.2} Mbit/s capped, {:.1} Mbit/s after",
+        rate(capped),
+        rate(after)
+    );
+    assert!(
+        (3.4..=4.6).contains(&rate(capped)),
+        "{:.2} Mbit/s for 4mbit",
+        rate(capped)
+    );
+    assert!(rate(after) > 40.0, "the cap is gone after recovery");
+    assert_eq!(server.toxic_count("bulk").await, 0);
+    chaoshub_testkit::measured!(
+        "NetworkChaos/bandwidth",
+        "toxiproxy",
+        format!(
+            "{:.2} Mbit/s download through the proxy for 4mbit ({:.0} Mbit/s after recovery)",
+            rate(capped),
+            rate(after)
+        )
+    );
+}
+
+/// Partition: a `timeout` toxic (timeout 0) stops the data; after recovery echoes flow again.
+async fn partition_cell(body: &str) -> Option<String> {
+    let server = RealToxiproxy::start().await?;
+    let upstream = echo_server().await;
+    let listen = server.create_proxy("echo", upstream.addr).await;
+    let env = env(&server.url);
+    let adapter = ToxiproxyAdapter::new();
+    let target = target(&env, "echo").await;
+    assert!(echoes_within(listen, Duration::from_secs(1)).await);
+    let f = fault(&network_chaos("echo", "partition", body), "real-p-0");
+    let details = adapter.inject(&env, &f, &target).await.unwrap();
+    let during = echoes_within(listen, Duration::from_secs(2)).await;
+    adapter
+        .recover(&env, &injection(&f, &target, details))
+        .await
+        .unwrap();
+    let after = echoes_within(listen, Duration::from_secs(1)).await;
+    assert!(!during, "an echo came back through the partition");
+    assert!(after, "no echo after recovery");
+    assert_eq!(server.toxic_count("echo").await, 0);
+    Some(
+        "no echo through the proxy within 2 s while partitioned (timeout toxic); echoes again after recovery (externalTargets is ignored: a proxy has one upstream)"
+            .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn real_server_network_chaos_partition_with_an_external_address() {
+    let Some(figure) = partition_cell("  externalTargets: ['198.51.100.7']\n").await else {
+        return;
+    };
+    chaoshub_testkit::measured!(
+        "NetworkChaos/partition (externalTargets address)",
+        "toxiproxy",
+        figure
+    );
+}
+
+#[tokio::test]
+async fn real_server_network_chaos_partition_with_an_external_host_name() {
+    let Some(figure) = partition_cell("  externalTargets: [api.example.com]\n").await else {
+        return;
+    };
+    chaoshub_testkit::measured!(
+        "NetworkChaos/partition (externalTargets host name)",
+        "toxiproxy",
+        figure
+    );
+}
+
+#[tokio::test]
+async fn real_server_proxy_chaos_latency() {
+    let Some((before, during, _)) =
+        round_trips_under(&proxy_chaos("echo", "latency", Some("{latency: 100}"), "")).await
+    else {
+        return;
+    };
+    let added = ms(during) - ms(before);
+    assert!(
+        (90.0..=115.0).contains(&added),
+        "added {added:.1} ms for a 100 ms latency toxic"
+    );
+    chaoshub_testkit::measured!(
+        "ProxyChaos/latency",
+        "toxiproxy",
+        format!("+{added:.0} ms round trip through the proxy for latency 100")
+    );
+}
+
+#[tokio::test]
+async fn real_server_proxy_chaos_down() {
+    let Some(server) = RealToxiproxy::start().await else {
+        return;
+    };
+    let upstream = echo_server().await;
+    let listen = server.create_proxy("echo", upstream.addr).await;
+    let env = env(&server.url);
+    let adapter = ToxiproxyAdapter::new();
+    let target = target(&env, "echo").await;
+    let f = fault(&proxy_chaos("echo", "down", None, ""), "real-dn-0");
+    let details = adapter.inject(&env, &f, &target).await.unwrap();
+    let refused = TcpStream::connect(listen).await.unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    adapter
+        .recover(&env, &injection(&f, &target, details))
+        .await
+        .unwrap();
+    assert!(echoes_within(listen, Duration::from_secs(1)).await);
+    chaoshub_testkit::measured!(
+        "ProxyChaos/down",
+        "toxiproxy",
+        "connections to the proxy refused while down; echoes again after recovery"
+    );
+}
