@@ -185,8 +185,7 @@ fn console_drives_a_fault_from_editor_to_stop_and_halts() {
 
     // Stop both from the overview's buttons; the files go away.
     for _ in 0..2 {
-        let stop = b.wait("#faults form[action$='/stop'] button", T);
-        b.click(&stop);
+        b.click_css("#faults form[action$='/stop'] button", T);
         std::thread::sleep(Duration::from_millis(300));
     }
     b.wait_text("No fault is in force", LIVE);
@@ -211,7 +210,7 @@ fn console_drives_a_fault_from_editor_to_stop_and_halts() {
     b.click(&b.wait("#run", T));
     b.wait(".lead .badge", T);
     lab.wait_badge("Running");
-    b.click(&b.wait(".actions form[action$='/stop'] button", T));
+    b.click_css(".actions form[action$='/stop'] button", T);
     lab.wait_badge("Aborted");
 
     // Halt with the typed confirmation and a reason; then release.

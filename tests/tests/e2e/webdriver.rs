@@ -220,6 +220,30 @@ impl Browser {
         .to_string()
     }
 
+    /// Finds the first element matching `css` and clicks it in one script call, retrying until
+    /// one exists. For pages that redraw themselves (the live overview, an experiment's page):
+    /// there an element found by one WebDriver call can be replaced before the next, and a
+    /// `click` on it fails with a stale element reference.
+    pub fn click_css(&self, css: &str, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let clicked = self.exec(
+                "var e = document.querySelector(arguments[0]); if (!e) { return false; } e.click(); return true;",
+                json!([css]),
+            );
+            if clicked == Value::Bool(true) {
+                return;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "no {css:?} to click on {} within {timeout:?}; page text:\n{}",
+                self.url(),
+                self.body_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn click(&self, e: &Element) {
         self.call(
             "POST",
