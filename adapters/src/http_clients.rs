@@ -1,7 +1,7 @@
 //! One pooled HTTP client per environment for the HTTP-based adapters (toxiproxy, envoy,
 //! webhook).
 //!
-//! Building a `reqwest::Client` loads the system's root certificates (rustls with native roots),
+//! Building a `reqwest::Client` loads the system's root certificates (rustls on ring, see `tls`),
 //! which costs milliseconds, and a fresh client opens a fresh connection for every call. Keeping
 //! one client per environment lets consecutive calls reuse one kept-alive connection. The key is
 //! the environment's name with its whole spec, so a re-registered environment (another endpoint,
@@ -60,6 +60,7 @@ fn build_client(
     build: impl FnOnce() -> reqwest::ClientBuilder,
 ) -> Result<reqwest::Client, AdapterError> {
     let _span = tracing::debug_span!("http.client_build").entered();
+    crate::install_crypto_provider();
     build()
         .build()
         .map_err(|e| AdapterError::Failed(format!("cannot build an HTTP client: {e}")))

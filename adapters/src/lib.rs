@@ -20,6 +20,13 @@ mod retry;
     feature = "kubernetes"
 ))]
 mod settings;
+#[cfg(any(
+    feature = "webhook",
+    feature = "toxiproxy",
+    feature = "envoy",
+    feature = "ssm"
+))]
+mod tls;
 
 #[cfg(feature = "webhook")]
 pub mod webhook;
@@ -48,3 +55,10 @@ pub use adapter::{
     HUB_SETTINGS,
 };
 pub use registry::{AdapterRegistry, UnknownAdapter};
+#[cfg(any(
+    feature = "webhook",
+    feature = "toxiproxy",
+    feature = "envoy",
+    feature = "ssm"
+))]
+pub use tls::install_crypto_provider;

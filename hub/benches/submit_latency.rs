@@ -263,6 +263,7 @@ async fn main() {
     let rounds = if quick { 30 } else { 200 };
     let warmup = 5;
 
+    chaoshub_adapters::install_crypto_provider();
     let direct = reqwest::Client::builder()
         .user_agent("chaoshub-bench")
         .pool_max_idle_per_host(1)

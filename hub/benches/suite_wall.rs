@@ -135,6 +135,7 @@ async fn main() {
             .expect("the Toxiproxy server starts"),
     );
     let toxiproxy_url = format!("http://127.0.0.1:{api_port}");
+    chaoshub_adapters::install_crypto_provider();
     let plain = reqwest::Client::builder()
         .user_agent("chaoshub-bench")
         .build()

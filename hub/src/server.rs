@@ -175,6 +175,8 @@ pub async fn start_with_store_and_clock(
     store: Arc<dyn Store>,
     clock: Arc<dyn crate::time::Clock>,
 ) -> Result<RunningHub, StartError> {
+    // Every HTTP client of the hub (adapters, probes, catalog, OTLP) takes this rustls provider.
+    chaoshub_adapters::install_crypto_provider();
     let telemetry = crate::telemetry::Telemetry::from_config(&config.telemetry)?;
     let endpoints = Arc::new(
         crate::endpoints::EndpointAllowList::parse(&config.security.allowed_endpoints)

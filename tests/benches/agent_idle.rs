@@ -171,6 +171,8 @@ fn main() {
             .expect("chaos-agent serve starts"),
     );
     let pid = agent.0.id();
+    // reqwest is built without a rustls provider of its own (`rustls-no-provider`).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::blocking::Client::new();
     let started = Instant::now();
     loop {

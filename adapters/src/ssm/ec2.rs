@@ -237,6 +237,7 @@ impl<'a> Ec2Caller<'a> {
         let config = client.config();
         let endpoint = config.ec2_endpoint_for(client.region());
         let url = format!("{endpoint}/");
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)

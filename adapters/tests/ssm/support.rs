@@ -258,6 +258,7 @@ impl Moto {
             .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
             .collect::<Vec<_>>()
             .join("&");
+        chaoshub_adapters::install_crypto_provider();
         let response = reqwest::Client::new()
             .post(self.url())
             .header(

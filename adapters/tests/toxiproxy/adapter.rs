@@ -11,6 +11,7 @@ use super::fake_server::{FakeToxiproxy, Flavor};
 use super::support::*;
 
 async fn add_user_toxic(fake: &FakeToxiproxy, proxy: &str, body: Value) {
+    chaoshub_adapters::install_crypto_provider();
     let response = reqwest::Client::new()
         .post(format!("{}/proxies/{proxy}/toxics", fake.url()))
         .json(&body)
@@ -21,6 +22,7 @@ async fn add_user_toxic(fake: &FakeToxiproxy, proxy: &str, body: Value) {
 }
 
 async fn set_enabled(fake: &FakeToxiproxy, proxy: &str, enabled: bool) {
+    chaoshub_adapters::install_crypto_provider();
     let response = reqwest::Client::new()
         .patch(format!("{}/proxies/{proxy}", fake.url()))
         .json(&json!({ "enabled": enabled }))

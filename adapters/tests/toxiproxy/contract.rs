@@ -43,6 +43,7 @@ async fn call_as(
     body: Option<&str>,
     agent: &str,
 ) -> Answer {
+    chaoshub_adapters::install_crypto_provider();
     let mut request = reqwest::Client::new()
         .request(method, format!("{}{path}", fake.url()))
         .header("user-agent", agent);

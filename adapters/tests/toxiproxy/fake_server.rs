@@ -294,6 +294,9 @@ impl FakeToxiproxy {
 
     /// Creates a proxy through the API (as a user would), returning its listen address.
     pub async fn create_proxy(&self, name: &str, upstream: SocketAddr) -> SocketAddr {
+        // reqwest has no rustls provider of its own here (`rustls-no-provider`); ring, as in
+        // the rest of the tree. This file is shared by three test crates, hence rustls directly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let response = reqwest::Client::new()
             .post(format!("{}/proxies", self.url()))
             .json(&json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream.to_string()}))

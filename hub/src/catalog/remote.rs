@@ -109,6 +109,7 @@ impl RemoteCatalog {
                 attempt.follow()
             }
         });
+        chaoshub_adapters::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)

@@ -173,6 +173,7 @@ impl HubClient {
         }
         // The total request timeout is set per request, not on the client, so that the event
         // stream can stay open for as long as the user watches it.
+        chaoshub_adapters::install_crypto_provider();
         let mut http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent(concat!("chaoshub-cli/", env!("CARGO_PKG_VERSION")));
@@ -184,10 +185,7 @@ impl HubClient {
                     "--ca-file: no PEM certificate in the file".into(),
                 ));
             }
-            http = http.tls_built_in_root_certs(false);
-            for cert in certs {
-                http = http.add_root_certificate(cert);
-            }
+            http = http.tls_certs_only(certs);
         }
         let http = http
             .build()

@@ -31,6 +31,7 @@ pub(crate) fn client_for(policy: &super::ProbePolicy) -> &'static reqwest::Clien
 }
 
 fn build(redirects: reqwest::redirect::Policy) -> reqwest::Client {
+    chaoshub_adapters::install_crypto_provider();
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .redirect(redirects)

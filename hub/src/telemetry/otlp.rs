@@ -14,6 +14,7 @@
 //! UID), the phase that was open is not exported, and the root span of such an experiment
 //! starts at the first event the new hub process saw.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -29,7 +30,9 @@ use opentelemetry_otlp::{
     LogExporter, Protocol, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
 };
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
-use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use opentelemetry_sdk::trace::{
+    IdGenerator, RandomIdGenerator, SdkTracer, SdkTracerProvider, Span as SdkSpan,
+};
 use opentelemetry_sdk::Resource;
 
 use super::config::{OtlpProtocol, OtlpSettings};
@@ -57,6 +60,35 @@ struct OpenPhase {
 struct ExperimentTrace {
     root_start: SystemTime,
     phase: Option<OpenPhase>,
+}
+
+thread_local! {
+    /// The ids of the span being built on this thread (`OtlpPipeline::build_span`).
+    static PRESET_IDS: Cell<(Option<TraceId>, Option<SpanId>)> = const { Cell::new((None, None)) };
+}
+
+/// The tracer's id generator. The hub's trace and root/phase span ids are derived from the
+/// experiment (see `trace_id_of`, `root_span_id_of`) or chosen before the span is built, and
+/// since opentelemetry 0.32 a `SpanBuilder` cannot carry ids: the SDK draws them from its id
+/// generator while it builds the span, on the calling thread. So this one hands out the ids
+/// `build_span` set for that call, and random ones for anything else.
+#[derive(Debug, Default)]
+struct PresetIds {
+    random: RandomIdGenerator,
+}
+
+impl IdGenerator for PresetIds {
+    fn new_trace_id(&self) -> TraceId {
+        let (trace_id, span_id) = PRESET_IDS.get();
+        PRESET_IDS.set((None, span_id));
+        trace_id.unwrap_or_else(|| self.random.new_trace_id())
+    }
+
+    fn new_span_id(&self) -> SpanId {
+        let (trace_id, span_id) = PRESET_IDS.get();
+        PRESET_IDS.set((trace_id, None));
+        span_id.unwrap_or_else(|| self.random.new_span_id())
+    }
 }
 
 /// The OTLP log and trace pipelines with the per-experiment phase bookkeeping.
@@ -215,6 +247,9 @@ impl OtlpPipeline {
     /// Builds both exporters. Must run inside a Tokio runtime (the gRPC channel spawns its
     /// connection task there); exports themselves run on the SDK's own background threads.
     pub fn new(settings: &OtlpSettings) -> Result<Self, OtlpError> {
+        // The HTTP exporter builds its own reqwest client, which takes the process's rustls
+        // provider.
+        chaoshub_adapters::install_crypto_provider();
         let resource = Resource::builder()
             .with_service_name(settings.service_name.clone())
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
@@ -305,6 +340,7 @@ impl OtlpPipeline {
             .build();
         let tracer_provider = SdkTracerProvider::builder()
             .with_resource(resource)
+            .with_id_generator(PresetIds::default())
             .with_batch_exporter(span_exporter)
             .build();
         let logger = logger_provider.logger(SCOPE);
@@ -442,20 +478,21 @@ impl OtlpPipeline {
             "chaoshub.phase.ended_by",
             closing.name.clone(),
         ));
-        let mut builder = self
+        let builder = self
             .tracer
             .span_builder(format!("chaoshub.phase {}", phase.name))
-            .with_span_id(phase.span_id)
             .with_kind(SpanKind::Internal)
             .with_start_time(phase.start)
             .with_attributes(attrs);
-        if closing.name == events::EXPERIMENT_FAILED {
-            builder = builder.with_status(Status::error(closing.message.clone()));
-        }
-        let mut span = self.tracer.build_with_context(
+        let mut span = self.build_span(
             builder,
             &remote_parent(trace_id_of(uid), root_span_id_of(uid)),
+            None,
+            Some(phase.span_id),
         );
+        if closing.name == events::EXPERIMENT_FAILED {
+            span.set_status(Status::error(closing.message.clone()));
+        }
         span.end_with_timestamp(at.max(phase.start));
     }
 
@@ -470,19 +507,37 @@ impl OtlpPipeline {
             (Some(kind), Some(name)) => format!("chaoshub.experiment {kind} {name}"),
             _ => "chaoshub.experiment".to_string(),
         };
-        let mut builder = self
+        let builder = self
             .tracer
             .span_builder(name)
-            .with_trace_id(trace_id_of(uid))
-            .with_span_id(root_span_id_of(uid))
             .with_kind(SpanKind::Internal)
             .with_start_time(start)
             .with_attributes(attrs);
+        let mut span = self.build_span(
+            builder,
+            &Context::new(),
+            Some(trace_id_of(uid)),
+            Some(root_span_id_of(uid)),
+        );
         if last.name == events::EXPERIMENT_FAILED {
-            builder = builder.with_status(Status::error(last.message.clone()));
+            span.set_status(Status::error(last.message.clone()));
         }
-        let mut span = self.tracer.build_with_context(builder, &Context::new());
         span.end_with_timestamp(at.max(start));
+    }
+
+    /// Builds a span under `parent` with the given ids (random where `None`; a span with a valid
+    /// parent takes the parent's trace id whatever is given) through `PresetIds`.
+    fn build_span(
+        &self,
+        builder: opentelemetry::trace::SpanBuilder,
+        parent: &Context,
+        trace_id: Option<TraceId>,
+        span_id: Option<SpanId>,
+    ) -> SdkSpan {
+        PRESET_IDS.set((trace_id, span_id));
+        let span = self.tracer.build_with_context(builder, parent);
+        PRESET_IDS.set((None, None));
+        span
     }
 
     /// The span an adapter call starting now belongs under: the open phase, else the root.
@@ -505,18 +560,21 @@ impl OtlpPipeline {
         end: SystemTime,
         error: Option<&str>,
     ) {
-        let mut builder = self
+        let builder = self
             .tracer
             .span_builder(format!("chaoshub.adapter.{operation}"))
             .with_kind(SpanKind::Client)
             .with_start_time(start)
             .with_attributes(attrs);
+        let mut span = self.build_span(
+            builder,
+            &remote_parent(trace_id_of(uid), parent),
+            None,
+            None,
+        );
         if let Some(e) = error {
-            builder = builder.with_status(Status::error(e.to_string()));
+            span.set_status(Status::error(e.to_string()));
         }
-        let mut span = self
-            .tracer
-            .build_with_context(builder, &remote_parent(trace_id_of(uid), parent));
         span.end_with_timestamp(end.max(start));
     }
 

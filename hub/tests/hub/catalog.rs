@@ -113,6 +113,7 @@ struct CatalogHub {
 
 impl CatalogHub {
     async fn start(catalog_dir: &Path) -> CatalogHub {
+        chaoshub_adapters::install_crypto_provider();
         let mut h = CatalogHub {
             hub: None,
             url: String::new(),

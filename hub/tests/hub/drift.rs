@@ -281,6 +281,7 @@ impl RealToxiproxy {
         name: &str,
         upstream: std::net::SocketAddr,
     ) -> std::net::SocketAddr {
+        chaoshub_adapters::install_crypto_provider();
         let response = reqwest::Client::new()
             .post(format!("{}/proxies", self.url))
             .json(&json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream.to_string(), "enabled": true}))

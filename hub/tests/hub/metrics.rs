@@ -227,6 +227,7 @@ impl Prometheus {
             url: format!("http://127.0.0.1:{port}"),
             _dir: dir,
         };
+        chaoshub_adapters::install_crypto_provider();
         let client = reqwest::Client::new();
         let start = std::time::Instant::now();
         loop {

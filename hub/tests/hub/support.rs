@@ -249,6 +249,8 @@ impl Sandbox {
 
     /// A sandbox whose hub config `tweak` adjusts from the first start on.
     pub async fn start_with(targets: usize, tweak: fn(&mut HubConfig)) -> Sandbox {
+        // The sandbox's client is built before its hub starts (which would install it).
+        chaoshub_adapters::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let adapter = MemoryAdapter::with_targets(targets);
         let mut s = Sandbox {
@@ -361,6 +363,7 @@ pub fn delay_yaml(name: &str, duration: Option<&str>, extra: &str) -> String {
 /// A sandbox whose hub reads time from `clock` (schedules and deadlines move only when the
 /// test moves the clock).
 pub async fn start_clocked(targets: usize, clock: Arc<chaoshub::time::ManualClock>) -> Sandbox {
+    chaoshub_adapters::install_crypto_provider();
     let mut s = Sandbox {
         hub: None,
         url: String::new(),

@@ -33,9 +33,7 @@ fn client(ca_pem: Option<&str>) -> reqwest::Client {
         .timeout(Duration::from_secs(5))
         .pool_max_idle_per_host(0);
     if let Some(pem) = ca_pem {
-        b = b
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+        b = b.tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()]);
     }
     b.build().unwrap()
 }

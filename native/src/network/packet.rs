@@ -1,5 +1,18 @@
 //! Pure packet surgery for the NFQUEUE engine: locating headers, corrupting a bit, fixing
 //! lengths and checksums, and rewriting DNS answers. No I/O, so it is unit-tested directly.
+//!
+//! Written by hand rather than with `etherparse`, measured (`cargo bench -p chaos-agent --bench
+//! packet_parse`, docs/benchmarks.md): locating the fields the engine reads (version, transport
+//! offset and protocol, payload offset, destination) takes 23–28 ns per packet here, 26–44 ns
+//! with etherparse's smallest zero-copy slices (`IpSlice` + `TcpSlice`/`UdpSlice`) and 68–99 ns
+//! through `SlicedPacket::from_ip`; the length and checksum fix after a DNS rewrite takes 21–22 ns
+//! here and 16–31 ns with etherparse's checksum helpers. Every figure is far below what one
+//! NFQUEUE verdict costs (a netlink receive and a verdict send per packet), so speed does not
+//! decide. What does: the engine needs ~35 lines of header location, and the rest — flipping a
+//! bit, rewriting DNS records, writing lengths and checksums back in place — etherparse does not
+//! do for us (the bench's etherparse version of `fix_udp` is as long as this one). The known
+//! limit of the hand code, which etherparse would remove, is that IPv6 extension headers are
+//! not walked (such packets are treated as "other").
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -66,6 +66,13 @@ fn tokens() -> &'static std::sync::Mutex<std::collections::HashMap<String, Strin
     TOKENS.get_or_init(Default::default)
 }
 
+/// Installs ring as the process's rustls provider: reqwest is built without one of its own
+/// (`rustls-no-provider`, which keeps aws-lc-rs out of the tree) and panics building a client
+/// when none is installed. A provider installed earlier is kept.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The admin token of the hub at `url` (started by this test process), if any.
 pub fn token_for(url: &str) -> Option<String> {
     tokens()
@@ -313,14 +320,13 @@ impl Api {
                 reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
             );
         }
+        install_crypto_provider();
         let mut client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(40))
             .default_headers(headers);
         if let Some(ca_file) = ca_file {
             let pem = std::fs::read(ca_file).unwrap();
-            client = client
-                .tls_built_in_root_certs(false)
-                .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+            client = client.tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()]);
         }
         Api {
             base: base.to_string(),

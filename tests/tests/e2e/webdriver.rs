@@ -85,6 +85,7 @@ impl Browser {
             .spawn()
             .expect("cannot start chromedriver");
         let base = format!("http://127.0.0.1:{port}");
+        super::support::install_crypto_provider();
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
