@@ -59,15 +59,6 @@ pub const UNMEASURED: &[Unmeasured] = &[
         reason: NO_NETEM,
     },
     Unmeasured {
-        adapter: "docker",
-        row: "PodChaos/pod-failure",
-        reason: "not measured: its measuring test (adapters/tests/docker/lifecycle.rs \
-                 pod_failure_pauses_until_recovery_and_requests_fail_meanwhile) fails on the test \
-                 machine today — Docker's events show the engine-side watchdog unpausing the \
-                 container within a second of being armed, 30 s before its deadline; to be \
-                 investigated",
-    },
-    Unmeasured {
         adapter: "native",
         row: "PhysicalMachineChaos/clock",
         reason: "skewing the clock needs the real host clock (a network namespace does not \

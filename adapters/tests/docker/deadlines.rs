@@ -84,10 +84,12 @@ async fn a_pause_ends_at_its_deadline_without_the_hub() {
     let (id, _guard) = guarded_injection_id();
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: PodChaos\nmetadata:\n  name: p\nspec:\n  action: pod-failure\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n";
     helper_image_ready().await;
+    // Built before the request, whose deadline counts from now: the first call builds the agent.
+    let with_agent = agent_env();
     let fault = request(yaml, &id, 6);
     let deadline = fault.deadline.unwrap();
     let started = std::time::Instant::now();
-    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    let details = adapter.inject(&with_agent, &fault, &target).await.unwrap();
     eprintln!("injected with its watchdog in {:?}", started.elapsed());
     assert_armed(&details);
     assert_eq!(inspect(&web, "{{.State.Paused}}"), "true");
@@ -132,10 +134,12 @@ async fn a_disconnect_ends_at_its_deadline_without_the_hub_with_the_same_aliases
     let (id, _guard) = guarded_injection_id();
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata:\n  name: p\n  annotations:\n    chaoshub.dev/partition: disconnect\nspec:\n  action: partition\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n";
     helper_image_ready().await;
+    // Built before the request, whose deadline counts from now: the first call builds the agent.
+    let with_agent = agent_env();
     let fault = request(yaml, &id, 6);
     let deadline = fault.deadline.unwrap();
     let started = std::time::Instant::now();
-    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    let details = adapter.inject(&with_agent, &fault, &target).await.unwrap();
     eprintln!("injected with its watchdog in {:?}", started.elapsed());
     assert_armed(&details);
     let attached = || {
@@ -177,10 +181,12 @@ async fn a_squeeze_ends_at_its_deadline_without_the_hub_with_the_old_limits() {
     let (id, _guard) = guarded_injection_id();
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: StressChaos\nmetadata:\n  name: s\n  annotations:\n    chaoshub.dev/cpu-limit: \"0.25\"\n    chaoshub.dev/memory-limit: 32MiB\nspec:\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n  stressors:\n    cpu: {workers: 1}\n";
     helper_image_ready().await;
+    // Built before the request, whose deadline counts from now: the first call builds the agent.
+    let with_agent = agent_env();
     let fault = request(yaml, &id, 6);
     let deadline = fault.deadline.unwrap();
     let started = std::time::Instant::now();
-    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    let details = adapter.inject(&with_agent, &fault, &target).await.unwrap();
     eprintln!("injected with its watchdog in {:?}", started.elapsed());
     assert_armed(&details);
     assert_ne!(inspect(&web, limits), before, "squeezed");
@@ -211,9 +217,11 @@ async fn a_network_fault_ends_at_its_deadline_without_the_hub() {
     };
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata:\n  name: n\nspec:\n  action: delay\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n  delay:\n    latency: 100ms\n";
     helper_image_ready().await;
+    // Built before the request, whose deadline counts from now: the first call builds the agent.
+    let with_agent = agent_env();
     let fault = request(yaml, &id, 6);
     let deadline = fault.deadline.unwrap();
-    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    let details = adapter.inject(&with_agent, &fault, &target).await.unwrap();
     assert!(rtt(&ip) >= Duration::from_millis(90), "delayed");
 
     // The agent in the helper holds the fault for --duration (the deadline, rounded up to a

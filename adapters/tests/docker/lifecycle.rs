@@ -108,9 +108,11 @@ async fn pod_failure_pauses_until_recovery_and_requests_fail_meanwhile() {
     http_get(&ip, Duration::from_secs(5)).expect("the target serves before the fault");
 
     let (id, _guard) = guarded_injection_id();
+    // Built before the request, whose deadline counts from now: the first call builds the agent.
+    let with_agent = agent_env();
     let fault = request(&pod_chaos("pod-failure", ""), &id, 30);
     let adapter = DockerAdapter::new();
-    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    let details = adapter.inject(&with_agent, &fault, &target).await.unwrap();
     assert_eq!(details["mechanism"], "pause");
     assert_eq!(details["watchdog"]["armed"], true, "{details}");
     assert_eq!(inspect(&web, "{{.State.Paused}}"), "true");

@@ -31,13 +31,15 @@ async fn delay_adds_100ms_and_goes_away_on_recovery() {
     );
 
     let (id, _guard) = guarded_injection_id();
+    // Built before the request, whose deadline counts from now: the first call builds the agent.
+    let with_agent = agent_env();
     let fault = request(
         &network_chaos("delay", "  delay:\n    latency: 100ms\n"),
         &id,
         60,
     );
     let started = Instant::now();
-    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    let details = adapter.inject(&with_agent, &fault, &target).await.unwrap();
     eprintln!(
         "delay injected and confirmed in {:?}: {details}",
         started.elapsed()
@@ -131,8 +133,10 @@ async fn measured_fault_on<T>(
     let adapter = DockerAdapter::new();
     let target = target_of(web).await;
     let (id, _guard) = guarded_injection_id();
+    // Built before the request, whose deadline counts from now: the first call builds the agent.
+    let with_agent = agent_env();
     let fault = request(&network_chaos(action, body), &id, 120);
-    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    let details = adapter.inject(&with_agent, &fault, &target).await.unwrap();
     eprintln!("{action} injected: {details}");
     let during = measure(web);
     let started = Instant::now();
@@ -171,8 +175,10 @@ async fn connect_times_under(
     };
     let before = measure(20);
     let (id, _guard) = guarded_injection_id();
+    // Built before the request, whose deadline counts from now: the first call builds the agent.
+    let with_agent = agent_env();
     let fault = request(&network_chaos("delay", body), &id, 60);
-    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    let details = adapter.inject(&with_agent, &fault, &target).await.unwrap();
     eprintln!("injected: {details}");
     let inj = injection(&fault, &target, details);
     let during = measure(samples);
@@ -370,6 +376,8 @@ async fn delay_both_ways_to_a_selected_peer_spares_everyone_else() {
     let (peer_before, host_before) = (from_peer(20), from_host(20));
     let target = target_of(&web).await;
     let (id, _guard) = guarded_injection_id();
+    // Built before the request, whose deadline counts from now: the first call builds the agent.
+    let with_agent = agent_env();
     let fault = request(
         &network_chaos(
             "delay",
@@ -378,7 +386,7 @@ async fn delay_both_ways_to_a_selected_peer_spares_everyone_else() {
         &id,
         120,
     );
-    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    let details = adapter.inject(&with_agent, &fault, &target).await.unwrap();
     let inj = injection(&fault, &target, details);
     let peer_added = from_peer(20).saturating_sub(peer_before);
     let host_added = from_host(20).saturating_sub(host_before);
@@ -660,6 +668,8 @@ async fn partition_with_a_target_cuts_both_ways_and_a_killed_helper_is_cleaned_u
     assert!(fetch(&peer, &web_ip) && fetch(&web, &peer_ip));
     let target = target_of(&web).await;
     let (id, _guard) = guarded_injection_id();
+    // Built before the request, whose deadline counts from now: the first call builds the agent.
+    let with_agent = agent_env();
     let fault = request(
         &network_chaos(
             "partition",
@@ -668,7 +678,7 @@ async fn partition_with_a_target_cuts_both_ways_and_a_killed_helper_is_cleaned_u
         &id,
         120,
     );
-    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    let details = adapter.inject(&with_agent, &fault, &target).await.unwrap();
     assert!(!fetch(&peer, &web_ip), "peer → web is cut");
     assert!(!fetch(&web, &peer_ip), "web → peer is cut");
     http_get(&web_ip, Duration::from_secs(2)).expect("the host is not part of the partition");
@@ -700,8 +710,10 @@ async fn cpu_stress_runs_in_the_target_and_stops_on_recovery() {
     let target = target_of(&web).await;
     let (id, _guard) = guarded_injection_id();
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: StressChaos\nmetadata:\n  name: s\nspec:\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n  stressors:\n    cpu: {workers: 1, load: 50}\n";
+    // Built before the request, whose deadline counts from now: the first call builds the agent.
+    let with_agent = agent_env();
     let fault = request(yaml, &id, 60);
-    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    let details = adapter.inject(&with_agent, &fault, &target).await.unwrap();
     // Where the load is counted: the target's cgroup when helpers nest in it (cgroup v1,
     // cgroupfs), else the helper's own (v2, systemd driver: it shares only the PID namespace).
     let counted_in = if helpers_nest_in_target_cgroup() {
@@ -766,8 +778,10 @@ async fn memory_stress_is_held_in_the_target_and_released_on_recovery() {
         None
     };
     let yaml = "apiVersion: chaos-mesh.org/v1alpha1\nkind: StressChaos\nmetadata:\n  name: s\nspec:\n  mode: all\n  selector:\n    labelSelectors: {app: web}\n  stressors:\n    memory: {workers: 1, size: 64MiB}\n";
+    // Built before the request, whose deadline counts from now: the first call builds the agent.
+    let with_agent = agent_env();
     let fault = request(yaml, &id, 60);
-    let details = adapter.inject(&agent_env(), &fault, &target).await.unwrap();
+    let details = adapter.inject(&with_agent, &fault, &target).await.unwrap();
     let held = match before {
         Some(before) => cgroup_memory_bytes(&web.name).unwrap() - before,
         None => {
