@@ -246,6 +246,9 @@ pub struct Ctx {
     pub api: Caller,
     pub state: Arc<ConsoleState>,
     pub tls: bool,
+    /// When the request arrived, before anything was read for it (a live page's event replay
+    /// starts here).
+    pub arrived: chrono::DateTime<chrono::Utc>,
 }
 
 impl Ctx {
@@ -267,6 +270,7 @@ impl FromRequestParts<Arc<ConsoleState>> for Ctx {
         parts: &mut Parts,
         state: &Arc<ConsoleState>,
     ) -> Result<Self, Response> {
+        let arrived = crate::time::now();
         let session =
             session::cookie(&parts.headers, session::COOKIE).and_then(|id| state.sessions.get(&id));
         let Some(session) = session else {
@@ -291,6 +295,7 @@ impl FromRequestParts<Arc<ConsoleState>> for Ctx {
             session,
             state: Arc::clone(state),
             tls: session::is_tls(&parts.headers),
+            arrived,
         })
     }
 }

@@ -28,12 +28,15 @@ fn ok(ctx: &Ctx, title: &str, nav: Nav, refresh: Refresh, body: &str) -> PageRes
     ))
 }
 
-/// The point in time a live page was rendered at: its script asks for events from then on.
-fn live_since(body: &mut String) {
+/// The point in time the request for a live page arrived, before any state was read for it: its
+/// script asks for events from then on. An event that lands while the page is being rendered is
+/// therefore replayed (one refresh too many at worst) and never lost (a page stuck on a phase
+/// the experiment has left).
+fn live_since(body: &mut String, ctx: &Ctx) {
     let _ = write!(
         body,
         "<span hidden id=\"rendered-at\" data-since=\"{}\"></span>",
-        esc(&crate::time::now_rfc3339())
+        esc(&crate::time::format(ctx.arrived))
     );
 }
 
@@ -72,7 +75,7 @@ pub async fn overview(ctx: Ctx) -> PageResult {
     counts.insert(2, (ExperimentPhase::Running, running.items.len()));
 
     let mut b = String::with_capacity(16 * 1024);
-    live_since(&mut b);
+    live_since(&mut b, &ctx);
     b.push_str(&halt_panel(&ctx, &halt));
 
     b.push_str("<section aria-labelledby=\"in-force\"><h2 id=\"in-force\">Faults in force</h2>");
@@ -296,7 +299,7 @@ pub async fn experiments(ctx: Ctx, Query(q): Query<ListQuery>) -> PageResult {
     let page: Page<ExperimentObject> = ctx.api.get(&api).await?;
 
     let mut b = String::with_capacity(32 * 1024);
-    live_since(&mut b);
+    live_since(&mut b, &ctx);
     b.push_str(
         "<form method=\"get\" action=\"/experiments\" class=\"filters\" aria-label=\"Filters\">",
     );
@@ -387,7 +390,7 @@ pub async fn experiment(ctx: Ctx, Path(uid): Path<String>) -> PageResult {
     let name = e.metadata.name.clone().unwrap_or_default();
     let s = &e.status;
     let mut b = String::with_capacity(32 * 1024);
-    live_since(&mut b);
+    live_since(&mut b, &ctx);
     let _ = write!(
         b,
         "<p class=\"lead\">{} {} in <strong>{}</strong> (<span class=\"muted\">{}</span>) · namespace {}{}</p>",
@@ -903,7 +906,7 @@ pub async fn environments(ctx: Ctx) -> PageResult {
     );
     let (envs, agents, adapters) = (envs?, agents?, adapters?);
     let mut b = String::with_capacity(16 * 1024);
-    live_since(&mut b);
+    live_since(&mut b, &ctx);
     if envs.items.is_empty() {
         b.push_str("<p class=\"empty\">No environment is registered (<code>chaoshub env add</code> or <code>POST /api/v1/environments</code>).</p>");
     }
@@ -1435,7 +1438,7 @@ pub async fn orchestration(ctx: Ctx) -> PageResult {
     );
     let (schedules, workflows) = (schedules?, workflows?);
     let mut b = String::with_capacity(16 * 1024);
-    live_since(&mut b);
+    live_since(&mut b, &ctx);
     b.push_str("<section aria-labelledby=\"sch\"><h2 id=\"sch\">Schedules</h2>");
     if schedules.items.is_empty() {
         b.push_str("<p class=\"empty\">No schedule.</p>");
@@ -1494,7 +1497,7 @@ pub async fn orchestration(ctx: Ctx) -> PageResult {
 pub async fn suites(ctx: Ctx) -> PageResult {
     let runs: Page<SuiteRunSummary> = ctx.api.get("/api/v1/suites/runs").await?;
     let mut b = String::with_capacity(8 * 1024);
-    live_since(&mut b);
+    live_since(&mut b, &ctx);
     if runs.items.is_empty() {
         b.push_str("<p class=\"empty\">No suite run (<code>chaoshub run suite.yaml</code>).</p>");
     } else {
@@ -1524,7 +1527,7 @@ pub async fn suite_run(ctx: Ctx, Path(id): Path<String>) -> PageResult {
         .get(&format!("/api/v1/suites/runs/{}", url(&id)))
         .await?;
     let mut b = String::with_capacity(16 * 1024);
-    live_since(&mut b);
+    live_since(&mut b, &ctx);
     let _ = write!(
         b,
         "<p class=\"lead\">{} · {} cases, {} passed, {} failed, {} errors, {} skipped</p>",
