@@ -31,6 +31,7 @@
 pub mod conformance;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
+pub mod toxiproxy;
 
 use std::ffi::OsString;
 use std::fmt;

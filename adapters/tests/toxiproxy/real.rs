@@ -5,85 +5,25 @@
 //! through the proxy, recovers, checks the effect is gone and records the figure.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chaoshub_adapters::toxiproxy::ToxiproxyAdapter;
 use chaoshub_adapters::Adapter;
+use chaoshub_testkit::toxiproxy::ToxiproxyServer;
 use tokio::net::TcpStream;
 
 use super::support::*;
 
-/// The real Toxiproxy server on a free loopback port; killed on drop.
-struct RealToxiproxy {
-    child: Child,
-    url: String,
-}
-
-impl Drop for RealToxiproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl RealToxiproxy {
-    async fn start() -> Option<RealToxiproxy> {
-        let binary = chaoshub_testkit::toxiproxy_server()?;
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = Command::new(&binary)
-                .args(["-host", "127.0.0.1", "-port", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-            let mut server = RealToxiproxy {
-                child,
-                url: format!("http://127.0.0.1:{port}"),
-            };
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(10) {
-                if let Ok(r) = reqwest::get(format!("{}/version", server.url)).await {
-                    if r.status().is_success() {
-                        return Some(server);
-                    }
-                }
-                if server.child.try_wait().unwrap().is_some() {
-                    break; // the port was taken meanwhile: try another
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        panic!("the Toxiproxy server did not start");
-    }
-
-    async fn create_proxy(&self, name: &str, upstream: SocketAddr) -> SocketAddr {
-        let response = reqwest::Client::new()
-            .post(format!("{}/proxies", self.url))
-            .json(&serde_json::json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream.to_string(), "enabled": true}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201, "creating proxy {name}");
-        let body: serde_json::Value = response.json().await.unwrap();
-        body["listen"].as_str().unwrap().parse().unwrap()
-    }
-
-    async fn toxic_count(&self, proxy: &str) -> usize {
-        let toxics: serde_json::Value =
-            reqwest::get(format!("{}/proxies/{proxy}/toxics", self.url))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-        toxics.as_array().map_or(0, Vec::len)
-    }
+/// How many toxics the proxy `proxy` of `server` has.
+async fn toxic_count(server: &ToxiproxyServer, proxy: &str) -> usize {
+    chaoshub_adapters::install_crypto_provider();
+    let toxics: serde_json::Value = reqwest::get(format!("{}/proxies/{proxy}/toxics", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    toxics.as_array().map_or(0, Vec::len)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -93,9 +33,9 @@ fn ms(d: Duration) -> f64 {
 /// Injects `manifest` into the proxy `echo` of a real server in front of an echo server and
 /// returns the median round trip before, during and after; checks no toxic is left.
 async fn round_trips_under(manifest: &str) -> Option<(Duration, Duration, Duration)> {
-    let server = RealToxiproxy::start().await?;
+    let server = ToxiproxyServer::start()?;
     let upstream = echo_server().await;
-    let listen = server.create_proxy("echo", upstream.addr).await;
+    let listen = server.create_proxy("echo", upstream.addr);
     let env = env(&server.url);
     let adapter = ToxiproxyAdapter::new();
     let target = target(&env, "echo").await;
@@ -119,7 +59,7 @@ async fn round_trips_under(manifest: &str) -> Option<(Duration, Duration, Durati
         after < before + Duration::from_millis(20),
         "after recovery {after:?}, before {before:?}"
     );
-    assert_eq!(server.toxic_count("echo").await, 0, "no toxic left");
+    assert_eq!(toxic_count(&server, "echo").await, 0, "no toxic left");
     Some((before, during, after))
 }
 
@@ -171,11 +111,11 @@ async fn round_trip_samples(addr: SocketAddr, n: usize) -> Vec<Duration> {
 
 #[tokio::test]
 async fn real_server_network_chaos_delay_with_jitter() {
-    let Some(server) = RealToxiproxy::start().await else {
+    let Some(server) = ToxiproxyServer::start() else {
         return;
     };
     let upstream = echo_server().await;
-    let listen = server.create_proxy("echo", upstream.addr).await;
+    let listen = server.create_proxy("echo", upstream.addr);
     let env = env(&server.url);
     let adapter = ToxiproxyAdapter::new();
     let target = target(&env, "echo").await;
@@ -206,7 +146,7 @@ async fn real_server_network_chaos_delay_with_jitter() {
         after < before + Duration::from_millis(20),
         "after recovery {after:?}"
     );
-    assert_eq!(server.toxic_count("echo").await, 0, "no toxic left");
+    assert_eq!(toxic_count(&server, "echo").await, 0, "no toxic left");
     chaoshub_testkit::measured!(
         "NetworkChaos/delay (jitter, correlation)",
         "toxiproxy",
@@ -276,11 +216,11 @@ async fn real_server_network_chaos_delay_with_an_external_host_name() {
 
 #[tokio::test]
 async fn real_server_network_chaos_bandwidth() {
-    let Some(server) = RealToxiproxy::start().await else {
+    let Some(server) = ToxiproxyServer::start() else {
         return;
     };
     let upstream = bulk_server().await;
-    let listen = server.create_proxy("bulk", upstream.addr).await;
+    let listen = server.create_proxy("bulk", upstream.addr);
     let env = env(&server.url);
     let adapter = ToxiproxyAdapter::new();
     let target = target(&env, "bulk").await;
@@ -312,7 +252,7 @@ async fn real_server_network_chaos_bandwidth() {
         rate(capped)
     );
     assert!(rate(after) > 40.0, "the cap is gone after recovery");
-    assert_eq!(server.toxic_count("bulk").await, 0);
+    assert_eq!(toxic_count(&server, "bulk").await, 0);
     chaoshub_testkit::measured!(
         "NetworkChaos/bandwidth",
         "toxiproxy",
@@ -326,9 +266,9 @@ async fn real_server_network_chaos_bandwidth() {
 
 /// Partition: a `timeout` toxic (timeout 0) stops the data; after recovery echoes flow again.
 async fn partition_cell(body: &str) -> Option<String> {
-    let server = RealToxiproxy::start().await?;
+    let server = ToxiproxyServer::start()?;
     let upstream = echo_server().await;
-    let listen = server.create_proxy("echo", upstream.addr).await;
+    let listen = server.create_proxy("echo", upstream.addr);
     let env = env(&server.url);
     let adapter = ToxiproxyAdapter::new();
     let target = target(&env, "echo").await;
@@ -343,7 +283,7 @@ async fn partition_cell(body: &str) -> Option<String> {
     let after = echoes_within(listen, Duration::from_secs(1)).await;
     assert!(!during, "an echo came back through the partition");
     assert!(after, "no echo after recovery");
-    assert_eq!(server.toxic_count("echo").await, 0);
+    assert_eq!(toxic_count(&server, "echo").await, 0);
     Some(
         "no echo through the proxy within 2 s while partitioned (timeout toxic); echoes again after recovery (externalTargets is ignored: a proxy has one upstream)"
             .to_string(),
@@ -395,11 +335,11 @@ async fn real_server_proxy_chaos_latency() {
 
 #[tokio::test]
 async fn real_server_proxy_chaos_down() {
-    let Some(server) = RealToxiproxy::start().await else {
+    let Some(server) = ToxiproxyServer::start() else {
         return;
     };
     let upstream = echo_server().await;
-    let listen = server.create_proxy("echo", upstream.addr).await;
+    let listen = server.create_proxy("echo", upstream.addr);
     let env = env(&server.url);
     let adapter = ToxiproxyAdapter::new();
     let target = target(&env, "echo").await;

@@ -7,9 +7,9 @@
 //! `chaoshub-testkit`: skipped with a SKIP line when it is missing, a failure under `CI=true`)
 //! and delete the hub's toxic through Toxiproxy's own API, as an operator would.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chaoshub_testkit::toxiproxy::ToxiproxyServer;
 use serde_json::{json, Value};
 
 use super::support::{delay_yaml, Sandbox};
@@ -228,97 +228,35 @@ async fn with_checks_off_nothing_is_read_back() {
     assert!(done["status"]["drift"].is_null(), "{done:#}");
 }
 
-/// The real Toxiproxy server on a free loopback port; killed on drop.
-struct RealToxiproxy {
-    child: Child,
-    url: String,
+/// The names of the toxics on the proxy `proxy` of `server`.
+async fn toxic_names(server: &ToxiproxyServer, proxy: &str) -> Vec<String> {
+    chaoshub_adapters::install_crypto_provider();
+    let toxics: Value = reqwest::get(format!("{}/proxies/{proxy}/toxics", server.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    toxics
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str().map(str::to_string))
+        .collect()
 }
 
-impl Drop for RealToxiproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Deletes a toxic through Toxiproxy's own API, as an operator would.
+async fn delete_toxic(server: &ToxiproxyServer, proxy: &str, toxic: &str) {
+    chaoshub_adapters::install_crypto_provider();
+    let response = reqwest::Client::new()
+        .delete(format!("{}/proxies/{proxy}/toxics/{toxic}", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204, "deleting toxic {toxic}");
 }
 
-impl RealToxiproxy {
-    async fn start() -> Option<RealToxiproxy> {
-        let binary = chaoshub_testkit::toxiproxy_server()?;
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = Command::new(&binary)
-                .args(["-host", "127.0.0.1", "-port", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-            let mut server = RealToxiproxy {
-                child,
-                url: format!("http://127.0.0.1:{port}"),
-            };
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(10) {
-                if let Ok(r) = reqwest::get(format!("{}/version", server.url)).await {
-                    if r.status().is_success() {
-                        return Some(server);
-                    }
-                }
-                if server.child.try_wait().unwrap().is_some() {
-                    break; // the port was taken meanwhile: try another
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-        panic!("the Toxiproxy server did not start");
-    }
-
-    async fn create_proxy(
-        &self,
-        name: &str,
-        upstream: std::net::SocketAddr,
-    ) -> std::net::SocketAddr {
-        chaoshub_adapters::install_crypto_provider();
-        let response = reqwest::Client::new()
-            .post(format!("{}/proxies", self.url))
-            .json(&json!({"name": name, "listen": "127.0.0.1:0", "upstream": upstream.to_string(), "enabled": true}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201, "creating proxy {name}");
-        let body: Value = response.json().await.unwrap();
-        body["listen"].as_str().unwrap().parse().unwrap()
-    }
-
-    async fn toxic_names(&self, proxy: &str) -> Vec<String> {
-        let toxics: Value = reqwest::get(format!("{}/proxies/{proxy}/toxics", self.url))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        toxics
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|t| t["name"].as_str().map(str::to_string))
-            .collect()
-    }
-
-    async fn delete_toxic(&self, proxy: &str, toxic: &str) {
-        let response = reqwest::Client::new()
-            .delete(format!("{}/proxies/{proxy}/toxics/{toxic}", self.url))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 204, "deleting toxic {toxic}");
-    }
-}
-
-async fn register_toxiproxy(s: &Sandbox, server: &RealToxiproxy) {
+async fn register_toxiproxy(s: &Sandbox, server: &ToxiproxyServer) {
     let body = json!({
         "apiVersion": "chaoshub.dev/v1alpha1",
         "kind": "Environment",
@@ -343,12 +281,12 @@ fn latency_yaml(name: &str, annotations: &str) -> String {
 
 #[tokio::test]
 async fn a_toxic_deleted_behind_the_hubs_back_is_put_back_on_the_real_toxiproxy() {
-    let Some(server) = RealToxiproxy::start().await else {
+    let Some(server) = ToxiproxyServer::start() else {
         return;
     };
     let s = Sandbox::start_with(0, fast_checks).await;
     let upstream = echo().await;
-    let listen = server.create_proxy("redis", upstream.addr).await;
+    let listen = server.create_proxy("redis", upstream.addr);
     register_toxiproxy(&s, &server).await;
     let baseline = round_trip(listen).await;
 
@@ -356,12 +294,12 @@ async fn a_toxic_deleted_behind_the_hubs_back_is_put_back_on_the_real_toxiproxy(
     s.wait_phase(&uid, "Running", T).await;
     let ours = format!("chaoshub.{uid}-0.latency.downstream");
     assert_eq!(
-        server.toxic_names("redis").await,
+        toxic_names(&server, "redis").await,
         std::slice::from_ref(&ours)
     );
     assert!(round_trip(listen).await >= Duration::from_millis(180));
 
-    server.delete_toxic("redis", &ours).await;
+    delete_toxic(&server, "redis", &ours).await;
     let deleted = Instant::now();
     assert!(
         round_trip(listen).await < Duration::from_millis(100),
@@ -378,7 +316,7 @@ async fn a_toxic_deleted_behind_the_hubs_back_is_put_back_on_the_real_toxiproxy(
     assert_eq!(back["status"]["phase"], "Running");
     assert_eq!(back["status"]["drift"]["lastDriftTarget"], "redis");
     assert_eq!(
-        server.toxic_names("redis").await,
+        toxic_names(&server, "redis").await,
         std::slice::from_ref(&ours)
     );
     let slowed = round_trip(listen).await;
@@ -396,19 +334,19 @@ async fn a_toxic_deleted_behind_the_hubs_back_is_put_back_on_the_real_toxiproxy(
     assert_eq!(code, 200);
     s.wait_phase(&uid, "Aborted", T).await;
     assert!(
-        server.toxic_names("redis").await.is_empty(),
+        toxic_names(&server, "redis").await.is_empty(),
         "our toxic removed at the end"
     );
 }
 
 #[tokio::test]
 async fn a_toxic_deleted_under_on_drift_fail_fails_the_experiment_on_the_real_toxiproxy() {
-    let Some(server) = RealToxiproxy::start().await else {
+    let Some(server) = ToxiproxyServer::start() else {
         return;
     };
     let s = Sandbox::start_with(0, fast_checks).await;
     let upstream = echo().await;
-    server.create_proxy("redis", upstream.addr).await;
+    server.create_proxy("redis", upstream.addr);
     register_toxiproxy(&s, &server).await;
     let uid = submit(
         &s,
@@ -420,7 +358,7 @@ async fn a_toxic_deleted_under_on_drift_fail_fails_the_experiment_on_the_real_to
     .await;
     s.wait_phase(&uid, "Running", T).await;
     let ours = format!("chaoshub.{uid}-0.latency.downstream");
-    server.delete_toxic("redis", &ours).await;
+    delete_toxic(&server, "redis", &ours).await;
     let failed = s.wait_phase(&uid, "Failed", T).await;
     let reason = failed["status"]["reason"].as_str().unwrap_or_default();
     assert!(
@@ -428,7 +366,7 @@ async fn a_toxic_deleted_under_on_drift_fail_fails_the_experiment_on_the_real_to
         "{failed:#}"
     );
     assert!(
-        server.toxic_names("redis").await.is_empty(),
+        toxic_names(&server, "redis").await.is_empty(),
         "nothing put back"
     );
 }

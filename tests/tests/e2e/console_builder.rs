@@ -7,9 +7,9 @@
 //! separately. Screenshots land in `<target>/console-screenshots/` like the console's.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chaoshub_testkit::toxiproxy::ToxiproxyServer;
 use serde_json::{json, Value};
 
 use super::support::*;
@@ -37,81 +37,15 @@ fn screenshots() -> PathBuf {
     target.join("console-screenshots")
 }
 
-/// The real Toxiproxy server on a free loopback port, killed on drop.
-struct Toxiproxy {
-    child: Child,
-    url: String,
-    http: reqwest::blocking::Client,
-}
-
-impl Drop for Toxiproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Toxiproxy {
-    fn start(binary: &Path) -> Toxiproxy {
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = Command::new(binary)
-                .args(["-host", "127.0.0.1", "-port", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-            let mut server = Toxiproxy {
-                child,
-                url: format!("http://127.0.0.1:{port}"),
-                http: http.clone(),
-            };
-            let started = Instant::now();
-            while started.elapsed() < Duration::from_secs(10) {
-                if let Ok(r) = http.get(format!("{}/version", server.url)).send() {
-                    if r.status().is_success() {
-                        return server;
-                    }
-                }
-                if server.child.try_wait().unwrap().is_some() {
-                    break; // the port was taken meanwhile: try another
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("the Toxiproxy server did not start");
-    }
-
-    /// A proxy to a loopback port nothing listens on: toxics are added and removed all the
-    /// same, which is what the workflow's faults do.
-    fn create_proxy(&self, name: &str) {
-        let r = self
-            .http
-            .post(format!("{}/proxies", self.url))
-            .json(&json!({"name": name, "listen": "127.0.0.1:0", "upstream": "127.0.0.1:9", "enabled": true}))
-            .send()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 201, "creating proxy {name}");
-    }
-
-    fn toxics(&self, proxy: &str) -> usize {
-        let v: Value = self
-            .http
-            .get(format!("{}/proxies/{proxy}/toxics", self.url))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        v.as_array().map(Vec::len).unwrap_or(0)
-    }
+/// How many toxics the proxy `proxy` of `server` has.
+fn toxics(server: &ToxiproxyServer, proxy: &str) -> usize {
+    let v: Value = reqwest::blocking::Client::new()
+        .get(format!("{}/proxies/{proxy}/toxics", server.url))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    v.as_array().map(Vec::len).unwrap_or(0)
 }
 
 struct Lab {
@@ -265,12 +199,13 @@ fn console_builder_drags_a_workflow_and_runs_it_on_toxiproxy() {
     let Some((chromium, driver)) = browser_or_skip() else {
         return;
     };
-    let Some(toxiproxy) = chaoshub_testkit::toxiproxy_server() else {
+    let Some(toxi) = ToxiproxyServer::start() else {
         return;
     };
-    let toxi = Toxiproxy::start(&toxiproxy);
+    // Proxies to a loopback port nothing listens on: toxics are added and removed all the
+    // same, which is what the workflow's faults do.
     for proxy in ["api", "db", "cache"] {
-        toxi.create_proxy(proxy);
+        toxi.create_proxy(proxy, "127.0.0.1:9");
     }
     let lab = lab(&chromium, &driver);
     let (code, v) = lab.api.post(
@@ -397,7 +332,7 @@ fn console_builder_drags_a_workflow_and_runs_it_on_toxiproxy() {
                     "fault-c" => Some("cache"),
                     _ => None,
                 } {
-                    if toxi.toxics(proxy) > 0 {
+                    if toxics(&toxi, proxy) > 0 {
                         toxics_seen.insert(proxy);
                     }
                 }
@@ -460,7 +395,7 @@ fn console_builder_drags_a_workflow_and_runs_it_on_toxiproxy() {
         "a toxic was on every proxy while its node ran: {toxics_seen:?}"
     );
     for proxy in ["api", "db", "cache"] {
-        assert_eq!(toxi.toxics(proxy), 0, "the toxic on {proxy} was removed");
+        assert_eq!(toxics(&toxi, proxy), 0, "the toxic on {proxy} was removed");
     }
     // In order: fault-a ended before the Parallel's faults began (the hub's own timestamps).
     let wf = lab.api.get("/api/v1/experiments?kind=Workflow&limit=1")["items"][0].clone();
