@@ -12,6 +12,7 @@ mod e2e {
     pub mod matrix;
     pub mod netns;
     pub mod plugin;
+    pub mod portable;
     pub mod suites;
     pub mod support;
     pub mod webdriver;

@@ -19,7 +19,7 @@ use super::support::*;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-fn docker(args: &[&str]) -> String {
+pub(super) fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")
         .args(args)
         .output()
@@ -60,7 +60,7 @@ fn target_image() -> &'static str {
 }
 
 /// A target container, removed on drop.
-struct Container {
+pub(super) struct Container {
     name: String,
 }
 
@@ -83,7 +83,17 @@ impl Container {
         Container { name }
     }
 
-    fn paused(&self) -> bool {
+    /// A target container of this name (no group label), replacing one of the same name that
+    /// an earlier run of the test that owns the name left behind.
+    pub(super) fn run_named(name: &str) -> Container {
+        let _ = Command::new("docker").args(["rm", "-f", name]).output();
+        docker(&["run", "-d", "--name", name, target_image()]);
+        Container {
+            name: name.to_string(),
+        }
+    }
+
+    pub(super) fn paused(&self) -> bool {
         docker(&["inspect", "-f", "{{.State.Paused}}", &self.name]) == "true"
     }
 
@@ -97,7 +107,7 @@ impl Container {
     }
 
     /// The median of a few TCP connect times from the host to its port 8080.
-    fn connect_rtt(&self) -> Duration {
+    pub(super) fn connect_rtt(&self) -> Duration {
         let addr: std::net::SocketAddr = format!("{}:8080", self.ip()).parse().unwrap();
         let mut samples: Vec<Duration> = (0..5)
             .filter_map(|_| {
@@ -127,8 +137,8 @@ impl Drop for Container {
 
 /// Removes whatever journal volumes and helpers an experiment's injections left, if a test
 /// fails before the hub recovered them.
-struct ExperimentLeftovers {
-    uid: String,
+pub(super) struct ExperimentLeftovers {
+    pub(super) uid: String,
 }
 
 impl Drop for ExperimentLeftovers {
@@ -195,7 +205,7 @@ fn journal_volumes(uid: &str) -> Vec<String> {
 
 /// Registers the local engine as `engine`. `watchdog` says whether pauses get their
 /// engine-side deadline (the watchdog container, built from this build's `chaos-agent`).
-fn register_docker(api: &Api, watchdog: bool) {
+pub(super) fn register_docker(api: &Api, watchdog: bool) {
     let yaml = format!(
         "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: engine}}\nspec:\n  adapter: docker\n  endpoint: unix:///var/run/docker.sock\n  settings:\n    watchdog: {watchdog}\n    agent_binary: {}\n",
         super::netns::agent_binary().display()
