@@ -782,7 +782,12 @@ impl DockerAdapter {
             Ok(access) => access,
             Err(reason) => return Ok(Some(json!({"armed": false, "reason": reason}))),
         };
-        let at = deadline + chrono::Duration::seconds(1);
+        let Some(at) = watchdog_instant(deadline, chrono::Utc::now()) else {
+            return Ok(Some(json!({
+                "armed": false,
+                "reason": format!("the experiment's deadline {} passed during the injection; the hub's recovery, due now, removes the fault", deadline.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+            })));
+        };
         let armed = async {
             let image = helper::ensure_image(client).await?;
             helper::start_watchdog(
@@ -1240,9 +1245,40 @@ impl Adapter for DockerAdapter {
     }
 }
 
+/// When the engine-side watchdog reverts a fault: a second after the experiment's deadline, or
+/// `None` when that instant has already passed (an injection that outlasted the experiment's
+/// duration, e.g. while the helper image was built). A watchdog armed then would revert at
+/// once, under a fault the injection reports in place.
+fn watchdog_instant(
+    deadline: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let at = deadline + chrono::Duration::seconds(1);
+    (at > now).then_some(at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_watchdog_is_armed_only_for_an_instant_still_ahead() {
+        let deadline = chrono::Utc::now();
+        let ahead = watchdog_instant(deadline, deadline - chrono::Duration::seconds(30));
+        assert_eq!(ahead, Some(deadline + chrono::Duration::seconds(1)));
+        assert_eq!(
+            watchdog_instant(deadline, deadline + chrono::Duration::milliseconds(999)),
+            Some(deadline + chrono::Duration::seconds(1))
+        );
+        assert_eq!(
+            watchdog_instant(deadline, deadline + chrono::Duration::seconds(1)),
+            None
+        );
+        assert_eq!(
+            watchdog_instant(deadline, deadline + chrono::Duration::minutes(5)),
+            None
+        );
+    }
 
     #[test]
     fn squeeze_uses_the_quota_unless_cpus_was_set() {
