@@ -284,6 +284,23 @@ fn run_script(
     run(&mut cmd)
 }
 
+/// Runs the inject script planned for `f` (inside `netns` when given) and checks it succeeded.
+fn inject_ok(scratch: &Scratch, f: &FaultRequest, netns: Option<&str>) -> Output {
+    let out = run_script(scratch, "inject.sh", &script_for(scratch, f), netns, None);
+    assert!(out.status.success(), "{}", text(&out));
+    out
+}
+
+/// Runs the recover script of injection `id` (inside `netns` when given) and checks it
+/// succeeded.
+fn recover_ok(scratch: &Scratch, id: &str, netns: Option<&str>) -> Output {
+    let state = scratch.path().join("state");
+    let script = recover_script(state.to_str().unwrap(), id);
+    let out = run_script(scratch, "recover.sh", &script, netns, None);
+    assert!(out.status.success(), "{}", text(&out));
+    out
+}
+
 fn text(out: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -322,14 +339,7 @@ fn loss_drops_a_quarter_of_packets_and_the_scheduled_revert_removes_it() {
         baseline < 0.02,
         "the link loses {baseline} before any fault"
     );
-    let out = run_script(
-        &scratch,
-        "inject.sh",
-        &script_for(&scratch, &f),
-        Some(&ns.a),
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let out = inject_ok(&scratch, &f, Some(&ns.a));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("revert in 30s by nohup"), "{stdout}");
     assert!(ns.iptables_rules().contains("chaoshub:a1b2-0"));
@@ -394,14 +404,7 @@ fn loss_to_an_external_address_drops_its_share_until_recovery() {
         ),
         id,
     );
-    let out = run_script(
-        &scratch,
-        "inject.sh",
-        &script_for(&scratch, &f),
-        Some(&ns.a),
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    inject_ok(&scratch, &f, Some(&ns.a));
     let rate = ns.loss_rate(1000);
     eprintln!(
         "loss 25% to {}: {:.1}% of 1000 pings",
@@ -409,14 +412,7 @@ fn loss_to_an_external_address_drops_its_share_until_recovery() {
         rate * 100.0
     );
     assert!((0.18..=0.32).contains(&rate), "loss rate {rate}");
-    let out = run_script(
-        &scratch,
-        "recover.sh",
-        &recover_script(scratch.path().join("state").to_str().unwrap(), id),
-        Some(&ns.a),
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    recover_ok(&scratch, id, Some(&ns.a));
     let after = ns.loss_rate(300);
     assert!(after < 0.02, "loss after recovery: {after}");
     assert!(!ns.iptables_rules().contains("chaoshub:"));
@@ -449,24 +445,10 @@ fn partition_from_an_external_address_cuts_connects_until_recovery() {
         ),
         "10m",
     );
-    let out = run_script(
-        &scratch,
-        "inject.sh",
-        &script_for(&scratch, &fault(&yaml, id)),
-        Some(&ns.a),
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    inject_ok(&scratch, &fault(&yaml, id), Some(&ns.a));
     let connects = ns.connects(port);
     let pings_lost = ns.loss_rate(50);
-    let out = run_script(
-        &scratch,
-        "recover.sh",
-        &recover_script(scratch.path().join("state").to_str().unwrap(), id),
-        Some(&ns.a),
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    recover_ok(&scratch, id, Some(&ns.a));
     assert!(!connects, "a connect passed the partition");
     assert!(pings_lost > 0.99, "pings lost {pings_lost}");
     assert!(ns.connects(port), "connects again after recovery");
@@ -499,26 +481,12 @@ fn a_port_blackhole_blocks_connects_until_recovery_runs_the_revert() {
         "10m",
         &format!(", annotations: {{chaoshub.dev/port: '{port}'}}"),
     );
-    let out = run_script(
-        &scratch,
-        "inject.sh",
-        &script_for(&scratch, &fault(&yaml, id)),
-        Some(&ns.a),
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    inject_ok(&scratch, &fault(&yaml, id), Some(&ns.a));
     assert!(!ns.connects(port), "the port is blackholed");
     // Other ports still pass (only what was asked is cut).
     assert!(ns.loss_rate(50) < 0.1, "ICMP to the peer still flows");
 
-    let out = run_script(
-        &scratch,
-        "recover.sh",
-        &recover_script(scratch.path().join("state").to_str().unwrap(), id),
-        Some(&ns.a),
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let out = recover_ok(&scratch, id, Some(&ns.a));
     assert!(String::from_utf8_lossy(&out.stdout).contains("reverted injection c3d4-0"));
     assert!(ns.connects(port), "connects again after recovery");
     assert!(!ns.iptables_rules().contains("chaoshub:"));
@@ -691,8 +659,7 @@ fn stress_cpu_keeps_a_core_busy_until_the_revert() {
         &physical_machine_chaos("stress-cpu", "{workers: 1, load: 100}", "5m"),
         id,
     );
-    let out = run_script(&scratch, "inject.sh", &script_for(&scratch, &f), None, None);
-    assert!(out.status.success(), "{}", text(&out));
+    inject_ok(&scratch, &f, None);
     let pids: Vec<u32> = read(&scratch.state(id).join("pids"))
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
@@ -706,14 +673,7 @@ fn stress_cpu_keeps_a_core_busy_until_the_revert() {
     // shared by many builds (load average above 10), so a tenth of a core is the bar.
     assert!(busy >= 30, "the worker used only {busy} ticks in 3 s");
 
-    let out = run_script(
-        &scratch,
-        "recover.sh",
-        &recover_script(scratch.path().join("state").to_str().unwrap(), id),
-        None,
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    recover_ok(&scratch, id, None);
     wait_until("the worker's end", Duration::from_secs(5), || {
         !alive(pids[0])
     });
@@ -761,8 +721,7 @@ fn stress_chaos_worker(stressors: &str, id: &str) -> (u64, u64) {
         "apiVersion: chaos-mesh.org/v1alpha1\nkind: StressChaos\nmetadata: {{name: s}}\nspec:\n  mode: all\n  selector:\n    labelSelectors: {{team: payments}}\n  stressors: {stressors}\n  duration: 5m\n"
     );
     let f = fault(&yaml, id);
-    let out = run_script(&scratch, "inject.sh", &script_for(&scratch, &f), None, None);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = inject_ok(&scratch, &f, None);
     let pids: Vec<u32> = read(&scratch.state(id).join("pids"))
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
@@ -772,14 +731,7 @@ fn stress_chaos_worker(stressors: &str, id: &str) -> (u64, u64) {
     std::thread::sleep(Duration::from_secs(3));
     let busy = cpu_ticks(pids[0]) - before;
     let rss = pids.iter().map(|pid| tree_rss(*pid)).sum();
-    let out = run_script(
-        &scratch,
-        "recover.sh",
-        &recover_script(scratch.path().join("state").to_str().unwrap(), id),
-        None,
-        None,
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    recover_ok(&scratch, id, None);
     wait_until("the workers' end", Duration::from_secs(5), || {
         pids.iter().all(|p| !alive(*p))
     });
@@ -833,8 +785,7 @@ fn disk_fill_writes_the_file_and_the_revert_removes_it() {
         ),
         id,
     );
-    let out = run_script(&scratch, "inject.sh", &script_for(&scratch, &f), None, None);
-    assert!(out.status.success(), "{}", text(&out));
+    inject_ok(&scratch, &f, None);
     let file = dir.join(format!("chaoshub-{id}.fill"));
     assert_eq!(std::fs::metadata(&file).unwrap().len(), 8_000_000);
     wait_until("the scheduled removal", Duration::from_secs(15), || {
@@ -906,8 +857,7 @@ fn process_kill_kills_a_real_child_and_runs_the_recover_command_at_revert() {
         ),
         id,
     );
-    let out = run_script(&scratch, "inject.sh", &script_for(&scratch, &f), None, None);
-    assert!(out.status.success(), "{}", text(&out));
+    inject_ok(&scratch, &f, None);
     let status = victim.child.wait().unwrap();
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(9), "the child was killed by SIGKILL");
@@ -962,8 +912,7 @@ fn user_defined_runs_attack_then_the_scheduled_recover() {
         ),
         id,
     );
-    let out = run_script(&scratch, "inject.sh", &script_for(&scratch, &f), None, None);
-    assert!(out.status.success(), "{}", text(&out));
+    inject_ok(&scratch, &f, None);
     assert_eq!(read(&flag).trim(), "it's on");
     wait_until(
         "the scheduled recover command",
