@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chaoshub_adapters::toxiproxy::ToxiproxyAdapter;
-use chaoshub_adapters::Adapter;
+use chaoshub_adapters::{Adapter, Environment, Injection};
+use chaoshub_schema::Target;
 use chaoshub_testkit::toxiproxy::ToxiproxyServer;
 use tokio::net::TcpStream;
 
@@ -26,6 +27,56 @@ async fn toxic_count(server: &ToxiproxyServer, proxy: &str) -> usize {
     toxics.as_array().map_or(0, Vec::len)
 }
 
+/// A real server with one proxy in front of `upstream`, and the adapter pointed at it.
+struct Rig {
+    server: ToxiproxyServer,
+    proxy: &'static str,
+    /// Where the proxy listens.
+    listen: SocketAddr,
+    env: Environment,
+    adapter: ToxiproxyAdapter,
+    target: Target,
+}
+
+impl Rig {
+    /// `None` (after the SKIP line) without a Toxiproxy server.
+    async fn start(proxy: &'static str, upstream: SocketAddr) -> Option<Rig> {
+        let server = ToxiproxyServer::start()?;
+        let listen = server.create_proxy(proxy, upstream);
+        let env = env(&server.url);
+        let target = target(&env, proxy).await;
+        Some(Rig {
+            server,
+            proxy,
+            listen,
+            env,
+            adapter: ToxiproxyAdapter::new(),
+            target,
+        })
+    }
+
+    /// Injects `manifest` through the adapter as injection `id`; the injection to recover.
+    async fn inject(&self, manifest: &str, id: &str) -> Injection {
+        let f = fault(manifest, id);
+        let details = self
+            .adapter
+            .inject(&self.env, &f, &self.target)
+            .await
+            .unwrap();
+        eprintln!("injected: {details}");
+        injection(&f, &self.target, details)
+    }
+
+    async fn recover(&self, injection: &Injection) {
+        self.adapter.recover(&self.env, injection).await.unwrap();
+    }
+
+    /// How many toxics the proxy has (none once a fault is recovered).
+    async fn toxic_count(&self) -> usize {
+        toxic_count(&self.server, self.proxy).await
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -33,21 +84,13 @@ fn ms(d: Duration) -> f64 {
 /// Injects `manifest` into the proxy `echo` of a real server in front of an echo server and
 /// returns the median round trip before, during and after; checks no toxic is left.
 async fn round_trips_under(manifest: &str) -> Option<(Duration, Duration, Duration)> {
-    let server = ToxiproxyServer::start()?;
     let upstream = echo_server().await;
-    let listen = server.create_proxy("echo", upstream.addr);
-    let env = env(&server.url);
-    let adapter = ToxiproxyAdapter::new();
-    let target = target(&env, "echo").await;
+    let rig = Rig::start("echo", upstream.addr).await?;
+    let listen = rig.listen;
     let before = median_round_trip(listen, 9).await;
-    let f = fault(manifest, "real-0");
-    let details = adapter.inject(&env, &f, &target).await.unwrap();
-    eprintln!("injected: {details}");
+    let injected = rig.inject(manifest, "real-0").await;
     let during = median_round_trip(listen, 9).await;
-    adapter
-        .recover(&env, &injection(&f, &target, details))
-        .await
-        .unwrap();
+    rig.recover(&injected).await;
     let after = median_round_trip(listen, 9).await;
     eprintln!(
         "round trip {:.1} ms before, {:.1} ms during, {:.1} ms after",
@@ -59,7 +102,7 @@ async fn round_trips_under(manifest: &str) -> Option<(Duration, Duration, Durati
         after < before + Duration::from_millis(20),
         "after recovery {after:?}, before {before:?}"
     );
-    assert_eq!(toxic_count(&server, "echo").await, 0, "no toxic left");
+    assert_eq!(rig.toxic_count().await, 0, "no toxic left");
     Some((before, during, after))
 }
 
@@ -111,25 +154,20 @@ async fn round_trip_samples(addr: SocketAddr, n: usize) -> Vec<Duration> {
 
 #[tokio::test]
 async fn real_server_network_chaos_delay_with_jitter() {
-    let Some(server) = ToxiproxyServer::start() else {
+    let upstream = echo_server().await;
+    let Some(rig) = Rig::start("echo", upstream.addr).await else {
         return;
     };
-    let upstream = echo_server().await;
-    let listen = server.create_proxy("echo", upstream.addr);
-    let env = env(&server.url);
-    let adapter = ToxiproxyAdapter::new();
-    let target = target(&env, "echo").await;
+    let listen = rig.listen;
     let before = median_round_trip(listen, 9).await;
-    let f = fault(
-        &net("  delay: {latency: 100ms, jitter: 10ms, correlation: '25'}\n"),
-        "real-j-0",
-    );
-    let details = adapter.inject(&env, &f, &target).await.unwrap();
+    let injected = rig
+        .inject(
+            &net("  delay: {latency: 100ms, jitter: 10ms, correlation: '25'}\n"),
+            "real-j-0",
+        )
+        .await;
     let mut samples = round_trip_samples(listen, 40).await;
-    adapter
-        .recover(&env, &injection(&f, &target, details))
-        .await
-        .unwrap();
+    rig.recover(&injected).await;
     let after = median_round_trip(listen, 9).await;
     let values: Vec<f64> = samples.iter().map(|d| ms(*d)).collect();
     let mean = values.iter().sum::<f64>() / values.len() as f64;
@@ -146,7 +184,7 @@ async fn real_server_network_chaos_delay_with_jitter() {
         after < before + Duration::from_millis(20),
         "after recovery {after:?}"
     );
-    assert_eq!(toxic_count(&server, "echo").await, 0, "no toxic left");
+    assert_eq!(rig.toxic_count().await, 0, "no toxic left");
     chaoshub_testkit::measured!(
         "NetworkChaos/delay (jitter, correlation)",
         "toxiproxy",
@@ -216,30 +254,24 @@ async fn real_server_network_chaos_delay_with_an_external_host_name() {
 
 #[tokio::test]
 async fn real_server_network_chaos_bandwidth() {
-    let Some(server) = ToxiproxyServer::start() else {
+    let upstream = bulk_server().await;
+    let Some(rig) = Rig::start("bulk", upstream.addr).await else {
         return;
     };
-    let upstream = bulk_server().await;
-    let listen = server.create_proxy("bulk", upstream.addr);
-    let env = env(&server.url);
-    let adapter = ToxiproxyAdapter::new();
-    let target = target(&env, "bulk").await;
     const BYTES: usize = 1_000_000;
-    let f = fault(
-        &network_chaos(
-            "bulk",
-            "bandwidth",
-            "  bandwidth: {rate: 4mbit, limit: 20971520, buffer: 10000}\n",
-        ),
-        "real-bw-0",
-    );
-    let details = adapter.inject(&env, &f, &target).await.unwrap();
-    let capped = transfer_time(listen, BYTES).await;
-    adapter
-        .recover(&env, &injection(&f, &target, details))
-        .await
-        .unwrap();
-    let after = transfer_time(listen, BYTES).await;
+    let injected = rig
+        .inject(
+            &network_chaos(
+                "bulk",
+                "bandwidth",
+                "  bandwidth: {rate: 4mbit, limit: 20971520, buffer: 10000}\n",
+            ),
+            "real-bw-0",
+        )
+        .await;
+    let capped = transfer_time(rig.listen, BYTES).await;
+    rig.recover(&injected).await;
+    let after = transfer_time(rig.listen, BYTES).await;
     let rate = |d: Duration| BYTES as f64 * 8.0 / d.as_secs_f64() / 1e6;
     eprintln!(
         "bandwidth 4mbit: {:.2} Mbit/s capped, {:.1} Mbit/s after",
@@ -252,7 +284,7 @@ async fn real_server_network_chaos_bandwidth() {
         rate(capped)
     );
     assert!(rate(after) > 40.0, "the cap is gone after recovery");
-    assert_eq!(toxic_count(&server, "bulk").await, 0);
+    assert_eq!(rig.toxic_count().await, 0);
     chaoshub_testkit::measured!(
         "NetworkChaos/bandwidth",
         "toxiproxy",
@@ -266,24 +298,19 @@ async fn real_server_network_chaos_bandwidth() {
 
 /// Partition: a `timeout` toxic (timeout 0) stops the data; after recovery echoes flow again.
 async fn partition_cell(body: &str) -> Option<String> {
-    let server = ToxiproxyServer::start()?;
     let upstream = echo_server().await;
-    let listen = server.create_proxy("echo", upstream.addr);
-    let env = env(&server.url);
-    let adapter = ToxiproxyAdapter::new();
-    let target = target(&env, "echo").await;
+    let rig = Rig::start("echo", upstream.addr).await?;
+    let listen = rig.listen;
     assert!(echoes_within(listen, Duration::from_secs(1)).await);
-    let f = fault(&network_chaos("echo", "partition", body), "real-p-0");
-    let details = adapter.inject(&env, &f, &target).await.unwrap();
+    let injected = rig
+        .inject(&network_chaos("echo", "partition", body), "real-p-0")
+        .await;
     let during = echoes_within(listen, Duration::from_secs(2)).await;
-    adapter
-        .recover(&env, &injection(&f, &target, details))
-        .await
-        .unwrap();
+    rig.recover(&injected).await;
     let after = echoes_within(listen, Duration::from_secs(1)).await;
     assert!(!during, "an echo came back through the partition");
     assert!(after, "no echo after recovery");
-    assert_eq!(toxic_count(&server, "echo").await, 0);
+    assert_eq!(rig.toxic_count().await, 0);
     Some(
         "no echo through the proxy within 2 s while partitioned (timeout toxic); echoes again after recovery (externalTargets is ignored: a proxy has one upstream)"
             .to_string(),
@@ -335,23 +362,17 @@ async fn real_server_proxy_chaos_latency() {
 
 #[tokio::test]
 async fn real_server_proxy_chaos_down() {
-    let Some(server) = ToxiproxyServer::start() else {
+    let upstream = echo_server().await;
+    let Some(rig) = Rig::start("echo", upstream.addr).await else {
         return;
     };
-    let upstream = echo_server().await;
-    let listen = server.create_proxy("echo", upstream.addr);
-    let env = env(&server.url);
-    let adapter = ToxiproxyAdapter::new();
-    let target = target(&env, "echo").await;
-    let f = fault(&proxy_chaos("echo", "down", None, ""), "real-dn-0");
-    let details = adapter.inject(&env, &f, &target).await.unwrap();
-    let refused = TcpStream::connect(listen).await.unwrap_err();
+    let injected = rig
+        .inject(&proxy_chaos("echo", "down", None, ""), "real-dn-0")
+        .await;
+    let refused = TcpStream::connect(rig.listen).await.unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
-    adapter
-        .recover(&env, &injection(&f, &target, details))
-        .await
-        .unwrap();
-    assert!(echoes_within(listen, Duration::from_secs(1)).await);
+    rig.recover(&injected).await;
+    assert!(echoes_within(rig.listen, Duration::from_secs(1)).await);
     chaoshub_testkit::measured!(
         "ProxyChaos/down",
         "toxiproxy",
