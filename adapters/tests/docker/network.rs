@@ -357,14 +357,7 @@ fn connect_times_from(from: &ContainerGuard, ip: &str, n: usize) -> Vec<Duration
 async fn delay_both_ways_to_a_selected_peer_spares_everyone_else() {
     let adapter = DockerAdapter::new();
     let web = run_web().await;
-    let peer = run_target(
-        "peer",
-        Run {
-            labels: &[("app", "peer")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let peer = run_peer().await;
     let web_ip = address(&web, "bridge");
     let from_peer = |n| median(connect_times_from(&peer, &web_ip, n));
     let from_host = |n| {
@@ -656,14 +649,7 @@ async fn bandwidth_limits_what_the_target_sends() {
 async fn partition_with_a_target_cuts_both_ways_and_a_killed_helper_is_cleaned_up() {
     let adapter = DockerAdapter::new();
     let web = run_web().await;
-    let peer = run_target(
-        "peer",
-        Run {
-            labels: &[("app", "peer")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let peer = run_peer().await;
     let web_ip = address(&web, "bridge");
     let peer_ip = address(&peer, "bridge");
     let fetch = |from: &ContainerGuard, to: &str| fetch_from(from, to);
@@ -880,14 +866,7 @@ async fn helper_lifecycle_with_a_scripted_agent_partitions_and_cleans_up() {
 
     let adapter = DockerAdapter::new();
     let web = run_web().await;
-    let peer = run_target(
-        "peer",
-        Run {
-            labels: &[("app", "peer")],
-            ..Run::default()
-        },
-    )
-    .await;
+    let peer = run_peer().await;
     let web_ip = address(&web, "bridge");
     let peer_ip = address(&peer, "bridge");
     assert!(fetch_from(&peer, &web_ip) && fetch_from(&web, &peer_ip));

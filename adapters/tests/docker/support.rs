@@ -294,6 +294,19 @@ pub async fn run_web() -> ContainerGuard {
     .await
 }
 
+/// A second container, labelled `app: peer`, on the default bridge: the other end of a
+/// target-selector or partition test.
+pub async fn run_peer() -> ContainerGuard {
+    run_target(
+        "peer",
+        Run {
+            labels: &[("app", "peer")],
+            ..Run::default()
+        },
+    )
+    .await
+}
+
 /// A fresh injection id with the guard that removes whatever the injection left.
 pub fn guarded_injection_id() -> (String, InjectionGuard) {
     let id = injection_id();
