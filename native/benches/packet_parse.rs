@@ -21,8 +21,8 @@ use std::time::Instant;
 
 use chaos_agent::network::packet;
 use etherparse::{
-    IpNumber, IpSlice, NetSlice, PacketBuilder, SlicedPacket, TcpOptionElement, TcpSlice,
-    TransportSlice, UdpHeader, UdpSlice,
+    IpHeaders, IpNumber, IpSlice, NetSlice, PacketBuilder, PacketBuilderStep, SlicedPacket,
+    TcpOptionElement, TcpSlice, TransportSlice, UdpHeader, UdpSlice,
 };
 
 /// What the engine reads from a packet, whichever parser finds it.
@@ -164,69 +164,47 @@ const TIMESTAMPS: [TcpOptionElement; 3] = [
     TcpOptionElement::Timestamp(0x0102_0304, 0x0506_0708),
 ];
 
-fn build(builder: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+/// A TCP segment (ACK with timestamps) carrying `payload` over `ip`.
+fn tcp_segment(ip: PacketBuilderStep<IpHeaders>, payload: &[u8]) -> Vec<u8> {
     let mut p = Vec::new();
-    builder(&mut p);
+    ip.tcp(40000, 443, 1, 502)
+        .ack(7)
+        .options(&TIMESTAMPS)
+        .unwrap()
+        .write(&mut p, payload)
+        .unwrap();
+    p
+}
+
+/// A UDP datagram from port 53 carrying `payload` over `ip`.
+fn udp_datagram(ip: PacketBuilderStep<IpHeaders>, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::new();
+    ip.udp(53, 5353).write(&mut p, payload).unwrap();
     p
 }
 
 /// The packets of the bench: (name, bytes). Full-size segments fill a 1500-byte MTU.
 fn packets() -> Vec<(&'static str, Vec<u8>)> {
     let data = vec![0xa5u8; 1500];
+    let v4 = || PacketBuilder::ipv4(V4_SRC, V4_DST, 64);
+    let v6 = || PacketBuilder::ipv6(V6_SRC, V6_DST, 64);
     vec![
         (
             "IPv4/TCP 1500 B (timestamps)",
-            build(|p| {
-                PacketBuilder::ipv4(V4_SRC, V4_DST, 64)
-                    .tcp(40000, 443, 1, 502)
-                    .ack(7)
-                    .options(&TIMESTAMPS)
-                    .unwrap()
-                    .write(p, &data[..1500 - 20 - 32])
-                    .unwrap()
-            }),
+            tcp_segment(v4(), &data[..1500 - 20 - 32]),
         ),
-        (
-            "IPv4/TCP 52 B ACK",
-            build(|p| {
-                PacketBuilder::ipv4(V4_SRC, V4_DST, 64)
-                    .tcp(40000, 443, 1, 502)
-                    .ack(7)
-                    .options(&TIMESTAMPS)
-                    .unwrap()
-                    .write(p, &[])
-                    .unwrap()
-            }),
-        ),
+        ("IPv4/TCP 52 B ACK", tcp_segment(v4(), &[])),
         (
             "IPv4/UDP DNS response",
-            build(|p| {
-                PacketBuilder::ipv4(V4_SRC, V4_DST, 64)
-                    .udp(53, 5353)
-                    .write(p, &dns_response(false))
-                    .unwrap()
-            }),
+            udp_datagram(v4(), &dns_response(false)),
         ),
         (
             "IPv6/TCP 1500 B (timestamps)",
-            build(|p| {
-                PacketBuilder::ipv6(V6_SRC, V6_DST, 64)
-                    .tcp(40000, 443, 1, 502)
-                    .ack(7)
-                    .options(&TIMESTAMPS)
-                    .unwrap()
-                    .write(p, &data[..1500 - 40 - 32])
-                    .unwrap()
-            }),
+            tcp_segment(v6(), &data[..1500 - 40 - 32]),
         ),
         (
             "IPv6/UDP DNS response",
-            build(|p| {
-                PacketBuilder::ipv6(V6_SRC, V6_DST, 64)
-                    .udp(53, 5353)
-                    .write(p, &dns_response(true))
-                    .unwrap()
-            }),
+            udp_datagram(v6(), &dns_response(true)),
         ),
     ]
 }
