@@ -104,9 +104,14 @@ impl axum::extract::FromRef<AppState> for Hub {
 
 /// Builds the router of the whole API. Every route passes the auth gate
 /// (`auth_gate::gate`), which finds it in the policy table (`auth::policy`).
-pub fn router(hub: Hub, max_body: usize, auth: &crate::config::AuthConfig) -> Router {
+pub fn router(
+    hub: Hub,
+    max_body: usize,
+    auth: &crate::config::AuthConfig,
+    jwt: Option<std::sync::Arc<crate::auth::jwt::JwtVerifier>>,
+) -> Router {
     let metrics = std::sync::Arc::clone(hub.engine.telemetry().metrics());
-    let gate = std::sync::Arc::new(crate::auth_gate::AuthGate::new(hub.clone(), auth));
+    let gate = std::sync::Arc::new(crate::auth_gate::AuthGate::new(hub.clone(), auth, jwt));
     let state = AppState { hub, max_body };
     Router::new()
         .route("/healthz", get(health))

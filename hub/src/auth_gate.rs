@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chaoshub_schema::auth::Role;
 
+use crate::auth::jwt::JwtVerifier;
 use crate::auth::policy::{self, Access, RoutePolicy, ScopeRule};
 use crate::auth::ratelimit::FailureLimiter;
 use crate::auth::{Principal, RequestContext, RequestLine, MAX_CREDENTIAL_LEN};
@@ -30,12 +31,15 @@ pub struct AuthGate {
     pub disabled: bool,
     pub metrics_open: bool,
     pub limiter: FailureLimiter,
+    /// `[auth.jwt]`: provider JWTs accepted besides hub tokens.
+    pub jwt: Option<Arc<JwtVerifier>>,
     touched: Mutex<HashMap<String, Instant>>,
 }
 
 impl AuthGate {
-    pub fn new(hub: Hub, config: &AuthConfig) -> Self {
+    pub fn new(hub: Hub, config: &AuthConfig, jwt: Option<Arc<JwtVerifier>>) -> Self {
         Self {
+            jwt,
             hub,
             disabled: config.mode == "none",
             metrics_open: config.metrics_open,
@@ -46,7 +50,13 @@ impl AuthGate {
 
     /// Finds the principal behind the `Authorization` header.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, HubError> {
-        let _span = tracing::debug_span!("auth.authenticate").entered();
+        use tracing::Instrument;
+        self.find_principal(headers)
+            .instrument(tracing::debug_span!("auth.authenticate"))
+            .await
+    }
+
+    async fn find_principal(&self, headers: &HeaderMap) -> Result<Principal, HubError> {
         let unauthenticated = |message: String| HubError::Unauthenticated { message };
         let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
             return Err(unauthenticated(
@@ -72,6 +82,16 @@ impl AuthGate {
         let credential = credential.trim();
         if credential.is_empty() {
             return Err(unauthenticated("the Bearer credential is empty".into()));
+        }
+        if JwtVerifier::looks_like_jwt(credential) {
+            return match &self.jwt {
+                Some(jwt) => jwt.authenticate(credential).await.map_err(|why| {
+                    unauthenticated(format!("JWT refused: {why}"))
+                }),
+                None => Err(unauthenticated(
+                    "a JWT was sent, but this hub accepts none: configure [auth.jwt] for single sign-on, or use a hub token".into(),
+                )),
+            };
         }
         let store = self.hub.engine.store();
         let Some(row) = store.token_by_hash(&crate::auth::hash_token(credential))? else {

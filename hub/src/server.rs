@@ -303,19 +303,36 @@ pub async fn start_with_store_and_clock(
     // Added after the REST layers on purpose: an agent's stream lives for hours and must not
     // meet the request timeout or body limit.
     // The web console in front of the API: its pages, and every other path to the API.
-    let api = crate::api::router(hub.clone(), config.limits.max_body_bytes, &config.auth);
-    let app = crate::console::router(hub.clone(), &config.auth, config.limits.max_body_bytes, api)
-        .route_service(
-            "/chaoshub.agent.v1.AgentHub/{*rest}",
-            chaoshub_schema::agent::proto::agent_hub_server::AgentHubServer::new(
-                crate::agents::grpc::AgentService {
-                    registry: agents.clone(),
-                    admission: crate::agents::join::AgentAdmission::new(engine.store().clone()),
-                    require_client_certificate: tls.is_some()
-                        && config.tls.client_ca_file.is_some(),
-                },
-            ),
-        );
+    let jwt = match &config.auth.jwt {
+        Some(jwt) => Some(Arc::new(
+            crate::auth::jwt::JwtVerifier::new(jwt.clone(), Arc::clone(hub.engine.endpoints()))
+                .map_err(StartError::Config)?,
+        )),
+        None => None,
+    };
+    let api = crate::api::router(
+        hub.clone(),
+        config.limits.max_body_bytes,
+        &config.auth,
+        jwt.clone(),
+    );
+    let app = crate::console::router(
+        hub.clone(),
+        &config.auth,
+        config.limits.max_body_bytes,
+        api,
+        jwt,
+    )
+    .route_service(
+        "/chaoshub.agent.v1.AgentHub/{*rest}",
+        chaoshub_schema::agent::proto::agent_hub_server::AgentHubServer::new(
+            crate::agents::grpc::AgentService {
+                registry: agents.clone(),
+                admission: crate::agents::join::AgentAdmission::new(engine.store().clone()),
+                require_client_certificate: tls.is_some() && config.tls.client_ca_file.is_some(),
+            },
+        ),
+    );
     if let Some(tls) = &tls {
         tokio::spawn(Arc::clone(tls).watch(
             std::time::Duration::from_millis(config.tls.reload_interval_ms),

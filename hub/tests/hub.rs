@@ -16,6 +16,7 @@ mod hub {
     pub mod endpoints;
     pub mod fuzz;
     pub mod hostile;
+    pub mod jwt;
     pub mod kubernetes;
     pub mod lifecycle;
     pub mod metrics;

@@ -9,6 +9,7 @@
 //! runs already authorized at submission) runs without a principal and is not checked again.
 
 pub mod bootstrap;
+pub mod jwt;
 pub mod policy;
 pub mod privileged;
 pub mod ratelimit;

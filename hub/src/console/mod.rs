@@ -60,11 +60,17 @@ pub struct ConsoleState {
 
 /// The console's routes in front of `api`, which serves everything else (and every request the
 /// console makes on a person's behalf).
-pub fn router(hub: Hub, auth: &AuthConfig, max_body: usize, api: Router) -> Router {
+pub fn router(
+    hub: Hub,
+    auth: &AuthConfig,
+    max_body: usize,
+    api: Router,
+    jwt: Option<Arc<crate::auth::jwt::JwtVerifier>>,
+) -> Router {
     let state = Arc::new(ConsoleState {
         api: api.clone(),
         sessions: Sessions::default(),
-        gate: AuthGate::new(hub, auth),
+        gate: AuthGate::new(hub, auth, jwt),
         auth_disabled: auth.mode == "none",
     });
     Router::new()
