@@ -177,11 +177,20 @@ pub async fn start_with_store_and_clock(
 ) -> Result<RunningHub, StartError> {
     // Every HTTP client of the hub (adapters, probes, catalog, OTLP) takes this rustls provider.
     chaoshub_adapters::install_crypto_provider();
-    let telemetry = crate::telemetry::Telemetry::from_config(&config.telemetry)?;
     let endpoints = Arc::new(
         crate::endpoints::EndpointAllowList::parse(&config.security.allowed_endpoints)
             .map_err(StartError::Config)?,
     );
+    // The hub's own exports obey the list too, so a locked-down install's list is the whole
+    // truth of what the hub calls.
+    if let Some(otlp) = &config.telemetry.endpoint {
+        endpoints.check_url(otlp).map_err(|why| {
+            StartError::Config(format!(
+                "telemetry.endpoint {otlp:?} is outside security.allowed_endpoints: {why}"
+            ))
+        })?;
+    }
+    let telemetry = crate::telemetry::Telemetry::from_config(&config.telemetry)?;
     let catalog = crate::catalog::Catalog::open(
         &config.catalog_dir,
         &config.data_dir.join("catalogs"),

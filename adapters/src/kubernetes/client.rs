@@ -113,10 +113,82 @@ impl Cluster {
     }
 }
 
+/// The `server` of the cluster a kubeconfig's context (or its current context) points at.
+pub fn api_server_of(path: &std::path::Path, context: Option<&str>) -> Result<String, String> {
+    let kubeconfig = Kubeconfig::read_from(path)
+        .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
+    let name = context
+        .map(str::to_string)
+        .or_else(|| kubeconfig.current_context.clone())
+        .ok_or_else(|| format!("kubeconfig {} names no current context", path.display()))?;
+    let cluster = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == name)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .ok_or_else(|| format!("kubeconfig {} has no context {name:?}", path.display()))?;
+    kubeconfig
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster)
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .ok_or_else(|| {
+            format!(
+                "kubeconfig {} has no server for cluster {cluster:?}",
+                path.display()
+            )
+        })
+}
+
+/// The API server a pod reaches through its service account's environment.
+pub fn in_cluster_server() -> String {
+    match (
+        std::env::var("KUBERNETES_SERVICE_HOST"),
+        std::env::var("KUBERNETES_SERVICE_PORT"),
+    ) {
+        (Ok(host), Ok(port)) if host.contains(':') => format!("https://[{host}]:{port}"),
+        (Ok(host), Ok(port)) => format!("https://{host}:{port}"),
+        _ => "https://kubernetes.default.svc".to_string(),
+    }
+}
+
 /// The HTTP status of an API error, if the server answered one.
 pub fn api_code(error: &kube::Error) -> Option<u16> {
     match error {
         kube::Error::Api(status) => Some(status.code),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_api_server_is_read_from_the_context_the_environment_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\ncurrent-context: dev\nclusters:\n- name: dev-cluster\n  cluster: {server: 'https://127.0.0.1:6443'}\n- name: prod-cluster\n  cluster: {server: 'https://10.20.0.1:443'}\ncontexts:\n- name: dev\n  context: {cluster: dev-cluster, user: me}\n- name: prod\n  context: {cluster: prod-cluster, user: me}\nusers:\n- name: me\n  user: {token: x}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            api_server_of(&path, None).unwrap(),
+            "https://127.0.0.1:6443"
+        );
+        assert_eq!(
+            api_server_of(&path, Some("prod")).unwrap(),
+            "https://10.20.0.1:443"
+        );
+        let missing = api_server_of(&path, Some("qa")).unwrap_err();
+        assert!(missing.contains("no context \"qa\""), "{missing}");
+        let unreadable = api_server_of(&dir.path().join("nope"), None).unwrap_err();
+        assert!(
+            unreadable.contains("cannot read kubeconfig"),
+            "{unreadable}"
+        );
     }
 }

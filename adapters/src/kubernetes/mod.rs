@@ -468,6 +468,26 @@ impl Adapter for KubernetesAdapter {
         KubernetesConfig::from_environment(env).map(drop)
     }
 
+    /// The API server the hub will call: the `server` of the kubeconfig's context (read from
+    /// the file, the one local read this makes), or the in-cluster service. A kubeconfig that
+    /// cannot be read names why instead of a URL, which a locked-down allow list refuses.
+    fn endpoints(&self, env: &Environment) -> Vec<(String, String)> {
+        let Ok(config) = KubernetesConfig::from_environment(env) else {
+            return Vec::new(); // refused by validate_environment, never called
+        };
+        match &config.kubeconfig {
+            Some(path) => vec![(
+                "spec.settings.kubeconfig".to_string(),
+                client::api_server_of(path, config.context.as_deref())
+                    .unwrap_or_else(|why| format!("unknown: {why}")),
+            )],
+            None => vec![(
+                "spec.settings.kubeconfig".to_string(),
+                client::in_cluster_server(),
+            )],
+        }
+    }
+
     async fn environment_capabilities(
         &self,
         env: &Environment,

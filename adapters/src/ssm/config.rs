@@ -466,6 +466,40 @@ mod tests {
     }
 
     #[test]
+    fn the_endpoints_named_for_the_allow_list_include_aws_defaults() {
+        use crate::Adapter;
+        let adapter = super::super::SsmAdapter::new();
+        let regional = adapter.endpoints(&env(None, json!({"region": "eu-west-1"})));
+        assert_eq!(
+            regional.iter().map(|(_, u)| u.as_str()).collect::<Vec<_>>(),
+            [
+                "https://ssm.eu-west-1.amazonaws.com",
+                "https://ec2.eu-west-1.amazonaws.com"
+            ]
+        );
+        assert_eq!(
+            regional[0].0, "spec.endpoint",
+            "AWS's default, named where it is set"
+        );
+        let china = adapter.endpoints(&env(None, json!({"region": "cn-north-1"})));
+        assert_eq!(china[1].1, "https://ec2.cn-north-1.amazonaws.com.cn");
+        // One local endpoint serves both services.
+        let local = adapter.endpoints(&env(Some("http://127.0.0.1:5000"), json!({})));
+        assert_eq!(
+            local,
+            [(
+                "spec.endpoint".to_string(),
+                "http://127.0.0.1:5000".to_string()
+            )]
+        );
+        let split = adapter.endpoints(&env(
+            Some("http://127.0.0.1:5000"),
+            json!({"ec2_endpoint": "http://127.0.0.1:5001"}),
+        ));
+        assert_eq!(split[1].0, "spec.settings.ec2_endpoint");
+    }
+
+    #[test]
     fn defaults_apply_without_endpoint_or_settings() {
         let c = SsmConfig::from_environment(&env(None, json!({}))).unwrap();
         assert_eq!(c.documents, DocumentMode::Own);

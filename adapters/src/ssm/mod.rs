@@ -188,23 +188,46 @@ impl Adapter for SsmAdapter {
 
     /// The explicit endpoints; without them the AWS SDK calls AWS's regional endpoints, which
     /// an allow list does not see (docs/security.md).
+    /// The SSM and EC2 endpoints the SDK will call: the ones set, else AWS's regional defaults
+    /// (`https://ssm.<region>.amazonaws.com`, EC2's likewise) for the region in the settings or
+    /// `AWS_REGION` / `AWS_DEFAULT_REGION`. A region only a profile names is not known here:
+    /// the default endpoints are then named without it (`ssm.amazonaws.com`), which a host
+    /// wildcard such as `*.amazonaws.com` allows and a regional entry does not — set
+    /// `spec.settings.region` to allow exactly one region.
     fn endpoints(&self, env: &Environment) -> Vec<(String, String)> {
-        let mut out: Vec<(String, String)> = env
+        let setting = |name: &str| {
+            env.spec
+                .settings
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let endpoint = env
             .spec
             .endpoint
-            .iter()
-            .map(|e| ("spec.endpoint".to_string(), e.trim().to_string()))
-            .collect();
-        if let Some(ec2) = env
-            .spec
-            .settings
-            .get("ec2_endpoint")
-            .and_then(serde_json::Value::as_str)
-        {
-            out.push((
-                "spec.settings.ec2_endpoint".to_string(),
-                ec2.trim().to_string(),
-            ));
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty());
+        let region = setting("region").or_else(|| {
+            ["AWS_REGION", "AWS_DEFAULT_REGION"]
+                .iter()
+                .find_map(|v| std::env::var(v).ok().filter(|r| !r.trim().is_empty()))
+        });
+        let default_of = |service: &str| match &region {
+            Some(r) if r.starts_with("cn-") => format!("https://{service}.{r}.amazonaws.com.cn"),
+            Some(r) => format!("https://{service}.{r}.amazonaws.com"),
+            None => format!("https://{service}.amazonaws.com"),
+        };
+        let mut out = vec![match endpoint {
+            Some(e) => ("spec.endpoint".to_string(), e.to_string()),
+            None => ("spec.endpoint".to_string(), default_of("ssm")),
+        }];
+        match (setting("ec2_endpoint"), endpoint) {
+            (Some(ec2), _) => out.push(("spec.settings.ec2_endpoint".to_string(), ec2)),
+            // DescribeInstances goes to spec.endpoint then (one local AWS endpoint serves all).
+            (None, Some(_)) => {}
+            (None, None) => out.push(("spec.settings.ec2_endpoint".to_string(), default_of("ec2"))),
         }
         out
     }

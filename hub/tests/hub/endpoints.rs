@@ -160,3 +160,72 @@ async fn a_probe_whose_filled_target_is_outside_is_not_called_and_stops_its_expe
     );
     assert_eq!(s.adapter.active_count(), 0);
 }
+
+/// The endpoints an environment reaches without naming them count too: AWS's regional SSM and
+/// EC2 endpoints for an ssm environment without `spec.endpoint`, and the API server of a
+/// kubernetes environment's kubeconfig context. The hub's own OTLP export must be allowed or
+/// the hub does not start.
+#[tokio::test]
+async fn defaults_an_environment_would_call_and_the_otlp_export_are_checked_too() {
+    let s = Sandbox::start_with(2, locked_down).await;
+    let (code, body) = s
+        .post_yaml(
+            "/api/v1/environments",
+            "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: fleet}\nspec:\n  adapter: ssm\n  settings: {region: eu-west-1}\n",
+        )
+        .await;
+    assert_eq!(code, 400, "{body:#}");
+    assert_eq!(body["details"][0]["path"], "spec.endpoint", "{body:#}");
+    let message = body["details"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("https://ssm.eu-west-1.amazonaws.com"),
+        "{message}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: prod\nclusters:\n- name: prod\n  cluster: {server: 'https://10.20.0.1:6443'}\ncontexts:\n- name: prod\n  context: {cluster: prod, user: me}\nusers:\n- name: me\n  user: {token: x}\n",
+    )
+    .unwrap();
+    let (code, body) = s
+        .post_yaml(
+            "/api/v1/environments",
+            &format!(
+                "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: prod}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: '{}'}}\n",
+                kubeconfig.display()
+            ),
+        )
+        .await;
+    assert_eq!(code, 400, "{body:#}");
+    assert_eq!(
+        body["details"][0]["path"], "spec.settings.kubeconfig",
+        "{body:#}"
+    );
+    assert!(
+        body["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("https://10.20.0.1:6443"),
+        "{body:#}"
+    );
+
+    let data = tempfile::tempdir().unwrap();
+    let mut config = super::support::config(data.path());
+    locked_down(&mut config);
+    config.telemetry.endpoint = Some("http://203.0.113.9:4318".into());
+    let refused =
+        chaoshub::server::start_with(config, chaoshub_adapters::AdapterRegistry::builtin()).await;
+    let message = match refused {
+        Ok(hub) => {
+            hub.shutdown().await;
+            panic!("a hub exporting outside its allowed endpoints started");
+        }
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        message.contains("telemetry.endpoint") && message.contains("203.0.113.9"),
+        "{message}"
+    );
+}
