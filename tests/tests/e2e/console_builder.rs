@@ -53,6 +53,7 @@ impl Drop for Toxiproxy {
 
 impl Toxiproxy {
     fn start(binary: &Path) -> Toxiproxy {
+        install_crypto_provider();
         let http = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -409,6 +410,8 @@ fn console_builder_drags_a_workflow_and_runs_it_on_toxiproxy() {
     // Start, and follow the nodes on the canvas.
     b.click(&b.wait("#wf-start", T));
     b.wait("#wf-started", T);
+    // The canvas follows the hub's event stream, not a timer.
+    b.wait("#wf-live", T);
     let mut seen: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let mut toxics_seen = std::collections::BTreeSet::new();
     let mut shot_running = false;

@@ -874,7 +874,7 @@
   // the workflow is read every second instead.
   function watch(uid) {
     stopWatching();
-    var run = { uid: uid, source: null, timer: null, busy: false, again: false, done: false };
+    var run = { uid: uid, source: null, timer: null, busy: false, again: false };
     state.run = run;
     function read() {
       if (run.busy) {
@@ -887,14 +887,12 @@
         if (state.run !== run) return;
         if (r.ok) {
           var wf = r.body.status && r.body.status.workflow;
+          var ended = DONE[r.body.status.phase] === true;
+          if (ended) stopWatching();
           state.phases = M.phases(wf);
           drawCanvas();
           drawTimeline(r.body.status.phase, wf);
-          if (DONE[r.body.status.phase]) {
-            run.done = true;
-            stopWatching();
-            return;
-          }
+          if (ended) return;
         }
         if (run.again) {
           run.again = false;
@@ -910,13 +908,12 @@
     }
     if (window.EventSource) {
       run.source = new EventSource("/console/events?since=" + encodeURIComponent(new Date(Date.now() - 5000).toISOString()));
-      var live = document.getElementById("wf-live");
       run.source.onopen = function () {
-        if (live) live.textContent = "live";
         soon();
       };
       run.source.onerror = function () {
-        if (live) live.textContent = "reconnecting…";
+        var live = document.getElementById("wf-live");
+        if (live) live.textContent = "The event stream is reconnecting…";
       };
       WATCHED.forEach(function (name) {
         run.source.addEventListener(name, function (ev) {
@@ -952,7 +949,7 @@
     run.textContent = "";
     run.appendChild(el("h3", {}, "Run: " + phase));
     run.lastChild.setAttribute("id", "wf-run-phase");
-    if (state.run && state.run.source) run.lastChild.appendChild(el("small", { id: "wf-live", "class": "muted" }, " · live from the event stream"));
+    if (state.run && state.run.source) run.appendChild(el("p", { id: "wf-live", "class": "hint" }, "Live from the hub's event stream."));
     var table = el("table", { "class": "grid" });
     var head = el("tr");
     ["Node", "Type", "Phase", "Started", "Ended", "Reason"].forEach(function (h) { head.appendChild(el("th", { scope: "col" }, h)); });
