@@ -270,7 +270,13 @@ pub const POLICIES: &[RoutePolicy] = &[
     p("GET", "/api/v1/templates", "templates:read", VIEWER, Global),
     // Saving writes a file into the hub's local catalog directory: configuration, like adding
     // a remote catalog.
-    p("POST", "/api/v1/templates", "templates:write", ADMIN, Global),
+    p(
+        "POST",
+        "/api/v1/templates",
+        "templates:write",
+        ADMIN,
+        Global,
+    ),
     p(
         "GET",
         "/api/v1/templates/{name}",

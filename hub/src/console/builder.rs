@@ -127,11 +127,8 @@ pub async fn page(ctx: Ctx, Query(q): Query<BuilderQuery>) -> Result<Response, F
         }
         _ => (doc, Value::Null),
     };
-    let workflow_templates: Vec<&TemplateSummary> = list
-        .items
-        .iter()
-        .filter(|t| t.kind == "Workflow")
-        .collect();
+    let workflow_templates: Vec<&TemplateSummary> =
+        list.items.iter().filter(|t| t.kind == "Workflow").collect();
     let templates: Vec<Value> = list
         .items
         .iter()

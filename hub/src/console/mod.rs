@@ -92,7 +92,10 @@ pub fn router(hub: Hub, auth: &AuthConfig, max_body: usize, api: Router) -> Rout
             post(builder::render),
         )
         .route("/console/builder/submit", post(builder::submit))
-        .route("/console/builder/save-template", post(builder::save_template))
+        .route(
+            "/console/builder/save-template",
+            post(builder::save_template),
+        )
         .route(
             "/console/builder/experiments/{uid}",
             get(builder::experiment),

@@ -1138,7 +1138,11 @@ async fn save_template_conflicts_unless_overwrite() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["title"], "Second");
     assert_eq!(files_under(dir.path()), ["network/web-latency.yaml"]);
-    assert!(hub.catalog().problems().is_empty(), "{:?}", hub.catalog().problems());
+    assert!(
+        hub.catalog().problems().is_empty(),
+        "{:?}",
+        hub.catalog().problems()
+    );
     let (code, body) = hub
         .post(
             "/api/v1/templates?overwrite=perhaps",
@@ -1146,7 +1150,10 @@ async fn save_template_conflicts_unless_overwrite() {
         )
         .await;
     assert_eq!(code, 400, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("overwrite"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("overwrite"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -1154,7 +1161,8 @@ async fn save_template_names_the_bad_field() {
     let dir = tempfile::tempdir().unwrap();
     let hub = CatalogHub::start(dir.path()).await;
     let base = workflow_template("bad", "Bad", "workflow");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Change, &str)> = vec![
         (
             "a parameter of an unknown type",
             Box::new(|t| t["spec"]["parameters"][0]["type"] = json!("colour")),

@@ -816,7 +816,8 @@ fn console_builder_saves_a_template_with_a_marked_parameter() {
     b.chord(&[keys::ENTER]);
     b.wait("#builder-msg.bad", T);
     assert!(
-        b.text(&b.wait("#builder-msg", T)).contains("parameter name"),
+        b.text(&b.wait("#builder-msg", T))
+            .contains("parameter name"),
         "{}",
         b.body_text()
     );
@@ -935,10 +936,7 @@ fn console_builder_model_cases() {
     let lab = lab(&chromium, &driver);
     let b = &lab.browser;
     let run = |script: &str, args: Value| -> Value {
-        b.exec(
-            &format!("var M = window.WorkflowModel; {script}"),
-            args,
-        )
+        b.exec(&format!("var M = window.WorkflowModel; {script}"), args)
     };
 
     // 1. Every Workflow fixture: manifest -> model -> YAML reads back as the same document.
@@ -1030,7 +1028,10 @@ fn console_builder_model_cases() {
         "{v}"
     );
     assert!(
-        v["notContainer"].as_str().unwrap().contains("Serial and Parallel"),
+        v["notContainer"]
+            .as_str()
+            .unwrap()
+            .contains("Serial and Parallel"),
         "{v}"
     );
     assert_eq!(v["left"], json!(["serial", "suspend", "b"]), "{v}");
@@ -1070,10 +1071,16 @@ fn console_builder_model_cases() {
 
     // 5. Parameter types inferred from fields.
     let cases = json!([
-        ["deadline", "30s"], ["networkChaos.mode", "all"], ["networkChaos.loss.loss", "25"],
-        ["statusCheck.failureThreshold", 3], ["stressChaos.x", 0.5], ["abortWithStatusCheck", true],
-        ["statusCheck.http.url", "http://web:8080/healthz"], ["statusCheck.http.criteria.statusCode", "200"],
-        ["networkChaos.delay.jitter", "1h30m"], ["podChaos.mode", "sometimes"]
+        ["deadline", "30s"],
+        ["networkChaos.mode", "all"],
+        ["networkChaos.loss.loss", "25"],
+        ["statusCheck.failureThreshold", 3],
+        ["stressChaos.x", 0.5],
+        ["abortWithStatusCheck", true],
+        ["statusCheck.http.url", "http://web:8080/healthz"],
+        ["statusCheck.http.criteria.statusCode", "200"],
+        ["networkChaos.delay.jitter", "1h30m"],
+        ["podChaos.mode", "sometimes"]
     ]);
     let v = run(
         "return arguments[0].map(function (c) { var t = M.inferType(c[0], c[1]); return [t.type, t.asString]; });",
@@ -1082,9 +1089,16 @@ fn console_builder_model_cases() {
     assert_eq!(
         v,
         json!([
-            ["duration", false], ["enum", false], ["percent", true], ["integer", false],
-            ["number", false], ["boolean", false], ["string", false], ["integer", true],
-            ["duration", false], ["string", false]
+            ["duration", false],
+            ["enum", false],
+            ["percent", true],
+            ["integer", false],
+            ["number", false],
+            ["boolean", false],
+            ["string", false],
+            ["integer", true],
+            ["duration", false],
+            ["string", false]
         ])
     );
 
@@ -1124,19 +1138,31 @@ fn console_builder_model_cases() {
         .map(|e| e.as_str().unwrap())
         .collect();
     assert!(errors[0].contains("already a parameter"), "{errors:?}");
-    assert!(errors[1].contains("already the parameter latency"), "{errors:?}");
+    assert!(
+        errors[1].contains("already the parameter latency"),
+        "{errors:?}"
+    );
     assert!(errors[2].contains("no field"), "{errors:?}");
     assert!(errors[3].contains("parameter name"), "{errors:?}");
     let t = &v["template"];
     let slow = &t["spec"]["experiment"]["spec"]["templates"][1];
-    assert_eq!(slow["networkChaos"]["delay"]["latency"], "${latency}", "{t}");
-    assert_eq!(slow["networkChaos"]["loss"]["loss"], "${loss:string}", "{t}");
+    assert_eq!(
+        slow["networkChaos"]["delay"]["latency"], "${latency}",
+        "{t}"
+    );
+    assert_eq!(
+        slow["networkChaos"]["loss"]["loss"], "${loss:string}",
+        "{t}"
+    );
     assert_eq!(slow["networkChaos"]["mode"], "${mode}", "{t}");
     assert_eq!(
         t["spec"]["experiment"]["spec"]["templates"][2]["statusCheck"]["http"]["url"],
         "http://127.0.0.1:8080/health?q=$${literal}"
     );
-    assert_eq!(t["spec"]["experiment"]["metadata"], json!({"generateName": "w-"}));
+    assert_eq!(
+        t["spec"]["experiment"]["metadata"],
+        json!({"generateName": "w-"})
+    );
     let sort = |v: &Value| {
         let mut a = v.as_array().unwrap().clone();
         a.sort_by_key(|m| m["name"].as_str().unwrap().to_string());
