@@ -1079,6 +1079,16 @@ async fn save_template_writes_the_file_reloads_and_renders() {
     assert_eq!(code, 200, "{list}");
     assert_eq!(names(&list), ["web-latency"]);
     assert_eq!(list["items"][0]["adapters"], json!(["native"]), "{list}");
+    // An adapter that cannot run one of its chaos nodes is refused, naming the node.
+    let mut on_envoy = workflow_template("web-latency-envoy", "Latency on Envoy", "workflow");
+    on_envoy["spec"]["adapters"] = json!(["native", "envoy"]);
+    let (code, body) = hub.post("/api/v1/templates", on_envoy).await;
+    assert_eq!(code, 201, "{body}");
+    let (_, list) = hub.get("/api/v1/templates?q=envoy").await;
+    let item = &list["items"][0];
+    assert_eq!(item["adapters"], json!(["native"]), "{list}");
+    let why = item["refused"]["envoy"].as_str().unwrap_or_default();
+    assert!(why.starts_with("workflow node \"delay\""), "{list}");
     let (code, detail) = hub.get("/api/v1/templates/web-latency").await;
     assert_eq!(code, 200, "{detail}");
     assert_eq!(
