@@ -1122,10 +1122,14 @@ fn console_builder_model_cases() {
           try { M.mark(d, marks, c[0], c[1], c[2]); errors.push("accepted"); } catch (e) { errors.push(e.message); }
         });
         var t = M.toTemplate(d, marks, {name: "slow-web", title: "Slow web", description: "d", category: "workflow", adapters: ["native"]});
+        // One parameter in two places (as a loaded template can have): declared once.
+        var twice = marks.concat([{name: "latency", template: "statuscheck", field: "deadline", type: "duration", asString: false}]);
+        var shared = M.toTemplate(d, twice, {name: "x"});
         M.rename(d, "slow", "slower");
         var renamed = M.renameMarks(marks, "slow", "slower");
         M.remove(d, [0]);
-        return {template: t, errors: errors, again: M.marksFromTemplate(t.spec.experiment, t.spec.parameters),
+        return {template: t, errors: errors, shared: [shared.spec.parameters.map(function (p) { return p.name; }),
+                shared.spec.experiment.spec.templates[2].deadline], again: M.marksFromTemplate(t.spec.experiment, t.spec.parameters),
                 marks: marks, renamed: renamed.map(function (m) { return m.template; }),
                 live: M.liveMarks(d, renamed).length};
     "#,
@@ -1144,6 +1148,11 @@ fn console_builder_model_cases() {
     );
     assert!(errors[2].contains("no field"), "{errors:?}");
     assert!(errors[3].contains("parameter name"), "{errors:?}");
+    assert_eq!(
+        v["shared"],
+        json!([["latency", "loss", "mode"], "${latency}"]),
+        "{v}"
+    );
     let t = &v["template"];
     let slow = &t["spec"]["experiment"]["spec"]["templates"][1];
     assert_eq!(

@@ -1097,6 +1097,14 @@
     if (info.kind === "Workflow") {
       state.doc = M.fromManifest(rendered);
       state.marks = M.marksFromTemplate(info.experiment, info.parameters);
+      // A parameter used only inside a longer string ("${size}M") cannot be a mark: saving
+      // again would write its default in; say so rather than drop it silently.
+      var lost = (info.parameters || []).filter(function (p) {
+        return !state.marks.some(function (m) { return m.name === p.name; });
+      }).map(function (p) { return p.name; });
+      if (lost.length) {
+        say("not marked again (used inside longer strings; saving writes their defaults in): " + lost.join(", "), true);
+      }
       return;
     }
     if (!M.CHAOS[info.kind]) throw new Error("a " + info.kind + " cannot be a workflow node");

@@ -484,13 +484,19 @@ var WorkflowModel = (function () {
       delete md.name;
     }
     experiment.metadata = md;
-    var parameters = marks.map(function (m) {
+    // A parameter a loaded template uses in two places is two marks of one name: both fields
+    // get the placeholder, the first gives the default.
+    var declared = {};
+    var parameters = [];
+    marks.forEach(function (m) {
       var t = find(experiment, m.template);
       var value = t ? get(find(doc, m.template), m.field) : undefined;
       if (value === undefined || value === null || typeof value === "object") {
         throw new Error("parameter " + m.name + ": " + m.template + " has no value at " + m.field);
       }
       set(t, m.field, "${" + m.name + (m.asString ? ":string" : "") + "}");
+      if (declared[m.name]) return;
+      declared[m.name] = true;
       var p = {
         name: m.name,
         type: m.type,
@@ -498,7 +504,7 @@ var WorkflowModel = (function () {
         default: defaultOf(m, value)
       };
       if (m.values) p["enum"] = m.values.slice();
-      return p;
+      parameters.push(p);
     });
     var spec = {
       title: meta.title || "",
