@@ -176,7 +176,10 @@ pub fn router(
             "/api/v1/suites/runs/{id}",
             get(crate::suites::http::get_suite_run),
         )
-        .route("/api/v1/templates", get(catalog::list_templates))
+        .route(
+            "/api/v1/templates",
+            get(catalog::list_templates).post(catalog::save_template),
+        )
         .route("/api/v1/templates/{name}", get(catalog::get_template))
         .route(
             "/api/v1/templates/{name}/render",

@@ -12,11 +12,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chaoshub_schema::api::Page;
-use chaoshub_schema::template::{AddCatalogRequest, RenderRequest};
+use chaoshub_schema::template::{AddCatalogRequest, RenderRequest, Template};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::catalog::TemplateQuery;
+use crate::catalog::{SaveOutcome, TemplateQuery};
 use crate::error::HubError;
 use crate::operations::{parse_body, BodyFormat, Hub, Submitted};
 
@@ -150,6 +150,56 @@ pub async fn run_template(
         Submitted::Created(object) => (StatusCode::CREATED, Json(object)).into_response(),
         Submitted::DryRun(result) => (StatusCode::OK, Json(result)).into_response(),
     })
+}
+
+/// `POST /api/v1/templates[?overwrite=true]`: a Template document into the local catalog.
+pub async fn save_template(
+    State(hub): State<Hub>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let p = query_params(query, &["overwrite"])?;
+    let overwrite = match p.get("overwrite").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(HubError::bad_request(
+                "invalid_query",
+                format!("overwrite must be true or false, got {other:?}"),
+            ))
+        }
+    };
+    let value: Option<Value> = read_body(&hub, &headers, raw, "template")?;
+    let Some(value) = value else {
+        return Err(HubError::bad_request(
+            "invalid_body",
+            "the body is empty; send a Template document (apiVersion: chaoshub.dev/v1alpha1, kind: Template)",
+        ));
+    };
+    let template = Template::from_value(value).map_err(|errors| {
+        let n = errors.len();
+        HubError::Invalid {
+            message: format!(
+                "the template is invalid: {n} problem{}",
+                if n == 1 { "" } else { "s" }
+            ),
+            details: errors.0,
+        }
+    })?;
+    let catalog = hub.catalog.clone();
+    let (entry, outcome) =
+        tokio::task::spawn_blocking(move || catalog.save_local(template, overwrite))
+            .await
+            .map_err(|e| HubError::Conflict {
+                code: "catalog_not_writable",
+                message: format!("the catalog write did not finish: {e}"),
+            })??;
+    let status = match outcome {
+        SaveOutcome::Created => StatusCode::CREATED,
+        SaveOutcome::Replaced => StatusCode::OK,
+    };
+    Ok((status, Json(entry.detail())).into_response())
 }
 
 pub async fn list_catalogs(

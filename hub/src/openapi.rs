@@ -60,6 +60,7 @@ fn ops() -> Vec<Op> {
         Op { method: "get", path: "/api/v1/suites/runs", id: "listSuiteRuns", summary: "Suite runs, newest first", query: &[("limit", "how many (default 100, max 1000)")], body: None, ok: ("200", Some("Page_SuiteRunSummary")), errors: &[400] },
         Op { method: "get", path: "/api/v1/suites/runs/{id}", id: "getSuiteRun", summary: "One suite run's JSON journal: cases with outcomes and messages, timings, steady-state probe results before/during/after, experiments with per-target records, threshold-search steps, progress log", query: &[], body: None, ok: ("200", Some("SuiteRun")), errors: &[400, 404] },
         Op { method: "get", path: "/api/v1/templates", id: "listTemplates", summary: "Search the template catalog (local and remote templates) with facet counts over the matches", query: &[("q", "words that must all occur in name, title, description or tags"), ("category", "filter by category"), ("tag", "filter by tag"), ("adapter", "filter by adapter type the template suits"), ("kind", "filter by the rendered experiment's kind"), ("source", "`local` or a remote catalog name")], body: None, ok: ("200", Some("TemplateList")), errors: &[400] },
+        Op { method: "post", path: "/api/v1/templates", id: "saveTemplate", summary: "Save a Template document (YAML or JSON) into the hub's local catalog as <category>/<name>.yaml, validated like a catalog file (parameters, placeholders, the experiment rendered with the defaults: a fault or a Workflow of faults); 201 created, 200 replaced; 409 template_exists unless overwrite=true, 409 catalog_not_writable without a writable catalog_dir", query: &[("overwrite", "true: replace a local template of the same name")], body: Some("manifest"), ok: ("201", Some("TemplateDetail")), errors: &[400, 409, 413, 415] },
         Op { method: "get", path: "/api/v1/templates/{name}", id: "getTemplate", summary: "One template with the JSON Schema of its parameters (for form generation)", query: &[], body: None, ok: ("200", Some("TemplateDetail")), errors: &[404] },
         Op { method: "post", path: "/api/v1/templates/{name}/render", id: "renderTemplate", summary: "Render a template with parameters into a validated experiment manifest; unknown, missing or invalid parameters are 400s naming parameters.<name>", query: &[], body: Some("RenderRequest"), ok: ("200", Some("RenderResult")), errors: &[400, 404, 413, 415] },
         Op { method: "post", path: "/api/v1/templates/{name}/run", id: "runTemplate", summary: "Render a template and create the experiment in `env` (or plan it with dryRun)", query: &[], body: Some("RenderRequest"), ok: ("201", Some("ExperimentObject")), errors: &[400, 404, 409, 413, 415, 422, 502, 503] },
@@ -212,6 +213,9 @@ pub fn document() -> Value {
         if op.id == "createExperiment" || op.id == "runTemplate" {
             ok = json!({"description": "created", "content": ok_content});
             responses.insert("200".into(), json!({"description": "dry run: the plan", "content": {"application/json": {"schema": schema_ref("DryRunResult")}}}));
+        }
+        if op.id == "saveTemplate" {
+            responses.insert("200".into(), json!({"description": "replaced (overwrite=true)", "content": {"application/json": {"schema": schema_ref("TemplateDetail")}}}));
         }
         if op.id == "createEnvironment" {
             responses.insert("200".into(), json!({"description": "replaced", "content": {"application/json": {"schema": schema_ref("EnvironmentObject")}}}));

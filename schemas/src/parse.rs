@@ -204,8 +204,9 @@ pub fn manifest_from_value(value: Value) -> Result<Manifest, ValidationErrors> {
 }
 
 /// A template's experiment, rendered with sample values, must be a valid manifest of a fault
-/// kind. This is part of validating a `Template` manifest, and lives here because rendering needs
-/// this parser, which sits above every kind's spec.
+/// kind or a `Workflow` of faults (what the console's workflow builder saves). This is part of
+/// validating a `Template` manifest, and lives here because rendering needs this parser, which
+/// sits above every kind's spec.
 fn check_template_sample(spec: &TemplateSpec, path: &str, errors: &mut ValidationErrors) {
     if !spec.ready_for_sample() {
         return;
@@ -213,11 +214,11 @@ fn check_template_sample(spec: &TemplateSpec, path: &str, errors: &mut Validatio
     match spec.sample_experiment().and_then(manifest_from_value) {
         Ok(manifest) => {
             let kind = manifest.kind();
-            if !kind.is_fault() {
+            if !kind.is_fault() && kind != Kind::Workflow {
                 errors.push(
                     join_path(path, "experiment.kind"),
                     format!(
-                        "a template renders an experiment that injects a fault; {kind} does not"
+                        "a template renders an experiment that injects a fault, or a Workflow of them; {kind} does neither"
                     ),
                 );
             }

@@ -268,6 +268,15 @@ pub const POLICIES: &[RoutePolicy] = &[
         Unrestricted,
     ),
     p("GET", "/api/v1/templates", "templates:read", VIEWER, Global),
+    // Saving writes a file into the hub's local catalog directory: configuration, like adding
+    // a remote catalog.
+    p(
+        "POST",
+        "/api/v1/templates",
+        "templates:write",
+        ADMIN,
+        Global,
+    ),
     p(
         "GET",
         "/api/v1/templates/{name}",

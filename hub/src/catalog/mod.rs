@@ -13,7 +13,7 @@ pub mod remote;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chaoshub_adapters::conformance::{verdict, Verdict};
 use chaoshub_adapters::AdapterRegistry;
@@ -21,7 +21,10 @@ use chaoshub_schema::template::{
     RenderOptions, RenderRequest, RenderResult, Template, TemplateDetail, TemplateFacets,
     TemplateList, TemplateSummary,
 };
-use chaoshub_schema::{Manifest, ValidationErrors};
+use chaoshub_schema::{
+    manifest_from_value, Kind, Manifest, Spec, ValidationErrors, CHAOS_MESH_API_VERSION,
+};
+use serde_json::json;
 
 use crate::error::HubError;
 
@@ -46,8 +49,42 @@ pub const KNOWN_ADAPTERS: &[&str] = &[
 pub struct CatalogEntry {
     pub template: Template,
     pub summary: TemplateSummary,
-    /// The experiment rendered with the parameters' defaults, which the adapters' checks judge.
+    /// The experiment rendered with the parameters' defaults.
     pub sample: Manifest,
+    /// What the adapters' checks judge: the sample itself when it is a fault, or each chaos node
+    /// of a `Workflow` sample as its own fault manifest, with the node's template name.
+    pub faults: Vec<(String, Manifest)>,
+}
+
+/// The faults a sample injects: itself, or a workflow's chaos nodes (a workflow of suspends
+/// and status checks injects none). A node whose spec does not parse on its own is left to the
+/// submission, which reports it at its path.
+fn sample_faults(sample: &Manifest) -> Vec<(String, Manifest)> {
+    let Spec::Workflow(workflow) = &sample.spec else {
+        return vec![(String::new(), sample.clone())];
+    };
+    let value = sample.to_value();
+    let mut out = Vec::new();
+    for (i, t) in workflow.templates.iter().enumerate() {
+        let kind = t.type_name();
+        let Some((field, _, _)) = t
+            .embedded()
+            .into_iter()
+            .find(|(_, k, set)| *k == kind && set.is_some())
+        else {
+            continue;
+        };
+        let node = json!({
+            "apiVersion": CHAOS_MESH_API_VERSION,
+            "kind": kind,
+            "metadata": {"name": t.name},
+            "spec": value["spec"]["templates"][i][field],
+        });
+        if let Ok(m) = manifest_from_value(node) {
+            out.push((t.name.clone(), m));
+        }
+    }
+    out
 }
 
 impl CatalogEntry {
@@ -73,7 +110,15 @@ impl CatalogEntry {
         } else {
             format!("{source}/{}", template.name())
         };
-        let actions = sample.fault().map(|f| f.actions()).unwrap_or_default();
+        let faults = sample_faults(&sample);
+        let mut actions: Vec<String> = Vec::new();
+        for (_, fault) in &faults {
+            for a in fault.fault().map(|f| f.actions()).unwrap_or_default() {
+                if !actions.contains(&a) {
+                    actions.push(a);
+                }
+            }
+        }
         let summary = TemplateSummary {
             name,
             source: source.to_string(),
@@ -96,6 +141,7 @@ impl CatalogEntry {
             template,
             summary,
             sample,
+            faults,
         })
     }
 
@@ -106,15 +152,26 @@ impl CatalogEntry {
     pub fn judge(&self, registry: &AdapterRegistry) -> (Vec<String>, BTreeMap<String, String>) {
         let mut accepted = Vec::new();
         let mut refused = BTreeMap::new();
+        let workflow = self.sample.kind() == Kind::Workflow;
         for name in &self.template.spec.adapters {
-            match registry
-                .get(name)
-                .map(|a| verdict(a.as_ref(), &self.sample))
-            {
-                Ok(Verdict::Refused(m)) | Ok(Verdict::NotApplicable(m)) => {
+            let Ok(adapter) = registry.get(name) else {
+                accepted.push(name.clone());
+                continue;
+            };
+            let refusal = self.faults.iter().find_map(|(node, fault)| {
+                match verdict(adapter.as_ref(), fault) {
+                    Verdict::Refused(m) | Verdict::NotApplicable(m) if workflow => {
+                        Some(format!("workflow node {node:?}: {m}"))
+                    }
+                    Verdict::Refused(m) | Verdict::NotApplicable(m) => Some(m),
+                    _ => None,
+                }
+            });
+            match refusal {
+                Some(m) => {
                     refused.insert(name.clone(), m);
                 }
-                _ => accepted.push(name.clone()),
+                None => accepted.push(name.clone()),
             }
         }
         (accepted, refused)
@@ -198,6 +255,9 @@ impl TemplateQuery {
 pub struct Catalog {
     local_dir: PathBuf,
     local: RwLock<(Vec<CatalogEntry>, Vec<LocalProblem>)>,
+    /// Held while a template is written, so two saves of one name cannot interleave their
+    /// existence check and their write.
+    writes: Mutex<()>,
     pub remotes: RemoteCatalog,
 }
 
@@ -208,6 +268,7 @@ impl Catalog {
         let catalog = Catalog {
             local_dir: local_dir.to_path_buf(),
             local: RwLock::new((Vec::new(), Vec::new())),
+            writes: Mutex::new(()),
             remotes: RemoteCatalog::open(cache_dir, settings),
         };
         catalog.reload_local();
@@ -326,6 +387,136 @@ impl Catalog {
         };
         Ok((manifest, result))
     }
+}
+
+/// How [`Catalog::save_local`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaveOutcome {
+    Created,
+    Replaced,
+}
+
+impl Catalog {
+    /// Writes a template into the local catalog as `<catalog_dir>/<category>/<name>.yaml` and
+    /// reloads the local catalog. The file is written whole to a temporary name in the same
+    /// folder and renamed over, so a reader (or a crash) never sees half a template.
+    ///
+    /// Checked first, without touching the disk: the template as any local file is (adapters
+    /// known, the sample rendering valid), a safe folder name, and for a `Workflow` its
+    /// template tree (entry, cycles, size) as a submission checks it. A name that exists is a
+    /// 409 unless `overwrite`; a hub whose `catalog_dir` is missing or read-only is a 409 that
+    /// says so.
+    pub fn save_local(
+        &self,
+        template: Template,
+        overwrite: bool,
+    ) -> Result<(CatalogEntry, SaveOutcome), HubError> {
+        let name = template.name().to_string();
+        let category = template.spec.category.clone();
+        if let Err(m) = chaoshub_schema::meta::check_dns_name(&category) {
+            return Err(HubError::invalid_field(
+                "spec.category",
+                format!("{m} (it names the catalog folder)"),
+            ));
+        }
+        let entry = CatalogEntry::new(template, LOCAL_SOURCE).map_err(HubError::invalid)?;
+        if let Spec::Workflow(workflow) = &entry.sample.spec {
+            crate::workflow::plan(&name, workflow).map_err(|(path, message)| {
+                HubError::invalid_field(&format!("spec.experiment.spec{path}"), message)
+            })?;
+        }
+        let text = chaoshub_schema::document::to_yaml(&entry.template.to_value())
+            .map_err(|e| HubError::invalid_field("", format!("cannot write as YAML: {e}")))?;
+        let _guard = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.local_dir.is_dir() {
+            return Err(not_writable(format!(
+                "this hub has no local catalog to save templates in: catalog_dir {} is not a directory (create it, or set catalog_dir in hub.toml)",
+                self.local_dir.display()
+            )));
+        }
+        let folder = self.local_dir.join(&category);
+        let path = folder.join(format!("{name}.yaml"));
+        let existing = self
+            .local
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .iter()
+            .find(|e| e.summary.name == name)
+            .map(|e| e.template.spec.category.clone());
+        let outcome = if existing.is_some() || path.exists() {
+            SaveOutcome::Replaced
+        } else {
+            SaveOutcome::Created
+        };
+        if outcome == SaveOutcome::Replaced && !overwrite {
+            return Err(HubError::Conflict {
+                code: "template_exists",
+                message: format!(
+                    "template {name:?} already exists in the local catalog ({}/{name}.yaml); save with overwrite=true to replace it",
+                    existing.as_deref().unwrap_or(&category)
+                ),
+            });
+        }
+        write_atomically(&folder, &path, &text).map_err(|e| {
+            not_writable(format!(
+                "cannot write {} in the local catalog: {e}",
+                path.display()
+            ))
+        })?;
+        // Replaced under another category: the old file goes, or the name would be taken twice.
+        if let Some(old) = existing.filter(|c| *c != category) {
+            let old_path = self.local_dir.join(old).join(format!("{name}.yaml"));
+            if let Err(e) = std::fs::remove_file(&old_path) {
+                tracing::warn!(file = %old_path.display(), error = %e, "cannot remove the replaced template file");
+            }
+        }
+        drop(_guard);
+        self.reload_local();
+        tracing::info!(template = %name, file = %path.display(), ?outcome, "template saved in the local catalog");
+        let saved = self.get(&name).map_err(|_| {
+            let why = self
+                .problems()
+                .into_iter()
+                .find(|p| p.file.ends_with(&format!("{name}.yaml")))
+                .map(|p| p.message)
+                .unwrap_or_else(|| "it did not load".into());
+            not_writable(format!(
+                "template {name:?} was written but the catalog does not load it: {why}"
+            ))
+        })?;
+        Ok((saved, outcome))
+    }
+}
+
+fn not_writable(message: String) -> HubError {
+    HubError::Conflict {
+        code: "catalog_not_writable",
+        message,
+    }
+}
+
+/// Writes `text` to `path` through a temporary file in `folder` (created when missing), synced
+/// before the rename. The temporary name does not end in `.yaml`, so a reload in between never
+/// reads it.
+fn write_atomically(folder: &Path, path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(folder)?;
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("template.yaml");
+    let tmp = folder.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 fn parameter_error(name: &str, errors: ValidationErrors) -> HubError {

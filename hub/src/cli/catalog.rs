@@ -35,6 +35,15 @@ pub enum CatalogCommand {
     Render(InstantiateArgs),
     /// Render a template and create the experiment.
     Run(RunArgs),
+    /// Save a Template file into the hub's local catalog (admin; see docs/catalog.md).
+    Save {
+        /// The Template document (YAML or JSON); `-` reads standard input.
+        #[arg(short = 'f', long = "filename")]
+        file: std::path::PathBuf,
+        /// Replace a local template of the same name.
+        #[arg(long)]
+        overwrite: bool,
+    },
     /// Add a remote catalog by the URL of its index file.
     Add {
         /// Name of the remote hub; its templates appear as NAME/template.
@@ -179,6 +188,44 @@ pub async fn execute(
             Ok(ExitCode::Success)
         }
         CatalogCommand::Run(args) => run(client, format, &args).await,
+        CatalogCommand::Save { file, overwrite } => {
+            let text = super::apply::read_input(&file)?;
+            let mut documents = super::apply::split(&text, &file)?;
+            if documents.len() != 1 {
+                return Err(CliError::Usage(format!(
+                    "{}: holds {} documents; a template file holds exactly one",
+                    file.display(),
+                    documents.len()
+                )));
+            }
+            let query = if overwrite {
+                vec![("overwrite", "true".to_string())]
+            } else {
+                vec![]
+            };
+            let detail: TemplateDetail = client
+                .post(
+                    &["api", "v1", "templates"],
+                    &query,
+                    Some(&documents.remove(0)),
+                )
+                .await?;
+            match format {
+                OutputFormat::Table => emit(&format!(
+                    "template/{} saved ({} {}, parameters: {})\n",
+                    detail.summary.name,
+                    detail.summary.category,
+                    detail.summary.kind,
+                    if detail.summary.parameters.is_empty() {
+                        "none".to_string()
+                    } else {
+                        detail.summary.parameters.join(", ")
+                    }
+                )),
+                _ => emit(&render_structured(format, &detail)?),
+            }
+            Ok(ExitCode::Success)
+        }
         CatalogCommand::Add { name, url } => {
             let object: CatalogObject = client
                 .post(

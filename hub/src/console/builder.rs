@@ -17,7 +17,7 @@ use axum::extract::{Path, Query};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chaoshub_schema::api::{EnvironmentObject, ErrorBody, ExperimentObject, Page};
-use chaoshub_schema::template::TemplateList;
+use chaoshub_schema::template::{RenderResult, TemplateDetail, TemplateList, TemplateSummary};
 use serde_json::{json, Value};
 
 use super::html::{self, esc, url, Nav, Refresh};
@@ -27,6 +27,53 @@ use super::{check_origin, html_response, session, Ctx, Failure};
 pub struct BuilderQuery {
     /// An existing experiment (a Workflow) to load.
     from: Option<String>,
+    /// A catalog template to edit: a Workflow template is loaded with its parameters marked
+    /// again, a fault template as the one node of a new workflow.
+    template: Option<String>,
+}
+
+/// A template to edit: the experiment rendered with its defaults (what the canvas shows) and
+/// the template itself (its placeholders say which fields are parameters).
+async fn template_to_edit(ctx: &Ctx, name: &str) -> Result<(Value, Value), Failure> {
+    let detail: TemplateDetail = ctx
+        .api
+        .get(&format!("/api/v1/templates/{}", url(name)))
+        .await?;
+    let rendered: RenderResult = ctx
+        .api
+        .send(
+            Method::POST,
+            &format!("/api/v1/templates/{}/render", url(name)),
+            Some(("application/json", json!({"parameters": {}}).to_string())),
+        )
+        .await?;
+    let mut doc = rendered.manifest;
+    // The render labels what it made with the template's name; an edit is not an instance.
+    if let Some(labels) = doc
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        labels.remove(chaoshub_schema::template::TEMPLATE_LABEL);
+        if labels.is_empty() {
+            if let Some(meta) = doc.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("labels");
+            }
+        }
+    }
+    let s = &detail.summary;
+    let info = json!({
+        "name": s.name,
+        "source": s.source,
+        "kind": s.kind,
+        "title": s.title,
+        "description": s.description,
+        "category": s.category,
+        "tags": s.tags,
+        "adapters": s.adapters,
+        "parameters": detail.template.pointer("/spec/parameters").cloned().unwrap_or(json!([])),
+        "experiment": detail.template.pointer("/spec/experiment").cloned().unwrap_or(Value::Null),
+    });
+    Ok((doc, info))
 }
 
 /// The chaos kinds a workflow template can hold (`templateType`); catalog templates of other
@@ -73,6 +120,15 @@ pub async fn page(ctx: Ctx, Query(q): Query<BuilderQuery>) -> Result<Response, F
         }
         None => Value::Null,
     };
+    let (doc, editing) = match q.template.as_deref() {
+        Some(name) if q.from.is_none() => {
+            let (doc, info) = template_to_edit(&ctx, name).await?;
+            (doc, info)
+        }
+        _ => (doc, Value::Null),
+    };
+    let workflow_templates: Vec<&TemplateSummary> =
+        list.items.iter().filter(|t| t.kind == "Workflow").collect();
     let templates: Vec<Value> = list
         .items
         .iter()
@@ -89,6 +145,8 @@ pub async fn page(ctx: Ctx, Query(q): Query<BuilderQuery>) -> Result<Response, F
         "environments": environments,
         "doc": doc,
         "mayStart": ctx.may("POST", "/api/v1/experiments"),
+        "maySave": ctx.may("POST", "/api/v1/templates"),
+        "template": editing,
     });
     let mut b = String::with_capacity(8 * 1024);
     let _ = write!(
@@ -133,6 +191,30 @@ selected Serial/Parallel (after any other node); Shift+Enter adds after the sele
     b.push_str(
         "</div><div id=\"wf-result\" aria-live=\"polite\"></div>\
 <div id=\"wf-run\"></div></section>\
+<section aria-labelledby=\"tpl-h\" class=\"tpl-save\"><h2 id=\"tpl-h\">Save as template</h2>\
+<p class=\"hint\">Mark node fields as parameters in the side panel (“Template parameters”); \
+the template's form then asks for them, each defaulting to the value it has here.</p>\
+<div id=\"tpl-form\"></div></section>",
+    );
+    if !workflow_templates.is_empty() {
+        b.push_str(
+            "<section aria-labelledby=\"load-h\"><h2 id=\"load-h\">Edit a saved workflow template</h2>\
+<form method=\"get\" action=\"/workflows/new\" class=\"inline\"><label for=\"load-template\">Template</label>\
+<select id=\"load-template\" name=\"template\">",
+        );
+        for t in &workflow_templates {
+            let _ = write!(
+                b,
+                "<option value=\"{}\">{} ({})</option>",
+                esc(&t.name),
+                esc(&t.title),
+                esc(&t.name)
+            );
+        }
+        b.push_str("</select> <button type=\"submit\">Load</button></form></section>");
+    }
+    b.push_str(
+        "\
 <script src=\"/console/static/workflow_model.js\" defer></script>\
 <script src=\"/console/static/workflow_builder.js\" defer></script>",
     );
@@ -241,6 +323,33 @@ pub async fn render(
             &format!("/api/v1/templates/{}/render", url(&name)),
             Some(("application/json", body)),
         )
+        .await
+}
+
+#[derive(serde::Deserialize)]
+pub struct SaveQuery {
+    #[serde(default)]
+    overwrite: bool,
+}
+
+/// `POST /console/builder/save-template[?overwrite=true]`: the Template document the builder
+/// made, unchanged, to `POST /api/v1/templates`.
+pub async fn save_template(
+    ctx: Ctx,
+    headers: HeaderMap,
+    Query(q): Query<SaveQuery>,
+    body: String,
+) -> Response {
+    if let Some(refusal) = csrf_refusal(&ctx, &headers) {
+        return refusal;
+    }
+    let uri = if q.overwrite {
+        "/api/v1/templates?overwrite=true"
+    } else {
+        "/api/v1/templates"
+    };
+    ctx.api
+        .raw(Method::POST, uri, Some(("application/json", body)))
         .await
 }
 

@@ -99,6 +99,10 @@ pub fn router(
         )
         .route("/console/builder/submit", post(builder::submit))
         .route(
+            "/console/builder/save-template",
+            post(builder::save_template),
+        )
+        .route(
             "/console/builder/experiments/{uid}",
             get(builder::experiment),
         )

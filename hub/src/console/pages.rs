@@ -1157,6 +1157,13 @@ async fn template_page(
         esc(&s.adapters.join(", ")),
         esc(&s.tags.join(", "))
     );
+    if s.kind == "Workflow" {
+        let _ = write!(
+            b,
+            "<p><a href=\"/workflows/new?template={}\" id=\"edit-in-builder\">Edit in the workflow builder</a></p>",
+            esc(&url(name))
+        );
+    }
     match &outcome {
         Some(TemplateOutcome::Refused(f)) => {
             let mut text = f.body.message.clone();

@@ -990,3 +990,324 @@ async fn a_slow_remote_times_out() {
     );
     task.abort();
 }
+
+// ---- saving templates (POST /api/v1/templates) ----
+
+/// A Workflow template as the console's builder saves one: a delay, then a pause, both typed
+/// parameters.
+fn workflow_template(name: &str, title: &str, category: &str) -> Value {
+    json!({
+        "apiVersion": "chaoshub.dev/v1alpha1",
+        "kind": "Template",
+        "metadata": {"name": name},
+        "spec": {
+            "title": title,
+            "description": "Latency on the web tier, then a pause.",
+            "category": category,
+            "adapters": ["native"],
+            "parameters": [
+                {"name": "latency", "type": "duration", "description": "delay added", "default": "100ms"},
+                {"name": "pause", "type": "duration", "description": "how long to wait", "default": "1s"}
+            ],
+            "experiment": {
+                "apiVersion": "chaos-mesh.org/v1alpha1",
+                "kind": "Workflow",
+                "metadata": {"generateName": "lat-"},
+                "spec": {"entry": "root", "templates": [
+                    {"name": "root", "templateType": "Serial", "children": ["delay", "nap"]},
+                    {"name": "delay", "templateType": "NetworkChaos", "deadline": "5s",
+                     "networkChaos": {"action": "delay", "mode": "all",
+                        "selector": {"labelSelectors": {"app": "web"}},
+                        "delay": {"latency": "${latency}"}}},
+                    {"name": "nap", "templateType": "Suspend", "deadline": "${pause}"}
+                ]}
+            }
+        }
+    })
+}
+
+/// The files (not folders) under `dir`, relative, sorted: what a save left on disk.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for category in std::fs::read_dir(dir).unwrap().flatten() {
+        for f in std::fs::read_dir(category.path()).unwrap().flatten() {
+            out.push(format!(
+                "{}/{}",
+                category.file_name().to_string_lossy(),
+                f.file_name().to_string_lossy()
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn detail_paths(body: &Value) -> Vec<String> {
+    body["details"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .map(|e| e["path"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn save_template_writes_the_file_reloads_and_renders() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = CatalogHub::start(dir.path()).await;
+    let (code, body) = hub
+        .post(
+            "/api/v1/templates",
+            workflow_template("web-latency", "Latency then pause", "workflow"),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["name"], "web-latency");
+    assert_eq!(body["kind"], "Workflow");
+    assert_eq!(body["actions"], json!(["delay"]));
+    assert_eq!(body["parameters"], json!(["latency", "pause"]));
+    // Exactly one file, no temporary left behind, and it is an ordinary catalog file.
+    assert_eq!(files_under(dir.path()), ["workflow/web-latency.yaml"]);
+    let text = std::fs::read_to_string(dir.path().join("workflow/web-latency.yaml")).unwrap();
+    let parsed = Template::from_text(&text).unwrap();
+    assert_eq!(parsed.name(), "web-latency");
+    assert_eq!(parsed.spec.parameters.len(), 2);
+    // Listed (judged per chaos node: native runs NetworkChaos/delay), with its typed form.
+    let (code, list) = hub.get("/api/v1/templates?kind=Workflow").await;
+    assert_eq!(code, 200, "{list}");
+    assert_eq!(names(&list), ["web-latency"]);
+    assert_eq!(list["items"][0]["adapters"], json!(["native"]), "{list}");
+    // An adapter that cannot run one of its chaos nodes is refused, naming the node.
+    let mut on_envoy = workflow_template("web-latency-envoy", "Latency on Envoy", "workflow");
+    on_envoy["spec"]["adapters"] = json!(["native", "envoy"]);
+    let (code, body) = hub.post("/api/v1/templates", on_envoy).await;
+    assert_eq!(code, 201, "{body}");
+    let (_, list) = hub.get("/api/v1/templates?q=envoy").await;
+    let item = &list["items"][0];
+    assert_eq!(item["adapters"], json!(["native"]), "{list}");
+    let why = item["refused"]["envoy"].as_str().unwrap_or_default();
+    assert!(why.starts_with("workflow node \"delay\""), "{list}");
+    let (code, detail) = hub.get("/api/v1/templates/web-latency").await;
+    assert_eq!(code, 200, "{detail}");
+    assert_eq!(
+        detail["parametersSchema"]["properties"]["latency"]["default"],
+        "100ms"
+    );
+    // Rendered with a value, the placeholder is filled where it stood.
+    let (code, rendered) = hub
+        .post(
+            "/api/v1/templates/web-latency/render",
+            json!({"parameters": {"latency": "250ms"}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{rendered}");
+    let templates = &rendered["manifest"]["spec"]["templates"];
+    assert_eq!(templates[1]["networkChaos"]["delay"]["latency"], "250ms");
+    assert_eq!(templates[2]["deadline"], "1s");
+    // A fresh hub on the same folder finds it (it was really written, not only cached).
+    drop(hub);
+    let again = CatalogHub::start(dir.path()).await;
+    let (code, _) = again.get("/api/v1/templates/web-latency").await;
+    assert_eq!(code, 200);
+}
+
+#[tokio::test]
+async fn save_template_conflicts_unless_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = CatalogHub::start(dir.path()).await;
+    let (code, body) = hub
+        .post(
+            "/api/v1/templates",
+            workflow_template("web-latency", "First", "workflow"),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, body) = hub
+        .post(
+            "/api/v1/templates",
+            workflow_template("web-latency", "Second", "workflow"),
+        )
+        .await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(body["code"], "template_exists");
+    assert!(
+        body["message"].as_str().unwrap().contains("overwrite=true"),
+        "{body}"
+    );
+    let (_, detail) = hub.get("/api/v1/templates/web-latency").await;
+    assert_eq!(detail["title"], "First", "a refused save changed nothing");
+    // Replaced, in another category: the old file goes, the name stays unique.
+    let (code, body) = hub
+        .post(
+            "/api/v1/templates?overwrite=true",
+            workflow_template("web-latency", "Second", "network"),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["title"], "Second");
+    assert_eq!(files_under(dir.path()), ["network/web-latency.yaml"]);
+    assert!(
+        hub.catalog().problems().is_empty(),
+        "{:?}",
+        hub.catalog().problems()
+    );
+    let (code, body) = hub
+        .post(
+            "/api/v1/templates?overwrite=perhaps",
+            workflow_template("web-latency", "Third", "network"),
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("overwrite"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn save_template_names_the_bad_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = CatalogHub::start(dir.path()).await;
+    let base = workflow_template("bad", "Bad", "workflow");
+    type Change = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Change, &str)> = vec![
+        (
+            "a parameter of an unknown type",
+            Box::new(|t| t["spec"]["parameters"][0]["type"] = json!("colour")),
+            "spec.parameters[0].type",
+        ),
+        (
+            "an unknown adapter",
+            Box::new(|t| t["spec"]["adapters"] = json!(["mainframe"])),
+            "spec.adapters[0]",
+        ),
+        (
+            "a default that is not a duration",
+            Box::new(|t| t["spec"]["parameters"][1]["default"] = json!("soon")),
+            "spec.parameters[1].default",
+        ),
+        (
+            "a placeholder of no parameter",
+            Box::new(|t| {
+                t["spec"]["experiment"]["spec"]["templates"][1]["networkChaos"]["mode"] =
+                    json!("${how_many}")
+            }),
+            "spec.experiment.spec.templates[1].networkChaos.mode",
+        ),
+        (
+            "a rendered workflow the API refuses",
+            Box::new(|t| {
+                t["spec"]["experiment"]["spec"]["templates"][1]["networkChaos"]["action"] =
+                    json!("teleport")
+            }),
+            "spec.experiment.spec.templates[1].networkChaos.action",
+        ),
+        (
+            "a workflow whose tree is a cycle",
+            Box::new(|t| {
+                t["spec"]["experiment"]["spec"]["templates"][0]["children"] =
+                    json!(["delay", "root"])
+            }),
+            "spec.experiment.spec.templates",
+        ),
+        (
+            "a category that is no folder name",
+            Box::new(|t| t["spec"]["category"] = json!("../etc")),
+            "spec.category",
+        ),
+        (
+            "no name",
+            Box::new(|t| t["metadata"] = json!({"generateName": "x-"})),
+            "metadata.name",
+        ),
+        (
+            "an experiment that is not a fault or a workflow",
+            Box::new(|t| {
+                t["spec"]["experiment"] = json!({
+                    "apiVersion": "chaos-mesh.org/v1alpha1",
+                    "kind": "StatusCheck",
+                    "metadata": {"name": "probe"},
+                    "spec": {"type": "HTTP", "http": {"url": "http://127.0.0.1:9/", "criteria": {"statusCode": "200"}}}
+                });
+                t["spec"]["parameters"] = json!([]);
+            }),
+            "spec.experiment.kind",
+        ),
+    ];
+    for (what, change, path) in cases {
+        let mut t = base.clone();
+        change(&mut t);
+        let (code, body) = hub.post("/api/v1/templates", t).await;
+        assert_eq!(code, 400, "{what}: {body}");
+        assert!(
+            detail_paths(&body).iter().any(|p| p.starts_with(path)),
+            "{what}: no detail at {path}: {body}"
+        );
+    }
+    // An empty body and a body that is not a template.
+    let resp = hub
+        .client
+        .post(format!("{}/api/v1/templates", hub.url))
+        .header("content-type", "application/json")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let (code, body) = hub
+        .post(
+            "/api/v1/templates",
+            json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "PodChaos", "metadata": {"name": "x"}, "spec": {"action": "pod-kill", "mode": "one", "selector": {}}}),
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(detail_paths(&body).contains(&"kind".to_string()), "{body}");
+    // Nothing was written by any refusal.
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}
+
+#[tokio::test]
+async fn save_template_needs_the_admin_role_and_a_catalog_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = CatalogHub::start(dir.path()).await;
+    for role in ["viewer", "operator"] {
+        let (code, body) = hub
+            .post(
+                "/api/v1/tokens",
+                json!({"name": format!("t-{role}"), "role": role}),
+            )
+            .await;
+        assert_eq!(code, 201, "{body}");
+        let client = super::support::client_with_token(body["token"].as_str().unwrap());
+        let resp = client
+            .post(format!("{}/api/v1/templates", hub.url))
+            .json(&workflow_template("web-latency", "T", "workflow"))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        assert_eq!(status, 403, "{role}: {text}");
+        assert!(text.contains("templates:write"), "{role}: {text}");
+    }
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+
+    // A hub whose catalog_dir does not exist has nowhere to write: 409 saying so.
+    let missing = dir.path().join("no-such-catalog");
+    let hub = CatalogHub::start(&missing).await;
+    let (code, body) = hub
+        .post(
+            "/api/v1/templates",
+            workflow_template("web-latency", "T", "workflow"),
+        )
+        .await;
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(body["code"], "catalog_not_writable");
+    assert!(
+        body["message"].as_str().unwrap().contains("catalog_dir"),
+        "{body}"
+    );
+    assert!(!missing.exists());
+}

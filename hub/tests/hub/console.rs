@@ -538,10 +538,31 @@ async fn builder_endpoints_check_csrf_and_pass_through_to_the_api() {
         post("/console/builder/parse", Some("nope"), yaml),
         post("/console/builder/parse", Some(&csrf), yaml).header("origin", "http://evil.example"),
         post("/console/builder/submit", None, yaml),
+        post("/console/builder/save-template", None, "{}"),
+        post("/console/builder/save-template", Some("nope"), "{}"),
     ] {
         let r = req.send().await.unwrap();
         assert_eq!(r.status().as_u16(), 403);
     }
+    // With the token, save-template is the API's answer: this sandbox has no catalog folder.
+    let template = serde_json::json!({"apiVersion": "chaoshub.dev/v1alpha1", "kind": "Template",
+        "metadata": {"name": "built"}, "spec": {"title": "t", "description": "d", "category": "workflow",
+        "adapters": ["native"], "experiment": chaoshub_schema::split_documents(yaml).unwrap().remove(0)}});
+    let r = post(
+        "/console/builder/save-template",
+        Some(&csrf),
+        &template.to_string(),
+    )
+    .send()
+    .await
+    .unwrap();
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (409, Some("catalog_not_writable")),
+        "{v}"
+    );
     let r = post("/console/builder/parse", Some(&csrf), yaml)
         .send()
         .await

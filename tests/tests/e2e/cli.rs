@@ -121,3 +121,38 @@ fn adapters_matrix_shows_the_conformance_matrix() {
     assert_eq!(code, 0);
     assert!(out.contains("toxiproxy"), "{out}");
 }
+
+/// `chaoshub catalog save -f`: a template file into the hub's (temporary) catalog folder,
+/// refused by name the second time (exit code and the API's message), replaced with
+/// `--overwrite`, then shown by `catalog show`.
+#[test]
+fn catalog_save_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = dir.path().join("catalog");
+    std::fs::create_dir_all(&catalog).unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let hub = HubProcess::start_with_catalog_dir(&data, &catalog);
+    let file = dir.path().join("slow-web.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Template\nmetadata: {name: slow-web}\nspec:\n  title: Slow web\n  description: Hypothesis - the web tier rides out latency. Watch - p99.\n  category: network\n  adapters: [native]\n  parameters:\n    - {name: latency, type: duration, description: delay, default: 100ms}\n  experiment:\n    apiVersion: chaos-mesh.org/v1alpha1\n    kind: NetworkChaos\n    metadata: {generateName: slow-web-}\n    spec: {action: delay, mode: all, selector: {labelSelectors: {app: web}}, delay: {latency: \"${latency}\"}}\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (code, out, err) = cli(&hub.url, &["catalog", "save", "-f", path]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("template/slow-web saved") && out.contains("latency"),
+        "{out}"
+    );
+    assert!(catalog.join("network/slow-web.yaml").is_file());
+    let (code, out, err) = cli(&hub.url, &["catalog", "save", "-f", path]);
+    assert_ne!(code, 0, "{out}{err}");
+    assert!(err.contains("already exists"), "{err}");
+    let (code, out, err) = cli(&hub.url, &["catalog", "save", "-f", path, "--overwrite"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = cli(&hub.url, &["catalog", "show", "slow-web"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("latency"), "{out}");
+}

@@ -39,6 +39,7 @@ fn screenshots() -> PathBuf {
 
 /// How many toxics the proxy `proxy` of `server` has.
 fn toxics(server: &ToxiproxyServer, proxy: &str) -> usize {
+    install_crypto_provider();
     let v: Value = reqwest::blocking::Client::new()
         .get(format!("{}/proxies/{proxy}/toxics", server.url))
         .send()
@@ -57,8 +58,37 @@ struct Lab {
 }
 
 fn lab(chromium: &Path, driver: &Path) -> Lab {
+    lab_with(chromium, driver, false)
+}
+
+/// Copies the project's catalog (`<category>/<file>`) into `to`.
+fn copy_catalog(to: &Path) {
+    let from = workspace_root().join("catalog");
+    for category in std::fs::read_dir(&from).unwrap().flatten() {
+        if !category.path().is_dir() {
+            continue;
+        }
+        let dest = to.join(category.file_name());
+        std::fs::create_dir_all(&dest).unwrap();
+        for file in std::fs::read_dir(category.path()).unwrap().flatten() {
+            std::fs::copy(file.path(), dest.join(file.file_name())).unwrap();
+        }
+    }
+}
+
+/// A lab whose hub serves the project's catalog, or (`writable`) a copy of it in the lab's
+/// temporary folder, `<dir>/catalog`, for tests that save templates.
+fn lab_with(chromium: &Path, driver: &Path, writable: bool) -> Lab {
     let dir = tempfile::tempdir().unwrap();
-    let hub = HubProcess::start_with_catalog(dir.path());
+    let hub = if writable {
+        let catalog = dir.path().join("catalog");
+        copy_catalog(&catalog);
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        HubProcess::start_with_catalog_dir(&data, &catalog)
+    } else {
+        HubProcess::start_with_catalog(dir.path())
+    };
     let api = Api::new(&hub.url);
     let browser = Browser::start(chromium, driver);
     let lab = Lab {
@@ -315,6 +345,8 @@ fn console_builder_drags_a_workflow_and_runs_it_on_toxiproxy() {
     // Start, and follow the nodes on the canvas.
     b.click(&b.wait("#wf-start", T));
     b.wait("#wf-started", T);
+    // The canvas follows the hub's event stream, not a timer.
+    b.wait("#wf-live", T);
     let mut seen: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     let mut toxics_seen = std::collections::BTreeSet::new();
     let mut shot_running = false;
@@ -678,4 +710,426 @@ fn console_builder_round_trips_every_workflow_fixture() {
             "{path}: the canvas does not show every template"
         );
     }
+}
+
+/// Save as template: a field of a node marked as a parameter with the keyboard (a name the
+/// catalog would refuse is refused at once), the template saved through the console, refused
+/// again by name (409) until "replace" is ticked, a bad category refused at its field; then the
+/// template is in /catalog with a form field for the parameter (its default the value the field
+/// had), and "Edit in the workflow builder" brings the workflow back with the mark restored.
+#[test]
+fn console_builder_saves_a_template_with_a_marked_parameter() {
+    let Some((chromium, driver)) = browser_or_skip() else {
+        return;
+    };
+    let lab = lab_with(&chromium, &driver, true);
+    let b = &lab.browser;
+    let press = |css: &str, chord: &[&str]| {
+        let e = lab.palette(css);
+        b.exec("arguments[0].focus();", json!([Browser::arg(&e)]));
+        b.chord(chord);
+    };
+    press("[data-type='Serial']", &[keys::ENTER]);
+    b.wait("#canvas .node.selected[data-name='serial']", T);
+    press("[data-fault='raw']", &[keys::ENTER]);
+    b.wait("#canvas .node.selected[data-name='fault']", T);
+    press("[data-type='Suspend']", &[keys::SHIFT, keys::ENTER]);
+    b.wait("#canvas .node.selected[data-name='suspend']", T);
+    lab.select_node("fault");
+
+    // Mark networkChaos.delay.latency as `latency`, keyboard only: choose the field, type the
+    // name, Enter.
+    b.wait("#inspector #mark-box", T);
+    lab.set("#mark-field", "networkChaos.delay.latency");
+    let hint = b.text(&b.wait("#mark-type", T));
+    assert!(hint.contains("type: duration"), "{hint}");
+    let name = b.wait("#mark-name", T);
+    b.exec(
+        "arguments[0].value = '9-lives'; arguments[0].focus();",
+        json!([Browser::arg(&name)]),
+    );
+    b.chord(&[keys::ENTER]);
+    b.wait("#builder-msg.bad", T);
+    assert!(
+        b.text(&b.wait("#builder-msg", T))
+            .contains("parameter name"),
+        "{}",
+        b.body_text()
+    );
+    let name = b.wait("#mark-name", T);
+    b.exec(
+        "arguments[0].value = 'latency'; arguments[0].focus();",
+        json!([Browser::arg(&name)]),
+    );
+    b.chord(&[keys::ENTER]);
+    b.wait("#canvas .node[data-name='fault'] .node-params", T);
+    b.wait("#mark-list li[data-param='latency']", T);
+    let listed = b.text(&b.wait("#tpl-params li[data-param='latency']", T));
+    assert!(
+        listed.contains("duration") && listed.contains("100ms"),
+        "{listed}"
+    );
+    // The suspend's deadline too, through the button this time.
+    lab.select_node("suspend");
+    lab.set("#mark-field", "deadline");
+    b.click(&b.wait("#mark-add", T));
+    b.wait("#tpl-params li[data-param='suspend_deadline']", T);
+    // Marking changes no field of the workflow.
+    lab.wait_yaml("latency: 100ms");
+
+    lab.set("#tpl-name", "web-delay-wf");
+    lab.set("#tpl-title", "Delay the web tier, then wait");
+    lab.set("#tpl-adapters", "native");
+    lab.set(
+        "#tpl-description",
+        "Hypothesis: the web tier rides out 100 ms of latency. Watch: p99 and errors.",
+    );
+    lab.set("#tpl-category", "../x");
+    b.click(&b.wait("#tpl-save", T));
+    b.wait("#tpl-errors", T);
+    b.wait("#tpl-category[aria-invalid='true']", T);
+    lab.set("#tpl-category", "workflow");
+    b.click(&b.wait("#tpl-save", T));
+    let saved = b.wait("#tpl-saved", T);
+    assert!(b.text(&saved).contains("Saved"), "{}", b.text(&saved));
+    let file = lab._dir.path().join("catalog/workflow/web-delay-wf.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let template = chaoshub_schema::template::Template::from_text(&text).unwrap();
+    let params: Vec<(&str, &str)> = template
+        .spec
+        .parameters
+        .iter()
+        .map(|p| (p.name.as_str(), p.param_type.as_str()))
+        .collect();
+    assert_eq!(
+        params,
+        [("latency", "duration"), ("suspend_deadline", "duration")]
+    );
+    assert!(text.contains("${latency}"), "{text}");
+    lab.shot("builder-06-save-template");
+
+    // The same name again: refused until replacing is asked for.
+    b.click(&b.wait("#tpl-save", T));
+    let refused = b.wait("#tpl-errors", T);
+    assert!(
+        b.text(&refused).contains("already exists"),
+        "{}",
+        b.text(&refused)
+    );
+    b.click(&b.wait("#tpl-overwrite", T));
+    b.click(&b.wait("#tpl-save", T));
+    let replaced = b.wait("#tpl-saved", T);
+    assert!(
+        b.text(&replaced).contains("Replaced"),
+        "{}",
+        b.text(&replaced)
+    );
+
+    // In the catalog, with a form field per parameter.
+    b.goto(&format!("{}/catalog", lab.hub.url));
+    b.wait("a[href='/catalog/web-delay-wf']", T);
+    b.goto(&format!("{}/catalog/web-delay-wf", lab.hub.url));
+    let field = b.wait("#p-latency", T);
+    assert_eq!(
+        b.exec("return arguments[0].value;", json!([Browser::arg(&field)])),
+        "100ms"
+    );
+    b.wait("#p-suspend_deadline", T);
+    // A preview renders it with a new value.
+    lab.set("#p-latency", "300ms");
+    b.click(&b.wait("#template-form button[value='preview']", T));
+    let rendered = b.text(&b.wait("#rendered", T));
+    assert!(
+        rendered.contains("latency: 300ms") && rendered.contains("kind: Workflow"),
+        "{rendered}"
+    );
+
+    // Back into the builder: the workflow, its marks and the template's fields.
+    b.click(&b.wait("#edit-in-builder", T));
+    b.wait("#canvas .node[data-name='fault'] .node-params", T);
+    b.wait("#tpl-params li[data-param='latency']", T);
+    b.wait("#tpl-params li[data-param='suspend_deadline']", T);
+    b.wait("#tpl-overwrite:checked", T);
+    let title = b.wait("#tpl-title", T);
+    assert_eq!(
+        b.exec("return arguments[0].value;", json!([Browser::arg(&title)])),
+        "Delay the web tier, then wait"
+    );
+    lab.wait_yaml("latency: 100ms");
+    let marks = b.exec("return window.chaoshubBuilder.marks();", json!([]));
+    assert_eq!(marks.as_array().map(Vec::len), Some(2), "{marks}");
+}
+
+/// The document model (`workflow_model.js`) on its own, in Chromium: a table of cases run in
+/// the page through `exec`, each result checked here. YAML the model writes is read back by the
+/// hub's own parser, and a template it makes is validated by the real `Template` validation.
+#[test]
+fn console_builder_model_cases() {
+    let Some((chromium, driver)) = browser_or_skip() else {
+        return;
+    };
+    let lab = lab(&chromium, &driver);
+    let b = &lab.browser;
+    let run = |script: &str, args: Value| -> Value {
+        b.exec(&format!("var M = window.WorkflowModel; {script}"), args)
+    };
+
+    // 1. Every Workflow fixture: manifest -> model -> YAML reads back as the same document.
+    let mut workflows = Vec::new();
+    for (path, text) in chaoshub_testkit::manifest_files(&chaoshub_testkit::fixtures_dir()) {
+        for doc in chaoshub_schema::split_documents(&text).unwrap() {
+            if doc["kind"] == "Workflow" {
+                workflows.push((path.display().to_string(), doc));
+            }
+        }
+    }
+    assert!(workflows.len() >= 2);
+    for (path, doc) in &workflows {
+        let yaml = run(
+            "return M.toYaml(M.toManifest(M.fromManifest(arguments[0])));",
+            json!([doc]),
+        );
+        let mut back = chaoshub_schema::split_documents(yaml.as_str().unwrap())
+            .unwrap_or_else(|e| panic!("{path}: {e:?}\n{yaml}"));
+        let back = back.remove(0);
+        let by_name = |v: &Value| -> std::collections::BTreeMap<String, Value> {
+            v["spec"]["templates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (t["name"].as_str().unwrap().to_string(), t.clone()))
+                .collect()
+        };
+        assert_eq!(by_name(&back), by_name(doc), "{path}");
+        assert_eq!(back["metadata"], doc["metadata"], "{path}");
+        assert_eq!(back["spec"]["entry"], doc["spec"]["entry"], "{path}");
+    }
+
+    // 2. Scalars YAML would misread are quoted, and read back unchanged.
+    let tricky = json!({"a": "true", "b": "1.5", "c": "x: y", "d": "", "e": "${p}", "f": "0x10",
+        "g": "2024-01-01", "h": "- item", "i": "#no", "j": ["on", "null", "[x]", "a,b"], "k": {"l m": "n"},
+        "o": 3, "p": false, "q": null, "r": "multi\nline"});
+    let yaml = run("return M.toYaml(arguments[0]);", json!([tricky]));
+    let back = chaoshub_schema::split_documents(yaml.as_str().unwrap()).unwrap();
+    assert_eq!(back[0], tricky, "{yaml}");
+
+    // 3. Building: insert, the keyboard moves, remove with pruning, moves that must fail.
+    let v = run(
+        r#"
+        var d = M.empty("w");
+        M.insert(d, M.newTemplate(d, "Serial"), null, 0);
+        M.insert(d, M.newTemplate(d, "Suspend"), [], 0);
+        M.insert(d, M.newTemplate(d, "Parallel"), [], 1);
+        M.insert(d, M.newTemplate(d, "NetworkChaos", {name: "a"}), [1], 0);
+        M.insert(d, M.newTemplate(d, "NetworkChaos", {name: "b"}), [], 2);
+        var out = {};
+        out.start = M.find(d, "serial").children.slice();
+        out.inPath = M.moveBy(d, [2], "in");            // b into the parallel
+        out.afterIn = [M.find(d, "serial").children.slice(), M.find(d, "parallel").children.slice()];
+        out.upPath = M.moveBy(d, [1, 1], "up");          // b before a
+        out.afterUp = M.find(d, "parallel").children.slice();
+        out.outPath = M.moveBy(d, [1, 0], "out");        // b after the parallel
+        out.afterOut = M.find(d, "serial").children.slice();
+        out.cannotUp = M.moveBy(d, [0], "up");
+        out.cannotEntry = M.moveBy(d, [], "down");
+        try { M.move(d, [1], [1], 0); out.inside = "moved"; } catch (e) { out.inside = e.message; }
+        try { M.insert(d, M.newTemplate(d, "Suspend"), [0], 0); out.notContainer = "inserted"; } catch (e) { out.notContainer = e.message; }
+        M.remove(d, [1]);                                 // the parallel and its only child a
+        out.left = d.spec.templates.map(function (t) { return t.name; });
+        out.entry = d.spec.entry;
+        try { M.rename(d, "b", "suspend"); out.rename = "renamed"; } catch (e) { out.rename = e.message; }
+        M.rename(d, "b", "bee");
+        out.renamed = M.find(d, "serial").children.slice();
+        out.unique = M.uniqueName(d, "Bee");
+        return out;
+    "#,
+        json!([]),
+    );
+    assert_eq!(v["start"], json!(["suspend", "parallel", "b"]), "{v}");
+    assert_eq!(v["inPath"], json!([1, 1]), "{v}");
+    assert_eq!(
+        v["afterIn"],
+        json!([["suspend", "parallel"], ["a", "b"]]),
+        "{v}"
+    );
+    assert_eq!(v["upPath"], json!([1, 0]), "{v}");
+    assert_eq!(v["afterUp"], json!(["b", "a"]), "{v}");
+    assert_eq!(v["outPath"], json!([2]), "{v}");
+    assert_eq!(v["afterOut"], json!(["suspend", "parallel", "b"]), "{v}");
+    assert_eq!(v["cannotUp"], Value::Null, "{v}");
+    assert_eq!(v["cannotEntry"], Value::Null, "{v}");
+    assert!(
+        v["inside"].as_str().unwrap().contains("inside itself"),
+        "{v}"
+    );
+    assert!(
+        v["notContainer"]
+            .as_str()
+            .unwrap()
+            .contains("Serial and Parallel"),
+        "{v}"
+    );
+    assert_eq!(v["left"], json!(["serial", "suspend", "b"]), "{v}");
+    assert_eq!(v["entry"], "serial", "{v}");
+    assert!(
+        v["rename"].as_str().unwrap().contains("another node"),
+        "{v}"
+    );
+    assert_eq!(v["renamed"], json!(["suspend", "bee"]), "{v}");
+    assert_eq!(v["unique"], "bee-2", "{v}");
+
+    // 4. Validation positions: an API path names a template and the field inside it.
+    let v = run(
+        r#"
+        var d = M.fromManifest(arguments[0]);
+        return [
+          M.locate(d, "spec.templates[1].networkChaos.delay.latency"),
+          M.locate(d, ".spec.templates[0].children[2]"),
+          M.locate(d, "spec.templates[9].deadline"),
+          M.locate(d, "metadata.name")
+        ];
+    "#,
+        json!([{"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"},
+            "spec": {"entry": "r", "templates": [
+                {"name": "r", "templateType": "Serial", "children": ["n"]},
+                {"name": "n", "templateType": "NetworkChaos", "networkChaos": {"action": "delay"}}]}}]),
+    );
+    assert_eq!(
+        v,
+        json!([
+            {"name": "n", "field": "networkChaos.delay.latency"},
+            {"name": "r", "field": "children"},
+            null,
+            null
+        ])
+    );
+
+    // 5. Parameter types inferred from fields.
+    let cases = json!([
+        ["deadline", "30s"],
+        ["networkChaos.mode", "all"],
+        ["networkChaos.loss.loss", "25"],
+        ["statusCheck.failureThreshold", 3],
+        ["stressChaos.x", 0.5],
+        ["abortWithStatusCheck", true],
+        ["statusCheck.http.url", "http://web:8080/healthz"],
+        ["statusCheck.http.criteria.statusCode", "200"],
+        ["networkChaos.delay.jitter", "1h30m"],
+        ["podChaos.mode", "sometimes"]
+    ]);
+    let v = run(
+        "return arguments[0].map(function (c) { var t = M.inferType(c[0], c[1]); return [t.type, t.asString]; });",
+        json!([cases]),
+    );
+    assert_eq!(
+        v,
+        json!([
+            ["duration", false],
+            ["enum", false],
+            ["percent", true],
+            ["integer", false],
+            ["number", false],
+            ["boolean", false],
+            ["string", false],
+            ["integer", true],
+            ["duration", false],
+            ["string", false]
+        ])
+    );
+
+    // 6. A template from marks: placeholders where the marks are, `${` kept literal elsewhere,
+    // the marks found again in it; refused marks say why. The Rust side validates it.
+    let v = run(
+        r#"
+        var d = M.empty("w");
+        M.insert(d, M.newTemplate(d, "Serial"), null, 0);
+        M.insert(d, M.newTemplate(d, "NetworkChaos", {name: "slow", spec: {action: "delay", mode: "all",
+            selector: {labelSelectors: {app: "web"}}, delay: {latency: "100ms"}, loss: {loss: "25"}}}), [], 0);
+        var s = M.newTemplate(d, "StatusCheck");
+        s.statusCheck.http.url = "http://127.0.0.1:8080/health?q=${literal}";
+        M.insert(d, s, [], 1);
+        var marks = M.mark(d, [], "slow", "networkChaos.delay.latency", "latency");
+        marks = M.mark(d, marks, "slow", "networkChaos.loss.loss", "loss");
+        marks = M.mark(d, marks, "slow", "networkChaos.mode", "mode");
+        var errors = [];
+        [["slow", "networkChaos.mode", "mode2"], ["slow", "networkChaos.action", "latency"],
+         ["slow", "networkChaos.nothing", "x"], ["slow", "networkChaos.action", "1x"]].forEach(function (c) {
+          try { M.mark(d, marks, c[0], c[1], c[2]); errors.push("accepted"); } catch (e) { errors.push(e.message); }
+        });
+        var t = M.toTemplate(d, marks, {name: "slow-web", title: "Slow web", description: "d", category: "workflow", adapters: ["native"]});
+        // One parameter in two places (as a loaded template can have): declared once.
+        var twice = marks.concat([{name: "latency", template: "statuscheck", field: "deadline", type: "duration", asString: false}]);
+        var shared = M.toTemplate(d, twice, {name: "x"});
+        M.rename(d, "slow", "slower");
+        var renamed = M.renameMarks(marks, "slow", "slower");
+        M.remove(d, [0]);
+        return {template: t, errors: errors, shared: [shared.spec.parameters.map(function (p) { return p.name; }),
+                shared.spec.experiment.spec.templates[2].deadline], again: M.marksFromTemplate(t.spec.experiment, t.spec.parameters),
+                marks: marks, renamed: renamed.map(function (m) { return m.template; }),
+                live: M.liveMarks(d, renamed).length};
+    "#,
+        json!([]),
+    );
+    let errors: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert!(errors[0].contains("already a parameter"), "{errors:?}");
+    assert!(
+        errors[1].contains("already the parameter latency"),
+        "{errors:?}"
+    );
+    assert!(errors[2].contains("no field"), "{errors:?}");
+    assert!(errors[3].contains("parameter name"), "{errors:?}");
+    assert_eq!(
+        v["shared"],
+        json!([["latency", "loss", "mode"], "${latency}"]),
+        "{v}"
+    );
+    let t = &v["template"];
+    let slow = &t["spec"]["experiment"]["spec"]["templates"][1];
+    assert_eq!(
+        slow["networkChaos"]["delay"]["latency"], "${latency}",
+        "{t}"
+    );
+    assert_eq!(
+        slow["networkChaos"]["loss"]["loss"], "${loss:string}",
+        "{t}"
+    );
+    assert_eq!(slow["networkChaos"]["mode"], "${mode}", "{t}");
+    assert_eq!(
+        t["spec"]["experiment"]["spec"]["templates"][2]["statusCheck"]["http"]["url"],
+        "http://127.0.0.1:8080/health?q=$${literal}"
+    );
+    assert_eq!(
+        t["spec"]["experiment"]["metadata"],
+        json!({"generateName": "w-"})
+    );
+    let sort = |v: &Value| {
+        let mut a = v.as_array().unwrap().clone();
+        a.sort_by_key(|m| m["name"].as_str().unwrap().to_string());
+        a
+    };
+    assert_eq!(sort(&v["again"]), sort(&v["marks"]));
+    assert_eq!(v["renamed"], json!(["slower", "slower", "slower"]));
+    assert_eq!(v["live"], 0, "the marks of a removed node are gone");
+    let template = chaoshub_schema::template::Template::from_value(t.clone())
+        .unwrap_or_else(|e| panic!("the model's template does not validate: {e:?}\n{t}"));
+    let rendered = template
+        .render(
+            &serde_json::from_value(json!({"latency": "1s", "loss": 50})).unwrap(),
+            &Default::default(),
+        )
+        .unwrap()
+        .to_value();
+    let node = &rendered["spec"]["templates"][1]["networkChaos"];
+    assert_eq!(node["delay"]["latency"], "1s");
+    assert_eq!(node["loss"]["loss"], "50");
+    assert_eq!(node["mode"], "all");
+    assert_eq!(
+        rendered["spec"]["templates"][2]["statusCheck"]["http"]["url"],
+        "http://127.0.0.1:8080/health?q=${literal}"
+    );
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 pub const T: Duration = Duration::from_secs(20);
 
-fn workspace_root() -> PathBuf {
+pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
@@ -105,7 +105,11 @@ impl HubProcess {
     /// A hub serving the project's template catalog (`catalog/`), as `chaoshub serve` run from
     /// the checkout does.
     pub fn start_with_catalog(data_dir: &Path) -> HubProcess {
-        let catalog = workspace_root().join("catalog");
+        Self::start_with_catalog_dir(data_dir, &workspace_root().join("catalog"))
+    }
+
+    /// With `catalog_dir` set to `catalog` (a copy, when a test writes templates into it).
+    pub fn start_with_catalog_dir(data_dir: &Path, catalog: &Path) -> HubProcess {
         Self::start_configured(
             data_dir,
             "127.0.0.1:0",

@@ -27,7 +27,8 @@
     errors: {}, // template name -> [{field, message}] from the API
     notes: {}, // template name -> [text] from a dry run
     phases: {}, // template name -> phase of the started workflow
-    run: null // {uid, timer}
+    marks: [], // fields marked as template parameters (workflow_model.js, "template parameters")
+    run: null // {uid, source, timer}
   };
 
   function el(tag, attrs, text) {
@@ -194,6 +195,8 @@
     head.appendChild(el("span", { "class": "node-name" }, n.name));
     if (n.branch) head.appendChild(el("span", { "class": "node-branch" }, "when " + n.branch));
     if (t && t.deadline) head.appendChild(el("span", { "class": "node-deadline" }, "deadline " + t.deadline));
+    var marked = state.marks.filter(function (m) { return m.template === n.name; }).length;
+    if (marked) head.appendChild(el("span", { "class": "badge node-params", title: "fields marked as template parameters" }, marked + (marked === 1 ? " param" : " params")));
     var phase = state.phases[n.name];
     if (phase) head.appendChild(el("span", { "class": "badge node-phase phase-" + phase.toLowerCase() }, phase));
     box.appendChild(head);
@@ -486,6 +489,7 @@
           delete state[k][old];
         }
       });
+      state.marks = M.renameMarks(state.marks, old, t.name);
       state.selected.name = t.name;
       changed("renamed " + old + " to " + t.name);
     });
@@ -512,7 +516,87 @@
     if (!chaos && !M.isContainer(t) && ["Suspend", "StatusCheck"].indexOf(t.templateType) < 0) {
       inspector.appendChild(el("p", { "class": "hint" }, "Edit this template's other fields in the YAML below."));
     }
+    drawMarks(t);
     markErrors(t);
+  }
+
+  // "Template parameters": which of this node's fields the saved template asks for. A select of
+  // the node's fields, a name, and a button: all plain controls, so the keyboard does it all.
+  function drawMarks(t) {
+    var fields = M.leafFields(t);
+    var mine = state.marks.filter(function (m) { return m.template === t.name; });
+    if (!fields.length && !mine.length) return;
+    var box = el("fieldset", { "class": "params", id: "mark-box" });
+    box.appendChild(el("legend", {}, "Template parameters"));
+    var list = el("ul", { "class": "plain", id: "mark-list" });
+    mine.forEach(function (m) {
+      var li = el("li", { "data-param": m.name });
+      li.appendChild(el("code", {}, m.name));
+      li.appendChild(document.createTextNode(" (" + m.type + ") ← " + m.field + " = " + String(M.get(t, m.field))));
+      var b = el("button", { type: "button", "class": "secondary", "data-unmark": m.name, "aria-label": "Unmark parameter " + m.name }, "Unmark");
+      b.addEventListener("click", function () {
+        state.marks = M.unmark(state.marks, m.name);
+        changed(m.name + " is no longer a parameter");
+      });
+      li.appendChild(document.createTextNode(" "));
+      li.appendChild(b);
+      list.appendChild(li);
+    });
+    box.appendChild(list);
+    var free = fields.filter(function (f) {
+      return !mine.some(function (m) { return m.field === f.field; });
+    });
+    if (free.length) {
+      var wrap = el("div", { "class": "field" });
+      wrap.appendChild(el("label", { "for": "mark-field" }, "Field"));
+      var pick = el("select", { id: "mark-field" });
+      free.forEach(function (f) {
+        pick.appendChild(el("option", { value: f.field }, f.field + " = " + String(f.value)));
+      });
+      wrap.appendChild(pick);
+      box.appendChild(wrap);
+      var wrap2 = el("div", { "class": "field" });
+      wrap2.appendChild(el("label", { "for": "mark-name" }, "Parameter name"));
+      var name = input(M.suggestName(t.name, free[0].field));
+      name.id = "mark-name";
+      var typed = false;
+      name.addEventListener("input", function () { typed = true; });
+      pick.addEventListener("change", function () {
+        if (!typed) name.value = M.suggestName(t.name, pick.value);
+      });
+      wrap2.appendChild(name);
+      var hint = el("small", { id: "mark-type" });
+      var showType = function () {
+        var f = free.filter(function (x) { return x.field === pick.value; })[0];
+        hint.textContent = f ? "type: " + M.inferType(f.field, f.value).type + ", default: " + String(f.value) : "";
+      };
+      pick.addEventListener("change", showType);
+      showType();
+      wrap2.appendChild(hint);
+      box.appendChild(wrap2);
+      var add = el("button", { type: "button", id: "mark-add" }, "Mark as parameter");
+      var doMark = function () {
+        try {
+          state.marks = M.mark(state.doc, state.marks, t.name, pick.value, name.value.trim());
+        } catch (e) {
+          say(e.message, true);
+          name.setAttribute("aria-invalid", "true");
+          return;
+        }
+        changed(pick.value + " of " + t.name + " is the parameter " + name.value.trim());
+        var again = document.getElementById("mark-field");
+        (again || document.getElementById("mark-list") || inspector).focus();
+      };
+      add.addEventListener("click", doMark);
+      name.addEventListener("keydown", function (ev) {
+        if (ev.key === "Enter") {
+          ev.preventDefault();
+          doMark();
+        }
+      });
+      box.appendChild(add);
+    }
+    inspector.appendChild(box);
   }
 
   function drawStatusCheck(t) {
@@ -659,6 +743,7 @@
       if (seq !== yamlSeq) return;
       if (docs.length !== 1) throw new Error("the text holds " + docs.length + " documents; the builder edits one Workflow");
       state.doc = M.fromManifest(docs[0]);
+      state.marks = M.liveMarks(state.doc, state.marks);
       Object.keys(state.catalog).forEach(function (n) { if (!M.find(state.doc, n)) delete state.catalog[n]; });
       if (state.selected && !(state.selected.path ? M.at(state.doc, state.selected.path) : M.find(state.doc, state.selected.name))) state.selected = null;
       if (state.selected && state.selected.path) state.selected.name = M.at(state.doc, state.selected.path).name;
@@ -676,11 +761,13 @@
     drawCanvas();
     drawInspector();
     drawWorkflowFields();
+    drawTemplateParams();
     if (withYaml) writeYaml();
   }
 
   // Every edit of the canvas or the side panel: old API verdicts no longer apply.
   function changed(what) {
+    state.marks = M.liveMarks(state.doc, state.marks);
     state.errors = {};
     state.notes = {};
     result.textContent = "";
@@ -773,30 +860,96 @@
 
   var DONE = { Finished: true, Failed: true, Aborted: true };
 
-  // Polls the started workflow: node phases onto the canvas, a timeline of its nodes below.
+  // The hub's events that concern a running workflow: its nodes' starts and ends and its own
+  // phase changes (hub/src/events.rs).
+  var WATCHED = [
+    "chaoshub.workflow.node_started", "chaoshub.workflow.node_ended",
+    "chaoshub.experiment.running", "chaoshub.experiment.recovering",
+    "chaoshub.experiment.finished", "chaoshub.experiment.failed", "chaoshub.experiment.aborted"
+  ];
+
+  // Follows the started workflow on the hub's event stream: a node event of this workflow
+  // puts its phase on the canvas at once, and each burst of events reads the workflow once
+  // (debounced) for the timeline below. Nothing is polled; without EventSource (an old browser)
+  // the workflow is read every second instead.
   function watch(uid) {
-    if (state.run) clearTimeout(state.run.timer);
-    state.run = { uid: uid, timer: null };
-    function poll() {
+    stopWatching();
+    var run = { uid: uid, source: null, timer: null, busy: false, again: false };
+    state.run = run;
+    function read() {
+      if (run.busy) {
+        run.again = true;
+        return;
+      }
+      run.busy = true;
       call("GET", "/console/builder/experiments/" + encodeURIComponent(uid)).then(function (r) {
-        if (!state.run || state.run.uid !== uid) return;
+        run.busy = false;
+        if (state.run !== run) return;
         if (r.ok) {
           var wf = r.body.status && r.body.status.workflow;
+          var ended = DONE[r.body.status.phase] === true;
+          if (ended) stopWatching();
           state.phases = M.phases(wf);
           drawCanvas();
           drawTimeline(r.body.status.phase, wf);
-          if (DONE[r.body.status.phase]) return;
+          if (ended) return;
         }
-        state.run.timer = setTimeout(poll, 500);
+        if (run.again) {
+          run.again = false;
+          soon();
+        } else if (!run.source) {
+          run.timer = setTimeout(read, 1000);
+        }
       });
     }
-    poll();
+    function soon() {
+      clearTimeout(run.timer);
+      run.timer = setTimeout(read, 150);
+    }
+    if (window.EventSource) {
+      run.source = new EventSource("/console/events?since=" + encodeURIComponent(new Date(Date.now() - 5000).toISOString()));
+      run.source.onopen = function () {
+        soon();
+      };
+      run.source.onerror = function () {
+        var live = document.getElementById("wf-live");
+        if (live) live.textContent = "The event stream is reconnecting…";
+      };
+      WATCHED.forEach(function (name) {
+        run.source.addEventListener(name, function (ev) {
+          var e;
+          try {
+            e = JSON.parse(ev.data);
+          } catch (x) {
+            return;
+          }
+          if (!e || e.experimentUid !== uid || state.run !== run) return;
+          var a = e.attributes || {};
+          if (a["chaoshub.workflow.template"] && a["chaoshub.workflow.node.phase"]) {
+            state.phases[a["chaoshub.workflow.template"]] = a["chaoshub.workflow.node.phase"];
+            drawCanvas();
+          }
+          soon();
+        });
+      });
+    }
+    read();
   }
+
+  function stopWatching() {
+    var run = state.run;
+    if (!run) return;
+    clearTimeout(run.timer);
+    if (run.source) run.source.close();
+    run.source = null;
+  }
+  window.addEventListener("pagehide", stopWatching);
 
   function drawTimeline(phase, wf) {
     run.textContent = "";
     run.appendChild(el("h3", {}, "Run: " + phase));
     run.lastChild.setAttribute("id", "wf-run-phase");
+    if (state.run && state.run.source) run.appendChild(el("p", { id: "wf-live", "class": "hint" }, "Live from the hub's event stream."));
     var table = el("table", { "class": "grid" });
     var head = el("tr");
     ["Node", "Type", "Phase", "Started", "Ended", "Reason"].forEach(function (h) { head.appendChild(el("th", { scope: "col" }, h)); });
@@ -816,15 +969,169 @@
     run.appendChild(table);
   }
 
+  // ---- save as template ----------------------------------------------------------------------
+  var tplForm = document.getElementById("tpl-form");
+  var tplParams = null;
+  var tplResult = null;
+
+  function drawTemplateForm() {
+    if (!tplForm) return;
+    var from = data.template || {};
+    var plain = String(from.name || M.get(state.doc, "metadata.name") || "my-workflow").split("/").pop();
+    var envName = M.get(state.doc, "spec.environment");
+    var env = data.environments.filter(function (e) { return e.name === envName; })[0];
+    var adapters = from.adapters && from.adapters.length ? from.adapters : env ? [env.adapter] : [];
+    var add = function (label, id, control, help) {
+      control.id = id;
+      var wrap = el("div", { "class": "field" });
+      wrap.appendChild(el("label", { "for": id }, label));
+      wrap.appendChild(control);
+      if (help) wrap.appendChild(el("small", {}, help));
+      tplForm.appendChild(wrap);
+      return control;
+    };
+    add("Template name", "tpl-name", input(plain), "lowercase letters, digits and -; the file is <category>/<name>.yaml");
+    add("Title", "tpl-title", input(from.title || ""), "one line for the catalog listing");
+    add("Category", "tpl-category", input(from.category || "workflow"), "the catalog folder");
+    var desc = el("textarea", { rows: "3" });
+    desc.value = from.description || "";
+    add("Description", "tpl-description", desc, "the hypothesis, and what to watch while it runs");
+    add("Adapters", "tpl-adapters", input(adapters.join(", ")), "adapter types it suits, comma-separated (native, docker, ssm, toxiproxy, envoy, kubernetes, webhook)");
+    add("Tags", "tpl-tags", input((from.tags || []).join(", ")), "comma-separated (optional)");
+    tplForm.appendChild(el("h3", {}, "Parameters"));
+    tplParams = el("ul", { id: "tpl-params" });
+    tplForm.appendChild(tplParams);
+    if (!data.maySave) {
+      tplForm.appendChild(el("p", { "class": "notice warn" }, "Saving a template writes the hub's catalog, which needs the admin role (templates:write)."));
+      return;
+    }
+    var over = input("", "checkbox");
+    over.id = "tpl-overwrite";
+    over.checked = !!data.template && data.template.source === "local";
+    var lab = el("label", { "class": "check" });
+    lab.appendChild(over);
+    lab.appendChild(document.createTextNode(" Replace a template of the same name"));
+    tplForm.appendChild(lab);
+    var actions = el("div", { "class": "actions" });
+    var save = el("button", { type: "button", id: "tpl-save", "class": "primary" }, "Save as template");
+    save.addEventListener("click", saveTemplate);
+    actions.appendChild(save);
+    tplForm.appendChild(actions);
+    tplResult = el("div", { id: "tpl-result", "aria-live": "polite" });
+    tplForm.appendChild(tplResult);
+  }
+
+  function drawTemplateParams() {
+    if (!tplParams) return;
+    tplParams.textContent = "";
+    if (!state.marks.length) {
+      tplParams.appendChild(el("li", { "class": "empty" }, "None yet: select a node and mark one of its fields."));
+      return;
+    }
+    state.marks.forEach(function (m) {
+      var t = M.find(state.doc, m.template);
+      tplParams.appendChild(el("li", { "data-param": m.name }, m.name + " (" + m.type + ", default " + String(t ? M.get(t, m.field) : "?") + ") ← " + m.template + "." + m.field));
+    });
+  }
+
+  function listOf(id) {
+    return document.getElementById(id).value.split(",").map(function (x) { return x.trim(); }).filter(Boolean);
+  }
+
+  // The form's fields an API error path names.
+  var TPL_FIELDS = { "metadata.name": "tpl-name", "spec.title": "tpl-title", "spec.category": "tpl-category", "spec.description": "tpl-description", "spec.adapters": "tpl-adapters", "spec.tags": "tpl-tags" };
+
+  function saveTemplate() {
+    tplResult.textContent = "";
+    tplForm.querySelectorAll("[aria-invalid]").forEach(function (x) { x.removeAttribute("aria-invalid"); });
+    var name = document.getElementById("tpl-name").value.trim();
+    var body;
+    try {
+      body = M.toTemplate(state.doc, M.liveMarks(state.doc, state.marks), {
+        name: name,
+        title: document.getElementById("tpl-title").value.trim(),
+        description: document.getElementById("tpl-description").value.trim(),
+        category: document.getElementById("tpl-category").value.trim(),
+        adapters: listOf("tpl-adapters"),
+        tags: listOf("tpl-tags")
+      });
+    } catch (e) {
+      tplResult.appendChild(el("p", { "class": "notice error", role: "alert" }, e.message));
+      return;
+    }
+    var overwrite = document.getElementById("tpl-overwrite").checked;
+    say("saving template " + name + "…");
+    call("POST", "/console/builder/save-template" + (overwrite ? "?overwrite=true" : ""), JSON.stringify(body)).then(function (r) {
+      if (r.ok) {
+        say("saved template " + name);
+        var p = el("p", { "class": "notice ok", id: "tpl-saved" });
+        p.appendChild(document.createTextNode((r.status === 201 ? "Saved" : "Replaced") + " in the catalog: "));
+        p.appendChild(el("a", { href: "/catalog/" + encodeURIComponent(r.body.name) }, r.body.name));
+        tplResult.appendChild(p);
+        return;
+      }
+      say("the hub refused the template", true);
+      var box = el("div", { "class": "notice error", role: "alert", id: "tpl-errors" });
+      box.appendChild(el("p", {}, r.body.message || "refused"));
+      var list = el("ul", { "class": "field-errors" });
+      var sent = M.toManifest(state.doc);
+      state.errors = {};
+      (r.body.details || []).forEach(function (d) {
+        list.appendChild(el("li", { "data-path": d.path }, (d.path ? d.path + ": " : "") + d.message));
+        var key = Object.keys(TPL_FIELDS).filter(function (k) { return d.path === k || d.path.indexOf(k + "[") === 0 || d.path.indexOf(k + ".") === 0; })[0];
+        if (key) document.getElementById(TPL_FIELDS[key]).setAttribute("aria-invalid", "true");
+        var at = M.locate(sent, String(d.path).replace(/^spec\.experiment\./, ""));
+        if (at && d.path.indexOf("spec.experiment.") === 0) (state.errors[at.name] = state.errors[at.name] || []).push({ field: at.field, message: d.message });
+      });
+      box.appendChild(list);
+      tplResult.appendChild(box);
+      drawCanvas();
+      drawInspector();
+    });
+  }
+
+  // A template opened for editing (`?template=`): a Workflow template is the document with its
+  // parameters marked again; a fault template becomes the one node of a new workflow, its typed
+  // parameters in the side panel.
+  function loadTemplate(info, rendered) {
+    if (info.kind === "Workflow") {
+      state.doc = M.fromManifest(rendered);
+      state.marks = M.marksFromTemplate(info.experiment, info.parameters);
+      // A parameter used only inside a longer string ("${size}M") cannot be a mark: saving
+      // again would write its default in; say so rather than drop it silently.
+      var lost = (info.parameters || []).filter(function (p) {
+        return !state.marks.some(function (m) { return m.name === p.name; });
+      }).map(function (p) { return p.name; });
+      if (lost.length) {
+        say("not marked again (used inside longer strings; saving writes their defaults in): " + lost.join(", "), true);
+      }
+      return;
+    }
+    if (!M.CHAOS[info.kind]) throw new Error("a " + info.kind + " cannot be a workflow node");
+    var plain = String(info.name).split("/").pop();
+    state.doc = M.empty(plain + "-workflow");
+    var t = M.newTemplate(state.doc, info.kind, { name: plain, spec: rendered.spec });
+    M.insert(state.doc, t, null, 0);
+    var defaults = {};
+    (info.parameters || []).forEach(function (p) {
+      if (p["default"] !== undefined) defaults[p.name] = p["default"];
+    });
+    state.catalog[t.name] = { template: info.name, parameters: defaults };
+    select([], t.name);
+    data.template = null;
+  }
+
   // ---- start ---------------------------------------------------------------------------------
   drawPalette();
   if (data.doc) {
     try {
-      state.doc = M.fromManifest(data.doc);
+      if (data.template) loadTemplate(data.template, data.doc);
+      else state.doc = M.fromManifest(data.doc);
     } catch (e) {
-      say("cannot load that workflow: " + e.message, true);
+      say("cannot load that " + (data.template ? "template" : "workflow") + ": " + e.message, true);
     }
   }
+  drawTemplateForm();
   drawAll(true);
   // For tests and the curious: the document as the builder would submit it.
   window.chaoshubBuilder = {
@@ -833,7 +1140,10 @@
       state.doc = M.fromManifest(obj);
       state.selected = null;
       state.catalog = {};
+      state.marks = [];
       changed("loaded");
-    }
+    },
+    marks: function () { return M.clone(state.marks); },
+    template: function (meta) { return M.toTemplate(state.doc, state.marks, meta); }
   };
 })();

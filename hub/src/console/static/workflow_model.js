@@ -354,6 +354,196 @@ var WorkflowModel = (function () {
     return out;
   }
 
+  // ---- template parameters -------------------------------------------------------------------
+  // A mark makes one scalar field of one template a parameter of the catalog template the
+  // workflow is saved as: {name, template, field, type, values (enum), asString}. The field is
+  // a dotted path inside the template ("networkChaos.delay.latency"); the parameter's default is
+  // the field's value when the template is made, so editing the node edits the default.
+  var STRUCTURE = { name: true, templateType: true, children: true, conditionalBranches: true };
+  var MODES = ["one", "all", "fixed", "fixed-percent", "random-max-percent"];
+  var PERCENT_KEYS = { loss: true, corrupt: true, duplicate: true, correlation: true, percent: true, load: true };
+  var DURATION = /^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$/;
+
+  // The scalar fields of a template a person may make a parameter, in document order. Keys
+  // holding a "." (label keys such as app.kubernetes.io/name) cannot be addressed by a dotted
+  // path and are left out.
+  function leafFields(t) {
+    var out = [];
+    (function walk(v, path) {
+      if (v === null || typeof v !== "object") {
+        if (path) out.push({ field: path, value: v });
+        return;
+      }
+      Object.keys(v).forEach(function (k) {
+        if (!path && STRUCTURE[k]) return;
+        if (String(k).indexOf(".") >= 0) return;
+        walk(v[k], path ? path + "." + k : String(k));
+      });
+    })(t || {}, "");
+    return out.filter(function (f) { return f.value !== null; });
+  }
+
+  // The parameter type a field's value suggests: {type, values?, asString}. `asString` keeps a
+  // number written as a string (Chaos Mesh's `loss: "25"`) a string, through `${p:string}`.
+  function inferType(field, value) {
+    var last = String(field).split(".").pop();
+    if (typeof value === "boolean") return { type: "boolean", asString: false };
+    if (typeof value === "number") {
+      return { type: PERCENT_KEYS[last] ? "percent" : Number.isInteger(value) ? "integer" : "number", asString: false };
+    }
+    var s = String(value);
+    if (last === "mode" && MODES.indexOf(s) >= 0) return { type: "enum", values: MODES.slice(), asString: false };
+    if (PERCENT_KEYS[last] && /^[0-9]+(\.[0-9]+)?%?$/.test(s) && parseFloat(s) <= 100) return { type: "percent", asString: true };
+    if (DURATION.test(s)) return { type: "duration", asString: false };
+    if (/^-?[0-9]+$/.test(s)) return { type: "integer", asString: true };
+    if (/^-?[0-9]+\.[0-9]+$/.test(s)) return { type: "number", asString: true };
+    return { type: "string", asString: false };
+  }
+
+  var PARAM_NAME = /^[A-Za-z][A-Za-z0-9_]{0,62}$/;
+
+  // A parameter name suggested for a field of a template: node_lastkey, in the allowed alphabet.
+  function suggestName(template, field) {
+    var base = (template + "_" + String(field).split(".").pop()).replace(/[^A-Za-z0-9_]+/g, "_");
+    if (!/^[A-Za-z]/.test(base)) base = "p_" + base;
+    return base.slice(0, 63);
+  }
+
+  // Adds a mark for `field` of template `template` named `name`; returns the new marks list
+  // (the old one is not changed). Throws an Error naming what is wrong.
+  function mark(doc, marks, template, field, name) {
+    if (!PARAM_NAME.test(name || "")) {
+      throw new Error("a parameter name is letters, digits and _, starting with a letter (at most 63)");
+    }
+    if (marks.some(function (m) { return m.name === name; })) throw new Error("another field is already the parameter " + name);
+    if (marks.some(function (m) { return m.template === template && m.field === field; })) {
+      throw new Error(field + " of " + template + " is already a parameter");
+    }
+    var t = find(doc, template);
+    if (!t) throw new Error("no node is named " + template);
+    var found = leafFields(t).filter(function (f) { return f.field === field; })[0];
+    if (!found) throw new Error(template + " has no field " + field + " to make a parameter");
+    var inferred = inferType(field, found.value);
+    var m = { name: name, template: template, field: field, type: inferred.type, asString: inferred.asString };
+    if (inferred.values) m.values = inferred.values;
+    return marks.concat([m]);
+  }
+
+  function unmark(marks, name) {
+    return marks.filter(function (m) { return m.name !== name; });
+  }
+
+  // Marks after a template was renamed.
+  function renameMarks(marks, from, to) {
+    return marks.map(function (m) {
+      return m.template === from ? Object.assign({}, m, { template: to }) : m;
+    });
+  }
+
+  // The marks whose template and field still exist (and are still scalars).
+  function liveMarks(doc, marks) {
+    return marks.filter(function (m) {
+      var t = find(doc, m.template);
+      var v = t ? get(t, m.field) : undefined;
+      return v !== undefined && v !== null && typeof v !== "object";
+    });
+  }
+
+  // A parameter's default from the field's value, in the parameter's own type.
+  function defaultOf(m, value) {
+    if (m.type === "integer" || m.type === "number" || m.type === "percent") {
+      return typeof value === "number" ? value : Number(String(value).replace(/%$/, ""));
+    }
+    if (m.type === "boolean") return value === true || value === "true";
+    return String(value);
+  }
+
+  // Text that must stay literal in a template: `${` is written `$${` (docs/catalog.md).
+  function escapePlaceholders(v) {
+    if (typeof v === "string") return v.split("${").join("$${");
+    if (Array.isArray(v)) return v.map(escapePlaceholders);
+    if (v && typeof v === "object") {
+      var out = {};
+      Object.keys(v).forEach(function (k) { out[k] = escapePlaceholders(v[k]); });
+      return out;
+    }
+    return v;
+  }
+
+  // The catalog Template (chaoshub.dev/v1alpha1) of the workflow: its experiment is the
+  // document with each marked field replaced by its placeholder, its parameters typed from the
+  // marks with the current values as defaults. `meta`: {name, title, description, category,
+  // tags, adapters, descriptions: {param: text}}. The experiment is named by generateName, so
+  // every run of the template is a new workflow.
+  function toTemplate(doc, marks, meta) {
+    meta = meta || {};
+    var experiment = escapePlaceholders(toManifest(doc));
+    var md = experiment.metadata || {};
+    if (md.name) {
+      md.generateName = md.name + "-";
+      delete md.name;
+    }
+    experiment.metadata = md;
+    // A parameter a loaded template uses in two places is two marks of one name: both fields
+    // get the placeholder, the first gives the default.
+    var declared = {};
+    var parameters = [];
+    marks.forEach(function (m) {
+      var t = find(experiment, m.template);
+      var value = t ? get(find(doc, m.template), m.field) : undefined;
+      if (value === undefined || value === null || typeof value === "object") {
+        throw new Error("parameter " + m.name + ": " + m.template + " has no value at " + m.field);
+      }
+      set(t, m.field, "${" + m.name + (m.asString ? ":string" : "") + "}");
+      if (declared[m.name]) return;
+      declared[m.name] = true;
+      var p = {
+        name: m.name,
+        type: m.type,
+        description: (meta.descriptions && meta.descriptions[m.name]) || (m.field + " of node " + m.template),
+        default: defaultOf(m, value)
+      };
+      if (m.values) p["enum"] = m.values.slice();
+      parameters.push(p);
+    });
+    var spec = {
+      title: meta.title || "",
+      description: meta.description || "",
+      category: meta.category || "",
+      tags: (meta.tags || []).slice(),
+      adapters: (meta.adapters || []).slice()
+    };
+    if (!spec.tags.length) delete spec.tags;
+    if (parameters.length) spec.parameters = parameters;
+    spec.experiment = experiment;
+    return {
+      apiVersion: "chaoshub.dev/v1alpha1",
+      kind: "Template",
+      metadata: { name: meta.name || "" },
+      spec: spec
+    };
+  }
+
+  // The marks of a saved template: every string that is exactly one placeholder, found in its
+  // experiment's templates, typed by the template's parameter declarations.
+  function marksFromTemplate(experiment, parameters) {
+    var declared = {};
+    (parameters || []).forEach(function (p) { declared[p.name] = p; });
+    var out = [];
+    (((experiment || {}).spec || {}).templates || []).forEach(function (t) {
+      if (!t || typeof t.name !== "string") return;
+      leafFields(t).forEach(function (f) {
+        var m = typeof f.value === "string" && /^\$\{\s*([A-Za-z][A-Za-z0-9_]*)\s*(:\s*string\s*)?\}$/.exec(f.value);
+        if (!m || !declared[m[1]]) return;
+        var p = declared[m[1]];
+        var mk = { name: m[1], template: t.name, field: f.field, type: p.type, asString: !!m[2] };
+        if (p["enum"]) mk.values = p["enum"].slice();
+        out.push(mk);
+      });
+    });
+    return out;
+  }
+
   // ---- YAML ----------------------------------------------------------------------------------
   // Writes what JSON can hold, in the block style people write by hand; lists of plain
   // scalars in flow style (`children: [a, b]`). Strings YAML would read as something else are
@@ -436,6 +626,8 @@ var WorkflowModel = (function () {
     uniqueName: uniqueName, newTemplate: newTemplate, insert: insert, remove: remove, move: move,
     moveBy: moveBy, rename: rename, get: get, set: set, chaosField: chaosField,
     setChaosKind: setChaosKind, locate: locate, phases: phases, toYaml: toYaml, equal: equal,
-    clone: clone
+    clone: clone, leafFields: leafFields, inferType: inferType, suggestName: suggestName,
+    mark: mark, unmark: unmark, renameMarks: renameMarks, liveMarks: liveMarks,
+    toTemplate: toTemplate, marksFromTemplate: marksFromTemplate
   };
 })();
