@@ -635,7 +635,8 @@ mod tests {
     #[test]
     fn assets_are_small() {
         assert!(CSS.len() + JS.len() + ICON.len() < 30_000);
-        // The builder's two files load on its page only.
-        assert!(WORKFLOW_MODEL_JS.len() + WORKFLOW_BUILDER_JS.len() < 60_000);
+        // The builder's two files load on its page only (readable, unminified: with template
+        // saving, parameter marks and the live canvas they are about 76 kB; 96 kB is the budget).
+        assert!(WORKFLOW_MODEL_JS.len() + WORKFLOW_BUILDER_JS.len() < 96_000);
     }
 }
