@@ -2,8 +2,10 @@
 //! adds per request on the submit path, through the real hub in-process (SQLite store on
 //! disk) and an in-bench adapter that answers at once, so the hub is what is measured.
 //!
-//! Two hubs run side by side: one with `auth.mode = "none"` (loopback) and one with tokens.
-//! Requests alternate between them in small rounds so that load on the machine affects both
+//! Three hubs run side by side: one with `auth.mode = "none"` (loopback), one with tokens, and
+//! one with tokens behind TLS (`tls.self_signed`, the client trusting its CA; one kept-alive
+//! connection, so the handshake is paid once and what is measured is TLS per request).
+//! Requests alternate between them in small rounds so that load on the machine affects all
 //! alike. Measured per request, from send to the full answer:
 //! - `POST /api/v1/experiments` (submit: validate, capabilities, store; with tokens also the
 //!   token lookup and the audit entry);
@@ -107,7 +109,7 @@ struct BenchHub {
     read_ms: Vec<f64>,
 }
 
-async fn start(mode: &str) -> BenchHub {
+async fn start(mode: &str, tls: bool) -> BenchHub {
     let dir = tempfile::tempdir().unwrap();
     let mut config = HubConfig {
         listen: "127.0.0.1:0".into(),
@@ -115,6 +117,7 @@ async fn start(mode: &str) -> BenchHub {
         ..Default::default()
     };
     config.auth.mode = mode.into();
+    config.tls.self_signed = tls;
     let mut registry = AdapterRegistry::builtin();
     registry.register(Arc::new(InstantAdapter::default()));
     let hub = chaoshub::server::start_with(config, registry)
@@ -127,10 +130,12 @@ async fn start(mode: &str) -> BenchHub {
             format!("Bearer {}", token.trim()).parse().unwrap(),
         );
     }
-    let client = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap();
+    let mut client = reqwest::Client::builder().default_headers(headers);
+    if let Some(ca) = &hub.tls_ca_file {
+        let pem = std::fs::read(ca).unwrap();
+        client = client.add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap());
+    }
+    let client = client.build().unwrap();
     let url = hub.url();
     let env = client
         .post(format!("{url}/api/v1/environments"))
@@ -194,18 +199,21 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-fn line(name: &str, off: &[f64], on: &[f64]) {
-    let mut off = off.to_vec();
-    let mut on = on.to_vec();
-    off.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    on.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let (p50_off, p99_off) = (percentile(&off, 50.0), percentile(&off, 99.0));
-    let (p50_on, p99_on) = (percentile(&on, 50.0), percentile(&on, 99.0));
+/// One row: `base` and `with` side by side, and what `with` adds.
+fn line(name: &str, labels: (&str, &str), base: &[f64], with: &[f64]) {
+    let mut base = base.to_vec();
+    let mut with = with.to_vec();
+    base.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    with.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let (p50_b, p99_b) = (percentile(&base, 50.0), percentile(&base, 99.0));
+    let (p50_w, p99_w) = (percentile(&with, 50.0), percentile(&with, 99.0));
     println!(
-        "{name:<28} n={:<5} none: p50={p50_off:>6.3}ms p99={p99_off:>7.3}ms   token: p50={p50_on:>6.3}ms p99={p99_on:>7.3}ms   added: p50={:>+6.3}ms p99={:>+7.3}ms",
-        on.len(),
-        p50_on - p50_off,
-        p99_on - p99_off
+        "{name:<28} n={:<5} {}: p50={p50_b:>6.3}ms p99={p99_b:>7.3}ms   {}: p50={p50_w:>6.3}ms p99={p99_w:>7.3}ms   added: p50={:>+6.3}ms p99={:>+7.3}ms",
+        with.len(),
+        labels.0,
+        labels.1,
+        p50_w - p50_b,
+        p99_w - p99_b
     );
 }
 
@@ -213,25 +221,49 @@ fn line(name: &str, off: &[f64], on: &[f64]) {
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (rounds, per_round) = if quick { (10, 20) } else { (40, 50) };
-    let mut off = start("none").await;
-    let mut on = start("token").await;
-    // Warm both (connection pools, SQLite caches).
-    off.round(1_000_000, 20).await;
-    on.round(1_000_000, 20).await;
-    off.submit_ms.clear();
-    off.read_ms.clear();
-    on.submit_ms.clear();
-    on.read_ms.clear();
+    chaoshub_adapters::install_crypto_provider();
+    let mut hubs = [
+        start("none", false).await,
+        start("token", false).await,
+        start("token", true).await,
+    ];
+    // Warm all (connection pools, the TLS session, SQLite caches).
+    for hub in hubs.iter_mut() {
+        hub.round(1_000_000, 20).await;
+        hub.submit_ms.clear();
+        hub.read_ms.clear();
+    }
     for r in 0..rounds {
         let start = r * per_round;
-        if r % 2 == 0 {
-            off.round(start, per_round).await;
-            on.round(start, per_round).await;
-        } else {
-            on.round(start, per_round).await;
-            off.round(start, per_round).await;
+        // Rotate the order each round, so none is always first after a pause.
+        for k in 0..hubs.len() {
+            let i = (r + k) % hubs.len();
+            hubs[i].round(start, per_round).await;
         }
     }
-    line("submit (POST experiments)", &off.submit_ms, &on.submit_ms);
-    line("read (GET experiment)", &off.read_ms, &on.read_ms);
+    let [off, on, tls] = &hubs;
+    line(
+        "submit (POST experiments)",
+        ("none", "token"),
+        &off.submit_ms,
+        &on.submit_ms,
+    );
+    line(
+        "read (GET experiment)",
+        ("none", "token"),
+        &off.read_ms,
+        &on.read_ms,
+    );
+    line(
+        "submit (POST experiments)",
+        ("token", "token+tls"),
+        &on.submit_ms,
+        &tls.submit_ms,
+    );
+    line(
+        "read (GET experiment)",
+        ("token", "token+tls"),
+        &on.read_ms,
+        &tls.read_ms,
+    );
 }
