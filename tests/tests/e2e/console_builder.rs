@@ -128,6 +128,14 @@ impl Lab {
         self.browser.wait(&format!("#builder .pal-item{css}"), T)
     }
 
+    /// Focuses the palette item `css` and presses `chord` on it (the keyboard's add).
+    fn press(&self, css: &str, chord: &[&str]) {
+        let e = self.palette(css);
+        self.browser
+            .exec("arguments[0].focus();", json!([Browser::arg(&e)]));
+        self.browser.chord(chord);
+    }
+
     fn head(&self, name: &str) -> Element {
         self.browser.wait(
             &format!("#canvas .node[data-name='{name}'] > .node-head"),
@@ -456,11 +464,7 @@ fn console_builder_keyboard_and_validation_errors() {
     };
     let lab = lab(&chromium, &driver);
     let b = &lab.browser;
-    let press = |css: &str, chord: &[&str]| {
-        let e = lab.palette(css);
-        b.exec("arguments[0].focus();", json!([Browser::arg(&e)]));
-        b.chord(chord);
-    };
+    let press = |css: &str, chord: &[&str]| lab.press(css, chord);
     press("[data-type='Serial']", &[keys::ENTER]);
     b.wait("#canvas .node.selected[data-name='serial']", T);
     // Inside the selected Serial.
@@ -724,11 +728,7 @@ fn console_builder_saves_a_template_with_a_marked_parameter() {
     };
     let lab = lab_with(&chromium, &driver, true);
     let b = &lab.browser;
-    let press = |css: &str, chord: &[&str]| {
-        let e = lab.palette(css);
-        b.exec("arguments[0].focus();", json!([Browser::arg(&e)]));
-        b.chord(chord);
-    };
+    let press = |css: &str, chord: &[&str]| lab.press(css, chord);
     press("[data-type='Serial']", &[keys::ENTER]);
     b.wait("#canvas .node.selected[data-name='serial']", T);
     press("[data-fault='raw']", &[keys::ENTER]);
