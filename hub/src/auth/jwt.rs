@@ -13,6 +13,8 @@
 //! once per 30 s, so made-up key ids cannot make the hub hammer the provider — so a provider's
 //! key rotation is picked up without a restart).
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,12 +22,130 @@ use chaoshub_schema::auth::Role;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
 use super::Principal;
-use crate::config::JwtConfig;
 use crate::endpoints::EndpointAllowList;
+
+/// `[auth.jwt]`: bearer JWTs signed by an identity provider, checked against its public keys
+/// (`iss`, `aud`, `exp` and `nbf` checked), with claims mapped to a role and a scope
+/// (docs/security.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// The `iss` every token must carry, exactly.
+    pub issuer: String,
+    /// The `aud` every token must carry (one of its values when it is a list).
+    pub audience: String,
+    /// The provider's public keys as a JWKS document on disk (read at start and when the file
+    /// changes). Exactly one of `jwks_file` and `jwks_url`.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// The provider's JWKS URL (fetched when first needed, every `refresh_seconds`, and when a
+    /// token names a key id not seen yet, at most every 30 s); it must be in
+    /// `security.allowed_endpoints` when that list is set.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// The claim holding the role: a string or a list of strings, each `viewer`, `operator`,
+    /// `admin` or a key of `roles`; the highest wins. Default `chaoshub_role`.
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+    /// Maps the provider's values (e.g. group names) to roles:
+    /// `roles = { "sre-oncall" = "operator", "platform-admins" = "admin" }`.
+    #[serde(default)]
+    pub roles: BTreeMap<String, String>,
+    /// The claim listing the namespaces in scope (a list, or a space- or comma-separated
+    /// string; `*` for all). Required in every token. Default `chaoshub_namespaces`.
+    #[serde(default = "default_namespaces_claim")]
+    pub namespaces_claim: String,
+    /// The claim listing the environments in scope; absent from a token means all. Default
+    /// `chaoshub_environments`.
+    #[serde(default = "default_environments_claim")]
+    pub environments_claim: String,
+    /// The claim naming the caller in the audit trail (`jwt:<value>`). Default `sub`.
+    #[serde(default = "default_subject_claim")]
+    pub subject_claim: String,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds. Default 30.
+    #[serde(default = "default_jwt_leeway")]
+    pub leeway_seconds: u64,
+    /// How often a `jwks_url` is fetched again, in seconds (10 to 86400). Default 600.
+    #[serde(default = "default_jwks_refresh")]
+    pub refresh_seconds: u64,
+}
+
+fn default_role_claim() -> String {
+    "chaoshub_role".into()
+}
+fn default_namespaces_claim() -> String {
+    "chaoshub_namespaces".into()
+}
+fn default_environments_claim() -> String {
+    "chaoshub_environments".into()
+}
+fn default_subject_claim() -> String {
+    "sub".into()
+}
+fn default_jwt_leeway() -> u64 {
+    30
+}
+fn default_jwks_refresh() -> u64 {
+    600
+}
+
+impl JwtConfig {
+    /// What serde cannot check: one key source, non-empty issuer and audience, known roles.
+    pub fn check(&self) -> Result<(), String> {
+        if self.issuer.trim().is_empty() {
+            return Err("auth.jwt.issuer: must name the identity provider's issuer".into());
+        }
+        if self.audience.trim().is_empty() {
+            return Err("auth.jwt.audience: must name the audience tokens are issued for".into());
+        }
+        match (&self.jwks_file, &self.jwks_url) {
+            (Some(_), None) | (None, Some(_)) => {}
+            (None, None) => {
+                return Err(
+                    "auth.jwt: set jwks_file or jwks_url (where the provider's public keys are)"
+                        .into(),
+                )
+            }
+            (Some(_), Some(_)) => {
+                return Err("auth.jwt: set only one of jwks_file and jwks_url".into());
+            }
+        }
+        if let Some(url) = &self.jwks_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(format!("auth.jwt.jwks_url: {url:?} is not an http(s) URL"));
+            }
+        }
+        for (value, role) in &self.roles {
+            if chaoshub_schema::auth::Role::parse(role).is_none() {
+                return Err(format!(
+                    "auth.jwt.roles.{value:?}: {role:?} is not one of viewer, operator, admin"
+                ));
+            }
+        }
+        for (field, claim) in [
+            ("role_claim", &self.role_claim),
+            ("namespaces_claim", &self.namespaces_claim),
+            ("environments_claim", &self.environments_claim),
+            ("subject_claim", &self.subject_claim),
+        ] {
+            if claim.trim().is_empty() {
+                return Err(format!("auth.jwt.{field}: must name a claim"));
+            }
+        }
+        if !(10..=86_400).contains(&self.refresh_seconds) {
+            return Err(format!(
+                "auth.jwt.refresh_seconds: {} is outside 10..=86400",
+                self.refresh_seconds
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// How soon an unknown key id may make the hub fetch the JWKS URL again.
 const REFETCH_AFTER: Duration = Duration::from_secs(30);
