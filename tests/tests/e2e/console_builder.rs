@@ -664,6 +664,31 @@ fn console_builder_canvas_follows_the_yaml() {
     );
 }
 
+/// Every Workflow document in the manifests of `dirs`, with the file it came from.
+fn workflows_in(dirs: &[PathBuf]) -> Vec<(String, Value)> {
+    let mut workflows = Vec::new();
+    for dir in dirs {
+        for (path, text) in chaoshub_testkit::manifest_files(dir) {
+            for doc in chaoshub_schema::split_documents(&text).unwrap() {
+                if doc["kind"] == "Workflow" {
+                    workflows.push((path.display().to_string(), doc));
+                }
+            }
+        }
+    }
+    workflows
+}
+
+/// A Workflow's templates by name (a round trip may change their order).
+fn templates_by_name(workflow: &Value) -> std::collections::BTreeMap<String, Value> {
+    workflow["spec"]["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap().to_string(), t.clone()))
+        .collect()
+}
+
 /// Every Workflow of the project's fixtures (and of the shared Chaos Mesh examples when they
 /// are there) loads into the builder, is drawn node for node, and comes back out of the YAML
 /// view as an equivalent document (the same templates, possibly in another order).
@@ -676,31 +701,14 @@ fn console_builder_round_trips_every_workflow_fixture() {
     dirs.extend(chaoshub_testkit::shared_dir(
         "reference/chaos-mesh/examples",
     ));
-    let mut workflows = Vec::new();
-    for dir in &dirs {
-        for (path, text) in chaoshub_testkit::manifest_files(dir) {
-            for doc in chaoshub_schema::split_documents(&text).unwrap() {
-                if doc["kind"] == "Workflow" {
-                    workflows.push((path.display().to_string(), doc));
-                }
-            }
-        }
-    }
+    let workflows = workflows_in(&dirs);
     assert!(workflows.len() >= 2, "the fixtures hold two workflows");
     let lab = lab(&chromium, &driver);
     let b = &lab.browser;
     for (path, doc) in &workflows {
         b.exec("window.chaoshubBuilder.load(arguments[0]);", json!([doc]));
         let back = lab.yaml_doc();
-        let templates = |v: &Value| -> std::collections::BTreeMap<String, Value> {
-            v["spec"]["templates"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| (t["name"].as_str().unwrap().to_string(), t.clone()))
-                .collect()
-        };
-        assert_eq!(templates(&back), templates(doc), "{path}");
+        assert_eq!(templates_by_name(&back), templates_by_name(doc), "{path}");
         let (mut a, mut c) = (back.clone(), doc.clone());
         a["spec"]["templates"] = Value::Null;
         c["spec"]["templates"] = Value::Null;
@@ -710,7 +718,7 @@ fn console_builder_round_trips_every_workflow_fixture() {
             lab.canvas().into_iter().map(|(n, _)| n).collect();
         assert_eq!(
             drawn,
-            templates(doc).keys().cloned().collect(),
+            templates_by_name(doc).keys().cloned().collect(),
             "{path}: the canvas does not show every template"
         );
     }
@@ -875,14 +883,7 @@ fn console_builder_model_cases() {
     };
 
     // 1. Every Workflow fixture: manifest -> model -> YAML reads back as the same document.
-    let mut workflows = Vec::new();
-    for (path, text) in chaoshub_testkit::manifest_files(&chaoshub_testkit::fixtures_dir()) {
-        for doc in chaoshub_schema::split_documents(&text).unwrap() {
-            if doc["kind"] == "Workflow" {
-                workflows.push((path.display().to_string(), doc));
-            }
-        }
-    }
+    let workflows = workflows_in(&[chaoshub_testkit::fixtures_dir()]);
     assert!(workflows.len() >= 2);
     for (path, doc) in &workflows {
         let yaml = run(
@@ -892,15 +893,7 @@ fn console_builder_model_cases() {
         let mut back = chaoshub_schema::split_documents(yaml.as_str().unwrap())
             .unwrap_or_else(|e| panic!("{path}: {e:?}\n{yaml}"));
         let back = back.remove(0);
-        let by_name = |v: &Value| -> std::collections::BTreeMap<String, Value> {
-            v["spec"]["templates"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| (t["name"].as_str().unwrap().to_string(), t.clone()))
-                .collect()
-        };
-        assert_eq!(by_name(&back), by_name(doc), "{path}");
+        assert_eq!(templates_by_name(&back), templates_by_name(doc), "{path}");
         assert_eq!(back["metadata"], doc["metadata"], "{path}");
         assert_eq!(back["spec"]["entry"], doc["spec"]["entry"], "{path}");
     }
