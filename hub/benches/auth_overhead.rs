@@ -25,6 +25,7 @@ use chaoshub_adapters::{
 };
 use chaoshub_schema::api::Capability;
 use chaoshub_schema::{Target, ValidationErrors};
+use chaoshub_testkit::bench::percentile;
 use serde_json::{json, Value};
 
 #[derive(Default)]
@@ -192,11 +193,6 @@ impl BenchHub {
             self.read_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
         }
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 /// One row: `base` and `with` side by side, and what `with` adds.

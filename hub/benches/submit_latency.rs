@@ -27,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chaoshub::config::HubConfig;
+use chaoshub_testkit::bench::percentile;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tracing::span::{Attributes, Id};
@@ -89,14 +90,6 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for SpanTimer {
         entry.0 += 1;
         entry.1 += elapsed;
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 fn summary(name: &str, values: &[f64]) -> (f64, f64) {

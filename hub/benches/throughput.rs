@@ -6,20 +6,11 @@
 //! Results and how to read them: docs/benchmarks.md.
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chaoshub::config::HubConfig;
+use chaoshub_testkit::bench::{percentile, FsFaultPlugin};
 use serde_json::Value;
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
 
 fn summary(name: &str, mut values: Vec<f64>, unit: &str) {
     values.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -31,50 +22,6 @@ fn summary(name: &str, mut values: Vec<f64>, unit: &str) {
         percentile(&values, 99.0),
         values.last().copied().unwrap_or(f64::NAN)
     );
-}
-
-struct Plugin(std::process::Child);
-
-impl Drop for Plugin {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_plugin(dir: &Path) -> (Plugin, String) {
-    let web = dir.join("web");
-    let state = dir.join("state");
-    std::fs::create_dir_all(&web).unwrap();
-    std::fs::create_dir_all(&state).unwrap();
-    let port_file = dir.join("port");
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/plugins/fsfault/fsfault.py");
-    let child = Command::new("python3")
-        .arg(script)
-        .args(["--listen", "127.0.0.1:0", "--port-file"])
-        .arg(&port_file)
-        .arg("--target")
-        .arg(format!("web={}", web.display()))
-        .args(["--label", "web:tier=frontend", "--state-dir"])
-        .arg(&state)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3 is needed for the fsfault plugin");
-    let plugin = Plugin(child);
-    let start = Instant::now();
-    loop {
-        if let Ok(p) = std::fs::read_to_string(&port_file) {
-            if !p.trim().is_empty() {
-                return (plugin, format!("http://127.0.0.1:{}", p.trim()));
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "plugin did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn manifest(name: &str, duration: &str) -> String {
@@ -106,7 +53,8 @@ async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (sequential, batch) = if quick { (30, 60) } else { (200, 400) };
     let dir = tempfile::tempdir().unwrap();
-    let (_plugin, plugin_url) = start_plugin(dir.path());
+    let plugin = FsFaultPlugin::start(&dir.path().join("plugin"));
+    let plugin_url = plugin.url.clone();
     let mut config = HubConfig {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.path().join("data"),
