@@ -1044,6 +1044,7 @@ impl Hub {
                 halted: true,
                 since: Some(time::now_rfc3339()),
                 reason: Some(reason.clone()),
+                by: crate::auth::current_name(),
                 stopped: Vec::new(),
             };
         }
@@ -1067,7 +1068,12 @@ impl Hub {
         self.engine.record(&[hub_event(
             events::HALT_SET,
             format!(
-                "halt-all: {reason}; stopped {} experiment(s)",
+                "halt-all{}: {reason}; stopped {} experiment(s)",
+                status
+                    .by
+                    .as_deref()
+                    .map(|by| format!(" by {by}"))
+                    .unwrap_or_default(),
                 status.stopped.len()
             ),
         )])?;
@@ -1075,12 +1081,7 @@ impl Hub {
     }
 
     pub fn unhalt(&self) -> Result<HaltStatus, HubError> {
-        let status = HaltStatus {
-            halted: false,
-            since: None,
-            reason: None,
-            stopped: Vec::new(),
-        };
+        let status = HaltStatus::default();
         self.store().set_halt(&status)?;
         self.engine.record(&[hub_event(
             events::HALT_RELEASED,

@@ -528,7 +528,7 @@ pub struct Page<T> {
 }
 
 /// The halt-all switch.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HaltStatus {
     pub halted: bool,
@@ -536,6 +536,10 @@ pub struct HaltStatus {
     pub since: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Who set the halt: the token name or JWT subject (absent on a hub without
+    /// authentication, and for halts set before the hub recorded it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     /// Experiments stopped by the call that set the halt.
     #[serde(default)]
     pub stopped: Vec<String>,

@@ -575,6 +575,9 @@ pub fn describe_halt(status: &HaltStatus) -> String {
     if let Some(since) = &status.since {
         out.push_str(&format!(" (since {since})"));
     }
+    if let Some(by) = &status.by {
+        out.push_str(&format!(" by {by}"));
+    }
     out.push('\n');
     if let Some(reason) = &status.reason {
         out.push_str(&format!("reason: {reason}\n"));
@@ -863,12 +866,7 @@ Events:
 
     #[test]
     fn halt_description() {
-        let off = HaltStatus {
-            halted: false,
-            since: None,
-            reason: None,
-            stopped: vec![],
-        };
+        let off = HaltStatus::default();
         assert_eq!(
             describe_halt(&off),
             "chaos is not halted: new experiments may start\n"
@@ -877,11 +875,12 @@ Events:
             halted: true,
             since: Some("2024-05-01T12:00:00Z".into()),
             reason: Some("incident 42".into()),
+            by: Some("oncall".into()),
             stopped: vec!["uid-1".into()],
         };
         assert_eq!(
             describe_halt(&on),
-            "chaos is HALTED: no experiment may start (since 2024-05-01T12:00:00Z)\n\
+            "chaos is HALTED: no experiment may start (since 2024-05-01T12:00:00Z) by oncall\n\
              reason: incident 42\nstopped 1 experiment(s): uid-1\n"
         );
     }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use chaoshub_schema::api::{
     AdapterInfo, AgentInfo, DryRunResult, EnvironmentObject, EventRecord, ExperimentObject,
-    ExperimentPhase, HaltStatus, Page,
+    ExperimentPhase, ExperimentStatus, HaltStatus, Page,
 };
 use chaoshub_schema::suite::SuiteRunSummary;
 use chaoshub_schema::template::{ParameterType, TemplateDetail, TemplateList, TemplateParameter};
@@ -38,6 +38,28 @@ fn live_since(body: &mut String, ctx: &Ctx) {
         "<span hidden id=\"rendered-at\" data-since=\"{}\"></span>",
         esc(&crate::time::format(ctx.arrived))
     );
+}
+
+/// How long a fault stays in force, as HTML: what is left of the duration while paused, the
+/// time to the deadline otherwise (the script counts it down; the server's figure is what a
+/// page without script shows), or "open-ended" for an experiment without a duration.
+fn time_left(s: &ExperimentStatus, now: chrono::DateTime<chrono::Utc>) -> String {
+    if s.phase == ExperimentPhase::Paused {
+        if let Some(ms) = s.remaining_ms {
+            return format!("{} (paused)", html::duration_ms(ms));
+        }
+    }
+    match s.deadline.as_deref().and_then(crate::time::parse) {
+        Some(deadline) => {
+            let ms = u64::try_from((deadline - now).num_milliseconds()).unwrap_or(0);
+            format!(
+                "<span class=\"countdown\" data-deadline=\"{}\">{}</span>",
+                esc(&crate::time::format(deadline)),
+                html::duration_ms(ms)
+            )
+        }
+        None => "open-ended".into(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -91,11 +113,7 @@ pub async fn overview(ctx: Ctx) -> PageResult {
                 .iter()
                 .map(|t| esc(&t.target.name))
                 .collect();
-            let left = e
-                .status
-                .remaining_ms
-                .map(html::duration_ms)
-                .unwrap_or_else(|| "open-ended".into());
+            let left = time_left(&e.status, ctx.arrived);
             let _ = write!(
                 b,
                 "<tr><td><a href=\"/experiments/{}\">{}</a> <span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>",
@@ -105,7 +123,7 @@ pub async fn overview(ctx: Ctx) -> PageResult {
                 esc(&e.status.environment),
                 targets.join(", "),
                 values_in_force(e),
-                esc(&left)
+                left
             );
             if ctx.may("POST", "/api/v1/experiments/{id}/stop") {
                 b.push_str(&html::button_form(
@@ -190,8 +208,12 @@ fn halt_panel(ctx: &Ctx, halt: &HaltStatus) -> String {
     if halt.halted {
         let _ = write!(
             b,
-            "<section class=\"halt halted\" aria-labelledby=\"halt-h\"><h2 id=\"halt-h\">Halted</h2><p>Every experiment was stopped and new ones are refused since {}{}.</p>",
+            "<section class=\"halt halted\" aria-labelledby=\"halt-h\"><h2 id=\"halt-h\">Halted</h2><p>Every experiment was stopped and new ones are refused since {}{}{}.</p>",
             halt.since.as_deref().map(html::time).unwrap_or_default(),
+            halt.by
+                .as_deref()
+                .map(|by| format!(" by <strong class=\"halted-by\">{}</strong>", esc(by)))
+                .unwrap_or_default(),
             halt.reason
                 .as_deref()
                 .map(|r| format!(": <q>{}</q>", esc(r)))
@@ -477,10 +499,7 @@ pub async fn experiment(ctx: Ctx, Path(uid): Path<String>) -> PageResult {
         ("Created by", s.created_by.as_deref().map(esc)),
         ("Started", s.started_at.as_deref().map(html::time)),
         ("Deadline", s.deadline.as_deref().map(html::time)),
-        (
-            "Time left",
-            s.remaining_ms.filter(|_| active).map(html::duration_ms),
-        ),
+        ("Time left", active.then(|| time_left(s, ctx.arrived))),
         ("Ended", s.ended_at.as_deref().map(html::time)),
         ("Actions", Some(esc(&s.actions.join(", ")))),
         ("Value in force", Some(values_in_force(&e))),

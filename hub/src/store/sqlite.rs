@@ -719,12 +719,7 @@ impl Store for SqliteStore {
                 .optional()?;
             match text {
                 Some(t) => serde_json::from_str(&t).map_err(|e| corrupt("halt setting", e)),
-                None => Ok(HaltStatus {
-                    halted: false,
-                    since: None,
-                    reason: None,
-                    stopped: Vec::new(),
-                }),
+                None => Ok(HaltStatus::default()),
             }
         })
     }

@@ -163,13 +163,47 @@ async fn login_sessions_and_security_headers() {
         secure.headers
     );
 
-    // Static files are served with their types; the API is still behind the console.
+    // Static files are served with their types and an entity tag; a browser revalidating
+    // gets a bodiless 304, and one accepting gzip a compressed body. The API is still behind
+    // the console.
     let a = b.get("/console/static/console.js").await;
     assert_eq!(a.status, 200);
     assert!(a.headers[CONTENT_TYPE]
         .to_str()
         .unwrap()
         .starts_with("text/javascript"));
+    assert!(
+        a.headers.get("content-encoding").is_none(),
+        "{:?}",
+        a.headers
+    );
+    let tag = a.headers["etag"].to_str().unwrap().to_string();
+    assert!(tag.starts_with('"') && tag.len() > 4, "{tag}");
+    let req = b
+        .client
+        .get(format!("{}/console/static/console.js", b.base))
+        .header("if-none-match", format!("\"0\", {tag}"));
+    let again = b.send(req).await;
+    assert_eq!(again.status, 304);
+    assert!(again.text.is_empty(), "a 304 has no body");
+    assert_eq!(again.headers["etag"].to_str().unwrap(), tag);
+    let gz = b
+        .client
+        .get(format!("{}/console/static/console.js", b.base))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.status(), 200);
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    let gz = gz.bytes().await.unwrap();
+    assert!(gz.starts_with(&[0x1f, 0x8b]), "a gzip stream");
+    assert!(
+        gz.len() < a.text.len() / 2,
+        "{} of {} bytes",
+        gz.len(),
+        a.text.len()
+    );
     let a = b.get("/api/v1/experiments").await;
     assert_eq!(a.status, 401, "the cookie is no API credential: {}", a.text);
     let a = b.get("/healthz").await;
@@ -381,11 +415,31 @@ async fn viewer_sees_no_buttons_and_cannot_act() {
 #[tokio::test]
 async fn halt_needs_typed_confirmation_and_a_reason() {
     let s = Sandbox::start(2).await;
+    // A timed experiment in force: the overview counts down to its deadline.
+    let (code, v) = s
+        .post_yaml("/api/v1/experiments", &delay_yaml("timed", Some("10m"), ""))
+        .await;
+    assert_eq!(code, 201, "{v}");
+    let uid = v["metadata"]["uid"].as_str().unwrap().to_string();
+    let running = s.wait_phase(&uid, "Running", Duration::from_secs(10)).await;
+    let deadline = running["status"]["deadline"].as_str().unwrap().to_string();
+
+    let lead = create_token(&s, "oncall-lead", "admin").await;
     let mut b = Browser::new(&s.url);
-    b.login(&s.admin_token()).await;
+    b.login(&lead).await;
     let page = b.get("/").await;
     let csrf = page.csrf();
     assert!(page.text.contains("action=\"/halt\""), "{}", page.text);
+    let countdown = format!("<span class=\"countdown\" data-deadline=\"{deadline}\">");
+    assert!(page.text.contains(&countdown), "{}", page.text);
+    assert!(
+        page.text.contains(&format!("{countdown}9m "))
+            || page.text.contains(&format!("{countdown}10m ")),
+        "about ten minutes left: {}",
+        page.text
+    );
+    let detail = b.get(&format!("/experiments/{uid}")).await;
+    assert!(detail.text.contains(&countdown), "{}", detail.text);
 
     let a = b
         .post(
@@ -422,8 +476,15 @@ async fn halt_needs_typed_confirmation_and_a_reason() {
     let (_, halt) = s.get("/api/v1/halt").await;
     assert_eq!(halt["halted"], true);
     assert_eq!(halt["reason"], "game day over");
+    assert_eq!(halt["by"], "oncall-lead", "{halt}");
     let page = b.get("/").await;
     assert!(page.text.contains("game day over"), "{}", page.text);
+    assert!(
+        page.text
+            .contains("by <strong class=\"halted-by\">oncall-lead</strong>"),
+        "{}",
+        page.text
+    );
     assert!(page.text.contains("action=\"/unhalt\""), "{}", page.text);
 
     let a = b.post("/unhalt", &[("_csrf", &csrf)]).await;
@@ -488,6 +549,25 @@ async fn every_page_renders_within_budget() {
             a.text.len()
         );
         assert!(a.text.starts_with("<!doctype html>"), "{path}");
+        // A first load: the page and the files it links, fetched as Chromium asks (gzip).
+        let mut wire = a.text.len();
+        let assets = chaoshub_testkit::bench::linked_static_files(&a.text);
+        assert!(!assets.is_empty(), "{path} links the console's stylesheet");
+        for asset in assets {
+            let r = b
+                .client
+                .get(format!("{}{asset}", b.base))
+                .header("accept-encoding", "gzip, deflate, br")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{asset}");
+            wire += r.bytes().await.unwrap().len();
+        }
+        assert!(
+            wire < 100_000,
+            "{path} and its files are {wire} bytes on first load (budget 100 kB)"
+        );
         // Nothing is loaded from another origin (the CSP would block it anyway).
         for attr in ["src=\"http", "href=\"http", "src=\"//", "href=\"//", "url("] {
             assert!(!a.text.contains(attr), "{path} loads {attr}…: {}", a.text);

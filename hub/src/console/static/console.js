@@ -144,6 +144,31 @@
     render();
   }
 
+  // "Time left" counts down to the deadline the server rendered. The page's arrival time (the
+  // server's clock) gives the offset to this browser's clock, so a skewed client still shows
+  // the hub's figure. A live refresh swaps <main>, so the elements are looked up on each tick.
+  function countdowns() {
+    var marker = document.getElementById("rendered-at");
+    var serverAt = marker ? Date.parse(marker.getAttribute("data-since")) : NaN;
+    var offset = isNaN(serverAt) ? 0 : serverAt - Date.now();
+    function text(ms) {
+      var s = Math.floor(Math.max(0, ms) / 1000);
+      function two(n) { return (n < 10 ? "0" : "") + n; }
+      if (s >= 3600) return Math.floor(s / 3600) + "h " + two(Math.floor((s % 3600) / 60)) + "m";
+      if (s >= 60) return Math.floor(s / 60) + "m " + two(s % 60) + "s";
+      return s + "s";
+    }
+    setInterval(function () {
+      document.querySelectorAll(".countdown[data-deadline]").forEach(function (el) {
+        var deadline = Date.parse(el.getAttribute("data-deadline"));
+        if (!isNaN(deadline)) {
+          el.textContent = text(deadline - (Date.now() + offset));
+        }
+      });
+    }, 1000);
+  }
+
   live();
   editor();
+  countdowns();
 })();
