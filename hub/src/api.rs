@@ -177,6 +177,10 @@ pub fn router(
             get(crate::suites::http::get_suite_run),
         )
         .route(
+            "/api/v1/suites/runs/{id}/junit",
+            get(crate::suites::http::get_suite_run_junit),
+        )
+        .route(
             "/api/v1/templates",
             get(catalog::list_templates).post(catalog::save_template),
         )

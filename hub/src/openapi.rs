@@ -59,6 +59,7 @@ fn ops() -> Vec<Op> {
         Op { method: "post", path: "/api/v1/suites", id: "createSuiteRun", summary: "Check a Suite (kind Suite, YAML or JSON; file references must be inlined, as `chaoshub run` does) and start a run of its experiment × environment cases in the background; 400 names every problem with its path under spec", query: &[("env", "only these of the suite's environments, comma-separated")], body: Some("manifest"), ok: ("202", Some("SuiteRun")), errors: &[400, 409, 413, 415] },
         Op { method: "get", path: "/api/v1/suites/runs", id: "listSuiteRuns", summary: "Suite runs, newest first", query: &[("limit", "how many (default 100, max 1000)")], body: None, ok: ("200", Some("Page_SuiteRunSummary")), errors: &[400] },
         Op { method: "get", path: "/api/v1/suites/runs/{id}", id: "getSuiteRun", summary: "One suite run's JSON journal: cases with outcomes and messages, timings, steady-state probe results before/during/after, experiments with per-target records, threshold-search steps, progress log", query: &[], body: None, ok: ("200", Some("SuiteRun")), errors: &[400, 404] },
+        Op { method: "get", path: "/api/v1/suites/runs/{id}/junit", id: "getSuiteRunJunit", summary: "One suite run's JUnit XML report (one testsuite per environment; the same document `chaoshub run --junit` writes); a run still going reports the cases so far", query: &[], body: None, ok: ("200", None), errors: &[400, 404] },
         Op { method: "get", path: "/api/v1/templates", id: "listTemplates", summary: "Search the template catalog (local and remote templates) with facet counts over the matches", query: &[("q", "words that must all occur in name, title, description or tags"), ("category", "filter by category"), ("tag", "filter by tag"), ("adapter", "filter by adapter type the template suits"), ("kind", "filter by the rendered experiment's kind"), ("source", "`local` or a remote catalog name")], body: None, ok: ("200", Some("TemplateList")), errors: &[400] },
         Op { method: "post", path: "/api/v1/templates", id: "saveTemplate", summary: "Save a Template document (YAML or JSON) into the hub's local catalog as <category>/<name>.yaml, validated like a catalog file (parameters, placeholders, the experiment rendered with the defaults: a fault or a Workflow of faults); 201 created, 200 replaced; 409 template_exists unless overwrite=true, 409 catalog_not_writable without a writable catalog_dir", query: &[("overwrite", "true: replace a local template of the same name")], body: Some("manifest"), ok: ("201", Some("TemplateDetail")), errors: &[400, 409, 413, 415] },
         Op { method: "get", path: "/api/v1/templates/{name}", id: "getTemplate", summary: "One template with the JSON Schema of its parameters (for form generation)", query: &[], body: None, ok: ("200", Some("TemplateDetail")), errors: &[404] },
@@ -206,6 +207,9 @@ pub fn document() -> Value {
             Some(name) => json!({"application/json": {"schema": schema_ref(name)}}),
             None if op.id == "streamEvents" => {
                 json!({"text/event-stream": {"schema": {"type": "string"}}})
+            }
+            None if op.id == "getSuiteRunJunit" => {
+                json!({"application/xml": {"schema": {"type": "string"}}})
             }
             None => json!({"application/json": {"schema": {"type": "object"}}}),
         };

@@ -267,6 +267,13 @@ pub const POLICIES: &[RoutePolicy] = &[
         VIEWER,
         Unrestricted,
     ),
+    p(
+        "GET",
+        "/api/v1/suites/runs/{id}/junit",
+        "suites:read",
+        VIEWER,
+        Unrestricted,
+    ),
     p("GET", "/api/v1/templates", "templates:read", VIEWER, Global),
     // Saving writes a file into the hub's local catalog directory: configuration, like adding
     // a remote catalog.

@@ -1,5 +1,6 @@
 //! REST handlers of suites: `POST /api/v1/suites` (check, store and start a run; 202 with the
-//! run's journal), `GET /api/v1/suites/runs`, `GET /api/v1/suites/runs/{id}`.
+//! run's journal), `GET /api/v1/suites/runs`, `GET /api/v1/suites/runs/{id}` and its JUnit
+//! report, `GET /api/v1/suites/runs/{id}/junit`.
 
 use std::collections::HashMap;
 
@@ -123,4 +124,24 @@ pub async fn get_suite_run(
         HubError::bad_request("invalid_path", format!("invalid path parameter: {e}"))
     })?;
     Ok(Json(super::get_run(&hub, &id)?).into_response())
+}
+
+/// The run's JUnit XML report, the same document `chaoshub run --junit` writes (one testsuite
+/// per environment); a run still going reports the cases so far.
+pub async fn get_suite_run_junit(
+    State(hub): State<Hub>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, HubError> {
+    let Path(id) = id.map_err(|e| {
+        HubError::bad_request("invalid_path", format!("invalid path parameter: {e}"))
+    })?;
+    let run = super::get_run(&hub, &id)?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/xml; charset=utf-8",
+        )],
+        super::junit::render(&run),
+    )
+        .into_response())
 }

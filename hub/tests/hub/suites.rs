@@ -190,6 +190,85 @@ spec:
     assert_eq!(runs["items"][0]["summary"]["failed"], 1);
     let (code, _) = s.get("/api/v1/suites/runs/nope").await;
     assert_eq!(code, 404);
+
+    // The same report from the API, and both reports and the evidence in the console.
+    let junit = s
+        .client
+        .get(format!("{}/api/v1/suites/runs/{id}/junit", s.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(junit.status(), 200);
+    assert!(junit.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/xml"));
+    assert_eq!(junit.text().await.unwrap(), xml);
+    let (code, _) = s.get("/api/v1/suites/runs/nope/junit").await;
+    assert_eq!(code, 404);
+    console_shows_the_run(&s, &id, &xml).await;
+}
+
+/// The console's page of a finished run: every case's probe evidence, the failure's, and the
+/// two reports as downloads through the session.
+async fn console_shows_the_run(s: &Sandbox, id: &str, xml: &str) {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = browser
+        .post(format!("{}/login", s.url))
+        .form(&[("token", s.admin_token().as_str()), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let get = |path: String| {
+        browser
+            .get(format!("{}{path}", s.url))
+            .header("cookie", cookie.clone())
+            .send()
+    };
+    let page = get(format!("/suites/{id}")).await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    for wanted in [
+        "Evidence by case",
+        "<caption>Steady-state probes</caption>",
+        "web-ok",
+        "expected to deviate",
+        ">failed</span>",
+        &format!("href=\"/suites/{id}/junit.xml\" download"),
+        &format!("href=\"/suites/{id}/report.json\" download"),
+    ] {
+        assert!(page.contains(wanted), "{wanted} not on the page: {page}");
+    }
+    // The failed case is unfolded; the three that passed are folded.
+    assert_eq!(page.matches("<details class=\"case\"").count(), 4, "{page}");
+    assert_eq!(page.matches(" open><summary>").count(), 1, "{page}");
+
+    let junit = get(format!("/suites/{id}/junit.xml")).await.unwrap();
+    assert_eq!(junit.status(), 200);
+    assert_eq!(
+        junit.headers()["content-disposition"],
+        format!("attachment; filename=\"suite-run-{id}.xml\"").as_str()
+    );
+    assert_eq!(junit.text().await.unwrap(), xml);
+    let journal = get(format!("/suites/{id}/report.json")).await.unwrap();
+    assert_eq!(journal.status(), 200);
+    let journal: Value = journal.json().await.unwrap();
+    assert_eq!(journal["id"], id);
+    assert_eq!(journal["cases"].as_array().unwrap().len(), 4);
+    let missing = get(format!("/suites/{id}/other.txt")).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let missing = get("/suites/nope/junit.xml".to_string()).await.unwrap();
+    assert_eq!(missing.status(), 404);
 }
 
 #[tokio::test]
