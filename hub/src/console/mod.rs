@@ -108,6 +108,7 @@ pub fn router(
         )
         .route("/suites", get(pages::suites))
         .route("/suites/{id}", get(pages::suite_run))
+        .route("/suites/{id}/{file}", get(pages::suite_report))
         .route("/console/events", get(events))
         .route(
             "/console/static/{file}",

@@ -1111,24 +1111,11 @@ pub async fn catalog(ctx: Ctx, Query(q): Query<CatalogQuery>) -> PageResult {
         );
     }
     b.push_str("</ul></div></div>");
-    let remotes: Result<Page<Value>, _> = ctx.api.get("/api/v1/catalogs").await;
+    let remotes: Result<Page<chaoshub_schema::template_spec::CatalogObject>, _> =
+        ctx.api.get("/api/v1/catalogs").await;
     if let Ok(remotes) = remotes {
         if !remotes.items.is_empty() {
-            b.push_str("<section aria-labelledby=\"remotes\"><h2 id=\"remotes\">Remote catalogs</h2><ul class=\"plain\">");
-            for r in &remotes.items {
-                let _ = write!(
-                    b,
-                    "<li><strong>{}</strong> <span class=\"muted\">{}</span> {}</li>",
-                    esc(r["name"].as_str().unwrap_or("")),
-                    esc(r["url"].as_str().unwrap_or("")),
-                    esc(&r
-                        .get("state")
-                        .or_else(|| r.get("status"))
-                        .map(|s| s.to_string())
-                        .unwrap_or_default())
-                );
-            }
-            b.push_str("</ul></section>");
+            remote_catalogs(&mut b, &remotes.items);
         }
     }
     ok(&ctx, "Catalog", Nav::Catalog, Refresh::Static, &b)
@@ -1589,12 +1576,198 @@ pub async fn suite_run(ctx: Ctx, Path(id): Path<String>) -> PageResult {
             exps.join("<br>")
         );
     }
-    b.push_str("</tbody></table><section aria-labelledby=\"log\"><h2 id=\"log\">Log</h2><ul class=\"plain log\">");
+    b.push_str("</tbody></table>");
+    let _ = write!(
+        b,
+        "<p class=\"actions\"><a href=\"/suites/{0}/junit.xml\" download>JUnit report (XML)</a> · <a href=\"/suites/{0}/report.json\" download>JSON journal</a></p>",
+        url(&run.id)
+    );
+    b.push_str("<section aria-labelledby=\"evidence\"><h2 id=\"evidence\">Evidence by case</h2>");
+    for (i, c) in run.cases.iter().enumerate() {
+        case_evidence(&mut b, i, c);
+    }
+    b.push_str("</section><section aria-labelledby=\"log\"><h2 id=\"log\">Log</h2><ul class=\"plain log\">");
     for l in &run.log {
         let _ = write!(b, "<li>{} {}</li>", html::time(&l.at), esc(&l.message));
     }
     b.push_str("</ul></section>");
     ok(&ctx, &run.suite, Nav::Suites, Refresh::Live, &b)
+}
+
+/// One case's evidence, folded: the steady-state probe results before, during and after the
+/// fault, and a threshold search's steps (chart and table).
+fn case_evidence(b: &mut String, index: usize, c: &chaoshub_schema::suite::SuiteCase) {
+    let probes = [
+        ("before", &c.steady_state.before),
+        ("during", &c.steady_state.during),
+        ("after", &c.steady_state.after),
+    ];
+    let count: usize = probes.iter().map(|(_, p)| p.len()).sum();
+    let _ = write!(
+        b,
+        "<details class=\"case\" id=\"case-{index}\"{}><summary>{} on {} · {} · expected to {} · {count} probe result(s){}</summary>",
+        if matches!(c.outcome, chaoshub_schema::suite::CaseOutcome::Passed) { "" } else { " open" },
+        esc(&c.experiment),
+        esc(&c.environment),
+        html::phase_badge(&format!("{:?}", c.outcome)),
+        match c.expect {
+            chaoshub_schema::suite::Expectation::Hold => "hold",
+            chaoshub_schema::suite::Expectation::Deviate => "deviate",
+        },
+        if c.threshold.is_some() { " · threshold search" } else { "" }
+    );
+    if count > 0 {
+        b.push_str("<table class=\"grid\"><caption>Steady-state probes</caption><thead><tr><th scope=\"col\">When</th><th scope=\"col\">Probe</th><th scope=\"col\">At</th><th scope=\"col\">Result</th><th scope=\"col\">Took</th><th scope=\"col\">Evidence</th></tr></thead><tbody>");
+        for (when, results) in probes {
+            for p in results.iter() {
+                let _ = write!(
+                    b,
+                    "<tr><td>{when}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td><code class=\"evidence\">{}</code></td></tr>",
+                    esc(&p.probe),
+                    html::time(&p.at),
+                    if p.ok { "<span class=\"badge phase-succeeded\">ok</span>" } else { "<span class=\"badge phase-failed\">failed</span>" },
+                    p.duration_ms,
+                    esc(&p.detail)
+                );
+            }
+        }
+        b.push_str("</tbody></table>");
+    }
+    if let Some(t) = &c.threshold {
+        let unit = t.unit.as_deref().unwrap_or("");
+        let _ = write!(
+            b,
+            "<p>Threshold search on <code>{}</code>: tolerated up to <strong>{}</strong>, first failing at <strong>{}</strong> (ended by {}).</p>",
+            esc(&t.parameter),
+            t.tolerated.map(|v| format!("{} {}", super::trim(v), esc(unit))).unwrap_or_else(|| "none".into()),
+            t.first_failing.map(|v| format!("{} {}", super::trim(v), esc(unit))).unwrap_or_else(|| "none".into()),
+            esc(&t.ended_by)
+        );
+        if !t.steps.is_empty() {
+            b.push_str(&super::svg::threshold(t));
+            b.push_str("<table class=\"grid\"><caption>Steps</caption><thead><tr><th scope=\"col\">Step</th><th scope=\"col\">Value</th><th scope=\"col\">Verdict</th><th scope=\"col\">Detail</th><th scope=\"col\">Experiment</th></tr></thead><tbody>");
+            for (i, s) in t.steps.iter().enumerate() {
+                let _ = write!(
+                    b,
+                    "<tr><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    i + 1,
+                    super::trim(s.value),
+                    esc(unit),
+                    if s.tolerated {
+                        "tolerated"
+                    } else {
+                        "broke the steady state"
+                    },
+                    esc(&s.detail),
+                    s.experiment_uid
+                        .as_deref()
+                        .map(|u| format!("<a href=\"/experiments/{}\">{}</a>", url(u), esc(u)))
+                        .unwrap_or_default()
+                );
+            }
+            b.push_str("</tbody></table>");
+        }
+    }
+    if count == 0 && c.threshold.is_none() {
+        b.push_str("<p class=\"muted\">No probe results were recorded for this case.</p>");
+    }
+    b.push_str("</details>");
+}
+
+/// Remote catalogs and the state of their cached copies: when the index was last checked and
+/// the templates last fetched, the last refresh's error (the cached templates stay in use), and
+/// the templates refused with why.
+fn remote_catalogs(b: &mut String, remotes: &[chaoshub_schema::template_spec::CatalogObject]) {
+    b.push_str("<section aria-labelledby=\"remotes\"><h2 id=\"remotes\">Remote catalogs</h2><table class=\"grid\"><thead><tr><th scope=\"col\">Catalog</th><th scope=\"col\">Templates</th><th scope=\"col\">Last checked</th><th scope=\"col\">Last updated</th><th scope=\"col\">Index changed</th><th scope=\"col\">State</th></tr></thead><tbody>");
+    let when = |t: &Option<String>| {
+        t.as_deref()
+            .map(html::time)
+            .unwrap_or_else(|| "never".into())
+    };
+    for r in remotes {
+        let state = match &r.last_error {
+            Some(e) => format!(
+                "<span class=\"badge phase-failed\">refresh failed</span> {} <span class=\"muted\">(the cached copy stays in use)</span>",
+                esc(e)
+            ),
+            None if r.last_checked.is_none() => {
+                "<span class=\"badge phase-pending\">not fetched yet</span>".into()
+            }
+            None => "<span class=\"badge phase-succeeded\">up to date</span>".into(),
+        };
+        let _ = write!(
+            b,
+            "<tr><td><strong>{}</strong><br><span class=\"muted\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{state}",
+            esc(&r.name),
+            esc(&r.url),
+            r.templates,
+            when(&r.last_checked),
+            when(&r.last_updated),
+            r.last_change.as_deref().map(esc).unwrap_or_else(|| "—".into()),
+        );
+        if !r.rejected.is_empty() {
+            let _ = write!(
+                b,
+                "<details><summary>{} template(s) refused</summary><ul class=\"plain\">",
+                r.rejected.len()
+            );
+            for t in &r.rejected {
+                let _ = write!(
+                    b,
+                    "<li><strong>{}</strong>: {}</li>",
+                    esc(&t.name),
+                    esc(&t.message)
+                );
+            }
+            b.push_str("</ul></details>");
+        }
+        b.push_str("</td></tr>");
+    }
+    b.push_str("</tbody></table></section>");
+}
+
+/// A suite run's reports as downloads (`junit.xml`, `report.json`), read through the API with
+/// the session's token like every page.
+pub async fn suite_report(ctx: Ctx, Path((id, file)): Path<(String, String)>) -> PageResult {
+    let (api, ext) = match file.as_str() {
+        "junit.xml" => (format!("/api/v1/suites/runs/{}/junit", url(&id)), "xml"),
+        "report.json" => (format!("/api/v1/suites/runs/{}", url(&id)), "json"),
+        _ => {
+            return Err(Failure::Api(ApiFailure {
+                status: 404,
+                body: chaoshub_schema::api::ErrorBody {
+                    code: "not_found".into(),
+                    message: format!("no report {file:?}: junit.xml or report.json"),
+                    details: vec![],
+                },
+            }))
+        }
+    };
+    let mut response = ctx.api.raw(Method::GET, &api, None).await;
+    if response.status().is_success() {
+        let name: String = id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        if let Ok(v) = axum::http::HeaderValue::from_str(&format!(
+            "attachment; filename=\"suite-run-{name}.{ext}\""
+        )) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONTENT_DISPOSITION, v);
+        }
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| chaoshub_schema::api::ErrorBody {
+        code: "unknown".into(),
+        message: String::from_utf8_lossy(&bytes).into_owned(),
+        details: vec![],
+    });
+    Err(Failure::Api(ApiFailure { status, body }))
 }
 
 /// One `<option>` per registered environment (`name (adapter)`), `selected` marking the chosen
@@ -1608,6 +1781,75 @@ fn environment_options(b: &mut String, envs: &[EnvironmentObject], selected: &st
             esc(name),
             if name == selected { " selected" } else { "" },
             esc(&e.spec.adapter)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chaoshub_schema::template_spec::{CatalogObject, RejectedTemplate};
+
+    fn remote(name: &str) -> CatalogObject {
+        CatalogObject {
+            name: name.into(),
+            url: format!("https://catalogs.example/{name}/index.yaml"),
+            last_change: None,
+            last_checked: None,
+            last_updated: None,
+            last_error: None,
+            templates: 0,
+            rejected: vec![],
+        }
+    }
+
+    #[test]
+    fn remote_catalogs_show_their_refresh_state_not_json() {
+        let fresh = CatalogObject {
+            last_change: Some("2026-12-01".into()),
+            last_checked: Some("2026-12-07T07:00:00Z".into()),
+            last_updated: Some("2026-12-01T10:00:00Z".into()),
+            templates: 12,
+            ..remote("acme")
+        };
+        let failing = CatalogObject {
+            last_checked: Some("2026-12-06T07:00:00Z".into()),
+            last_error: Some("GET index.yaml: 503 <Service Unavailable>".into()),
+            templates: 3,
+            rejected: vec![RejectedTemplate {
+                name: "odd".into(),
+                message: "spec.kind: unknown kind \"Odd\"".into(),
+            }],
+            ..remote("flaky")
+        };
+        let mut b = String::new();
+        super::remote_catalogs(&mut b, &[fresh, failing, remote("new")]);
+        assert!(!b.contains('{'), "no raw JSON: {b}");
+        assert_eq!(b.matches("<tr><td><strong>").count(), 3, "{b}");
+        assert!(
+            b.contains("<strong>acme</strong>") && b.contains(">up to date</span>"),
+            "{b}"
+        );
+        assert!(
+            b.contains("<td>12</td>") && b.contains("<td>2026-12-01</td>"),
+            "{b}"
+        );
+        // The error is escaped and says the cached copy stays in use.
+        assert!(
+            b.contains(">refresh failed</span> GET index.yaml: 503 &lt;Service Unavailable&gt;"),
+            "{b}"
+        );
+        assert!(b.contains("the cached copy stays in use"), "{b}");
+        assert!(
+            b.contains("<summary>1 template(s) refused</summary>"),
+            "{b}"
+        );
+        assert!(
+            b.contains("<strong>odd</strong>: spec.kind: unknown kind &quot;Odd&quot;"),
+            "{b}"
+        );
+        assert!(
+            b.contains(">not fetched yet</span>") && b.contains("<td>never</td>"),
+            "{b}"
         );
     }
 }

@@ -1,11 +1,13 @@
 //! Server-drawn SVG: an experiment's timeline (its phases and each target's time under the
-//! fault), the value in force over the experiment's time, and a workflow's node graph. Colours
+//! fault), the value in force over the experiment's time, a workflow's node graph, and a
+//! threshold search's steps. Colours
 //! come from classes in the stylesheet, so both themes apply; every figure has a text
 //! alternative (`<title>` and the tables next to it).
 
 use std::fmt::Write;
 
 use chaoshub_schema::api::{EventRecord, ExperimentObject, WorkflowStatus};
+use chaoshub_schema::suite::ThresholdResult;
 use chrono::{DateTime, Utc};
 
 use super::html::esc;
@@ -294,4 +296,178 @@ pub fn workflow(wf: &WorkflowStatus) -> String {
     }
     out.push_str("</svg>");
     out
+}
+
+/// A threshold search's steps: the value tried at each step (x: step, y: value), each point
+/// marked tolerated or broke, with the tolerated and first failing values as lines.
+pub fn threshold(t: &ThresholdResult) -> String {
+    const H: f64 = 200.0;
+    const TOP: f64 = 16.0;
+    const LEFT: f64 = 70.0;
+    let unit = t.unit.as_deref().unwrap_or("");
+    let max = t
+        .steps
+        .iter()
+        .map(|s| s.value)
+        .chain(t.tolerated)
+        .chain(t.first_failing)
+        .fold(0.0f64, f64::max)
+        .max(f64::MIN_POSITIVE)
+        * 1.15;
+    let base = TOP + H;
+    let y_of = |v: f64| base - v.max(0.0) / max * H;
+    let n = t.steps.len().max(1) as f64;
+    let x_of = |i: usize| LEFT + 20.0 + i as f64 * (WIDTH - LEFT - 40.0) / (n - 1.0).max(1.0);
+    let mut out = format!(
+        "<svg class=\"chart threshold\" viewBox=\"0 0 {WIDTH} {}\" role=\"img\" aria-labelledby=\"th-title\"><title id=\"th-title\">Threshold search on {}: {} step(s), tolerated {}, first failing {}</title>",
+        base + 52.0,
+        esc(&t.parameter),
+        t.steps.len(),
+        t.tolerated.map(|v| format!("{} {unit}", super::trim(v))).unwrap_or_else(|| "none".into()),
+        t.first_failing.map(|v| format!("{} {unit}", super::trim(v))).unwrap_or_else(|| "none".into()),
+    );
+    let _ = write!(
+        out,
+        "<line class=\"axis\" x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{base:.1}\"/><line class=\"axis\" x1=\"{LEFT}\" y1=\"{base:.1}\" x2=\"{:.1}\" y2=\"{base:.1}\"/><text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">0</text><text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} {}</text>",
+        WIDTH - 10.0,
+        LEFT - 4.0,
+        base + 4.0,
+        LEFT - 4.0,
+        TOP + 8.0,
+        super::trim(max / 1.15),
+        esc(unit)
+    );
+    for (value, class, label) in [
+        (t.tolerated, "limit-ok", "tolerated"),
+        (t.first_failing, "limit-bad", "first failing"),
+    ] {
+        if let Some(v) = value {
+            let y = y_of(v);
+            let _ = write!(
+                out,
+                "<line class=\"{class}\" x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\"/><text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{label} {} {}</text>",
+                WIDTH - 10.0,
+                WIDTH - 12.0,
+                y - 4.0,
+                super::trim(v),
+                esc(unit)
+            );
+        }
+    }
+    let mut points = String::new();
+    for (i, s) in t.steps.iter().enumerate() {
+        let _ = write!(
+            points,
+            "{}{:.1},{:.1}",
+            if i == 0 { "" } else { " " },
+            x_of(i),
+            y_of(s.value)
+        );
+    }
+    if t.steps.len() > 1 {
+        let _ = write!(
+            out,
+            "<polyline class=\"value-line\" fill=\"none\" points=\"{points}\"/>"
+        );
+    }
+    for (i, s) in t.steps.iter().enumerate() {
+        let (x, y) = (x_of(i), y_of(s.value));
+        let (class, word) = if s.tolerated {
+            ("step-ok", "tolerated")
+        } else {
+            ("step-bad", "broke the steady state")
+        };
+        let _ = write!(
+            out,
+            "<circle class=\"{class}\" cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"5\"><title>step {}: {} {} {word}</title></circle><text class=\"tick\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            i + 1,
+            super::trim(s.value),
+            esc(unit),
+            base + 14.0,
+            i + 1
+        );
+    }
+    let legend = base + 38.0;
+    let _ = write!(
+        out,
+        "<circle class=\"step-ok\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\"/><text class=\"legend\" x=\"{:.1}\" y=\"{legend:.1}\">tolerated</text><circle class=\"step-bad\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\"/><text class=\"legend\" x=\"{:.1}\" y=\"{legend:.1}\">broke the steady state</text><text class=\"legend\" x=\"{:.1}\" y=\"{legend:.1}\" text-anchor=\"end\">x: step of the search · y: {} ({})</text>",
+        LEFT + 4.0,
+        legend - 4.0,
+        LEFT + 12.0,
+        LEFT + 84.0,
+        legend - 4.0,
+        LEFT + 92.0,
+        WIDTH - 10.0,
+        esc(&t.parameter),
+        esc(unit)
+    );
+    out.push_str("</svg>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use chaoshub_schema::suite::{ThresholdResult, ThresholdStep};
+
+    fn step(value: f64, tolerated: bool) -> ThresholdStep {
+        ThresholdStep {
+            value,
+            tolerated,
+            detail: format!("probe at {value}"),
+            experiment_uid: None,
+        }
+    }
+
+    #[test]
+    fn threshold_chart_marks_each_step_and_both_limits() {
+        let t = ThresholdResult {
+            parameter: "spec.delay.latency".into(),
+            unit: Some("ms".into()),
+            tolerated: Some(250.0),
+            first_failing: Some(375.0),
+            steps: vec![
+                step(100.0, true),
+                step(500.0, false),
+                step(250.0, true),
+                step(375.0, false),
+            ],
+            ended_by: "converged".into(),
+        };
+        let svg = super::threshold(&t);
+        assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>"), "{svg}");
+        assert!(svg.contains("<title id=\"th-title\">Threshold search on spec.delay.latency: 4 step(s), tolerated 250 ms, first failing 375 ms</title>"), "{svg}");
+        // Two tolerated and two failing steps, plus one of each in the legend.
+        assert_eq!(svg.matches("class=\"step-ok\"").count(), 3, "{svg}");
+        assert_eq!(svg.matches("class=\"step-bad\"").count(), 3, "{svg}");
+        assert!(
+            svg.contains("<title>step 2: 500 ms broke the steady state</title>"),
+            "{svg}"
+        );
+        assert!(svg.contains("class=\"limit-ok\"") && svg.contains("tolerated 250 ms"));
+        assert!(svg.contains("class=\"limit-bad\"") && svg.contains("first failing 375 ms"));
+        assert!(svg.contains("<polyline class=\"value-line\""));
+        // The largest value sits highest: y grows downwards.
+        let cy = |n: usize| -> f64 {
+            let at = svg.match_indices("<circle ").nth(n).unwrap().0;
+            let rest = &svg[at..];
+            let v = &rest[rest.find("cy=\"").unwrap() + 4..];
+            v[..v.find('"').unwrap()].parse().unwrap()
+        };
+        assert!(cy(1) < cy(3) && cy(3) < cy(2) && cy(2) < cy(0), "{svg}");
+    }
+
+    #[test]
+    fn a_search_without_steps_or_unit_still_draws_axes() {
+        let t = ThresholdResult {
+            parameter: "p".into(),
+            unit: None,
+            tolerated: None,
+            first_failing: None,
+            steps: vec![],
+            ended_by: "error".into(),
+        };
+        let svg = super::threshold(&t);
+        assert!(svg.contains("tolerated none, first failing none"), "{svg}");
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+    }
 }
