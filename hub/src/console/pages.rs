@@ -516,6 +516,30 @@ pub async fn experiment(ctx: Ctx, Path(uid): Path<String>) -> PageResult {
     b.push_str(&super::svg::timeline(&e, &events.items));
     b.push_str("</section></div>");
 
+    // An experiment a suite ran: its case's steady-state probes over the same time.
+    if let Some(run_id) = e.metadata.labels.get("chaoshub.dev/suite-run") {
+        let run: Option<chaoshub_schema::suite::SuiteRun> = ctx
+            .api
+            .get(&format!("/api/v1/suites/runs/{}", url(run_id)))
+            .await
+            .ok();
+        let case = run.as_ref().and_then(|run| {
+            run.cases
+                .iter()
+                .enumerate()
+                .find(|(_, c)| c.experiments.iter().any(|x| x.uid == uid))
+        });
+        if let Some((index, chart)) =
+            case.and_then(|(i, c)| super::svg::probes(c).map(|chart| (i, chart)))
+        {
+            let _ = write!(
+                b,
+                "<section aria-labelledby=\"probes\"><h2 id=\"probes\">Steady state</h2><p>Probes of suite run <a href=\"/suites/{}#case-{index}\">{}</a> while this experiment ran.</p>{chart}</section>",
+                url(run_id),
+                esc(run_id)
+            );
+        }
+    }
     if let Some(wf) = &s.workflow {
         b.push_str("<section aria-labelledby=\"wf\"><h2 id=\"wf\">Workflow</h2>");
         b.push_str(&super::svg::workflow(wf));
@@ -1616,6 +1640,9 @@ fn case_evidence(b: &mut String, index: usize, c: &chaoshub_schema::suite::Suite
         },
         if c.threshold.is_some() { " · threshold search" } else { "" }
     );
+    if let Some(chart) = super::svg::probes(c) {
+        b.push_str(&chart);
+    }
     if count > 0 {
         b.push_str("<table class=\"grid\"><caption>Steady-state probes</caption><thead><tr><th scope=\"col\">When</th><th scope=\"col\">Probe</th><th scope=\"col\">At</th><th scope=\"col\">Result</th><th scope=\"col\">Took</th><th scope=\"col\">Evidence</th></tr></thead><tbody>");
         for (when, results) in probes {

@@ -1,13 +1,13 @@
 //! Server-drawn SVG: an experiment's timeline (its phases and each target's time under the
-//! fault), the value in force over the experiment's time, a workflow's node graph, and a
-//! threshold search's steps. Colours
+//! fault), the value in force over the experiment's time, a workflow's node graph, a suite
+//! case's steady-state probes over time, and a threshold search's steps. Colours
 //! come from classes in the stylesheet, so both themes apply; every figure has a text
 //! alternative (`<title>` and the tables next to it).
 
 use std::fmt::Write;
 
 use chaoshub_schema::api::{EventRecord, ExperimentObject, WorkflowStatus};
-use chaoshub_schema::suite::ThresholdResult;
+use chaoshub_schema::suite::{SuiteCase, ThresholdResult};
 use chrono::{DateTime, Utc};
 
 use super::html::esc;
@@ -405,6 +405,136 @@ pub fn threshold(t: &ThresholdResult) -> String {
     out
 }
 
+/// A suite case's steady-state probes over time: each probe's measured duration (its latency,
+/// in ms) at each evaluation before, during and after the fault, each point marked passed or
+/// failed, over a band for each span a fault was in place (first target injected to last
+/// recovered). `None` when the case has no probe result.
+pub fn probes(case: &SuiteCase) -> Option<String> {
+    const H: f64 = 160.0;
+    const TOP: f64 = 16.0;
+    let results: Vec<_> = [
+        &case.steady_state.before,
+        &case.steady_state.during,
+        &case.steady_state.after,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|r| Some((parse(&r.at)?, r)))
+    .collect();
+    let start = results.iter().map(|(t, _)| *t).min()?;
+    let mut end = results.iter().map(|(t, _)| *t).max()?;
+    let windows: Vec<(DateTime<Utc>, DateTime<Utc>)> = case
+        .experiments
+        .iter()
+        .filter_map(|e| {
+            let from = e
+                .targets
+                .iter()
+                .filter_map(|t| t.injected_at.as_deref().and_then(parse))
+                .min()
+                .or_else(|| e.started_at.as_deref().and_then(parse))?;
+            let until = e
+                .targets
+                .iter()
+                .filter_map(|t| t.recovered_at.as_deref().and_then(parse))
+                .max()
+                .or_else(|| e.ended_at.as_deref().and_then(parse))
+                .unwrap_or(end);
+            Some((from, until))
+        })
+        .collect();
+    end = windows.iter().map(|(_, u)| *u).fold(end, DateTime::max);
+    let axis = Axis { start, end };
+    let max = results
+        .iter()
+        .map(|(_, r)| r.duration_ms as f64)
+        .fold(0.0f64, f64::max)
+        .max(1.0)
+        * 1.15;
+    let base = TOP + H;
+    let y_of = |ms: f64| base - ms / max * H;
+    let mut names: Vec<&str> = Vec::new();
+    for (_, r) in &results {
+        if !names.contains(&r.probe.as_str()) {
+            names.push(&r.probe);
+        }
+    }
+    let failed = results.iter().filter(|(_, r)| !r.ok).count();
+    let mut out = format!(
+        "<svg class=\"chart probes\" viewBox=\"0 0 {WIDTH} {:.0}\" role=\"img\" aria-labelledby=\"pr-title\"><title id=\"pr-title\">Steady-state probes of {} on {}: {} result(s), {failed} failed, slowest {} ms</title>",
+        base + 56.0,
+        esc(&case.experiment),
+        esc(&case.environment),
+        results.len(),
+        results.iter().map(|(_, r)| r.duration_ms).max().unwrap_or(0),
+    );
+    for (from, until) in &windows {
+        let (x1, x2) = (axis.x(*from), axis.x(*until));
+        let _ = write!(
+            out,
+            "<rect class=\"fault-window\" x=\"{x1:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{H}\"/><text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\">fault in place</text>",
+            (x2 - x1).max(1.0),
+            x1 + 3.0,
+            TOP + 10.0
+        );
+    }
+    let _ = write!(
+        out,
+        "<line class=\"axis\" x1=\"{LABEL}\" y1=\"{TOP}\" x2=\"{LABEL}\" y2=\"{base:.1}\"/><line class=\"axis\" x1=\"{LABEL}\" y1=\"{base:.1}\" x2=\"{:.1}\" y2=\"{base:.1}\"/><text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} ms</text><text class=\"tick\" x=\"{:.1}\" y=\"{base:.1}\" text-anchor=\"end\">0</text><text class=\"row-label\" x=\"4\" y=\"{:.1}\">probe time</text>",
+        WIDTH - 10.0,
+        LABEL - 4.0,
+        TOP + 8.0,
+        super::trim(max / 1.15),
+        LABEL - 4.0,
+        TOP + H / 2.0
+    );
+    for name in &names {
+        let mut points = String::new();
+        for (t, r) in results.iter().filter(|(_, r)| r.probe == *name) {
+            let _ = write!(
+                points,
+                "{}{:.1},{:.1}",
+                if points.is_empty() { "" } else { " " },
+                axis.x(*t),
+                y_of(r.duration_ms as f64)
+            );
+        }
+        let _ = write!(
+            out,
+            "<polyline class=\"probe-line\" fill=\"none\" points=\"{points}\"/>"
+        );
+    }
+    for (t, r) in &results {
+        let _ = write!(
+            out,
+            "<circle class=\"{}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\"><title>{} at {}: {} in {} ms</title></circle>",
+            if r.ok { "probe-ok" } else { "probe-bad" },
+            axis.x(*t),
+            y_of(r.duration_ms as f64),
+            esc(&r.probe),
+            esc(&r.at),
+            if r.ok { "passed" } else { "failed" },
+            r.duration_ms
+        );
+    }
+    axis.ticks(&mut out, TOP, base);
+    let legend = base + 44.0;
+    let _ = write!(
+        out,
+        "<circle class=\"probe-ok\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\"/><text class=\"legend\" x=\"{:.1}\" y=\"{legend:.1}\">passed</text><circle class=\"probe-bad\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\"/><text class=\"legend\" x=\"{:.1}\" y=\"{legend:.1}\">failed</text><text class=\"legend\" x=\"{:.1}\" y=\"{legend:.1}\" text-anchor=\"end\">— time each evaluation took (ms): {}</text>",
+        LABEL + 4.0,
+        legend - 4.0,
+        LABEL + 12.0,
+        LABEL + 70.0,
+        legend - 4.0,
+        LABEL + 78.0,
+        WIDTH - 10.0,
+        esc(&names.join(", "))
+    );
+    out.push_str("</svg>");
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use chaoshub_schema::suite::{ThresholdResult, ThresholdStep};
@@ -454,6 +584,60 @@ mod tests {
             v[..v.find('"').unwrap()].parse().unwrap()
         };
         assert!(cy(1) < cy(3) && cy(3) < cy(2) && cy(2) < cy(0), "{svg}");
+    }
+
+    fn probe(at: &str, ok: bool, duration_ms: u64) -> chaoshub_schema::probe::ProbeResult {
+        chaoshub_schema::probe::ProbeResult {
+            probe: "web-ok".into(),
+            at: at.into(),
+            ok,
+            duration_ms,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn probe_chart_draws_each_result_over_the_fault_window() {
+        let case: chaoshub_schema::suite::SuiteCase = serde_json::from_value(serde_json::json!({
+            "experiment": "web-delay", "environment": "lab", "expect": "hold", "outcome": "Failed",
+            "experiments": [{"uid": "u1", "name": "web-delay", "kind": "NetworkChaos", "phase": "Finished",
+                "startedAt": "2026-12-07T10:00:01Z", "endedAt": "2026-12-07T10:00:05Z",
+                "targets": [{"target": {"environment": "lab", "adapter": "memory", "kind": "host", "id": "h", "name": "h"},
+                    "injectionId": "u1-0", "phase": "Recovered",
+                    "injectedAt": "2026-12-07T10:00:02Z", "recoveredAt": "2026-12-07T10:00:04Z"}]}],
+            "steadyState": {"before": [], "during": [], "after": []},
+        }))
+        .unwrap();
+        assert!(super::probes(&case).is_none(), "no result, no chart");
+        let mut case = case;
+        case.steady_state.before = vec![probe("2026-12-07T10:00:00Z", true, 2)];
+        case.steady_state.during = vec![
+            probe("2026-12-07T10:00:02.500Z", true, 110),
+            probe("2026-12-07T10:00:03.500Z", false, 400),
+        ];
+        case.steady_state.after = vec![probe("2026-12-07T10:00:06Z", true, 3)];
+        let svg = super::probes(&case).unwrap();
+        assert!(
+            svg.contains("4 result(s), 1 failed, slowest 400 ms"),
+            "{svg}"
+        );
+        assert_eq!(svg.matches("class=\"probe-ok\"").count(), 3 + 1, "{svg}");
+        assert_eq!(svg.matches("class=\"probe-bad\"").count(), 1 + 1, "{svg}");
+        assert!(svg.contains("<title>web-ok at 2026-12-07T10:00:03.500Z: failed in 400 ms</title>"));
+        // The band spans the targets' time under the fault (10:00:02–10:00:04 of 10:00:00–06).
+        let at = svg.find("<rect class=\"fault-window\"").unwrap();
+        let rect = &svg[at..at + svg[at..].find("/>").unwrap()];
+        let attr = |name: &str| -> f64 {
+            let v = &rect[rect.find(&format!("{name}=\"")).unwrap() + name.len() + 2..];
+            v[..v.find('"').unwrap()].parse().unwrap()
+        };
+        let span = super::WIDTH - super::LABEL - 10.0;
+        assert!(
+            (attr("x") - (super::LABEL + span / 3.0)).abs() < 0.2,
+            "{rect}"
+        );
+        assert!((attr("width") - span / 3.0).abs() < 0.2, "{rect}");
+        assert!(!svg.contains("NaN"), "{svg}");
     }
 
     #[test]

@@ -249,9 +249,31 @@ async fn console_shows_the_run(s: &Sandbox, id: &str, xml: &str) {
     ] {
         assert!(page.contains(wanted), "{wanted} not on the page: {page}");
     }
+    // Each case's probes are charted over time with the fault's span.
+    assert_eq!(
+        page.matches("<svg class=\"chart probes\"").count(),
+        4,
+        "{page}"
+    );
+    assert!(page.contains("class=\"fault-window\""), "{page}");
     // The failed case is unfolded; the three that passed are folded.
     assert_eq!(page.matches("<details class=\"case\"").count(), 4, "{page}");
     assert_eq!(page.matches(" open><summary>").count(), 1, "{page}");
+
+    // An experiment the suite ran shows its case's probes and links back to the case.
+    let run: Value = s.get(&format!("/api/v1/suites/runs/{id}")).await.1;
+    let uid = run["cases"][0]["experiments"][0]["uid"].as_str().unwrap();
+    let detail = get(format!("/experiments/{uid}")).await.unwrap();
+    let detail = detail.text().await.unwrap();
+    assert!(
+        detail.contains("<h2 id=\"probes\">Steady state</h2>"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(&format!("href=\"/suites/{id}#case-0\"")),
+        "{detail}"
+    );
+    assert!(detail.contains("<svg class=\"chart probes\""), "{detail}");
 
     let junit = get(format!("/suites/{id}/junit.xml")).await.unwrap();
     assert_eq!(junit.status(), 200);
