@@ -84,6 +84,7 @@ pub fn router(
         .route("/halt", post(pages::halt))
         .route("/unhalt", post(pages::unhalt))
         .route("/environments", get(pages::environments))
+        .route("/conformance", get(pages::conformance))
         .route("/catalog", get(pages::catalog))
         .route(
             "/catalog/{name}",

@@ -9,8 +9,8 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use chaoshub_schema::api::{
-    AdapterInfo, AgentInfo, DryRunResult, EnvironmentObject, EventRecord, ExperimentObject,
-    ExperimentPhase, ExperimentStatus, HaltStatus, Page,
+    AdapterInfo, AgentInfo, ConformanceMatrix, DryRunResult, EnvironmentObject, EventRecord,
+    ExperimentObject, ExperimentPhase, ExperimentStatus, HaltStatus, Page,
 };
 use chaoshub_schema::suite::SuiteRunSummary;
 use chaoshub_schema::template::{ParameterType, TemplateDetail, TemplateList, TemplateParameter};
@@ -941,15 +941,17 @@ async fn editor_page(ctx: &Ctx, yaml: &str, env: &str, outcome: Option<Outcome>)
 // Environments and agents
 
 pub async fn environments(ctx: Ctx) -> PageResult {
-    let (envs, agents, adapters) = tokio::join!(
+    let (envs, agents, adapters, matrix) = tokio::join!(
         ctx.api
             .get::<Page<EnvironmentObject>>("/api/v1/environments"),
         ctx.api.get::<Page<AgentInfo>>("/api/v1/agents"),
         ctx.api.get::<Page<AdapterInfo>>("/api/v1/adapters"),
+        ctx.api.get::<ConformanceMatrix>("/api/v1/conformance"),
     );
-    let (envs, agents, adapters) = (envs?, agents?, adapters?);
+    let (envs, agents, adapters, matrix) = (envs?, agents?, adapters?, matrix?);
     let mut b = String::with_capacity(16 * 1024);
     live_since(&mut b, &ctx);
+    b.push_str("<p>What each adapter type can run, and what a test measured on a real far side: <a href=\"/conformance\">the conformance matrix</a>.</p>");
     if envs.items.is_empty() {
         b.push_str("<p class=\"empty\">No environment is registered (<code>chaoshub env add</code> or <code>POST /api/v1/environments</code>).</p>");
     }
@@ -977,7 +979,9 @@ pub async fn environments(ctx: Ctx) -> PageResult {
                 .collect();
             let _ = write!(b, "<dt>Labels</dt><dd>{}</dd>", labels.join(" "));
         }
-        if let Some(a) = adapters
+        if matrix.adapters.contains(&env.spec.adapter) {
+            conformance_summary(&mut b, &matrix, &env.spec.adapter);
+        } else if let Some(a) = adapters
             .items
             .iter()
             .find(|a| a.adapter_type == env.spec.adapter)
@@ -1047,6 +1051,120 @@ pub async fn environments(ctx: Ctx) -> PageResult {
         Refresh::Live,
         &b,
     )
+}
+
+/// An environment's adapter in the conformance matrix: counts by state, and the supported
+/// faults by kind, each marked when a test measured its effect on a real far side.
+fn conformance_summary(b: &mut String, matrix: &ConformanceMatrix, adapter: &str) {
+    let cells: Vec<(
+        &chaoshub_schema::api::ConformanceRow,
+        &chaoshub_schema::api::ConformanceCell,
+    )> = matrix
+        .rows
+        .iter()
+        .filter_map(|r| Some((r, r.cells.get(adapter)?)))
+        .collect();
+    let count = |state: &str| cells.iter().filter(|(_, c)| c.state == state).count();
+    let measured = cells.iter().filter(|(_, c)| c.measured.is_some()).count();
+    let mut by_kind: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (row, cell) in &cells {
+        if cell.state != "supported" && cell.state != "dynamic" {
+            continue;
+        }
+        let what = match &row.option {
+            Some(o) => format!("{} ({})", esc(&row.action), esc(o)),
+            None => esc(&row.action),
+        };
+        let entry = match &cell.measured {
+            Some(m) => format!(
+                "<span class=\"measured\" title=\"{}\">{what} ✓</span>",
+                esc(&format!("{} — {}", m.figure, m.test))
+            ),
+            None => what,
+        };
+        let list = by_kind.entry(row.kind.as_str()).or_default();
+        if !list.contains(&entry) {
+            list.push(entry);
+        }
+    }
+    let _ = write!(
+        b,
+        "<dt>Conformance</dt><dd><a href=\"/conformance#adapter-{0}\">{1} supported</a> ({measured} measured ✓) · {2} refused · {3} not applicable{4}",
+        esc(adapter),
+        count("supported"),
+        count("refused"),
+        count("n/a"),
+        if count("dynamic") > 0 {
+            format!(" · {} declared by the environment", count("dynamic"))
+        } else {
+            String::new()
+        }
+    );
+    if !by_kind.is_empty() {
+        b.push_str("<ul class=\"plain caps\">");
+        for (kind, entries) in &by_kind {
+            let _ = write!(
+                b,
+                "<li><strong>{}</strong>: {}</li>",
+                esc(kind),
+                entries.join(", ")
+            );
+        }
+        b.push_str("</ul>");
+    }
+    b.push_str("</dd>");
+}
+
+/// `/conformance`: every row of the matrix against every adapter type, with the refusal's
+/// message, why a cell is not applicable, and the measured figure with its test.
+pub async fn conformance(ctx: Ctx) -> PageResult {
+    let matrix: ConformanceMatrix = ctx.api.get("/api/v1/conformance").await?;
+    let mut b = String::with_capacity(32 * 1024);
+    b.push_str("<p class=\"lead\">Each Chaos Mesh kind and action against each adapter type: <strong>measured</strong> (a test measured the effect on a real far side; hover for the figure and the test), <strong>supported</strong> (accepted, no measuring test here), <strong>refused</strong> (a 422 saying what runs instead) or <strong>n/a</strong> (impossible on that far side). The same cells decide every submission (docs/conformance.md; <code>GET /api/v1/conformance</code>).</p>");
+    b.push_str("<div class=\"scroll\"><table class=\"grid matrix\"><thead><tr><th scope=\"col\">Fault</th>");
+    for a in &matrix.adapters {
+        let _ = write!(b, "<th scope=\"col\" id=\"adapter-{0}\">{0}</th>", esc(a));
+    }
+    b.push_str("</tr></thead><tbody>");
+    for row in &matrix.rows {
+        let _ = write!(b, "<tr><th scope=\"row\">{}</th>", esc(&row.id));
+        for a in &matrix.adapters {
+            let Some(cell) = row.cells.get(a) else {
+                b.push_str("<td></td>");
+                continue;
+            };
+            let (class, text, title) = match (&cell.measured, cell.state.as_str()) {
+                (Some(m), _) => (
+                    "cell-measured",
+                    format!("measured: {}", m.figure),
+                    format!("{} ({})", m.test, m.measured),
+                ),
+                (None, "supported") => (
+                    "cell-supported",
+                    "supported".to_string(),
+                    "no measuring test on this project's machines".to_string(),
+                ),
+                (None, state) => (
+                    if state == "refused" {
+                        "cell-refused"
+                    } else {
+                        "cell-na"
+                    },
+                    state.to_string(),
+                    cell.message.clone().unwrap_or_default(),
+                ),
+            };
+            let _ = write!(
+                b,
+                "<td class=\"{class}\" title=\"{}\">{}</td>",
+                esc(&title),
+                esc(&text)
+            );
+        }
+        b.push_str("</tr>");
+    }
+    b.push_str("</tbody></table></div>");
+    ok(&ctx, "Conformance", Nav::Environments, Refresh::Static, &b)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1194,6 +1312,9 @@ async fn template_page(
             esc(&url(name))
         );
     }
+    // The form's outcome: what a Preview (the script's live one too, which swaps this block
+    // from the same page rendered for the form's current values) or a refused Run produced.
+    b.push_str("<div id=\"template-result\" aria-live=\"polite\">");
     match &outcome {
         Some(TemplateOutcome::Refused(f)) => {
             let mut text = f.body.message.clone();
@@ -1211,6 +1332,7 @@ async fn template_page(
         }
         None => {}
     }
+    b.push_str("</div>");
     let may_run = ctx.may("POST", "/api/v1/templates/{name}/run");
     let _ = write!(
         b,
@@ -1459,7 +1581,16 @@ pub async fn template_submit(
             Err(f) if f.status == 401 => return Err(f.into()),
             Err(f) => TemplateOutcome::Refused(f),
         };
-        template_page(&ctx, &name, &values, &env, Some(outcome)).await
+        let page = template_page(&ctx, &name, &values, &env, Some(outcome)).await;
+        // The script's live preview shows a refusal in the page (a 422 there would only add a
+        // failed request to the browser's console while someone is still typing).
+        if get("live") == "1" {
+            return page.map(|mut response| {
+                *response.status_mut() = StatusCode::OK;
+                response
+            });
+        }
+        page
     }
 }
 
@@ -1827,6 +1958,43 @@ mod tests {
             templates: 0,
             rejected: vec![],
         }
+    }
+
+    #[test]
+    fn an_environment_card_summarises_its_adapter_column() {
+        let matrix: chaoshub_schema::api::ConformanceMatrix = serde_json::from_value(serde_json::json!({
+            "adapters": ["docker", "toxiproxy"],
+            "rows": [
+                {"id": "NetworkChaos/delay", "kind": "NetworkChaos", "action": "delay", "manifest": "",
+                 "cells": {"docker": {"state": "supported", "measured": {"row": "NetworkChaos/delay", "adapter": "docker",
+                     "figure": "+101 ms RTT for 100ms", "test": "adapters/tests/docker.rs delay", "command": "cargo test", "measured": "2026-12-01"}},
+                           "toxiproxy": {"state": "supported"}}},
+                {"id": "NetworkChaos/delay (jitter)", "kind": "NetworkChaos", "action": "delay", "option": "jitter", "manifest": "",
+                 "cells": {"docker": {"state": "supported"}, "toxiproxy": {"state": "refused", "message": "no jitter"}}},
+                {"id": "PodChaos/pod-kill", "kind": "PodChaos", "action": "pod-kill", "manifest": "",
+                 "cells": {"docker": {"state": "supported"}, "toxiproxy": {"state": "n/a", "message": "a proxy has no process"}}},
+            ],
+        }))
+        .unwrap();
+        let mut b = String::new();
+        super::conformance_summary(&mut b, &matrix, "docker");
+        assert!(
+            b.contains(">3 supported</a> (1 measured ✓) · 0 refused · 0 not applicable"),
+            "{b}"
+        );
+        assert!(b.contains("href=\"/conformance#adapter-docker\""), "{b}");
+        assert!(b.contains("<li><strong>NetworkChaos</strong>: <span class=\"measured\" title=\"+101 ms RTT for 100ms — adapters/tests/docker.rs delay\">delay ✓</span>, delay (jitter)</li>"), "{b}");
+        assert!(
+            b.contains("<li><strong>PodChaos</strong>: pod-kill</li>"),
+            "{b}"
+        );
+        let mut b = String::new();
+        super::conformance_summary(&mut b, &matrix, "toxiproxy");
+        assert!(
+            b.contains(">1 supported</a> (0 measured ✓) · 1 refused · 1 not applicable"),
+            "{b}"
+        );
+        assert!(!b.contains("PodChaos"), "{b}");
     }
 
     #[test]

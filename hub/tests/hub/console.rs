@@ -532,6 +532,7 @@ async fn every_page_renders_within_budget() {
         "/new".into(),
         "/catalog".into(),
         "/environments".into(),
+        "/conformance".into(),
         "/orchestration".into(),
         "/workflows/new".into(),
         format!("/workflows/new?from={wf}"),
@@ -705,4 +706,112 @@ async fn builder_endpoints_check_csrf_and_pass_through_to_the_api() {
     // A catalog template through the builder's pass-through (none in this sandbox: the API's 404).
     let a = b.get("/console/builder/templates/no-such-template").await;
     assert_eq!(a.status, 404, "{}", a.text);
+}
+
+fn with_project_catalog(config: &mut chaoshub::config::HubConfig) {
+    config.catalog_dir = chaoshub_testkit::workspace_root().join("catalog");
+}
+
+/// A template's form previews through the API's render: the manifest for good values; for a
+/// value out of range, the refusal naming the parameter (422 for the form's own post, 200 for
+/// the script's live preview, which shows it in the page while someone is still typing).
+#[tokio::test]
+async fn template_form_previews_and_names_the_refused_parameter() {
+    let s = Sandbox::start_with(2, with_project_catalog).await;
+    let mut b = Browser::new(&s.url);
+    b.login(&s.admin_token()).await;
+    let page = b.get("/catalog/network-delay").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text
+            .contains("<div id=\"template-result\" aria-live=\"polite\"></div>"),
+        "{}",
+        page.text
+    );
+    let csrf = page.csrf();
+    let form = |latency: &'static str, live: bool| {
+        let mut f = vec![
+            ("_csrf", csrf.clone()),
+            ("op", "preview".to_string()),
+            ("p.latency", latency.to_string()),
+            ("env", "mem".to_string()),
+        ];
+        if live {
+            f.push(("live", "1".to_string()));
+        }
+        f
+    };
+    async fn post(b: &mut Browser, fields: Vec<(&'static str, String)>) -> Answer {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        b.post("/catalog/network-delay", &fields).await
+    }
+    let result = |text: &str| -> String {
+        let at = text
+            .find("<div id=\"template-result\"")
+            .expect("the result block");
+        text[at..].split("</form>").next().unwrap_or("").to_string()
+    };
+
+    let ok = post(&mut b, form("250ms", false)).await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert!(result(&ok.text).contains("latency: 250ms"), "{}", ok.text);
+    let live = post(&mut b, form("250ms", true)).await;
+    assert_eq!(live.status, 200);
+    assert_eq!(result(&live.text), result(&ok.text));
+
+    let refused = post(&mut b, form("20s", false)).await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    let block = result(&refused.text);
+    assert!(
+        block.contains("class=\"notice error\"") && block.contains("parameters.latency"),
+        "{block}"
+    );
+    let live = post(&mut b, form("20s", true)).await;
+    assert_eq!(
+        live.status, 200,
+        "the live preview shows the refusal in the page"
+    );
+    assert_eq!(result(&live.text), block);
+}
+
+/// The conformance matrix as a page: every row against every adapter type, the measured
+/// figures from docs/conformance-measured.json, and the environments page linking to it.
+#[tokio::test]
+async fn conformance_page_shows_the_matrix_with_measured_figures() {
+    let s = Sandbox::start(2).await;
+    let mut b = Browser::new(&s.url);
+    b.login(&s.admin_token()).await;
+    let (_, matrix) = s.get("/api/v1/conformance").await;
+    let page = b.get("/conformance").await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    let rows = matrix["rows"].as_array().unwrap();
+    assert_eq!(
+        page.text.matches("<tr><th scope=\"row\">").count(),
+        rows.len(),
+        "{}",
+        page.text
+    );
+    for a in matrix["adapters"].as_array().unwrap() {
+        let a = a.as_str().unwrap();
+        assert!(page.text.contains(&format!("id=\"adapter-{a}\"")), "{a}");
+    }
+    // A measured cell shows its figure; the docker delay is one (docs/conformance-measured.json).
+    let delay = &rows[0]["cells"]["docker"]["measured"]["figure"];
+    let figure = delay.as_str().expect("docker's delay is measured");
+    let escaped = figure
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    assert!(
+        page.text.contains(&format!("measured: {escaped}")),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text.contains("class=\"cell-refused\""),
+        "{}",
+        page.text
+    );
+    let envs = b.get("/environments").await;
+    assert!(envs.text.contains("href=\"/conformance\""), "{}", envs.text);
 }

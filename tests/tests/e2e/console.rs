@@ -195,9 +195,14 @@ fn console_drives_a_fault_from_editor_to_stop_and_halts() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    // A template from the catalog, through its generated form.
+    // A template from the catalog, through its generated form. The preview follows the form
+    // as it is typed in (the defaults first), before any button is pressed.
     b.goto(&format!("{}/catalog/disk-fill", lab.hub.url));
+    b.wait("#template-result #rendered", T);
     let size = b.wait("#p-size", T);
+    b.clear(&size);
+    b.type_text(&size, "3MB");
+    b.wait_text("size: 3MB", T);
     b.clear(&size);
     b.type_text(&size, "1MB");
     let duration = b.wait("#p-duration", T);
@@ -256,6 +261,7 @@ fn every_console_page_loads_cleanly() {
         "/catalog".into(),
         "/catalog?category=host".into(),
         "/catalog/disk-fill".into(),
+        "/conformance".into(),
         "/environments".into(),
         "/orchestration".into(),
         "/workflows/new".into(),

@@ -168,7 +168,48 @@
     }, 1000);
   }
 
+  // A template's form: each change (debounced) posts the form as Preview, exactly as the
+  // Preview button does, and shows the rendered manifest (or the refusal naming the parameter)
+  // from the page the server sends back. Only the latest answer is shown.
+  function templatePreview() {
+    var form = document.getElementById("template-form");
+    var result = document.getElementById("template-result");
+    if (!form || !result || !window.fetch || !window.URLSearchParams) {
+      return;
+    }
+    var timer = null;
+    var latest = 0;
+    function preview() {
+      var data = new URLSearchParams(new FormData(form));
+      data.set("op", "preview");
+      data.set("live", "1");
+      var mine = ++latest;
+      fetch(form.action, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Accept": "text/html" },
+        body: data
+      })
+        .then(function (r) { return r.text(); })
+        .then(function (text) {
+          if (mine !== latest) return;
+          var doc = new DOMParser().parseFromString(text, "text/html");
+          var fresh = doc.getElementById("template-result");
+          if (fresh) result.innerHTML = fresh.innerHTML;
+        })
+        .catch(function () {});
+    }
+    function later() {
+      if (timer) clearTimeout(timer);
+      timer = setTimeout(preview, 300);
+    }
+    form.addEventListener("input", later);
+    form.addEventListener("change", later);
+    if (!result.firstChild) preview();
+  }
+
   live();
   editor();
   countdowns();
+  templatePreview();
 })();
