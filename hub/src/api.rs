@@ -153,6 +153,7 @@ pub fn router(
             "/api/v1/agents/{env}/{name}",
             get(get_agent).delete(crate::agents_http::remove_agent),
         )
+        .route("/api/v1/agents/{env}/{name}/usage", get(agent_usage))
         .route(
             "/api/v1/environments/{name}/join-tokens",
             post(crate::agents_http::create_join_token).get(crate::agents_http::list_join_tokens),
@@ -564,6 +565,38 @@ async fn get_agent(
         None => {
             HubError::not_found(format!("agent {name:?} in environment {env:?}")).into_response()
         }
+    }
+}
+
+/// `GET /api/v1/agents/{env}/{name}/usage[?since=RFC3339]`: the host's usage at each heartbeat
+/// of the last 15 minutes, oldest first.
+async fn agent_usage(
+    State(s): State<AppState>,
+    names: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    let (env, name) = crate::http_params::path_pair(names)?;
+    let params = Params::from(query, &["since"])?;
+    let since = match params.str("since") {
+        None => None,
+        Some(text) => Some(crate::time::parse(text).ok_or_else(|| {
+            HubError::bad_request(
+                "invalid_query",
+                format!("since: {text:?} is not an RFC 3339 time (e.g. 2026-12-07T10:00:00Z)"),
+            )
+        })?),
+    };
+    match s.hub.engine.agents.usage(&env, &name, since) {
+        Some(items) => Ok(json(
+            StatusCode::OK,
+            Page {
+                items,
+                continue_token: None,
+            },
+        )),
+        None => Err(HubError::not_found(format!(
+            "agent {name:?} in environment {env:?}"
+        ))),
     }
 }
 

@@ -45,6 +45,7 @@ fn ops() -> Vec<Op> {
         Op { method: "get", path: "/api/v1/environments/{name}/capabilities", id: "environmentCapabilities", summary: "The (kind, action) pairs this environment can run", query: &[], body: None, ok: ("200", Some("Page_Capability")), errors: &[404, 502, 503] },
         Op { method: "get", path: "/api/v1/agents", id: "listAgents", summary: "chaos-agent daemons that dialled the hub: health (from heartbeats), last heartbeat, labels, addresses, capabilities and kernel mechanisms", query: &[("env", "only agents of this environment")], body: None, ok: ("200", Some("Page_AgentInfo")), errors: &[] },
         Op { method: "get", path: "/api/v1/agents/{env}/{name}", id: "getAgent", summary: "One agent", query: &[], body: None, ok: ("200", Some("AgentInfo")), errors: &[404] },
+        Op { method: "get", path: "/api/v1/agents/{env}/{name}/usage", id: "getAgentUsage", summary: "The agent host's usage at each heartbeat of the last 15 minutes (CPU busy share, memory in use, 1-minute load), oldest first", query: &[("since", "only samples at or after this RFC 3339 time")], body: None, ok: ("200", Some("Page_AgentUsage")), errors: &[400, 404] },
         Op { method: "get", path: "/api/v1/conformance", id: "getConformance", summary: "The conformance matrix: each adapter's answer (supported, refused with its message, n/a with why) to each kind / action / notable option, derived from the adapters' submission checks, with the effects tests measured on real far sides", query: &[], body: None, ok: ("200", Some("ConformanceMatrix")), errors: &[] },
         Op { method: "delete", path: "/api/v1/agents/{env}/{name}", id: "removeAgent", summary: "Forget an agent: delete its credential (its name may join again with a join token) and close its stream", query: &[], body: None, ok: ("200", None), errors: &[400, 404] },
         Op { method: "post", path: "/api/v1/environments/{name}/join-tokens", id: "createJoinToken", summary: "Create a join token for agents of this environment (`chaos-agent serve --join-token-file`); its secret is in this answer only, the hub keeps a hash", query: &[], body: Some("JoinTokenRequest"), ok: ("201", Some("JoinTokenInfo")), errors: &[400, 404] },
@@ -119,6 +120,7 @@ pub fn document() -> Value {
     add!("Page_AdapterInfo", Page<AdapterInfo>);
     add!("ConformanceMatrix", chaoshub_schema::api::ConformanceMatrix);
     add!("Page_AgentInfo", Page<AgentInfo>);
+    add!("Page_AgentUsage", Page<chaoshub_schema::api::AgentUsage>);
     add!("AgentInfo", AgentInfo);
     add!("JoinTokenRequest", JoinTokenRequest);
     add!("JoinTokenInfo", JoinTokenInfo);

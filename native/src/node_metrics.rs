@@ -12,6 +12,9 @@
 //!
 //! CPU time is converted from clock ticks (`USER_HZ`) to seconds. The parsers are pure functions
 //! over the files' text so they are tested without the host's `/proc`.
+//!
+//! [`UsageSampler`] turns the same files into what each heartbeat to the hub carries: the CPU
+//! busy share since the previous heartbeat, memory in use and the 1-minute load.
 
 use std::fmt::Write as _;
 use std::io;
@@ -267,8 +270,103 @@ pub fn render_node_metrics(out: &mut String) -> io::Result<()> {
     )
 }
 
+/// Busy and total ticks of an aggregate `cpu` line. Idle and iowait are idle time; guest and
+/// guest_nice are already counted in user and nice, so they are left out of the total.
+pub fn busy_and_total(times: &CpuTimes) -> (u64, u64) {
+    let mut busy = 0u64;
+    let mut total = 0u64;
+    for (mode, ticks) in &times.ticks {
+        match *mode {
+            "guest" | "guest_nice" => {}
+            "idle" | "iowait" => total = total.saturating_add(*ticks),
+            _ => {
+                busy = busy.saturating_add(*ticks);
+                total = total.saturating_add(*ticks);
+            }
+        }
+    }
+    (busy, total)
+}
+
+/// The host's usage as one heartbeat reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HostUsage {
+    /// Busy share of all CPUs since the previous sample, 0–100 (0 for the first sample).
+    pub cpu_percent: f32,
+    pub mem_used_bytes: u64,
+    pub mem_total_bytes: u64,
+    pub load1: f32,
+}
+
+/// Samples [`HostUsage`] from `/proc`, keeping the previous CPU reading for the busy share.
+#[derive(Debug, Default)]
+pub struct UsageSampler {
+    last: Option<(u64, u64)>,
+}
+
+impl UsageSampler {
+    /// One sample from the files' text; `None` when a file is unreadable or malformed.
+    pub fn sample_from(&mut self, stat: &str, meminfo: &str, loadavg: &str) -> Option<HostUsage> {
+        let cpu = parse_proc_stat(stat).into_iter().find(|c| c.cpu == "cpu")?;
+        let (busy, total) = busy_and_total(&cpu);
+        let mem = parse_meminfo(meminfo).ok()?;
+        let load = parse_loadavg(loadavg).ok()?;
+        let cpu_percent = match self.last.replace((busy, total)) {
+            Some((b0, t0)) if total > t0 => {
+                (busy.saturating_sub(b0) as f64 / (total - t0) as f64 * 100.0).clamp(0.0, 100.0)
+            }
+            _ => 0.0,
+        };
+        Some(HostUsage {
+            cpu_percent: cpu_percent as f32,
+            mem_used_bytes: mem.total_bytes.saturating_sub(mem.available_bytes),
+            mem_total_bytes: mem.total_bytes,
+            load1: load[0] as f32,
+        })
+    }
+
+    /// One sample of this host.
+    pub fn sample(&mut self) -> Option<HostUsage> {
+        let read = |p: &str| std::fs::read_to_string(p).ok();
+        self.sample_from(
+            &read("/proc/stat")?,
+            &read("/proc/meminfo")?,
+            &read("/proc/loadavg")?,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn usage_is_the_busy_share_between_two_samples() {
+        let mem =
+            "MemTotal:       8000000 kB\nMemFree:        1000000 kB\nMemAvailable:   6000000 kB\n";
+        let load = "1.50 0.80 0.40 2/300 12345\n";
+        let mut sampler = super::UsageSampler::default();
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let first = sampler
+            .sample_from(
+                "cpu  100 0 100 700 100 0 0 0 50 0\ncpu0 1 2 3 4\n",
+                mem,
+                load,
+            )
+            .unwrap();
+        assert_eq!(first.cpu_percent, 0.0, "no previous sample");
+        assert_eq!(first.mem_total_bytes, 8_000_000 * 1024);
+        assert_eq!(first.mem_used_bytes, 2_000_000 * 1024);
+        assert_eq!(first.load1, 1.5);
+        // +300 busy (user 200, system 100), +100 idle: 75 %; guest ticks do not count twice.
+        let second = sampler
+            .sample_from("cpu  300 0 200 800 100 0 0 0 250 0\n", mem, load)
+            .unwrap();
+        assert!((second.cpu_percent - 75.0).abs() < 0.01, "{second:?}");
+        assert!(sampler.sample_from("garbage", mem, load).is_none());
+        assert!(sampler
+            .sample_from("cpu  1 2 3 4\n", "nothing", load)
+            .is_none());
+    }
+
     use super::*;
 
     const STAT: &str = "cpu  100 2 30 4000 5 0 6 0 0 0\ncpu0 50 1 15 2000 2 0 3 0 0 0\n\

@@ -412,6 +412,24 @@ pub struct AgentInfo {
     pub allowed: Vec<String>,
     /// Kernel mechanisms the agent measured at start.
     pub mechanisms: crate::agent::KernelMechanisms,
+    /// The host's usage from the latest heartbeat (absent until one carried it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<AgentUsage>,
+}
+
+/// An agent host's usage at one heartbeat: CPU busy share since the previous one, memory in use
+/// and the 1-minute load. The hub keeps the last 15 minutes of them per agent
+/// (`GET /api/v1/agents/{env}/{name}/usage`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentUsage {
+    #[schemars(with = "String")]
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// 0–100.
+    pub cpu_percent: f32,
+    pub mem_used_bytes: u64,
+    pub mem_total_bytes: u64,
+    pub load1: f32,
 }
 
 /// `POST /api/v1/environments/{name}/join-tokens`: how long the token is valid.

@@ -28,6 +28,7 @@
 //! The rules are written as pure functions of an environment ([`Env`]) so their unit tests never
 //! change the process's environment, which tests running in parallel threads share.
 
+pub mod a11y;
 pub mod bench;
 pub mod conformance;
 #[cfg(feature = "fuzz")]

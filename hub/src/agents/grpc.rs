@@ -126,6 +126,7 @@ impl AgentHub for AgentService {
             capabilities: reg.capabilities,
             allowed: reg.allowed,
             mechanisms,
+            usage: None,
         };
         let session = self.registry.connect(info, tx.clone());
         tracing::info!(agent = %reg.name, environment = %reg.environment, "agent registered");
@@ -144,7 +145,7 @@ impl AgentHub for AgentService {
                 match inbound.message().await {
                     Ok(Some(msg)) => match msg.msg {
                         Some(agent_message::Msg::Heartbeat(h)) => {
-                            registry.heartbeat(&env, &name, session, h.active_faults)
+                            registry.heartbeat(&env, &name, session, h.active_faults, h.usage)
                         }
                         Some(agent_message::Msg::Reply(r)) => {
                             registry.reply(&env, &name, session, r)

@@ -14,7 +14,7 @@
 pub mod grpc;
 pub mod join;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,7 +27,7 @@ use chaoshub_schema::agent::proto::{
     command, hub_message, Command, CommandReply, HubMessage, Inject, Recover, Renew, Status,
 };
 use chaoshub_schema::agent::AgentFaultStatus;
-pub use chaoshub_schema::api::AgentInfo;
+pub use chaoshub_schema::api::{AgentInfo, AgentUsage};
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 
@@ -48,7 +48,12 @@ struct Session {
 struct AgentEntry {
     info: AgentInfo,
     session: Option<Session>,
+    /// The host's usage at each heartbeat, oldest first, at most [`USAGE_SAMPLES`].
+    usage: VecDeque<AgentUsage>,
 }
+
+/// How many usage samples are kept per agent: 15 minutes of heartbeats.
+pub const USAGE_SAMPLES: usize = 900;
 
 /// A fault the hub wants kept: renewed until its deadline.
 #[derive(Debug, Clone)]
@@ -257,6 +262,12 @@ impl AgentRegistry {
                 lease.lease_until = lease.lease_until.min(now);
             }
         }
+        // A reconnecting agent keeps its usage series (a chart spanning a blip stays whole).
+        let usage = inner
+            .agents
+            .remove(&key)
+            .map(|old| old.usage)
+            .unwrap_or_default();
         inner.agents.insert(
             key.clone(),
             AgentEntry {
@@ -266,6 +277,7 @@ impl AgentRegistry {
                     sender,
                     pending: HashMap::new(),
                 }),
+                usage,
             },
         );
         drop(inner);
@@ -282,14 +294,63 @@ impl AgentRegistry {
         self.connections.subscribe()
     }
 
-    pub(crate) fn heartbeat(&self, env: &str, name: &str, session: u64, active_faults: u32) {
+    pub(crate) fn heartbeat(
+        &self,
+        env: &str,
+        name: &str,
+        session: u64,
+        active_faults: u32,
+        usage: Option<chaoshub_schema::agent::proto::HostUsage>,
+    ) {
+        let now = Utc::now();
         let mut inner = self.lock();
         if let Some(e) = inner.agents.get_mut(&(env.to_string(), name.to_string())) {
             if e.session.as_ref().is_some_and(|s| s.id == session) {
-                e.info.last_heartbeat = Some(Utc::now());
+                e.info.last_heartbeat = Some(now);
                 e.info.active_faults = active_faults;
+                if let Some(u) = usage {
+                    let sample = AgentUsage {
+                        at: now,
+                        cpu_percent: if u.cpu_percent.is_finite() {
+                            u.cpu_percent.clamp(0.0, 100.0)
+                        } else {
+                            0.0
+                        },
+                        mem_used_bytes: u.mem_used_bytes.min(u.mem_total_bytes),
+                        mem_total_bytes: u.mem_total_bytes,
+                        load1: if u.load1.is_finite() {
+                            u.load1.max(0.0)
+                        } else {
+                            0.0
+                        },
+                    };
+                    if e.usage.len() >= USAGE_SAMPLES {
+                        e.usage.pop_front();
+                    }
+                    e.usage.push_back(sample.clone());
+                    e.info.usage = Some(sample);
+                }
             }
         }
+    }
+
+    /// An agent's usage samples at or after `since` (all kept ones without it), oldest first;
+    /// `None` for an agent the hub does not know.
+    pub fn usage(
+        &self,
+        env: &str,
+        name: &str,
+        since: Option<DateTime<Utc>>,
+    ) -> Option<Vec<AgentUsage>> {
+        let inner = self.lock();
+        let e = inner.agents.get(&(env.to_string(), name.to_string()))?;
+        Some(
+            e.usage
+                .iter()
+                .filter(|u| since.is_none_or(|t| u.at >= t))
+                .cloned()
+                .collect(),
+        )
     }
 
     pub(crate) fn reply(&self, env: &str, name: &str, session: u64, reply: CommandReply) {
@@ -531,5 +592,62 @@ impl AgentLink for AgentRegistry {
             }
         }
         Ok(reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chaoshub_schema::agent::proto::HostUsage;
+
+    fn info(name: &str) -> AgentInfo {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "environment": "hosts", "labels": {}, "hostname": "h", "addresses": [],
+            "version": "0", "health": "healthy", "connected": true, "activeFaults": 0,
+            "capabilities": [], "mechanisms": {},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn usage_is_kept_per_agent_bounded_sanitised_and_across_a_reconnect() {
+        let registry = AgentRegistry::new();
+        let (tx, _rx) = mpsc::channel(4);
+        let session = registry.connect(info("a"), tx.clone());
+        let beat = |session: u64, cpu: f32| {
+            registry.heartbeat(
+                "hosts",
+                "a",
+                session,
+                0,
+                Some(HostUsage {
+                    cpu_percent: cpu,
+                    mem_used_bytes: 5,
+                    mem_total_bytes: 4,
+                    load1: f32::NAN,
+                }),
+            )
+        };
+        for i in 0..USAGE_SAMPLES + 10 {
+            beat(session, i as f32);
+        }
+        let series = registry.usage("hosts", "a", None).unwrap();
+        assert_eq!(series.len(), USAGE_SAMPLES, "the oldest samples are dropped");
+        assert_eq!(series[0].cpu_percent, 10.0);
+        assert_eq!(series.last().unwrap().cpu_percent, 100.0, "clamped to 0–100");
+        assert_eq!(series[0].mem_used_bytes, 4, "never above the total");
+        assert_eq!(series[0].load1, 0.0, "a NaN load is not passed on");
+        let latest = registry.list(Some("hosts"))[0].usage.clone().unwrap();
+        assert_eq!(&latest, series.last().unwrap());
+        // A stale session's beat is ignored; a reconnect keeps the series.
+        beat(session + 100, 1.0);
+        let again = registry.connect(info("a"), tx);
+        assert_eq!(registry.usage("hosts", "a", None).unwrap().len(), USAGE_SAMPLES);
+        beat(again, -3.0);
+        let series = registry.usage("hosts", "a", None).unwrap();
+        assert_eq!(series.last().unwrap().cpu_percent, 0.0);
+        let since = series.last().unwrap().at;
+        assert!(!registry.usage("hosts", "a", Some(since)).unwrap().is_empty());
+        assert!(registry.usage("hosts", "nobody", None).is_none());
     }
 }

@@ -208,6 +208,13 @@ pub const POLICIES: &[RoutePolicy] = &[
         Environment,
     ),
     p(
+        "GET",
+        "/api/v1/agents/{env}/{name}/usage",
+        "agents:read",
+        VIEWER,
+        Environment,
+    ),
+    p(
         "DELETE",
         "/api/v1/agents/{env}/{name}",
         "agents:write",

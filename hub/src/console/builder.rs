@@ -179,7 +179,7 @@ selected Serial/Parallel (after any other node); Shift+Enter adds after the sele
 <h2>Workflow</h2><div id=\"wf-fields\"></div></aside>\
 </div>\
 <section aria-labelledby=\"yaml-h\"><h2 id=\"yaml-h\">YAML</h2>\
-<textarea id=\"wf-yaml\" rows=\"22\" spellcheck=\"false\" aria-describedby=\"yaml-state\"></textarea>\
+<textarea id=\"wf-yaml\" rows=\"22\" spellcheck=\"false\" aria-labelledby=\"yaml-h\" aria-describedby=\"yaml-state\"></textarea>\
 <p id=\"yaml-state\" class=\"hint\" aria-live=\"polite\"></p>\
 <div class=\"actions\"><button type=\"button\" id=\"wf-dry\">Dry run</button>",
         esc(&ctx.session.csrf),

@@ -516,6 +516,13 @@ pub async fn experiment(ctx: Ctx, Path(uid): Path<String>) -> PageResult {
     b.push_str(&super::svg::timeline(&e, &events.items));
     b.push_str("</section></div>");
 
+    // Faults on agents' hosts: their CPU and memory from shortly before the fault until it
+    // ended (the hub keeps 15 minutes of heartbeats).
+    if s.adapter == "native" && !s.targets.is_empty() {
+        if let Some(section) = agent_usage_section(&ctx, s).await {
+            b.push_str(&section);
+        }
+    }
     // An experiment a suite ran: its case's steady-state probes over the same time.
     if let Some(run_id) = e.metadata.labels.get("chaoshub.dev/suite-run") {
         let run: Option<chaoshub_schema::suite::SuiteRun> = ctx
@@ -1012,7 +1019,7 @@ pub async fn environments(ctx: Ctx) -> PageResult {
             .filter(|a| a.environment == name)
             .collect();
         if !env_agents.is_empty() {
-            b.push_str("<table class=\"grid\"><thead><tr><th scope=\"col\">Agent</th><th scope=\"col\">Health</th><th scope=\"col\">Last heartbeat</th><th scope=\"col\">Faults held</th><th scope=\"col\">Kernel mechanisms</th><th scope=\"col\">Version</th></tr></thead><tbody>");
+            b.push_str("<table class=\"grid\"><thead><tr><th scope=\"col\">Agent</th><th scope=\"col\">Health</th><th scope=\"col\">Last heartbeat</th><th scope=\"col\">Faults held</th><th scope=\"col\">Host now</th><th scope=\"col\">Kernel mechanisms</th><th scope=\"col\">Version</th></tr></thead><tbody>");
             for a in env_agents {
                 let mech = serde_json::to_value(&a.mechanisms)
                     .ok()
@@ -1027,7 +1034,7 @@ pub async fn environments(ctx: Ctx) -> PageResult {
                     .unwrap_or_default();
                 let _ = write!(
                     b,
-                    "<tr><td>{} <span class=\"muted\">{}</span></td><td><span class=\"badge health-{}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{} <span class=\"muted\">{}</span></td><td><span class=\"badge health-{}\">{}</span></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                     esc(&a.name),
                     esc(&a.hostname),
                     if a.health == "healthy" { "ok" } else { "bad" },
@@ -1036,6 +1043,16 @@ pub async fn environments(ctx: Ctx) -> PageResult {
                         .map(|t| html::time(&crate::time::format(t)))
                         .unwrap_or_default(),
                     a.active_faults,
+                    a.usage
+                        .as_ref()
+                        .map(|u| format!(
+                            "CPU {:.0} % · memory {:.1} of {:.1} GiB · load {:.2}",
+                            u.cpu_percent,
+                            u.mem_used_bytes as f64 / f64::from(1u32 << 30),
+                            u.mem_total_bytes as f64 / f64::from(1u32 << 30),
+                            u.load1
+                        ))
+                        .unwrap_or_else(|| "not reported".into()),
                     esc(&mech),
                     esc(&a.version)
                 );
@@ -1051,6 +1068,49 @@ pub async fn environments(ctx: Ctx) -> PageResult {
         Refresh::Live,
         &b,
     )
+}
+
+/// The CPU and memory chart of the agents an experiment's targets are (at most four), from
+/// 30 s before the first injection; `None` when no agent has samples for that time.
+async fn agent_usage_section(ctx: &Ctx, s: &ExperimentStatus) -> Option<String> {
+    let parse = |t: &Option<String>| t.as_deref().and_then(crate::time::parse);
+    let from = s
+        .targets
+        .iter()
+        .filter_map(|t| parse(&t.injected_at))
+        .min()?;
+    let until = s
+        .targets
+        .iter()
+        .filter_map(|t| parse(&t.recovered_at))
+        .max()
+        .filter(|_| s.phase.is_terminal())
+        .unwrap_or_else(crate::time::now);
+    let since = crate::time::format(from - chrono::Duration::seconds(30));
+    let mut series = Vec::new();
+    for t in s.targets.iter().take(4) {
+        let uri = format!(
+            "/api/v1/agents/{}/{}/usage?since={}",
+            url(&t.target.environment),
+            url(&t.target.id),
+            url(&since)
+        );
+        if let Ok(page) = ctx
+            .api
+            .get::<Page<chaoshub_schema::api::AgentUsage>>(&uri)
+            .await
+        {
+            let end = until + chrono::Duration::seconds(30);
+            let samples: Vec<_> = page.items.into_iter().filter(|u| u.at <= end).collect();
+            if !samples.is_empty() {
+                series.push((t.target.name.clone(), samples));
+            }
+        }
+    }
+    let chart = super::svg::usage(&series, Some((from, until)))?;
+    Some(format!(
+        "<section aria-labelledby=\"usage\"><h2 id=\"usage\">Agent hosts</h2><p>CPU and memory of the targets' hosts, reported with each heartbeat.</p>{chart}</section>"
+    ))
 }
 
 /// An environment's adapter in the conformance matrix: counts by state, and the supported

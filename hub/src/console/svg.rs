@@ -1,6 +1,7 @@
 //! Server-drawn SVG: an experiment's timeline (its phases and each target's time under the
-//! fault), the value in force over the experiment's time, a workflow's node graph, a suite
-//! case's steady-state probes over time, and a threshold search's steps. Colours
+//! fault), the value in force over the experiment's time, agent hosts' CPU and memory, a
+//! workflow's node graph, a suite case's steady-state probes over time, and a threshold
+//! search's steps. Colours
 //! come from classes in the stylesheet, so both themes apply; every figure has a text
 //! alternative (`<title>` and the tables next to it).
 
@@ -535,6 +536,113 @@ pub fn probes(case: &SuiteCase) -> Option<String> {
     Some(out)
 }
 
+/// Agent hosts' usage over an experiment's time: CPU busy share and memory in use (both in %),
+/// one line per agent in each panel, over the span the fault was in place. `None` when no
+/// agent reported a sample.
+pub fn usage(
+    series: &[(String, Vec<chaoshub_schema::api::AgentUsage>)],
+    fault: Option<(DateTime<Utc>, DateTime<Utc>)>,
+) -> Option<String> {
+    const PANEL: f64 = 110.0;
+    const GAP: f64 = 46.0;
+    const TOP: f64 = 16.0;
+    let all = series.iter().flat_map(|(_, s)| s.iter());
+    let start = all.clone().map(|u| u.at).min()?;
+    let end = all
+        .map(|u| u.at)
+        .max()?
+        .max(start + chrono::Duration::seconds(1));
+    let axis = Axis { start, end };
+    let height = TOP + 2.0 * PANEL + GAP + 56.0;
+    let names: Vec<&str> = series.iter().map(|(n, _)| n.as_str()).collect();
+    let peak_cpu = series
+        .iter()
+        .flat_map(|(_, s)| s.iter().map(|u| u.cpu_percent))
+        .fold(0.0f32, f32::max);
+    let mut out = format!(
+        "<svg class=\"chart usage\" viewBox=\"0 0 {WIDTH} {height:.0}\" role=\"img\" aria-labelledby=\"us-title\"><title id=\"us-title\">CPU and memory of {}: CPU peaked at {:.0} %</title>",
+        esc(&names.join(", ")),
+        peak_cpu
+    );
+    type Figure = fn(&chaoshub_schema::api::AgentUsage) -> f64;
+    let panels: [(&str, Figure); 2] = [
+        ("CPU busy", |u| f64::from(u.cpu_percent)),
+        ("memory used", |u| {
+            if u.mem_total_bytes == 0 {
+                0.0
+            } else {
+                u.mem_used_bytes as f64 / u.mem_total_bytes as f64 * 100.0
+            }
+        }),
+    ];
+    for (i, (label, value)) in panels.iter().enumerate() {
+        let top = TOP + i as f64 * (PANEL + GAP);
+        let base = top + PANEL;
+        let y_of = |v: f64| base - v.clamp(0.0, 100.0) / 100.0 * PANEL;
+        if let Some((from, until)) = fault {
+            let (x1, x2) = (axis.x(from), axis.x(until));
+            let _ = write!(
+                out,
+                "<rect class=\"fault-window\" x=\"{x1:.1}\" y=\"{top:.1}\" width=\"{:.1}\" height=\"{PANEL}\"/>",
+                (x2 - x1).max(1.0)
+            );
+        }
+        let _ = write!(
+            out,
+            "<text class=\"row-label\" x=\"4\" y=\"{:.1}\">{label} (%)</text><line class=\"axis\" x1=\"{LABEL}\" y1=\"{top:.1}\" x2=\"{LABEL}\" y2=\"{base:.1}\"/><line class=\"axis\" x1=\"{LABEL}\" y1=\"{base:.1}\" x2=\"{:.1}\" y2=\"{base:.1}\"/><text class=\"tick\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">100</text><text class=\"tick\" x=\"{:.1}\" y=\"{base:.1}\" text-anchor=\"end\">0</text>",
+            top + PANEL / 2.0,
+            WIDTH - 10.0,
+            LABEL - 4.0,
+            top + 8.0,
+            LABEL - 4.0,
+        );
+        for (n, (_, samples)) in series.iter().enumerate() {
+            let mut points = String::new();
+            for u in samples {
+                let _ = write!(
+                    points,
+                    "{}{:.1},{:.1}",
+                    if points.is_empty() { "" } else { " " },
+                    axis.x(u.at),
+                    y_of(value(u))
+                );
+            }
+            if !points.is_empty() {
+                let _ = write!(
+                    out,
+                    "<polyline class=\"usage-line series-{}\" fill=\"none\" points=\"{points}\"/>",
+                    n % 4
+                );
+            }
+        }
+        axis.ticks(&mut out, top, base);
+    }
+    let legend = height - 10.0;
+    let mut x = LABEL;
+    for (n, name) in names.iter().enumerate() {
+        let _ = write!(
+            out,
+            "<line class=\"usage-line series-{}\" x1=\"{x:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\"/><text class=\"legend\" x=\"{:.1}\" y=\"{legend:.1}\">{}</text>",
+            n % 4,
+            legend - 4.0,
+            x + 18.0,
+            legend - 4.0,
+            x + 22.0,
+            esc(name)
+        );
+        x += 40.0 + name.chars().count() as f64 * 7.0;
+    }
+    if fault.is_some() {
+        let _ = write!(
+            out,
+            "<text class=\"legend\" x=\"{:.1}\" y=\"{legend:.1}\" text-anchor=\"end\">shaded: the fault in place</text>",
+            WIDTH - 10.0
+        );
+    }
+    out.push_str("</svg>");
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use chaoshub_schema::suite::{ThresholdResult, ThresholdStep};
@@ -637,6 +745,63 @@ mod tests {
             "{rect}"
         );
         assert!((attr("width") - span / 3.0).abs() < 0.2, "{rect}");
+        assert!(!svg.contains("NaN"), "{svg}");
+    }
+
+    #[test]
+    fn usage_chart_has_a_line_per_agent_in_each_panel() {
+        use chaoshub_schema::api::AgentUsage;
+        let t0 = crate::time::parse("2026-12-07T10:00:00Z").unwrap();
+        let sample = |s: i64, cpu: f32| AgentUsage {
+            at: t0 + chrono::Duration::seconds(s),
+            cpu_percent: cpu,
+            mem_used_bytes: 1 << 30,
+            mem_total_bytes: 4 << 30,
+            load1: 0.5,
+        };
+        assert!(super::usage(&[], None).is_none());
+        assert!(super::usage(&[("a".into(), vec![])], None).is_none());
+        let series = vec![
+            (
+                "agent-a".to_string(),
+                (0..10)
+                    .map(|s| sample(s, if (3..7).contains(&s) { 95.0 } else { 5.0 }))
+                    .collect(),
+            ),
+            ("agent-b".to_string(), vec![sample(0, 1.0), sample(9, 2.0)]),
+        ];
+        let fault = Some((
+            t0 + chrono::Duration::seconds(3),
+            t0 + chrono::Duration::seconds(7),
+        ));
+        let svg = super::usage(&series, fault).unwrap();
+        assert!(svg.contains("<title id=\"us-title\">CPU and memory of agent-a, agent-b: CPU peaked at 95 %</title>"), "{svg}");
+        // Two panels × two agents, plus one legend line per agent.
+        assert_eq!(
+            svg.matches("<polyline class=\"usage-line series-0\"")
+                .count(),
+            2,
+            "{svg}"
+        );
+        assert_eq!(
+            svg.matches("<polyline class=\"usage-line series-1\"")
+                .count(),
+            2,
+            "{svg}"
+        );
+        assert_eq!(
+            svg.matches("<rect class=\"fault-window\"").count(),
+            2,
+            "{svg}"
+        );
+        assert!(svg.contains("CPU busy (%)") && svg.contains("memory used (%)"));
+        // Memory at 25 %: a quarter of the panel's height above its base.
+        let panel = 110.0;
+        let memory_base = 16.0 + 2.0 * panel + 46.0;
+        assert!(
+            svg.contains(&format!(",{:.1}", memory_base - panel / 4.0)),
+            "{svg}"
+        );
         assert!(!svg.contains("NaN"), "{svg}");
     }
 

@@ -495,7 +495,7 @@ async fn halt_needs_typed_confirmation_and_a_reason() {
 
 #[tokio::test]
 async fn every_page_renders_within_budget() {
-    let s = Sandbox::start(4).await;
+    let s = Sandbox::start_with(4, with_project_catalog).await;
     for i in 0..60 {
         let (code, v) = s
             .post_yaml(
@@ -573,6 +573,8 @@ async fn every_page_renders_within_budget() {
         for attr in ["src=\"http", "href=\"http", "src=\"//", "href=\"//", "url("] {
             assert!(!a.text.contains(attr), "{path} loads {attr}…: {}", a.text);
         }
+        let problems = chaoshub_testkit::a11y::problems(&a.text);
+        assert!(problems.is_empty(), "{path}: {problems:#?}\n{}", a.text);
     }
     // The list pages by 50 with a link to the next page.
     let list = b.get("/experiments").await;

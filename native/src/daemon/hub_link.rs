@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use chaoshub_schema::agent::proto::agent_hub_client::AgentHubClient;
 use chaoshub_schema::agent::proto::{
-    agent_message, command, hub_message, AgentMessage, Command, CommandReply, Heartbeat, Register,
+    agent_message, command, hub_message, AgentMessage, Command, CommandReply, Heartbeat, HostUsage,
+    Register,
 };
 use chaoshub_schema::agent::AgentFault;
 use chrono::{DateTime, TimeZone, Utc};
@@ -283,12 +284,19 @@ async fn session(
 
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut usage = crate::node_metrics::UsageSampler::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {
                 let beat = Heartbeat {
                     sent_unix_ms: Utc::now().timestamp_millis(),
                     active_faults: table.len() as u32,
+                    usage: usage.sample().map(|u| HostUsage {
+                        cpu_percent: u.cpu_percent,
+                        mem_used_bytes: u.mem_used_bytes,
+                        mem_total_bytes: u.mem_total_bytes,
+                        load1: u.load1,
+                    }),
                 };
                 if tx.send(AgentMessage { msg: Some(agent_message::Msg::Heartbeat(beat)) }).await.is_err() {
                     return Err("outbound stream closed".to_string());

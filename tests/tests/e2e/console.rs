@@ -313,6 +313,17 @@ fn every_console_page_loads_cleanly() {
                 _ => {}
             }
         }
+        // The page as the browser holds it after its scripts ran (the builder's palette,
+        // inspector and forms are drawn by script): the same static accessibility check the
+        // hub's tests run on the served HTML.
+        let dom = b.exec(
+            "return document.documentElement.outerHTML;",
+            serde_json::json!([]),
+        );
+        let dom = format!("<!doctype html>{}", dom.as_str().unwrap_or(""));
+        for problem in chaoshub_testkit::a11y::problems(&dom) {
+            problems.push(format!("{page}: accessibility: {problem}"));
+        }
         let name = page
             .trim_matches('/')
             .replace(['/', '?', '=', '&'], "-")

@@ -595,6 +595,80 @@ fn cpu_rate(pid: u32, secs: u64) -> f64 {
     (b - a) as f64 / ticks_per_sec / secs as f64
 }
 
+/// The agent's heartbeats carry its host's usage: the hub's series holds a sample a second
+/// with the stress visible in it, and the console's page of the experiment charts it.
+fn host_usage_is_charted(lab: &Lab, uid: &str) {
+    let series = lab.api.get("/api/v1/agents/hosts/agent-a/usage");
+    let items = series["items"].as_array().unwrap();
+    assert!(items.len() >= 3, "a sample per heartbeat: {series:#}");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let peak = items
+        .iter()
+        .map(|u| u["cpuPercent"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    for u in items {
+        let cpu = u["cpuPercent"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&cpu), "{u}");
+        assert!(u["memTotalBytes"].as_u64().unwrap() > 0, "{u}");
+        assert!(
+            u["memUsedBytes"].as_u64() <= u["memTotalBytes"].as_u64(),
+            "{u}"
+        );
+    }
+    // The stress alone keeps a tenth of a core busy (checked above from the process tree):
+    // the host-wide share cannot be below that.
+    assert!(
+        peak >= 10.0 / cpus * 0.8,
+        "host CPU peaked at {peak:.1} % during a stress ({cpus} CPUs): {series:#}"
+    );
+    let since = items.last().unwrap()["at"].as_str().unwrap();
+    let later = lab
+        .api
+        .get(&format!("/api/v1/agents/hosts/agent-a/usage?since={since}"));
+    assert!(later["items"].as_array().unwrap().len() < items.len());
+    let (code, bad) = lab.api.call(
+        reqwest::Method::GET,
+        "/api/v1/agents/hosts/agent-a/usage?since=yesterday",
+        None,
+    );
+    assert_eq!(code, 400, "{bad}");
+    assert!(bad["message"].as_str().unwrap().contains("since"), "{bad}");
+
+    // The console: log in with the admin token, then the experiment's page.
+    let browser = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = browser
+        .post(format!("{}/login", lab.hub.url))
+        .form(&[("token", lab.hub.token.as_str()), ("next", "/")])
+        .send()
+        .unwrap();
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_string();
+    let page = browser
+        .get(format!("{}/experiments/{uid}", lab.hub.url))
+        .header("cookie", cookie.clone())
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains("<h2 id=\"usage\">Agent hosts</h2>"), "{page}");
+    assert!(page.contains("<svg class=\"chart usage\""), "{page}");
+    assert!(page.contains("class=\"fault-window\""), "{page}");
+    let envs = browser
+        .get(format!("{}/environments", lab.hub.url))
+        .header("cookie", cookie)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        envs.contains("CPU ") && envs.contains(" GiB · load "),
+        "{envs}"
+    );
+}
+
 /// A CPU stress through the hub: the agent's tree uses CPU while it holds, almost none after.
 fn cpu_stress_cell(manifest: &str) -> (f64, f64) {
     let lab = Lab::start();
@@ -603,6 +677,7 @@ fn cpu_stress_cell(manifest: &str) -> (f64, f64) {
     let uid = lab.submit(manifest);
     lab.api.wait_phase(&uid, "Running", T);
     let busy = cpu_rate(pid, 3);
+    host_usage_is_charted(&lab, &uid);
     lab.stop(&uid);
     std::thread::sleep(Duration::from_millis(300));
     let after = cpu_rate(pid, 2);
