@@ -86,6 +86,16 @@ pub enum Selection {
     Final(Vec<Target>),
 }
 
+/// What an adapter found out about an environment's far side (see
+/// [`Adapter::environment_status`]), shown in the environment's `status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnvironmentReport {
+    /// Facts by name (versions, what the far side serves), never a secret.
+    pub details: std::collections::BTreeMap<String, Value>,
+    /// What the check found wrong, in plain words (a missing permission, a missing component).
+    pub problems: Vec<String>,
+}
+
 /// Errors of adapters. The hub maps them onto HTTP statuses and experiment reasons.
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {
@@ -197,6 +207,19 @@ pub trait Adapter: Send + Sync {
     async fn prepare(&self, env: &Environment) -> Result<(), AdapterError> {
         let _ = env;
         Ok(())
+    }
+
+    /// Checks the far side for the environment's status (`GET /api/v1/environments`): whether
+    /// it answers, its versions, what it is missing. The hub calls it in the background at
+    /// registration, at start and when a read finds the status old; an error is shown as the
+    /// environment being unreachable, with the error as the problem. May touch the network.
+    /// Default: nothing to report, and the environment has no status.
+    async fn environment_status(
+        &self,
+        env: &Environment,
+    ) -> Result<Option<EnvironmentReport>, AdapterError> {
+        let _ = env;
+        Ok(None)
     }
 
     /// Pure check of one fault before anything is stored or touched: values this adapter cannot

@@ -83,6 +83,8 @@ pub struct Engine {
     pub agents: Arc<crate::agents::AgentRegistry>,
     /// Environments being prepared; an injection waits for its environment's.
     pub preparations: crate::preparation::Preparations,
+    /// What each environment's adapter last reported about its far side.
+    pub environment_statuses: crate::environment_status::EnvironmentStatuses,
 }
 
 /// When a controller wants its next pass over an experiment.
@@ -329,6 +331,7 @@ impl Engine {
             telemetry,
             clock,
             preparations: Default::default(),
+            environment_statuses: Default::default(),
         })
     }
 

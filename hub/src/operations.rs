@@ -199,6 +199,7 @@ impl Hub {
                 ..Default::default()
             },
             spec,
+            status: None,
         };
         if replace {
             // Replacing an environment under running experiments would send their recovery to
@@ -229,6 +230,9 @@ impl Hub {
         // Warm-up (the Docker adapter builds its helper image) in the background: registration
         // does not wait for it; injections into the environment do (crate::preparation).
         self.engine.preparations.start(adapter.clone(), env.clone());
+        self.engine
+            .environment_statuses
+            .refresh(adapter.clone(), env.clone(), true);
         self.engine.record(&[hub_event(
             events::ENVIRONMENT_REGISTERED,
             format!(
@@ -239,25 +243,44 @@ impl Hub {
         Ok((crate::secrets::redact_environment(object), existed))
     }
 
-    /// A registered environment as answers show it (secrets as `"***"`).
+    /// A registered environment as answers show it (secrets as `"***"`), with its status.
     pub fn get_environment(&self, name: &str) -> Result<EnvironmentObject, HubError> {
         self.store()
             .get_environment(name)?
+            .map(|e| self.with_status(e))
             .map(crate::secrets::redact_environment)
             .ok_or_else(|| HubError::not_found(format!("environment {name:?}")))
     }
 
-    /// Every registered environment as answers show it (secrets as `"***"`).
+    /// Every registered environment as answers show it (secrets as `"***"`), with its status.
     pub fn list_environments(&self) -> Result<Page<EnvironmentObject>, HubError> {
         Ok(Page {
             items: self
                 .store()
                 .list_environments()?
                 .into_iter()
+                .map(|e| self.with_status(e))
                 .map(crate::secrets::redact_environment)
                 .collect(),
             continue_token: None,
         })
+    }
+
+    /// The environment with the status its adapter last reported (`crate::environment_status`;
+    /// a stale one is checked again in the background).
+    fn with_status(&self, mut object: EnvironmentObject) -> EnvironmentObject {
+        let (Some(name), Ok(adapter)) = (
+            object.metadata.name.clone(),
+            self.engine.registry().get(&object.spec.adapter),
+        ) else {
+            return object;
+        };
+        let env = Environment {
+            name,
+            spec: object.spec.clone(),
+        };
+        object.status = self.engine.environment_statuses.current(adapter, env);
+        object
     }
 
     pub fn delete_environment(&self, name: &str) -> Result<EnvironmentObject, HubError> {
@@ -277,6 +300,7 @@ impl Hub {
         }
         self.store().delete_environment(name)?;
         self.engine.forget_inventory(name);
+        self.engine.environment_statuses.forget(name);
         self.engine.record(&[hub_event(
             events::ENVIRONMENT_DELETED,
             format!("environment {name} deleted"),

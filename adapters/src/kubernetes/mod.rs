@@ -42,7 +42,8 @@ pub use federation::{
 };
 
 use crate::{
-    Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState, Selection,
+    Adapter, AdapterError, Environment, EnvironmentReport, FaultRequest, Injection, InjectionState,
+    Selection,
 };
 
 pub const ADAPTER_TYPE: &str = "kubernetes";
@@ -516,24 +517,47 @@ impl Adapter for KubernetesAdapter {
         Ok(out)
     }
 
-    /// At registration (in the background): the cluster check, whose problems (no Chaos Mesh
-    /// in chaos-mesh mode, each missing permission) the hub logs.
-    async fn prepare(&self, env: &Environment) -> Result<(), AdapterError> {
+    /// The cluster check as the environment's status: the server and its version, whether
+    /// Chaos Mesh is installed, its version and served kinds, and each missing permission.
+    async fn environment_status(
+        &self,
+        env: &Environment,
+    ) -> Result<Option<EnvironmentReport>, AdapterError> {
         let report = self.cluster_report(env).await?;
-        tracing::info!(
-            environment = %env.name,
-            server = %report.server,
-            version = %report.version,
-            chaos_mesh = report.chaos_mesh,
-            kinds = report.served_kinds.len(),
-            missing_permissions = report.missing_permissions.len(),
-            "kubernetes cluster checked"
-        );
-        if report.problems.is_empty() {
-            Ok(())
-        } else {
-            Err(AdapterError::Failed(report.problems.join("; ")))
+        let mut details = std::collections::BTreeMap::new();
+        details.insert("server".into(), json!(report.server));
+        details.insert("serverVersion".into(), json!(report.version));
+        details.insert("mode".into(), json!(report.mode));
+        details.insert("chaosMesh".into(), json!(report.chaos_mesh));
+        match &report.chaos_mesh_version {
+            Ok(version) => {
+                details.insert("chaosMeshVersion".into(), json!(version));
+            }
+            Err(why) => {
+                details.insert("chaosMeshVersion".into(), Value::Null);
+                details.insert("chaosMeshVersionUnknown".into(), json!(why));
+            }
         }
+        details.insert(
+            "servedKinds".into(),
+            json!(report
+                .served_kinds
+                .iter()
+                .map(|k| k.kind.as_str())
+                .collect::<Vec<_>>()),
+        );
+        details.insert(
+            "missingPermissions".into(),
+            json!(report
+                .missing_permissions
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()),
+        );
+        Ok(Some(EnvironmentReport {
+            details,
+            problems: report.problems,
+        }))
     }
 
     async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError> {

@@ -93,8 +93,8 @@ pub fn split(text: &str, source: &Path) -> Result<Vec<Value>, CliError> {
 /// What one document turned into.
 enum Applied {
     Experiment(Box<ExperimentObject>),
-    Environment(EnvironmentObject),
-    DryRun(DryRunResult),
+    Environment(Box<EnvironmentObject>),
+    DryRun(Box<DryRunResult>),
     /// An environment checked locally under `--dry-run` (the hub has no dry run for them).
     EnvironmentChecked(String),
 }
@@ -185,7 +185,7 @@ async fn apply_one(
             let object: EnvironmentObject = client
                 .post(&["api", "v1", "environments"], &[], Some(document))
                 .await?;
-            Ok(Applied::Environment(object))
+            Ok(Applied::Environment(Box::new(object)))
         }
         Route::Experiment => {
             let mut query = Vec::new();
@@ -197,7 +197,7 @@ async fn apply_one(
                 let result: DryRunResult = client
                     .post(&["api", "v1", "experiments"], &query, Some(document))
                     .await?;
-                return Ok(Applied::DryRun(result));
+                return Ok(Applied::DryRun(Box::new(result)));
             }
             let object: ExperimentObject = client
                 .post(&["api", "v1", "experiments"], &query, Some(document))

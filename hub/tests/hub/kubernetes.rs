@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::discovery::ApiResource;
@@ -285,4 +286,197 @@ spec:
         "{xml}"
     );
     accept.abort();
+}
+
+/// Chaos Mesh's controller-manager Deployment as its Helm chart labels it (it never runs: no
+/// scheduler, no kubelet); deleted with its namespace when dropped, also when the test fails.
+struct ChaosMeshDeployment {
+    namespace: Option<k8s::TestNamespace>,
+    kubeconfig: std::path::PathBuf,
+}
+
+impl ChaosMeshDeployment {
+    async fn create(server: &'static k8s::TestServer, version: &str) -> Self {
+        let namespace =
+            k8s::TestNamespace::create_named(server, &format!("chaos-mesh-{}", std::process::id()))
+                .await;
+        let client = k8s::admin_client(&server.kubeconfig).await;
+        let api: Api<Deployment> = Api::namespaced(client, &namespace.name);
+        let labels = json!({
+            "app.kubernetes.io/name": "chaos-mesh",
+            "app.kubernetes.io/instance": "chaos-mesh",
+            "app.kubernetes.io/component": "controller-manager",
+            "app.kubernetes.io/version": version,
+            "helm.sh/chart": format!("chaos-mesh-{version}"),
+        });
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "chaos-controller-manager", "labels": labels},
+            "spec": {
+                "selector": {"matchLabels": {"app.kubernetes.io/component": "controller-manager"}},
+                "template": {
+                    "metadata": {"labels": {"app.kubernetes.io/component": "controller-manager"}},
+                    "spec": {"containers": [{"name": "chaos-mesh",
+                        "image": format!("ghcr.io/chaos-mesh/chaos-mesh:v{version}")}]}
+                }
+            }
+        }))
+        .unwrap();
+        api.create(&Default::default(), &deployment).await.unwrap();
+        Self {
+            namespace: Some(namespace),
+            kubeconfig: server.kubeconfig.clone(),
+        }
+    }
+}
+
+impl Drop for ChaosMeshDeployment {
+    fn drop(&mut self) {
+        let Some(namespace) = self.namespace.take() else {
+            return;
+        };
+        let kubeconfig = self.kubeconfig.clone();
+        let name = namespace.name.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let client = k8s::admin_client(&kubeconfig).await;
+                    let api: Api<Deployment> = Api::namespaced(client, &name);
+                    let _ = api
+                        .delete("chaos-controller-manager", &DeleteParams::default())
+                        .await;
+                })
+        })
+        .join()
+        .unwrap();
+        drop(namespace);
+    }
+}
+
+/// Polls the environment until its status is there.
+async fn status_of(hub: &Sandbox, name: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (code, env) = hub.get(&format!("/api/v1/environments/{name}")).await;
+        assert_eq!(code, 200, "{env}");
+        if !env["status"].is_null() {
+            return env;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no status: {env:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `GET /api/v1/environments` shows each cluster's reachability, server version and Chaos
+/// Mesh version (from the controller-manager Deployment Chaos Mesh's chart creates): one
+/// cluster with Chaos Mesh, one without, one whose API server does not answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environment_list_shows_each_clusters_reachability_and_chaos_mesh_version() {
+    let Some(with) = k8s::server() else { return };
+    let Some(without) = k8s::plain_server() else {
+        return;
+    };
+    let _chaos_mesh = ChaosMeshDeployment::create(with, "2.6.3").await;
+    // The same credentials aimed at a port nothing listens on.
+    let dead = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&with.kubeconfig).unwrap();
+    let server_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("server:"))
+        .unwrap()
+        .to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let dead_kubeconfig = dead.path().join("kubeconfig");
+    std::fs::write(
+        &dead_kubeconfig,
+        text.replace(
+            &server_line,
+            &format!("    server: https://127.0.0.1:{port}"),
+        ),
+    )
+    .unwrap();
+
+    let hub = Sandbox::start(0).await;
+    for (name, kubeconfig) in [
+        ("with-chaos-mesh", with.kubeconfig.as_path()),
+        ("without-chaos-mesh", without.kubeconfig.as_path()),
+        ("gone", dead_kubeconfig.as_path()),
+    ] {
+        let yaml = format!(
+            "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {name}}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}}}\n",
+            kubeconfig.display()
+        );
+        let (status, body) = hub.post_yaml("/api/v1/environments", &yaml).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let a = status_of(&hub, "with-chaos-mesh").await;
+    assert_eq!(a["status"]["reachable"], json!(true), "{a:#}");
+    assert_eq!(
+        a["status"]["details"]["serverVersion"],
+        json!("v1.26.1"),
+        "{a:#}"
+    );
+    assert_eq!(a["status"]["details"]["chaosMesh"], json!(true), "{a:#}");
+    assert_eq!(
+        a["status"]["details"]["chaosMeshVersion"],
+        json!("2.6.3"),
+        "{a:#}"
+    );
+    assert!(
+        a["status"]["details"]["servedKinds"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("NetworkChaos")),
+        "{a:#}"
+    );
+    assert!(a["status"]["checkedAt"].is_string(), "{a:#}");
+
+    let b = status_of(&hub, "without-chaos-mesh").await;
+    assert_eq!(b["status"]["reachable"], json!(true), "{b:#}");
+    assert_eq!(b["status"]["details"]["chaosMesh"], json!(false), "{b:#}");
+    assert_eq!(
+        b["status"]["details"]["chaosMeshVersion"],
+        Value::Null,
+        "{b:#}"
+    );
+    assert!(b["status"]["details"]["chaosMeshVersionUnknown"]
+        .as_str()
+        .unwrap()
+        .contains("not installed"));
+
+    let c = status_of(&hub, "gone").await;
+    assert_eq!(c["status"]["reachable"], json!(false), "{c:#}");
+    let problem = c["status"]["problems"][0].as_str().unwrap();
+    assert!(problem.contains("unreachable"), "{problem}");
+
+    // The list carries the same statuses; the sandbox's memory adapter reports none.
+    let (code, list) = hub.get("/api/v1/environments").await;
+    assert_eq!(code, 200);
+    let reachable: Vec<(String, Value)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["metadata"]["name"].as_str().unwrap().to_string(),
+                e["status"]["reachable"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reachable,
+        [
+            ("gone".to_string(), json!(false)),
+            ("mem".to_string(), Value::Null),
+            ("with-chaos-mesh".to_string(), json!(true)),
+            ("without-chaos-mesh".to_string(), json!(true)),
+        ]
+    );
 }
