@@ -261,4 +261,35 @@ pub trait Adapter: Send + Sync {
 
     /// Removes exactly what `inject` added. Idempotent: a fault already gone is success.
     async fn recover(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError>;
+
+    /// Whether this injection can be paused where it is: the far side keeps it but stops its
+    /// effect, and can start it again (Chaos Mesh's pause annotation). The hub then pauses an
+    /// experiment with [`Adapter::pause`] and resumes it with [`Adapter::resume`]; otherwise it
+    /// recovers at a pause and injects again at a resume. Pure. Default: no.
+    fn pauses_in_place(&self, injection: &Injection) -> bool {
+        let _ = injection;
+        false
+    }
+
+    /// Pauses an injection in place and returns once the far side reports it paused (its
+    /// effect gone). Idempotent. Called only where [`Adapter::pauses_in_place`] says yes.
+    async fn pause(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {
+        let _ = env;
+        Err(AdapterError::Unsupported {
+            kind: injection.kind.clone(),
+            action: injection.actions.join(","),
+            message: "this adapter cannot pause a fault in place".into(),
+        })
+    }
+
+    /// Lets an injection paused in place take effect again and returns once the far side reads
+    /// it back in force. Idempotent. Called only where [`Adapter::pauses_in_place`] says yes.
+    async fn resume(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {
+        let _ = env;
+        Err(AdapterError::Unsupported {
+            kind: injection.kind.clone(),
+            action: injection.actions.join(","),
+            message: "this adapter cannot resume a fault in place".into(),
+        })
+    }
 }

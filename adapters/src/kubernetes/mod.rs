@@ -242,31 +242,19 @@ impl KubernetesAdapter {
         }
     }
 
-    /// Pauses a federated injection through Chaos Mesh's pause annotation and waits until
-    /// Chaos Mesh reports it paused.
-    pub async fn pause(
-        &self,
-        env: &Environment,
-        injection: &Injection,
-    ) -> Result<(), AdapterError> {
-        self.set_paused(env, injection, true).await
-    }
-
-    /// Removes the pause annotation and waits until Chaos Mesh reports the fault injected again.
-    pub async fn resume(
-        &self,
-        env: &Environment,
-        injection: &Injection,
-    ) -> Result<(), AdapterError> {
-        self.set_paused(env, injection, false).await
-    }
-
     async fn set_paused(
         &self,
         env: &Environment,
         injection: &Injection,
         pause: bool,
     ) -> Result<(), AdapterError> {
+        if injection.target.kind != FEDERATION_TARGET_KIND {
+            return Err(AdapterError::Unsupported {
+                kind: injection.kind.clone(),
+                action: injection.actions.join(","),
+                message: "only a fault federated to Chaos Mesh pauses in place".into(),
+            });
+        }
         let (config, cluster) = Self::connect(env).await?;
         let (served, namespace, name) = Self::object_of(&cluster, injection).await?;
         let api = federation::api(&cluster, &served, &namespace);
@@ -759,6 +747,21 @@ impl Adapter for KubernetesAdapter {
         } else {
             InjectionState::Absent
         })
+    }
+
+    /// A federated injection pauses in place: Chaos Mesh's pause annotation on its object.
+    fn pauses_in_place(&self, injection: &Injection) -> bool {
+        injection.target.kind == FEDERATION_TARGET_KIND
+    }
+
+    /// Sets Chaos Mesh's pause annotation and waits until Chaos Mesh reports `Paused`.
+    async fn pause(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {
+        self.set_paused(env, injection, true).await
+    }
+
+    /// Removes the pause annotation and waits until Chaos Mesh reports the fault injected again.
+    async fn resume(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {
+        self.set_paused(env, injection, false).await
     }
 
     async fn recover(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {

@@ -480,3 +480,122 @@ async fn the_environment_list_shows_each_clusters_reachability_and_chaos_mesh_ve
         ]
     );
 }
+
+/// The hub's own pause of a federated experiment sets Chaos Mesh's pause annotation on the
+/// applied object (it is not deleted), and the experiment is `Paused` only once Chaos Mesh
+/// (the stand-in) reports `Paused`; resume removes the annotation and it runs again once Chaos
+/// Mesh reports it injected, for what was left of its window; a stop while paused deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hubs_pause_of_a_federated_experiment_is_chaos_meshs_pause_annotation() {
+    let Some(server) = k8s::server() else { return };
+    let ns = k8s::TestNamespace::create(server, "pause").await;
+    let client = k8s::admin_client(&server.kubeconfig).await;
+    for pod in ["web-0", "web-1"] {
+        k8s::create_pod(&client, &ns.name, pod, json!({"app": "web"}), None).await;
+    }
+    let standin =
+        StandInChaosMeshController::start(client.clone(), "NetworkChaos", "networkchaos", &ns.name);
+    standin.open_gate();
+    let hub = Sandbox::start(0).await;
+    let env = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-p}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh, confirm_timeout_ms: 20000}}\n",
+        server.kubeconfig.display()
+    );
+    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
+    assert_eq!(status, 201, "{body}");
+    let manifest = format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: slow-web, namespace: {}}}\nspec:\n  action: delay\n  mode: all\n  selector: {{labelSelectors: {{app: web}}}}\n  delay: {{latency: 50ms}}\n  duration: 120s\n  remoteCluster: cluster-p\n",
+        ns.name
+    );
+    let (status, created) = hub.post_yaml("/api/v1/experiments", &manifest).await;
+    assert_eq!(status, 201, "{created}");
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    hub.wait_phase(&uid, "Running", Duration::from_secs(20))
+        .await;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &network_chaos());
+    let name = format!("chaoshub-{uid}-0");
+    let uid_of = |o: &DynamicObject| o.metadata.uid.clone().unwrap();
+    let applied = uid_of(&api.get(&name).await.unwrap());
+
+    // Chaos Mesh has not acted on the annotation yet: the hub waits, still Running.
+    standin.honour_pauses(false);
+    let (status, body) = hub.post(&format!("/api/v1/experiments/{uid}/pause")).await;
+    assert_eq!(status, 200, "{body}");
+    let started = std::time::Instant::now();
+    loop {
+        let object = api.get(&name).await.unwrap();
+        let annotations = object.metadata.annotations.clone().unwrap_or_default();
+        if annotations
+            .get("experiment.chaos-mesh.org/pause")
+            .map(String::as_str)
+            == Some("true")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never annotated"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (_, now) = hub.get(&format!("/api/v1/experiments/{uid}")).await;
+    assert_eq!(now["status"]["phase"], json!("Running"), "{now:#}");
+
+    standin.honour_pauses(true);
+    let paused = hub
+        .wait_phase(&uid, "Paused", Duration::from_secs(20))
+        .await;
+    // Paused in place: the same object, Chaos Mesh's records recovered, the target held.
+    let object = serde_json::to_value(api.get(&name).await.unwrap()).unwrap();
+    assert_eq!(object["metadata"]["uid"], json!(applied));
+    let paused_condition = object["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == json!("Paused"))
+        .unwrap()
+        .clone();
+    assert_eq!(paused_condition["status"], json!("True"), "{object:#}");
+    assert_eq!(
+        paused["status"]["targets"][0]["phase"],
+        json!("Injected"),
+        "{paused:#}"
+    );
+    let remaining = paused["status"]["remainingMs"].as_u64().unwrap();
+    assert!(remaining > 100_000 && remaining <= 120_000, "{paused:#}");
+
+    // Resume: the annotation goes, Chaos Mesh injects again, the window continues.
+    let (status, body) = hub.post(&format!("/api/v1/experiments/{uid}/resume")).await;
+    assert_eq!(status, 200, "{body}");
+    let running = hub
+        .wait_phase(&uid, "Running", Duration::from_secs(20))
+        .await;
+    let object = api.get(&name).await.unwrap();
+    assert_eq!(uid_of(&object), applied, "the object was never re-created");
+    assert!(!object
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .contains_key("experiment.chaos-mesh.org/pause"));
+    assert_eq!(running["status"]["targets"][0]["injections"], json!(1));
+    assert!(running["status"]["deadline"].is_string(), "{running:#}");
+
+    // Paused again, then stopped while paused: the object is deleted.
+    let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/pause")).await;
+    assert_eq!(status, 200);
+    hub.wait_phase(&uid, "Paused", Duration::from_secs(20))
+        .await;
+    let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/stop")).await;
+    assert_eq!(status, 200);
+    let aborted = hub
+        .wait_phase(&uid, "Aborted", Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        aborted["status"]["targets"][0]["phase"],
+        json!("Recovered"),
+        "{aborted:#}"
+    );
+    assert!(api.get_opt(&name).await.unwrap().is_none());
+    drop(standin);
+}
