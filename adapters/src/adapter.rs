@@ -164,6 +164,18 @@ pub trait Adapter: Send + Sync {
         None
     }
 
+    /// The environment this adapter registers from a manifest of another kind than
+    /// `Environment` (the Kubernetes adapter: Chaos Mesh's `RemoteCluster`), or the problems
+    /// with their field paths; `None` when the kind is not one it registers. The hub asks every
+    /// adapter, so a kind is registered by at most one. Pure: no network, no file read.
+    fn environment_from(
+        &self,
+        manifest: &Manifest,
+    ) -> Option<Result<EnvironmentSpec, ValidationErrors>> {
+        let _ = manifest;
+        None
+    }
+
     /// Pure check of an environment's endpoint and settings; never touches the network.
     fn validate_environment(&self, env: &Environment) -> Result<(), ValidationErrors>;
 

@@ -133,21 +133,72 @@ impl Hub {
         replace: bool,
     ) -> Result<(EnvironmentObject, bool), HubError> {
         let manifest = chaoshub_schema::manifest_from_value(value).map_err(HubError::invalid)?;
-        let Spec::Environment(spec) = &manifest.spec else {
-            return Err(HubError::invalid_field(
-                "kind",
-                format!("expected kind Environment (apiVersion chaoshub.dev/v1alpha1), got {}; experiments go to /api/v1/experiments", manifest.kind()),
-            ));
-        };
         let name = manifest.metadata.name.clone().ok_or_else(|| {
-            HubError::invalid_field("metadata.name", "is required for an Environment")
+            HubError::invalid_field(
+                "metadata.name",
+                format!("is required for an {}", manifest.kind()),
+            )
         })?;
-        self.register_environment_spec(
-            &name,
-            (**spec).clone(),
-            manifest.metadata.labels.clone(),
-            replace,
-        )
+        let spec = match &manifest.spec {
+            Spec::Environment(spec) => (**spec).clone(),
+            _ => {
+                // Another kind an adapter registers an environment from (Chaos Mesh's
+                // RemoteCluster): applied again, it updates the environment.
+                let spec = self.environment_from(&manifest)?;
+                let replace = match self.store().get_environment(&name)? {
+                    Some(stored) if stored.spec.adapter != spec.adapter => {
+                        return Err(HubError::Conflict {
+                            code: "already_exists",
+                            message: format!(
+                                "environment {name:?} is already registered with adapter {}; a {} only registers or updates a {} environment: delete it first or use another name",
+                                stored.spec.adapter,
+                                manifest.kind(),
+                                spec.adapter
+                            ),
+                        });
+                    }
+                    stored => stored.is_some(),
+                };
+                return self.register_environment_spec(
+                    &name,
+                    spec,
+                    manifest.metadata.labels.clone(),
+                    replace,
+                );
+            }
+        };
+        self.register_environment_spec(&name, spec, manifest.metadata.labels.clone(), replace)
+    }
+
+    /// The environment an adapter registers from a manifest of another kind than Environment
+    /// (`Adapter::environment_from`); 400 naming `kind` when no adapter registers that kind.
+    fn environment_from(&self, manifest: &Manifest) -> Result<EnvironmentSpec, HubError> {
+        self.engine
+            .registry()
+            .all()
+            .iter()
+            .find_map(|adapter| adapter.environment_from(manifest))
+            .unwrap_or_else(|| {
+                Err(ValidationErrors::single(
+                    "kind",
+                    format!(
+                        "expected kind Environment (apiVersion chaoshub.dev/v1alpha1) or another kind an adapter registers environments from, got {}; experiments go to /api/v1/experiments",
+                        manifest.kind()
+                    ),
+                ))
+            })
+            .map_err(HubError::invalid)
+    }
+
+    /// Whether a kind registers an environment (Environment, or one an adapter registers from).
+    fn registers_environment(&self, manifest: &Manifest) -> bool {
+        manifest.kind() == Kind::Environment
+            || self
+                .engine
+                .registry()
+                .all()
+                .iter()
+                .any(|adapter| adapter.environment_from(manifest).is_some())
     }
 
     /// Registers an environment; the answer shows its secret settings as `"***"`
@@ -431,10 +482,10 @@ impl Hub {
         let mut manifest =
             chaoshub_schema::manifest_from_value(value).map_err(HubError::invalid)?;
         let kind = manifest.kind();
-        if kind == Kind::Environment {
+        if self.registers_environment(&manifest) {
             return Err(HubError::invalid_field(
                 "kind",
-                "Environment manifests are registered with POST /api/v1/environments",
+                format!("{kind} manifests register environments: POST them to /api/v1/environments (chaoshub apply does)"),
             ));
         }
         // The caller's scope, before anything else is looked at (None for the hub's own work).

@@ -35,7 +35,10 @@ pub use cluster::{
     ClusterReport, MissingPermission, ServedKind, CHAOS_MESH_GROUP, CHAOS_MESH_VERSION,
     FEDERATION_VERBS, NATIVE_POD_VERBS,
 };
-pub use config::{KubernetesConfig, Mode, DEFAULT_CONFIRM_TIMEOUT_MS, KNOWN_SETTINGS};
+pub use config::{
+    from_remote_cluster, KubernetesConfig, Mode, CONTEXT_ANNOTATION, DEFAULT_CONFIRM_TIMEOUT_MS,
+    KNOWN_SETTINGS, KUBECONFIG_ANNOTATION,
+};
 pub use federation::{
     object_name, EXPERIMENT_UID_LABEL, FIELD_MANAGER, INJECTION_ID_LABEL, PAUSE_ANNOTATION,
     RECORDS_FINALIZER,
@@ -451,6 +454,20 @@ impl Adapter for KubernetesAdapter {
         let config = KubernetesConfig::from_environment(env).ok()?;
         (config.mode == Mode::Native && !native_runs(&capability.kind, &capability.action))
             .then(|| native_gap(&config, &capability.kind, &capability.action))
+    }
+
+    /// Chaos Mesh's `RemoteCluster`: a kubernetes environment of the same name
+    /// (`config::from_remote_cluster`).
+    fn environment_from(
+        &self,
+        manifest: &Manifest,
+    ) -> Option<Result<chaoshub_schema::environment::EnvironmentSpec, ValidationErrors>> {
+        match &manifest.spec {
+            chaoshub_schema::Spec::RemoteCluster(spec) => {
+                Some(config::from_remote_cluster(manifest, spec))
+            }
+            _ => None,
+        }
     }
 
     fn validate_environment(&self, env: &Environment) -> Result<(), ValidationErrors> {

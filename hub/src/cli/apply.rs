@@ -32,7 +32,11 @@ pub enum Route {
 pub fn route(document: &Value) -> Route {
     let api_version = document.get("apiVersion").and_then(Value::as_str);
     let kind = document.get("kind").and_then(Value::as_str);
-    if api_version == Some(CHAOSHUB_API_VERSION) && kind == Some("Environment") {
+    if (api_version == Some(CHAOSHUB_API_VERSION) && kind == Some("Environment"))
+        || (api_version == Some(chaoshub_schema::CHAOS_MESH_API_VERSION)
+            && kind == Some("RemoteCluster"))
+    {
+        // Chaos Mesh's RemoteCluster registers a kubernetes environment of its name.
         Route::Environment
     } else {
         Route::Experiment
@@ -433,6 +437,9 @@ metadata: {name: not-ours}
                 Route::Experiment
             ]
         );
+        // Chaos Mesh's RemoteCluster registers a kubernetes environment.
+        let remote = json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "RemoteCluster"});
+        assert_eq!(route(&remote), Route::Environment);
         let refs: Vec<String> = docs
             .iter()
             .enumerate()

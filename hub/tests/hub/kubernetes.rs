@@ -599,3 +599,124 @@ async fn the_hubs_pause_of_a_federated_experiment_is_chaos_meshs_pause_annotatio
     assert!(api.get_opt(&name).await.unwrap().is_none());
     drop(standin);
 }
+
+/// Chaos Mesh's `RemoteCluster` registers (and, applied again, updates) a kubernetes
+/// environment of its name from the kubeconfig file its `chaoshub.dev/kubeconfig` annotation
+/// names; one with only Chaos Mesh's Secret reference is a 400 naming
+/// `spec.kubeConfig.secretRef` and saying why; `spec.remoteCluster` then routes a PodChaos to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_cluster_registers_an_environment_that_spec_remote_cluster_routes_to() {
+    let Some(server) = k8s::plain_server() else {
+        return;
+    };
+    let ns = k8s::TestNamespace::create(server, "remote").await;
+    let client = k8s::admin_client(&server.kubeconfig).await;
+    for pod in ["victim-0", "bystander"] {
+        let app = pod.split('-').next().unwrap();
+        k8s::create_pod(&client, &ns.name, pod, json!({"app": app}), Some("node-a")).await;
+    }
+    let hub = Sandbox::start(0).await;
+    let remote = |annotations: &str| {
+        format!(
+            "apiVersion: chaos-mesh.org/v1alpha1\nkind: RemoteCluster\nmetadata:\n  name: cluster-r\n  labels: {{region: eu}}\n{annotations}spec:\n  namespace: chaos-mesh\n  version: 2.6.3\n  kubeConfig:\n    secretRef: {{name: cluster-r-kubeconfig, namespace: default, key: kubeconfig}}\n"
+        )
+    };
+
+    // Only Chaos Mesh's Secret reference: the hub cannot read it, and says so.
+    let (status, body) = hub.post_yaml("/api/v1/environments", &remote("")).await;
+    assert_eq!(status, 400, "{body:#}");
+    assert_eq!(
+        body["details"][0]["path"],
+        json!("spec.kubeConfig.secretRef"),
+        "{body:#}"
+    );
+    let message = body["details"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot read Secret default/cluster-r-kubeconfig")
+            && message.contains("chaoshub.dev/kubeconfig"),
+        "{message}"
+    );
+    let (status, _) = hub.get("/api/v1/environments/cluster-r").await;
+    assert_eq!(status, 404);
+    // A relative path is named too.
+    let (status, body) = hub
+        .post_yaml(
+            "/api/v1/environments",
+            &remote("  annotations: {chaoshub.dev/kubeconfig: kubeconfig}\n"),
+        )
+        .await;
+    assert_eq!(status, 400, "{body:#}");
+    assert_eq!(
+        body["details"][0]["path"],
+        json!("metadata.annotations[\"chaoshub.dev/kubeconfig\"]"),
+        "{body:#}"
+    );
+
+    // With the kubeconfig's path: a kubernetes environment of the same name.
+    let with_path = remote(&format!(
+        "  annotations: {{chaoshub.dev/kubeconfig: {}}}\n",
+        server.kubeconfig.display()
+    ));
+    let (status, env) = hub.post_yaml("/api/v1/environments", &with_path).await;
+    assert_eq!(status, 201, "{env:#}");
+    assert_eq!(env["spec"]["adapter"], json!("kubernetes"));
+    assert_eq!(
+        env["spec"]["settings"]["kubeconfig"],
+        json!(server.kubeconfig.display().to_string())
+    );
+    assert_eq!(env["metadata"]["labels"]["region"], json!("eu"));
+    // Applied again (changed): updated in place, not a 409.
+    let changed = with_path.replace("region: eu", "region: us");
+    let (status, env) = hub.post_yaml("/api/v1/environments", &changed).await;
+    assert_eq!(status, 200, "{env:#}");
+    assert_eq!(env["metadata"]["labels"]["region"], json!("us"));
+    let status_now = status_of(&hub, "cluster-r").await;
+    assert_eq!(
+        status_now["status"]["reachable"],
+        json!(true),
+        "{status_now:#}"
+    );
+    // It registers environments; it is not an experiment.
+    let (status, body) = hub.post_yaml("/api/v1/experiments", &with_path).await;
+    assert_eq!(status, 400, "{body:#}");
+    assert!(
+        body["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/environments"),
+        "{body:#}"
+    );
+
+    // spec.remoteCluster routes an unchanged Chaos Mesh manifest to it (no Chaos Mesh there:
+    // mode auto runs pod-kill natively).
+    let manifest = format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: PodChaos\nmetadata: {{name: kill, namespace: {}}}\nspec:\n  action: pod-kill\n  mode: all\n  gracePeriod: 3\n  selector: {{labelSelectors: {{app: victim}}}}\n  remoteCluster: cluster-r\n",
+        ns.name
+    );
+    let (status, created) = hub.post_yaml("/api/v1/experiments", &manifest).await;
+    assert_eq!(status, 201, "{created:#}");
+    assert_eq!(created["status"]["environment"], json!("cluster-r"));
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    let running = hub
+        .wait_phase(&uid, "Running", Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        running["status"]["targets"][0]["target"]["name"],
+        json!("victim-0"),
+        "{running:#}"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let victim = pods.get("victim-0").await.unwrap();
+    assert_eq!(victim.metadata.deletion_grace_period_seconds, Some(3));
+    assert!(pods
+        .get("bystander")
+        .await
+        .unwrap()
+        .metadata
+        .deletion_timestamp
+        .is_none());
+    let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/stop")).await;
+    assert_eq!(status, 200);
+    hub.wait_phase(&uid, "Aborted", Duration::from_secs(20))
+        .await;
+}
