@@ -720,3 +720,67 @@ async fn a_remote_cluster_registers_an_environment_that_spec_remote_cluster_rout
     hub.wait_phase(&uid, "Aborted", Duration::from_secs(20))
         .await;
 }
+
+/// When Chaos Mesh does not report the pause within `confirm_timeout_ms`, the hub removes the
+/// object instead (a pause never leaves the fault in force), says why in its events, and
+/// resume applies it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_chaos_mesh_does_not_report_removes_the_object_instead() {
+    let Some(server) = k8s::server() else { return };
+    let ns = k8s::TestNamespace::create(server, "pause-late").await;
+    let client = k8s::admin_client(&server.kubeconfig).await;
+    k8s::create_pod(&client, &ns.name, "web-0", json!({"app": "web"}), None).await;
+    let standin =
+        StandInChaosMeshController::start(client.clone(), "NetworkChaos", "networkchaos", &ns.name);
+    standin.open_gate();
+    standin.honour_pauses(false);
+    let hub = Sandbox::start(0).await;
+    let env = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-q}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh, confirm_timeout_ms: 1500}}\n",
+        server.kubeconfig.display()
+    );
+    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
+    assert_eq!(status, 201, "{body}");
+    let manifest = format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: slow-web, namespace: {}}}\nspec:\n  action: delay\n  mode: all\n  selector: {{labelSelectors: {{app: web}}}}\n  delay: {{latency: 50ms}}\n  duration: 120s\n  environment: cluster-q\n",
+        ns.name
+    );
+    let (status, created) = hub.post_yaml("/api/v1/experiments", &manifest).await;
+    assert_eq!(status, 201, "{created}");
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    hub.wait_phase(&uid, "Running", Duration::from_secs(20))
+        .await;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &network_chaos());
+    let name = format!("chaoshub-{uid}-0");
+    let first = api.get(&name).await.unwrap().metadata.uid;
+
+    let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/pause")).await;
+    assert_eq!(status, 200);
+    let paused = hub
+        .wait_phase(&uid, "Paused", Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        paused["status"]["targets"][0]["phase"],
+        json!("Recovered"),
+        "{paused:#}"
+    );
+    assert!(api.get_opt(&name).await.unwrap().is_none());
+    let (_, events) = hub.get(&format!("/api/v1/events?experiment={uid}")).await;
+    assert!(
+        events.to_string().contains("pausing in place failed"),
+        "{events:#}"
+    );
+
+    let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/resume")).await;
+    assert_eq!(status, 200);
+    hub.wait_phase(&uid, "Running", Duration::from_secs(20))
+        .await;
+    let again = api.get(&name).await.unwrap().metadata.uid;
+    assert_ne!(again, first, "applied anew");
+    let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/stop")).await;
+    assert_eq!(status, 200);
+    hub.wait_phase(&uid, "Aborted", Duration::from_secs(20))
+        .await;
+    assert!(api.get_opt(&name).await.unwrap().is_none());
+    drop(standin);
+}
