@@ -1340,13 +1340,21 @@ impl Engine {
                 .recover(row, ExperimentPhase::Paused, "pause requested")
                 .await;
         };
-        let failures: Vec<String> =
-            futures::future::join_all(held.iter().map(|i| adapter.pause(&env, i)))
-                .await
-                .into_iter()
-                .zip(&held)
-                .filter_map(|(r, i)| r.err().map(|e| format!("{}: {e}", i.target.name)))
-                .collect();
+        let calls = self.telemetry.adapter_calls(row);
+        let failures: Vec<String> = futures::future::join_all(held.iter().map(|i| {
+            let call = calls.start(AdapterOp::Pause, &i.target, &i.injection_id);
+            let (adapter, env) = (&adapter, &env);
+            async move {
+                let result = adapter.pause(env, i).await;
+                call.finish(result.as_ref().err().map(|e| e.to_string()).as_deref());
+                result
+            }
+        }))
+        .await
+        .into_iter()
+        .zip(&held)
+        .filter_map(|(r, i)| r.err().map(|e| format!("{}: {e}", i.target.name)))
+        .collect();
         if !failures.is_empty() {
             // A pause never leaves a fault in force: what could not be paused is removed.
             let why = format!(
@@ -1388,13 +1396,21 @@ impl Engine {
             .filter(|r| needs_recovery(r))
             .map(|r| injection_of(row, r))
             .collect();
-        let failures: Vec<String> =
-            futures::future::join_all(held.iter().map(|i| adapter.resume(&env, i)))
-                .await
-                .into_iter()
-                .zip(&held)
-                .filter_map(|(r, i)| r.err().map(|e| format!("{}: {e}", i.target.name)))
-                .collect();
+        let calls = self.telemetry.adapter_calls(row);
+        let failures: Vec<String> = futures::future::join_all(held.iter().map(|i| {
+            let call = calls.start(AdapterOp::Resume, &i.target, &i.injection_id);
+            let (adapter, env) = (&adapter, &env);
+            async move {
+                let result = adapter.resume(env, i).await;
+                call.finish(result.as_ref().err().map(|e| e.to_string()).as_deref());
+                result
+            }
+        }))
+        .await
+        .into_iter()
+        .zip(&held)
+        .filter_map(|(r, i)| r.err().map(|e| format!("{}: {e}", i.target.name)))
+        .collect();
         if !failures.is_empty() {
             let why = format!(
                 "resuming in place failed ({}); every fault removed",

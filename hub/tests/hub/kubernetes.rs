@@ -484,7 +484,8 @@ async fn the_environment_list_shows_each_clusters_reachability_and_chaos_mesh_ve
 /// The hub's own pause of a federated experiment sets Chaos Mesh's pause annotation on the
 /// applied object (it is not deleted), and the experiment is `Paused` only once Chaos Mesh
 /// (the stand-in) reports `Paused`; resume removes the annotation and it runs again once Chaos
-/// Mesh reports it injected, for what was left of its window; a stop while paused deletes it.
+/// Mesh reports it injected, for what was left of its window (also after a hub restart while
+/// paused); a stop while paused deletes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_hubs_pause_of_a_federated_experiment_is_chaos_meshs_pause_annotation() {
     let Some(server) = k8s::server() else { return };
@@ -496,7 +497,7 @@ async fn the_hubs_pause_of_a_federated_experiment_is_chaos_meshs_pause_annotatio
     let standin =
         StandInChaosMeshController::start(client.clone(), "NetworkChaos", "networkchaos", &ns.name);
     standin.open_gate();
-    let hub = Sandbox::start(0).await;
+    let mut hub = Sandbox::start(0).await;
     let env = format!(
         "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-p}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh, confirm_timeout_ms: 20000}}\n",
         server.kubeconfig.display()
@@ -564,6 +565,13 @@ async fn the_hubs_pause_of_a_federated_experiment_is_chaos_meshs_pause_annotatio
     );
     let remaining = paused["status"]["remainingMs"].as_u64().unwrap();
     assert!(remaining > 100_000 && remaining <= 120_000, "{paused:#}");
+
+    // A restarted hub keeps it paused in place: nothing is applied or deleted.
+    hub.restart().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, after) = hub.get(&format!("/api/v1/experiments/{uid}")).await;
+    assert_eq!(after["status"]["phase"], json!("Paused"), "{after:#}");
+    assert_eq!(uid_of(&api.get(&name).await.unwrap()), applied);
 
     // Resume: the annotation goes, Chaos Mesh injects again, the window continues.
     let (status, body) = hub.post(&format!("/api/v1/experiments/{uid}/resume")).await;
