@@ -820,21 +820,6 @@ impl Engine {
                 events::EXPERIMENT_FAILED,
                 format!("failed: {}", row.status.reason.clone().unwrap_or_default()),
             ),
-            ExperimentPhase::Paused if row.status.targets.iter().any(needs_recovery) => {
-                let remaining = row
-                    .status
-                    .deadline
-                    .as_deref()
-                    .and_then(time::parse)
-                    .map(|d| (d - now).num_milliseconds().max(0) as u64);
-                row.status.remaining_ms = remaining;
-                row.status.deadline = None;
-                (
-                    events::EXPERIMENT_PAUSED,
-                    "paused: the environment holds the faults paused in place, experiment kept"
-                        .to_string(),
-                )
-            }
             ExperimentPhase::Paused => {
                 let remaining = row
                     .status
@@ -844,10 +829,13 @@ impl Engine {
                     .map(|d| (d - now).num_milliseconds().max(0) as u64);
                 row.status.remaining_ms = remaining;
                 row.status.deadline = None;
-                (
-                    events::EXPERIMENT_PAUSED,
-                    "paused: faults removed, experiment kept".to_string(),
-                )
+                // Faults paused in place (Engine::pause) are still held by the environment.
+                let message = if row.status.targets.iter().any(needs_recovery) {
+                    "paused: the environment holds the faults paused in place, experiment kept"
+                } else {
+                    "paused: faults removed, experiment kept"
+                };
+                (events::EXPERIMENT_PAUSED, message.to_string())
             }
             _ => (events::EXPERIMENT_FINISHED, String::new()),
         };
@@ -1340,21 +1328,9 @@ impl Engine {
                 .recover(row, ExperimentPhase::Paused, "pause requested")
                 .await;
         };
-        let calls = self.telemetry.adapter_calls(row);
-        let failures: Vec<String> = futures::future::join_all(held.iter().map(|i| {
-            let call = calls.start(AdapterOp::Pause, &i.target, &i.injection_id);
-            let (adapter, env) = (&adapter, &env);
-            async move {
-                let result = adapter.pause(env, i).await;
-                call.finish(result.as_ref().err().map(|e| e.to_string()).as_deref());
-                result
-            }
-        }))
-        .await
-        .into_iter()
-        .zip(&held)
-        .filter_map(|(r, i)| r.err().map(|e| format!("{}: {e}", i.target.name)))
-        .collect();
+        let failures = self
+            .in_place(row, &env, adapter.as_ref(), &held, AdapterOp::Pause)
+            .await;
         if !failures.is_empty() {
             // A pause never leaves a fault in force: what could not be paused is removed.
             let why = format!(
@@ -1364,6 +1340,38 @@ impl Engine {
             return self.recover(row, ExperimentPhase::Paused, &why).await;
         }
         self.finish(row, ExperimentPhase::Paused)
+    }
+
+    /// Pauses (`AdapterOp::Pause`) or resumes (`AdapterOp::Resume`) every held injection in
+    /// place, concurrently, each measured as an adapter call; returns the failures, one line
+    /// per target.
+    async fn in_place(
+        &self,
+        row: &ExperimentRow,
+        env: &Environment,
+        adapter: &dyn Adapter,
+        held: &[Injection],
+        op: AdapterOp,
+    ) -> Vec<String> {
+        let calls = self.telemetry.adapter_calls(row);
+        let results = futures::future::join_all(held.iter().map(|injection| {
+            let call = calls.start(op, &injection.target, &injection.injection_id);
+            async move {
+                let result = if op == AdapterOp::Pause {
+                    adapter.pause(env, injection).await
+                } else {
+                    adapter.resume(env, injection).await
+                };
+                call.finish(result.as_ref().err().map(|e| e.to_string()).as_deref());
+                result
+            }
+        }))
+        .await;
+        results
+            .into_iter()
+            .zip(held)
+            .filter_map(|(r, i)| r.err().map(|e| format!("{}: {e}", i.target.name)))
+            .collect()
     }
 
     /// Ends a Pending or Paused experiment in `phase`: faults held paused in place are
@@ -1396,21 +1404,9 @@ impl Engine {
             .filter(|r| needs_recovery(r))
             .map(|r| injection_of(row, r))
             .collect();
-        let calls = self.telemetry.adapter_calls(row);
-        let failures: Vec<String> = futures::future::join_all(held.iter().map(|i| {
-            let call = calls.start(AdapterOp::Resume, &i.target, &i.injection_id);
-            let (adapter, env) = (&adapter, &env);
-            async move {
-                let result = adapter.resume(env, i).await;
-                call.finish(result.as_ref().err().map(|e| e.to_string()).as_deref());
-                result
-            }
-        }))
-        .await
-        .into_iter()
-        .zip(&held)
-        .filter_map(|(r, i)| r.err().map(|e| format!("{}: {e}", i.target.name)))
-        .collect();
+        let failures = self
+            .in_place(row, &env, adapter.as_ref(), &held, AdapterOp::Resume)
+            .await;
         if !failures.is_empty() {
             let why = format!(
                 "resuming in place failed ({}); every fault removed",
