@@ -136,3 +136,131 @@ fn unreachable(env: &Environment, error: &str) -> EnvironmentStatus {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use chaoshub_adapters::{EnvironmentReport, FaultRequest, Injection, InjectionState};
+    use chaoshub_schema::{Target, ValidationErrors};
+    use serde_json::{json, Value};
+
+    /// Answers its check after `delay` with `version`, or fails as unreachable.
+    struct Checked {
+        delay: Duration,
+        version: Option<&'static str>,
+    }
+
+    #[async_trait]
+    impl Adapter for Checked {
+        fn adapter_type(&self) -> &'static str {
+            "checked"
+        }
+        fn description(&self) -> &'static str {
+            "a check that takes its time"
+        }
+        fn capabilities(&self) -> Vec<chaoshub_schema::api::Capability> {
+            Vec::new()
+        }
+        fn validate_environment(&self, _: &Environment) -> Result<(), ValidationErrors> {
+            Ok(())
+        }
+        async fn environment_status(
+            &self,
+            env: &Environment,
+        ) -> Result<Option<EnvironmentReport>, AdapterError> {
+            tokio::time::sleep(self.delay).await;
+            match self.version {
+                Some(v) => Ok(Some(EnvironmentReport {
+                    details: [("version".to_string(), json!(v))].into(),
+                    problems: Vec::new(),
+                })),
+                None => Err(AdapterError::Unreachable {
+                    environment: env.name.clone(),
+                    endpoint: "http://192.0.2.1".into(),
+                    message: "connection refused".into(),
+                }),
+            }
+        }
+        async fn discover(&self, _: &Environment) -> Result<Vec<Target>, AdapterError> {
+            Ok(Vec::new())
+        }
+        async fn inject(
+            &self,
+            _: &Environment,
+            _: &FaultRequest,
+            _: &Target,
+        ) -> Result<Value, AdapterError> {
+            Ok(Value::Null)
+        }
+        async fn status(
+            &self,
+            _: &Environment,
+            _: &Injection,
+        ) -> Result<InjectionState, AdapterError> {
+            Ok(InjectionState::Absent)
+        }
+        async fn recover(&self, _: &Environment, _: &Injection) -> Result<(), AdapterError> {
+            Ok(())
+        }
+    }
+
+    fn env() -> Environment {
+        serde_json::from_value::<chaoshub_schema::environment::EnvironmentSpec>(
+            json!({"adapter": "checked"}),
+        )
+        .map(|spec| Environment {
+            name: "e".into(),
+            spec,
+        })
+        .unwrap()
+    }
+
+    async fn settled(statuses: &EnvironmentStatuses) -> Option<EnvironmentStatus> {
+        for _ in 0..200 {
+            if !lock(&statuses.by_env)["e"].checking {
+                return lock(&statuses.by_env)["e"].status.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the check never ended");
+    }
+
+    #[tokio::test]
+    async fn only_the_newest_check_is_kept_and_a_failure_is_unreachable() {
+        let statuses = EnvironmentStatuses::default();
+        let slow = Arc::new(Checked {
+            delay: Duration::from_millis(300),
+            version: Some("old"),
+        });
+        let fast = Arc::new(Checked {
+            delay: Duration::ZERO,
+            version: Some("new"),
+        });
+        statuses.refresh(slow, env(), true);
+        // Re-registered while the first check runs: its outcome must not win.
+        statuses.refresh(fast.clone(), env(), true);
+        let status = settled(&statuses).await.unwrap();
+        assert!(status.reachable);
+        assert_eq!(status.details["version"], json!("new"));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            statuses.current(fast, env()).unwrap().details["version"],
+            json!("new")
+        );
+
+        let down = Arc::new(Checked {
+            delay: Duration::ZERO,
+            version: None,
+        });
+        statuses.refresh(down, env(), true);
+        let status = settled(&statuses).await.unwrap();
+        assert!(!status.reachable);
+        assert!(
+            status.problems[0].contains("connection refused"),
+            "{status:?}"
+        );
+        statuses.forget("e");
+        assert!(lock(&statuses.by_env).get("e").is_none());
+    }
+}
