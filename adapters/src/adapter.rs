@@ -86,6 +86,16 @@ pub enum Selection {
     Final(Vec<Target>),
 }
 
+/// What an adapter found out about an environment's far side (see
+/// [`Adapter::environment_status`]), shown in the environment's `status`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnvironmentReport {
+    /// Facts by name (versions, what the far side serves), never a secret.
+    pub details: std::collections::BTreeMap<String, Value>,
+    /// What the check found wrong, in plain words (a missing permission, a missing component).
+    pub problems: Vec<String>,
+}
+
 /// Errors of adapters. The hub maps them onto HTTP statuses and experiment reasons.
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {
@@ -154,6 +164,18 @@ pub trait Adapter: Send + Sync {
         None
     }
 
+    /// The environment this adapter registers from a manifest of another kind than
+    /// `Environment` (the Kubernetes adapter: Chaos Mesh's `RemoteCluster`), or the problems
+    /// with their field paths; `None` when the kind is not one it registers. The hub asks every
+    /// adapter, so a kind is registered by at most one. Pure: no network, no file read.
+    fn environment_from(
+        &self,
+        manifest: &Manifest,
+    ) -> Option<Result<EnvironmentSpec, ValidationErrors>> {
+        let _ = manifest;
+        None
+    }
+
     /// Pure check of an environment's endpoint and settings; never touches the network.
     fn validate_environment(&self, env: &Environment) -> Result<(), ValidationErrors>;
 
@@ -199,6 +221,19 @@ pub trait Adapter: Send + Sync {
         Ok(())
     }
 
+    /// Checks the far side for the environment's status (`GET /api/v1/environments`): whether
+    /// it answers, its versions, what it is missing. The hub calls it in the background at
+    /// registration, at start and when a read finds the status old; an error is shown as the
+    /// environment being unreachable, with the error as the problem. May touch the network.
+    /// Default: nothing to report, and the environment has no status.
+    async fn environment_status(
+        &self,
+        env: &Environment,
+    ) -> Result<Option<EnvironmentReport>, AdapterError> {
+        let _ = env;
+        Ok(None)
+    }
+
     /// Pure check of one fault before anything is stored or touched: values this adapter cannot
     /// express are refused at submission (`Rejected` → 400, `Unsupported` → 422) instead of
     /// failing the experiment at injection. Never touches the network. Default: nothing to check.
@@ -238,4 +273,35 @@ pub trait Adapter: Send + Sync {
 
     /// Removes exactly what `inject` added. Idempotent: a fault already gone is success.
     async fn recover(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError>;
+
+    /// Whether this injection can be paused where it is: the far side keeps it but stops its
+    /// effect, and can start it again (Chaos Mesh's pause annotation). The hub then pauses an
+    /// experiment with [`Adapter::pause`] and resumes it with [`Adapter::resume`]; otherwise it
+    /// recovers at a pause and injects again at a resume. Pure. Default: no.
+    fn pauses_in_place(&self, injection: &Injection) -> bool {
+        let _ = injection;
+        false
+    }
+
+    /// Pauses an injection in place and returns once the far side reports it paused (its
+    /// effect gone). Idempotent. Called only where [`Adapter::pauses_in_place`] says yes.
+    async fn pause(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {
+        let _ = env;
+        Err(AdapterError::Unsupported {
+            kind: injection.kind.clone(),
+            action: injection.actions.join(","),
+            message: "this adapter cannot pause a fault in place".into(),
+        })
+    }
+
+    /// Lets an injection paused in place take effect again and returns once the far side reads
+    /// it back in force. Idempotent. Called only where [`Adapter::pauses_in_place`] says yes.
+    async fn resume(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {
+        let _ = env;
+        Err(AdapterError::Unsupported {
+            kind: injection.kind.clone(),
+            action: injection.actions.join(","),
+            message: "this adapter cannot resume a fault in place".into(),
+        })
+    }
 }

@@ -83,6 +83,8 @@ pub struct Engine {
     pub agents: Arc<crate::agents::AgentRegistry>,
     /// Environments being prepared; an injection waits for its environment's.
     pub preparations: crate::preparation::Preparations,
+    /// What each environment's adapter last reported about its far side.
+    pub environment_statuses: crate::environment_status::EnvironmentStatuses,
 }
 
 /// When a controller wants its next pass over an experiment.
@@ -210,6 +212,17 @@ impl Start for Inject {
         row: &'a mut ExperimentRow,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            // Faults paused in place (Engine::pause) are still there: they are resumed, not
+            // injected again.
+            if row.status.targets.iter().any(needs_recovery) {
+                let ev = experiment_event(
+                    row,
+                    events::EXPERIMENT_RESUMED,
+                    "resuming: the faults paused in place take effect again",
+                );
+                engine.save(row, vec![ev])?;
+                return engine.resume_in_place(row).await;
+            }
             let ev = experiment_event(
                 row,
                 events::EXPERIMENT_RESUMED,
@@ -329,6 +342,7 @@ impl Engine {
             telemetry,
             clock,
             preparations: Default::default(),
+            environment_statuses: Default::default(),
         })
     }
 
@@ -647,9 +661,10 @@ impl Engine {
                     // Halt-all may have raced with a resume or a submit: nothing is injected
                     // while the hub is halted.
                     let halt = self.store.halt_status()?;
-                    row.desired_reason =
-                        Some(format!("halted: {}", halt.reason.unwrap_or_default()));
-                    self.finish(&mut row, ExperimentPhase::Aborted)?;
+                    let why = format!("halted: {}", halt.reason.unwrap_or_default());
+                    row.desired_reason = Some(why.clone());
+                    self.end_paused(&mut row, ExperimentPhase::Aborted, &why)
+                        .await?;
                     true
                 }
                 (ExperimentPhase::Pending, DesiredState::Run) => {
@@ -671,7 +686,12 @@ impl Engine {
                     true
                 }
                 (ExperimentPhase::Pending | ExperimentPhase::Paused, DesiredState::Stop) => {
-                    self.finish(&mut row, ExperimentPhase::Aborted)?;
+                    let why = row
+                        .desired_reason
+                        .clone()
+                        .unwrap_or_else(|| "stopped".into());
+                    self.end_paused(&mut row, ExperimentPhase::Aborted, &why)
+                        .await?;
                     true
                 }
                 (ExperimentPhase::Injecting, _) => {
@@ -700,12 +720,12 @@ impl Engine {
                         .as_deref()
                         .and_then(time::parse)
                         .is_some_and(|d| d <= now);
-                    let (next, why) = if expired {
-                        (ExperimentPhase::Finished, "the duration ended")
+                    if expired {
+                        self.recover(&mut row, ExperimentPhase::Finished, "the duration ended")
+                            .await?;
                     } else {
-                        (ExperimentPhase::Paused, "pause requested")
-                    };
-                    self.recover(&mut row, next, why).await?;
+                        self.pause(&mut row).await?;
+                    }
                     true
                 }
                 (ExperimentPhase::Running, DesiredState::Stop) => {
@@ -732,7 +752,12 @@ impl Engine {
                     if row.status.remaining_ms == Some(0) =>
                 {
                     row.status.reason = Some("the duration ended while paused".into());
-                    self.finish(&mut row, ExperimentPhase::Finished)?;
+                    self.end_paused(
+                        &mut row,
+                        ExperimentPhase::Finished,
+                        "the duration ended while paused",
+                    )
+                    .await?;
                     true
                 }
                 (ExperimentPhase::Paused, DesiredState::Run) => {
@@ -804,10 +829,13 @@ impl Engine {
                     .map(|d| (d - now).num_milliseconds().max(0) as u64);
                 row.status.remaining_ms = remaining;
                 row.status.deadline = None;
-                (
-                    events::EXPERIMENT_PAUSED,
-                    "paused: faults removed, experiment kept".to_string(),
-                )
+                // Faults paused in place (Engine::pause) are still held by the environment.
+                let message = if row.status.targets.iter().any(needs_recovery) {
+                    "paused: the environment holds the faults paused in place, experiment kept"
+                } else {
+                    "paused: faults removed, experiment kept"
+                };
+                (events::EXPERIMENT_PAUSED, message.to_string())
             }
             _ => (events::EXPERIMENT_FINISHED, String::new()),
         };
@@ -1269,6 +1297,150 @@ impl Engine {
             };
             self.save(row, vec![event])?;
         }
+        Ok(())
+    }
+
+    /// Running → Paused. Where the adapter holds every injection paused in place
+    /// (`Adapter::pauses_in_place`: Chaos Mesh's pause annotation), each is paused there and the
+    /// experiment is Paused once the far side reports every one paused; the targets stay
+    /// `Injected`, and a stop or the end recovers them. Otherwise, or when pausing in place
+    /// fails, the faults are removed and a resume injects them again.
+    async fn pause(self: &Arc<Self>, row: &mut ExperimentRow) -> Result<(), StoreError> {
+        let in_place = self.environment(row).ok().and_then(|(env, adapter)| {
+            let held: Vec<Injection> = row
+                .status
+                .targets
+                .iter()
+                .filter(|r| needs_recovery(r))
+                .map(|r| injection_of(row, r))
+                .collect();
+            let every_one = !held.is_empty()
+                && row
+                    .status
+                    .targets
+                    .iter()
+                    .all(|r| r.phase == TargetPhase::Injected)
+                && held.iter().all(|i| adapter.pauses_in_place(i));
+            every_one.then_some((env, adapter, held))
+        });
+        let Some((env, adapter, held)) = in_place else {
+            return self
+                .recover(row, ExperimentPhase::Paused, "pause requested")
+                .await;
+        };
+        let failures = self
+            .in_place(row, &env, adapter.as_ref(), &held, AdapterOp::Pause)
+            .await;
+        if !failures.is_empty() {
+            // A pause never leaves a fault in force: what could not be paused is removed.
+            let why = format!(
+                "pause requested; pausing in place failed ({}), so the faults are removed",
+                failures.join("; ")
+            );
+            return self.recover(row, ExperimentPhase::Paused, &why).await;
+        }
+        self.finish(row, ExperimentPhase::Paused)
+    }
+
+    /// Pauses (`AdapterOp::Pause`) or resumes (`AdapterOp::Resume`) every held injection in
+    /// place, concurrently, each measured as an adapter call; returns the failures, one line
+    /// per target.
+    async fn in_place(
+        &self,
+        row: &ExperimentRow,
+        env: &Environment,
+        adapter: &dyn Adapter,
+        held: &[Injection],
+        op: AdapterOp,
+    ) -> Vec<String> {
+        let calls = self.telemetry.adapter_calls(row);
+        let results = futures::future::join_all(held.iter().map(|injection| {
+            let call = calls.start(op, &injection.target, &injection.injection_id);
+            async move {
+                let result = if op == AdapterOp::Pause {
+                    adapter.pause(env, injection).await
+                } else {
+                    adapter.resume(env, injection).await
+                };
+                call.finish(result.as_ref().err().map(|e| e.to_string()).as_deref());
+                result
+            }
+        }))
+        .await;
+        results
+            .into_iter()
+            .zip(held)
+            .filter_map(|(r, i)| r.err().map(|e| format!("{}: {e}", i.target.name)))
+            .collect()
+    }
+
+    /// Ends a Pending or Paused experiment in `phase`: faults held paused in place are
+    /// recovered first.
+    async fn end_paused(
+        self: &Arc<Self>,
+        row: &mut ExperimentRow,
+        phase: ExperimentPhase,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        if row.status.targets.iter().any(needs_recovery) {
+            self.recover(row, phase, why).await
+        } else {
+            self.finish(row, phase)
+        }
+    }
+
+    /// Paused in place → Running: every held injection is resumed where it is, and the
+    /// experiment runs again for what was left of its window once each reads back in force.
+    /// When one cannot be resumed, every fault is removed and the experiment fails with why.
+    async fn resume_in_place(self: &Arc<Self>, row: &mut ExperimentRow) -> Result<(), StoreError> {
+        let (env, adapter) = match self.environment(row) {
+            Ok(x) => x,
+            Err(reason) => return self.recover(row, ExperimentPhase::Failed, &reason).await,
+        };
+        let held: Vec<Injection> = row
+            .status
+            .targets
+            .iter()
+            .filter(|r| needs_recovery(r))
+            .map(|r| injection_of(row, r))
+            .collect();
+        let failures = self
+            .in_place(row, &env, adapter.as_ref(), &held, AdapterOp::Resume)
+            .await;
+        if !failures.is_empty() {
+            let why = format!(
+                "resuming in place failed ({}); every fault removed",
+                failures.join("; ")
+            );
+            return self.recover(row, ExperimentPhase::Failed, &why).await;
+        }
+        let now = self.now();
+        let deadline = row
+            .status
+            .remaining_ms
+            .take()
+            .map(|ms| now + chrono::Duration::milliseconds(ms as i64));
+        let deadline = match (deadline, end_by(row)) {
+            (Some(d), Some(e)) => Some(d.min(e)),
+            (d, e) => d.or(e),
+        };
+        row.status.deadline = deadline.map(time::format);
+        row.status.phase = ExperimentPhase::Running;
+        row.status.reason = None;
+        let message = match &row.status.deadline {
+            Some(d) => format!(
+                "running: {} fault(s) resumed in place until {d}",
+                held.len()
+            ),
+            None => format!(
+                "running: {} fault(s) resumed in place until stopped",
+                held.len()
+            ),
+        };
+        let ev = experiment_event(row, events::EXPERIMENT_RUNNING, message);
+        self.save(row, vec![ev])?;
+        self.watch(row);
+        self.wake();
         Ok(())
     }
 

@@ -22,6 +22,7 @@ pub mod console;
 pub mod controllers;
 pub mod endpoints;
 pub mod engine;
+pub mod environment_status;
 pub mod error;
 pub mod events;
 mod http_params;

@@ -37,7 +37,7 @@ fn ops() -> Vec<Op> {
         Op { method: "post", path: "/api/v1/experiments/{id}/resume", id: "resumeExperiment", summary: "Re-inject a paused experiment for the rest of its duration", query: &[("namespace", "namespace for a name lookup")], body: None, ok: ("200", Some("ExperimentObject")), errors: &[400, 404, 409] },
         Op { method: "post", path: "/api/v1/experiments/{id}/stop", id: "stopExperiment", summary: "Remove the faults and end the experiment as Aborted", query: &[("namespace", "namespace for a name lookup")], body: None, ok: ("200", Some("ExperimentObject")), errors: &[400, 404] },
         Op { method: "get", path: "/api/v1/archives", id: "listArchives", summary: "Archived experiments", query: &[("phase", "filter by phase"), ("kind", "filter by kind"), ("namespace", "filter by namespace"), ("env", "filter by environment"), ("limit", "page size"), ("continue", "token from the previous page")], body: None, ok: ("200", Some("Page_ExperimentObject")), errors: &[400] },
-        Op { method: "post", path: "/api/v1/environments", id: "createEnvironment", summary: "Register an environment (kind Environment)", query: &[("replace", "true: replace one of the same name")], body: Some("manifest"), ok: ("201", Some("EnvironmentObject")), errors: &[400, 409, 413, 415] },
+        Op { method: "post", path: "/api/v1/environments", id: "createEnvironment", summary: "Register an environment (kind Environment), or register or update a kubernetes environment from a Chaos Mesh RemoteCluster whose annotation chaoshub.dev/kubeconfig names a kubeconfig file on the hub's host", query: &[("replace", "true: replace one of the same name")], body: Some("manifest"), ok: ("201", Some("EnvironmentObject")), errors: &[400, 409, 413, 415] },
         Op { method: "get", path: "/api/v1/environments", id: "listEnvironments", summary: "Registered environments", query: &[], body: None, ok: ("200", Some("Page_EnvironmentObject")), errors: &[] },
         Op { method: "get", path: "/api/v1/environments/{name}", id: "getEnvironment", summary: "One environment", query: &[], body: None, ok: ("200", Some("EnvironmentObject")), errors: &[404] },
         Op { method: "delete", path: "/api/v1/environments/{name}", id: "deleteEnvironment", summary: "Unregister an environment with no unfinished experiments", query: &[], body: None, ok: ("200", Some("EnvironmentObject")), errors: &[404, 409] },
@@ -224,7 +224,7 @@ pub fn document() -> Value {
             responses.insert("200".into(), json!({"description": "replaced (overwrite=true)", "content": {"application/json": {"schema": schema_ref("TemplateDetail")}}}));
         }
         if op.id == "createEnvironment" {
-            responses.insert("200".into(), json!({"description": "replaced", "content": {"application/json": {"schema": schema_ref("EnvironmentObject")}}}));
+            responses.insert("200".into(), json!({"description": "replaced (replace=true), or updated from a RemoteCluster", "content": {"application/json": {"schema": schema_ref("EnvironmentObject")}}}));
         }
         responses.insert(op.ok.0.into(), ok);
         let policy = crate::auth::policy::lookup(op.method, op.path);

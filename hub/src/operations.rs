@@ -133,21 +133,72 @@ impl Hub {
         replace: bool,
     ) -> Result<(EnvironmentObject, bool), HubError> {
         let manifest = chaoshub_schema::manifest_from_value(value).map_err(HubError::invalid)?;
-        let Spec::Environment(spec) = &manifest.spec else {
-            return Err(HubError::invalid_field(
-                "kind",
-                format!("expected kind Environment (apiVersion chaoshub.dev/v1alpha1), got {}; experiments go to /api/v1/experiments", manifest.kind()),
-            ));
-        };
         let name = manifest.metadata.name.clone().ok_or_else(|| {
-            HubError::invalid_field("metadata.name", "is required for an Environment")
+            HubError::invalid_field(
+                "metadata.name",
+                format!("is required for an {}", manifest.kind()),
+            )
         })?;
-        self.register_environment_spec(
-            &name,
-            (**spec).clone(),
-            manifest.metadata.labels.clone(),
-            replace,
-        )
+        let spec = match &manifest.spec {
+            Spec::Environment(spec) => (**spec).clone(),
+            _ => {
+                // Another kind an adapter registers an environment from (Chaos Mesh's
+                // RemoteCluster): applied again, it updates the environment.
+                let spec = self.environment_from(&manifest)?;
+                let replace = match self.store().get_environment(&name)? {
+                    Some(stored) if stored.spec.adapter != spec.adapter => {
+                        return Err(HubError::Conflict {
+                            code: "already_exists",
+                            message: format!(
+                                "environment {name:?} is already registered with adapter {}; a {} only registers or updates a {} environment: delete it first or use another name",
+                                stored.spec.adapter,
+                                manifest.kind(),
+                                spec.adapter
+                            ),
+                        });
+                    }
+                    stored => stored.is_some(),
+                };
+                return self.register_environment_spec(
+                    &name,
+                    spec,
+                    manifest.metadata.labels.clone(),
+                    replace,
+                );
+            }
+        };
+        self.register_environment_spec(&name, spec, manifest.metadata.labels.clone(), replace)
+    }
+
+    /// The environment an adapter registers from a manifest of another kind than Environment
+    /// (`Adapter::environment_from`); 400 naming `kind` when no adapter registers that kind.
+    fn environment_from(&self, manifest: &Manifest) -> Result<EnvironmentSpec, HubError> {
+        self.engine
+            .registry()
+            .all()
+            .iter()
+            .find_map(|adapter| adapter.environment_from(manifest))
+            .unwrap_or_else(|| {
+                Err(ValidationErrors::single(
+                    "kind",
+                    format!(
+                        "expected kind Environment (apiVersion chaoshub.dev/v1alpha1) or another kind an adapter registers environments from, got {}; experiments go to /api/v1/experiments",
+                        manifest.kind()
+                    ),
+                ))
+            })
+            .map_err(HubError::invalid)
+    }
+
+    /// Whether a kind registers an environment (Environment, or one an adapter registers from).
+    fn registers_environment(&self, manifest: &Manifest) -> bool {
+        manifest.kind() == Kind::Environment
+            || self
+                .engine
+                .registry()
+                .all()
+                .iter()
+                .any(|adapter| adapter.environment_from(manifest).is_some())
     }
 
     /// Registers an environment; the answer shows its secret settings as `"***"`
@@ -199,6 +250,7 @@ impl Hub {
                 ..Default::default()
             },
             spec,
+            status: None,
         };
         if replace {
             // Replacing an environment under running experiments would send their recovery to
@@ -229,6 +281,9 @@ impl Hub {
         // Warm-up (the Docker adapter builds its helper image) in the background: registration
         // does not wait for it; injections into the environment do (crate::preparation).
         self.engine.preparations.start(adapter.clone(), env.clone());
+        self.engine
+            .environment_statuses
+            .refresh(adapter.clone(), env.clone(), true);
         self.engine.record(&[hub_event(
             events::ENVIRONMENT_REGISTERED,
             format!(
@@ -239,25 +294,44 @@ impl Hub {
         Ok((crate::secrets::redact_environment(object), existed))
     }
 
-    /// A registered environment as answers show it (secrets as `"***"`).
+    /// A registered environment as answers show it (secrets as `"***"`), with its status.
     pub fn get_environment(&self, name: &str) -> Result<EnvironmentObject, HubError> {
         self.store()
             .get_environment(name)?
+            .map(|e| self.with_status(e))
             .map(crate::secrets::redact_environment)
             .ok_or_else(|| HubError::not_found(format!("environment {name:?}")))
     }
 
-    /// Every registered environment as answers show it (secrets as `"***"`).
+    /// Every registered environment as answers show it (secrets as `"***"`), with its status.
     pub fn list_environments(&self) -> Result<Page<EnvironmentObject>, HubError> {
         Ok(Page {
             items: self
                 .store()
                 .list_environments()?
                 .into_iter()
+                .map(|e| self.with_status(e))
                 .map(crate::secrets::redact_environment)
                 .collect(),
             continue_token: None,
         })
+    }
+
+    /// The environment with the status its adapter last reported (`crate::environment_status`;
+    /// a stale one is checked again in the background).
+    fn with_status(&self, mut object: EnvironmentObject) -> EnvironmentObject {
+        let (Some(name), Ok(adapter)) = (
+            object.metadata.name.clone(),
+            self.engine.registry().get(&object.spec.adapter),
+        ) else {
+            return object;
+        };
+        let env = Environment {
+            name,
+            spec: object.spec.clone(),
+        };
+        object.status = self.engine.environment_statuses.current(adapter, env);
+        object
     }
 
     pub fn delete_environment(&self, name: &str) -> Result<EnvironmentObject, HubError> {
@@ -277,6 +351,7 @@ impl Hub {
         }
         self.store().delete_environment(name)?;
         self.engine.forget_inventory(name);
+        self.engine.environment_statuses.forget(name);
         self.engine.record(&[hub_event(
             events::ENVIRONMENT_DELETED,
             format!("environment {name} deleted"),
@@ -407,10 +482,10 @@ impl Hub {
         let mut manifest =
             chaoshub_schema::manifest_from_value(value).map_err(HubError::invalid)?;
         let kind = manifest.kind();
-        if kind == Kind::Environment {
+        if self.registers_environment(&manifest) {
             return Err(HubError::invalid_field(
                 "kind",
-                "Environment manifests are registered with POST /api/v1/environments",
+                format!("{kind} manifests register environments: POST them to /api/v1/environments (chaoshub apply does)"),
             ));
         }
         // The caller's scope, before anything else is looked at (None for the hub's own work).

@@ -275,7 +275,8 @@ pub async fn start_with_store_and_clock(
                 name,
                 spec: object.spec,
             };
-            engine.preparations.start(adapter, env);
+            engine.preparations.start(adapter.clone(), env.clone());
+            engine.environment_statuses.refresh(adapter, env, true);
         }
     }
     let listener = tokio::net::TcpListener::bind(&config.listen)

@@ -399,6 +399,7 @@ const HUB_LAYERS: &[(&str, &[&str])] = &[
             "auth",
             "tls",
             "preparation",
+            "environment_status",
             "endpoints",
             "secrets",
         ],

@@ -308,6 +308,29 @@ pub struct EnvironmentObject {
     pub kind: String,
     pub metadata: ObjectMeta,
     pub spec: EnvironmentSpec,
+    /// What the hub last learnt about the far side. Absent while no check has finished, and
+    /// for adapters that report nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<EnvironmentStatus>,
+}
+
+/// The outcome of an environment's last check by its adapter, made when the environment is
+/// registered, when the hub starts, and again in the background when a read finds it older
+/// than a minute. Kept in memory only: it describes the far side, not the registration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentStatus {
+    /// Whether the check reached the far side and got its answers.
+    pub reachable: bool,
+    /// When the check ended (RFC 3339).
+    pub checked_at: String,
+    /// What is wrong, in plain words: why it is unreachable, or what the check found missing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    /// What the adapter reports, by name (`kubernetes`: `serverVersion`, `chaosMesh`,
+    /// `chaosMeshVersion`, `servedKinds`, `missingPermissions`; see each adapter's page).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, Value>,
 }
 
 /// One (kind, action) pair an adapter can run.

@@ -9,6 +9,7 @@ mod e2e {
     pub mod crash;
     pub mod docker;
     pub mod envoy;
+    pub mod kubernetes;
     pub mod matrix;
     pub mod netns;
     pub mod plugin;

@@ -67,6 +67,9 @@ pub struct ClusterReport {
     pub version: String,
     /// Whether Chaos Mesh's API group is served.
     pub chaos_mesh: bool,
+    /// The installed Chaos Mesh's version (`2.6.3`), from its controller-manager Deployment;
+    /// `Err` says why it is not known.
+    pub chaos_mesh_version: Result<String, String>,
     pub served_kinds: Vec<ServedKind>,
     /// The configured mode (`auto`, `chaos-mesh`, `native`).
     pub mode: &'static str,
@@ -217,6 +220,11 @@ pub async fn report(
         }
     }
     let missing_permissions = missing(cluster, &wanted, &config.namespaces).await?;
+    let chaos_mesh_version = if served.is_empty() {
+        Err("Chaos Mesh is not installed".to_string())
+    } else {
+        chaos_mesh_version(cluster).await?
+    };
     if !missing_permissions.is_empty() {
         problems.push(format!(
             "the credentials lack {} permission(s): {}",
@@ -232,10 +240,135 @@ pub async fn report(
         server: cluster.server.clone(),
         version: version.git_version,
         chaos_mesh: !served.is_empty(),
+        chaos_mesh_version,
         served_kinds: served,
         mode: config.mode.as_str(),
         namespaces: config.namespaces.clone(),
         missing_permissions,
         problems,
     })
+}
+
+/// The labels Chaos Mesh's Helm chart puts on its controller-manager Deployment.
+const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+const NAME_LABEL: &str = "app.kubernetes.io/name";
+const VERSION_LABEL: &str = "app.kubernetes.io/version";
+const CHART_LABEL: &str = "helm.sh/chart";
+
+/// The version of the Chaos Mesh installed in the cluster, read from its controller-manager
+/// Deployment (any namespace; label `app.kubernetes.io/component=controller-manager` and
+/// `app.kubernetes.io/name=chaos-mesh`, or the chart's name `chaos-controller-manager`): its
+/// `app.kubernetes.io/version` label, else the `helm.sh/chart` label (`chaos-mesh-2.6.3`), else
+/// its image's tag. `Ok(Err(why))` when it cannot be told: the credentials may not list
+/// Deployments cluster-wide, or there is none (CRDs installed without the controller).
+pub async fn chaos_mesh_version(cluster: &Cluster) -> Result<Result<String, String>, AdapterError> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let api: Api<Deployment> = Api::all(cluster.client.clone());
+    let params =
+        kube::api::ListParams::default().labels(&format!("{COMPONENT_LABEL}=controller-manager"));
+    let list = match tokio::time::timeout(super::client::REQUEST_TIMEOUT, api.list(&params)).await {
+        Ok(Ok(list)) => list,
+        Ok(Err(e)) if api_code(&e) == Some(403) => {
+            return Ok(Err(
+                "unknown: the credentials may not list deployments.apps in every namespace \
+                 (Chaos Mesh's controller-manager Deployment tells its version)"
+                    .into(),
+            ))
+        }
+        Ok(Err(e)) => return Err(cluster.error("listing controller-manager Deployments", e)),
+        Err(_) => {
+            return Err(AdapterError::Unreachable {
+                environment: cluster.environment.clone(),
+                endpoint: cluster.server.clone(),
+                message: "listing controller-manager Deployments: no answer".into(),
+            })
+        }
+    };
+    let found = list.items.into_iter().find(|d| {
+        let labels = d.metadata.labels.clone().unwrap_or_default();
+        labels.get(NAME_LABEL).map(String::as_str) == Some("chaos-mesh")
+            || d.metadata.name.as_deref() == Some("chaos-controller-manager")
+    });
+    let Some(deployment) = found else {
+        return Ok(Err(
+            "unknown: no Chaos Mesh controller-manager Deployment found (its CRDs are installed; \
+             is its controller?)"
+                .into(),
+        ));
+    };
+    Ok(version_of(&deployment).ok_or_else(|| {
+        "unknown: Chaos Mesh's controller-manager Deployment carries no version label or image tag"
+            .to_string()
+    }))
+}
+
+fn version_of(deployment: &k8s_openapi::api::apps::v1::Deployment) -> Option<String> {
+    let labels = deployment.metadata.labels.clone().unwrap_or_default();
+    if let Some(v) = labels.get(VERSION_LABEL).filter(|v| !v.is_empty()) {
+        return Some(v.trim_start_matches('v').to_string());
+    }
+    if let Some(v) = labels
+        .get(CHART_LABEL)
+        .and_then(|c| c.strip_prefix("chaos-mesh-"))
+        .filter(|v| !v.is_empty())
+    {
+        return Some(v.replace('_', "+"));
+    }
+    let image = deployment
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .image
+        .clone()?;
+    // `registry:5000/chaos-mesh/chaos-mesh:v2.6.3`: the tag follows the last `:` after the
+    // last `/`.
+    let last = image.rsplit('/').next()?;
+    let tag = last.split_once(':')?.1;
+    let tag = tag.split('@').next().unwrap_or(tag);
+    (!tag.is_empty() && tag != "latest").then(|| tag.trim_start_matches('v').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(
+        labels: serde_json::Value,
+        image: &str,
+    ) -> k8s_openapi::api::apps::v1::Deployment {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "chaos-controller-manager", "labels": labels},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [
+                {"name": "chaos-mesh", "image": image}
+            ]}}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_version_comes_from_the_labels_then_the_image_tag() {
+        let d = deployment(
+            serde_json::json!({"app.kubernetes.io/version": "2.6.3", "helm.sh/chart": "chaos-mesh-2.6.2"}),
+            "ghcr.io/chaos-mesh/chaos-mesh:v2.6.1",
+        );
+        assert_eq!(version_of(&d).as_deref(), Some("2.6.3"));
+        let d = deployment(
+            serde_json::json!({"helm.sh/chart": "chaos-mesh-2.7.0_rc1"}),
+            "ghcr.io/chaos-mesh/chaos-mesh:v2.6.1",
+        );
+        assert_eq!(version_of(&d).as_deref(), Some("2.7.0+rc1"));
+        let d = deployment(
+            serde_json::json!({}),
+            "registry:5000/chaos-mesh/chaos-mesh:v2.6.1",
+        );
+        assert_eq!(version_of(&d).as_deref(), Some("2.6.1"));
+        let d = deployment(serde_json::json!({}), "registry:5000/chaos-mesh/chaos-mesh");
+        assert_eq!(version_of(&d), None);
+        let d = deployment(serde_json::json!({}), "chaos-mesh:latest");
+        assert_eq!(version_of(&d), None);
+    }
 }

@@ -186,6 +186,66 @@ pub fn is_dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// Annotation of a Chaos Mesh `RemoteCluster` naming the kubeconfig file on the hub's host
+/// (an absolute path) the hub reads for it: Chaos Mesh's own `spec.kubeConfig.secretRef` names
+/// a Secret in a cluster, which the hub cannot read.
+pub const KUBECONFIG_ANNOTATION: &str = "chaoshub.dev/kubeconfig";
+/// Annotation of a `RemoteCluster` naming the kubeconfig's context (default: its current one).
+pub const CONTEXT_ANNOTATION: &str = "chaoshub.dev/context";
+
+/// The `kubernetes` environment a Chaos Mesh `RemoteCluster` registers, named as it is: its
+/// kubeconfig from the annotation [`KUBECONFIG_ANNOTATION`] (and the context from
+/// [`CONTEXT_ANNOTATION`]), mode `auto`. Without the annotation the manifest is refused naming
+/// `spec.kubeConfig.secretRef`, the Secret the hub cannot read, and what to do instead. Pure:
+/// no file is read here.
+pub fn from_remote_cluster(
+    manifest: &chaoshub_schema::Manifest,
+    spec: &chaoshub_schema::chaosmesh::RemoteClusterSpec,
+) -> Result<chaoshub_schema::environment::EnvironmentSpec, ValidationErrors> {
+    let annotations = &manifest.metadata.annotations;
+    let field = |key: &str| format!("metadata.annotations[\"{key}\"]");
+    let secret = &spec.kube_config.secret_ref;
+    let Some(path) = annotations.get(KUBECONFIG_ANNOTATION) else {
+        return Err(ValidationErrors::single(
+            "spec.kubeConfig.secretRef",
+            format!(
+                "the hub cannot read Secret {}/{} (key {:?}): it reads kubeconfigs from files on \
+                 its own host, not from a cluster's Secrets; put the kubeconfig in a file the hub \
+                 can read and name it with annotation {KUBECONFIG_ANNOTATION}: /absolute/path \
+                 (the secretRef may stay, for Chaos Mesh)",
+                secret.namespace, secret.name, secret.key
+            ),
+        ));
+    };
+    let mut errors = ValidationErrors::new();
+    if !std::path::Path::new(path).is_absolute() {
+        errors.push(
+            field(KUBECONFIG_ANNOTATION),
+            format!("{path:?} must be an absolute path to a kubeconfig on the hub's host"),
+        );
+    }
+    let context = annotations.get(CONTEXT_ANNOTATION);
+    if context.is_some_and(|c| c.trim().is_empty()) {
+        errors.push(field(CONTEXT_ANNOTATION), "must not be empty when given");
+    }
+    errors.into_result()?;
+    let mut settings = serde_json::Map::new();
+    settings.insert("kubeconfig".into(), path.clone().into());
+    if let Some(context) = context {
+        settings.insert("context".into(), context.clone().into());
+    }
+    Ok(chaoshub_schema::environment::EnvironmentSpec {
+        adapter: super::ADAPTER_TYPE.into(),
+        endpoint: None,
+        description: Some(format!(
+            "Chaos Mesh RemoteCluster (Chaos Mesh in namespace {})",
+            spec.namespace
+        )),
+        labels: Default::default(),
+        settings,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,14 +35,18 @@ pub use cluster::{
     ClusterReport, MissingPermission, ServedKind, CHAOS_MESH_GROUP, CHAOS_MESH_VERSION,
     FEDERATION_VERBS, NATIVE_POD_VERBS,
 };
-pub use config::{KubernetesConfig, Mode, DEFAULT_CONFIRM_TIMEOUT_MS, KNOWN_SETTINGS};
+pub use config::{
+    from_remote_cluster, KubernetesConfig, Mode, CONTEXT_ANNOTATION, DEFAULT_CONFIRM_TIMEOUT_MS,
+    KNOWN_SETTINGS, KUBECONFIG_ANNOTATION,
+};
 pub use federation::{
     object_name, EXPERIMENT_UID_LABEL, FIELD_MANAGER, INJECTION_ID_LABEL, PAUSE_ANNOTATION,
     RECORDS_FINALIZER,
 };
 
 use crate::{
-    Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState, Selection,
+    Adapter, AdapterError, Environment, EnvironmentReport, FaultRequest, Injection, InjectionState,
+    Selection,
 };
 
 pub const ADAPTER_TYPE: &str = "kubernetes";
@@ -241,31 +245,19 @@ impl KubernetesAdapter {
         }
     }
 
-    /// Pauses a federated injection through Chaos Mesh's pause annotation and waits until
-    /// Chaos Mesh reports it paused.
-    pub async fn pause(
-        &self,
-        env: &Environment,
-        injection: &Injection,
-    ) -> Result<(), AdapterError> {
-        self.set_paused(env, injection, true).await
-    }
-
-    /// Removes the pause annotation and waits until Chaos Mesh reports the fault injected again.
-    pub async fn resume(
-        &self,
-        env: &Environment,
-        injection: &Injection,
-    ) -> Result<(), AdapterError> {
-        self.set_paused(env, injection, false).await
-    }
-
     async fn set_paused(
         &self,
         env: &Environment,
         injection: &Injection,
         pause: bool,
     ) -> Result<(), AdapterError> {
+        if injection.target.kind != FEDERATION_TARGET_KIND {
+            return Err(AdapterError::Unsupported {
+                kind: injection.kind.clone(),
+                action: injection.actions.join(","),
+                message: "only a fault federated to Chaos Mesh pauses in place".into(),
+            });
+        }
         let (config, cluster) = Self::connect(env).await?;
         let (served, namespace, name) = Self::object_of(&cluster, injection).await?;
         let api = federation::api(&cluster, &served, &namespace);
@@ -464,6 +456,20 @@ impl Adapter for KubernetesAdapter {
             .then(|| native_gap(&config, &capability.kind, &capability.action))
     }
 
+    /// Chaos Mesh's `RemoteCluster`: a kubernetes environment of the same name
+    /// (`config::from_remote_cluster`).
+    fn environment_from(
+        &self,
+        manifest: &Manifest,
+    ) -> Option<Result<chaoshub_schema::environment::EnvironmentSpec, ValidationErrors>> {
+        match &manifest.spec {
+            chaoshub_schema::Spec::RemoteCluster(spec) => {
+                Some(config::from_remote_cluster(manifest, spec))
+            }
+            _ => None,
+        }
+    }
+
     fn validate_environment(&self, env: &Environment) -> Result<(), ValidationErrors> {
         KubernetesConfig::from_environment(env).map(drop)
     }
@@ -516,24 +522,47 @@ impl Adapter for KubernetesAdapter {
         Ok(out)
     }
 
-    /// At registration (in the background): the cluster check, whose problems (no Chaos Mesh
-    /// in chaos-mesh mode, each missing permission) the hub logs.
-    async fn prepare(&self, env: &Environment) -> Result<(), AdapterError> {
+    /// The cluster check as the environment's status: the server and its version, whether
+    /// Chaos Mesh is installed, its version and served kinds, and each missing permission.
+    async fn environment_status(
+        &self,
+        env: &Environment,
+    ) -> Result<Option<EnvironmentReport>, AdapterError> {
         let report = self.cluster_report(env).await?;
-        tracing::info!(
-            environment = %env.name,
-            server = %report.server,
-            version = %report.version,
-            chaos_mesh = report.chaos_mesh,
-            kinds = report.served_kinds.len(),
-            missing_permissions = report.missing_permissions.len(),
-            "kubernetes cluster checked"
-        );
-        if report.problems.is_empty() {
-            Ok(())
-        } else {
-            Err(AdapterError::Failed(report.problems.join("; ")))
+        let mut details = std::collections::BTreeMap::new();
+        details.insert("server".into(), json!(report.server));
+        details.insert("serverVersion".into(), json!(report.version));
+        details.insert("mode".into(), json!(report.mode));
+        details.insert("chaosMesh".into(), json!(report.chaos_mesh));
+        match &report.chaos_mesh_version {
+            Ok(version) => {
+                details.insert("chaosMeshVersion".into(), json!(version));
+            }
+            Err(why) => {
+                details.insert("chaosMeshVersion".into(), Value::Null);
+                details.insert("chaosMeshVersionUnknown".into(), json!(why));
+            }
         }
+        details.insert(
+            "servedKinds".into(),
+            json!(report
+                .served_kinds
+                .iter()
+                .map(|k| k.kind.as_str())
+                .collect::<Vec<_>>()),
+        );
+        details.insert(
+            "missingPermissions".into(),
+            json!(report
+                .missing_permissions
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()),
+        );
+        Ok(Some(EnvironmentReport {
+            details,
+            problems: report.problems,
+        }))
     }
 
     async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError> {
@@ -735,6 +764,21 @@ impl Adapter for KubernetesAdapter {
         } else {
             InjectionState::Absent
         })
+    }
+
+    /// A federated injection pauses in place: Chaos Mesh's pause annotation on its object.
+    fn pauses_in_place(&self, injection: &Injection) -> bool {
+        injection.target.kind == FEDERATION_TARGET_KIND
+    }
+
+    /// Sets Chaos Mesh's pause annotation and waits until Chaos Mesh reports `Paused`.
+    async fn pause(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {
+        self.set_paused(env, injection, true).await
+    }
+
+    /// Removes the pause annotation and waits until Chaos Mesh reports the fault injected again.
+    async fn resume(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {
+        self.set_paused(env, injection, false).await
     }
 
     async fn recover(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError> {

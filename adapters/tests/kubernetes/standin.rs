@@ -7,7 +7,8 @@
 //! `AllRecovered` and `Paused` conditions, `status.experiment.desiredPhase` and one
 //! `containerRecords` entry per pod (`id: namespace/pod`, `selectorKey: "."`, `phase`
 //! `Injected` / `Not Injected`, the counts). It injects nothing, and only once the test opens
-//! its gate; the pause annotation pauses; a deleted object has its records recovered and its
+//! its gate; the pause annotation pauses (unless the test holds pauses back, to see that the
+//! hub waits for Chaos Mesh's word); a deleted object has its records recovered and its
 //! finalizer removed.
 
 use std::collections::BTreeMap;
@@ -27,6 +28,8 @@ const MANAGER: &str = "chaos-controller-manager-stand-in";
 
 pub struct StandInChaosMeshController {
     gate: Arc<Mutex<bool>>,
+    /// Whether it acts on the pause annotation (default yes).
+    pauses: Arc<Mutex<bool>>,
     poke: Arc<Notify>,
     /// What it recorded per object name: the record ids (`namespace/pod`).
     recorded: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
@@ -46,6 +49,7 @@ impl StandInChaosMeshController {
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
         let pods: Api<Pod> = Api::namespaced(client, namespace);
         let gate = Arc::new(Mutex::new(false));
+        let pauses = Arc::new(Mutex::new(true));
         let poke = Arc::new(Notify::new());
         let recorded = Arc::new(Mutex::new(BTreeMap::new()));
         let task = tokio::spawn(run(
@@ -53,11 +57,13 @@ impl StandInChaosMeshController {
             pods,
             namespace.to_string(),
             Arc::clone(&gate),
+            Arc::clone(&pauses),
             Arc::clone(&poke),
             Arc::clone(&recorded),
         ));
         Self {
             gate,
+            pauses,
             poke,
             recorded,
             task,
@@ -67,6 +73,14 @@ impl StandInChaosMeshController {
     /// From now on it reports objects injected.
     pub fn open_gate(&self) {
         *self.gate.lock().unwrap() = true;
+        self.poke.notify_one();
+    }
+
+    /// Whether it acts on the pause annotation from now on (`false`: it keeps reporting the
+    /// fault injected, as a Chaos Mesh that has not got round to it yet).
+    #[allow(dead_code)] // used by the hub's tests only
+    pub fn honour_pauses(&self, yes: bool) {
+        *self.pauses.lock().unwrap() = yes;
         self.poke.notify_one();
     }
 
@@ -91,6 +105,7 @@ async fn run(
     pods: Api<Pod>,
     namespace: String,
     gate: Arc<Mutex<bool>>,
+    pauses: Arc<Mutex<bool>>,
     poke: Arc<Notify>,
     recorded: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
 ) {
@@ -101,8 +116,17 @@ async fn run(
             continue;
         };
         let open = *gate.lock().unwrap();
+        let honour_pauses = *pauses.lock().unwrap();
         for object in list.items {
-            reconcile(&api, &pods, &namespace, object, open, &recorded).await;
+            reconcile(
+                &api,
+                &pods,
+                &namespace,
+                object,
+                (open, honour_pauses),
+                &recorded,
+            )
+            .await;
         }
         let version = list.metadata.resource_version.unwrap_or_default();
         let params = WatchParams::default().timeout(5);
@@ -123,7 +147,7 @@ async fn reconcile(
     pods: &Api<Pod>,
     namespace: &str,
     object: DynamicObject,
-    open: bool,
+    (open, honour_pauses): (bool, bool),
     recorded: &Mutex<BTreeMap<String, Vec<String>>>,
 ) {
     let name = object.metadata.name.clone().unwrap_or_default();
@@ -143,12 +167,13 @@ async fn reconcile(
         }
         return;
     }
-    let paused = object
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(PAUSE))
-        .is_some_and(|v| v == "true");
+    let paused = honour_pauses
+        && object
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PAUSE))
+            .is_some_and(|v| v == "true");
     let ids = select(pods, namespace, &value).await;
     recorded.lock().unwrap().insert(name.clone(), ids.clone());
     let injected = open && !paused;

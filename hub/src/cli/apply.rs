@@ -32,7 +32,11 @@ pub enum Route {
 pub fn route(document: &Value) -> Route {
     let api_version = document.get("apiVersion").and_then(Value::as_str);
     let kind = document.get("kind").and_then(Value::as_str);
-    if api_version == Some(CHAOSHUB_API_VERSION) && kind == Some("Environment") {
+    if (api_version == Some(CHAOSHUB_API_VERSION) && kind == Some("Environment"))
+        || (api_version == Some(chaoshub_schema::CHAOS_MESH_API_VERSION)
+            && kind == Some("RemoteCluster"))
+    {
+        // Chaos Mesh's RemoteCluster registers a kubernetes environment of its name.
         Route::Environment
     } else {
         Route::Experiment
@@ -93,8 +97,8 @@ pub fn split(text: &str, source: &Path) -> Result<Vec<Value>, CliError> {
 /// What one document turned into.
 enum Applied {
     Experiment(Box<ExperimentObject>),
-    Environment(EnvironmentObject),
-    DryRun(DryRunResult),
+    Environment(Box<EnvironmentObject>),
+    DryRun(Box<DryRunResult>),
     /// An environment checked locally under `--dry-run` (the hub has no dry run for them).
     EnvironmentChecked(String),
 }
@@ -185,7 +189,7 @@ async fn apply_one(
             let object: EnvironmentObject = client
                 .post(&["api", "v1", "environments"], &[], Some(document))
                 .await?;
-            Ok(Applied::Environment(object))
+            Ok(Applied::Environment(Box::new(object)))
         }
         Route::Experiment => {
             let mut query = Vec::new();
@@ -197,7 +201,7 @@ async fn apply_one(
                 let result: DryRunResult = client
                     .post(&["api", "v1", "experiments"], &query, Some(document))
                     .await?;
-                return Ok(Applied::DryRun(result));
+                return Ok(Applied::DryRun(Box::new(result)));
             }
             let object: ExperimentObject = client
                 .post(&["api", "v1", "experiments"], &query, Some(document))
@@ -433,6 +437,9 @@ metadata: {name: not-ours}
                 Route::Experiment
             ]
         );
+        // Chaos Mesh's RemoteCluster registers a kubernetes environment.
+        let remote = json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "RemoteCluster"});
+        assert_eq!(route(&remote), Route::Environment);
         let refs: Vec<String> = docs
             .iter()
             .enumerate()

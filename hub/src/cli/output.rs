@@ -269,12 +269,22 @@ pub fn experiments_table(items: &[ExperimentObject], now: DateTime<Utc>) -> Tabl
 }
 
 pub fn environments_table(items: &[EnvironmentObject]) -> Table {
-    let mut table = Table::new(&["NAME", "ADAPTER", "ENDPOINT", "LABELS"]);
+    let mut table = Table::new(&["NAME", "ADAPTER", "ENDPOINT", "REACHABLE", "LABELS"]);
     for e in items {
+        // The adapter's last check (`status`); `<none>` where it reports none or has not yet.
+        let reachable = e
+            .status
+            .as_ref()
+            .map(|s| match (s.reachable, s.problems.len()) {
+                (false, _) => "no",
+                (true, 0) => "yes",
+                (true, _) => "yes, with problems",
+            });
         table.push(vec![
             or_none(e.metadata.name.as_deref()),
             e.spec.adapter.clone(),
             or_none(e.spec.endpoint.as_deref()),
+            or_none(reachable),
             format_labels(&e.spec.labels),
         ]);
     }
@@ -768,11 +778,19 @@ native   NetworkChaos: delay, loss, duplicate, corrupt,   hosts running chaos-ag
             "metadata": {"name": "lab"}, "spec": {"adapter": "native"}
         }))
         .unwrap();
+        let cluster: EnvironmentObject = serde_json::from_value(json!({
+            "apiVersion": "chaoshub.dev/v1alpha1", "kind": "Environment",
+            "metadata": {"name": "eu"}, "spec": {"adapter": "kubernetes"},
+            "status": {"reachable": false, "checkedAt": "2026-01-01T00:00:00.000Z",
+                       "problems": ["connection refused"]}
+        }))
+        .unwrap();
         assert_eq!(
-            environments_table(&[env, bare]).render(),
-            "NAME      ADAPTER   ENDPOINT                      LABELS\n\
-             staging   docker    unix:///var/run/docker.sock   region=eu,tier=test\n\
-             lab       native    <none>                        <none>\n"
+            environments_table(&[env, bare, cluster]).render(),
+            "NAME      ADAPTER      ENDPOINT                      REACHABLE   LABELS\n\
+             staging   docker       unix:///var/run/docker.sock   <none>      region=eu,tier=test\n\
+             lab       native       <none>                        <none>      <none>\n\
+             eu        kubernetes   <none>                        no          <none>\n"
         );
         assert_eq!(
             targets_table(&[target("web-1")]).render(),

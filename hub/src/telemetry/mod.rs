@@ -62,6 +62,10 @@ pub enum AdapterOp {
     /// `inject` followed by `status` until the fault reads back as in place.
     Inject,
     Recover,
+    /// `pause` of a fault the environment holds paused in place (a span, no counter).
+    Pause,
+    /// `resume` of a fault paused in place (a span, no counter).
+    Resume,
 }
 
 impl AdapterOp {
@@ -69,6 +73,8 @@ impl AdapterOp {
         match self {
             Self::Inject => "inject",
             Self::Recover => "recover",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
         }
     }
 }
@@ -278,6 +284,7 @@ impl AdapterCall {
             AdapterOp::Recover => {
                 metrics.recoveries.get_or_create(&labels).inc();
             }
+            AdapterOp::Pause | AdapterOp::Resume => {}
         }
         if let (Some(otlp), Some(span)) = (&inner.telemetry.otlp, self.span) {
             let mut attrs = vec![

@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::discovery::ApiResource;
@@ -285,4 +286,509 @@ spec:
         "{xml}"
     );
     accept.abort();
+}
+
+/// Chaos Mesh's controller-manager Deployment as its Helm chart labels it (it never runs: no
+/// scheduler, no kubelet); deleted with its namespace when dropped, also when the test fails.
+struct ChaosMeshDeployment {
+    namespace: Option<k8s::TestNamespace>,
+    kubeconfig: std::path::PathBuf,
+}
+
+impl ChaosMeshDeployment {
+    async fn create(server: &'static k8s::TestServer, version: &str) -> Self {
+        let namespace =
+            k8s::TestNamespace::create_named(server, &format!("chaos-mesh-{}", std::process::id()))
+                .await;
+        let client = k8s::admin_client(&server.kubeconfig).await;
+        let api: Api<Deployment> = Api::namespaced(client, &namespace.name);
+        let labels = json!({
+            "app.kubernetes.io/name": "chaos-mesh",
+            "app.kubernetes.io/instance": "chaos-mesh",
+            "app.kubernetes.io/component": "controller-manager",
+            "app.kubernetes.io/version": version,
+            "helm.sh/chart": format!("chaos-mesh-{version}"),
+        });
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "chaos-controller-manager", "labels": labels},
+            "spec": {
+                "selector": {"matchLabels": {"app.kubernetes.io/component": "controller-manager"}},
+                "template": {
+                    "metadata": {"labels": {"app.kubernetes.io/component": "controller-manager"}},
+                    "spec": {"containers": [{"name": "chaos-mesh",
+                        "image": format!("ghcr.io/chaos-mesh/chaos-mesh:v{version}")}]}
+                }
+            }
+        }))
+        .unwrap();
+        api.create(&Default::default(), &deployment).await.unwrap();
+        Self {
+            namespace: Some(namespace),
+            kubeconfig: server.kubeconfig.clone(),
+        }
+    }
+}
+
+impl Drop for ChaosMeshDeployment {
+    fn drop(&mut self) {
+        let Some(namespace) = self.namespace.take() else {
+            return;
+        };
+        let kubeconfig = self.kubeconfig.clone();
+        let name = namespace.name.clone();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let client = k8s::admin_client(&kubeconfig).await;
+                    let api: Api<Deployment> = Api::namespaced(client, &name);
+                    let _ = api
+                        .delete("chaos-controller-manager", &DeleteParams::default())
+                        .await;
+                })
+        })
+        .join()
+        .unwrap();
+        drop(namespace);
+    }
+}
+
+/// Polls the environment until its status is there.
+async fn status_of(hub: &Sandbox, name: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (code, env) = hub.get(&format!("/api/v1/environments/{name}")).await;
+        assert_eq!(code, 200, "{env}");
+        if !env["status"].is_null() {
+            return env;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no status: {env:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `GET /api/v1/environments` shows each cluster's reachability, server version and Chaos
+/// Mesh version (from the controller-manager Deployment Chaos Mesh's chart creates): one
+/// cluster with Chaos Mesh, one without, one whose API server does not answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environment_list_shows_each_clusters_reachability_and_chaos_mesh_version() {
+    let Some(with) = k8s::server() else { return };
+    let Some(without) = k8s::plain_server() else {
+        return;
+    };
+    let _chaos_mesh = ChaosMeshDeployment::create(with, "2.6.3").await;
+    // The same credentials aimed at a port nothing listens on.
+    let dead = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&with.kubeconfig).unwrap();
+    let server_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("server:"))
+        .unwrap()
+        .to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let dead_kubeconfig = dead.path().join("kubeconfig");
+    std::fs::write(
+        &dead_kubeconfig,
+        text.replace(
+            &server_line,
+            &format!("    server: https://127.0.0.1:{port}"),
+        ),
+    )
+    .unwrap();
+
+    let hub = Sandbox::start(0).await;
+    for (name, kubeconfig) in [
+        ("with-chaos-mesh", with.kubeconfig.as_path()),
+        ("without-chaos-mesh", without.kubeconfig.as_path()),
+        ("gone", dead_kubeconfig.as_path()),
+    ] {
+        let yaml = format!(
+            "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {name}}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}}}\n",
+            kubeconfig.display()
+        );
+        let (status, body) = hub.post_yaml("/api/v1/environments", &yaml).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let a = status_of(&hub, "with-chaos-mesh").await;
+    assert_eq!(a["status"]["reachable"], json!(true), "{a:#}");
+    assert_eq!(
+        a["status"]["details"]["serverVersion"],
+        json!("v1.26.1"),
+        "{a:#}"
+    );
+    assert_eq!(a["status"]["details"]["chaosMesh"], json!(true), "{a:#}");
+    assert_eq!(
+        a["status"]["details"]["chaosMeshVersion"],
+        json!("2.6.3"),
+        "{a:#}"
+    );
+    assert!(
+        a["status"]["details"]["servedKinds"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("NetworkChaos")),
+        "{a:#}"
+    );
+    assert!(a["status"]["checkedAt"].is_string(), "{a:#}");
+
+    let b = status_of(&hub, "without-chaos-mesh").await;
+    assert_eq!(b["status"]["reachable"], json!(true), "{b:#}");
+    assert_eq!(b["status"]["details"]["chaosMesh"], json!(false), "{b:#}");
+    assert_eq!(
+        b["status"]["details"]["chaosMeshVersion"],
+        Value::Null,
+        "{b:#}"
+    );
+    assert!(b["status"]["details"]["chaosMeshVersionUnknown"]
+        .as_str()
+        .unwrap()
+        .contains("not installed"));
+
+    let c = status_of(&hub, "gone").await;
+    assert_eq!(c["status"]["reachable"], json!(false), "{c:#}");
+    let problem = c["status"]["problems"][0].as_str().unwrap();
+    assert!(problem.contains("unreachable"), "{problem}");
+
+    // The list carries the same statuses; the sandbox's memory adapter reports none.
+    let (code, list) = hub.get("/api/v1/environments").await;
+    assert_eq!(code, 200);
+    let reachable: Vec<(String, Value)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["metadata"]["name"].as_str().unwrap().to_string(),
+                e["status"]["reachable"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reachable,
+        [
+            ("gone".to_string(), json!(false)),
+            ("mem".to_string(), Value::Null),
+            ("with-chaos-mesh".to_string(), json!(true)),
+            ("without-chaos-mesh".to_string(), json!(true)),
+        ]
+    );
+}
+
+/// The hub's own pause of a federated experiment sets Chaos Mesh's pause annotation on the
+/// applied object (it is not deleted), and the experiment is `Paused` only once Chaos Mesh
+/// (the stand-in) reports `Paused`; resume removes the annotation and it runs again once Chaos
+/// Mesh reports it injected, for what was left of its window (also after a hub restart while
+/// paused); a stop while paused deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hubs_pause_of_a_federated_experiment_is_chaos_meshs_pause_annotation() {
+    let Some(server) = k8s::server() else { return };
+    let ns = k8s::TestNamespace::create(server, "pause").await;
+    let client = k8s::admin_client(&server.kubeconfig).await;
+    for pod in ["web-0", "web-1"] {
+        k8s::create_pod(&client, &ns.name, pod, json!({"app": "web"}), None).await;
+    }
+    let standin =
+        StandInChaosMeshController::start(client.clone(), "NetworkChaos", "networkchaos", &ns.name);
+    standin.open_gate();
+    let mut hub = Sandbox::start(0).await;
+    let env = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-p}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh, confirm_timeout_ms: 20000}}\n",
+        server.kubeconfig.display()
+    );
+    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
+    assert_eq!(status, 201, "{body}");
+    let manifest = format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: slow-web, namespace: {}}}\nspec:\n  action: delay\n  mode: all\n  selector: {{labelSelectors: {{app: web}}}}\n  delay: {{latency: 50ms}}\n  duration: 120s\n  remoteCluster: cluster-p\n",
+        ns.name
+    );
+    let (status, created) = hub.post_yaml("/api/v1/experiments", &manifest).await;
+    assert_eq!(status, 201, "{created}");
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    hub.wait_phase(&uid, "Running", Duration::from_secs(20))
+        .await;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &network_chaos());
+    let name = format!("chaoshub-{uid}-0");
+    let uid_of = |o: &DynamicObject| o.metadata.uid.clone().unwrap();
+    let applied = uid_of(&api.get(&name).await.unwrap());
+
+    // Chaos Mesh has not acted on the annotation yet: the hub waits, still Running.
+    standin.honour_pauses(false);
+    let (status, body) = hub.post(&format!("/api/v1/experiments/{uid}/pause")).await;
+    assert_eq!(status, 200, "{body}");
+    let started = std::time::Instant::now();
+    loop {
+        let object = api.get(&name).await.unwrap();
+        let annotations = object.metadata.annotations.clone().unwrap_or_default();
+        if annotations
+            .get("experiment.chaos-mesh.org/pause")
+            .map(String::as_str)
+            == Some("true")
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never annotated"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (_, now) = hub.get(&format!("/api/v1/experiments/{uid}")).await;
+    assert_eq!(now["status"]["phase"], json!("Running"), "{now:#}");
+
+    standin.honour_pauses(true);
+    let paused = hub
+        .wait_phase(&uid, "Paused", Duration::from_secs(20))
+        .await;
+    // Paused in place: the same object, Chaos Mesh's records recovered, the target held.
+    let object = serde_json::to_value(api.get(&name).await.unwrap()).unwrap();
+    assert_eq!(object["metadata"]["uid"], json!(applied));
+    let paused_condition = object["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == json!("Paused"))
+        .unwrap()
+        .clone();
+    assert_eq!(paused_condition["status"], json!("True"), "{object:#}");
+    assert_eq!(
+        paused["status"]["targets"][0]["phase"],
+        json!("Injected"),
+        "{paused:#}"
+    );
+    let remaining = paused["status"]["remainingMs"].as_u64().unwrap();
+    assert!(remaining > 100_000 && remaining <= 120_000, "{paused:#}");
+
+    // A restarted hub keeps it paused in place: nothing is applied or deleted.
+    hub.restart().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, after) = hub.get(&format!("/api/v1/experiments/{uid}")).await;
+    assert_eq!(after["status"]["phase"], json!("Paused"), "{after:#}");
+    assert_eq!(uid_of(&api.get(&name).await.unwrap()), applied);
+
+    // Resume: the annotation goes, Chaos Mesh injects again, the window continues.
+    let (status, body) = hub.post(&format!("/api/v1/experiments/{uid}/resume")).await;
+    assert_eq!(status, 200, "{body}");
+    let running = hub
+        .wait_phase(&uid, "Running", Duration::from_secs(20))
+        .await;
+    let object = api.get(&name).await.unwrap();
+    assert_eq!(uid_of(&object), applied, "the object was never re-created");
+    assert!(!object
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .contains_key("experiment.chaos-mesh.org/pause"));
+    assert_eq!(running["status"]["targets"][0]["injections"], json!(1));
+    assert!(running["status"]["deadline"].is_string(), "{running:#}");
+
+    // Paused again, then stopped while paused: the object is deleted.
+    let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/pause")).await;
+    assert_eq!(status, 200);
+    hub.wait_phase(&uid, "Paused", Duration::from_secs(20))
+        .await;
+    let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/stop")).await;
+    assert_eq!(status, 200);
+    let aborted = hub
+        .wait_phase(&uid, "Aborted", Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        aborted["status"]["targets"][0]["phase"],
+        json!("Recovered"),
+        "{aborted:#}"
+    );
+    assert!(api.get_opt(&name).await.unwrap().is_none());
+    drop(standin);
+}
+
+/// Chaos Mesh's `RemoteCluster` registers (and, applied again, updates) a kubernetes
+/// environment of its name from the kubeconfig file its `chaoshub.dev/kubeconfig` annotation
+/// names; one with only Chaos Mesh's Secret reference is a 400 naming
+/// `spec.kubeConfig.secretRef` and saying why; `spec.remoteCluster` then routes a PodChaos to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_cluster_registers_an_environment_that_spec_remote_cluster_routes_to() {
+    let Some(server) = k8s::plain_server() else {
+        return;
+    };
+    let ns = k8s::TestNamespace::create(server, "remote").await;
+    let client = k8s::admin_client(&server.kubeconfig).await;
+    for pod in ["victim-0", "bystander"] {
+        let app = pod.split('-').next().unwrap();
+        k8s::create_pod(&client, &ns.name, pod, json!({"app": app}), Some("node-a")).await;
+    }
+    let hub = Sandbox::start(0).await;
+    let remote = |annotations: &str| {
+        format!(
+            "apiVersion: chaos-mesh.org/v1alpha1\nkind: RemoteCluster\nmetadata:\n  name: cluster-r\n  labels: {{region: eu}}\n{annotations}spec:\n  namespace: chaos-mesh\n  version: 2.6.3\n  kubeConfig:\n    secretRef: {{name: cluster-r-kubeconfig, namespace: default, key: kubeconfig}}\n"
+        )
+    };
+
+    // Only Chaos Mesh's Secret reference: the hub cannot read it, and says so.
+    let (status, body) = hub.post_yaml("/api/v1/environments", &remote("")).await;
+    assert_eq!(status, 400, "{body:#}");
+    assert_eq!(
+        body["details"][0]["path"],
+        json!("spec.kubeConfig.secretRef"),
+        "{body:#}"
+    );
+    let message = body["details"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot read Secret default/cluster-r-kubeconfig")
+            && message.contains("chaoshub.dev/kubeconfig"),
+        "{message}"
+    );
+    let (status, _) = hub.get("/api/v1/environments/cluster-r").await;
+    assert_eq!(status, 404);
+    // A relative path is named too.
+    let (status, body) = hub
+        .post_yaml(
+            "/api/v1/environments",
+            &remote("  annotations: {chaoshub.dev/kubeconfig: kubeconfig}\n"),
+        )
+        .await;
+    assert_eq!(status, 400, "{body:#}");
+    assert_eq!(
+        body["details"][0]["path"],
+        json!("metadata.annotations[\"chaoshub.dev/kubeconfig\"]"),
+        "{body:#}"
+    );
+
+    // With the kubeconfig's path: a kubernetes environment of the same name.
+    let with_path = remote(&format!(
+        "  annotations: {{chaoshub.dev/kubeconfig: {}}}\n",
+        server.kubeconfig.display()
+    ));
+    let (status, env) = hub.post_yaml("/api/v1/environments", &with_path).await;
+    assert_eq!(status, 201, "{env:#}");
+    assert_eq!(env["spec"]["adapter"], json!("kubernetes"));
+    assert_eq!(
+        env["spec"]["settings"]["kubeconfig"],
+        json!(server.kubeconfig.display().to_string())
+    );
+    assert_eq!(env["metadata"]["labels"]["region"], json!("eu"));
+    // Applied again (changed): updated in place, not a 409.
+    let changed = with_path.replace("region: eu", "region: us");
+    let (status, env) = hub.post_yaml("/api/v1/environments", &changed).await;
+    assert_eq!(status, 200, "{env:#}");
+    assert_eq!(env["metadata"]["labels"]["region"], json!("us"));
+    let status_now = status_of(&hub, "cluster-r").await;
+    assert_eq!(
+        status_now["status"]["reachable"],
+        json!(true),
+        "{status_now:#}"
+    );
+    // It registers environments; it is not an experiment.
+    let (status, body) = hub.post_yaml("/api/v1/experiments", &with_path).await;
+    assert_eq!(status, 400, "{body:#}");
+    assert!(
+        body["details"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/environments"),
+        "{body:#}"
+    );
+
+    // spec.remoteCluster routes an unchanged Chaos Mesh manifest to it (no Chaos Mesh there:
+    // mode auto runs pod-kill natively).
+    let manifest = format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: PodChaos\nmetadata: {{name: kill, namespace: {}}}\nspec:\n  action: pod-kill\n  mode: all\n  gracePeriod: 3\n  selector: {{labelSelectors: {{app: victim}}}}\n  remoteCluster: cluster-r\n",
+        ns.name
+    );
+    let (status, created) = hub.post_yaml("/api/v1/experiments", &manifest).await;
+    assert_eq!(status, 201, "{created:#}");
+    assert_eq!(created["status"]["environment"], json!("cluster-r"));
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    let running = hub
+        .wait_phase(&uid, "Running", Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        running["status"]["targets"][0]["target"]["name"],
+        json!("victim-0"),
+        "{running:#}"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    let victim = pods.get("victim-0").await.unwrap();
+    assert_eq!(victim.metadata.deletion_grace_period_seconds, Some(3));
+    assert!(pods
+        .get("bystander")
+        .await
+        .unwrap()
+        .metadata
+        .deletion_timestamp
+        .is_none());
+    let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/stop")).await;
+    assert_eq!(status, 200);
+    hub.wait_phase(&uid, "Aborted", Duration::from_secs(20))
+        .await;
+}
+
+/// When Chaos Mesh does not report the pause within `confirm_timeout_ms`, the hub removes the
+/// object instead (a pause never leaves the fault in force), says why in its events, and
+/// resume applies it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_chaos_mesh_does_not_report_removes_the_object_instead() {
+    let Some(server) = k8s::server() else { return };
+    let ns = k8s::TestNamespace::create(server, "pause-late").await;
+    let client = k8s::admin_client(&server.kubeconfig).await;
+    k8s::create_pod(&client, &ns.name, "web-0", json!({"app": "web"}), None).await;
+    let standin =
+        StandInChaosMeshController::start(client.clone(), "NetworkChaos", "networkchaos", &ns.name);
+    standin.open_gate();
+    standin.honour_pauses(false);
+    let hub = Sandbox::start(0).await;
+    let env = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-q}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh, confirm_timeout_ms: 1500}}\n",
+        server.kubeconfig.display()
+    );
+    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
+    assert_eq!(status, 201, "{body}");
+    let manifest = format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: slow-web, namespace: {}}}\nspec:\n  action: delay\n  mode: all\n  selector: {{labelSelectors: {{app: web}}}}\n  delay: {{latency: 50ms}}\n  duration: 120s\n  environment: cluster-q\n",
+        ns.name
+    );
+    let (status, created) = hub.post_yaml("/api/v1/experiments", &manifest).await;
+    assert_eq!(status, 201, "{created}");
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    hub.wait_phase(&uid, "Running", Duration::from_secs(20))
+        .await;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &network_chaos());
+    let name = format!("chaoshub-{uid}-0");
+    let first = api.get(&name).await.unwrap().metadata.uid;
+
+    let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/pause")).await;
+    assert_eq!(status, 200);
+    let paused = hub
+        .wait_phase(&uid, "Paused", Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        paused["status"]["targets"][0]["phase"],
+        json!("Recovered"),
+        "{paused:#}"
+    );
+    assert!(api.get_opt(&name).await.unwrap().is_none());
+    let (_, events) = hub.get(&format!("/api/v1/events?experiment={uid}")).await;
+    assert!(
+        events.to_string().contains("pausing in place failed"),
+        "{events:#}"
+    );
+
+    let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/resume")).await;
+    assert_eq!(status, 200);
+    hub.wait_phase(&uid, "Running", Duration::from_secs(20))
+        .await;
+    let again = api.get(&name).await.unwrap().metadata.uid;
+    assert_ne!(again, first, "applied anew");
+    let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/stop")).await;
+    assert_eq!(status, 200);
+    hub.wait_phase(&uid, "Aborted", Duration::from_secs(20))
+        .await;
+    assert!(api.get_opt(&name).await.unwrap().is_none());
+    drop(standin);
 }
