@@ -986,6 +986,9 @@ pub async fn environments(ctx: Ctx) -> PageResult {
                 .collect();
             let _ = write!(b, "<dt>Labels</dt><dd>{}</dd>", labels.join(" "));
         }
+        if let Some(st) = &env.status {
+            environment_status(&mut b, st);
+        }
         if matrix.adapters.contains(&env.spec.adapter) {
             conformance_summary(&mut b, &matrix, &env.spec.adapter);
         } else if let Some(a) = adapters
@@ -1111,6 +1114,59 @@ async fn agent_usage_section(ctx: &Ctx, s: &ExperimentStatus) -> Option<String> 
     Some(format!(
         "<section aria-labelledby=\"usage\"><h2 id=\"usage\">Agent hosts</h2><p>CPU and memory of the targets' hosts, reported with each heartbeat.</p>{chart}</section>"
     ))
+}
+
+/// What the adapter's last check of the far side found (`EnvironmentStatus`): reachable or
+/// not, when, the problems in plain words, and each detail as text (lists joined, nothing
+/// shown as raw JSON).
+fn environment_status(b: &mut String, st: &chaoshub_schema::api::EnvironmentStatus) {
+    fn text(v: &Value) -> String {
+        match v {
+            Value::Null => "unknown".into(),
+            Value::String(s) => s.clone(),
+            Value::Bool(true) => "yes".into(),
+            Value::Bool(false) => "no".into(),
+            Value::Number(n) => n.to_string(),
+            Value::Array(items) if items.is_empty() => "none".into(),
+            Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(", "),
+            Value::Object(map) => map
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", text(v)))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+    let _ = write!(
+        b,
+        "<dt>Far side</dt><dd>{} <span class=\"muted\">checked {}</span>",
+        if st.reachable {
+            "<span class=\"badge health-ok\">reachable</span>"
+        } else {
+            "<span class=\"badge health-bad\">unreachable</span>"
+        },
+        html::time(&st.checked_at)
+    );
+    if !st.problems.is_empty() {
+        b.push_str("<ul class=\"plain problems\">");
+        for p in &st.problems {
+            let _ = write!(b, "<li>{}</li>", esc(p));
+        }
+        b.push_str("</ul>");
+    }
+    b.push_str("</dd>");
+    for (key, value) in &st.details {
+        // camelCase keys as words: `chaosMeshVersion` → "chaos mesh version".
+        let mut label = String::new();
+        for c in key.chars() {
+            if c.is_ascii_uppercase() {
+                label.push(' ');
+                label.push(c.to_ascii_lowercase());
+            } else {
+                label.push(c);
+            }
+        }
+        let _ = write!(b, "<dt>{}</dt><dd>{}</dd>", esc(&label), esc(&text(value)));
+    }
 }
 
 /// An environment's adapter in the conformance matrix: counts by state, and the supported
@@ -2018,6 +2074,39 @@ mod tests {
             templates: 0,
             rejected: vec![],
         }
+    }
+
+    #[test]
+    fn an_environment_status_is_text_not_json() {
+        let st: chaoshub_schema::api::EnvironmentStatus = serde_json::from_value(serde_json::json!({
+            "reachable": false, "checkedAt": "2026-12-07T07:00:00Z",
+            "problems": ["the API server did not answer: connection refused"],
+            "details": {"chaosMesh": true, "chaosMeshVersion": null, "servedKinds": ["NetworkChaos", "PodChaos"],
+                        "missingPermissions": [], "serverVersion": "v1.26.1", "extra": {"a": 1}},
+        }))
+        .unwrap();
+        let mut b = String::new();
+        super::environment_status(&mut b, &st);
+        assert!(!b.contains('{') && !b.contains('['), "{b}");
+        assert!(b.contains(">unreachable</span>"), "{b}");
+        assert!(
+            b.contains("<li>the API server did not answer: connection refused</li>"),
+            "{b}"
+        );
+        assert!(
+            b.contains("<dt>chaos mesh version</dt><dd>unknown</dd>"),
+            "{b}"
+        );
+        assert!(b.contains("<dt>chaos mesh</dt><dd>yes</dd>"), "{b}");
+        assert!(
+            b.contains("<dt>served kinds</dt><dd>NetworkChaos, PodChaos</dd>"),
+            "{b}"
+        );
+        assert!(
+            b.contains("<dt>missing permissions</dt><dd>none</dd>"),
+            "{b}"
+        );
+        assert!(b.contains("<dt>extra</dt><dd>a: 1</dd>"), "{b}");
     }
 
     #[test]
