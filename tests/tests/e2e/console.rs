@@ -337,5 +337,27 @@ fn every_console_page_loads_cleanly() {
         };
         lab.shot(&format!("page-{name}"));
     }
+    // Readable at 200 % zoom: a 1280-pixel screen zoomed to 200 % lays pages out in 640 CSS
+    // pixels. Nothing may need sideways scrolling of the whole page (wide tables and the
+    // matrix scroll inside their own boxes).
+    b.set_window_size(640, 900);
+    for page in &pages {
+        b.goto(&format!("{origin}{page}"));
+        b.wait("main h1", T);
+        let widths = b.exec(
+            "return [document.documentElement.scrollWidth, window.innerWidth];",
+            serde_json::json!([]),
+        );
+        let (scroll, inner) = (
+            widths[0].as_f64().unwrap_or(0.0),
+            widths[1].as_f64().unwrap_or(0.0),
+        );
+        if inner > 0.0 && scroll > inner + 1.0 {
+            problems.push(format!(
+                "{page}: at 640 CSS px (200 % zoom) the page is {scroll} px wide and scrolls sideways"
+            ));
+        }
+    }
+    b.set_window_size(1280, 900);
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

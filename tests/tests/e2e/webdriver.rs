@@ -155,6 +155,15 @@ impl Browser {
         self.call("POST", &self.s("/url"), json!({ "url": url }));
     }
 
+    /// Resizes the browser window (CSS pixels at a zoom of 100 %).
+    pub fn set_window_size(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            &self.s("/window/rect"),
+            json!({ "width": width, "height": height }),
+        );
+    }
+
     pub fn url(&self) -> String {
         self.call("GET", &self.s("/url"), Value::Null)
             .as_str()
