@@ -512,6 +512,100 @@ impl HubInputs {
 
     /// Admin calls with generated bodies: tokens, join tokens, deletions of what the
     /// generator may have registered, halt status.
+    /// The halt switch (set with odd bodies, released twice as often, so the hub is seldom
+    /// halted for the other classes), remote catalogs added with odd names and loopback-only
+    /// URLs (nothing leaves the machine: the URL is never mutated into another host), and the
+    /// event stream with odd queries and `Last-Event-ID` headers (read up to its first frame).
+    pub fn control_request(&self, rng: &mut Rng) -> FuzzRequest {
+        let request = match rng.below(6) {
+            0 => {
+                let (ct, bytes) = match rng.below(4) {
+                    0 => (Some("application/json".to_string()), Vec::new()),
+                    1 => {
+                        let mut body = json!({"reason": super::random_string(rng)});
+                        for _ in 0..rng.below(3) {
+                            mutate_value(rng, &mut body);
+                        }
+                        let (ct, bytes) = encode(rng, &body);
+                        (content_type(rng, ct), bytes)
+                    }
+                    2 => (
+                        Some("application/json".to_string()),
+                        random_value(rng, 3).to_string().into_bytes(),
+                    ),
+                    _ => {
+                        let mut bytes = br#"{"reason": "fuzz"}"#.to_vec();
+                        let other = rng.pick(&self.corpus.texts).as_bytes();
+                        mutate_bytes(rng, &mut bytes, other);
+                        (content_type(rng, "application/json"), bytes)
+                    }
+                };
+                FuzzRequest::new("control", Method::POST, "/api/v1/halt").body(ct.as_deref(), bytes)
+            }
+            1 | 2 => FuzzRequest::new("control", Method::DELETE, "/api/v1/halt"),
+            3 | 4 => {
+                let name = if rng.percent(70) {
+                    json!(format!("fuzz-cat-{}", rng.below(3)))
+                } else {
+                    random_value(rng, 1)
+                };
+                let url = *rng.pick(&[
+                    "http://127.0.0.1:9/index.yaml",
+                    "http://127.0.0.1:1/",
+                    "https://127.0.0.1:9/catalog/index.yaml",
+                    "file:///etc/passwd",
+                    "ftp://127.0.0.1/index.yaml",
+                    "http://127.0.0.1:99999/index.yaml",
+                    "not a url",
+                    "",
+                    "http://[::1]:9/index.yaml",
+                    "unix:///nonexistent/fuzz.sock",
+                ]);
+                let mut body = json!({"name": name, "url": url});
+                if rng.percent(25) {
+                    body[super::random_string(rng)] = random_value(rng, 2);
+                }
+                if rng.percent(10) {
+                    body = json!([body]);
+                }
+                let (ct, bytes) = encode(rng, &body);
+                let ct = content_type(rng, ct);
+                FuzzRequest::new("control", Method::POST, "/api/v1/catalogs")
+                    .body(ct.as_deref(), bytes)
+            }
+            _ => {
+                let query = if rng.percent(80) {
+                    format!(
+                        "?{}",
+                        random_query(rng, &["experiment", "after", "since", "namespace", "x"])
+                    )
+                } else {
+                    String::new()
+                };
+                let mut request = FuzzRequest::new(
+                    "control",
+                    Method::GET,
+                    format!("/api/v1/events/stream{query}"),
+                );
+                if rng.percent(40) {
+                    // Any visible text (a header value holds no control characters).
+                    let id: String = super::random_string(rng)
+                        .chars()
+                        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+                        .collect();
+                    let id = if rng.percent(50) {
+                        rng.next_u64().to_string()
+                    } else {
+                        id
+                    };
+                    request = request.header("last-event-id", id);
+                }
+                request
+            }
+        };
+        self.authed(request)
+    }
+
     fn admin_request(&self, rng: &mut Rng) -> FuzzRequest {
         let request = match rng.below(5) {
             0 | 1 => {
@@ -627,7 +721,8 @@ impl Inputs for HubInputs {
             67..=81 => self.auth_request(rng),
             82..=88 => self.headers_request(rng),
             89..=92 => self.console_request(rng),
-            93..=95 => self.admin_request(rng),
+            93 | 94 => self.admin_request(rng),
+            95 => self.control_request(rng),
             _ => {
                 // A real submission (stored, run by the engine): stopped at once if accepted.
                 let (ct, body) = self.manifest_body(rng);

@@ -392,6 +392,27 @@ async fn send(
     let task = tokio::spawn(async move {
         let response = router.oneshot(http).await.unwrap_or_else(|e| match e {});
         let status = response.status().as_u16();
+        let streaming = response
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if streaming {
+            // An event stream never ends: its first frame (if one comes soon) is read, then the
+            // stream is dropped, as a client going away.
+            let mut body = response.into_body();
+            let first = tokio::time::timeout(
+                Duration::from_millis(200),
+                std::future::poll_fn(|cx| {
+                    axum::body::HttpBody::poll_frame(std::pin::Pin::new(&mut body), cx)
+                }),
+            )
+            .await;
+            let bytes = match first {
+                Ok(Some(Ok(frame))) => frame.into_data().map(|d| d.to_vec()).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            return (status, Ok(bytes));
+        }
         let body = axum::body::to_bytes(response.into_body(), limit).await;
         (status, body.map(|b| b.to_vec()))
     });
