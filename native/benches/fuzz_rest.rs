@@ -8,6 +8,8 @@
 //! and resident memory, and exits non-zero on any 5xx, panic or non-401 answer to a broken
 //! credential. Results: docs/reliability.md, section "Fuzzing".
 
+// Shared with the tests; its table serves tests/fuzz_commands.rs only.
+#[allow(dead_code)]
 #[path = "../tests/fuzz_agent/mod.rs"]
 mod fuzz_agent;
 

@@ -3,6 +3,8 @@
 //! the local REST router, with a fixed seed. No 5xx, no panicked request, every broken
 //! credential answered 401.
 
+// Shared with the other fuzz test; its table serves tests/fuzz_commands.rs.
+#[allow(dead_code)]
 mod fuzz_agent;
 
 use std::sync::Arc;

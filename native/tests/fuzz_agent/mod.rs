@@ -42,6 +42,8 @@ impl Injector for PlanOnly {
 pub struct FuzzAgent {
     pub router: axum::Router,
     pub token: String,
+    /// The fault table behind the router (the hub's commands reach it directly).
+    pub table: Arc<FaultTable>,
     _state: tempfile::TempDir,
     _link: tokio::sync::watch::Sender<LinkState>,
 }
@@ -76,7 +78,7 @@ pub fn start() -> FuzzAgent {
     ));
     let (link, link_rx) = tokio::sync::watch::channel(LinkState::default());
     let daemon = Arc::new(Daemon {
-        table,
+        table: table.clone(),
         identity: Identity {
             name: "fuzz".into(),
             environment: "fuzz".into(),
@@ -92,6 +94,7 @@ pub fn start() -> FuzzAgent {
     FuzzAgent {
         router: chaos_agent::rest::router_with_token(daemon, token.clone()),
         token,
+        table,
         _state: state,
         _link: link,
     }
