@@ -268,6 +268,7 @@ async fn main() {
         ("catalog", "/catalog".to_string()),
         ("catalog, template", "/catalog/network-delay".to_string()),
         ("environments", "/environments".to_string()),
+        ("conformance matrix", "/conformance".to_string()),
         ("schedules and workflows", "/orchestration".to_string()),
         ("workflow builder", "/workflows/new".to_string()),
         ("suites", "/suites".to_string()),
