@@ -37,30 +37,11 @@ const KINDS: [&str; 5] = [
 ];
 const NAMESPACES: [&str; 3] = ["default", "team-a", "team-b"];
 
+/// 2026-11-01T00:00:00Z plus `secs`, as RFC 3339.
 fn ts(secs: u64) -> String {
-    // 2026-11-01T00:00:00Z plus `secs`, formatted without a date library.
-    let base = 1_793_491_200u64 + secs;
-    let (days, rem) = (base / 86_400, base % 86_400);
-    let (y, m, d) = civil(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    chrono::DateTime::from_timestamp(1_793_491_200 + secs as i64, 0)
+        .expect("a time in range")
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// One stored, ended experiment: `i` picks its kind, namespace, phase and times.
@@ -162,6 +143,19 @@ fn seed(data_dir: &std::path::Path) -> String {
     seeded_row(SEEDED / 2).uid
 }
 
+/// The experiments in `phase` (the first page, newest first).
+async fn in_phase(api: &reqwest::Client, base: &str, phase: &str) -> Vec<Value> {
+    let page: Value = api
+        .get(format!("{base}/api/v1/experiments?phase={phase}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -214,20 +208,13 @@ async fn main() {
     // Until all ten are Running, so every page shows them in force.
     let started = Instant::now();
     loop {
-        let page: Value = api
-            .get(format!("{base}/api/v1/experiments?phase=Running"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if page["items"].as_array().map_or(0, Vec::len) == RUNNING {
+        let running = in_phase(&api, &base, "Running").await.len();
+        if running == RUNNING {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(30),
-            "not running: {page}"
+            "{running} of {RUNNING} running"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -346,30 +333,21 @@ async fn main() {
     assert!(r.status().is_success(), "halt: {}", r.status());
     let stopping = Instant::now();
     loop {
-        let page: Value = api
-            .get(format!("{base}/api/v1/experiments?phase=Aborted"))
-            .send()
+        let aborted = in_phase(&api, &base, "Aborted")
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let aborted = page["items"].as_array().map_or(0, |items| {
-            items
-                .iter()
-                .filter(|e| {
-                    e["metadata"]["name"]
-                        .as_str()
-                        .is_some_and(|n| n.starts_with("in-force-"))
-                })
-                .count()
-        });
+            .iter()
+            .filter(|e| {
+                e["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("in-force-"))
+            })
+            .count();
         if aborted == RUNNING {
             break;
         }
         assert!(
             stopping.elapsed() < Duration::from_secs(30),
-            "not stopped: {page}"
+            "{aborted} of {RUNNING} stopped"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

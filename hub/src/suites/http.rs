@@ -120,10 +120,18 @@ pub async fn get_suite_run(
     State(hub): State<Hub>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, HubError> {
+    Ok(Json(run_at(&hub, id)?).into_response())
+}
+
+/// The run the path names.
+fn run_at(
+    hub: &Hub,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<chaoshub_schema::suite::SuiteRun, HubError> {
     let Path(id) = id.map_err(|e| {
         HubError::bad_request("invalid_path", format!("invalid path parameter: {e}"))
     })?;
-    Ok(Json(super::get_run(&hub, &id)?).into_response())
+    super::get_run(hub, &id)
 }
 
 /// The run's JUnit XML report, the same document `chaoshub run --junit` writes (one testsuite
@@ -132,10 +140,7 @@ pub async fn get_suite_run_junit(
     State(hub): State<Hub>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, HubError> {
-    let Path(id) = id.map_err(|e| {
-        HubError::bad_request("invalid_path", format!("invalid path parameter: {e}"))
-    })?;
-    let run = super::get_run(&hub, &id)?;
+    let run = run_at(&hub, id)?;
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,
