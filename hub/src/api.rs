@@ -93,6 +93,9 @@ pub(crate) fn body_format(headers: &HeaderMap) -> ApiResult<BodyFormat> {
 struct AppState {
     hub: Hub,
     max_body: usize,
+    /// The conformance matrix, computed on first use: it depends only on the adapter types
+    /// registered at start and the measured figures compiled in.
+    conformance: std::sync::Arc<std::sync::OnceLock<chaoshub_schema::api::ConformanceMatrix>>,
 }
 
 /// Lets handlers outside this file (the catalog's) take `State<Hub>`.
@@ -112,7 +115,11 @@ pub fn router(
 ) -> Router {
     let metrics = std::sync::Arc::clone(hub.engine.telemetry().metrics());
     let gate = std::sync::Arc::new(crate::auth_gate::AuthGate::new(hub.clone(), auth, jwt));
-    let state = AppState { hub, max_body };
+    let state = AppState {
+        hub,
+        max_body,
+        conformance: std::sync::Arc::default(),
+    };
     Router::new()
         .route("/healthz", get(health))
         .route("/metrics", get(prometheus_metrics))
@@ -611,11 +618,10 @@ async fn list_adapters(State(s): State<AppState>) -> Response {
 }
 
 async fn conformance(State(s): State<AppState>) -> Response {
-    let registry = s.hub.engine.registry();
-    json(
-        StatusCode::OK,
-        crate::conformance::matrix(registry, &crate::conformance::measured()),
-    )
+    let matrix = s.conformance.get_or_init(|| {
+        crate::conformance::matrix(s.hub.engine.registry(), &crate::conformance::measured())
+    });
+    json(StatusCode::OK, matrix)
 }
 
 fn event_filter(params: &Params) -> ApiResult<EventFilter> {
