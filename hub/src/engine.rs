@@ -37,7 +37,10 @@ use crate::store::{ExperimentRow, NewEvent, Store, StoreError};
 use crate::telemetry::{AdapterOp, Telemetry};
 use crate::time::{self, Clock};
 
+mod drift_watch;
 mod verify;
+
+pub use drift_watch::DriftWatches;
 
 pub use verify::{on_drift_of, ON_DRIFT_ANNOTATION};
 
@@ -1519,6 +1522,9 @@ async fn inject_and_confirm(
             Ok(InjectionState::Absent) => "the adapter reads the fault back as absent".to_string(),
             Ok(InjectionState::Unknown(m)) => {
                 format!("the adapter cannot tell whether the fault is in place: {m}")
+            }
+            Ok(InjectionState::Changed(m)) => {
+                format!("the fault is not the one injected: {m}")
             }
             Err(e) => format!("status check failed: {e}"),
         };

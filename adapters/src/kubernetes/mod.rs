@@ -51,6 +51,10 @@ use crate::{
 
 pub const ADAPTER_TYPE: &str = "kubernetes";
 
+/// How long one `watch_drift` call watches before it ends with an error (the hub drops it much
+/// sooner and calls again while it still cares).
+const DRIFT_WATCH_SPAN: Duration = Duration::from_secs(24 * 3600);
+
 /// The target kind of a federated experiment: the Chaos Mesh object itself.
 pub const FEDERATION_TARGET_KIND: &str = "chaos-mesh";
 
@@ -737,24 +741,16 @@ impl Adapter for KubernetesAdapter {
                 )
                 .await?
                 .map(federation::to_value);
-            let Some(object) = object else {
-                return Ok(InjectionState::Absent);
-            };
             let uid = injection
                 .details
                 .pointer("/object/uid")
                 .and_then(Value::as_str);
-            if uid
-                .is_some_and(|u| object.pointer("/metadata/uid").and_then(Value::as_str) != Some(u))
-            {
-                return Ok(InjectionState::Unknown(format!(
-                    "{namespace}/{name} was deleted and recreated by someone else"
-                )));
+            if let Some(drift) = federation::drift_of(object.as_ref(), uid) {
+                return Ok(drift);
             }
+            let object = object.unwrap_or_default();
             return Ok(if federation::injected(&object) {
                 InjectionState::Active
-            } else if federation::paused(&object) {
-                InjectionState::Absent
             } else {
                 InjectionState::Unknown(federation::describe(Some(&object)))
             });
@@ -764,6 +760,50 @@ impl Adapter for KubernetesAdapter {
         } else {
             InjectionState::Absent
         })
+    }
+
+    /// A federated injection is watched: its object, through the API server's watch.
+    fn watches_drift(&self, injection: &Injection) -> bool {
+        injection.target.kind == FEDERATION_TARGET_KIND
+    }
+
+    /// Watches the one object (field selector on its name) until it is deleted, paused, being
+    /// deleted, recreated, or its spec is changed by another field manager — the same rule as
+    /// `status` (`federation::drift_of`).
+    async fn watch_drift(
+        &self,
+        env: &Environment,
+        injection: &Injection,
+    ) -> Result<String, AdapterError> {
+        if injection.target.kind != FEDERATION_TARGET_KIND {
+            return Err(AdapterError::Unsupported {
+                kind: injection.kind.clone(),
+                action: injection.actions.join(","),
+                message: "only a fault federated to Chaos Mesh is watched".into(),
+            });
+        }
+        let (_, cluster) = Self::connect(env).await?;
+        let (served, namespace, name) = Self::object_of(&cluster, injection).await?;
+        let api = federation::api(&cluster, &served, &namespace);
+        let uid = injection
+            .details
+            .pointer("/object/uid")
+            .and_then(Value::as_str);
+        let seen = federation::wait_for(
+            &cluster,
+            &api,
+            &name,
+            DRIFT_WATCH_SPAN,
+            &format!("{} {namespace}/{name} drifts", served.kind),
+            |o| federation::drift_of(o, uid).is_some(),
+        )
+        .await?;
+        let state = federation::drift_of(seen.as_ref(), uid).unwrap_or(InjectionState::Absent);
+        Ok(format!(
+            "{} {namespace}/{name}: {}",
+            served.kind,
+            federation::drift_message(seen.as_ref(), &state)
+        ))
     }
 
     /// A federated injection pauses in place: Chaos Mesh's pause annotation on its object.

@@ -632,9 +632,17 @@ mod tests {
             beat(session, i as f32);
         }
         let series = registry.usage("hosts", "a", None).unwrap();
-        assert_eq!(series.len(), USAGE_SAMPLES, "the oldest samples are dropped");
+        assert_eq!(
+            series.len(),
+            USAGE_SAMPLES,
+            "the oldest samples are dropped"
+        );
         assert_eq!(series[0].cpu_percent, 10.0);
-        assert_eq!(series.last().unwrap().cpu_percent, 100.0, "clamped to 0–100");
+        assert_eq!(
+            series.last().unwrap().cpu_percent,
+            100.0,
+            "clamped to 0–100"
+        );
         assert_eq!(series[0].mem_used_bytes, 4, "never above the total");
         assert_eq!(series[0].load1, 0.0, "a NaN load is not passed on");
         let latest = registry.list(Some("hosts"))[0].usage.clone().unwrap();
@@ -642,12 +650,18 @@ mod tests {
         // A stale session's beat is ignored; a reconnect keeps the series.
         beat(session + 100, 1.0);
         let again = registry.connect(info("a"), tx);
-        assert_eq!(registry.usage("hosts", "a", None).unwrap().len(), USAGE_SAMPLES);
+        assert_eq!(
+            registry.usage("hosts", "a", None).unwrap().len(),
+            USAGE_SAMPLES
+        );
         beat(again, -3.0);
         let series = registry.usage("hosts", "a", None).unwrap();
         assert_eq!(series.last().unwrap().cpu_percent, 0.0);
         let since = series.last().unwrap().at;
-        assert!(!registry.usage("hosts", "a", Some(since)).unwrap().is_empty());
+        assert!(!registry
+            .usage("hosts", "a", Some(since))
+            .unwrap()
+            .is_empty());
         assert!(registry.usage("hosts", "nobody", None).is_none());
     }
 }

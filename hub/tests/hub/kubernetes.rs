@@ -792,3 +792,171 @@ async fn a_pause_chaos_mesh_does_not_report_removes_the_object_instead() {
     assert!(api.get_opt(&name).await.unwrap().is_none());
     drop(standin);
 }
+
+/// Waits until `check` holds for the experiment, or panics after `timeout` with its state.
+async fn wait_until(
+    hub: &Sandbox,
+    uid: &str,
+    timeout: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, now) = hub.get(&format!("/api/v1/experiments/{uid}")).await;
+        if check(&now) {
+            return now;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "not within {timeout:?}: {now:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Drift through the watch, with the periodic read-back turned off
+/// (`engine.verify_interval_ms = 0`, so only the adapter's watch can make the hub look): the
+/// federated object deleted behind the hub's back is applied again within a couple of seconds
+/// (the time is printed), a spec change by another field manager is noticed and reinjected
+/// (the spec is the manifest's again, no other manager owns a field of it), and under
+/// `chaoshub.dev/on-drift: fail` the same change fails the experiment and deletes the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federated_object_deleted_or_edited_behind_the_hubs_back_is_noticed_through_the_watch() {
+    let Some(server) = k8s::server() else { return };
+    let ns = k8s::TestNamespace::create(server, "drift").await;
+    let client = k8s::admin_client(&server.kubeconfig).await;
+    k8s::create_pod(&client, &ns.name, "web-0", json!({"app": "web"}), None).await;
+    let standin =
+        StandInChaosMeshController::start(client.clone(), "NetworkChaos", "networkchaos", &ns.name);
+    standin.open_gate();
+    let hub = Sandbox::start_with(0, |c| c.engine.verify_interval_ms = 0).await;
+    let env = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-d}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh, confirm_timeout_ms: 20000}}\n",
+        server.kubeconfig.display()
+    );
+    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
+    assert_eq!(status, 201, "{body}");
+    let manifest = |name: &str, annotations: &str| {
+        format!(
+            "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: {name}, namespace: {}{annotations}}}\nspec:\n  action: delay\n  mode: all\n  selector: {{labelSelectors: {{app: web}}}}\n  delay: {{latency: 50ms}}\n  duration: 120s\n  environment: cluster-d\n",
+            ns.name
+        )
+    };
+    let (status, created) = hub
+        .post_yaml("/api/v1/experiments", &manifest("drifting", ""))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    hub.wait_phase(&uid, "Running", Duration::from_secs(20))
+        .await;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &network_chaos());
+    let name = format!("chaoshub-{uid}-0");
+    let first = api.get(&name).await.unwrap().metadata.uid.unwrap();
+    // Let the watch start (it is armed on the next scan after Running).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Deleted behind the hub's back: applied again, confirmed again, recorded as drift.
+    let deleted_at = std::time::Instant::now();
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+    let back = wait_until(&hub, &uid, Duration::from_secs(15), |v| {
+        v["status"]["drift"]["reinjections"] == json!(1)
+            && v["status"]["targets"][0]["phase"] == json!("Injected")
+    })
+    .await;
+    let took = deleted_at.elapsed();
+    eprintln!("drift: deleted object applied again and confirmed after {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(back["status"]["phase"], json!("Running"), "{back:#}");
+    assert!(
+        back["status"]["targets"][0]["driftedAt"].is_string(),
+        "{back:#}"
+    );
+    assert_eq!(
+        back["status"]["targets"][0]["injections"],
+        json!(2),
+        "{back:#}"
+    );
+    let second = api.get(&name).await.unwrap().metadata.uid.unwrap();
+    assert_ne!(second, first, "applied anew");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The spec changed by another field manager: noticed, and the manifest's spec put back.
+    let edited_at = std::time::Instant::now();
+    let edit = kube::api::PatchParams {
+        field_manager: Some("someone-else".into()),
+        ..Default::default()
+    };
+    api.patch(
+        &name,
+        &edit,
+        &kube::api::Patch::Merge(json!({"spec": {"delay": {"latency": "900ms"}}})),
+    )
+    .await
+    .unwrap();
+    let back = wait_until(&hub, &uid, Duration::from_secs(15), |v| {
+        v["status"]["drift"]["reinjections"] == json!(2)
+            && v["status"]["targets"][0]["phase"] == json!("Injected")
+    })
+    .await;
+    let took = edited_at.elapsed();
+    eprintln!("drift: spec edited by another field manager, put back and confirmed after {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let message = back["status"]["drift"]["lastDriftMessage"].to_string();
+    assert!(message.contains("put back"), "{back:#}");
+    let (_, events) = hub.get(&format!("/api/v1/events?experiment={uid}")).await;
+    assert!(
+        events
+            .to_string()
+            .contains("\\\"someone-else\\\" (Update) owns spec.delay"),
+        "{events:#}"
+    );
+    let object = serde_json::to_value(api.get(&name).await.unwrap()).unwrap();
+    assert_eq!(
+        object["spec"]["delay"]["latency"],
+        json!("50ms"),
+        "{object:#}"
+    );
+    assert!(!object.to_string().contains("someone-else"), "{object:#}");
+    let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/stop")).await;
+    assert_eq!(status, 200);
+    hub.wait_phase(&uid, "Aborted", Duration::from_secs(20))
+        .await;
+    assert!(api.get_opt(&name).await.unwrap().is_none());
+
+    // on_drift: fail — the same change fails the experiment, and the object is removed.
+    let (status, created) = hub
+        .post_yaml(
+            "/api/v1/experiments",
+            &manifest("strict", ", annotations: {chaoshub.dev/on-drift: fail}"),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let strict = created["metadata"]["uid"].as_str().unwrap().to_string();
+    hub.wait_phase(&strict, "Running", Duration::from_secs(20))
+        .await;
+    let strict_name = format!("chaoshub-{strict}-0");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let edited_at = std::time::Instant::now();
+    api.patch(
+        &strict_name,
+        &edit,
+        &kube::api::Patch::Merge(json!({"spec": {"mode": "one"}})),
+    )
+    .await
+    .unwrap();
+    let failed = hub
+        .wait_phase(&strict, "Failed", Duration::from_secs(15))
+        .await;
+    eprintln!(
+        "drift: on_drift fail ended the experiment after {:?}",
+        edited_at.elapsed()
+    );
+    let reason = failed["status"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("changed by someone else") && reason.contains("on_drift: fail"),
+        "{reason}"
+    );
+    assert_eq!(failed["status"]["drift"]["drifts"], json!(1), "{failed:#}");
+    assert!(api.get_opt(&strict_name).await.unwrap().is_none());
+    drop(standin);
+}
