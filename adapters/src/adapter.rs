@@ -90,6 +90,15 @@ pub enum Selection {
     Final(Vec<Target>),
 }
 
+/// What the far side's selector matches now ([`Adapter::preview_far_side`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FarSideMatch {
+    /// Who selects when the experiment runs, for the plan (`Chaos Mesh`).
+    pub selected_by: String,
+    /// The targets its selector matches, before its mode.
+    pub matched: Vec<Target>,
+}
+
 /// What an adapter found out about an environment's far side (see
 /// [`Adapter::environment_status`]), shown in the environment's `status`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -215,6 +224,19 @@ pub trait Adapter: Send + Sync {
     ) -> Result<Selection, AdapterError> {
         let _ = (env, manifest);
         Ok(Selection::Hub)
+    }
+
+    /// For a dry run where the far side selects ([`Selection::Final`]): the targets its
+    /// selector would match now, by the far side's own semantics (Chaos Mesh's selector over a
+    /// cluster's pods), before its mode picks among them. `None`: the adapter cannot tell. May
+    /// touch the network; never called for a real run.
+    async fn preview_far_side(
+        &self,
+        env: &Environment,
+        manifest: &Manifest,
+    ) -> Result<Option<FarSideMatch>, AdapterError> {
+        let _ = (env, manifest);
+        Ok(None)
     }
 
     /// Optional warm-up once an environment is registered, which the hub runs in the background

@@ -45,8 +45,8 @@ pub use federation::{
 };
 
 use crate::{
-    Adapter, AdapterError, Environment, EnvironmentReport, FaultRequest, Injection, InjectionState,
-    Selection,
+    Adapter, AdapterError, Environment, EnvironmentReport, FarSideMatch, FaultRequest, Injection,
+    InjectionState, Selection,
 };
 
 pub const ADAPTER_TYPE: &str = "kubernetes";
@@ -247,6 +247,44 @@ impl KubernetesAdapter {
                 Err(unsupported(message))
             }
         }
+    }
+
+    /// The pods the manifest's selector matches, with Chaos Mesh's `PodSelectorSpec` semantics
+    /// (`selector.rs`), in the namespaces the environment allows.
+    async fn matching_pods(
+        config: &KubernetesConfig,
+        cluster: &Cluster,
+        env: &Environment,
+        manifest: &Manifest,
+    ) -> Result<Vec<Target>, AdapterError> {
+        let selector = manifest
+            .fault()
+            .and_then(|f| f.target_selector())
+            .unwrap_or_default();
+        let namespace = namespace_of(manifest);
+        // Only the namespaces the selection can reach are read.
+        let mut namespaces: Vec<String> = if !selector.names.is_empty() {
+            selector.names.keys().cloned().collect()
+        } else if selector.namespaces.is_empty() {
+            vec![namespace.clone()]
+        } else {
+            selector.namespaces.clone()
+        };
+        namespaces.retain(|n| config.allows_namespace(n));
+        if namespaces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pods = native::list_pods(cluster, &namespaces).await?;
+        let nodes = if selector.node_selectors.is_empty() {
+            Vec::new()
+        } else {
+            native::list_nodes(cluster).await?
+        };
+        let picked = selector::select_pods(&selector, &namespace, &pods, &nodes);
+        Ok(picked
+            .into_iter()
+            .map(|p| native::target_of(&env.name, p))
+            .collect())
     }
 
     async fn set_paused(
@@ -585,10 +623,7 @@ impl Adapter for KubernetesAdapter {
     ) -> Result<Selection, AdapterError> {
         let (config, cluster) = Self::connect(env).await?;
         let kind = manifest.kind().as_str();
-        let (actions, selector) = match manifest.fault() {
-            Some(f) => (f.actions(), f.target_selector().unwrap_or_default()),
-            None => (Vec::new(), Default::default()),
-        };
+        let actions = manifest.fault().map(|f| f.actions()).unwrap_or_default();
         let namespace = namespace_of(manifest);
         if Self::route(&config, &cluster, kind, &actions)
             .await?
@@ -613,31 +648,23 @@ impl Adapter for KubernetesAdapter {
                 annotations: Default::default(),
             }]));
         }
-        // Only the namespaces the selection can reach are read.
-        let mut namespaces: Vec<String> = if !selector.names.is_empty() {
-            selector.names.keys().cloned().collect()
-        } else if selector.namespaces.is_empty() {
-            vec![namespace.clone()]
-        } else {
-            selector.namespaces.clone()
-        };
-        namespaces.retain(|n| config.allows_namespace(n));
-        if namespaces.is_empty() {
-            return Ok(Selection::Matched(Vec::new()));
-        }
-        let pods = native::list_pods(&cluster, &namespaces).await?;
-        let nodes = if selector.node_selectors.is_empty() {
-            Vec::new()
-        } else {
-            native::list_nodes(&cluster).await?
-        };
-        let picked = selector::select_pods(&selector, &namespace, &pods, &nodes);
         Ok(Selection::Matched(
-            picked
-                .into_iter()
-                .map(|p| native::target_of(&env.name, p))
-                .collect(),
+            Self::matching_pods(&config, &cluster, env, manifest).await?,
         ))
+    }
+
+    /// Chaos Mesh's selector over the cluster's pods, as Chaos Mesh's controller would select
+    /// them before its mode (the same code native mode selects with).
+    async fn preview_far_side(
+        &self,
+        env: &Environment,
+        manifest: &Manifest,
+    ) -> Result<Option<FarSideMatch>, AdapterError> {
+        let (config, cluster) = Self::connect(env).await?;
+        Ok(Some(FarSideMatch {
+            selected_by: "Chaos Mesh".into(),
+            matched: Self::matching_pods(&config, &cluster, env, manifest).await?,
+        }))
     }
 
     fn check_fault(&self, env: &Environment, fault: &FaultRequest) -> Result<(), AdapterError> {

@@ -960,3 +960,148 @@ async fn a_federated_object_deleted_or_edited_behind_the_hubs_back_is_noticed_th
     assert!(api.get_opt(&strict_name).await.unwrap().is_none());
     drop(standin);
 }
+
+/// A dry run of a federated experiment lists the pods Chaos Mesh's selector would pick there
+/// now (the native selector over the cluster's real pods: namespaces, labels, expressions,
+/// annotations, fields, pod phases; then the mode), next to the one target the hub injects
+/// (the Chaos Mesh object); nothing is applied to the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federated_dry_run_lists_the_pods_chaos_meshs_selector_would_pick() {
+    let Some(server) = k8s::server() else { return };
+    let ns = k8s::TestNamespace::create(server, "dry").await;
+    let client = k8s::admin_client(&server.kubeconfig).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    for (pod, labels) in [
+        ("web-0", json!({"app": "web", "tier": "front"})),
+        ("web-1", json!({"app": "web", "tier": "back"})),
+        ("web-2", json!({"app": "web", "tier": "batch"})),
+        ("db-0", json!({"app": "db", "tier": "back"})),
+    ] {
+        k8s::create_pod(&client, &ns.name, pod, labels, None).await;
+    }
+    let merge = kube::api::PatchParams::default();
+    for pod in ["web-0", "web-1", "db-0"] {
+        pods.patch(
+            pod,
+            &merge,
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"team": "a"}}})),
+        )
+        .await
+        .unwrap();
+    }
+    // No kubelet here: the phase is written as a kubelet would, through the status.
+    pods.patch_status(
+        "web-0",
+        &merge,
+        &kube::api::Patch::Merge(json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .unwrap();
+
+    let hub = Sandbox::start(0).await;
+    let env = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-dry}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh}}\n",
+        server.kubeconfig.display()
+    );
+    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
+    assert_eq!(status, 201, "{body}");
+    let dry_run = |selector: &str, mode: &str| {
+        format!(
+            "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: dry, namespace: {}}}\nspec:\n  action: delay\n  {mode}\n  selector: {selector}\n  delay: {{latency: 10ms}}\n  environment: cluster-dry\n",
+            ns.name
+        )
+    };
+    let names = |plan: &Value| -> Vec<String> {
+        let mut names: Vec<String> = plan["plan"]["farSide"]["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let cases = [
+        // Labels, expressions and annotations together.
+        (
+            format!("{{namespaces: [{}], labelSelectors: {{app: web}}, expressionSelectors: [{{key: tier, operator: In, values: [front, back]}}], annotationSelectors: {{team: a}}}}", ns.name),
+            "mode: all",
+            2,
+            vec!["web-0", "web-1"],
+        ),
+        // Pod phases.
+        (
+            "{labelSelectors: {app: web}, podPhaseSelectors: [Running]}".to_string(),
+            "mode: all",
+            1,
+            vec!["web-0"],
+        ),
+        // Fields.
+        (
+            "{fieldSelectors: {metadata.name: db-0}}".to_string(),
+            "mode: all",
+            1,
+            vec!["db-0"],
+        ),
+        // Pods by name.
+        (
+            format!("{{pods: {{{}: [web-2, db-0]}}}}", ns.name),
+            "mode: all",
+            2,
+            vec!["db-0", "web-2"],
+        ),
+    ];
+    for (selector, mode, matched, expected) in cases {
+        let (status, plan) = hub
+            .post_yaml("/api/v1/experiments?dryRun=true", &dry_run(&selector, mode))
+            .await;
+        assert_eq!(status, 200, "{selector}: {plan}");
+        assert_eq!(
+            plan["plan"]["targets"][0]["kind"],
+            json!("chaos-mesh"),
+            "{plan:#}"
+        );
+        assert_eq!(
+            plan["plan"]["farSide"]["selectedBy"],
+            json!("Chaos Mesh"),
+            "{plan:#}"
+        );
+        assert_eq!(
+            plan["plan"]["farSide"]["matched"],
+            json!(matched),
+            "{selector}: {plan:#}"
+        );
+        assert_eq!(names(&plan), expected, "{selector}: {plan:#}");
+    }
+    // The mode picks among the matched pods: fixed 2 of the three web pods.
+    let (status, plan) = hub
+        .post_yaml(
+            "/api/v1/experiments?dryRun=true",
+            &dry_run("{labelSelectors: {app: web}}", "mode: fixed\n  value: '2'"),
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["plan"]["farSide"]["matched"], json!(3), "{plan:#}");
+    assert_eq!(names(&plan).len(), 2, "{plan:#}");
+    // Nothing matched: said so, with no pods listed.
+    let (status, plan) = hub
+        .post_yaml(
+            "/api/v1/experiments?dryRun=true",
+            &dry_run("{labelSelectors: {app: nothing}}", "mode: all"),
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["plan"]["farSide"]["matched"], json!(0), "{plan:#}");
+    assert!(
+        plan["warnings"].to_string().contains("matches nothing"),
+        "{plan:#}"
+    );
+    // A dry run applies nothing.
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &network_chaos());
+    assert!(api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
