@@ -56,6 +56,14 @@ impl Watcher for DriftWatches {
                 .enumerate()
                 .filter(|(_, r)| r.phase == TargetPhase::Injected)
                 .filter(|(_, r)| !watching.contains(&(r.injection_id.clone(), r.injections)))
+                // Offered every Running row on every scan: the target's own adapter type (in
+                // memory) rules out adapters that never watch before the store is read.
+                .filter(|(_, r)| {
+                    engine
+                        .registry()
+                        .get(&r.target.adapter)
+                        .is_ok_and(|a| a.watches_drift(&injection_of(row, r)))
+                })
                 .map(|(i, _)| i)
                 .collect()
         };
