@@ -88,6 +88,9 @@ pub struct Engine {
     pub preparations: crate::preparation::Preparations,
     /// What each environment's adapter last reported about its far side.
     pub environment_statuses: crate::environment_status::EnvironmentStatuses,
+    /// Set once the background loop was told to stop: side tasks (drift watches) end with it,
+    /// so a stopped engine never acts on a store a newer one owns.
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 /// When a controller wants its next pass over an experiment.
@@ -346,6 +349,7 @@ impl Engine {
             clock,
             preparations: Default::default(),
             environment_statuses: Default::default(),
+            stopped: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -555,7 +559,10 @@ impl Engine {
                     Err(broadcast::error::RecvError::Lagged(_)) => self.verify_soon(None),
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    self.stopped.send_replace(true);
+                    return;
+                }
             }
         }
     }

@@ -8,7 +8,8 @@
 //! the decision — `status` read back `Absent` or `Changed`, then `on_drift` — is taken in one
 //! place, inside the experiment's pass, where it never races a stop, pause or the deadline.
 //! A task ends once it fired, or once the experiment is no longer Running with that target
-//! injected as it was; the watcher starts it again (idempotently) on the next scan.
+//! injected as it was, or once the engine stops (a stopped engine never acts on a store a
+//! newer one owns); the watcher starts it again (idempotently) on the next scan.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -88,14 +89,17 @@ impl Watcher for DriftWatches {
             let env = env.clone();
             let uid = row.uid.clone();
             let watching = Arc::clone(&self.watching);
+            let mut stopped = engine.stopped.subscribe();
             tokio::spawn(async move {
                 loop {
-                    if !still_wanted(&engine, &uid, &key) {
+                    if *stopped.borrow() || !still_wanted(&engine, &uid, &key) {
                         break;
                     }
-                    match tokio::time::timeout(WATCH_SPAN, adapter.watch_drift(&env, &injection))
-                        .await
-                    {
+                    let watched = tokio::select! {
+                        watched = tokio::time::timeout(WATCH_SPAN, adapter.watch_drift(&env, &injection)) => watched,
+                        _ = stopped.changed() => break,
+                    };
+                    match watched {
                         Err(_) => continue,
                         Ok(Ok(what)) => {
                             // A re-injection or the experiment's end made the change: nothing
