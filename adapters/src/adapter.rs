@@ -70,6 +70,10 @@ pub enum InjectionState {
     Absent,
     /// The adapter could not tell; the message says why.
     Unknown(String),
+    /// The fault is there but no longer the one injected: someone else changed or replaced it
+    /// (a Chaos Mesh object whose spec another field manager edited). Drift, like `Absent`;
+    /// the message says what changed.
+    Changed(String),
 }
 
 /// Who selects an experiment's targets (see [`Adapter::select`]).
@@ -84,6 +88,15 @@ pub enum Selection {
     /// The far side selects (Chaos Mesh's controller, from the manifest's own selector and
     /// mode): one injection per target here, and the hub applies neither selector nor mode.
     Final(Vec<Target>),
+}
+
+/// What the far side's selector matches now ([`Adapter::preview_far_side`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FarSideMatch {
+    /// Who selects when the experiment runs, for the plan (`Chaos Mesh`).
+    pub selected_by: String,
+    /// The targets its selector matches, before its mode.
+    pub matched: Vec<Target>,
 }
 
 /// What an adapter found out about an environment's far side (see
@@ -213,6 +226,19 @@ pub trait Adapter: Send + Sync {
         Ok(Selection::Hub)
     }
 
+    /// For a dry run where the far side selects ([`Selection::Final`]): the targets its
+    /// selector would match now, by the far side's own semantics (Chaos Mesh's selector over a
+    /// cluster's pods), before its mode picks among them. `None`: the adapter cannot tell. May
+    /// touch the network; never called for a real run.
+    async fn preview_far_side(
+        &self,
+        env: &Environment,
+        manifest: &Manifest,
+    ) -> Result<Option<FarSideMatch>, AdapterError> {
+        let _ = (env, manifest);
+        Ok(None)
+    }
+
     /// Optional warm-up once an environment is registered, which the hub runs in the background
     /// and whose failure it only logs (the first fault then does the work itself): the Docker
     /// adapter builds its helper image here, so that the first fault does not wait for it.
@@ -270,6 +296,32 @@ pub trait Adapter: Send + Sync {
         env: &Environment,
         injection: &Injection,
     ) -> Result<InjectionState, AdapterError>;
+
+    /// Whether the far side can announce a change to this injection as it happens (a watch),
+    /// so the hub need not wait for its next periodic read-back. Pure. Default: no.
+    fn watches_drift(&self, injection: &Injection) -> bool {
+        let _ = injection;
+        false
+    }
+
+    /// Waits until the far side announces something about the injection that may be drift
+    /// (deleted, changed by someone else) and says what it saw. The hub then reads the
+    /// injection back with [`Adapter::status`] at once and applies its drift policy: the watch
+    /// only says *when* to look, `status` decides. It returns at once when the change already
+    /// happened. The hub drops the future when it stops caring, so it may wait indefinitely;
+    /// an error is retried after a pause. Called only where [`Adapter::watches_drift`] says yes.
+    async fn watch_drift(
+        &self,
+        env: &Environment,
+        injection: &Injection,
+    ) -> Result<String, AdapterError> {
+        let _ = env;
+        Err(AdapterError::Unsupported {
+            kind: injection.kind.clone(),
+            action: injection.actions.join(","),
+            message: "this adapter cannot watch a fault for drift".into(),
+        })
+    }
 
     /// Removes exactly what `inject` added. Idempotent: a fault already gone is success.
     async fn recover(&self, env: &Environment, injection: &Injection) -> Result<(), AdapterError>;

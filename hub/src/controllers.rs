@@ -27,6 +27,7 @@ pub fn builtin(children: Arc<dyn Children>) -> ControllerRegistry {
         .controller(Arc::new(FaultController))
         .watcher(Arc::new(crate::probes::stop::StopConditions))
         .watcher(Arc::new(crate::probes::statuscheck::StatusCheckRuns))
+        .watcher(Arc::new(crate::engine::DriftWatches::new()))
 }
 
 /// Fault experiments: the engine's lifecycle with the inject/confirm start. It takes every kind

@@ -37,7 +37,10 @@ use crate::store::{ExperimentRow, NewEvent, Store, StoreError};
 use crate::telemetry::{AdapterOp, Telemetry};
 use crate::time::{self, Clock};
 
+mod drift_watch;
 mod verify;
+
+pub use drift_watch::DriftWatches;
 
 pub use verify::{on_drift_of, ON_DRIFT_ANNOTATION};
 
@@ -85,6 +88,9 @@ pub struct Engine {
     pub preparations: crate::preparation::Preparations,
     /// What each environment's adapter last reported about its far side.
     pub environment_statuses: crate::environment_status::EnvironmentStatuses,
+    /// Set once the background loop was told to stop: side tasks (drift watches) end with it,
+    /// so a stopped engine never acts on a store a newer one owns.
+    stopped: tokio::sync::watch::Sender<bool>,
 }
 
 /// When a controller wants its next pass over an experiment.
@@ -343,6 +349,7 @@ impl Engine {
             clock,
             preparations: Default::default(),
             environment_statuses: Default::default(),
+            stopped: tokio::sync::watch::Sender::new(false),
         })
     }
 
@@ -552,7 +559,10 @@ impl Engine {
                     Err(broadcast::error::RecvError::Lagged(_)) => self.verify_soon(None),
                     Err(broadcast::error::RecvError::Closed) => {}
                 },
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => {
+                    self.stopped.send_replace(true);
+                    return;
+                }
             }
         }
     }
@@ -1519,6 +1529,9 @@ async fn inject_and_confirm(
             Ok(InjectionState::Absent) => "the adapter reads the fault back as absent".to_string(),
             Ok(InjectionState::Unknown(m)) => {
                 format!("the adapter cannot tell whether the fault is in place: {m}")
+            }
+            Ok(InjectionState::Changed(m)) => {
+                format!("the fault is not the one injected: {m}")
             }
             Err(e) => format!("status check failed: {e}"),
         };

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chaoshub_adapters::Environment;
 use chaoshub_schema::api::{
     Capability, DesiredState, DryRunResult, EnvironmentObject, ExperimentObject, ExperimentPhase,
-    ExperimentStatus, HaltStatus, Page, Plan,
+    ExperimentStatus, FarSidePlan, HaltStatus, Page, Plan,
 };
 use chaoshub_schema::document::JsonError;
 use chaoshub_schema::duration::parse_duration;
@@ -810,6 +810,47 @@ impl Hub {
                 }
             }
         };
+        // Where the far side selects, what its selector matches now, and one pick of its mode.
+        let far_side_plan = if far_side {
+            match adapter
+                .preview_far_side(env, &manifest)
+                .await
+                .map_err(HubError::from_adapter)?
+            {
+                Some(found) => {
+                    let matched = found.matched.len();
+                    let picked = if matched == 0 {
+                        warnings.push(format!(
+                            "{}'s selector matches nothing in environment {:?} now; a real run \
+                             would fail when it reports nothing selected",
+                            found.selected_by, env.name
+                        ));
+                        Vec::new()
+                    } else {
+                        match selection::apply_mode(
+                            found.matched,
+                            mode,
+                            fault.value.as_deref(),
+                            &mut rand::rng(),
+                        ) {
+                            Ok(t) => t,
+                            Err(e) => {
+                                warnings.push(format!("{e}; a real run would fail"));
+                                Vec::new()
+                            }
+                        }
+                    };
+                    Some(FarSidePlan {
+                        selected_by: found.selected_by,
+                        matched,
+                        targets: picked,
+                    })
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
         if max_targets > 0 && targets.len() > max_targets {
             warnings.push(format!(
                 "blast radius guardrail: {} targets selected but at most {max_targets} are allowed (limits.max_targets); a real run would fail",
@@ -846,6 +887,7 @@ impl Hub {
                 mode: mode.as_str().into(),
                 targets,
                 matched: count,
+                far_side: far_side_plan,
             }),
             manifest: manifest.to_value(),
             warnings,

@@ -541,6 +541,23 @@ pub struct Plan {
     pub targets: Vec<Target>,
     /// How many targets the selector matched before the mode picked among them.
     pub matched: usize,
+    /// Where the far side selects (Chaos Mesh in a cluster, so `targets` is its one object):
+    /// what its selector matches there now and what its mode would pick, as the hub reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub far_side: Option<FarSidePlan>,
+}
+
+/// What the far side's own selection would hit (a dry run of a federated experiment).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FarSidePlan {
+    /// Who selects when the experiment runs (`Chaos Mesh`).
+    pub selected_by: String,
+    /// How many targets its selector matches now, before its mode.
+    pub matched: usize,
+    /// What its mode would pick now; for a random mode (`one`, `random-max-percent`, …) one
+    /// possible pick, since the far side draws its own when it runs.
+    pub targets: Vec<Target>,
 }
 
 /// Answer to a dry run (`dryRun=true`).

@@ -158,6 +158,84 @@ pub fn paused(object: &Value) -> bool {
     condition(object, "Paused") == Some("True")
 }
 
+/// Field managers other than chaoshub that own a field of the object's `spec`, each with the
+/// top-level spec fields it owns (`kubectl-edit (Update): spec.delay`). Chaos Mesh's own
+/// controller writes only `status`, finalizers and annotations, and its admission webhook's
+/// defaults are owned by the request's manager (chaoshub), so anyone here changed the fault.
+pub fn foreign_spec_owners(object: &Value) -> Vec<String> {
+    let Some(entries) = object
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter(|e| e.get("manager").and_then(Value::as_str) != Some(FIELD_MANAGER))
+        .filter_map(|e| {
+            let spec = e.pointer("/fieldsV1/f:spec")?.as_object()?;
+            let fields: Vec<String> = spec
+                .keys()
+                .filter_map(|k| k.strip_prefix("f:"))
+                .map(|k| format!("spec.{k}"))
+                .collect();
+            Some(format!(
+                "field manager {:?} ({}) owns {}",
+                e.get("manager").and_then(Value::as_str).unwrap_or("?"),
+                e.get("operation").and_then(Value::as_str).unwrap_or("?"),
+                if fields.is_empty() {
+                    "part of spec".to_string()
+                } else {
+                    fields.join(", ")
+                }
+            ))
+        })
+        .collect()
+}
+
+/// Whether the object read back (`None`: it does not exist) is drift from what the hub applied
+/// (`uid`: the object's UID when it was applied, if known): `Absent` when it is gone or Chaos
+/// Mesh holds it paused, `Changed` when it is being deleted, was recreated, or another field
+/// manager changed its spec; `None` when it is still the hub's. The one rule both the read-back
+/// (`status`) and the drift watch apply.
+pub fn drift_of(object: Option<&Value>, uid: Option<&str>) -> Option<crate::InjectionState> {
+    use crate::InjectionState::{Absent, Changed};
+    let Some(object) = object else {
+        return Some(Absent);
+    };
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    if uid.is_some_and(|u| object.pointer("/metadata/uid").and_then(Value::as_str) != Some(u)) {
+        return Some(Changed(format!(
+            "{name} was deleted and recreated by someone else"
+        )));
+    }
+    if object.pointer("/metadata/deletionTimestamp").is_some() {
+        return Some(Changed(format!(
+            "{name} is being deleted by someone else (Chaos Mesh is recovering it)"
+        )));
+    }
+    let owners = foreign_spec_owners(object);
+    if !owners.is_empty() {
+        return Some(Changed(format!(
+            "the spec of {name} was changed: {}",
+            owners.join("; ")
+        )));
+    }
+    paused(object).then_some(Absent)
+}
+
+/// Why a drift the watch saw matters, in words.
+pub fn drift_message(object: Option<&Value>, state: &crate::InjectionState) -> String {
+    match (state, object) {
+        (crate::InjectionState::Changed(m), _) => m.clone(),
+        (_, None) => "the object was deleted".into(),
+        (_, Some(_)) => "Chaos Mesh reports the object paused".into(),
+    }
+}
+
 /// Chaos Mesh's per-target records, as chaoshub target records: `id` as Chaos Mesh writes it
 /// (`namespace/pod` or `namespace/pod/container`), split into its parts.
 pub fn records(object: &Value) -> Vec<Value> {
@@ -437,5 +515,43 @@ mod tests {
         assert_eq!(records[1]["selectorKey"], json!("target"));
         assert!(describe(Some(&json!({}))).contains("no status yet"));
         assert!(describe(Some(&status("False", "False", "Run"))).contains("AllInjected=False"));
+    }
+
+    #[test]
+    fn drift_is_a_deletion_a_recreation_a_pause_or_a_spec_field_another_manager_owns() {
+        use crate::InjectionState::{Absent, Changed};
+        let ours = json!({"metadata": {"name": "chaoshub-u-0", "uid": "a", "managedFields": [
+            {"manager": "chaoshub", "operation": "Apply", "fieldsV1": {"f:spec": {"f:delay": {}}}},
+            {"manager": "chaos-controller-manager", "operation": "Update",
+             "fieldsV1": {"f:status": {}, "f:metadata": {"f:finalizers": {}}}}
+        ]}});
+        assert_eq!(drift_of(Some(&ours), Some("a")), None);
+        assert_eq!(drift_of(Some(&ours), None), None);
+        assert_eq!(drift_of(None, Some("a")), Some(Absent));
+        assert!(
+            matches!(drift_of(Some(&ours), Some("b")), Some(Changed(m)) if m.contains("recreated"))
+        );
+        let mut deleting = ours.clone();
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-12-07T08:00:00Z");
+        assert!(
+            matches!(drift_of(Some(&deleting), Some("a")), Some(Changed(m)) if m.contains("being deleted"))
+        );
+        let mut edited = ours.clone();
+        edited["metadata"]["managedFields"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"manager": "kubectl-edit", "operation": "Update",
+                         "fieldsV1": {"f:spec": {"f:delay": {"f:latency": {}}, "f:mode": {}}}}));
+        let Some(Changed(message)) = drift_of(Some(&edited), Some("a")) else {
+            panic!("an edit by another manager is drift")
+        };
+        assert!(
+            message.contains("\"kubectl-edit\" (Update) owns spec.delay, spec.mode"),
+            "{message}"
+        );
+        let mut paused = ours.clone();
+        paused["status"] = json!({"conditions": [{"type": "Paused", "status": "True"}]});
+        assert_eq!(drift_of(Some(&paused), Some("a")), Some(Absent));
+        assert_eq!(drift_message(None, &Absent), "the object was deleted");
     }
 }

@@ -45,11 +45,15 @@ pub use federation::{
 };
 
 use crate::{
-    Adapter, AdapterError, Environment, EnvironmentReport, FaultRequest, Injection, InjectionState,
-    Selection,
+    Adapter, AdapterError, Environment, EnvironmentReport, FarSideMatch, FaultRequest, Injection,
+    InjectionState, Selection,
 };
 
 pub const ADAPTER_TYPE: &str = "kubernetes";
+
+/// How long one `watch_drift` call watches before it ends with an error (the hub drops it much
+/// sooner and calls again while it still cares).
+const DRIFT_WATCH_SPAN: Duration = Duration::from_secs(24 * 3600);
 
 /// The target kind of a federated experiment: the Chaos Mesh object itself.
 pub const FEDERATION_TARGET_KIND: &str = "chaos-mesh";
@@ -243,6 +247,44 @@ impl KubernetesAdapter {
                 Err(unsupported(message))
             }
         }
+    }
+
+    /// The pods the manifest's selector matches, with Chaos Mesh's `PodSelectorSpec` semantics
+    /// (`selector.rs`), in the namespaces the environment allows.
+    async fn matching_pods(
+        config: &KubernetesConfig,
+        cluster: &Cluster,
+        env: &Environment,
+        manifest: &Manifest,
+    ) -> Result<Vec<Target>, AdapterError> {
+        let selector = manifest
+            .fault()
+            .and_then(|f| f.target_selector())
+            .unwrap_or_default();
+        let namespace = namespace_of(manifest);
+        // Only the namespaces the selection can reach are read.
+        let mut namespaces: Vec<String> = if !selector.names.is_empty() {
+            selector.names.keys().cloned().collect()
+        } else if selector.namespaces.is_empty() {
+            vec![namespace.clone()]
+        } else {
+            selector.namespaces.clone()
+        };
+        namespaces.retain(|n| config.allows_namespace(n));
+        if namespaces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pods = native::list_pods(cluster, &namespaces).await?;
+        let nodes = if selector.node_selectors.is_empty() {
+            Vec::new()
+        } else {
+            native::list_nodes(cluster).await?
+        };
+        let picked = selector::select_pods(&selector, &namespace, &pods, &nodes);
+        Ok(picked
+            .into_iter()
+            .map(|p| native::target_of(&env.name, p))
+            .collect())
     }
 
     async fn set_paused(
@@ -581,10 +623,7 @@ impl Adapter for KubernetesAdapter {
     ) -> Result<Selection, AdapterError> {
         let (config, cluster) = Self::connect(env).await?;
         let kind = manifest.kind().as_str();
-        let (actions, selector) = match manifest.fault() {
-            Some(f) => (f.actions(), f.target_selector().unwrap_or_default()),
-            None => (Vec::new(), Default::default()),
-        };
+        let actions = manifest.fault().map(|f| f.actions()).unwrap_or_default();
         let namespace = namespace_of(manifest);
         if Self::route(&config, &cluster, kind, &actions)
             .await?
@@ -609,31 +648,23 @@ impl Adapter for KubernetesAdapter {
                 annotations: Default::default(),
             }]));
         }
-        // Only the namespaces the selection can reach are read.
-        let mut namespaces: Vec<String> = if !selector.names.is_empty() {
-            selector.names.keys().cloned().collect()
-        } else if selector.namespaces.is_empty() {
-            vec![namespace.clone()]
-        } else {
-            selector.namespaces.clone()
-        };
-        namespaces.retain(|n| config.allows_namespace(n));
-        if namespaces.is_empty() {
-            return Ok(Selection::Matched(Vec::new()));
-        }
-        let pods = native::list_pods(&cluster, &namespaces).await?;
-        let nodes = if selector.node_selectors.is_empty() {
-            Vec::new()
-        } else {
-            native::list_nodes(&cluster).await?
-        };
-        let picked = selector::select_pods(&selector, &namespace, &pods, &nodes);
         Ok(Selection::Matched(
-            picked
-                .into_iter()
-                .map(|p| native::target_of(&env.name, p))
-                .collect(),
+            Self::matching_pods(&config, &cluster, env, manifest).await?,
         ))
+    }
+
+    /// Chaos Mesh's selector over the cluster's pods, as Chaos Mesh's controller would select
+    /// them before its mode (the same code native mode selects with).
+    async fn preview_far_side(
+        &self,
+        env: &Environment,
+        manifest: &Manifest,
+    ) -> Result<Option<FarSideMatch>, AdapterError> {
+        let (config, cluster) = Self::connect(env).await?;
+        Ok(Some(FarSideMatch {
+            selected_by: "Chaos Mesh".into(),
+            matched: Self::matching_pods(&config, &cluster, env, manifest).await?,
+        }))
     }
 
     fn check_fault(&self, env: &Environment, fault: &FaultRequest) -> Result<(), AdapterError> {
@@ -737,24 +768,16 @@ impl Adapter for KubernetesAdapter {
                 )
                 .await?
                 .map(federation::to_value);
-            let Some(object) = object else {
-                return Ok(InjectionState::Absent);
-            };
             let uid = injection
                 .details
                 .pointer("/object/uid")
                 .and_then(Value::as_str);
-            if uid
-                .is_some_and(|u| object.pointer("/metadata/uid").and_then(Value::as_str) != Some(u))
-            {
-                return Ok(InjectionState::Unknown(format!(
-                    "{namespace}/{name} was deleted and recreated by someone else"
-                )));
+            if let Some(drift) = federation::drift_of(object.as_ref(), uid) {
+                return Ok(drift);
             }
+            let object = object.unwrap_or_default();
             return Ok(if federation::injected(&object) {
                 InjectionState::Active
-            } else if federation::paused(&object) {
-                InjectionState::Absent
             } else {
                 InjectionState::Unknown(federation::describe(Some(&object)))
             });
@@ -764,6 +787,50 @@ impl Adapter for KubernetesAdapter {
         } else {
             InjectionState::Absent
         })
+    }
+
+    /// A federated injection is watched: its object, through the API server's watch.
+    fn watches_drift(&self, injection: &Injection) -> bool {
+        injection.target.kind == FEDERATION_TARGET_KIND
+    }
+
+    /// Watches the one object (field selector on its name) until it is deleted, paused, being
+    /// deleted, recreated, or its spec is changed by another field manager — the same rule as
+    /// `status` (`federation::drift_of`).
+    async fn watch_drift(
+        &self,
+        env: &Environment,
+        injection: &Injection,
+    ) -> Result<String, AdapterError> {
+        if injection.target.kind != FEDERATION_TARGET_KIND {
+            return Err(AdapterError::Unsupported {
+                kind: injection.kind.clone(),
+                action: injection.actions.join(","),
+                message: "only a fault federated to Chaos Mesh is watched".into(),
+            });
+        }
+        let (_, cluster) = Self::connect(env).await?;
+        let (served, namespace, name) = Self::object_of(&cluster, injection).await?;
+        let api = federation::api(&cluster, &served, &namespace);
+        let uid = injection
+            .details
+            .pointer("/object/uid")
+            .and_then(Value::as_str);
+        let seen = federation::wait_for(
+            &cluster,
+            &api,
+            &name,
+            DRIFT_WATCH_SPAN,
+            &format!("{} {namespace}/{name} drifts", served.kind),
+            |o| federation::drift_of(o, uid).is_some(),
+        )
+        .await?;
+        let state = federation::drift_of(seen.as_ref(), uid).unwrap_or(InjectionState::Absent);
+        Ok(format!(
+            "{} {namespace}/{name}: {}",
+            served.kind,
+            federation::drift_message(seen.as_ref(), &state)
+        ))
     }
 
     /// A federated injection pauses in place: Chaos Mesh's pause annotation on its object.

@@ -395,3 +395,96 @@ async fn wait(api: &Api<DynamicObject>, name: &str, done: impl Fn(&Value) -> boo
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The drift watch: quiet while the object is the hub's (Chaos Mesh's status writes and
+/// finalizer are not drift), and it returns at once when another field manager takes over a
+/// spec field (a forced server-side apply), naming the manager and the field; the read-back
+/// then says `Changed` with the same words; a deletion ends a fresh watch as `Absent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_drift_watch_wakes_on_a_foreign_spec_change_and_on_deletion_only() {
+    let Some(server) = server() else { return };
+    let ns = TestNamespace::create(server, "watch").await;
+    let client = admin_client(&server.kubeconfig).await;
+    let standin =
+        StandInChaosMeshController::start(client.clone(), "NetworkChaos", "networkchaos", &ns.name);
+    standin.open_gate();
+    create_pod(&client, &ns.name, "web-0", json!({"app": "web"}), None).await;
+    let adapter = KubernetesAdapter::new();
+    let env = environment(
+        "k8s-watch",
+        &server.kubeconfig,
+        json!({"mode": "chaos-mesh", "confirm_timeout_ms": 10000}),
+    );
+    let manifest = manifest(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {name: d}\nspec:\n  action: delay\n  mode: all\n  selector: {labelSelectors: {app: web}}\n  delay: {latency: 10ms}\n",
+        &ns.name,
+    );
+    let fault = fault(manifest, &ns.name, "c0ffee00-0000-4000-8000-0000000000d1");
+    let Selection::Final(targets) = adapter.select(&env, &fault.manifest).await.unwrap() else {
+        panic!("federation")
+    };
+    let details = adapter.inject(&env, &fault, &targets[0]).await.unwrap();
+    let injection = injection_of(&fault, targets[0].clone(), details);
+    assert!(adapter.watches_drift(&injection));
+    assert_eq!(
+        adapter.status(&env, &injection).await.unwrap(),
+        InjectionState::Active
+    );
+    let quiet = tokio::time::timeout(
+        Duration::from_millis(1500),
+        adapter.watch_drift(&env, &injection),
+    )
+    .await;
+    assert!(quiet.is_err(), "woke without a change: {quiet:?}");
+
+    let watch = {
+        let (env, injection) = (env.clone(), injection.clone());
+        tokio::spawn(async move { KubernetesAdapter::new().watch_drift(&env, &injection).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &network_chaos());
+    let name = object_name(&fault.injection_id);
+    let changed_at = std::time::Instant::now();
+    api.patch(
+        &name,
+        &PatchParams::apply("kubectl").force(),
+        &Patch::Apply(
+            json!({"apiVersion": "chaos-mesh.org/v1alpha1", "kind": "NetworkChaos",
+            "metadata": {"name": name}, "spec": {"delay": {"latency": "500ms"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(5), watch)
+        .await
+        .expect("the watch saw the change")
+        .unwrap()
+        .unwrap();
+    eprintln!(
+        "drift watch: a forced apply by another manager seen after {:?}",
+        changed_at.elapsed()
+    );
+    assert!(
+        seen.contains("\"kubectl\" (Apply) owns spec.delay"),
+        "{seen}"
+    );
+    match adapter.status(&env, &injection).await.unwrap() {
+        InjectionState::Changed(m) => assert!(m.contains("\"kubectl\""), "{m}"),
+        other => panic!("expected Changed, got {other:?}"),
+    }
+
+    adapter.recover(&env, &injection).await.unwrap();
+    let gone = tokio::time::timeout(
+        Duration::from_secs(5),
+        adapter.watch_drift(&env, &injection),
+    )
+    .await
+    .expect("a deleted object is drift at once")
+    .unwrap();
+    assert!(gone.contains("deleted"), "{gone}");
+    assert_eq!(
+        adapter.status(&env, &injection).await.unwrap(),
+        InjectionState::Absent
+    );
+    drop(standin);
+}

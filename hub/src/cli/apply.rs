@@ -277,16 +277,30 @@ pub fn describe_dry_run(result: &DryRunResult) -> String {
         Some(d) => out.push_str(&format!(" for {d}\n")),
         None => out.push_str(" until stopped\n"),
     }
-    for target in &plan.targets {
+    let line = |target: &chaoshub_schema::Target, indent: &str| {
         let namespace = target
             .namespace
             .as_deref()
             .map(|n| format!("{n}/"))
             .unwrap_or_default();
-        out.push_str(&format!(
-            "  - {namespace}{} ({} {})\n",
+        format!(
+            "{indent}- {namespace}{} ({} {})\n",
             target.name, target.kind, target.id
+        )
+    };
+    for target in &plan.targets {
+        out.push_str(&line(target, "  "));
+    }
+    if let Some(far) = &plan.far_side {
+        out.push_str(&format!(
+            "  {} selects when it runs: {} of {} matching target(s) now\n",
+            far.selected_by,
+            far.targets.len(),
+            far.matched
         ));
+        for target in &far.targets {
+            out.push_str(&line(target, "    "));
+        }
     }
     for warning in &result.warnings {
         out.push_str(&format!("  warning: {warning}\n"));
@@ -597,5 +611,27 @@ metadata: {name: not-ours}
             ..result
         };
         assert!(describe_dry_run(&warned).ends_with("  warning: no target matched\n"));
+        let federated: DryRunResult = serde_json::from_value(json!({
+            "valid": true,
+            "manifest": {"kind": "NetworkChaos", "metadata": {"name": "d"}},
+            "plan": {
+                "environment": "eu", "adapter": "kubernetes", "kind": "NetworkChaos",
+                "actions": ["delay"], "mode": "all", "matched": 1,
+                "targets": [{"environment": "eu", "adapter": "kubernetes", "kind": "chaos-mesh",
+                             "id": "shop/NetworkChaos/d", "name": "d", "namespace": "shop"}],
+                "farSide": {"selectedBy": "Chaos Mesh", "matched": 2, "targets": [
+                    {"environment": "eu", "adapter": "kubernetes", "kind": "pod", "id": "u1",
+                     "name": "web-0", "namespace": "shop"}]},
+            },
+        }))
+        .unwrap();
+        assert!(
+            describe_dry_run(&federated).ends_with(
+                "  - shop/d (chaos-mesh shop/NetworkChaos/d)\n  Chaos Mesh selects when it runs: \
+                 1 of 2 matching target(s) now\n    - shop/web-0 (pod u1)\n"
+            ),
+            "{}",
+            describe_dry_run(&federated)
+        );
     }
 }

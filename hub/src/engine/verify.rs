@@ -115,6 +115,13 @@ impl Engine {
         }
     }
 
+    /// Asks for a drift check of one experiment now: its adapter's watch announced a change on
+    /// the far side (`drift_watch.rs`). The check itself runs inside the experiment's pass.
+    pub(crate) fn verify_now(self: &Arc<Self>, uid: &str) {
+        lock(&self.verify_at).insert(uid.to_string(), self.now());
+        self.trigger(uid);
+    }
+
     /// The semaphore capping drift-detection reads into one environment.
     fn verify_permits(&self, environment: &str) -> Arc<tokio::sync::Semaphore> {
         let mut map = lock(&self.verifying);
@@ -172,6 +179,8 @@ impl Engine {
             .filter(|(_, r)| !(policy == OnDrift::Ignore && r.drifted_at.is_some()))
             .map(|(i, r)| (i, injection_of(row, r)))
             .collect();
+        // Targets found there but changed by someone else, with what changed.
+        let mut changed: std::collections::HashMap<usize, String> = Default::default();
         let permits = self.verify_permits(&env.name);
         let mut results = futures::stream::iter(reads.into_iter().map(|(i, injection)| {
             let adapter = Arc::clone(&adapter);
@@ -188,6 +197,10 @@ impl Engine {
             match state {
                 Ok(InjectionState::Active) => {}
                 Ok(InjectionState::Absent) => gone.push(i),
+                Ok(InjectionState::Changed(what)) => {
+                    gone.push(i);
+                    changed.insert(i, what);
+                }
                 Ok(InjectionState::Unknown(why)) => {
                     tracing::debug!(experiment = %row.uid, target = %target, reason = %why, "drift check inconclusive")
                 }
@@ -201,15 +214,17 @@ impl Engine {
             return Ok(false);
         }
         gone.sort_unstable();
-        self.on_drift(row, &gone, policy, now).await?;
+        self.on_drift(row, &gone, &changed, policy, now).await?;
         Ok(true)
     }
 
-    /// Records the drift of `gone` targets and applies `policy`.
+    /// Records the drift of `gone` targets (those in `changed` found there but changed by
+    /// someone else, with what changed) and applies `policy`.
     async fn on_drift(
         self: &Arc<Self>,
         row: &mut ExperimentRow,
         gone: &[usize],
+        changed: &std::collections::HashMap<usize, String>,
         policy: OnDrift,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
@@ -233,6 +248,12 @@ impl Engine {
                     "a re-injection was interrupted (hub restart); {what} (on_drift: {policy})",
                     policy = policy.as_str()
                 )
+            } else if let Some(change) = changed.get(i) {
+                format!(
+                    "the fault was changed by someone else while Running ({change}); {what} \
+                     (on_drift: {policy})",
+                    policy = policy.as_str()
+                )
             } else {
                 format!(
                     "the fault was found gone while Running; {what} (on_drift: {policy})",
@@ -251,16 +272,29 @@ impl Engine {
         drift.on_drift = policy.as_str().to_string();
         drift.last_drift_at = Some(at.clone());
         drift.last_drift_target = names.last().cloned();
-        drift.last_drift_message = Some(format!("found gone; {what}"));
+        let found = match gone.last().and_then(|i| changed.get(i)) {
+            Some(change) => format!("changed by someone else ({change})"),
+            None => "found gone".to_string(),
+        };
+        drift.last_drift_message = Some(format!("{found}; {what}"));
         tracing::warn!(experiment = %row.uid, targets = ?names, policy = policy.as_str(), "fault found gone while Running");
         match policy {
             OnDrift::Ignore => self.save(row, evs),
             OnDrift::Fail => {
                 self.save(row, evs)?;
-                let reason = format!(
-                    "drift: the fault was found gone from {} at {at} while Running (on_drift: fail)",
-                    names.join(", ")
-                );
+                let reason = if changed.is_empty() {
+                    format!(
+                        "drift: the fault was found gone from {} at {at} while Running \
+                         (on_drift: fail)",
+                        names.join(", ")
+                    )
+                } else {
+                    format!(
+                        "drift: the fault in {} was {found} at {at} while Running \
+                         (on_drift: fail)",
+                        names.join(", ")
+                    )
+                };
                 self.recover(row, ExperimentPhase::Failed, &reason).await
             }
             OnDrift::Reinject => self.reinject(row, gone, evs).await,

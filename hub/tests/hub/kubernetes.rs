@@ -792,3 +792,316 @@ async fn a_pause_chaos_mesh_does_not_report_removes_the_object_instead() {
     assert!(api.get_opt(&name).await.unwrap().is_none());
     drop(standin);
 }
+
+/// Waits until `check` holds for the experiment, or panics after `timeout` with its state.
+async fn wait_until(
+    hub: &Sandbox,
+    uid: &str,
+    timeout: Duration,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, now) = hub.get(&format!("/api/v1/experiments/{uid}")).await;
+        if check(&now) {
+            return now;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "not within {timeout:?}: {now:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Drift through the watch, with the periodic read-back turned off
+/// (`engine.verify_interval_ms = 0`, so only the adapter's watch can make the hub look): the
+/// federated object deleted behind the hub's back is applied again within a couple of seconds
+/// (the time is printed), a spec change by another field manager is noticed and reinjected
+/// (the spec is the manifest's again, no other manager owns a field of it), and under
+/// `chaoshub.dev/on-drift: fail` the same change fails the experiment and deletes the object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federated_object_deleted_or_edited_behind_the_hubs_back_is_noticed_through_the_watch() {
+    let Some(server) = k8s::server() else { return };
+    let ns = k8s::TestNamespace::create(server, "drift").await;
+    let client = k8s::admin_client(&server.kubeconfig).await;
+    k8s::create_pod(&client, &ns.name, "web-0", json!({"app": "web"}), None).await;
+    let standin =
+        StandInChaosMeshController::start(client.clone(), "NetworkChaos", "networkchaos", &ns.name);
+    standin.open_gate();
+    let hub = Sandbox::start_with(0, |c| c.engine.verify_interval_ms = 0).await;
+    let env = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-d}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh, confirm_timeout_ms: 20000}}\n",
+        server.kubeconfig.display()
+    );
+    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
+    assert_eq!(status, 201, "{body}");
+    let manifest = |name: &str, annotations: &str| {
+        format!(
+            "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: {name}, namespace: {}{annotations}}}\nspec:\n  action: delay\n  mode: all\n  selector: {{labelSelectors: {{app: web}}}}\n  delay: {{latency: 50ms}}\n  duration: 120s\n  environment: cluster-d\n",
+            ns.name
+        )
+    };
+    let (status, created) = hub
+        .post_yaml("/api/v1/experiments", &manifest("drifting", ""))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    hub.wait_phase(&uid, "Running", Duration::from_secs(20))
+        .await;
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &network_chaos());
+    let name = format!("chaoshub-{uid}-0");
+    let first = api.get(&name).await.unwrap().metadata.uid.unwrap();
+    // Let the watch start (it is armed on the next scan after Running).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Deleted behind the hub's back: applied again, confirmed again, recorded as drift.
+    let deleted_at = std::time::Instant::now();
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+    let back = wait_until(&hub, &uid, Duration::from_secs(15), |v| {
+        v["status"]["drift"]["reinjections"] == json!(1)
+            && v["status"]["targets"][0]["phase"] == json!("Injected")
+    })
+    .await;
+    let took = deleted_at.elapsed();
+    eprintln!("drift: deleted object applied again and confirmed after {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_eq!(back["status"]["phase"], json!("Running"), "{back:#}");
+    assert!(
+        back["status"]["targets"][0]["driftedAt"].is_string(),
+        "{back:#}"
+    );
+    assert_eq!(
+        back["status"]["targets"][0]["injections"],
+        json!(2),
+        "{back:#}"
+    );
+    let second = api.get(&name).await.unwrap().metadata.uid.unwrap();
+    assert_ne!(second, first, "applied anew");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // The spec changed by another field manager: noticed, and the manifest's spec put back.
+    let edited_at = std::time::Instant::now();
+    let edit = kube::api::PatchParams {
+        field_manager: Some("someone-else".into()),
+        ..Default::default()
+    };
+    api.patch(
+        &name,
+        &edit,
+        &kube::api::Patch::Merge(json!({"spec": {"delay": {"latency": "900ms"}}})),
+    )
+    .await
+    .unwrap();
+    let back = wait_until(&hub, &uid, Duration::from_secs(15), |v| {
+        v["status"]["drift"]["reinjections"] == json!(2)
+            && v["status"]["targets"][0]["phase"] == json!("Injected")
+    })
+    .await;
+    let took = edited_at.elapsed();
+    eprintln!("drift: spec edited by another field manager, put back and confirmed after {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let message = back["status"]["drift"]["lastDriftMessage"].to_string();
+    assert!(message.contains("put back"), "{back:#}");
+    let (_, events) = hub.get(&format!("/api/v1/events?experiment={uid}")).await;
+    assert!(
+        events
+            .to_string()
+            .contains("\\\"someone-else\\\" (Update) owns spec.delay"),
+        "{events:#}"
+    );
+    let object = serde_json::to_value(api.get(&name).await.unwrap()).unwrap();
+    assert_eq!(
+        object["spec"]["delay"]["latency"],
+        json!("50ms"),
+        "{object:#}"
+    );
+    assert!(!object.to_string().contains("someone-else"), "{object:#}");
+    let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/stop")).await;
+    assert_eq!(status, 200);
+    hub.wait_phase(&uid, "Aborted", Duration::from_secs(20))
+        .await;
+    assert!(api.get_opt(&name).await.unwrap().is_none());
+
+    // on_drift: fail — the same change fails the experiment, and the object is removed.
+    let (status, created) = hub
+        .post_yaml(
+            "/api/v1/experiments",
+            &manifest("strict", ", annotations: {chaoshub.dev/on-drift: fail}"),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let strict = created["metadata"]["uid"].as_str().unwrap().to_string();
+    hub.wait_phase(&strict, "Running", Duration::from_secs(20))
+        .await;
+    let strict_name = format!("chaoshub-{strict}-0");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let edited_at = std::time::Instant::now();
+    api.patch(
+        &strict_name,
+        &edit,
+        &kube::api::Patch::Merge(json!({"spec": {"mode": "one"}})),
+    )
+    .await
+    .unwrap();
+    let failed = hub
+        .wait_phase(&strict, "Failed", Duration::from_secs(15))
+        .await;
+    eprintln!(
+        "drift: on_drift fail ended the experiment after {:?}",
+        edited_at.elapsed()
+    );
+    let reason = failed["status"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("changed by someone else") && reason.contains("on_drift: fail"),
+        "{reason}"
+    );
+    assert_eq!(failed["status"]["drift"]["drifts"], json!(1), "{failed:#}");
+    assert!(api.get_opt(&strict_name).await.unwrap().is_none());
+    drop(standin);
+}
+
+/// A dry run of a federated experiment lists the pods Chaos Mesh's selector would pick there
+/// now (the native selector over the cluster's real pods: namespaces, labels, expressions,
+/// annotations, fields, pod phases; then the mode), next to the one target the hub injects
+/// (the Chaos Mesh object); nothing is applied to the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federated_dry_run_lists_the_pods_chaos_meshs_selector_would_pick() {
+    let Some(server) = k8s::server() else { return };
+    let ns = k8s::TestNamespace::create(server, "dry").await;
+    let client = k8s::admin_client(&server.kubeconfig).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns.name);
+    for (pod, labels) in [
+        ("web-0", json!({"app": "web", "tier": "front"})),
+        ("web-1", json!({"app": "web", "tier": "back"})),
+        ("web-2", json!({"app": "web", "tier": "batch"})),
+        ("db-0", json!({"app": "db", "tier": "back"})),
+    ] {
+        k8s::create_pod(&client, &ns.name, pod, labels, None).await;
+    }
+    let merge = kube::api::PatchParams::default();
+    for pod in ["web-0", "web-1", "db-0"] {
+        pods.patch(
+            pod,
+            &merge,
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"team": "a"}}})),
+        )
+        .await
+        .unwrap();
+    }
+    // No kubelet here: the phase is written as a kubelet would, through the status.
+    pods.patch_status(
+        "web-0",
+        &merge,
+        &kube::api::Patch::Merge(json!({"status": {"phase": "Running"}})),
+    )
+    .await
+    .unwrap();
+
+    let hub = Sandbox::start(0).await;
+    let env = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-dry}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh}}\n",
+        server.kubeconfig.display()
+    );
+    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
+    assert_eq!(status, 201, "{body}");
+    let dry_run = |selector: &str, mode: &str| {
+        format!(
+            "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: dry, namespace: {}}}\nspec:\n  action: delay\n  {mode}\n  selector: {selector}\n  delay: {{latency: 10ms}}\n  environment: cluster-dry\n",
+            ns.name
+        )
+    };
+    let names = |plan: &Value| -> Vec<String> {
+        let mut names: Vec<String> = plan["plan"]["farSide"]["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    };
+    let cases = [
+        // Labels, expressions and annotations together.
+        (
+            format!("{{namespaces: [{}], labelSelectors: {{app: web}}, expressionSelectors: [{{key: tier, operator: In, values: [front, back]}}], annotationSelectors: {{team: a}}}}", ns.name),
+            "mode: all",
+            2,
+            vec!["web-0", "web-1"],
+        ),
+        // Pod phases.
+        (
+            "{labelSelectors: {app: web}, podPhaseSelectors: [Running]}".to_string(),
+            "mode: all",
+            1,
+            vec!["web-0"],
+        ),
+        // Fields.
+        (
+            "{fieldSelectors: {metadata.name: db-0}}".to_string(),
+            "mode: all",
+            1,
+            vec!["db-0"],
+        ),
+        // Pods by name.
+        (
+            format!("{{pods: {{{}: [web-2, db-0]}}}}", ns.name),
+            "mode: all",
+            2,
+            vec!["db-0", "web-2"],
+        ),
+    ];
+    for (selector, mode, matched, expected) in cases {
+        let (status, plan) = hub
+            .post_yaml("/api/v1/experiments?dryRun=true", &dry_run(&selector, mode))
+            .await;
+        assert_eq!(status, 200, "{selector}: {plan}");
+        assert_eq!(
+            plan["plan"]["targets"][0]["kind"],
+            json!("chaos-mesh"),
+            "{plan:#}"
+        );
+        assert_eq!(
+            plan["plan"]["farSide"]["selectedBy"],
+            json!("Chaos Mesh"),
+            "{plan:#}"
+        );
+        assert_eq!(
+            plan["plan"]["farSide"]["matched"],
+            json!(matched),
+            "{selector}: {plan:#}"
+        );
+        assert_eq!(names(&plan), expected, "{selector}: {plan:#}");
+    }
+    // The mode picks among the matched pods: fixed 2 of the three web pods.
+    let (status, plan) = hub
+        .post_yaml(
+            "/api/v1/experiments?dryRun=true",
+            &dry_run("{labelSelectors: {app: web}}", "mode: fixed\n  value: '2'"),
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["plan"]["farSide"]["matched"], json!(3), "{plan:#}");
+    assert_eq!(names(&plan).len(), 2, "{plan:#}");
+    // Nothing matched: said so, with no pods listed.
+    let (status, plan) = hub
+        .post_yaml(
+            "/api/v1/experiments?dryRun=true",
+            &dry_run("{labelSelectors: {app: nothing}}", "mode: all"),
+        )
+        .await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["plan"]["farSide"]["matched"], json!(0), "{plan:#}");
+    assert!(
+        plan["warnings"].to_string().contains("matches nothing"),
+        "{plan:#}"
+    );
+    // A dry run applies nothing.
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &network_chaos());
+    assert!(api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+}
