@@ -66,6 +66,38 @@ impl Drop for DefaultPods {
     }
 }
 
+/// Registers the kubernetes environment `name` on `hub`: the test server's cluster in
+/// federation mode, Chaos Mesh's confirmation awaited for `confirm_timeout_ms`.
+async fn register_cluster(
+    hub: &Sandbox,
+    kubeconfig: &std::path::Path,
+    name: &str,
+    confirm_timeout_ms: u64,
+) {
+    let env = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {name}}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh, confirm_timeout_ms: {confirm_timeout_ms}}}\n",
+        kubeconfig.display()
+    );
+    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Submits NetworkChaos `slow-web` (50 ms delay for 120 s on the pods labelled app=web of
+/// `namespace`) with `route` (`environment: …` or `remoteCluster: …`) and waits until it is
+/// Running; returns its uid and the name of the Chaos Mesh object the hub applied.
+async fn run_delay(hub: &Sandbox, namespace: &str, route: &str) -> (String, String) {
+    let manifest = format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: slow-web, namespace: {namespace}}}\nspec:\n  action: delay\n  mode: all\n  selector: {{labelSelectors: {{app: web}}}}\n  delay: {{latency: 50ms}}\n  duration: 120s\n  {route}\n"
+    );
+    let (status, created) = hub.post_yaml("/api/v1/experiments", &manifest).await;
+    assert_eq!(status, 201, "{created}");
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    hub.wait_phase(&uid, "Running", Duration::from_secs(20))
+        .await;
+    let name = format!("chaoshub-{uid}-0");
+    (uid, name)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_network_chaos_is_federated_confirmed_by_chaos_mesh_and_removed_at_its_deadline(
 ) {
@@ -96,12 +128,7 @@ async fn an_unchanged_network_chaos_is_federated_confirmed_by_chaos_mesh_and_rem
     );
 
     let hub = Sandbox::start(0).await;
-    let env = format!(
-        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-a}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh, confirm_timeout_ms: 20000}}\n",
-        server.kubeconfig.display()
-    );
-    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
-    assert_eq!(status, 201, "{body}");
+    register_cluster(&hub, &server.kubeconfig, "cluster-a", 20000).await;
     let (status, caps) = hub.get("/api/v1/environments/cluster-a/capabilities").await;
     assert_eq!(status, 200, "{caps}");
     assert!(caps.to_string().contains("NetworkChaos"), "{caps}");
@@ -498,23 +525,9 @@ async fn the_hubs_pause_of_a_federated_experiment_is_chaos_meshs_pause_annotatio
         StandInChaosMeshController::start(client.clone(), "NetworkChaos", "networkchaos", &ns.name);
     standin.open_gate();
     let mut hub = Sandbox::start(0).await;
-    let env = format!(
-        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-p}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh, confirm_timeout_ms: 20000}}\n",
-        server.kubeconfig.display()
-    );
-    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
-    assert_eq!(status, 201, "{body}");
-    let manifest = format!(
-        "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: slow-web, namespace: {}}}\nspec:\n  action: delay\n  mode: all\n  selector: {{labelSelectors: {{app: web}}}}\n  delay: {{latency: 50ms}}\n  duration: 120s\n  remoteCluster: cluster-p\n",
-        ns.name
-    );
-    let (status, created) = hub.post_yaml("/api/v1/experiments", &manifest).await;
-    assert_eq!(status, 201, "{created}");
-    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
-    hub.wait_phase(&uid, "Running", Duration::from_secs(20))
-        .await;
+    register_cluster(&hub, &server.kubeconfig, "cluster-p", 20000).await;
+    let (uid, name) = run_delay(&hub, &ns.name, "remoteCluster: cluster-p").await;
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &network_chaos());
-    let name = format!("chaoshub-{uid}-0");
     let uid_of = |o: &DynamicObject| o.metadata.uid.clone().unwrap();
     let applied = uid_of(&api.get(&name).await.unwrap());
 
@@ -743,23 +756,9 @@ async fn a_pause_chaos_mesh_does_not_report_removes_the_object_instead() {
     standin.open_gate();
     standin.honour_pauses(false);
     let hub = Sandbox::start(0).await;
-    let env = format!(
-        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-q}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh, confirm_timeout_ms: 1500}}\n",
-        server.kubeconfig.display()
-    );
-    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
-    assert_eq!(status, 201, "{body}");
-    let manifest = format!(
-        "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: slow-web, namespace: {}}}\nspec:\n  action: delay\n  mode: all\n  selector: {{labelSelectors: {{app: web}}}}\n  delay: {{latency: 50ms}}\n  duration: 120s\n  environment: cluster-q\n",
-        ns.name
-    );
-    let (status, created) = hub.post_yaml("/api/v1/experiments", &manifest).await;
-    assert_eq!(status, 201, "{created}");
-    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
-    hub.wait_phase(&uid, "Running", Duration::from_secs(20))
-        .await;
+    register_cluster(&hub, &server.kubeconfig, "cluster-q", 1500).await;
+    let (uid, name) = run_delay(&hub, &ns.name, "environment: cluster-q").await;
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns.name, &network_chaos());
-    let name = format!("chaoshub-{uid}-0");
     let first = api.get(&name).await.unwrap().metadata.uid;
 
     let (status, _) = hub.post(&format!("/api/v1/experiments/{uid}/pause")).await;
@@ -830,12 +829,7 @@ async fn a_federated_object_deleted_or_edited_behind_the_hubs_back_is_noticed_th
         StandInChaosMeshController::start(client.clone(), "NetworkChaos", "networkchaos", &ns.name);
     standin.open_gate();
     let hub = Sandbox::start_with(0, |c| c.engine.verify_interval_ms = 0).await;
-    let env = format!(
-        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-d}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh, confirm_timeout_ms: 20000}}\n",
-        server.kubeconfig.display()
-    );
-    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
-    assert_eq!(status, 201, "{body}");
+    register_cluster(&hub, &server.kubeconfig, "cluster-d", 20000).await;
     let manifest = |name: &str, annotations: &str| {
         format!(
             "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: {name}, namespace: {}{annotations}}}\nspec:\n  action: delay\n  mode: all\n  selector: {{labelSelectors: {{app: web}}}}\n  delay: {{latency: 50ms}}\n  duration: 120s\n  environment: cluster-d\n",

@@ -843,14 +843,13 @@ fn console_builder_saves_a_template_with_a_marked_parameter() {
         "100ms"
     );
     b.wait("#p-suspend_deadline", T);
-    // A preview renders it with a new value.
+    // A preview renders it with a new value. The page's live preview replaces `#rendered` as
+    // the field changes, and the button's post loads a new page: the text is awaited, not an
+    // element that may be replaced in between.
     lab.set("#p-latency", "300ms");
     b.click(&b.wait("#template-form button[value='preview']", T));
-    let rendered = b.text(&b.wait("#rendered", T));
-    assert!(
-        rendered.contains("latency: 300ms") && rendered.contains("kind: Workflow"),
-        "{rendered}"
-    );
+    b.wait_text("latency: 300ms", T);
+    b.wait_text("kind: Workflow", T);
 
     // Back into the builder: the workflow, its marks and the template's fields.
     b.click(&b.wait("#edit-in-builder", T));
