@@ -160,7 +160,7 @@ async fn static_file(
         "workflow_builder.js" => (WORKFLOW_BUILDER_JS, "text/javascript; charset=utf-8"),
         _ => return (StatusCode::NOT_FOUND, "no such file").into_response(),
     };
-    let tag = etag(body);
+    let tag = etag(&file, body);
     let unchanged = headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
@@ -192,12 +192,21 @@ async fn static_file(
     response
 }
 
-/// A strong entity tag for an embedded file: FNV-1a (64 bit) of its bytes, quoted.
-fn etag(body: &str) -> String {
-    let hash = body.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("\"{hash:016x}\"")
+/// A strong entity tag for an embedded file: FNV-1a (64 bit) of its bytes, quoted; computed
+/// once per file (the files are compiled in), not on every request.
+fn etag(file: &str, body: &str) -> String {
+    static TAGS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+        std::sync::OnceLock::new();
+    let tags = TAGS.get_or_init(Default::default);
+    let mut tags = tags.lock().unwrap_or_else(|p| p.into_inner());
+    tags.entry(file.to_string())
+        .or_insert_with(|| {
+            let hash = body.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+            format!("\"{hash:016x}\"")
+        })
+        .clone()
 }
 
 /// A request the console makes to the API on behalf of the session's person.
