@@ -103,6 +103,8 @@ async fn main() {
                         .unwrap_or_else(|_| "info".into()),
                 )
                 .with_writer(std::io::stderr)
+                // Colour codes only on a terminal: journald and log files get plain text.
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
             match serve(args).await {
                 Ok(()) => 0,

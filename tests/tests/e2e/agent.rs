@@ -428,7 +428,11 @@ fn a_fault_longer_than_the_lease_window_survives_a_hub_restart() {
     );
 }
 
-/// The journal: SIGKILL the agent mid-fault; its restart removes the fault within a second.
+/// The journal: SIGKILL the agent mid-fault; its restart removes the fault before it even
+/// registers with the hub. The hub then reads the agent's faults back on reconnect, finds the
+/// fault gone while the experiment is still `Running`, and puts it back for the time that
+/// remains (so watching the far side alone races that re-injection: the agent's own log is the
+/// witness of the removal, the drift counters the witness of the rest).
 #[test]
 fn a_restarted_agent_removes_what_its_journal_lists() {
     let mut lab = Lab::start();
@@ -447,25 +451,62 @@ fn a_restarted_agent_removes_what_its_journal_lists() {
     );
     let started = Instant::now();
     lab.restart_agent(&[]);
-    loop {
-        if lab.topo.leftovers().is_empty() {
-            break;
+    const REMOVED: &str = "removed a fault left by a previous run";
+    const REGISTERED: &str = "registered with the hub";
+    let log = loop {
+        let log = lab.agent.log();
+        if log.contains(REGISTERED) {
+            break log;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "not removed {:?} after restart: {:?}",
-            started.elapsed(),
-            lab.topo.leftovers()
+            started.elapsed() < Duration::from_secs(10),
+            "the restarted agent never registered ({:?}):\n{log}",
+            started.elapsed()
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    let removed_at = log
+        .find(REMOVED)
+        .unwrap_or_else(|| panic!("the journal replay removed nothing:\n{log}"));
+    assert!(
+        removed_at < log.find(REGISTERED).unwrap(),
+        "the journal must be replayed before the agent takes commands:\n{log}"
+    );
+    let replay_ms: u64 = log
+        .lines()
+        .find(|l| l.contains("journal replayed"))
+        .and_then(|l| l.split("elapsed_ms=").nth(1))
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no replay timing in the agent's log:\n{log}"));
     eprintln!(
-        "journal replay removed the fault {:?} after the agent started",
+        "journal replay removed the fault {replay_ms} ms into the agent's start; registered {:?} \
+         after the restart",
         started.elapsed()
     );
-    // The hub learns the fault is gone and can still end the experiment cleanly.
+    assert!(replay_ms < 2_000, "probe and replay took {replay_ms} ms");
+    // The hub learns the fault is gone, puts it back, and still ends the experiment cleanly.
+    let back = loop {
+        let v = lab.api.experiment(&uid);
+        if v["status"]["drift"]["reinjections"] == 1 {
+            break v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the hub never put the fault back: {v:#}\n{}",
+            lab.agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(back["status"]["phase"], "Running", "{back:#}");
+    assert_eq!(back["status"]["drift"]["drifts"], 1, "{back:#}");
+    assert!(
+        !lab.topo.leftovers().is_empty(),
+        "the fault is back in place"
+    );
     lab.wait_agent("healthy");
     lab.stop(&uid);
+    assert_eq!(lab.topo.leftovers(), Vec::<String>::new());
 }
 
 /// Drift on agent reconnect: an agent SIGKILLed and restarted removes the fault its journal
