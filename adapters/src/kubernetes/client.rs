@@ -2,6 +2,7 @@
 //! context (or the in-cluster service account), and the mapping of its errors onto
 //! `AdapterError`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -114,7 +115,35 @@ impl Cluster {
 }
 
 /// The `server` of the cluster a kubeconfig's context (or its current context) points at.
+///
+/// Asked at every submission (the endpoint allow list checks it), so the answer is kept per
+/// file and context and read again only when the file's modification time or size changes.
 pub fn api_server_of(path: &std::path::Path, context: Option<&str>) -> Result<String, String> {
+    type Key = (std::path::PathBuf, Option<String>);
+    type Seen = (Option<std::time::SystemTime>, u64, String);
+    static CACHE: std::sync::LazyLock<std::sync::Mutex<HashMap<Key, Seen>>> =
+        std::sync::LazyLock::new(Default::default);
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
+    let stamp = (meta.modified().ok(), meta.len());
+    let key = (path.to_path_buf(), context.map(str::to_string));
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((modified, len, server)) = cache.get(&key) {
+        if stamp.0.is_some() && (*modified, *len) == stamp {
+            return Ok(server.clone());
+        }
+    }
+    let server = read_api_server(path, context)?;
+    if cache.len() >= 256 {
+        cache.clear();
+    }
+    cache.insert(key, (stamp.0, stamp.1, server.clone()));
+    Ok(server)
+}
+
+fn read_api_server(path: &std::path::Path, context: Option<&str>) -> Result<String, String> {
     let kubeconfig = Kubeconfig::read_from(path)
         .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
     let name = context

@@ -161,7 +161,14 @@ struct KeySet {
     /// When a token naming an unknown key id last made the hub fetch the URL.
     refetched_for_unknown_kid: Option<Instant>,
     file_modified: Option<SystemTime>,
+    /// When the file's modification time was last looked at: at most once per
+    /// [`FILE_CHECK_EVERY`], so a busy hub does not stat the file for every request.
+    file_checked: Option<Instant>,
 }
+
+/// How often a `jwks_file` is looked at for changes (a token naming an unknown key id looks at
+/// once): a removed key stops working within this.
+const FILE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Verifies provider JWTs; one per hub.
 pub struct JwtVerifier {
@@ -316,6 +323,13 @@ impl JwtVerifier {
         if let Some(jwk) = pick(&set.keys, kid)? {
             return Ok(jwk);
         }
+        // A key id not seen yet: the file may have just been rewritten (looking costs a stat).
+        if self.config.jwks_file.is_some() {
+            self.refresh(&mut set, true).await?;
+            if let Some(jwk) = pick(&set.keys, kid)? {
+                return Ok(jwk);
+            }
+        }
         // A key id not seen yet: the provider may have rotated its keys.
         if self.config.jwks_url.is_some()
             && set
@@ -340,10 +354,23 @@ impl JwtVerifier {
     /// at once with `force`).
     async fn refresh(&self, set: &mut KeySet, force: bool) -> Result<(), String> {
         if let Some(path) = &self.config.jwks_file {
+            if !force
+                && set
+                    .file_checked
+                    .is_some_and(|at| at.elapsed() < FILE_CHECK_EVERY)
+            {
+                return Ok(());
+            }
+            set.file_checked = Some(Instant::now());
             let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
             if modified.is_some() && modified != set.file_modified {
                 match read_file(path) {
-                    Ok(fresh) => *set = fresh,
+                    Ok(fresh) => {
+                        *set = KeySet {
+                            file_checked: set.file_checked,
+                            ..fresh
+                        }
+                    }
                     // Keep the keys in use: a half-written file must not lock everyone out.
                     Err(e) => tracing::warn!(error = %e, "auth.jwt: keeping the keys read before"),
                 }
@@ -421,6 +448,7 @@ fn read_file(path: &std::path::Path) -> Result<KeySet, String> {
         fetched: Some(Instant::now()),
         refetched_for_unknown_kid: None,
         file_modified: modified,
+        file_checked: Some(Instant::now()),
     })
 }
 

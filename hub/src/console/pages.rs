@@ -1090,26 +1090,30 @@ async fn agent_usage_section(ctx: &Ctx, s: &ExperimentStatus) -> Option<String> 
         .filter(|_| s.phase.is_terminal())
         .unwrap_or_else(crate::time::now);
     let since = crate::time::format(from - chrono::Duration::seconds(30));
-    let mut series = Vec::new();
-    for t in s.targets.iter().take(4) {
+    // The (at most four) agents are asked at once: the page waits for the slowest, not the sum.
+    let end = until + chrono::Duration::seconds(30);
+    let asks = s.targets.iter().take(4).map(|t| {
         let uri = format!(
             "/api/v1/agents/{}/{}/usage?since={}",
             url(&t.target.environment),
             url(&t.target.id),
             url(&since)
         );
-        if let Ok(page) = ctx
-            .api
-            .get::<Page<chaoshub_schema::api::AgentUsage>>(&uri)
-            .await
-        {
-            let end = until + chrono::Duration::seconds(30);
+        async move {
+            let page = ctx
+                .api
+                .get::<Page<chaoshub_schema::api::AgentUsage>>(&uri)
+                .await
+                .ok()?;
             let samples: Vec<_> = page.items.into_iter().filter(|u| u.at <= end).collect();
-            if !samples.is_empty() {
-                series.push((t.target.name.clone(), samples));
-            }
+            (!samples.is_empty()).then(|| (t.target.name.clone(), samples))
         }
-    }
+    });
+    let series: Vec<_> = futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     let chart = super::svg::usage(&series, Some((from, until)))?;
     Some(format!(
         "<section aria-labelledby=\"usage\"><h2 id=\"usage\">Agent hosts</h2><p>CPU and memory of the targets' hosts, reported with each heartbeat.</p>{chart}</section>"
