@@ -32,6 +32,7 @@ use tokio::sync::{broadcast, Notify};
 
 use crate::config::{EngineConfig, LimitsConfig};
 use crate::events::{self, experiment_event, target_event};
+use crate::failpoints;
 use crate::selection::{self, FaultInfo};
 use crate::store::{ExperimentRow, NewEvent, Store, StoreError};
 use crate::telemetry::{AdapterOp, Telemetry};
@@ -987,6 +988,7 @@ impl Engine {
             format!("injecting into {count} target(s)"),
         );
         self.save(row, vec![ev])?;
+        failpoints::hit("engine.after_intent").await;
 
         let confirm_timeout = Duration::from_millis(self.config.confirm_timeout_ms);
         let requests: Vec<(usize, FaultRequest, Target)> = row
@@ -1087,7 +1089,9 @@ impl Engine {
             None => format!("running: fault confirmed on {count} target(s) until stopped"),
         };
         let ev = experiment_event(row, events::EXPERIMENT_RUNNING, message);
+        failpoints::hit("engine.before_running").await;
         self.save(row, unsaved.into_iter().chain([ev]).collect())?;
+        failpoints::hit("engine.after_running").await;
         self.watch(row);
         self.wake();
         Ok(())
@@ -1264,6 +1268,7 @@ impl Engine {
                     &injection.injection_id,
                 );
                 let result = adapter.recover(&env, &injection).await;
+                failpoints::hit("engine.after_recover").await;
                 call.finish(result.as_ref().err().map(|e| e.to_string()).as_deref());
                 (i, result)
             }
@@ -1475,6 +1480,7 @@ impl Engine {
             );
             self.save(row, vec![ev])?;
         }
+        failpoints::hit("engine.before_recover").await;
         self.recover_targets(row).await?;
         if row.status.targets.iter().any(needs_recovery) {
             lock(&self.retry_at).insert(
@@ -1485,6 +1491,7 @@ impl Engine {
             self.wake();
             return Ok(());
         }
+        failpoints::hit("engine.before_finish").await;
         self.finish(row, next)
     }
 }
@@ -1503,8 +1510,9 @@ async fn inject_and_confirm(
         adapter.inject(env, fault, target),
         tracing::debug_span!("engine.inject"),
     )
-    .await
-    .map_err(|e| (Value::Null, e.to_string()))?;
+    .await;
+    failpoints::hit("engine.after_inject").await;
+    let details = details.map_err(|e| (Value::Null, e.to_string()))?;
     if adapter.inject_reads_back() {
         return Ok(details);
     }

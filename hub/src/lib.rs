@@ -25,6 +25,7 @@ pub mod engine;
 pub mod environment_status;
 pub mod error;
 pub mod events;
+pub mod failpoints;
 mod http_params;
 pub mod openapi;
 pub mod operations;

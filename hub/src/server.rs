@@ -177,6 +177,14 @@ pub async fn start_with_store_and_clock(
 ) -> Result<RunningHub, StartError> {
     // Every HTTP client of the hub (adapters, probes, catalog, OTLP) takes this rustls provider.
     chaoshub_adapters::install_crypto_provider();
+    let failpoints = crate::failpoints::check().map_err(StartError::Config)?;
+    if !failpoints.is_empty() {
+        tracing::warn!(
+            armed = %failpoints.join(","),
+            "failpoints are armed ({}): this hub will crash on purpose; never run it for real",
+            crate::failpoints::ENV
+        );
+    }
     let endpoints = Arc::new(
         crate::endpoints::EndpointAllowList::parse(&config.security.allowed_endpoints)
             .map_err(StartError::Config)?,

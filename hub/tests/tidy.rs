@@ -389,6 +389,7 @@ const HUB_LAYERS: &[(&str, &[&str])] = &[
             "time",
             "error",
             "events",
+            "failpoints",
             "config",
             "store",
             "selection",

@@ -7,6 +7,7 @@ mod e2e {
     pub mod console;
     pub mod console_builder;
     pub mod crash;
+    pub mod crash_matrix;
     pub mod docker;
     pub mod envoy;
     pub mod kubernetes;

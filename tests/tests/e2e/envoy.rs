@@ -6,13 +6,13 @@
 use std::time::{Duration, Instant};
 
 #[path = "../../../adapters/tests/envoy/harness.rs"]
-mod harness;
+pub(super) mod harness;
 
 use harness::{Bootstrap, EnvoyProcess, Upstream};
 
 use super::support::*;
 
-fn register_envoy(api: &Api, name: &str, envoy: &EnvoyProcess) {
+pub(super) fn register_envoy(api: &Api, name: &str, envoy: &EnvoyProcess) {
     let yaml = format!(
         "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {name}}}\nspec:\n  adapter: envoy\n  endpoint: {}\n  settings: {{timeout_ms: 3000}}\n",
         envoy.admin_url()
@@ -21,7 +21,7 @@ fn register_envoy(api: &Api, name: &str, envoy: &EnvoyProcess) {
     assert!(code == 201 || code == 200, "registering envoy failed: {v}");
 }
 
-fn abort_yaml(name: &str, env: &str, duration: &str, status: u16) -> String {
+pub(super) fn abort_yaml(name: &str, env: &str, duration: &str, status: u16) -> String {
     format!(
         "apiVersion: chaos-mesh.org/v1alpha1\nkind: HTTPChaos\nmetadata:\n  name: {name}\n  annotations:\n    chaoshub.dev/abort-status: \"{status}\"\nspec:\n  environment: {env}\n  mode: all\n  selector:\n    labelSelectors: {{listener: ingress}}\n  target: Request\n  abort: true\n  duration: {duration}\n"
     )

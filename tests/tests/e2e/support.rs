@@ -99,7 +99,25 @@ impl HubProcess {
     /// A hub on another address (agents in test network namespaces reach it on the host end of
     /// their veth pair).
     pub fn start_listening(data_dir: &Path, listen: &str) -> HubProcess {
-        Self::start_configured(data_dir, listen, "", "", &[])
+        Self::start_configured(data_dir, listen, "", "", &[], &[])
+    }
+
+    /// With environment variables set for the hub process (`CHAOSHUB_FAILPOINTS`).
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> HubProcess {
+        Self::start_configured(data_dir, "127.0.0.1:0", "", "", &[], env)
+    }
+
+    /// Waits until the process ends on its own (a failpoint's SIGKILL); `false` when it is
+    /// still running after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let started = std::time::Instant::now();
+        while started.elapsed() < timeout {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// A hub serving the project's template catalog (`catalog/`), as `chaoshub serve` run from
@@ -116,27 +134,30 @@ impl HubProcess {
             &format!("catalog_dir = {:?}\n", catalog.display().to_string()),
             "",
             &[],
+            &[],
         )
     }
 
     /// With more `serve` flags; `--tls-self-signed` makes the URL https://.
     pub fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> HubProcess {
-        Self::start_configured(data_dir, listen, "", "", extra)
+        Self::start_configured(data_dir, listen, "", "", extra, &[])
     }
 
     /// A hub with extra `[engine]` settings (TOML lines).
     pub fn start_with_engine(data_dir: &Path, listen: &str, engine_extra: &str) -> HubProcess {
-        Self::start_configured(data_dir, listen, "", engine_extra, &[])
+        Self::start_configured(data_dir, listen, "", engine_extra, &[], &[])
     }
 
     /// `top_level` is TOML placed before the `[engine]` table of the generated config,
-    /// `engine_extra` TOML lines inside it; `extra` are more `serve` flags.
+    /// `engine_extra` TOML lines inside it; `extra` are more `serve` flags, `env` more
+    /// environment variables.
     fn start_configured(
         data_dir: &Path,
         listen: &str,
         top_level: &str,
         engine_extra: &str,
         extra: &[&str],
+        env: &[(&str, &str)],
     ) -> HubProcess {
         let addr_file = data_dir.join("addr");
         let _ = std::fs::remove_file(&addr_file);
@@ -157,6 +178,7 @@ impl HubProcess {
             .arg("--addr-file")
             .arg(&addr_file)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -1,0 +1,337 @@
+//! The crash matrix (issue 16): every failpoint of the engine (`hub/src/failpoints.rs`) ×
+//! every far side that runs here without a kernel or cloud of its own — the webhook plugin
+//! (Python `fsfault`), a real Toxiproxy 2.12 and a real Envoy.
+//!
+//! Each round starts the real hub binary with `CHAOSHUB_FAILPOINTS=<point>=abort`, submits one
+//! experiment, waits for the hub to kill itself (SIGKILL) at that point, starts it again on the
+//! same data dir with no failpoint, and then asserts:
+//! - the experiment ends `Finished` (the fault ran its window, or ran again for what was left);
+//! - whenever the hub says `Running` after the restart, exactly one fault is in place on the far
+//!   side (never one missing, never two);
+//! - once it has ended, no fault is left on the far side, and what the user put there is intact;
+//! - no experiment is lost or duplicated, and its events run from `created` to `finished`.
+//!
+//! The failpoint list is read from the hub's source, so a new failpoint joins the matrix by
+//! itself. Each far side is one test; they run in parallel.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chaoshub_testkit::toxiproxy::ToxiproxyServer;
+use serde_json::Value;
+
+use super::envoy::harness::{Bootstrap, EnvoyProcess, Upstream};
+use super::support::*;
+
+/// A far side the matrix drives.
+trait FarSide {
+    fn adapter(&self) -> &'static str;
+    /// Registers (or replaces) the environment `lab`.
+    fn register(&self, api: &Api);
+    /// An experiment named `name` on `lab` lasting `duration`.
+    fn manifest(&self, name: &str, duration: &str) -> String;
+    /// How many of the hub's faults are in place now, read off the far side itself.
+    fn faults(&self) -> usize;
+    /// What the user put on the far side before the matrix is still there, unchanged.
+    fn user_state(&self) -> Result<(), String>;
+}
+
+/// The engine's failpoints, read from the hub's source.
+fn failpoints() -> Vec<String> {
+    let source = std::fs::read_to_string(workspace_root().join("hub/src/failpoints.rs")).unwrap();
+    let list = &source[source.find("pub const POINTS").unwrap()..];
+    let list = &list[..list.find("];").unwrap()];
+    let names: Vec<String> = list
+        .split('"')
+        .filter(|s| s.starts_with("engine.") && !s.contains(' '))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        names.len() >= 7,
+        "failpoints not found in the source: {names:?}"
+    );
+    names
+}
+
+const DURATION: &str = "4s";
+
+fn run_matrix(far: &dyn FarSide, dir: &Path) {
+    let mut rows = Vec::new();
+    let mut known: Vec<String> = Vec::new();
+    for (round, point) in failpoints().iter().enumerate() {
+        let started = Instant::now();
+        let mut hub =
+            HubProcess::start_with_env(dir, &[("CHAOSHUB_FAILPOINTS", &format!("{point}=abort"))]);
+        let api = Api::new(&hub.url);
+        far.register(&api);
+        let name = format!("crash-{round}");
+        let (code, created) = api.post("/api/v1/experiments", Some(&far.manifest(&name, DURATION)));
+        assert_eq!(code, 201, "{point}: {created}");
+        let id = uid(&created);
+        known.push(id.clone());
+        assert!(
+            hub.wait_exit(Duration::from_secs(30)),
+            "{point}: the hub never reached its failpoint: {:#}\n{}",
+            api.experiment(&id),
+            hub.log()
+        );
+        let crashed_at = started.elapsed();
+        let at_crash = far.faults();
+        assert!(
+            at_crash <= 1,
+            "{point}: {at_crash} faults in place at the crash"
+        );
+
+        let hub = HubProcess::start(dir);
+        let api = Api::new(&hub.url);
+        let restarted = Instant::now();
+        let phase_after_restart = api.experiment(&id)["status"]["phase"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut running_checks = 0;
+        let done = loop {
+            let v = api.experiment(&id);
+            let phase = v["status"]["phase"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if ["Finished", "Failed", "Aborted"].contains(&phase.as_str()) {
+                break v;
+            }
+            if phase == "Running" {
+                // Read the far side, then make sure the hub still said Running after the read
+                // (its deadline may have passed in between).
+                let in_place = far.faults();
+                let still = api.experiment(&id)["status"]["phase"] == "Running";
+                if still {
+                    assert_eq!(
+                        in_place, 1,
+                        "{point}: the hub says Running with {in_place} faults in place: {v:#}"
+                    );
+                    running_checks += 1;
+                }
+            }
+            assert!(
+                restarted.elapsed() < Duration::from_secs(60),
+                "{point}: not ended 60 s after the restart: {v:#}\n{}",
+                hub.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(
+            done["status"]["phase"],
+            "Finished",
+            "{point}: {done:#}\n{}",
+            hub.log()
+        );
+        assert_eq!(
+            far.faults(),
+            0,
+            "{point}: a fault was left behind: {done:#}"
+        );
+        far.user_state()
+            .unwrap_or_else(|e| panic!("{point}: the user's state was touched: {e}"));
+        let events: Vec<String> = api.get(&format!("/api/v1/events?experiment={id}&limit=500"))
+            ["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(
+            events.first().map(String::as_str),
+            Some("chaoshub.experiment.created"),
+            "{point}: {events:?}"
+        );
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("chaoshub.experiment.finished"),
+            "{point}: {events:?}"
+        );
+        // No experiment lost or duplicated: exactly the ones submitted, each once.
+        let listed = api.get("/api/v1/experiments?limit=500");
+        let mut uids: Vec<String> = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                e["metadata"]["uid"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        uids.sort();
+        let mut expected = known.clone();
+        expected.sort();
+        assert_eq!(uids, expected, "{point}: experiments lost or duplicated");
+        rows.push(format!(
+            "| {} | {point} | {} ms | {phase_after_restart} | {} ms | {running_checks} | Finished, 0 left |",
+            far.adapter(),
+            crashed_at.as_millis(),
+            restarted.elapsed().as_millis(),
+        ));
+        drop(hub);
+    }
+    let mut text = format!(
+        "\ncrash matrix, {}: SIGKILL at each failpoint, restart, check the far side\n\n\
+         | adapter | failpoint | hub start → crash | phase first read after restart | restart → end | Running checks (1 fault each) | result |\n|---|---|---:|---|---:|---:|---|\n",
+        far.adapter()
+    );
+    for row in rows {
+        text.push_str(&row);
+        text.push('\n');
+    }
+    let _ = std::io::stderr().write_all(text.as_bytes());
+}
+
+struct PluginSide {
+    plugin: Plugin,
+    user_file: std::path::PathBuf,
+}
+
+impl FarSide for PluginSide {
+    fn adapter(&self) -> &'static str {
+        "webhook (fsfault)"
+    }
+    fn register(&self, api: &Api) {
+        register_plugin(api, "lab", &self.plugin);
+    }
+    fn manifest(&self, name: &str, duration: &str) -> String {
+        fill_yaml(name, "lab", Some(duration), "64kB")
+    }
+    fn faults(&self) -> usize {
+        self.plugin.fill_files().len()
+    }
+    fn user_state(&self) -> Result<(), String> {
+        match std::fs::read_to_string(&self.user_file) {
+            Ok(text) if text == "the user's own file" => Ok(()),
+            other => Err(format!("{}: {other:?}", self.user_file.display())),
+        }
+    }
+}
+
+#[test]
+fn every_failpoint_on_the_webhook_plugin_leaves_nothing_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A long dead man's switch: only the hub may remove the fault.
+    let plugin = Plugin::start(dir.path(), 300);
+    let user_file = plugin.web_dir.join("index.html");
+    std::fs::write(&user_file, "the user's own file").unwrap();
+    run_matrix(&PluginSide { plugin, user_file }, dir.path());
+}
+
+struct ToxiproxySide {
+    server: ToxiproxyServer,
+}
+
+impl ToxiproxySide {
+    fn toxics(&self) -> Vec<Value> {
+        let body = reqwest::blocking::get(format!("{}/proxies/web/toxics", self.server.url))
+            .and_then(|r| r.json::<Value>())
+            .unwrap_or_else(|e| panic!("reading the toxics: {e}"));
+        body.as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl FarSide for ToxiproxySide {
+    fn adapter(&self) -> &'static str {
+        "toxiproxy"
+    }
+    fn register(&self, api: &Api) {
+        let yaml = format!(
+            "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: lab}}\nspec: {{adapter: toxiproxy, endpoint: \"{}\"}}\n",
+            self.server.url
+        );
+        let (code, v) = api.post("/api/v1/environments?replace=true", Some(&yaml));
+        assert!(code == 201 || code == 200, "{v}");
+    }
+    fn manifest(&self, name: &str, duration: &str) -> String {
+        format!(
+            "apiVersion: chaoshub.dev/v1alpha1\nkind: ProxyChaos\nmetadata: {{name: {name}}}\nspec:\n  action: latency\n  mode: all\n  selector:\n    labelSelectors: {{name: web}}\n  latency: {{latency: 150}}\n  duration: {duration}\n  environment: lab\n"
+        )
+    }
+    fn faults(&self) -> usize {
+        self.toxics()
+            .iter()
+            .filter(|t| t["name"] != "users-own")
+            .count()
+    }
+    fn user_state(&self) -> Result<(), String> {
+        let toxics = self.toxics();
+        let own: Vec<&Value> = toxics.iter().filter(|t| t["name"] == "users-own").collect();
+        match own.as_slice() {
+            [t] if t["attributes"]["rate"] == 1000 => Ok(()),
+            _ => Err(format!("the user's bandwidth toxic: {toxics:?}")),
+        }
+    }
+}
+
+#[test]
+fn every_failpoint_on_a_real_toxiproxy_leaves_nothing_and_loses_nothing() {
+    let Some(server) = ToxiproxyServer::start() else {
+        return; // the locator printed the SKIP line (a failure under CI=true)
+    };
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    server.create_proxy("web", upstream.local_addr().unwrap());
+    let (code, body) = {
+        let r = reqwest::blocking::Client::new()
+            .post(format!("{}/proxies/web/toxics", server.url))
+            .body(r#"{"name":"users-own","type":"bandwidth","stream":"upstream","attributes":{"rate":1000}}"#)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    };
+    assert_eq!(code, 200, "the user's own toxic: {body}");
+    let dir = tempfile::tempdir().unwrap();
+    run_matrix(&ToxiproxySide { server }, dir.path());
+}
+
+struct EnvoySide {
+    envoy: EnvoyProcess,
+    before: Vec<(String, String)>,
+}
+
+impl FarSide for EnvoySide {
+    fn adapter(&self) -> &'static str {
+        "envoy"
+    }
+    fn register(&self, api: &Api) {
+        super::envoy::register_envoy(api, "lab", &self.envoy);
+    }
+    fn manifest(&self, name: &str, duration: &str) -> String {
+        super::envoy::abort_yaml(name, "lab", duration, 503)
+    }
+    /// Envoy's runtime holds one fault per listener: in place when the admin layer differs
+    /// from the user's own.
+    fn faults(&self) -> usize {
+        usize::from(self.envoy.admin_layer() != self.before)
+    }
+    fn user_state(&self) -> Result<(), String> {
+        let now = self.envoy.admin_layer();
+        if now == self.before {
+            Ok(())
+        } else {
+            Err(format!("runtime {now:?}, the user's was {:?}", self.before))
+        }
+    }
+}
+
+#[test]
+fn every_failpoint_on_a_real_envoy_leaves_nothing_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start();
+    let envoy = EnvoyProcess::start(dir.path(), &Bootstrap::new(upstream.port));
+    // The user's own runtime override, which every round must leave as it was.
+    assert_eq!(
+        envoy
+            .admin_post("runtime_modify?fault.http.abort.http_status=429")
+            .0,
+        200
+    );
+    let before = envoy.admin_layer();
+    run_matrix(&EnvoySide { envoy, before }, dir.path());
+    drop(upstream);
+}
