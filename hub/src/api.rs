@@ -263,14 +263,33 @@ async fn health() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
+        replica: None,
     })
 }
 
+/// Ready when the store answers. A replica of a shared store also says whether it leads: every
+/// replica is ready to serve the API (a load balancer sends traffic to all of them).
 async fn ready(State(s): State<AppState>) -> ApiResult<Json<Health>> {
     s.hub.halt_status()?;
+    let leadership = s.hub.engine.leadership();
+    let replica = leadership.shared().then(|| {
+        let leader = leadership.leader();
+        chaoshub_schema::api::ReplicaHealth {
+            id: leadership.id().to_string(),
+            role: if leadership.is_leader() {
+                "leader"
+            } else {
+                "follower"
+            }
+            .into(),
+            leader: leader.as_ref().map(|l| l.id.clone()),
+            leader_url: leader.and_then(|l| l.url),
+        }
+    });
     Ok(Json(Health {
         status: "ready".into(),
         version: env!("CARGO_PKG_VERSION").into(),
+        replica,
     }))
 }
 
@@ -698,7 +717,11 @@ async fn stream_events(
     // or a receiver that lagged, can therefore never lose or duplicate an event, and a client
     // resuming with Last-Event-ID gets exactly what it missed. Subscribing before the first
     // read means no wake-up falls between the two.
-    let live = s.hub.engine.subscribe();
+    // Events other replicas of a shared store append wake it too.
+    let live = (
+        s.hub.engine.subscribe(),
+        s.hub.engine.subscribe_external_changes(),
+    );
     let store = std::sync::Arc::clone(s.hub.engine.store());
     let pending = std::collections::VecDeque::new();
     let stream = futures::stream::unfold(
@@ -729,9 +752,16 @@ async fn stream_events(
                         return None;
                     }
                 }
-                match live.recv().await {
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                tokio::select! {
+                    received = live.0.recv() => match received {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    },
+                    changed = live.1.changed() => {
+                        if changed.is_err() {
+                            return None;
+                        }
+                    }
                 }
             }
         },

@@ -50,6 +50,10 @@ pub struct HubConfig {
     pub engine: EngineConfig,
     #[serde(default)]
     pub store: StoreConfig,
+    /// How this hub takes part when several share one store (`store.url = "postgres://…"`):
+    /// its name, the URL it advertises while it leads, the engine lease.
+    #[serde(default)]
+    pub replica: crate::leadership::ReplicaConfig,
     /// OpenTelemetry export of events and experiment traces; off unless an endpoint is set
     /// here or in `OTEL_EXPORTER_OTLP_*`.
     #[serde(default)]
@@ -446,6 +450,7 @@ impl Default for HubConfig {
             limits: LimitsConfig::default(),
             engine: EngineConfig::default(),
             store: StoreConfig::default(),
+            replica: Default::default(),
             telemetry: Default::default(),
             auth: AuthConfig::default(),
             environments: Vec::new(),
@@ -476,6 +481,7 @@ impl HubConfig {
 
     /// Checks what serde cannot.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.replica.check().map_err(ConfigError::Invalid)?;
         let listen = self.listen.parse::<SocketAddr>().map_err(|e| {
             ConfigError::Invalid(format!(
                 "listen: {:?} is not an address like 127.0.0.1:7070 ({e})",

@@ -33,7 +33,9 @@ use tokio::sync::{broadcast, Notify};
 use crate::config::{EngineConfig, LimitsConfig};
 use crate::events::{self, experiment_event, target_event};
 use crate::failpoints;
+use crate::leadership::{Leadership, ENGINE_LEASE};
 use crate::selection::{self, FaultInfo};
+use crate::store::fence::{self, Fence};
 use crate::store::{ExperimentRow, NewEvent, Store, StoreError};
 use crate::telemetry::{AdapterOp, Telemetry};
 use crate::time::{self, Clock};
@@ -92,7 +94,15 @@ pub struct Engine {
     /// Set once the background loop was told to stop: side tasks (drift watches) end with it,
     /// so a stopped engine never acts on a store a newer one owns.
     stopped: tokio::sync::watch::Sender<bool>,
+    /// Which replica runs passes when the store is shared ([`Engine::set_leadership`]); a hub
+    /// alone on its store leads for good.
+    leadership: std::sync::OnceLock<Arc<Leadership>>,
+    /// Bumped for every change another replica commits (the event streams re-read the store).
+    external_changes: tokio::sync::watch::Sender<u64>,
 }
+
+/// The leadership of an engine that was given none: a hub alone on its store.
+static SOLE: std::sync::LazyLock<Arc<Leadership>> = std::sync::LazyLock::new(Leadership::sole);
 
 /// When a controller wants its next pass over an experiment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,7 +361,65 @@ impl Engine {
             preparations: Default::default(),
             environment_statuses: Default::default(),
             stopped: tokio::sync::watch::Sender::new(false),
+            leadership: std::sync::OnceLock::new(),
+            external_changes: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Makes this engine one replica of several on a shared store: it runs passes only while
+    /// `leadership` holds the engine lease. Set once, before [`Engine::run`].
+    pub fn set_leadership(&self, leadership: Arc<Leadership>) {
+        let _ = self.leadership.set(leadership);
+    }
+
+    pub fn leadership(&self) -> &Arc<Leadership> {
+        self.leadership.get().unwrap_or(&SOLE)
+    }
+
+    /// The fence of this replica's grant for a pass's writes; none for a hub alone on its
+    /// store (nothing to fence against) or a replica that does not lead.
+    fn fence(&self) -> Option<Fence> {
+        let leadership = self.leadership();
+        if !leadership.shared() {
+            return None;
+        }
+        leadership.token().map(|token| Fence {
+            lease: ENGINE_LEASE,
+            holder: leadership.holder().to_string(),
+            token,
+        })
+    }
+
+    /// Refuses to go on when this replica no longer leads (its lease ran out on the local clock
+    /// or a write was fenced): asked before every adapter call, so a replica that was frozen
+    /// past its lease touches no far side when it wakes.
+    fn ensure_leader(&self) -> Result<(), StoreError> {
+        if self.leadership().is_leader() {
+            Ok(())
+        } else {
+            Err(StoreError::Fenced(format!(
+                "replica {} no longer holds the engine lease",
+                self.leadership().id()
+            )))
+        }
+    }
+
+    /// Another replica committed a change to the shared store: the event streams re-read it,
+    /// and a leader looks at the experiment now (a submission or a stop made on a follower).
+    pub fn external_change(self: &Arc<Self>, change: crate::store::StoreChange) {
+        self.external_changes
+            .send_modify(|n| *n = n.wrapping_add(1));
+        match change {
+            crate::store::StoreChange::Experiment(uid) => self.trigger(&uid),
+            // Missed notifications (the listener reconnected), or a halt: rescan everything.
+            crate::store::StoreChange::Other => self.wake(),
+            crate::store::StoreChange::Events(_) => {}
+        }
+    }
+
+    /// Changes other replicas committed (see [`Engine::external_change`]).
+    pub fn subscribe_external_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.external_changes.subscribe()
     }
 
     /// The engine's current instant (its clock may be a manual one in tests).
@@ -438,6 +506,10 @@ impl Engine {
 
     /// Asks for a pass over one experiment now. Cheap and idempotent.
     pub fn trigger(self: &Arc<Self>, uid: &str) {
+        // A follower runs no pass: the leader hears of the change through the store.
+        if !self.leadership().is_leader() {
+            return;
+        }
         {
             let mut inflight = lock(&self.inflight);
             if let Some(again) = inflight.get_mut(uid) {
@@ -450,10 +522,22 @@ impl Engine {
         let uid = uid.to_string();
         tokio::spawn(async move {
             loop {
+                let Some(fence) = engine.leadership().is_leader().then(|| engine.fence()) else {
+                    lock(&engine.inflight).remove(&uid);
+                    return;
+                };
                 // A panicking pass (an adapter bug, say) must not leave the experiment marked
                 // in flight forever: that would stop every later pass and strand its fault.
-                let pass = std::panic::AssertUnwindSafe(engine.reconcile(&uid));
+                let pass =
+                    std::panic::AssertUnwindSafe(fence::scope(fence, engine.reconcile(&uid)));
                 let outcome = match futures::FutureExt::catch_unwind(pass).await {
+                    Ok(Err(StoreError::Fenced(why))) => {
+                        // Another replica leads now: this one steps down and leaves it alone.
+                        tracing::warn!(experiment = %uid, reason = %why, "engine pass fenced: another replica holds the engine lease, so this pass's write was refused");
+                        engine.leadership().step_down(&why);
+                        lock(&engine.inflight).remove(&uid);
+                        return;
+                    }
                     Ok(result) => result.map_err(|e| e.to_string()),
                     Err(_) => Err("the reconcile pass panicked (a bug); it will be retried".into()),
                 };
@@ -522,7 +606,21 @@ impl Engine {
         let mut clock_moved = self.clock.subscribe();
         // An agent that (re)connects may have restarted without its faults: read them back.
         let mut connections = self.agents.subscribe_connections();
+        let mut role = self.leadership().subscribe();
         loop {
+            if !self.leadership().is_leader() {
+                // A follower: nothing to scan until this replica takes the lease.
+                tokio::select! {
+                    _ = role.changed() => {}
+                    // The grant may lapse on the local clock with no change sent.
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = shutdown.changed() => {
+                        self.stopped.send_replace(true);
+                        return;
+                    }
+                }
+                continue;
+            }
             let now = self.now();
             let mut next = now + resync;
             match self.store.active_experiments() {
@@ -989,6 +1087,7 @@ impl Engine {
         );
         self.save(row, vec![ev])?;
         failpoints::hit("engine.after_intent").await;
+        self.ensure_leader()?;
 
         let confirm_timeout = Duration::from_millis(self.config.confirm_timeout_ms);
         let requests: Vec<(usize, FaultRequest, Target)> = row
@@ -1255,6 +1354,9 @@ impl Engine {
             .collect();
         for (i, _) in &pending {
             row.status.targets[*i].phase = TargetPhase::Recovering;
+        }
+        if !pending.is_empty() {
+            self.ensure_leader()?;
         }
         let calls = self.telemetry.adapter_calls(row);
         let mut results = futures::stream::iter(pending.into_iter().map(|(i, injection)| {

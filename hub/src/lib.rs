@@ -27,6 +27,7 @@ pub mod error;
 pub mod events;
 pub mod failpoints;
 mod http_params;
+pub mod leadership;
 pub mod openapi;
 pub mod operations;
 pub mod orchestration;

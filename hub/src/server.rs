@@ -233,6 +233,25 @@ pub async fn start_with_store_and_clock(
             }))
         },
     );
+    // Several hubs on one shared store: this one runs the engine only while it holds the
+    // lease, and hears of the others' changes through the store.
+    let leadership = if engine.store().shared() {
+        let leadership = crate::leadership::Leadership::replica(&config.replica);
+        engine.set_leadership(Arc::clone(&leadership));
+        let weak = Arc::downgrade(&engine);
+        engine
+            .store()
+            .watch_changes(Arc::new(move |change| {
+                if let Some(engine) = weak.upgrade() {
+                    engine.external_change(change);
+                }
+            }))
+            .map_err(|e| StartError::Config(format!("store: cannot listen for changes: {e}")))?;
+        tracing::info!(replica = %leadership.id(), "store shared with other replicas: this replica runs the engine only while it holds the engine lease");
+        Some(leadership)
+    } else {
+        None
+    };
     let hub = Hub {
         engine: Arc::clone(&engine),
         default_environment: config.default_environment.clone(),
@@ -302,6 +321,9 @@ pub async fn start_with_store_and_clock(
         format!("hub {} started on {addr}", env!("CARGO_PKG_VERSION")),
     )])?;
     let (shutdown, rx) = watch::channel(false);
+    if let Some(leadership) = leadership {
+        tokio::spawn(leadership.run(Arc::clone(engine.store()), rx.clone()));
+    }
     let engine_task = tokio::spawn(Arc::clone(&engine).run(rx.clone()));
     tokio::spawn(crate::catalog::remote::refresh_loop(
         Arc::clone(&hub.catalog),
@@ -348,6 +370,7 @@ pub async fn start_with_store_and_clock(
                 registry: agents.clone(),
                 admission: crate::agents::join::AgentAdmission::new(engine.store().clone()),
                 require_client_certificate: tls.is_some() && config.tls.client_ca_file.is_some(),
+                leadership: Arc::clone(engine.leadership()),
             },
         ),
     );

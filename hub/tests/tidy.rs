@@ -392,6 +392,7 @@ const HUB_LAYERS: &[(&str, &[&str])] = &[
             "failpoints",
             "config",
             "store",
+            "leadership",
             "selection",
             "telemetry",
             "agents",

@@ -128,8 +128,10 @@ pub struct ClientArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The hub's address (its one listen address serves gRPC and REST), e.g. http://127.0.0.1:7070.
-    /// Without it the agent runs on its own, driven by its local REST API.
+    /// The hub's address (its one listen address serves gRPC and REST), e.g. http://127.0.0.1:7070;
+    /// for a highly available hub, its replicas separated by commas (the agent keeps one stream,
+    /// to the replica that runs the engine, and follows it on failover). Without it the agent
+    /// runs on its own, driven by its local REST API.
     #[arg(long, env = "CHAOS_AGENT_HUB")]
     pub hub: Option<String>,
     /// The environment this agent belongs to.
@@ -774,8 +776,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             if let Some(hub) = &args.hub {
                 // Checked here so a bad URL or CA file is a usage error, not a retry loop.
-                daemon::hub_link::endpoint(hub, ca_pem.as_deref(), client_identity.as_ref())
-                    .map_err(|e| usage(format!("--hub: {e}")))?;
+                let urls = daemon::hub_link::hub_urls(hub);
+                if urls.is_empty() {
+                    return Err(usage("--hub: no URL given".into()));
+                }
+                for url in &urls {
+                    daemon::hub_link::endpoint(url, ca_pem.as_deref(), client_identity.as_ref())
+                        .map_err(|e| usage(format!("--hub {url}: {e}")))?;
+                }
             }
             let rest = match (args.rest_listen, args.rest_socket) {
                 (Some(_), Some(_)) => {

@@ -616,4 +616,22 @@ pub struct HaltRequest {
 pub struct Health {
     pub status: String,
     pub version: String,
+    /// On a hub whose store other replicas share (`/readyz` only): this replica and its part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaHealth>,
+}
+
+/// A replica of a hub on a shared store, as its `/readyz` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaHealth {
+    /// `replica.id`.
+    pub id: String,
+    /// `leader` (runs the engine) or `follower` (serves the API; engine passes run on the leader).
+    pub role: String,
+    /// The replica holding the engine lease as this one last read it, and its advertised URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_url: Option<String>,
 }

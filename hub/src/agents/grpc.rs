@@ -24,6 +24,32 @@ pub struct AgentService {
     /// `tls.client_ca_file` is set: a stream must come over a connection whose client
     /// certificate that CA verified.
     pub require_client_certificate: bool,
+    /// Agents are served by the replica that runs the engine; the others send them there.
+    pub leadership: Arc<crate::leadership::Leadership>,
+}
+
+/// The refusal a replica that does not run the engine gives an agent: UNAVAILABLE, naming the
+/// leader and its URL (also in the `chaoshub-leader` metadata) so the agent dials it next.
+fn not_the_leader(leadership: &crate::leadership::Leadership) -> Status {
+    let leader = leadership.leader();
+    let url = leader.as_ref().and_then(|l| l.url.clone());
+    let message = match &leader {
+        Some(l) => format!(
+            "this hub replica ({}) does not run the engine; the leader is {}{}",
+            leadership.id(),
+            l.id,
+            url.as_deref().map(|u| format!(" at {u}")).unwrap_or_default()
+        ),
+        None => format!(
+            "this hub replica ({}) does not run the engine and no replica holds the engine lease yet",
+            leadership.id()
+        ),
+    };
+    let mut status = Status::unavailable(message);
+    if let Some(value) = url.and_then(|u| u.parse().ok()) {
+        status.metadata_mut().insert("chaoshub-leader", value);
+    }
+    status
 }
 
 fn valid_name(s: &str) -> bool {
@@ -56,6 +82,9 @@ impl AgentHub for AgentService {
             return Err(Status::unauthenticated(
                 "this hub requires agents to present a client certificate signed by its tls.client_ca_file (chaos-agent serve --tls-cert-file/--tls-key-file)",
             ));
+        }
+        if !self.leadership.is_leader() {
+            return Err(not_the_leader(&self.leadership));
         }
         let mut inbound = request.into_inner();
         let first = inbound
@@ -140,9 +169,30 @@ impl AgentHub for AgentService {
             .await;
         let registry = self.registry.clone();
         let (env, name) = (reg.environment, reg.name);
+        let leadership = Arc::clone(&self.leadership);
+        let mut role = leadership.subscribe();
         tokio::spawn(async move {
             loop {
-                match inbound.message().await {
+                let stepped_down = async {
+                    loop {
+                        if role.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                        if !leadership.is_leader() {
+                            return;
+                        }
+                    }
+                };
+                let message = tokio::select! {
+                    m = inbound.message() => m,
+                    () = stepped_down => {
+                        // This replica stepped down: the agent goes to the one that leads now.
+                        tracing::info!(agent = %name, "this replica no longer runs the engine; sending the agent away");
+                        let _ = tx.send(Err(not_the_leader(&leadership))).await;
+                        break;
+                    }
+                };
+                match message {
                     Ok(Some(msg)) => match msg.msg {
                         Some(agent_message::Msg::Heartbeat(h)) => {
                             registry.heartbeat(&env, &name, session, h.active_faults, h.usage)

@@ -349,6 +349,7 @@ impl Engine {
             format!("re-injecting {} target(s) after drift", gone.len()),
         ));
         self.save(row, evs)?;
+        self.ensure_leader()?;
 
         let confirm_timeout = std::time::Duration::from_millis(self.config.confirm_timeout_ms);
         let calls = self.telemetry.adapter_calls(row);

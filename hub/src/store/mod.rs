@@ -5,10 +5,12 @@
 
 pub mod agent_auth;
 pub mod auth;
+pub mod fence;
 mod sqlite;
 mod suite_runs;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chaoshub_schema::api::{
     DesiredState, EnvironmentObject, EventRecord, ExperimentObject, ExperimentStatus, HaltStatus,
@@ -29,6 +31,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Conflict(String),
+    /// A write of an engine pass whose lease another replica now holds (`fence`).
+    #[error("fenced: {0}")]
+    Fenced(String),
     #[error("cannot create data directory {path}")]
     DataDir {
         path: String,
@@ -193,4 +198,70 @@ pub trait Store: Send + Sync + SuiteRunStore + AuthStore + AgentAuthStore {
 
     fn halt_status(&self) -> Result<HaltStatus, StoreError>;
     fn set_halt(&self, status: &HaltStatus) -> Result<(), StoreError>;
+
+    /// Whether several hubs (replicas) share this store: then they compete for leases and see
+    /// each other's changes through [`Store::watch_changes`]. A store of one hub (SQLite) is
+    /// not shared, and the defaults below make that hub the holder of every lease.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Takes the lease `name` for `holder`, or renews it when `holder` has it, for `ttl` on
+    /// the store's own clock; `None` while another holder's grant has not run out. A new holder
+    /// gets a token greater than every earlier one (the fence of its writes).
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        url: Option<&str>,
+        ttl: std::time::Duration,
+    ) -> Result<Option<LeaseGrant>, StoreError> {
+        let _ = (name, holder, url, ttl);
+        Ok(Some(LeaseGrant { token: 0 }))
+    }
+    /// Who holds the lease `name` now (an unexpired grant), if anyone.
+    fn lease_holder(&self, name: &str) -> Result<Option<LeaseHolder>, StoreError> {
+        let _ = name;
+        Ok(None)
+    }
+    /// Gives the lease back (a replica shutting down), if `holder` still has it with `token`.
+    fn release_lease(&self, name: &str, holder: &str, token: i64) -> Result<(), StoreError> {
+        let _ = (name, holder, token);
+        Ok(())
+    }
+    /// Calls `sink` for every change another replica commits (a shared store's notifications),
+    /// from a thread of the store's own, until the process ends. A store of one hub has no
+    /// other writer and never calls it.
+    fn watch_changes(
+        &self,
+        sink: Arc<dyn Fn(StoreChange) + Send + Sync>,
+    ) -> Result<(), StoreError> {
+        let _ = sink;
+        Ok(())
+    }
+}
+
+/// A lease granted by [`Store::acquire_lease`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseGrant {
+    /// Greater for every new holder: the fencing token of its writes.
+    pub token: i64,
+}
+
+/// The holder of a lease, as [`Store::lease_holder`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHolder {
+    pub holder: String,
+    pub url: Option<String>,
+    pub token: i64,
+}
+
+/// A change another replica committed to a shared store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChange {
+    /// An experiment was created or its desired state, status or archive flag changed.
+    Experiment(String),
+    /// Events were appended (the newest id).
+    Events(i64),
+    /// Something else (environments, halt, tokens): readers re-read what they cache.
+    Other,
 }

@@ -117,9 +117,32 @@ fn reconnect_delay(
     }
 }
 
-/// Runs until `shutdown` fires.
+/// The hub URLs of `--hub`: one, or the replicas of a highly available hub separated by commas.
+pub fn hub_urls(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The leader a replica that does not run the engine names when it refuses or ends a stream
+/// (its `chaoshub-leader` metadata).
+fn leader_of(status: &tonic::Status) -> Option<String> {
+    status
+        .metadata()
+        .get("chaoshub-leader")
+        .and_then(|v| v.to_str().ok())
+        .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+        .map(str::to_string)
+}
+
+/// Runs until `shutdown` fires. `hubs` lists the hub's replicas (one for a single hub): the
+/// agent holds one stream, to the replica that runs the engine; a replica that does not sends
+/// it on (to the leader it names, else the next in the list), and a lost replica is replaced by
+/// the next one at once.
 pub async fn run(
-    hub_url: String,
+    hubs: Vec<String>,
     identity: Identity,
     access: HubAccess,
     table: Arc<FaultTable>,
@@ -127,17 +150,25 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut backoff = BACKOFF_MIN;
+    let mut next = 0usize;
+    let mut redirect: Option<String> = None;
     loop {
+        let hub_url = redirect
+            .take()
+            .unwrap_or_else(|| hubs[next % hubs.len().max(1)].clone());
+        next = next.wrapping_add(1);
         let started = tokio::time::Instant::now();
+        let mut leader = None;
         let result = tokio::select! {
-            r = session(&hub_url, &identity, &access, &table, &state) => r,
+            r = session(&hub_url, &identity, &access, &table, &state, &mut leader) => r,
             _ = shutdown.changed() => return,
         };
         let message = match result {
             Ok(()) => "the hub closed the stream".to_string(),
             Err(e) => e,
         };
-        tracing::warn!(hub = %hub_url, error = %message, "hub connection lost; reconnecting");
+        tracing::warn!(hub = %hub_url, error = %message, leader = ?leader, "hub connection lost; reconnecting");
+        redirect = leader;
         state.send_modify(|s| {
             s.connected = false;
             s.last_error = Some(message);
@@ -148,7 +179,12 @@ pub async fn run(
             backoff = BACKOFF_MIN;
         }
         let jitter = Duration::from_millis(rand::random::<u64>() % 100);
-        let delay = reconnect_delay(backoff, jitter, table.next_lease_end(), Utc::now());
+        let delay = if redirect.is_some() || next % hubs.len().max(1) != 0 {
+            // The leader was named, or another replica is left to try: go at once.
+            Duration::from_millis(50) + jitter / 4
+        } else {
+            reconnect_delay(backoff, jitter, table.next_lease_end(), Utc::now())
+        };
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.changed() => return,
@@ -195,6 +231,7 @@ async fn session(
     access: &HubAccess,
     table: &Arc<FaultTable>,
     state: &watch::Sender<LinkState>,
+    leader: &mut Option<String>,
 ) -> Result<(), String> {
     let endpoint = endpoint(
         hub_url,
@@ -234,6 +271,10 @@ async fn session(
         .connect(ReceiverStream::new(rx))
         .await
         .map_err(|s| match s.code() {
+            tonic::Code::Unavailable if leader_of(&s).is_some() => {
+                *leader = leader_of(&s);
+                format!("{hub_url} does not run the engine: {}", s.message())
+            }
             tonic::Code::Unauthenticated => {
                 format!(
                     "the hub refused this agent (unauthenticated): {}",
@@ -326,7 +367,10 @@ async fn session(
                         }
                     }
                     Ok(None) => return Ok(()),
-                    Err(s) => return Err(format!("stream error: {}", s.message())),
+                    Err(s) => {
+                        *leader = leader_of(&s);
+                        return Err(format!("stream error: {}", s.message()));
+                    }
                 }
             }
         }

@@ -106,7 +106,7 @@ where
     let lease = tokio::spawn(faults::lease_loop(table.clone(), shutdown_rx.clone()));
     let link = config.hub.clone().map(|hub| {
         tokio::spawn(hub_link::run(
-            hub,
+            hub_link::hub_urls(&hub),
             identity.clone(),
             HubAccess {
                 state_dir: config.state_dir.clone(),
