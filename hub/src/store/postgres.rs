@@ -58,16 +58,35 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
+/// A connection unused for this long is checked (one round trip) before its next call, so a
+/// database restart or a connection a proxy dropped meanwhile costs no failed call.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One worker thread's connection, opened on first use and again after it broke.
 struct Worker {
     target: Arc<PgTarget>,
     client: Option<Client>,
+    last_used: std::time::Instant,
 }
 
 impl Worker {
+    fn broken(&self) -> bool {
+        self.client.as_ref().is_some_and(|c| c.is_closed())
+    }
+
     fn client(&mut self) -> Result<&mut Client, StoreError> {
-        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+        if self.broken() {
             self.client = None;
+        }
+        let idle = self.last_used.elapsed() >= IDLE_CHECK;
+        self.last_used = std::time::Instant::now();
+        if idle {
+            if let Some(client) = &mut self.client {
+                if client.is_valid(std::time::Duration::from_secs(2)).is_err() {
+                    tracing::info!(url = %self.target.display, "PostgreSQL connection lost while idle; reconnecting");
+                    self.client = None;
+                }
+            }
         }
         if self.client.is_none() {
             let tls = self.target.connector()?;
@@ -102,6 +121,7 @@ impl PgStore {
             let mut worker = Worker {
                 target: Arc::clone(&target),
                 client: None,
+                last_used: std::time::Instant::now(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("chaoshub-pg-{n}"))
@@ -143,12 +163,31 @@ impl PgStore {
         &self,
         f: impl FnOnce(&mut Client) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
+        self.on_worker(move |worker| f(worker.client()?))
+    }
+
+    /// Like [`Self::call`] for a call that may safely run twice (a read, an idempotent write):
+    /// when it fails because the connection broke, it runs once more on a new connection.
+    fn read<R: Send + 'static>(
+        &self,
+        f: impl Fn(&mut Client) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.on_worker(move |worker| match f(worker.client()?) {
+            Err(_) if worker.broken() => {
+                worker.client = None;
+                f(worker.client()?)
+            }
+            other => other,
+        })
+    }
+
+    fn on_worker<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Worker) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |worker: &mut Worker| {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let client = worker.client()?;
-                f(client)
-            }));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(worker)));
             let result = match result {
                 Ok(r) => r,
                 Err(_) => {
@@ -159,7 +198,7 @@ impl PgStore {
                     ))
                 }
             };
-            if worker.client.as_ref().is_some_and(|c| c.is_closed()) {
+            if worker.broken() {
                 worker.client = None;
             }
             let _ = reply_tx.send(result);
@@ -440,7 +479,7 @@ impl Store for PgStore {
 
     fn get_experiment(&self, uid: &str) -> Result<Option<ExperimentRow>, StoreError> {
         let uid = uid.to_string();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_opt(
                 &format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE uid = $1"),
                 &[&uid],
@@ -457,7 +496,7 @@ impl Store for PgStore {
         name: &str,
     ) -> Result<Option<ExperimentRow>, StoreError> {
         let (namespace, name) = (namespace.to_string(), name.to_string());
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_opt(
                 &format!(
                     "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE namespace = $1 AND name = $2 ORDER BY archived ASC, seq DESC LIMIT 1"
@@ -493,7 +532,7 @@ impl Store for PgStore {
             sql.push_str(&format!(" AND seq < {}", params.push(before)));
         }
         sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", filter.limit.max(1)));
-        self.call(move |c| {
+        self.read(move |c| {
             c.query(&sql, &params.refs())?
                 .iter()
                 .map(decode_experiment)
@@ -502,7 +541,7 @@ impl Store for PgStore {
     }
 
     fn active_experiments(&self) -> Result<Vec<ExperimentRow>, StoreError> {
-        self.call(|c| {
+        self.read(|c| {
             c.query(
                 &format!(
                     "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE phase NOT IN {TERMINAL} ORDER BY seq ASC"
@@ -516,7 +555,7 @@ impl Store for PgStore {
     }
 
     fn count_experiments(&self) -> Result<Vec<ExperimentCount>, StoreError> {
-        self.call(|c| {
+        self.read(|c| {
             c.query(
                 "SELECT phase, kind, environment, COUNT(*) FROM experiments WHERE NOT archived GROUP BY phase, kind, environment ORDER BY phase, kind, environment",
                 &[],
@@ -584,7 +623,7 @@ impl Store for PgStore {
             sql.push_str(&format!(" AND time >= {}", params.push(since.clone())));
         }
         sql.push_str(&format!(" ORDER BY id ASC LIMIT {}", filter.limit.max(1)));
-        self.call(move |c| {
+        self.read(move |c| {
             let mut out = Vec::new();
             for r in c.query(&sql, &params.refs())? {
                 let id: i64 = r.try_get(0)?;
@@ -625,7 +664,7 @@ impl Store for PgStore {
 
     fn get_environment(&self, name: &str) -> Result<Option<EnvironmentObject>, StoreError> {
         let name = name.to_string();
-        self.call(move |c| {
+        self.read(move |c| {
             let Some(r) =
                 c.query_opt("SELECT object FROM environments WHERE name = $1", &[&name])?
             else {
@@ -639,7 +678,7 @@ impl Store for PgStore {
     }
 
     fn list_environments(&self) -> Result<Vec<EnvironmentObject>, StoreError> {
-        self.call(|c| {
+        self.read(|c| {
             let mut out = Vec::new();
             for r in c.query("SELECT name, object FROM environments ORDER BY name", &[])? {
                 let name: String = r.try_get(0)?;
@@ -661,7 +700,7 @@ impl Store for PgStore {
     }
 
     fn halt_status(&self) -> Result<HaltStatus, StoreError> {
-        self.call(
+        self.read(
             |c| match c.query_opt("SELECT value FROM settings WHERE key = 'halt'", &[])? {
                 Some(r) => {
                     let text: String = r.try_get(0)?;

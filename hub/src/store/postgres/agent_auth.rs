@@ -43,7 +43,7 @@ impl AgentAuthStore for PgStore {
 
     fn list_join_tokens(&self, environment: &str) -> Result<Vec<JoinTokenRecord>, StoreError> {
         let environment = environment.to_string();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query(
                 &format!(
                     "SELECT {TOKEN_COLUMNS} FROM agent_join_tokens WHERE environment = $1 ORDER BY created_at, id"
@@ -58,7 +58,7 @@ impl AgentAuthStore for PgStore {
 
     fn find_join_token(&self, hash: &str) -> Result<Option<JoinTokenRecord>, StoreError> {
         let hash = hash.to_string();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_opt(
                 &format!("SELECT {TOKEN_COLUMNS} FROM agent_join_tokens WHERE hash = $1"),
                 &[&hash],
@@ -116,7 +116,7 @@ impl AgentAuthStore for PgStore {
         name: &str,
     ) -> Result<Option<(AgentCredentialRecord, String)>, StoreError> {
         let (environment, name) = (environment.to_string(), name.to_string());
-        self.call(move |c| {
+        self.read(move |c| {
             let Some(r) = c.query_opt(
                 "SELECT environment, name, join_token_id, created_at, last_used_at, hash
                  FROM agent_credentials WHERE environment = $1 AND name = $2",
@@ -145,7 +145,7 @@ impl AgentAuthStore for PgStore {
         at: &str,
     ) -> Result<(), StoreError> {
         let (environment, name, at) = (environment.to_string(), name.to_string(), at.to_string());
-        self.call(move |c| {
+        self.read(move |c| {
             c.execute(
                 "UPDATE agent_credentials SET last_used_at = $3 WHERE environment = $1 AND name = $2",
                 &[&environment, &name, &at],

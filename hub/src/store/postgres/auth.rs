@@ -116,7 +116,7 @@ impl AuthStore for PgStore {
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
         let hash = hash.to_string();
-        self.call(move |c| {
+        self.read(move |c| {
             c.query_opt(
                 &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = $1"),
                 &[&hash],
@@ -128,7 +128,7 @@ impl AuthStore for PgStore {
     }
 
     fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
-        self.call(|c| {
+        self.read(|c| {
             c.query(
                 &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY name"),
                 &[],
@@ -140,7 +140,7 @@ impl AuthStore for PgStore {
     }
 
     fn count_live_tokens(&self) -> Result<u64, StoreError> {
-        self.call(|c| {
+        self.read(|c| {
             let n: i64 = c
                 .query_one(
                     "SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL",
@@ -175,7 +175,7 @@ impl AuthStore for PgStore {
 
     fn touch_token(&self, name: &str, time: &str) -> Result<(), StoreError> {
         let (name, time) = (name.to_string(), time.to_string());
-        self.call(move |c| {
+        self.read(move |c| {
             c.execute(
                 "UPDATE api_tokens SET last_used_at = $2 WHERE name = $1",
                 &[&name, &time],
@@ -222,7 +222,7 @@ impl AuthStore for PgStore {
             " ORDER BY id DESC"
         });
         sql.push_str(&format!(" LIMIT {}", filter.limit.max(1)));
-        self.call(move |c| {
+        self.read(move |c| {
             let mut out = Vec::new();
             for r in c.query(&sql, &params.refs())? {
                 let role: Option<String> = r.try_get(3)?;

@@ -27,7 +27,7 @@ impl SuiteRunStore for PgStore {
 
     fn get_suite_run(&self, id: &str) -> Result<Option<SuiteRun>, StoreError> {
         let id = id.to_string();
-        self.call(move |c| {
+        self.read(move |c| {
             let Some(r) = c.query_opt("SELECT journal FROM suite_runs WHERE id = $1", &[&id])?
             else {
                 return Ok(None);
@@ -41,7 +41,7 @@ impl SuiteRunStore for PgStore {
 
     fn list_suite_runs(&self, limit: usize) -> Result<Vec<SuiteRunSummary>, StoreError> {
         let limit = limit.min(i64::MAX as usize) as i64;
-        self.call(move |c| {
+        self.read(move |c| {
             let mut out = Vec::new();
             for r in c.query(
                 "SELECT id, journal FROM suite_runs ORDER BY seq DESC LIMIT $1",
