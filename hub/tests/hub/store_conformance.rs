@@ -546,13 +546,16 @@ fn environments_put_replace_and_delete() {
         let mut other = env("x");
         other.metadata.name = Some("alpha".into());
         store.put_environment(&other, false).unwrap();
+        other.metadata.name = Some("Zeta".into());
+        store.put_environment(&other, false).unwrap();
         let names: Vec<String> = store
             .list_environments()
             .unwrap()
             .into_iter()
             .map(|e| e.metadata.name.unwrap())
             .collect();
-        assert_eq!(names, ["alpha", "staging"], "{backend}");
+        // Byte order on both stores (SQLite's BINARY, PostgreSQL's `COLLATE "C"`).
+        assert_eq!(names, ["Zeta", "alpha", "staging"], "{backend}");
         assert!(store.delete_environment("staging").unwrap(), "{backend}");
         assert!(!store.delete_environment("staging").unwrap(), "{backend}");
         assert!(
@@ -1492,4 +1495,30 @@ fn migrate_copies_a_sqlite_store_into_postgres_and_verifies_it() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("chaoshub.db"));
+}
+
+/// The testkit's throwaway server is stopped and its directory removed when the test that
+/// started it panics.
+#[test]
+fn a_test_server_is_stopped_and_removed_even_when_its_test_panics() {
+    if chaoshub_testkit::postgres::bin_dir().is_none() {
+        chaoshub_testkit::skip_or_fail_in_ci(
+            "PostgreSQL (Debian postgresql) not installed: run scripts/install-test-deps.sh",
+        );
+        return;
+    }
+    let seen = std::sync::Mutex::new(None);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let server = PostgresServer::start(&[], &[]).unwrap();
+        assert_eq!(server.psql("postgres", "SELECT 1"), "1");
+        *seen.lock().unwrap() = Some((server.dir().to_path_buf(), server.port()));
+        panic!("the test failed (on purpose)");
+    }));
+    assert!(result.is_err());
+    let (dir, port) = seen.into_inner().unwrap().unwrap();
+    assert!(!dir.exists(), "{} is left", dir.display());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the server still listens on {port}"
+    );
 }
