@@ -484,3 +484,63 @@ pub fn render(checks: &[TableCheck]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sum(rows: &[Vec<Value>]) -> String {
+        let mut d = Digest256::new();
+        for r in rows {
+            d.row(r);
+        }
+        d.finish().1
+    }
+
+    /// The canonical dump tells apart what a naive join of values would not.
+    #[test]
+    fn checksums_tell_apart_null_empty_types_and_boundaries() {
+        let t = |s: &str| Value::Text(s.to_string());
+        let base = sum(&[vec![t("ab"), t("c")]]);
+        assert_eq!(base, sum(&[vec![t("ab"), t("c")]]));
+        assert_ne!(base, sum(&[vec![t("a"), t("bc")]]));
+        assert_ne!(sum(&[vec![Value::Null]]), sum(&[vec![t("")]]));
+        assert_ne!(sum(&[vec![Value::Int(1)]]), sum(&[vec![t("1")]]));
+        assert_ne!(sum(&[vec![Value::Bool(true)]]), sum(&[vec![Value::Int(1)]]));
+        assert_ne!(
+            sum(&[vec![t("a")], vec![t("b")]]),
+            sum(&[vec![t("a"), t("b")]])
+        );
+    }
+
+    #[test]
+    fn a_mismatch_is_reported() {
+        let ok = TableCheck {
+            table: "events".into(),
+            source_rows: 2,
+            target_rows: 2,
+            source_sha256: "aa".into(),
+            target_sha256: "aa".into(),
+        };
+        let bad = TableCheck {
+            target_sha256: "bb".into(),
+            ..ok.clone()
+        };
+        assert!(ok.matches());
+        assert!(!bad.matches());
+        let text = render(&[ok, bad]);
+        assert_eq!(text.matches(" ok\n").count(), 1, "{text}");
+        assert!(text.contains("MISMATCH"), "{text}");
+        assert!(text.contains("bb"), "{text}");
+    }
+
+    #[test]
+    fn the_source_is_a_sqlite_data_dir() {
+        assert_eq!(
+            source_dir("sqlite:/var/lib/chaoshub").unwrap(),
+            std::path::PathBuf::from("/var/lib/chaoshub")
+        );
+        assert!(source_dir("postgres://x/y").is_err());
+        assert!(source_dir("sqlite:").is_err());
+    }
+}

@@ -1522,3 +1522,77 @@ fn a_test_server_is_stopped_and_removed_even_when_its_test_panics() {
         "the server still listens on {port}"
     );
 }
+
+/// `chaoshub serve --store-url postgres://…` serves from the database (its schema appears there,
+/// and the admin token the hub makes on first start is stored in it); a `--store-url` that
+/// is neither SQLite nor PostgreSQL stops the start with a message naming `store.url`.
+#[test]
+fn serve_takes_the_store_from_the_command_line() {
+    let Some(server) = pg() else { return };
+    let db = server.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let addr_file = dir.path().join("addr");
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        std::process::Command::new(env!("CARGO_BIN_EXE_chaoshub"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--store-url", &db.url])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .env("CHAOSHUB_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !addr_file.exists() {
+        if let Ok(Some(status)) = child.0.try_wait() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut err).unwrap();
+            panic!("chaoshub serve exited ({status}): {err}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hub did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        server.psql(
+            &db.name,
+            "SELECT count(*) FROM api_tokens WHERE revoked_at IS NULL"
+        ),
+        "1",
+        "the first start's admin token is in PostgreSQL"
+    );
+    assert!(server
+        .psql(&db.name, "SELECT count(*) FROM events")
+        .parse::<u64>()
+        .is_ok_and(|n| n > 0));
+    drop(child);
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chaoshub"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--store-url",
+            "mysql://root:hunter2@db/x",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data2"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("store.url"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
