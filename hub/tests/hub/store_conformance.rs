@@ -1261,6 +1261,45 @@ fn sslmode_require_and_verify_full_against_a_tls_server() {
     let store = PgStore::connect(&server.url_with(&db.name, "disable")).unwrap();
     store.halt_status().unwrap();
     assert_eq!(ssl_connections(&db.name), "0", "disable stays plain");
+    drop(store);
+
+    // Host name checks: the certificate names 127.0.0.1, not localhost. verify-ca checks the
+    // chain only; verify-full refuses the name.
+    let by_name = |mode: &str, db: &str| {
+        format!(
+            "postgres://postgres@localhost:{}/{db}?sslmode={mode}&sslrootcert={}",
+            server.port(),
+            ca_file.display()
+        )
+    };
+    let db = server.create_database();
+    let store = PgStore::connect(&by_name("verify-ca", &db.name)).unwrap();
+    store.halt_status().unwrap();
+    assert_ne!(ssl_connections(&db.name), "0", "verify-ca: TLS");
+    drop(store);
+    let err = PgStore::connect(&by_name("verify-full", &db.name)).unwrap_err();
+    assert!(matches!(err, StoreError::Connect { .. }), "{err:?}");
+    // prefer (libpq's default, and the default without sslmode): TLS when the server offers it.
+    let db = server.create_database();
+    let store = PgStore::connect(&server.url_with(&db.name, "prefer")).unwrap();
+    store.halt_status().unwrap();
+    assert_ne!(
+        ssl_connections(&db.name),
+        "0",
+        "prefer takes TLS when offered"
+    );
+    drop(store);
+    if let Some(plain) = pg() {
+        let db = plain.create_database();
+        let store = PgStore::connect(&plain.url_with(&db.name, "prefer")).unwrap();
+        store.halt_status().unwrap();
+        drop(store);
+        let err = PgStore::connect(&plain.url_with(&db.name, "require")).unwrap_err();
+        assert!(
+            matches!(err, StoreError::Connect { .. }),
+            "require refuses a server without TLS: {err:?}"
+        );
+    }
 }
 
 /// A hub serving from PostgreSQL (`store.url`): an experiment submitted over the API runs to
