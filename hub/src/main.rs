@@ -29,8 +29,9 @@ struct ServeArgs {
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// The store, overriding the config's store.url: sqlite:DIR, or
-    /// postgres://user:pass@host/db?sslmode=verify-full (docs/operations.md).
-    #[arg(long)]
+    /// postgres://user:pass@host/db?sslmode=verify-full (docs/operations.md). From the
+    /// environment, it keeps the password out of hub.toml and out of the process list.
+    #[arg(long, env = "CHAOSHUB_STORE_URL", hide_env_values = true)]
     store_url: Option<String>,
     /// Write the bound address to this file once listening (for scripts using port 0).
     #[arg(long)]
@@ -49,7 +50,7 @@ struct MigrateArgs {
     #[arg(long)]
     from: String,
     /// The PostgreSQL store: postgres://user:pass@host/db (sslmode as in store.url).
-    #[arg(long)]
+    #[arg(long, env = "CHAOSHUB_STORE_URL", hide_env_values = true)]
     to: String,
     /// Empty a target that already holds data instead of refusing it.
     #[arg(long)]

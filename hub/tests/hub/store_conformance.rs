@@ -1562,9 +1562,10 @@ fn a_test_server_is_stopped_and_removed_even_when_its_test_panics() {
     );
 }
 
-/// `chaoshub serve --store-url postgres://…` serves from the database (its schema appears there,
-/// and the admin token the hub makes on first start is stored in it); a `--store-url` that
-/// is neither SQLite nor PostgreSQL stops the start with a message naming `store.url`.
+/// `chaoshub serve` with `CHAOSHUB_STORE_URL=postgres://…` (the environment form of
+/// `--store-url`) serves from the database: the admin token the hub makes on first start and
+/// its first events are stored there. A `--store-url` that is neither SQLite nor PostgreSQL
+/// stops the start with a message naming `store.url`.
 #[test]
 fn serve_takes_the_store_from_the_command_line() {
     let Some(server) = pg() else { return };
@@ -1580,7 +1581,8 @@ fn serve_takes_the_store_from_the_command_line() {
     }
     let mut child = Kill(
         std::process::Command::new(env!("CARGO_BIN_EXE_chaoshub"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--store-url", &db.url])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("CHAOSHUB_STORE_URL", &db.url)
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .arg("--addr-file")
