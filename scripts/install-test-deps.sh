@@ -20,7 +20,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # iproute2 (ip, tc), nftables, iptables, util-linux (nsenter): the agent's network faults and
 # their namespace tests (native/tests/network.rs).
 # openssl: the certificates of the docker adapter's TLS test.
-DEBIAN_PACKAGES=(python3 ca-certificates iproute2 iptables iputils-ping procps busybox-static stress-ng nftables util-linux openssl)
+# postgresql (initdb, pg_ctl, psql under /usr/lib/postgresql/*/bin) and util-linux (runuser,
+# setsid): the PostgreSQL store's tests start throwaway servers as nobody
+# (chaoshub_testkit::postgres, hub/tests/hub/store_conformance.rs).
+DEBIAN_PACKAGES=(python3 ca-certificates iproute2 iptables iputils-ping procps busybox-static stress-ng nftables util-linux openssl postgresql)
 
 # For tests being written now (console, Kubernetes, HA); installed here so a fresh machine has them
 # when those tests land. They are skipped with a warning when the archive lacks them (Ubuntu
@@ -28,8 +31,7 @@ DEBIAN_PACKAGES=(python3 ca-certificates iproute2 iptables iputils-ping procps b
 # chromium, chromium-driver: the web console's browser tests (a headless Chromium over WebDriver).
 # etcd-server: the etcd the real kube-apiserver needs (../shared/tools/kubernetes/kube-testserver,
 # found by chaoshub_testkit::kube_apiserver) for the Kubernetes adapter's tests.
-# postgresql: the HA store tests (a hub store shared by several hubs).
-OPTIONAL_DEBIAN_PACKAGES=(chromium chromium-driver etcd-server postgresql)
+OPTIONAL_DEBIAN_PACKAGES=(chromium chromium-driver etcd-server)
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 

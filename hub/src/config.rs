@@ -315,6 +315,12 @@ impl OnDrift {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// Where state lives (docs/operations.md): unset (the default) is the embedded SQLite
+    /// database in `data_dir`; `sqlite:DIR` puts it in DIR; `postgres://user:pass@host/db`
+    /// (or `postgresql://`) a PostgreSQL database that several hubs can share, with libpq's
+    /// `sslmode` (disable, prefer, require, verify-ca, verify-full) and `sslrootcert`.
+    #[serde(default)]
+    pub url: Option<String>,
     /// How commits reach the disk (docs/reliability.md): `lifecycle` (default) fsyncs every
     /// lifecycle transition (intent before inject, recorded injection, stop, halt) so it
     /// survives power loss, and lets plain event appends ride on the next fsync; `full`
@@ -432,6 +438,7 @@ impl Default for EngineConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            url: None,
             synchronous: default_sync(),
             event_retention_days: default_event_retention_days(),
             event_max_rows: default_event_max_rows(),
@@ -520,6 +527,8 @@ impl HubConfig {
                 self.store.synchronous
             )));
         }
+        crate::store::StoreUrl::parse(self.store.url.as_deref())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let ranges = [
             (
                 "engine.resync_interval_ms",

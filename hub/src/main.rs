@@ -28,6 +28,11 @@ struct ServeArgs {
     /// Data directory for the embedded store, overriding the config.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The store, overriding the config's store.url: sqlite:DIR, or
+    /// postgres://user:pass@host/db?sslmode=verify-full (docs/operations.md). From the
+    /// environment, it keeps the password out of hub.toml and out of the process list.
+    #[arg(long, env = "CHAOSHUB_STORE_URL", hide_env_values = true)]
+    store_url: Option<String>,
     /// Write the bound address to this file once listening (for scripts using port 0).
     #[arg(long)]
     addr_file: Option<PathBuf>,
@@ -38,10 +43,27 @@ struct ServeArgs {
     tls_self_signed: bool,
 }
 
+#[derive(Debug, clap::Args)]
+struct MigrateArgs {
+    /// The hub's SQLite store: sqlite:DATA_DIR (the directory holding chaoshub.db). Stop the
+    /// hub first.
+    #[arg(long)]
+    from: String,
+    /// The PostgreSQL store: postgres://user:pass@host/db (sslmode as in store.url).
+    #[arg(long, env = "CHAOSHUB_STORE_URL", hide_env_values = true)]
+    to: String,
+    /// Empty a target that already holds data instead of refusing it.
+    #[arg(long)]
+    force: bool,
+}
+
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Run the hub server.
     Serve(ServeArgs),
+    /// Copy a hub's SQLite store into an empty PostgreSQL store, then verify the copy table by
+    /// table (row counts and SHA-256 of each table read back from both).
+    Migrate(MigrateArgs),
     #[command(flatten)]
     Client(chaoshub::cli::ClientCommand),
 }
@@ -56,6 +78,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
+    }
+    if let Some(url) = args.store_url {
+        config.store.url = Some(url);
     }
     if args.tls_self_signed {
         config.tls.self_signed = true;
@@ -80,6 +105,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     hub.serve_until_signal().await;
     Ok(())
+}
+
+/// Runs `chaoshub migrate`; exit code 0 only when every table matches.
+fn migrate(args: MigrateArgs) -> anyhow::Result<i32> {
+    use chaoshub::store::migrate;
+    let dir = migrate::source_dir(&args.from).map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    let checks = migrate::sqlite_to_postgres(&dir, &args.to, args.force)
+        .map_err(|e| anyhow::anyhow!(error_chain(&e)))?;
+    print!("{}", migrate::render(&checks));
+    let bad: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.matches())
+        .map(|c| c.table.as_str())
+        .collect();
+    if bad.is_empty() {
+        let rows: u64 = checks.iter().map(|c| c.target_rows).sum();
+        println!(
+            "copied {rows} rows in {} tables from {} to {}; every table verified",
+            checks.len(),
+            dir.display(),
+            chaoshub::store::postgres::connection::redact(&args.to)
+        );
+        Ok(0)
+    } else {
+        eprintln!(
+            "error: the copy differs from the source in: {}",
+            bad.join(", ")
+        );
+        Ok(1)
+    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -110,6 +165,20 @@ async fn main() {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("error: {e:#}");
+                    1
+                }
+            }
+        }
+        Command::Migrate(args) => {
+            // The store's calls block; keep them off the runtime's worker.
+            match tokio::task::spawn_blocking(move || migrate(args)).await {
+                Ok(Ok(code)) => code,
+                Ok(Err(e)) => {
+                    eprintln!("error: {e:#}");
+                    1
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
                     1
                 }
             }

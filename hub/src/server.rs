@@ -13,7 +13,7 @@ use crate::config::HubConfig;
 use crate::engine::Engine;
 use crate::events::{hub_event, HUB_STARTED};
 use crate::operations::Hub;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -140,10 +140,11 @@ pub async fn start_with(
     config: HubConfig,
     registry: AdapterRegistry,
 ) -> Result<RunningHub, StartError> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+    let store = crate::store::open(
+        config.store.url.as_deref(),
         &config.data_dir,
         &config.store.synchronous,
-    )?);
+    )?;
     start_with_store(config, registry, store).await
 }
 
@@ -162,10 +163,11 @@ pub async fn start_with_clock(
     registry: AdapterRegistry,
     clock: Arc<dyn crate::time::Clock>,
 ) -> Result<RunningHub, StartError> {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+    let store = crate::store::open(
+        config.store.url.as_deref(),
         &config.data_dir,
         &config.store.synchronous,
-    )?);
+    )?;
     start_with_store_and_clock(config, registry, store, clock).await
 }
 

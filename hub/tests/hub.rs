@@ -27,6 +27,7 @@ mod hub {
     pub mod secrets;
     pub mod sse;
     pub mod store;
+    pub mod store_conformance;
     pub mod suites;
     pub mod support;
     pub mod telemetry;

@@ -33,6 +33,7 @@ pub mod bench;
 pub mod conformance;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
+pub mod postgres;
 pub mod toxiproxy;
 
 use std::ffi::OsString;

@@ -1,15 +1,19 @@
 //! Persistence: experiments, environments, the event log and the halt switch.
 //!
 //! The hub owns all state; adapters hold none. The trait keeps the engine and the API
-//! independent of SQLite so a PostgreSQL store can be added for a highly available hub.
+//! independent of the database: SQLite embedded (the default) or PostgreSQL (`store.url`), for
+//! hubs that share one database.
 
 pub mod agent_auth;
 pub mod auth;
 pub mod fence;
+pub mod migrate;
+pub mod postgres;
 mod sqlite;
 mod suite_runs;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use chaoshub_schema::api::{
@@ -20,6 +24,7 @@ use serde_json::Value;
 
 pub use agent_auth::AgentAuthStore;
 pub use auth::{AuditFilter, AuthStore, NewAudit, TokenRow};
+pub use postgres::PgStore;
 pub use sqlite::{Durability, SqliteStore};
 pub use suite_runs::SuiteRunStore;
 
@@ -39,6 +44,65 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("PostgreSQL error")]
+    Postgres(#[from] ::postgres::Error),
+    /// `target` is the URL without its password.
+    #[error("cannot connect to PostgreSQL at {target}")]
+    Connect {
+        target: String,
+        source: ::postgres::Error,
+    },
+    #[error("the PostgreSQL database has schema version {found}, newer than this chaoshub knows ({known}); run the chaoshub release that migrated it, or a newer one")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Opens the store `url` names: `None` (or `sqlite:`, `sqlite:PATH`) is the embedded SQLite
+/// database under `data_dir` (or in PATH), `postgres://…` a PostgreSQL database.
+pub fn open(
+    url: Option<&str>,
+    data_dir: &Path,
+    synchronous: &str,
+) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match StoreUrl::parse(url)? {
+        StoreUrl::Sqlite(None) => Arc::new(SqliteStore::open(data_dir, synchronous)?),
+        StoreUrl::Sqlite(Some(dir)) => Arc::new(SqliteStore::open(&dir, synchronous)?),
+        StoreUrl::Postgres(url) => Arc::new(PgStore::connect(&url)?),
+    })
+}
+
+/// What `store.url` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// The embedded database, in the data directory (`None`) or in this directory.
+    Sqlite(Option<std::path::PathBuf>),
+    Postgres(String),
+}
+
+impl StoreUrl {
+    /// Errors name the accepted forms and never repeat a password.
+    pub fn parse(url: Option<&str>) -> Result<Self, StoreError> {
+        let Some(url) = url.map(str::trim).filter(|u| !u.is_empty()) else {
+            return Ok(Self::Sqlite(None));
+        };
+        if postgres::connection::is_postgres_url(url) {
+            postgres::connection::PgTarget::parse(url)?;
+            return Ok(Self::Postgres(url.to_string()));
+        }
+        if let Some(path) = url.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            return Ok(Self::Sqlite(
+                (!path.is_empty()).then(|| std::path::PathBuf::from(path)),
+            ));
+        }
+        Err(StoreError::Config(format!(
+            "store.url {:?} is not sqlite:DATA_DIR or a postgres:// / postgresql:// URL",
+            postgres::connection::redact(url)
+        )))
+    }
 }
 
 /// An experiment as stored.
