@@ -241,10 +241,13 @@ pub async fn start_with_store_and_clock(
         let leadership = crate::leadership::Leadership::replica(&config.replica);
         engine.set_leadership(Arc::clone(&leadership));
         let weak = Arc::downgrade(&engine);
+        // Called on the store's listener thread: passes are started on this runtime.
+        let runtime = tokio::runtime::Handle::current();
         engine
             .store()
             .watch_changes(Arc::new(move |change| {
                 if let Some(engine) = weak.upgrade() {
+                    let _entered = runtime.enter();
                     engine.external_change(change);
                 }
             }))

@@ -15,6 +15,7 @@ mod e2e {
     pub mod netns;
     pub mod plugin;
     pub mod portable;
+    pub mod replicas;
     pub mod suites;
     pub mod support;
     pub mod webdriver;

@@ -18,6 +18,7 @@
 mod agent_auth;
 mod auth;
 pub mod connection;
+mod replication;
 pub mod schema;
 mod suite_runs;
 
@@ -48,6 +49,10 @@ pub struct PgStore {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     target: Arc<PgTarget>,
+    /// Names this store's own notifications, so its listener skips them (`replication`).
+    origin: String,
+    /// Ends the change listener's thread when the store is dropped.
+    listening: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -98,6 +103,10 @@ impl Worker {
                     target: self.target.display.clone(),
                     source,
                 })?;
+            // A replica frozen or cut off in the middle of a transaction must not hold the write
+            // lock (and so every other replica's writes) for longer than this.
+            let mut client = client;
+            client.batch_execute("SET idle_in_transaction_session_timeout = '10s'")?;
             self.client = Some(client);
         }
         Ok(self.client.as_mut().expect("connected above"))
@@ -142,6 +151,8 @@ impl PgStore {
             jobs: Mutex::new(Some(tx)),
             threads: Mutex::new(threads),
             target,
+            origin: format!("{:016x}", rand::random::<u64>()),
+            listening: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         let found = store.call(schema::migrate)?;
         tracing::info!(
@@ -216,15 +227,35 @@ impl PgStore {
             .map_err(|_| StoreError::Unavailable("the store's thread ended".into()))?
     }
 
-    /// Runs `f` in a write transaction that holds [`WRITE_LOCK`].
+    /// Runs `f` in a write transaction that holds [`WRITE_LOCK`]. Inside an engine pass the
+    /// transaction first checks the pass's fence (`store::fence`) against the lease, so a
+    /// replica that lost the lease writes nothing.
     fn write<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
+        self.write_notifying(None, f)
+    }
+
+    /// [`Self::write`], telling the other replicas what changed (`NOTIFY`, sent at commit).
+    fn write_notifying<R: Send + 'static>(
+        &self,
+        change: Option<super::StoreChange>,
+        f: impl FnOnce(&mut Transaction<'_>) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        // Read here, on the caller's task: the worker thread has no task-local.
+        let fence = super::fence::current();
+        let notice = change.map(|c| replication::payload(&self.origin, &c));
         self.call(move |client| {
             let mut tx = client.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+            if let Some(fence) = &fence {
+                replication::check_fence(&mut tx, fence)?;
+            }
             let out = f(&mut tx)?;
+            if let Some(notice) = &notice {
+                tx.execute("SELECT pg_notify($1, $2)", &[&replication::CHANNEL, notice])?;
+            }
             tx.commit()?;
             Ok(out)
         })
@@ -233,6 +264,8 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        self.listening
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         // Closing the channel ends each worker after its current job; their connections close.
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
@@ -353,7 +386,7 @@ impl Store for PgStore {
     ) -> Result<(ExperimentRow, Vec<EventRecord>), StoreError> {
         let row = row.clone();
         let event = event.clone();
-        self.write(move |tx| {
+        self.write_notifying(Some(super::StoreChange::Experiment(row.uid.clone())), move |tx| {
             let existing = tx.query_opt(
                 &format!(
                     "SELECT uid, phase FROM experiments WHERE namespace = $1 AND kind = $2 AND name = $3 AND phase NOT IN {TERMINAL}"
@@ -425,18 +458,21 @@ impl Store for PgStore {
         let phase = status.phase.as_str();
         let text = serde_json::to_string(status).map_err(|e| corrupt("status", e))?;
         let events = events.to_vec();
-        self.write(move |tx| {
-            let changed = tx.execute(
-                "UPDATE experiments SET phase = $2, status = $3 WHERE uid = $1",
-                &[&uid, &phase, &text],
-            )?;
-            if changed == 0 {
-                return Err(StoreError::Corrupt(format!(
-                    "experiment {uid} vanished from the store"
-                )));
-            }
-            insert_events(tx, &events)
-        })
+        self.write_notifying(
+            Some(super::StoreChange::Experiment(uid.clone())),
+            move |tx| {
+                let changed = tx.execute(
+                    "UPDATE experiments SET phase = $2, status = $3 WHERE uid = $1",
+                    &[&uid, &phase, &text],
+                )?;
+                if changed == 0 {
+                    return Err(StoreError::Corrupt(format!(
+                        "experiment {uid} vanished from the store"
+                    )));
+                }
+                insert_events(tx, &events)
+            },
+        )
     }
 
     fn set_desired(
@@ -450,7 +486,7 @@ impl Store for PgStore {
         let desired = desired_as_str(desired);
         let reason = reason.map(str::to_string);
         let events = events.to_vec();
-        self.write(move |tx| {
+        self.write_notifying(Some(super::StoreChange::Experiment(uid.clone())), move |tx| {
             // A stop is final: only a stop may overwrite a stop (see SQLite's).
             let changed = tx.execute(
                 "UPDATE experiments SET desired = $2, desired_reason = $3 WHERE uid = $1 AND (desired <> 'Stop' OR $2 = 'Stop')",
@@ -468,13 +504,16 @@ impl Store for PgStore {
     fn set_archived(&self, uid: &str, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
         let uid = uid.to_string();
         let events = events.to_vec();
-        self.write(move |tx| {
-            tx.execute(
-                "UPDATE experiments SET archived = TRUE WHERE uid = $1",
-                &[&uid],
-            )?;
-            insert_events(tx, &events)
-        })
+        self.write_notifying(
+            Some(super::StoreChange::Experiment(uid.clone())),
+            move |tx| {
+                tx.execute(
+                    "UPDATE experiments SET archived = TRUE WHERE uid = $1",
+                    &[&uid],
+                )?;
+                insert_events(tx, &events)
+            },
+        )
     }
 
     fn get_experiment(&self, uid: &str) -> Result<Option<ExperimentRow>, StoreError> {
@@ -575,7 +614,9 @@ impl Store for PgStore {
 
     fn append_events(&self, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
         let events = events.to_vec();
-        self.write(move |tx| insert_events(tx, &events))
+        self.write_notifying(Some(super::StoreChange::Events(0)), move |tx| {
+            insert_events(tx, &events)
+        })
     }
 
     fn prune_events(&self, older_than: &str, max_rows: u64) -> Result<u64, StoreError> {
@@ -647,7 +688,7 @@ impl Store for PgStore {
     fn put_environment(&self, env: &EnvironmentObject, replace: bool) -> Result<bool, StoreError> {
         let name = env.metadata.name.clone().unwrap_or_default();
         let text = serde_json::to_string(env).map_err(|e| corrupt("environment", e))?;
-        self.write(move |tx| {
+        self.write_notifying(Some(super::StoreChange::Other), move |tx| {
             let existed = tx
                 .query_opt("SELECT 1 FROM environments WHERE name = $1", &[&name])?
                 .is_some();
@@ -694,7 +735,7 @@ impl Store for PgStore {
 
     fn delete_environment(&self, name: &str) -> Result<bool, StoreError> {
         let name = name.to_string();
-        self.write(move |tx| {
+        self.write_notifying(Some(super::StoreChange::Other), move |tx| {
             Ok(tx.execute("DELETE FROM environments WHERE name = $1", &[&name])? > 0)
         })
     }
@@ -713,12 +754,53 @@ impl Store for PgStore {
 
     fn set_halt(&self, status: &HaltStatus) -> Result<(), StoreError> {
         let text = serde_json::to_string(status).map_err(|e| corrupt("halt", e))?;
-        self.write(move |tx| {
+        self.write_notifying(Some(super::StoreChange::Other), move |tx| {
             tx.execute(
                 "INSERT INTO settings (key, value) VALUES ('halt', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 &[&text],
             )?;
             Ok(())
         })
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        url: Option<&str>,
+        ttl: std::time::Duration,
+    ) -> Result<Option<super::LeaseGrant>, StoreError> {
+        let (name, holder, url) = (
+            name.to_string(),
+            holder.to_string(),
+            url.map(str::to_string),
+        );
+        self.write(move |tx| replication::acquire(tx, &name, &holder, url.as_deref(), ttl))
+    }
+
+    fn lease_holder(&self, name: &str) -> Result<Option<super::LeaseHolder>, StoreError> {
+        let name = name.to_string();
+        self.read(move |client| replication::holder(client, &name))
+    }
+
+    fn release_lease(&self, name: &str, holder: &str, token: i64) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_string(), holder.to_string());
+        self.write(move |tx| replication::release(tx, &name, &holder, token))
+    }
+
+    fn watch_changes(
+        &self,
+        sink: Arc<dyn Fn(super::StoreChange) + Send + Sync>,
+    ) -> Result<(), StoreError> {
+        replication::listen(
+            Arc::clone(&self.target),
+            self.origin.clone(),
+            Arc::clone(&self.listening),
+            sink,
+        )
     }
 }

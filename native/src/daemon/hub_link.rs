@@ -179,7 +179,7 @@ pub async fn run(
             backoff = BACKOFF_MIN;
         }
         let jitter = Duration::from_millis(rand::random::<u64>() % 100);
-        let delay = if redirect.is_some() || next % hubs.len().max(1) != 0 {
+        let delay = if redirect.is_some() || !next.is_multiple_of(hubs.len().max(1)) {
             // The leader was named, or another replica is left to try: go at once.
             Duration::from_millis(50) + jitter / 4
         } else {
@@ -467,6 +467,25 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_hubs_are_listed_and_a_refusal_names_the_leader() {
+        assert_eq!(
+            hub_urls(" http://a:1, http://b:2 ,,http://c:3"),
+            ["http://a:1", "http://b:2", "http://c:3"]
+        );
+        assert!(hub_urls(" , ").is_empty());
+        let mut refused = tonic::Status::unavailable("not the leader");
+        assert_eq!(leader_of(&refused), None);
+        refused
+            .metadata_mut()
+            .insert("chaoshub-leader", "http://b:2".parse().unwrap());
+        assert_eq!(leader_of(&refused).as_deref(), Some("http://b:2"));
+        let mut odd = tonic::Status::unavailable("x");
+        odd.metadata_mut()
+            .insert("chaoshub-leader", "file:///etc/passwd".parse().unwrap());
+        assert_eq!(leader_of(&odd), None, "only http(s) URLs are followed");
+    }
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()

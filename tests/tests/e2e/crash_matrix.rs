@@ -229,6 +229,7 @@ struct ToxiproxySide {
 
 impl ToxiproxySide {
     fn toxics(&self) -> Vec<Value> {
+        install_crypto_provider();
         let body = reqwest::blocking::get(format!("{}/proxies/web/toxics", self.server.url))
             .and_then(|r| r.json::<Value>())
             .unwrap_or_else(|e| panic!("reading the toxics: {e}"));

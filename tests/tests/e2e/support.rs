@@ -107,6 +107,32 @@ impl HubProcess {
         Self::start_configured(data_dir, "127.0.0.1:0", "", "", &[], env)
     }
 
+    /// A replica of a highly available hub: `top_level` holds its `[store]` (the shared
+    /// PostgreSQL URL) and `[replica]` tables; `env` more environment variables.
+    pub fn start_replica(data_dir: &Path, top_level: &str, env: &[(&str, &str)]) -> HubProcess {
+        Self::start_replica_on(data_dir, "127.0.0.1:0", top_level, env)
+    }
+
+    /// [`Self::start_replica`] listening on `listen`.
+    pub fn start_replica_on(
+        data_dir: &Path,
+        listen: &str,
+        top_level: &str,
+        env: &[(&str, &str)],
+    ) -> HubProcess {
+        Self::start_configured(data_dir, listen, top_level, "", &[], env)
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`) to the hub process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
     /// Waits until the process ends on its own (a failpoint's SIGKILL); `false` when it is
     /// still running after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> bool {

@@ -13,7 +13,25 @@ use postgres::Client;
 use crate::store::StoreError;
 
 /// `(version, what it does, SQL)`, in order.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial schema", INITIAL)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial schema", INITIAL),
+    (
+        2,
+        "leases of replicas (the engine lease and its fencing token)",
+        LEASES,
+    ),
+];
+
+/// Leases several replicas compete for (`replication`); times on the database's clock.
+const LEASES: &str = r#"
+CREATE TABLE leases (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    holder TEXT COLLATE "C" NOT NULL,
+    url TEXT COLLATE "C",
+    token BIGINT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+"#;
 
 /// The newest schema this binary knows.
 pub fn known_version() -> i64 {
