@@ -125,6 +125,26 @@ fn prepared(c: &mut impl GenericClient, sql: &str) -> Result<Statement, StoreErr
     Ok(statement)
 }
 
+/// Whether `e` means the connection is gone (closed, or the server ending it: an administrator,
+/// a shutdown, a restart still in progress), so the call may be tried on a new one.
+fn connection_lost(e: &StoreError) -> bool {
+    use postgres::error::SqlState;
+    match e {
+        StoreError::Postgres(e) => {
+            e.is_closed()
+                || e.code().is_some_and(|code| {
+                    [
+                        SqlState::ADMIN_SHUTDOWN,
+                        SqlState::CRASH_SHUTDOWN,
+                        SqlState::CANNOT_CONNECT_NOW,
+                    ]
+                    .contains(code)
+                })
+        }
+        _ => false,
+    }
+}
+
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
@@ -194,7 +214,7 @@ impl PgStore {
         f: impl Fn(&mut Client) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         self.on_worker(move |worker| match f(worker.client()?) {
-            Err(_) if worker.broken() => {
+            Err(e) if worker.broken() || connection_lost(&e) => {
                 worker.client = None;
                 f(worker.client()?)
             }
@@ -219,7 +239,9 @@ impl PgStore {
                     ))
                 }
             };
-            if worker.broken() {
+            // The server's "terminating connection" can arrive before the client has seen the
+            // socket close: either way this connection is done.
+            if worker.broken() || result.as_ref().err().is_some_and(connection_lost) {
                 worker.client = None;
             }
             let _ = reply_tx.send(result);
