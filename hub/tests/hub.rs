@@ -3,6 +3,10 @@
 //! map: it stands in for external systems so the engine's lifecycle, crash handling and API can
 //! be checked exactly. The real plugin path (Python webhook plugin, real side effects, the hub
 //! as a killed process) is covered by the workspace tests in `tests/`.
+//!
+//! The store under every sandbox is SQLite; `CHAOSHUB_TEST_STORE=postgres cargo test --test hub`
+//! runs the same tests with each sandbox's hub on a PostgreSQL database of its own
+//! (`support::config`). `store_conformance` runs the store's contract on both in any case.
 
 #[path = "fuzz_hub/mod.rs"]
 mod fuzz_hub;

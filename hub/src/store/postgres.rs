@@ -22,6 +22,8 @@ mod replication;
 pub mod schema;
 mod suite_runs;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -29,7 +31,7 @@ use chaoshub_schema::api::{
     DesiredState, EnvironmentObject, EventRecord, ExperimentStatus, HaltStatus,
 };
 use postgres::types::ToSql;
-use postgres::{Client, GenericClient, Row, Transaction};
+use postgres::{Client, GenericClient, Row, Statement, Transaction};
 
 use super::sqlite::{desired_as_str, offload};
 use super::{
@@ -94,6 +96,8 @@ impl Worker {
             }
         }
         if self.client.is_none() {
+            // Statements of a previous connection do not exist on the new one.
+            PREPARED.with(|m| m.borrow_mut().clear());
             let tls = self.target.connector()?;
             let client = self
                 .target
@@ -110,6 +114,43 @@ impl Worker {
             self.client = Some(client);
         }
         Ok(self.client.as_mut().expect("connected above"))
+    }
+}
+
+thread_local! {
+    /// Statements prepared on this worker thread's connection, by their SQL. Only fixed
+    /// statements go here (a query built from a filter would grow it without bound); a
+    /// parameterized query prepared once costs one round trip a call instead of two.
+    static PREPARED: RefCell<HashMap<String, Statement>> = RefCell::new(HashMap::new());
+}
+
+/// `sql` prepared on this thread's connection, once per connection.
+fn prepared(c: &mut impl GenericClient, sql: &str) -> Result<Statement, StoreError> {
+    if let Some(statement) = PREPARED.with(|m| m.borrow().get(sql).cloned()) {
+        return Ok(statement);
+    }
+    let statement = c.prepare(sql)?;
+    PREPARED.with(|m| m.borrow_mut().insert(sql.to_string(), statement.clone()));
+    Ok(statement)
+}
+
+/// Whether `e` means the connection is gone (closed, or the server ending it: an administrator,
+/// a shutdown, a restart still in progress), so the call may be tried on a new one.
+fn connection_lost(e: &StoreError) -> bool {
+    use postgres::error::SqlState;
+    match e {
+        StoreError::Postgres(e) => {
+            e.is_closed()
+                || e.code().is_some_and(|code| {
+                    [
+                        SqlState::ADMIN_SHUTDOWN,
+                        SqlState::CRASH_SHUTDOWN,
+                        SqlState::CANNOT_CONNECT_NOW,
+                    ]
+                    .contains(code)
+                })
+        }
+        _ => false,
     }
 }
 
@@ -184,7 +225,7 @@ impl PgStore {
         f: impl Fn(&mut Client) -> Result<R, StoreError> + Send + 'static,
     ) -> Result<R, StoreError> {
         self.on_worker(move |worker| match f(worker.client()?) {
-            Err(_) if worker.broken() => {
+            Err(e) if worker.broken() || connection_lost(&e) => {
                 worker.client = None;
                 f(worker.client()?)
             }
@@ -209,7 +250,9 @@ impl PgStore {
                     ))
                 }
             };
-            if worker.broken() {
+            // The server's "terminating connection" can arrive before the client has seen the
+            // socket close: either way this connection is done.
+            if worker.broken() || result.as_ref().err().is_some_and(connection_lost) {
                 worker.client = None;
             }
             let _ = reply_tx.send(result);
@@ -248,7 +291,8 @@ impl PgStore {
         let notice = change.map(|c| replication::payload(&self.origin, &c));
         self.call(move |client| {
             let mut tx = client.transaction()?;
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+            // A simple query: one round trip, where a parameterized one takes two.
+            tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({WRITE_LOCK})"))?;
             if let Some(fence) = &fence {
                 replication::check_fence(&mut tx, fence)?;
             }
@@ -324,7 +368,8 @@ fn insert_events(
     if events.is_empty() {
         return Ok(out);
     }
-    let stmt = tx.prepare(
+    let stmt = prepared(
+        tx,
         "INSERT INTO events (time, name, experiment_uid, environment, target, message, attributes) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )?;
     for event in events {
@@ -387,12 +432,13 @@ impl Store for PgStore {
         let row = row.clone();
         let event = event.clone();
         self.write_notifying(Some(super::StoreChange::Experiment(row.uid.clone())), move |tx| {
-            let existing = tx.query_opt(
+            let live = prepared(
+                tx,
                 &format!(
                     "SELECT uid, phase FROM experiments WHERE namespace = $1 AND kind = $2 AND name = $3 AND phase NOT IN {TERMINAL}"
                 ),
-                &[&row.namespace, &row.kind, &row.name],
             )?;
+            let existing = tx.query_opt(&live, &[&row.namespace, &row.kind, &row.name])?;
             if let Some(existing) = existing {
                 let uid: String = existing.try_get(0)?;
                 let phase: String = existing.try_get(1)?;
@@ -402,10 +448,11 @@ impl Store for PgStore {
                 )));
             }
             // A finished namesake is archived so the name can be reused, as a re-run in CI expects.
-            let finished = tx.query(
+            let namesakes = prepared(
+                tx,
                 "SELECT uid, status FROM experiments WHERE namespace = $1 AND kind = $2 AND name = $3 AND NOT archived",
-                &[&row.namespace, &row.kind, &row.name],
             )?;
+            let finished = tx.query(&namesakes, &[&row.namespace, &row.kind, &row.name])?;
             for r in finished {
                 let uid: String = r.try_get(0)?;
                 let status: String = r.try_get(1)?;
@@ -422,9 +469,13 @@ impl Store for PgStore {
                 serde_json::to_string(&row.metadata).map_err(|e| corrupt("metadata", e))?;
             let spec = serde_json::to_string(&row.spec).map_err(|e| corrupt("spec", e))?;
             let status = serde_json::to_string(&row.status).map_err(|e| corrupt("status", e))?;
+            let insert = prepared(
+                tx,
+                "INSERT INTO experiments (uid, name, namespace, kind, api_version, environment, phase, archived, metadata, spec, status, desired) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING seq",
+            )?;
             let seq: i64 = tx
                 .query_one(
-                    "INSERT INTO experiments (uid, name, namespace, kind, api_version, environment, phase, archived, metadata, spec, status, desired) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING seq",
+                    &insert,
                     &[
                         &row.uid,
                         &row.name,
@@ -461,10 +512,11 @@ impl Store for PgStore {
         self.write_notifying(
             Some(super::StoreChange::Experiment(uid.clone())),
             move |tx| {
-                let changed = tx.execute(
+                let update = prepared(
+                    tx,
                     "UPDATE experiments SET phase = $2, status = $3 WHERE uid = $1",
-                    &[&uid, &phase, &text],
                 )?;
+                let changed = tx.execute(&update, &[&uid, &phase, &text])?;
                 if changed == 0 {
                     return Err(StoreError::Corrupt(format!(
                         "experiment {uid} vanished from the store"
@@ -488,10 +540,11 @@ impl Store for PgStore {
         let events = events.to_vec();
         self.write_notifying(Some(super::StoreChange::Experiment(uid.clone())), move |tx| {
             // A stop is final: only a stop may overwrite a stop (see SQLite's).
-            let changed = tx.execute(
+            let update = prepared(
+                tx,
                 "UPDATE experiments SET desired = $2, desired_reason = $3 WHERE uid = $1 AND (desired <> 'Stop' OR $2 = 'Stop')",
-                &[&uid, &desired, &reason],
             )?;
+            let changed = tx.execute(&update, &[&uid, &desired, &reason])?;
             if changed == 0 {
                 return Err(StoreError::Conflict(format!(
                     "experiment {uid} is being stopped; it can no longer be paused or resumed"
@@ -519,13 +572,14 @@ impl Store for PgStore {
     fn get_experiment(&self, uid: &str) -> Result<Option<ExperimentRow>, StoreError> {
         let uid = uid.to_string();
         self.read(move |c| {
-            c.query_opt(
+            let select = prepared(
+                c,
                 &format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE uid = $1"),
-                &[&uid],
-            )?
-            .as_ref()
-            .map(decode_experiment)
-            .transpose()
+            )?;
+            c.query_opt(&select, &[&uid])?
+                .as_ref()
+                .map(decode_experiment)
+                .transpose()
         })
     }
 

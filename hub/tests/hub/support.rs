@@ -239,7 +239,30 @@ pub fn config(dir: &std::path::Path) -> HubConfig {
     config.engine.resync_interval_ms = 200;
     config.engine.recovery_retry_ms = 100;
     config.engine.confirm_timeout_ms = 1000;
+    if std::env::var("CHAOSHUB_TEST_STORE").as_deref() == Ok("postgres") {
+        config.store.url = Some(postgres_database_for(dir));
+    }
     config
+}
+
+/// With `CHAOSHUB_TEST_STORE=postgres`, every sandbox's hub keeps its state in a PostgreSQL
+/// database of its own (one per data dir, so a restart finds its state again) on the test
+/// binary's shared throwaway server: the whole hub suite then runs on the PostgreSQL store.
+/// The databases live until the server is removed at the end of the test process.
+fn postgres_database_for(dir: &std::path::Path) -> String {
+    use chaoshub_testkit::postgres::TestDatabase;
+    static DATABASES: Mutex<Vec<(std::path::PathBuf, TestDatabase<'static>)>> =
+        Mutex::new(Vec::new());
+    let mut databases = DATABASES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, db)) = databases.iter().find(|(d, _)| d == dir) {
+        return db.url.clone();
+    }
+    let server = chaoshub_testkit::postgres::shared()
+        .expect("CHAOSHUB_TEST_STORE=postgres needs PostgreSQL (scripts/install-test-deps.sh)");
+    let db = server.create_database();
+    let url = db.url.clone();
+    databases.push((dir.to_path_buf(), db));
+    url
 }
 
 impl Sandbox {

@@ -3,7 +3,7 @@
 use chaoshub_schema::auth::{AuditRecord, Role, TokenInfo};
 use postgres::{GenericClient, Row};
 
-use super::{corrupt, Params, PgStore};
+use super::{corrupt, prepared, Params, PgStore};
 use crate::store::auth::{AuditFilter, AuthStore, NewAudit, TokenRow};
 use crate::store::StoreError;
 
@@ -34,9 +34,13 @@ fn decode_token(row: &Row) -> Result<TokenRow, StoreError> {
 }
 
 fn insert_audit(c: &mut impl GenericClient, e: &NewAudit) -> Result<AuditRecord, StoreError> {
+    let insert = prepared(
+        c,
+        "INSERT INTO audit (time, principal, role, source, method, route, path, object, outcome, status, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+    )?;
     let id: i64 = c
         .query_one(
-            "INSERT INTO audit (time, principal, role, source, method, route, path, object, outcome, status, message) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            &insert,
             &[
                 &e.time,
                 &e.principal,
@@ -117,13 +121,14 @@ impl AuthStore for PgStore {
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
         let hash = hash.to_string();
         self.read(move |c| {
-            c.query_opt(
+            let select = prepared(
+                c,
                 &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = $1"),
-                &[&hash],
-            )?
-            .as_ref()
-            .map(decode_token)
-            .transpose()
+            )?;
+            c.query_opt(&select, &[&hash])?
+                .as_ref()
+                .map(decode_token)
+                .transpose()
         })
     }
 
@@ -176,10 +181,8 @@ impl AuthStore for PgStore {
     fn touch_token(&self, name: &str, time: &str) -> Result<(), StoreError> {
         let (name, time) = (name.to_string(), time.to_string());
         self.read(move |c| {
-            c.execute(
-                "UPDATE api_tokens SET last_used_at = $2 WHERE name = $1",
-                &[&name, &time],
-            )?;
+            let update = prepared(c, "UPDATE api_tokens SET last_used_at = $2 WHERE name = $1")?;
+            c.execute(&update, &[&name, &time])?;
             Ok(())
         })
     }
