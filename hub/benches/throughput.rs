@@ -61,7 +61,28 @@ async fn main() {
         ..Default::default()
     };
     config.limits.max_targets = 10;
+    // `CHAOSHUB_BENCH_STORE=postgres`: the same run on a throwaway PostgreSQL (Debian's, started
+    // by testkit as an unprivileged user) instead of the embedded SQLite store.
+    let _database = match std::env::var("CHAOSHUB_BENCH_STORE").as_deref() {
+        Ok("postgres") => {
+            let server = chaoshub_testkit::postgres::shared().expect(
+                "CHAOSHUB_BENCH_STORE=postgres needs PostgreSQL (scripts/install-test-deps.sh)",
+            );
+            let db = server.create_database();
+            config.store.url = Some(db.url.clone());
+            println!("store: PostgreSQL {} (one replica)", db.url);
+            Some(db)
+        }
+        _ => {
+            println!("store: SQLite (synchronous = {})", config.store.synchronous);
+            None
+        }
+    };
     let hub = chaoshub::server::start(config).await.unwrap();
+    // On a shared store the engine runs once this replica holds the engine lease.
+    while !hub.hub.engine.leadership().is_leader() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let base = hub.url();
     // The admin token the hub wrote on first start, as a local user would read it.
     let token = std::fs::read_to_string(dir.path().join("data").join("admin.token")).unwrap();

@@ -735,5 +735,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/hub.example.toml");
         let config = HubConfig::load(&path).unwrap();
         assert!(!config.environments.is_empty());
+        let replica =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/replicas/replica-example.toml");
+        let config = HubConfig::load(&replica).unwrap();
+        config.replica.check().unwrap();
+        assert_eq!(config.replica.id.as_deref(), Some("hub-1"));
     }
 }
