@@ -1293,10 +1293,13 @@ impl Engine {
         tracing::warn!(experiment = %row.uid, "found an interrupted injection; recovering its targets first");
         self.recover_targets(row).await?;
         if row.status.targets.iter().any(needs_recovery) {
-            row.status.phase = ExperimentPhase::Recovering;
-            row.status.next_phase = Some(ExperimentPhase::Failed);
+            // Stays Injecting and is retried: once every partial fault is gone the experiment
+            // is injected again for what is left of its window (or ends, if none is left).
+            // A far side that is briefly out of reach when the hub restarts (an agent that has
+            // not reconnected yet) must not fail an experiment whose window is still open.
+            row.status.phase = ExperimentPhase::Injecting;
             row.status.reason = Some(
-                "the hub restarted during injection and could not remove every partial fault yet"
+                "the hub restarted during injection; removing partial faults before injecting again (retrying)"
                     .into(),
             );
             lock(&self.retry_at).insert(

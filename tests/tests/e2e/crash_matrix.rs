@@ -35,6 +35,14 @@ trait FarSide {
     fn faults(&self) -> usize;
     /// What the user put on the far side before the matrix is still there, unchanged.
     fn user_state(&self) -> Result<(), String>;
+    /// Where the hub listens (the same address at every restart: agents dial it).
+    fn listen(&self) -> String {
+        "127.0.0.1:0".into()
+    }
+    /// Waits until the far side can take a fault from this hub (an agent reconnected).
+    fn ready(&self, api: &Api) {
+        let _ = api;
+    }
 }
 
 /// The engine's failpoints, read from the hub's source.
@@ -61,19 +69,38 @@ fn run_matrix(far: &dyn FarSide, dir: &Path) {
     let mut known: Vec<String> = Vec::new();
     for (round, point) in failpoints().iter().enumerate() {
         let started = Instant::now();
-        let mut hub =
-            HubProcess::start_with_env(dir, &[("CHAOSHUB_FAILPOINTS", &format!("{point}=abort"))]);
+        let armed = format!("{point}=abort");
+        let mut hub = HubProcess::start_replica_on(
+            dir,
+            &far.listen(),
+            "",
+            &[("CHAOSHUB_FAILPOINTS", &armed)],
+        );
         let api = Api::new(&hub.url);
         far.register(&api);
+        far.ready(&api);
         let name = format!("crash-{round}");
-        let (code, created) = api.post("/api/v1/experiments", Some(&far.manifest(&name, DURATION)));
-        assert_eq!(code, 201, "{point}: {created}");
-        let id = uid(&created);
-        known.push(id.clone());
+        // The pass starts as the submission is stored: a failpoint early in it may kill the hub
+        // before the answer is sent. The submission is durable all the same; it is looked up
+        // by name after the restart.
+        let answer = reqwest::blocking::Client::new()
+            .post(format!("{}/api/v1/experiments", hub.url))
+            .bearer_auth(&hub.token)
+            .header("content-type", "application/yaml")
+            .body(far.manifest(&name, DURATION))
+            .send()
+            .and_then(|r| Ok((r.status().as_u16(), r.json::<Value>()?)));
+        let submitted = match answer {
+            Ok((code, created)) => {
+                assert_eq!(code, 201, "{point}: {created}");
+                Some(uid(&created))
+            }
+            Err(_) => None,
+        };
         assert!(
             hub.wait_exit(Duration::from_secs(30)),
-            "{point}: the hub never reached its failpoint: {:#}\n{}",
-            api.experiment(&id),
+            "{point}: the hub never reached its failpoint: {:?}\n{}",
+            submitted.as_ref().map(|id| api.experiment(id)),
             hub.log()
         );
         let crashed_at = started.elapsed();
@@ -83,9 +110,20 @@ fn run_matrix(far: &dyn FarSide, dir: &Path) {
             "{point}: {at_crash} faults in place at the crash"
         );
 
-        let hub = HubProcess::start(dir);
+        let hub = HubProcess::start_replica_on(dir, &far.listen(), "", &[]);
         let api = Api::new(&hub.url);
         let restarted = Instant::now();
+        let id = submitted.unwrap_or_else(|| {
+            let listed = api.get("/api/v1/experiments?limit=500");
+            listed["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| e["metadata"]["name"] == name.as_str())
+                .map(|e| uid(e))
+                .unwrap_or_else(|| panic!("{point}: the submission of {name} was lost: {listed:#}"))
+        });
+        known.push(id.clone());
         let phase_after_restart = api.experiment(&id)["status"]["phase"]
             .as_str()
             .unwrap_or_default()
@@ -335,4 +373,160 @@ fn every_failpoint_on_a_real_envoy_leaves_nothing_and_loses_nothing() {
     let before = envoy.admin_layer();
     run_matrix(&EnvoySide { envoy, before }, dir.path());
     drop(upstream);
+}
+
+struct DockerSide {
+    target: super::docker::Container,
+    group: String,
+    /// A container of the user's, not selected: must stay running and unpaused.
+    bystander: super::docker::Container,
+}
+
+impl FarSide for DockerSide {
+    fn adapter(&self) -> &'static str {
+        "docker"
+    }
+    fn register(&self, api: &Api) {
+        // The hub's own recovery is what is tested: no engine-side watchdog.
+        super::docker::register_docker(api, false);
+    }
+    fn manifest(&self, name: &str, duration: &str) -> String {
+        super::docker::pod_failure(name, &self.group, duration)
+    }
+    /// `pod-failure` pauses the container: in place while it is paused.
+    fn faults(&self) -> usize {
+        usize::from(self.target.paused())
+    }
+    fn user_state(&self) -> Result<(), String> {
+        if self.bystander.paused() {
+            return Err("the unselected container was paused".into());
+        }
+        // Both containers still exist and run (a recovery never removes a user's container).
+        self.target.connect_rtt();
+        self.bystander.connect_rtt();
+        Ok(())
+    }
+}
+
+#[test]
+fn every_failpoint_on_a_real_docker_engine_leaves_nothing_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = super::docker::group();
+    let target = super::docker::Container::run(&group);
+    let bystander = super::docker::Container::run(&super::docker::group());
+    run_matrix(
+        &DockerSide {
+            target,
+            group,
+            bystander,
+        },
+        dir.path(),
+    );
+}
+
+struct NativeSide {
+    topo: super::netns::Topology,
+    _peer: super::netns::PeerServices,
+    listen: String,
+    state: tempfile::TempDir,
+    agent: std::sync::Mutex<Option<super::netns::AgentProcess>>,
+}
+
+impl NativeSide {
+    fn agent_log(&self) -> String {
+        self.agent
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|a| a.log())
+            .unwrap_or_default()
+    }
+}
+
+impl FarSide for NativeSide {
+    fn adapter(&self) -> &'static str {
+        "native agent"
+    }
+    fn listen(&self) -> String {
+        self.listen.clone()
+    }
+    fn register(&self, api: &Api) {
+        let (code, v) = api.post(
+            "/api/v1/environments?replace=true",
+            Some("apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: hosts}\nspec: {adapter: native}\n"),
+        );
+        assert!(code == 201 || code == 200, "{v}");
+        let mut agent = self.agent.lock().unwrap();
+        if agent.is_none() {
+            // First round: the agent joins once and keeps its credential across hub restarts.
+            let (code, v) = api.post("/api/v1/environments/hosts/join-tokens", None);
+            assert_eq!(code, 201, "{v}");
+            let token_file = self.state.path().join("join.token");
+            std::fs::write(&token_file, v["token"].as_str().unwrap()).unwrap();
+            *agent = Some(super::netns::AgentProcess::start(
+                &self.topo.a,
+                &format!("http://{}", self.listen),
+                "hosts",
+                "agent-a",
+                &self.state.path().join("agent-state"),
+                &["--join-token-file", token_file.to_str().unwrap()],
+            ));
+        }
+    }
+    fn ready(&self, api: &Api) {
+        let started = Instant::now();
+        loop {
+            let v = api.get("/api/v1/agents?env=hosts");
+            if v["items"][0]["health"] == "healthy" {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the agent never came back: {v:#}\n{}",
+                self.agent_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    fn manifest(&self, name: &str, duration: &str) -> String {
+        super::agent::network_chaos(
+            name,
+            &self.topo.b_ip,
+            duration,
+            "  action: delay\n  delay: {latency: 50ms}\n",
+        )
+    }
+    /// Whatever the agent's delay put in A's kernel (nft tables, qdiscs, NFQUEUE rules).
+    fn faults(&self) -> usize {
+        usize::from(!self.topo.leftovers().is_empty())
+    }
+    fn user_state(&self) -> Result<(), String> {
+        let tables = super::netns::in_ns_cmd(&self.topo.a, "nft", &["list", "tables"]);
+        if tables.contains("users_own") {
+            Ok(())
+        } else {
+            Err(format!("the user's nft table is gone: {tables}"))
+        }
+    }
+}
+
+#[test]
+fn every_failpoint_on_the_native_agent_leaves_nothing_and_loses_nothing() {
+    let topo = super::netns::Topology::new();
+    let peer = super::netns::PeerServices::start(&topo.b, &topo.b_ip);
+    // The user's own table in the agent's namespace, which no recovery may touch.
+    super::netns::in_ns_cmd(&topo.a, "nft", &["add", "table", "inet", "users_own"]);
+    let port = std::net::TcpListener::bind((topo.hub_ip.as_str(), 0))
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let side = NativeSide {
+        listen: format!("{}:{port}", topo.hub_ip),
+        topo,
+        _peer: peer,
+        state: tempfile::tempdir().unwrap(),
+        agent: std::sync::Mutex::new(None),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    run_matrix(&side, dir.path());
 }

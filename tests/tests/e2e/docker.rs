@@ -65,7 +65,7 @@ pub(super) struct Container {
 }
 
 impl Container {
-    fn run(group: &str) -> Container {
+    pub(super) fn run(group: &str) -> Container {
         let name = format!(
             "chtest-e2e-{}-{}",
             std::process::id(),
@@ -214,13 +214,13 @@ pub(super) fn register_docker(api: &Api, watchdog: bool) {
     assert!(code == 201 || code == 200, "registering docker failed: {v}");
 }
 
-fn pod_failure(name: &str, group: &str, duration: &str) -> String {
+pub(super) fn pod_failure(name: &str, group: &str, duration: &str) -> String {
     format!(
         "apiVersion: chaos-mesh.org/v1alpha1\nkind: PodChaos\nmetadata:\n  name: {name}\nspec:\n  environment: engine\n  action: pod-failure\n  mode: all\n  selector:\n    labelSelectors: {{chtest-group: {group}}}\n  duration: {duration}\n"
     )
 }
 
-fn group() -> String {
+pub(super) fn group() -> String {
     format!(
         "g{}-{}",
         std::process::id(),

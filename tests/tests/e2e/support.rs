@@ -102,18 +102,14 @@ impl HubProcess {
         Self::start_configured(data_dir, listen, "", "", &[], &[])
     }
 
-    /// With environment variables set for the hub process (`CHAOSHUB_FAILPOINTS`).
-    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> HubProcess {
-        Self::start_configured(data_dir, "127.0.0.1:0", "", "", &[], env)
-    }
-
     /// A replica of a highly available hub: `top_level` holds its `[store]` (the shared
     /// PostgreSQL URL) and `[replica]` tables; `env` more environment variables.
     pub fn start_replica(data_dir: &Path, top_level: &str, env: &[(&str, &str)]) -> HubProcess {
         Self::start_replica_on(data_dir, "127.0.0.1:0", top_level, env)
     }
 
-    /// [`Self::start_replica`] listening on `listen`.
+    /// [`Self::start_replica`] listening on `listen` (`top_level` may be empty: a hub on its
+    /// own store with environment variables such as `CHAOSHUB_FAILPOINTS`).
     pub fn start_replica_on(
         data_dir: &Path,
         listen: &str,
