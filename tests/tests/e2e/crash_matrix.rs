@@ -120,7 +120,7 @@ fn run_matrix(far: &dyn FarSide, dir: &Path) {
                 .unwrap()
                 .iter()
                 .find(|e| e["metadata"]["name"] == name.as_str())
-                .map(|e| uid(e))
+                .map(uid)
                 .unwrap_or_else(|| panic!("{point}: the submission of {name} was lost: {listed:#}"))
         });
         known.push(id.clone());
