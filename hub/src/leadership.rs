@@ -27,6 +27,12 @@ use crate::store::{LeaseGrant, Store, StoreError};
 /// The lease the engine's leader holds.
 pub const ENGINE_LEASE: &str = "engine";
 
+/// The liveness lease every replica holds under its own name (`holder`): what it runs outside
+/// the engine (a suite run) is its own while this lease lives.
+pub fn replica_lease(holder: &str) -> String {
+    format!("replica:{holder}")
+}
+
 /// `[replica]` in hub.toml: how this hub takes part when its store is shared.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,6 +241,13 @@ impl Leadership {
 
     /// One round: asks the store for the lease (a grant to the holder renews it).
     fn round(&self, store: &dyn Store) -> Result<(), StoreError> {
+        // This replica's own liveness, whoever leads.
+        store.acquire_lease(
+            &replica_lease(&self.holder),
+            &self.holder,
+            self.advertise_url.as_deref(),
+            self.lease,
+        )?;
         let asked = Instant::now();
         let grant: Option<LeaseGrant> = store.acquire_lease(
             ENGINE_LEASE,
@@ -301,6 +314,12 @@ impl Leadership {
                         })
                         .await;
                     }
+                    let (me, s) = (Arc::clone(&self), Arc::clone(&store));
+                    let _ = tokio::task::spawn_blocking(move || {
+                        // The liveness lease is this process's alone: its token is 1.
+                        s.release_lease(&replica_lease(&me.holder), &me.holder, 1)
+                    })
+                    .await;
                     self.role.send_replace(Role::Follower { leader: None });
                     return;
                 }

@@ -395,6 +395,11 @@ pub struct SuiteRun {
     pub log: Vec<SuiteLogLine>,
     /// The suite as submitted (after file references were inlined by the CLI).
     pub manifest: Value,
+    /// On a hub of several replicas: the replica process running it. A run whose replica is
+    /// gone is ended (its unfinished cases errors) when next read; while that replica lives,
+    /// every replica shows the run as it progresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -243,6 +243,7 @@ mod tests {
             ],
             log: vec![],
             manifest: serde_json::Value::Null,
+            replica: None,
         }
     }
 

@@ -423,6 +423,11 @@ pub async fn submit(
             ),
         }],
         manifest: manifest_value,
+        replica: hub
+            .engine
+            .leadership()
+            .shared()
+            .then(|| hub.engine.leadership().holder().to_string()),
     };
     run.recount();
     hub.engine.store().put_suite_run(&run)?;
@@ -452,6 +457,14 @@ fn halted(hub: &Hub) -> Result<Option<HubError>, HubError> {
 fn settle_interrupted(hub: &Hub, mut run: SuiteRun) -> Result<SuiteRun, HubError> {
     if run.phase != SuiteRunPhase::Running || active().contains(&run.id) {
         return Ok(run);
+    }
+    // On a shared store another replica may be running it: it is interrupted only once that
+    // replica's liveness lease has run out.
+    if let Some(owner) = &run.replica {
+        let lease = crate::leadership::replica_lease(owner);
+        if hub.engine.store().lease_holder(&lease)?.is_some() {
+            return Ok(run);
+        }
     }
     let now = crate::time::now_rfc3339();
     for case in &mut run.cases {

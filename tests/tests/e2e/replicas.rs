@@ -243,6 +243,14 @@ fn three_replicas_fail_over_when_the_leader_is_killed() {
     let (code, v) = api.post("/api/v1/experiments", Some(schedule));
     assert_eq!(code, 201, "{v}");
     let schedule_uid = uid(&v);
+    // A suite run driven by the other follower (hub-2), whose case's fault the leader injects.
+    let suite = "apiVersion: chaoshub.dev/v1alpha1\nkind: Suite\nmetadata: {name: ha-suite}\nspec:\n  environments: [fs]\n  experiments:\n    - name: fill\n      expect: hold\n      manifest:\n        apiVersion: chaos-mesh.org/v1alpha1\n        kind: PhysicalMachineChaos\n        metadata: {name: suite-fill}\n        spec: {action: disk-fill, mode: all, selector: {labelSelectors: {tier: frontend}}, disk-fill: {size: 8kB}, duration: 7s}\n";
+    let (code, v) = replicas.api(1).post("/api/v1/suites", Some(suite));
+    assert_eq!(code, 202, "{v}");
+    let suite_run = v["id"].as_str().unwrap().to_string();
+    // Read on another replica, a live run stays Running: it belongs to hub-2, which lives.
+    let read = api.get(&format!("/api/v1/suites/runs/{suite_run}"));
+    assert_eq!(read["phase"], "Running", "{read:#}");
     assert_eq!(toxics(&toxiproxy).len(), 1);
     std::thread::sleep(Duration::from_millis(1500));
 
@@ -317,6 +325,20 @@ fn three_replicas_fail_over_when_the_leader_is_killed() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // The suite run on hub-2 went on through the failover and passed.
+    let started = Instant::now();
+    let run = loop {
+        let run = replicas
+            .api(2)
+            .get(&format!("/api/v1/suites/runs/{suite_run}"));
+        if run["phase"] != "Running" {
+            break run;
+        }
+        assert!(started.elapsed() < T, "the suite never ended: {run:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(run["phase"], "Passed", "{run:#}");
+
     // The follower's stream saw both experiments through, whoever led.
     let seen = events.lock().unwrap().clone();
     for (id, what) in [(&latency, "latency"), (&fill, "fill")] {
@@ -332,7 +354,7 @@ fn three_replicas_fail_over_when_the_leader_is_killed() {
         }
     }
     eprintln!(
-        "\nfailover: submit→Running through a follower {} ms; leader SIGKILLed, replica hub-{} took over {} ms later (lease 3000 ms); lateness: toxiproxy {late} ms, webhook {fill_late} ms; injections 1 and 1; schedule fired {fired} times ({after_takeover} after the takeover), once per tick; follower's stream: {} events",
+        "\nfailover: submit→Running through a follower {} ms; leader SIGKILLed, replica hub-{} took over {} ms later (lease 3000 ms); lateness: toxiproxy {late} ms, webhook {fill_late} ms; injections 1 and 1; schedule fired {fired} times ({after_takeover} after the takeover), once per tick; a suite run on a follower went on through the failover and passed; follower's stream: {} events",
         submit_to_running.as_millis(),
         new_leader + 1,
         takeover.as_millis(),
