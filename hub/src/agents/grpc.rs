@@ -171,6 +171,10 @@ impl AgentHub for AgentService {
         let (env, name) = (reg.environment, reg.name);
         let leadership = Arc::clone(&self.leadership);
         let mut role = leadership.subscribe();
+        // Weak: the stream to the agent ends when the registry drops its sender (the agent was
+        // removed); this task must not keep it open.
+        let weak_tx = tx.downgrade();
+        drop(tx);
         tokio::spawn(async move {
             loop {
                 let stepped_down = async {
@@ -188,7 +192,9 @@ impl AgentHub for AgentService {
                     () = stepped_down => {
                         // This replica stepped down: the agent goes to the one that leads now.
                         tracing::info!(agent = %name, "this replica no longer runs the engine; sending the agent away");
-                        let _ = tx.send(Err(not_the_leader(&leadership))).await;
+                        if let Some(tx) = weak_tx.upgrade() {
+                            let _ = tx.send(Err(not_the_leader(&leadership))).await;
+                        }
                         break;
                     }
                 };
