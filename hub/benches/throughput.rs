@@ -234,7 +234,7 @@ async fn main() {
         }
     }
 
-    println!("chaoshub hub bench (webhook adapter + fsfault plugin, SQLite synchronous=normal)");
+    println!("chaoshub hub bench (webhook adapter + fsfault plugin; store as printed above)");
     summary("submit→confirmed Running (sequential)", latencies, "ms");
     println!(
         "{:<38} {} experiments: submitted in {:.2}s ({:.1}/s), all Finished after {:.2}s ({:.1} experiments/s end to end)",

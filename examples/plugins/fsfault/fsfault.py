@@ -635,6 +635,10 @@ def make_handler(plugin: Plugin, token: str | None):
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = f"{PLUGIN_NAME}/{PLUGIN_VERSION}"
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes; on a kept-alive connection Nagle's algorithm
+        # holds the body until the client's delayed ACK (about 40 ms per call). The hub keeps
+        # its connection to a plugin alive, so every call would pay it.
+        disable_nagle_algorithm = True
 
         routes = {
             ("GET", "/v1/describe"): lambda body: plugin.describe(),
