@@ -98,18 +98,9 @@ impl Worker {
         if self.client.is_none() {
             // Statements of a previous connection do not exist on the new one.
             PREPARED.with(|m| m.borrow_mut().clear());
-            let tls = self.target.connector()?;
-            let client = self
-                .target
-                .config
-                .connect(tls)
-                .map_err(|source| StoreError::Connect {
-                    target: self.target.display.clone(),
-                    source,
-                })?;
+            let mut client = self.target.connect()?;
             // A replica frozen or cut off in the middle of a transaction must not hold the write
             // lock (and so every other replica's writes) for longer than this.
-            let mut client = client;
             client.batch_execute("SET idle_in_transaction_session_timeout = '10s'")?;
             self.client = Some(client);
         }

@@ -165,8 +165,19 @@ impl PgTarget {
         })
     }
 
+    /// A new connection to this target (TLS as its mode says); the error names the target
+    /// without its password.
+    pub fn connect(&self) -> Result<postgres::Client, StoreError> {
+        self.config
+            .connect(self.connector()?)
+            .map_err(|source| StoreError::Connect {
+                target: self.display.clone(),
+                source,
+            })
+    }
+
     /// The TLS connector for this target's mode.
-    pub fn connector(&self) -> Result<MakeRustlsConnect, StoreError> {
+    fn connector(&self) -> Result<MakeRustlsConnect, StoreError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()

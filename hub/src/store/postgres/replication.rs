@@ -211,14 +211,7 @@ pub fn listen(
 }
 
 fn connect(target: &PgTarget) -> Result<Client, StoreError> {
-    let tls = target.connector()?;
-    let mut client = target
-        .config
-        .connect(tls)
-        .map_err(|source| StoreError::Connect {
-            target: target.display.clone(),
-            source,
-        })?;
+    let mut client = target.connect()?;
     client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
     Ok(client)
 }
