@@ -180,24 +180,14 @@ impl Lab {
     }
 
     pub(super) fn wait_agent(&self, health: &str) -> serde_json::Value {
-        let start = Instant::now();
-        loop {
-            let v = self.api.get("/api/v1/agents?env=hosts");
-            if let Some(a) = v["items"]
-                .as_array()
-                .and_then(|items| items.iter().find(|a| a["name"] == "agent-a"))
-            {
-                if a["health"] == health {
-                    return a.clone();
-                }
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "agent never became {health}: {v:#}\n{}",
-                self.agent.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_agent_health(
+            &self.api,
+            "hosts",
+            "agent-a",
+            health,
+            Duration::from_secs(20),
+            || self.agent.log(),
+        )
     }
 
     /// Waits until the hub no longer answers (it was killed).

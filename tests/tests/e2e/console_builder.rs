@@ -37,18 +37,6 @@ fn screenshots() -> PathBuf {
     target.join("console-screenshots")
 }
 
-/// How many toxics the proxy `proxy` of `server` has.
-fn toxics(server: &ToxiproxyServer, proxy: &str) -> usize {
-    install_crypto_provider();
-    let v: Value = reqwest::blocking::Client::new()
-        .get(format!("{}/proxies/{proxy}/toxics", server.url))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    v.as_array().map(Vec::len).unwrap_or(0)
-}
-
 struct Lab {
     // Field order is drop order: the browser first, then the hub.
     browser: Browser,
@@ -372,7 +360,7 @@ fn console_builder_drags_a_workflow_and_runs_it_on_toxiproxy() {
                     "fault-c" => Some("cache"),
                     _ => None,
                 } {
-                    if toxics(&toxi, proxy) > 0 {
+                    if !toxics(&toxi, proxy).is_empty() {
                         toxics_seen.insert(proxy);
                     }
                 }
@@ -435,7 +423,11 @@ fn console_builder_drags_a_workflow_and_runs_it_on_toxiproxy() {
         "a toxic was on every proxy while its node ran: {toxics_seen:?}"
     );
     for proxy in ["api", "db", "cache"] {
-        assert_eq!(toxics(&toxi, proxy), 0, "the toxic on {proxy} was removed");
+        assert_eq!(
+            toxics(&toxi, proxy).len(),
+            0,
+            "the toxic on {proxy} was removed"
+        );
     }
     // In order: fault-a ended before the Parallel's faults began (the hub's own timestamps).
     let wf = lab.api.get("/api/v1/experiments?kind=Workflow&limit=1")["items"][0].clone();

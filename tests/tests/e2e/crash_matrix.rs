@@ -267,11 +267,7 @@ struct ToxiproxySide {
 
 impl ToxiproxySide {
     fn toxics(&self) -> Vec<Value> {
-        install_crypto_provider();
-        let body = reqwest::blocking::get(format!("{}/proxies/web/toxics", self.server.url))
-            .and_then(|r| r.json::<Value>())
-            .unwrap_or_else(|e| panic!("reading the toxics: {e}"));
-        body.as_array().cloned().unwrap_or_default()
+        toxics(&self.server, "web")
     }
 }
 
@@ -474,19 +470,14 @@ impl FarSide for NativeSide {
         }
     }
     fn ready(&self, api: &Api) {
-        let started = Instant::now();
-        loop {
-            let v = api.get("/api/v1/agents?env=hosts");
-            if v["items"][0]["health"] == "healthy" {
-                return;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the agent never came back: {v:#}\n{}",
-                self.agent_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_agent_health(
+            api,
+            "hosts",
+            "agent-a",
+            "healthy",
+            Duration::from_secs(30),
+            || self.agent_log(),
+        );
     }
     fn manifest(&self, name: &str, duration: &str) -> String {
         super::agent::network_chaos(
@@ -516,10 +507,7 @@ fn every_failpoint_on_the_native_agent_leaves_nothing_and_loses_nothing() {
     let peer = super::netns::PeerServices::start(&topo.b, &topo.b_ip);
     // The user's own table in the agent's namespace, which no recovery may touch.
     super::netns::in_ns_cmd(&topo.a, "nft", &["add", "table", "inet", "users_own"]);
-    let port = std::net::TcpListener::bind((topo.hub_ip.as_str(), 0))
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = free_port(&topo.hub_ip);
     let side = NativeSide {
         listen: format!("{}:{port}", topo.hub_ip),
         topo,

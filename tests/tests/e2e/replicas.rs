@@ -26,14 +26,6 @@ fn replica_config(url: &str, n: usize) -> String {
     )
 }
 
-/// A free TCP port on `ip` (bound and let go; the replica binds it a moment later).
-fn free_port(ip: &str) -> u16 {
-    std::net::TcpListener::bind((ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
-
 struct Replicas {
     hubs: Vec<Option<HubProcess>>,
     _dirs: Vec<tempfile::TempDir>,
@@ -141,14 +133,6 @@ fn wait_role(hub: &HubProcess, want: &str, timeout: Duration) {
     }
 }
 
-fn toxics(server: &ToxiproxyServer) -> Vec<Value> {
-    install_crypto_provider();
-    reqwest::blocking::get(format!("{}/proxies/web/toxics", server.url))
-        .and_then(|r| r.json::<Value>())
-        .map(|v| v.as_array().cloned().unwrap_or_default())
-        .unwrap_or_else(|e| panic!("reading the toxics: {e}"))
-}
-
 fn register(api: &Api, toxiproxy: &ToxiproxyServer, plugin: &Plugin) {
     let yaml = format!(
         "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: toxi}}\nspec: {{adapter: toxiproxy, endpoint: \"{}\"}}\n",
@@ -251,7 +235,7 @@ fn three_replicas_fail_over_when_the_leader_is_killed() {
     // Read on another replica, a live run stays Running: it belongs to hub-2, which lives.
     let read = api.get(&format!("/api/v1/suites/runs/{suite_run}"));
     assert_eq!(read["phase"], "Running", "{read:#}");
-    assert_eq!(toxics(&toxiproxy).len(), 1);
+    assert_eq!(toxics(&toxiproxy, "web").len(), 1);
     std::thread::sleep(Duration::from_millis(1500));
 
     // SIGKILL the leader mid-experiment.
@@ -264,14 +248,17 @@ fn three_replicas_fail_over_when_the_leader_is_killed() {
     // While it runs, exactly one toxic: never lost, never doubled.
     let api = replicas.api(new_leader);
     while api.experiment(&latency)["status"]["phase"] == "Running" {
-        let n = toxics(&toxiproxy).len();
+        let n = toxics(&toxiproxy, "web").len();
         let still = api.experiment(&latency)["status"]["phase"] == "Running";
         assert!(!still || n == 1, "{n} toxics while Running");
         std::thread::sleep(Duration::from_millis(100));
     }
     let done = api.wait_phase(&latency, "Finished", T);
     let fill_done = api.wait_phase(&fill, "Finished", T);
-    assert!(toxics(&toxiproxy).is_empty(), "a toxic was left behind");
+    assert!(
+        toxics(&toxiproxy, "web").is_empty(),
+        "a toxic was left behind"
+    );
     let (late, fill_late) = (lateness_ms(&done), lateness_ms(&fill_done));
     assert_eq!(done["status"]["targets"][0]["injections"], 1, "{done:#}");
     assert_eq!(
@@ -392,7 +379,7 @@ fn a_frozen_leader_is_fenced_when_it_wakes_and_steps_down() {
     assert_eq!(code, 201, "{v}");
     let id = uid(&v);
     let started = Instant::now();
-    while toxics(&toxiproxy).is_empty() {
+    while toxics(&toxiproxy, "web").is_empty() {
         assert!(started.elapsed() < T, "the leader never injected");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -406,7 +393,7 @@ fn a_frozen_leader_is_fenced_when_it_wakes_and_steps_down() {
     );
     let takeover = frozen.elapsed();
     let running = api.wait_phase(&id, "Running", T);
-    let toxic_of_new_leader = toxics(&toxiproxy);
+    let toxic_of_new_leader = toxics(&toxiproxy, "web");
     assert_eq!(toxic_of_new_leader.len(), 1, "{toxic_of_new_leader:?}");
     old.signal("CONT");
     // The old leader's pass wakes and tries to store Running under its old token.
@@ -423,7 +410,7 @@ fn a_frozen_leader_is_fenced_when_it_wakes_and_steps_down() {
     // Nothing on the far side was touched by the old leader: the new leader's toxic is there,
     // alone and unchanged, and the status is the new leader's.
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(toxics(&toxiproxy), toxic_of_new_leader);
+    assert_eq!(toxics(&toxiproxy, "web"), toxic_of_new_leader);
     let now = api.experiment(&id);
     assert_eq!(now["status"]["phase"], "Running", "{now:#}");
     assert_eq!(
@@ -431,7 +418,7 @@ fn a_frozen_leader_is_fenced_when_it_wakes_and_steps_down() {
         "{now:#}"
     );
     let done = api.wait_phase(&id, "Finished", T);
-    assert!(toxics(&toxiproxy).is_empty());
+    assert!(toxics(&toxiproxy, "web").is_empty());
     eprintln!(
         "\nsplit brain: leader frozen mid-pass; hub-2 took over {} ms later; the woken leader's write was fenced and it stepped down; lateness {} ms",
         takeover.as_millis(),
@@ -482,18 +469,8 @@ fn an_agent_follows_the_leader_and_its_fault_survives_the_failover() {
     let leader_api = replicas.api(0);
     let wait_healthy = |api: &Api, within: Duration| -> Duration {
         let started = Instant::now();
-        loop {
-            let v = api.get("/api/v1/agents?env=hosts");
-            if v["items"][0]["health"] == "healthy" {
-                return started.elapsed();
-            }
-            assert!(
-                started.elapsed() < within,
-                "the agent never reached the leader: {v:#}\n{}",
-                agent.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_agent_health(api, "hosts", "agent-a", "healthy", within, || agent.log());
+        started.elapsed()
     };
     wait_healthy(&leader_api, T);
     let baseline = super::netns::median_rtt(&topo.a, peer.tcp, 11);

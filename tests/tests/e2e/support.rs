@@ -452,6 +452,54 @@ pub fn fill_yaml(name: &str, env: &str, duration: Option<&str>, size: &str) -> S
     )
 }
 
+/// A free TCP port on `ip` (bound and let go: whoever is started with it binds it a moment
+/// later).
+pub fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// The toxics of proxy `proxy` on a real Toxiproxy server, read through its API.
+pub fn toxics(server: &chaoshub_testkit::toxiproxy::ToxiproxyServer, proxy: &str) -> Vec<Value> {
+    install_crypto_provider();
+    reqwest::blocking::get(format!("{}/proxies/{proxy}/toxics", server.url))
+        .and_then(|r| r.json::<Value>())
+        .map(|v| v.as_array().cloned().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("reading the toxics of {proxy}: {e}"))
+}
+
+/// Waits until the hub behind `api` lists agent `name` of `env` with `health`, and returns its
+/// listing; panics after `within` with the listing and `log()` (the agent's log).
+pub fn wait_agent_health(
+    api: &Api,
+    env: &str,
+    name: &str,
+    health: &str,
+    within: Duration,
+    log: impl Fn() -> String,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = api.get(&format!("/api/v1/agents?env={env}"));
+        if let Some(a) = v["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|a| a["name"] == name))
+        {
+            if a["health"] == health {
+                return a.clone();
+            }
+        }
+        assert!(
+            start.elapsed() < within,
+            "agent {name} never became {health} within {within:?}: {v:#}\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn uid(v: &Value) -> String {
     v["metadata"]["uid"]
         .as_str()
