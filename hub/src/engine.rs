@@ -369,6 +369,7 @@ impl Engine {
     /// Makes this engine one replica of several on a shared store: it runs passes only while
     /// `leadership` holds the engine lease. Set once, before [`Engine::run`].
     pub fn set_leadership(&self, leadership: Arc<Leadership>) {
+        self.agents.set_leadership(Arc::clone(&leadership));
         let _ = self.leadership.set(leadership);
     }
 
@@ -378,7 +379,7 @@ impl Engine {
 
     /// The fence of this replica's grant for a pass's writes; none for a hub alone on its
     /// store (nothing to fence against) or a replica that does not lead.
-    fn fence(&self) -> Option<Fence> {
+    pub(crate) fn fence(&self) -> Option<Fence> {
         let leadership = self.leadership();
         if !leadership.shared() {
             return None;

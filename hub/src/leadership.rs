@@ -144,6 +144,10 @@ pub struct Leadership {
     role: watch::Sender<Role>,
 }
 
+/// How often the leader deletes old liveness leases, and how long after running out they go.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const PRUNE_GRACE: Duration = Duration::from_secs(3600);
+
 /// Leadership ends this long before the lease would, on the local clock: room for the renewal
 /// round trip and clock rate differences between replicas.
 fn margin(lease: Duration) -> Duration {
@@ -192,6 +196,12 @@ impl Leadership {
 
     pub fn shared(&self) -> bool {
         self.shared
+    }
+
+    /// How often the lease is renewed (`replica.renew_ms`); work that follows leadership, such
+    /// as taking over suite runs of dead replicas, looks this often.
+    pub fn renew_interval(&self) -> Duration {
+        self.renew
     }
 
     /// Whether this replica may run engine passes and call adapters now.
@@ -288,10 +298,29 @@ impl Leadership {
         if !self.shared {
             return;
         }
+        let mut pruned_at: Option<Instant> = None;
         loop {
             let me = Arc::clone(&self);
             let s = Arc::clone(&store);
             let outcome = tokio::task::spawn_blocking(move || me.round(s.as_ref())).await;
+            // The leader clears out liveness leases of replica processes long gone, hourly.
+            if self.is_leader() && pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                pruned_at = Some(Instant::now());
+                let s = Arc::clone(&store);
+                match tokio::task::spawn_blocking(move || s.prune_liveness_leases(PRUNE_GRACE))
+                    .await
+                {
+                    Ok(Ok(n)) if n > 0 => {
+                        tracing::info!(
+                            deleted = n,
+                            "pruned liveness leases of replicas gone for over an hour"
+                        )
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune old liveness leases"),
+                    Err(e) => tracing::error!(error = %e, "pruning liveness leases panicked"),
+                }
+            }
             match outcome {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {

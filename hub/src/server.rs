@@ -327,9 +327,17 @@ pub async fn start_with_store_and_clock(
     )])?;
     let (shutdown, rx) = watch::channel(false);
     if let Some(leadership) = leadership {
+        // Followers serve the agents the leader publishes.
+        tokio::spawn(crate::agents::directory::publish_loop(
+            Arc::clone(&engine.agents),
+            Arc::clone(&leadership),
+            rx.clone(),
+        ));
         tokio::spawn(leadership.run(Arc::clone(engine.store()), rx.clone()));
     }
     let engine_task = tokio::spawn(Arc::clone(&engine).run(rx.clone()));
+    // Suite runs of replicas that died are continued by the engine leader.
+    tokio::spawn(crate::suites::adopt_loop(hub.clone(), rx.clone()));
     tokio::spawn(crate::catalog::remote::refresh_loop(
         Arc::clone(&hub.catalog),
         std::time::Duration::from_secs(config.catalog_refresh_interval_secs.max(1)),

@@ -400,6 +400,14 @@ pub struct SuiteRun {
     /// every replica shows the run as it progresses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replica: Option<String>,
+    /// How many times another replica took the run over after its replica died: the leader
+    /// continues such a run, keeping finished cases and starting interrupted ones again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub takeovers: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

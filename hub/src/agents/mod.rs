@@ -11,6 +11,7 @@
 //! targets. Memory is only a cache of it, so a restarted hub keeps renewing what it left
 //! running instead of letting the agents remove it while the hub still says `Running`.
 
+pub mod directory;
 pub mod grpc;
 pub mod join;
 
@@ -83,6 +84,9 @@ pub struct AgentRegistry {
     /// Every (re)connection, as (environment, agent): the engine reads back the faults it
     /// holds there (drift detection), since the agent may have restarted without them.
     connections: broadcast::Sender<AgentConnected>,
+    /// Set on a replica of several: while it does not lead, agents are read from the directory
+    /// the leader publishes (`directory`), since they hold their streams to the leader.
+    leadership: std::sync::OnceLock<Arc<crate::leadership::Leadership>>,
 }
 
 /// An agent that (re)connected.
@@ -101,6 +105,7 @@ impl Default for AgentRegistry {
             store: None,
             reconnected: Notify::new(),
             connections: broadcast::channel(64).0,
+            leadership: std::sync::OnceLock::new(),
         }
     }
 }
@@ -222,8 +227,38 @@ impl AgentRegistry {
         }
     }
 
-    /// Every agent, optionally of one environment, with health computed now.
+    /// Makes the registry one replica's of several (see the field).
+    pub fn set_leadership(&self, leadership: Arc<crate::leadership::Leadership>) {
+        let _ = self.leadership.set(leadership);
+    }
+
+    /// The store's directory, when this replica is a follower on a shared store.
+    fn follower_view(&self, environment: Option<&str>) -> Option<Vec<AgentInfo>> {
+        let leadership = self.leadership.get()?;
+        if !leadership.shared() || leadership.is_leader() {
+            return None;
+        }
+        let store = self.store.as_ref()?;
+        match store.agent_directory(environment) {
+            Ok(list) => Some(list),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the agent directory the leader publishes");
+                Some(Vec::new())
+            }
+        }
+    }
+
+    /// Every agent, optionally of one environment, with health computed now (on a follower
+    /// replica: as the leader last published them).
     pub fn list(&self, environment: Option<&str>) -> Vec<AgentInfo> {
+        if let Some(list) = self.follower_view(environment) {
+            return list;
+        }
+        self.local_list(environment)
+    }
+
+    /// The agents whose streams this process holds.
+    pub(crate) fn local_list(&self, environment: Option<&str>) -> Vec<AgentInfo> {
         let now = Utc::now();
         let inner = self.lock();
         let mut out: Vec<AgentInfo> = inner
@@ -342,6 +377,17 @@ impl AgentRegistry {
         name: &str,
         since: Option<DateTime<Utc>>,
     ) -> Option<Vec<AgentUsage>> {
+        // A follower has the leader's last sample only.
+        if let Some(list) = self.follower_view(Some(env)) {
+            let agent = list.into_iter().find(|a| a.name == name)?;
+            return Some(
+                agent
+                    .usage
+                    .into_iter()
+                    .filter(|u| since.is_none_or(|t| u.at >= t))
+                    .collect(),
+            );
+        }
         let inner = self.lock();
         let e = inner.agents.get(&(env.to_string(), name.to_string()))?;
         Some(

@@ -69,7 +69,7 @@ pub fn router(
 ) -> Router {
     let state = Arc::new(ConsoleState {
         api: api.clone(),
-        sessions: Sessions::default(),
+        sessions: Sessions::new(hub.engine.store()),
         gate: AuthGate::new(hub, auth, jwt),
         auth_disabled: auth.mode == "none",
     });

@@ -3,14 +3,27 @@
 //!
 //! The token itself never reaches the browser again after the login form; every page and every
 //! action is an API request made with it, so revoking the token ends the session at its next
-//! request. Sessions live in memory only: a restarted hub asks for the token again.
+//! request. A hub alone keeps sessions in memory: restarted, it asks for the token again.
+//!
+//! Replicas on a shared store keep them in the store instead, so a person signed in on one
+//! replica is served by any (no load-balancer affinity needed) and a sign-out ends the session
+//! everywhere. The cookie then holds `<id>.<key>`: the store has only the id's SHA-256 and the
+//! token sealed (ChaCha20-Poly1305) with the key, which only the cookie holds; so neither the
+//! database nor the cookie alone gives the token.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 use chaoshub_schema::auth::Role;
+use ring::aead;
+use sha2::Digest;
+
+use crate::store::{Store, StoredSession};
+
+/// A shared session's last use is written at most this often (reads check idleness anyway).
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
 
 /// The cookie holding the session id.
 pub const COOKIE: &str = "chaoshub_session";
@@ -38,10 +51,83 @@ pub struct Session {
 #[derive(Default)]
 pub struct Sessions {
     map: Mutex<HashMap<String, Session>>,
+    /// The store shared by replicas, where sessions are kept (none: in memory).
+    shared: Option<Arc<dyn Store>>,
+}
+
+/// Seals `token` with a fresh key; (key, sealed hex). Each key seals one token only, so the
+/// fixed nonce is never reused with a key.
+fn seal(token: &str) -> Option<([u8; 32], String)> {
+    let mut key = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+    let sealing =
+        aead::LessSafeKey::new(aead::UnboundKey::new(&aead::CHACHA20_POLY1305, &key).ok()?);
+    let mut data = token.as_bytes().to_vec();
+    sealing
+        .seal_in_place_append_tag(
+            aead::Nonce::assume_unique_for_key([0; 12]),
+            aead::Aad::empty(),
+            &mut data,
+        )
+        .ok()?;
+    Some((key, hex(&data)))
+}
+
+fn open(key: &[u8], sealed: &str) -> Option<String> {
+    let opening =
+        aead::LessSafeKey::new(aead::UnboundKey::new(&aead::CHACHA20_POLY1305, key).ok()?);
+    let mut data = unhex(sealed)?;
+    let plain = opening
+        .open_in_place(
+            aead::Nonce::assume_unique_for_key([0; 12]),
+            aead::Aad::empty(),
+            &mut data,
+        )
+        .ok()?;
+    String::from_utf8(plain.to_vec()).ok()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+fn id_hash(id: &str) -> String {
+    hex(&sha2::Sha256::digest(id.as_bytes()))
 }
 
 impl Sessions {
+    /// Sessions of a hub on `store`: kept there when replicas share it, in memory otherwise.
+    pub fn new(store: &Arc<dyn Store>) -> Self {
+        Sessions {
+            map: Mutex::default(),
+            shared: store.shared().then(|| Arc::clone(store)),
+        }
+    }
+
     pub fn create(&self, token: Option<String>, name: String, role: Role) -> Session {
+        if let Some(store) = &self.shared {
+            match self.create_shared(store.as_ref(), token.as_deref(), &name, role) {
+                Ok(session) => return session,
+                // This replica still serves it, from memory.
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot keep a console session in the shared store; it is served by this replica only")
+                }
+            }
+        }
         let session = Session {
             id: random_hex(32),
             token,
@@ -65,8 +151,88 @@ impl Sessions {
         session
     }
 
-    /// The live session with this id, marked as used now.
+    fn create_shared(
+        &self,
+        store: &dyn Store,
+        token: Option<&str>,
+        name: &str,
+        role: Role,
+    ) -> Result<Session, crate::store::StoreError> {
+        let id = random_hex(32);
+        let (key, sealed) = match token {
+            Some(t) => {
+                let (key, sealed) = seal(t).ok_or_else(|| {
+                    crate::store::StoreError::Unavailable("cannot seal the session's token".into())
+                })?;
+                (key, Some(sealed))
+            }
+            None => {
+                let mut key = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+                (key, None)
+            }
+        };
+        let csrf = random_hex(32);
+        // Each sign-in also clears out sessions idle past IDLE (no id hash is empty).
+        store.delete_console_session("", IDLE)?;
+        store.put_console_session(&StoredSession {
+            id_hash: id_hash(&id),
+            sealed_token: sealed,
+            csrf: csrf.clone(),
+            name: name.to_string(),
+            role: role.as_str().to_string(),
+            idle_for: Duration::ZERO,
+        })?;
+        Ok(Session {
+            id: format!("{id}.{}", hex(&key)),
+            token: token.map(str::to_string),
+            csrf,
+            name: name.to_string(),
+            role,
+            last_seen: Instant::now(),
+        })
+    }
+
+    /// A session kept in the shared store, from its cookie value `<id>.<key>`.
+    fn get_shared(&self, store: &dyn Store, cookie: &str) -> Option<Session> {
+        let (id, key) = cookie.split_once('.')?;
+        let key = unhex(key).filter(|k| k.len() == 32)?;
+        let hash = id_hash(id);
+        let stored = match store.console_session(&hash, IDLE) {
+            Ok(s) => s?,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a console session from the shared store");
+                return None;
+            }
+        };
+        let token = match &stored.sealed_token {
+            // A cookie whose key does not open the token is not this session's.
+            Some(sealed) => Some(open(&key, sealed)?),
+            None => None,
+        };
+        let role = Role::parse(&stored.role)?;
+        if stored.idle_for >= TOUCH_EVERY {
+            if let Err(e) = store.touch_console_session(&hash) {
+                tracing::warn!(error = %e, "cannot mark a console session as used");
+            }
+        }
+        Some(Session {
+            id: cookie.to_string(),
+            token,
+            csrf: stored.csrf,
+            name: stored.name,
+            role,
+            last_seen: Instant::now(),
+        })
+    }
+
+    /// The live session with this id (cookie value), marked as used now.
     pub fn get(&self, id: &str) -> Option<Session> {
+        if let Some(store) = &self.shared {
+            if id.contains('.') {
+                return self.get_shared(store.as_ref(), id);
+            }
+        }
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         let session = map.get_mut(id)?;
         if session.last_seen.elapsed() >= IDLE {
@@ -78,6 +244,11 @@ impl Sessions {
     }
 
     pub fn remove(&self, id: &str) {
+        if let (Some(store), Some((session_id, _))) = (&self.shared, id.split_once('.')) {
+            if let Err(e) = store.delete_console_session(&id_hash(session_id), IDLE) {
+                tracing::warn!(error = %e, "cannot end a console session in the shared store");
+            }
+        }
         self.map
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -131,18 +302,29 @@ pub fn csrf_matches(session: &Session, submitted: &str) -> bool {
 
 fn random_hex(bytes: usize) -> String {
     use rand::RngCore;
-    use std::fmt::Write;
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
-    buf.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    hex(&buf)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_token_opens_with_its_key_only() {
+        let (key, sealed) = seal("chs_secret-token").unwrap();
+        assert!(!sealed.contains("secret"));
+        assert_eq!(open(&key, &sealed).as_deref(), Some("chs_secret-token"));
+        let mut other = key;
+        other[0] ^= 1;
+        assert_eq!(open(&other, &sealed), None);
+        let mut tampered = unhex(&sealed).unwrap();
+        tampered[0] ^= 1;
+        assert_eq!(open(&key, &hex(&tampered)), None);
+        assert_eq!(open(&key, "zz"), None);
+        assert_eq!(unhex("abc"), None);
+    }
 
     #[test]
     fn sessions_and_csrf() {

@@ -28,6 +28,21 @@ pub use postgres::PgStore;
 pub use sqlite::{Durability, SqliteStore};
 pub use suite_runs::SuiteRunStore;
 
+/// A console session as a shared store keeps it. The session id itself is not stored (only its
+/// SHA-256), and the API token only sealed with a key that lives in the person's cookie, so
+/// the database alone yields neither a usable cookie nor a token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSession {
+    pub id_hash: String,
+    /// The API token sealed (ChaCha20-Poly1305, hex); none with `auth.mode = "none"`.
+    pub sealed_token: Option<String>,
+    pub csrf: String,
+    pub name: String,
+    pub role: String,
+    /// How long ago it was last used (on the database's clock); zero when writing.
+    pub idle_for: std::time::Duration,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error")]
@@ -291,6 +306,63 @@ pub trait Store: Send + Sync + SuiteRunStore + AuthStore + AgentAuthStore {
     fn release_lease(&self, name: &str, holder: &str, token: i64) -> Result<(), StoreError> {
         let _ = (name, holder, token);
         Ok(())
+    }
+    /// The engine leader's view of the agents connected to it (health and connection as the
+    /// leader judged them), kept for the other replicas to serve: `upsert` replaces those
+    /// agents' entries, `remove` (environment, name) deletes entries. A store of one hub keeps
+    /// none: its hub is always the leader and reads its own registry.
+    fn put_agent_directory(
+        &self,
+        upsert: &[chaoshub_schema::api::AgentInfo],
+        remove: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let _ = (upsert, remove);
+        Ok(())
+    }
+    /// The agents the leader last published, optionally of one environment, by environment
+    /// and name; an entry no leader has written for 20 s is never reported healthy.
+    fn agent_directory(
+        &self,
+        environment: Option<&str>,
+    ) -> Result<Vec<chaoshub_schema::api::AgentInfo>, StoreError> {
+        let _ = environment;
+        Ok(Vec::new())
+    }
+    /// Keeps a console session for every replica (a shared store only; a hub alone keeps its
+    /// sessions in memory). Replaces a session with the same `id_hash`.
+    fn put_console_session(&self, session: &StoredSession) -> Result<(), StoreError> {
+        let _ = session;
+        Ok(())
+    }
+    /// The session with this id hash, if it was used within `idle`; the time since it was
+    /// last used comes back in `idle_for`.
+    fn console_session(
+        &self,
+        id_hash: &str,
+        idle: std::time::Duration,
+    ) -> Result<Option<StoredSession>, StoreError> {
+        let _ = (id_hash, idle);
+        Ok(None)
+    }
+    /// Marks a session as used now.
+    fn touch_console_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        let _ = id_hash;
+        Ok(())
+    }
+    /// Ends a session (sign-out), and deletes every session unused for `idle`.
+    fn delete_console_session(
+        &self,
+        id_hash: &str,
+        idle: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let _ = (id_hash, idle);
+        Ok(())
+    }
+    /// Deletes replicas' liveness leases that ran out more than `grace` ago (each replica
+    /// process leaves one behind); the number deleted. Never touches the engine lease.
+    fn prune_liveness_leases(&self, grace: std::time::Duration) -> Result<u64, StoreError> {
+        let _ = grace;
+        Ok(0)
     }
     /// Calls `sink` for every change another replica commits (a shared store's notifications),
     /// from a thread of the store's own, until the process ends. A store of one hub has no

@@ -837,6 +837,72 @@ impl Store for PgStore {
         self.write(move |tx| replication::release(tx, &name, &holder, token))
     }
 
+    fn put_agent_directory(
+        &self,
+        upsert: &[chaoshub_schema::api::AgentInfo],
+        remove: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let mut rows = Vec::with_capacity(upsert.len());
+        for info in upsert {
+            let text = serde_json::to_string(info).map_err(|e| corrupt("agent directory", e))?;
+            rows.push((info.environment.clone(), info.name.clone(), text));
+        }
+        let remove = remove.to_vec();
+        self.write(move |tx| replication::publish_agents(tx, &rows, &remove))
+    }
+
+    fn agent_directory(
+        &self,
+        environment: Option<&str>,
+    ) -> Result<Vec<chaoshub_schema::api::AgentInfo>, StoreError> {
+        let environment = environment.map(str::to_string);
+        let texts = self.read(move |client| replication::agents(client, environment.as_deref()))?;
+        texts
+            .iter()
+            .map(|(text, stale)| {
+                let mut info: chaoshub_schema::api::AgentInfo =
+                    serde_json::from_str(text).map_err(|e| corrupt("agent directory", e))?;
+                // No leader has vouched for it lately: its health is unknown, so not healthy.
+                if *stale && info.health == "healthy" {
+                    info.health = "unhealthy".into();
+                }
+                Ok(info)
+            })
+            .collect()
+    }
+
+    fn put_console_session(&self, session: &super::StoredSession) -> Result<(), StoreError> {
+        let session = session.clone();
+        self.write(move |tx| replication::put_session(tx, &session))
+    }
+
+    fn console_session(
+        &self,
+        id_hash: &str,
+        idle: std::time::Duration,
+    ) -> Result<Option<super::StoredSession>, StoreError> {
+        let id_hash = id_hash.to_string();
+        self.read(move |client| replication::session(client, &id_hash, idle))
+    }
+
+    fn touch_console_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        let id_hash = id_hash.to_string();
+        self.write(move |tx| replication::touch_session(tx, &id_hash))
+    }
+
+    fn delete_console_session(
+        &self,
+        id_hash: &str,
+        idle: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let id_hash = id_hash.to_string();
+        self.write(move |tx| replication::delete_session(tx, &id_hash, idle))
+    }
+
+    fn prune_liveness_leases(&self, grace: std::time::Duration) -> Result<u64, StoreError> {
+        self.write(move |tx| replication::prune_liveness(tx, grace))
+    }
+
     fn watch_changes(
         &self,
         sink: Arc<dyn Fn(super::StoreChange) + Send + Sync>,

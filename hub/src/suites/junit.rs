@@ -244,6 +244,7 @@ mod tests {
             log: vec![],
             manifest: serde_json::Value::Null,
             replica: None,
+            takeovers: 0,
         }
     }
 

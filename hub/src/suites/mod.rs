@@ -428,6 +428,7 @@ pub async fn submit(
             .leadership()
             .shared()
             .then(|| hub.engine.leadership().holder().to_string()),
+        takeovers: 0,
     };
     run.recount();
     hub.engine.store().put_suite_run(&run)?;
@@ -458,13 +459,10 @@ fn settle_interrupted(hub: &Hub, mut run: SuiteRun) -> Result<SuiteRun, HubError
     if run.phase != SuiteRunPhase::Running || active().contains(&run.id) {
         return Ok(run);
     }
-    // On a shared store another replica may be running it: it is interrupted only once that
-    // replica's liveness lease has run out.
-    if let Some(owner) = &run.replica {
-        let lease = crate::leadership::replica_lease(owner);
-        if hub.engine.store().lease_holder(&lease)?.is_some() {
-            return Ok(run);
-        }
+    // On a shared store another replica runs it, or the engine leader takes it over once that
+    // replica's liveness lease has run out (`adopt_orphans`): it is never ended here.
+    if hub.engine.leadership().shared() {
+        return Ok(run);
     }
     let now = crate::time::now_rfc3339();
     for case in &mut run.cases {
@@ -485,6 +483,171 @@ fn settle_interrupted(hub: &Hub, mut run: SuiteRun) -> Result<SuiteRun, HubError
     run.recount();
     hub.engine.store().put_suite_run(&run)?;
     Ok(run)
+}
+
+/// On a shared store, the engine leader takes over every run whose replica died: each round,
+/// runs still `Running` whose owner's liveness lease has lapsed are claimed (fenced, and
+/// conditional on the owner named in the store, so two replicas never both continue one run)
+/// and continued here.
+pub async fn adopt_loop(hub: Hub, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let leadership = std::sync::Arc::clone(hub.engine.leadership());
+    if !leadership.shared() {
+        return;
+    }
+    let period = leadership.renew_interval();
+    loop {
+        if leadership.is_leader() {
+            if let Err(e) = adopt_orphans(&hub).await {
+                tracing::warn!(error = %e, "cannot look for suite runs whose replica died");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One round of [`adopt_loop`]; the number of runs taken over.
+pub async fn adopt_orphans(hub: &Hub) -> Result<usize, HubError> {
+    let store = std::sync::Arc::clone(hub.engine.store());
+    let me = hub.engine.leadership().holder().to_string();
+    let mut taken = 0;
+    for run in store.running_suite_runs()? {
+        if active().contains(&run.id) || run.replica.as_deref() == Some(me.as_str()) {
+            continue;
+        }
+        if let Some(owner) = &run.replica {
+            let lease = crate::leadership::replica_lease(owner);
+            if store.lease_holder(&lease)?.is_some() {
+                continue;
+            }
+        }
+        if adopt(hub, run).await? {
+            taken += 1;
+        }
+    }
+    Ok(taken)
+}
+
+/// Claims a run whose replica died and continues it: finished cases stay as they are; a case
+/// that was under way has its experiments stopped (the engine recovers them) and starts again.
+async fn adopt(hub: &Hub, mut run: SuiteRun) -> Result<bool, HubError> {
+    let previous = run.replica.clone();
+    let was = previous
+        .as_deref()
+        .map(|p| p.split('#').next().unwrap_or(p).to_string())
+        .unwrap_or_else(|| "a hub no longer running".into());
+    let now = crate::time::now_rfc3339();
+    let mut environments: Vec<String> = Vec::new();
+    for case in &run.cases {
+        if !environments.contains(&case.environment) {
+            environments.push(case.environment.clone());
+        }
+    }
+    // The same plan as at submission: the stored manifest narrowed to the run's environments.
+    let planned = plan(hub, run.manifest.clone(), Some(&environments)).and_then(|p| {
+        let same = p.cases.len() == run.cases.len()
+            && p.cases
+                .iter()
+                .zip(&run.cases)
+                .all(|(a, b)| a.experiment.name == b.experiment && a.environment == b.environment);
+        if same {
+            Ok(p)
+        } else {
+            Err(HubError::invalid_field(
+                "spec",
+                "the suite now plans different cases (an environment or template changed)",
+            ))
+        }
+    });
+    let mut interrupted = Vec::new();
+    for case in &mut run.cases {
+        if case.outcome == CaseOutcome::Running {
+            interrupted.extend(case.experiments.iter().map(|e| e.uid.clone()));
+            case.outcome = CaseOutcome::Pending;
+            case.message = None;
+            case.started_at = None;
+            case.experiments.clear();
+            case.steady_state = SteadyStateRecord::default();
+            case.threshold = None;
+        }
+    }
+    run.replica = Some(hub.engine.leadership().holder().to_string());
+    run.takeovers += 1;
+    let done = run.cases.iter().filter(|c| c.outcome.is_done()).count();
+    let plan = match planned {
+        Ok(plan) => {
+            run.log.push(SuiteLogLine {
+                at: now.clone(),
+                message: format!(
+                    "replica {} took the run over from {was}, whose liveness lease ran out: {done} case(s) were done; {} interrupted experiment(s) are stopped and their cases start again",
+                    hub.engine.leadership().id(),
+                    interrupted.len()
+                ),
+            });
+            Some(plan)
+        }
+        Err(e) => {
+            for case in &mut run.cases {
+                if !case.outcome.is_done() {
+                    case.outcome = CaseOutcome::Error;
+                    case.message = Some(format!("not continued after {was} died: {e}"));
+                    case.ended_at = Some(now.clone());
+                }
+            }
+            run.log.push(SuiteLogLine {
+                at: now.clone(),
+                message: format!(
+                    "replica {} could not continue the run after {was} died: {e}",
+                    hub.engine.leadership().id()
+                ),
+            });
+            run.phase = SuiteRunPhase::Failed;
+            run.ended_at = Some(now);
+            None
+        }
+    };
+    run.recount();
+    let claim = {
+        let store = std::sync::Arc::clone(hub.engine.store());
+        let (run, previous) = (run.clone(), previous.clone());
+        crate::store::fence::scope(hub.engine.fence(), async move {
+            store.claim_suite_run(&run, previous.as_deref())
+        })
+        .await
+    };
+    if !claim? {
+        return Ok(false);
+    }
+    let Some(plan) = plan else {
+        tracing::warn!(run = %run.id, "a suite run whose replica died could not be continued");
+        return Ok(true);
+    };
+    tracing::info!(run = %run.id, from = %was, "took over a suite run whose replica died");
+    let id = run.id.clone();
+    active().insert(id.clone());
+    let runner = runner::SuiteRunner::new(hub.clone(), run, |runner, plan, case| {
+        Box::pin(threshold::run(runner, plan, case))
+    });
+    tokio::spawn(async move {
+        for uid in interrupted {
+            let terminal = runner
+                .experiment(&uid)
+                .is_none_or(|row| row.status.phase.is_terminal());
+            if !terminal {
+                runner
+                    .stop_and_wait(
+                        &uid,
+                        "its suite run was taken over by another replica: the case starts again",
+                    )
+                    .await;
+            }
+        }
+        runner.run(plan).await;
+        active().remove(&id);
+    });
+    Ok(true)
 }
 
 pub fn get_run(hub: &Hub, id: &str) -> Result<SuiteRun, HubError> {

@@ -4,6 +4,7 @@
 //! The runner steers experiments only through the hub's operations (`submit`, `stop`) and
 //! reads them back from the store, like any API client; the engine owns their lifecycle.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,24 +21,28 @@ use tokio::sync::broadcast;
 
 use super::{CasePlan, SuitePlan};
 use crate::operations::{Hub, Submitted};
-use crate::store::ExperimentRow;
+use crate::store::{ExperimentRow, StoreError};
 
 /// How long a stopped experiment may take to reach a terminal phase before the case gives up
 /// waiting (the engine keeps recovering it regardless).
 const STOP_WAIT: Duration = Duration::from_secs(60);
 
 /// Wakes a waiting runner as soon as the engine stores an event of the experiment it follows,
-/// instead of on a polling tick. Events are only a wake-up: the runner reads the experiment from
-/// the store after every one (and after a lagged receiver), so none can be missed or misread.
-/// Take it before the first read of the row, so no change falls between the read and the wait.
+/// or another replica commits a change (on a shared store the leader's engine writes the
+/// experiment's events, which this replica's broadcast never carries), instead of on a polling
+/// tick. Wake-ups are only that: the runner reads the experiment from the store after every
+/// one (and after a lagged receiver), so none can be missed or misread. Take it before the
+/// first read of the row, so no change falls between the read and the wait.
 pub(crate) struct ExperimentWatch {
     events: broadcast::Receiver<EventRecord>,
+    external: tokio::sync::watch::Receiver<u64>,
 }
 
 impl ExperimentWatch {
-    /// Returns when an event of experiment `uid` is stored, or when `limit` has passed.
+    /// Returns when an event of experiment `uid` is stored, another replica changes the store,
+    /// or `limit` has passed.
     pub async fn changed(&mut self, uid: &str, limit: Duration) {
-        let wake = async {
+        let local = async {
             loop {
                 match self.events.recv().await {
                     Ok(event) if event.experiment_uid.as_deref() == Some(uid) => return,
@@ -48,7 +53,18 @@ impl ExperimentWatch {
                 }
             }
         };
-        let _ = tokio::time::timeout(limit, wake).await;
+        let external = async {
+            if self.external.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, async {
+            tokio::select! {
+                _ = local => {}
+                _ = external => {}
+            }
+        })
+        .await;
     }
 }
 
@@ -66,6 +82,10 @@ pub(crate) struct SuiteRunner {
     pub hub: Hub,
     run: Arc<Mutex<SuiteRun>>,
     search: Search,
+    /// Set when the store refused a journal write because another replica took the run over
+    /// (this process was frozen or cut off past its liveness lease): the runner starts nothing
+    /// more and leaves the run to its new owner.
+    abandoned: Arc<AtomicBool>,
 }
 
 /// Which steady-state list a probe result belongs to.
@@ -137,6 +157,7 @@ impl SuiteRunner {
             hub,
             run: Arc::new(Mutex::new(run)),
             search,
+            abandoned: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -149,9 +170,22 @@ impl SuiteRunner {
             run.recount();
             run.clone()
         };
-        if let Err(e) = self.hub.engine.store().put_suite_run(&snapshot) {
-            tracing::error!(run = %snapshot.id, error = %e, "cannot store the suite run journal");
+        match self.hub.engine.store().put_suite_run(&snapshot) {
+            Ok(()) => {}
+            Err(StoreError::Fenced(why)) => {
+                if !self.abandoned.swap(true, Ordering::SeqCst) {
+                    tracing::warn!(run = %snapshot.id, reason = %why, "this replica no longer owns the suite run: it starts nothing more and leaves the run to its new owner");
+                }
+            }
+            Err(e) => {
+                tracing::error!(run = %snapshot.id, error = %e, "cannot store the suite run journal")
+            }
         }
+    }
+
+    /// Whether another replica has taken the run over (see the field).
+    pub fn abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
     }
 
     pub fn log(&self, message: impl Into<String>) {
@@ -191,9 +225,19 @@ impl SuiteRunner {
         });
     }
 
-    /// Runs every case and ends the run.
+    /// Runs every case not yet done and ends the run. A run taken over from another replica
+    /// comes here with its finished cases kept; its clock counts from the run's creation.
     pub async fn run(self, plan: SuitePlan) {
-        let started = Instant::now();
+        let created = lock(&self.run).created_at.clone();
+        let age = chrono::DateTime::parse_from_rfc3339(&created)
+            .ok()
+            .and_then(|t| {
+                (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                    .to_std()
+                    .ok()
+            })
+            .unwrap_or_default();
+        let started = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
         let suite_budget = plan
             .spec
             .timeouts
@@ -201,11 +245,21 @@ impl SuiteRunner {
             .as_deref()
             .and_then(|s| parse_duration(s).ok());
         let concurrency = plan.spec.concurrency.max(1) as usize;
-        let cases = plan.cases.clone();
+        let cases: Vec<CasePlan> = {
+            let run = lock(&self.run);
+            plan.cases
+                .iter()
+                .filter(|c| !run.cases[c.index].outcome.is_done())
+                .cloned()
+                .collect()
+        };
         futures::stream::iter(cases.into_iter().map(|case| {
             let runner = self.clone();
             let plan = &plan;
             async move {
+                if runner.abandoned() {
+                    return;
+                }
                 if suite_budget.is_some_and(|b| started.elapsed() >= b) {
                     runner.update(|run| {
                         let c = &mut run.cases[case.index];
@@ -221,6 +275,9 @@ impl SuiteRunner {
         .buffer_unordered(concurrency)
         .collect::<Vec<()>>()
         .await;
+        if self.abandoned() {
+            return;
+        }
         let (passed, summary) = {
             let run = lock(&self.run);
             let s = run.summary.clone();
@@ -360,11 +417,23 @@ impl SuiteRunner {
         step: Option<usize>,
         value: Option<f64>,
     ) -> Result<String, String> {
-        let run_id = self.run_id();
+        if self.abandoned() {
+            return Err("another replica has taken the suite run over".into());
+        }
+        let (run_id, takeovers) = {
+            let run = lock(&self.run);
+            (run.id.clone(), run.takeovers)
+        };
         let mut manifest = manifest;
+        // A case started again after a takeover gets new names: the first attempt's
+        // experiments keep theirs.
+        let attempt = match takeovers {
+            0 => String::new(),
+            n => format!("-t{n}"),
+        };
         let suffix = match step {
-            Some(s) => format!("{}-{}-s{s}", &run_id[..8], case.index),
-            None => format!("{}-{}", &run_id[..8], case.index),
+            Some(s) => format!("{}-{}{attempt}-s{s}", &run_id[..8], case.index),
+            None => format!("{}-{}{attempt}", &run_id[..8], case.index),
         };
         let stem: String = case
             .experiment
@@ -519,6 +588,7 @@ impl SuiteRunner {
     pub fn watch(&self) -> ExperimentWatch {
         ExperimentWatch {
             events: self.hub.engine.subscribe(),
+            external: self.hub.engine.subscribe_external_changes(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use chaoshub::store::agent_auth::{AgentCredentialRecord, JoinTokenRecord};
 use chaoshub::store::{
     AgentAuthStore, AuditFilter, AuthStore, EventFilter, ExperimentFilter, ExperimentRow, NewAudit,
-    NewEvent, PgStore, SqliteStore, Store, StoreError, TokenRow,
+    NewEvent, PgStore, SqliteStore, Store, StoreError, StoredSession, TokenRow,
 };
 use chaoshub_schema::api::{DesiredState, ExperimentPhase, ExperimentStatus, HaltStatus};
 use chaoshub_schema::auth::{Role, TokenInfo};
@@ -612,6 +612,248 @@ fn halt_switch_and_suite_runs() {
             "{backend}: newest first, replaced in place"
         );
         assert_eq!(store.list_suite_runs(1).unwrap().len(), 1, "{backend}");
+    });
+}
+
+#[test]
+fn old_liveness_leases_are_pruned_and_the_engine_lease_never_is() {
+    on_both(|store, backend| {
+        let short = std::time::Duration::from_millis(1);
+        if !store.shared() {
+            assert_eq!(store.prune_liveness_leases(short).unwrap(), 0, "{backend}");
+            return;
+        }
+        let grant = |name: &str, holder: &str| {
+            store
+                .acquire_lease(name, holder, None, short)
+                .unwrap()
+                .unwrap()
+                .token
+        };
+        assert_eq!(grant("engine", "a#1"), 1, "{backend}");
+        grant("replica:a#1", "a#1");
+        grant("replica:b#2", "b#2");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        // A live one stays.
+        store
+            .acquire_lease(
+                "replica:c#3",
+                "c#3",
+                None,
+                std::time::Duration::from_secs(60),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.prune_liveness_leases(short).unwrap(), 2, "{backend}");
+        assert!(
+            store.lease_holder("replica:c#3").unwrap().is_some(),
+            "{backend}"
+        );
+        assert_eq!(store.prune_liveness_leases(short).unwrap(), 0, "{backend}");
+        // The engine lease's row (and so its token) survived: the next holder gets 2, not 1.
+        assert_eq!(grant("engine", "b#2"), 2, "{backend}");
+    });
+}
+
+#[test]
+fn the_agent_directory_is_replaced_per_agent_and_filtered_by_environment() {
+    on_both(|store, backend| {
+        let agent = |env: &str, name: &str, health: &str| -> chaoshub_schema::api::AgentInfo {
+            serde_json::from_value(serde_json::json!({
+                "name": name, "environment": env, "labels": {"zone": "a"}, "hostname": name,
+                "addresses": ["198.18.0.1"], "version": "1", "health": health,
+                "connected": true, "activeFaults": 2, "capabilities": ["network"],
+                "mechanisms": {}
+            }))
+            .unwrap()
+        };
+        store
+            .put_agent_directory(
+                &[
+                    agent("hosts", "b", "healthy"),
+                    agent("hosts", "a", "healthy"),
+                    agent("edge", "c", "unhealthy"),
+                ],
+                &[],
+            )
+            .unwrap();
+        if !store.shared() {
+            // A hub alone reads its own registry: nothing is kept.
+            assert!(store.agent_directory(None).unwrap().is_empty(), "{backend}");
+            return;
+        }
+        let names = |env: Option<&str>| -> Vec<String> {
+            store
+                .agent_directory(env)
+                .unwrap()
+                .into_iter()
+                .map(|a| format!("{}/{}/{}", a.environment, a.name, a.health))
+                .collect()
+        };
+        assert_eq!(
+            names(None),
+            ["edge/c/unhealthy", "hosts/a/healthy", "hosts/b/healthy"],
+            "{backend}"
+        );
+        store
+            .put_agent_directory(
+                &[agent("hosts", "a", "unhealthy")],
+                &[
+                    ("hosts".into(), "b".into()),
+                    ("hosts".into(), "never".into()),
+                ],
+            )
+            .unwrap();
+        assert_eq!(names(Some("hosts")), ["hosts/a/unhealthy"], "{backend}");
+        let got = store.agent_directory(Some("edge")).unwrap();
+        assert_eq!(
+            got[0],
+            agent("edge", "c", "unhealthy"),
+            "{backend}: read back whole"
+        );
+    });
+}
+
+#[test]
+fn console_sessions_are_kept_found_by_hash_and_deleted() {
+    on_both(|store, backend| {
+        let hour = std::time::Duration::from_secs(3600);
+        let session = |hash: &str| StoredSession {
+            id_hash: hash.into(),
+            sealed_token: Some("00ff".into()),
+            csrf: "c".into(),
+            name: "ops".into(),
+            role: "operator".into(),
+            idle_for: std::time::Duration::ZERO,
+        };
+        store.put_console_session(&session("h1")).unwrap();
+        if !store.shared() {
+            assert_eq!(
+                store.console_session("h1", hour).unwrap(),
+                None,
+                "{backend}"
+            );
+            return;
+        }
+        store.put_console_session(&session("h2")).unwrap();
+        let got = store.console_session("h1", hour).unwrap().unwrap();
+        assert_eq!(
+            StoredSession {
+                idle_for: std::time::Duration::ZERO,
+                ..got.clone()
+            },
+            session("h1"),
+            "{backend}"
+        );
+        assert!(got.idle_for < std::time::Duration::from_secs(5), "{got:?}");
+        assert_eq!(store.console_session("nope", hour).unwrap(), None);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        // Idle for longer than asked: not found, until used again.
+        let short = std::time::Duration::from_millis(20);
+        assert_eq!(
+            store.console_session("h1", short).unwrap(),
+            None,
+            "{backend}"
+        );
+        store.touch_console_session("h1").unwrap();
+        assert!(
+            store.console_session("h1", short).unwrap().is_some(),
+            "{backend}"
+        );
+        // Deleting one also deletes every session idle past the limit (h2 here).
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        store.touch_console_session("h1").unwrap();
+        store.delete_console_session("", short).unwrap();
+        assert!(
+            store.console_session("h2", hour).unwrap().is_none(),
+            "{backend}"
+        );
+        assert!(
+            store.console_session("h1", hour).unwrap().is_some(),
+            "{backend}"
+        );
+        store.delete_console_session("h1", hour).unwrap();
+        assert!(
+            store.console_session("h1", hour).unwrap().is_none(),
+            "{backend}"
+        );
+    });
+}
+
+#[test]
+fn a_suite_run_taken_over_refuses_its_old_owner() {
+    on_both(|store, backend| {
+        let run = |id: &str, phase: &str, owner: Option<&str>| {
+            let mut run: chaoshub_schema::suite::SuiteRun =
+                serde_json::from_value(serde_json::json!({
+                    "id": id, "suite": "smoke", "phase": phase,
+                    "createdAt": chaoshub::time::now_rfc3339(),
+                    "summary": {"cases": 1, "passed": 0, "failed": 0, "errors": 0, "skipped": 0},
+                    "cases": [], "log": [], "manifest": {"kind": "Suite"}
+                }))
+                .unwrap();
+            run.replica = owner.map(str::to_string);
+            run
+        };
+        store
+            .put_suite_run(&run("r1", "Running", Some("a#1")))
+            .unwrap();
+        store.put_suite_run(&run("r2", "Running", None)).unwrap();
+        store
+            .put_suite_run(&run("r3", "Passed", Some("a#1")))
+            .unwrap();
+        let running: Vec<String> = store
+            .running_suite_runs()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(
+            running,
+            ["r1", "r2"],
+            "{backend}: Running only, oldest first"
+        );
+
+        // Its owner may write; another process may not, even one with no owner.
+        store
+            .put_suite_run(&run("r1", "Running", Some("a#1")))
+            .unwrap();
+        for intruder in [Some("b#2"), None] {
+            match store.put_suite_run(&run("r1", "Failed", intruder)) {
+                Err(StoreError::Fenced(why)) => assert!(why.contains("r1"), "{backend}: {why}"),
+                other => panic!("{backend}: a write from {intruder:?} was not refused: {other:?}"),
+            }
+        }
+        // The claim names the owner it replaces: only one of two racing claims wins.
+        assert!(store
+            .claim_suite_run(&run("r1", "Running", Some("b#2")), Some("a#1"))
+            .unwrap());
+        assert!(!store
+            .claim_suite_run(&run("r1", "Running", Some("c#3")), Some("a#1"))
+            .unwrap());
+        assert!(matches!(
+            store.put_suite_run(&run("r1", "Passed", Some("a#1"))),
+            Err(StoreError::Fenced(_))
+        ));
+        store
+            .put_suite_run(&run("r1", "Passed", Some("b#2")))
+            .unwrap();
+        let got = store.get_suite_run("r1").unwrap().unwrap();
+        assert_eq!(
+            (got.phase.as_str(), got.replica.as_deref()),
+            ("Passed", Some("b#2")),
+            "{backend}"
+        );
+        // A run with no owner (a lone hub's) is claimed by naming none.
+        assert!(!store
+            .claim_suite_run(&run("r2", "Running", Some("b#2")), Some("a#1"))
+            .unwrap());
+        assert!(store
+            .claim_suite_run(&run("r2", "Running", Some("b#2")), None)
+            .unwrap());
+        assert!(!store
+            .claim_suite_run(&run("nope", "Running", Some("b#2")), None)
+            .unwrap());
     });
 }
 

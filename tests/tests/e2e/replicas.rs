@@ -9,6 +9,8 @@
 //! - Split brain: the leader is frozen (SIGSTOP) in the middle of a pass, past its lease; another
 //!   takes over; when the old one is continued its write is refused by the fence and it steps
 //!   down, and the far side keeps exactly the fault the new leader holds.
+//! - Suites and workflows: the replica running a suite dies, then the leader mid-workflow; the
+//!   last replica takes the suite run over and continues the workflow, each step run once.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -473,6 +475,10 @@ fn an_agent_follows_the_leader_and_its_fault_survives_the_failover() {
         started.elapsed()
     };
     wait_healthy(&leader_api, T);
+    // Followers serve the agents the leader publishes (the agent's stream is on the leader).
+    let on_follower = wait_healthy(&api, Duration::from_secs(5));
+    let one = api.get("/api/v1/agents/hosts/agent-a");
+    assert_eq!(one["connected"], true, "{one:#}");
     let baseline = super::netns::median_rtt(&topo.a, peer.tcp, 11);
     let (code, v) = api.post(
         "/api/v1/experiments",
@@ -503,6 +509,9 @@ fn an_agent_follows_the_leader_and_its_fault_survives_the_failover() {
     let takeover = killed.elapsed();
     let api = replicas.api(new_leader);
     let reconnected = wait_healthy(&api, Duration::from_secs(20)) + takeover;
+    // The other survivor shows it again, now from the new leader's directory.
+    let other = if new_leader == 1 { 2 } else { 1 };
+    wait_healthy(&replicas.api(other), Duration::from_secs(5));
     delayed("after the failover");
     let done = api.wait_phase(&id, "Finished", Duration::from_secs(30));
     let late = lateness_ms(&done);
@@ -514,10 +523,284 @@ fn an_agent_follows_the_leader_and_its_fault_survives_the_failover() {
     assert_eq!(done["status"]["targets"][0]["injections"], 1, "{done:#}");
     assert!(late < 1500, "removed {late} ms after the deadline");
     eprintln!(
-        "\nagent failover: leader SIGKILLed; hub-{} took over {} ms later; the agent was back on it {} ms after the kill; the delay held throughout and was removed {late} ms after its deadline, injected once",
+        "\nagent failover: leader SIGKILLed; hub-{} took over {} ms later; the agent was back on it {} ms after the kill; the delay held throughout and was removed {late} ms after its deadline, injected once; a follower listed the agent healthy {} ms after the leader did",
         new_leader + 1,
         takeover.as_millis(),
-        reconnected.as_millis()
+        reconnected.as_millis(),
+        on_follower.as_millis()
     );
     drop(agent);
+}
+
+/// A suite run and a workflow go on when the replicas driving them die: the suite's own
+/// replica (a follower) is SIGKILLed between cases, then the engine leader in the middle of
+/// the workflow's second step. The last replica standing takes the suite run over (finished
+/// cases kept, the interrupted one stopped and started again) and continues the workflow;
+/// every workflow step ran once, every fault was removed.
+#[test]
+fn a_suite_run_and_a_workflow_continue_when_their_replicas_die() {
+    let Some(server) = chaoshub_testkit::postgres::shared() else {
+        return; // the locator printed the SKIP line (a failure under CI=true)
+    };
+    let db = server.create_database();
+    let plugin_dir = tempfile::tempdir().unwrap();
+    let plugin = Plugin::start(plugin_dir.path(), 300);
+    let mut replicas = Replicas::start(&db.url, 3, &[]);
+    assert_eq!(replicas.wait_leader(Duration::from_secs(5)), 0);
+    register_plugin(&replicas.api(0), "fs", &plugin);
+
+    // Three serial cases of 1.5 s faults, run by hub-2.
+    let case = |name: &str| {
+        format!("    - name: {name}\n      expect: hold\n      manifest:\n        apiVersion: chaos-mesh.org/v1alpha1\n        kind: PhysicalMachineChaos\n        metadata: {{name: {name}}}\n        spec: {{action: disk-fill, mode: all, selector: {{labelSelectors: {{tier: frontend}}}}, disk-fill: {{size: 4kB}}, duration: 1500ms}}\n")
+    };
+    let suite = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Suite\nmetadata: {{name: orphan}}\nspec:\n  environments: [fs]\n  concurrency: 1\n  experiments:\n{}{}{}",
+        case("one"),
+        case("two"),
+        case("three")
+    );
+    let (code, v) = replicas.api(1).post("/api/v1/suites", Some(&suite));
+    assert_eq!(code, 202, "{v}");
+    let run_id = v["id"].as_str().unwrap().to_string();
+    let api = replicas.api(0);
+    let run_path = format!("/api/v1/suites/runs/{run_id}");
+    // Kill hub-2 once the first case is done and the second under way.
+    let started = Instant::now();
+    let interrupted = loop {
+        let run = api.get(&run_path);
+        if run["cases"][0]["outcome"] == "Passed" && run["cases"][1]["outcome"] == "Running" {
+            if let Some(uid) = run["cases"][1]["experiments"][0]["uid"].as_str() {
+                break uid.to_string();
+            }
+        }
+        if started.elapsed() >= T {
+            let first = run["cases"][0]["experiments"][0]["uid"]
+                .as_str()
+                .unwrap_or_default();
+            panic!(
+                "the suite never reached its second case: {:#}\nits first experiment: {:#}",
+                run["cases"],
+                api.experiment(first)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    replicas.hubs[1].as_mut().unwrap().kill9();
+    replicas.hubs[1] = None;
+    let suite_killed = Instant::now();
+
+    // A workflow of three serial fills, on the leader; kill it during the second.
+    let step = |name: &str| {
+        format!("  - name: {name}\n    templateType: PhysicalMachineChaos\n    physicalmachineChaos:\n      action: disk-fill\n      mode: all\n      selector: {{labelSelectors: {{tier: frontend}}}}\n      disk-fill: {{size: 4kB}}\n      duration: 1500ms\n")
+    };
+    let workflow = format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: Workflow\nmetadata: {{name: wf}}\nspec:\n  entry: main\n  environment: fs\n  templates:\n  - {{name: main, templateType: Serial, children: [a, b, c]}}\n{}{}{}",
+        step("a"),
+        step("b"),
+        step("c")
+    );
+    let (code, v) = api.post("/api/v1/experiments", Some(&workflow));
+    assert_eq!(code, 201, "{v}");
+    let workflow_uid = uid(&v);
+    let started = Instant::now();
+    let child_b = loop {
+        let list = api.get("/api/v1/experiments?limit=500");
+        let running = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["metadata"]["name"] == "wf-b" && e["status"]["phase"] == "Running");
+        if let Some(e) = running {
+            break e["metadata"]["uid"].as_str().unwrap().to_string();
+        }
+        assert!(
+            started.elapsed() < T,
+            "the workflow never reached step b: {list:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    replicas.hubs[0].as_mut().unwrap().kill9();
+    replicas.hubs[0] = None;
+    let leader_killed = Instant::now();
+    assert_eq!(replicas.wait_leader(Duration::from_secs(15)), 2);
+    let takeover = leader_killed.elapsed();
+    let api = replicas.api(2);
+
+    // The workflow ends Finished; each step ran exactly once.
+    let wf = api.wait_phase(&workflow_uid, "Finished", T);
+    let b = api.wait_phase(&child_b, "Finished", T);
+    assert_eq!(b["status"]["targets"][0]["injections"], 1, "{b:#}");
+    let mut per_step: BTreeMap<String, usize> = BTreeMap::new();
+    for list in [
+        api.get("/api/v1/experiments?limit=500"),
+        api.get("/api/v1/experiments?limit=500&archived=true"),
+    ] {
+        for e in list["items"].as_array().cloned().unwrap_or_default() {
+            let name = e["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if name.starts_with("wf-") {
+                assert_eq!(e["status"]["phase"], "Finished", "{e:#}");
+                *per_step.entry(name).or_default() += 1;
+            }
+        }
+    }
+    let want: BTreeMap<String, usize> = ["wf-a", "wf-b", "wf-c"]
+        .iter()
+        .map(|n| (n.to_string(), 1))
+        .collect();
+    assert_eq!(per_step, want, "workflow steps: {wf:#}");
+
+    // The suite run was taken over and passed: case one kept, case two started again (its
+    // first experiment stopped), case three run.
+    let started = Instant::now();
+    let run = loop {
+        let run = api.get(&run_path);
+        if run["phase"] != "Running" {
+            break run;
+        }
+        assert!(started.elapsed() < T, "the suite never ended: {run:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let ended = suite_killed.elapsed();
+    assert_eq!(run["phase"], "Passed", "{run:#}");
+    let takeovers = run["takeovers"].as_u64().unwrap_or(0);
+    assert!(takeovers >= 1, "{run:#}");
+    assert!(
+        run["replica"].as_str().unwrap().starts_with("hub-"),
+        "{run:#}"
+    );
+    let outcomes: Vec<&str> = run["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["Passed", "Passed", "Passed"], "{run:#}");
+    let second = run["cases"][1]["experiments"][0]["uid"].as_str().unwrap();
+    assert_ne!(
+        second, interrupted,
+        "case two was not started again: {run:#}"
+    );
+    let old = api.experiment(&interrupted);
+    assert!(
+        ["Finished", "Aborted"].contains(&old["status"]["phase"].as_str().unwrap_or_default()),
+        "the interrupted case's experiment: {old:#}"
+    );
+    assert!(
+        run["log"].as_array().unwrap().iter().any(|l| l["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("took the run over")),
+        "{run:#}"
+    );
+    let start = Instant::now();
+    while !plugin.fill_files().is_empty() {
+        assert!(
+            start.elapsed() < T,
+            "fill left behind: {:?}",
+            plugin.fill_files()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "\nsuite and workflow failover: the suite's replica hub-2 SIGKILLed between cases; the run was taken over {takeovers} time(s) and passed {} ms after the kill (3 cases of 1.5 s, one started again); the leader SIGKILLed during workflow step b, hub-3 took over {} ms later; the workflow finished with each step run once",
+        ended.as_millis(),
+        takeover.as_millis()
+    );
+}
+
+/// Console sessions are kept in the shared store: signed in on one replica, a person is served
+/// by another (no load-balancer affinity), a sign-out on one ends the session on all, and a
+/// session outlives the replica that created it. A cookie whose key half was altered opens
+/// nothing.
+#[test]
+fn a_console_session_is_served_by_every_replica_and_outlives_its_own() {
+    let Some(server) = chaoshub_testkit::postgres::shared() else {
+        return; // the locator printed the SKIP line (a failure under CI=true)
+    };
+    let db = server.create_database();
+    let mut replicas = Replicas::start(&db.url, 2, &[]);
+    let url = |r: &Replicas, i: usize| r.hubs[i].as_ref().unwrap().url.clone();
+    let browser = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let token = replicas.token.clone();
+    let login = |base: &str| -> String {
+        let answer = browser
+            .post(format!("{base}/login"))
+            .form(&[("token", token.as_str()), ("next", "/")])
+            .send()
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 303, "login on {base}");
+        let cookie = answer.headers()["set-cookie"].to_str().unwrap();
+        cookie.split(';').next().unwrap().to_string()
+    };
+    // (status, location, body) of a console page.
+    let page = |base: &str, path: &str, cookie: &str| -> (u16, String, String) {
+        let answer = browser
+            .get(format!("{base}{path}"))
+            .header("cookie", cookie)
+            .send()
+            .unwrap();
+        let status = answer.status().as_u16();
+        let location = answer
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        (status, location, answer.text().unwrap())
+    };
+    let (a, b) = (url(&replicas, 0), url(&replicas, 1));
+
+    let cookie = login(&a);
+    let (_, value) = cookie.split_once('=').unwrap();
+    assert!(
+        value.contains('.'),
+        "a shared session's cookie holds id.key: {cookie}"
+    );
+    let (status, _, body) = page(&b, "/environments", &cookie);
+    assert_eq!(
+        status, 200,
+        "the other replica did not know the session: {body}"
+    );
+    assert!(body.contains("<h1"), "{body}");
+    // The key half altered: the sealed token does not open, so no session.
+    let mut forged = cookie.clone();
+    let last = forged.pop().unwrap();
+    forged.push(if last == '0' { '1' } else { '0' });
+    let (status, location, _) = page(&b, "/environments", &forged);
+    assert_eq!((status, location.starts_with("/login")), (303, true));
+
+    // Sign out on B ends it on A too.
+    let (_, _, body) = page(&b, "/", &cookie);
+    let csrf = body
+        .split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form with the CSRF token")
+        .to_string();
+    let out = browser
+        .post(format!("{b}/logout"))
+        .header("cookie", cookie.as_str())
+        .form(&[("_csrf", csrf.as_str())])
+        .send()
+        .unwrap();
+    assert_eq!(out.status().as_u16(), 303);
+    let (status, location, _) = page(&a, "/", &cookie);
+    assert_eq!(
+        (status, location.starts_with("/login")),
+        (303, true),
+        "signed out on B, still in on A"
+    );
+
+    // A session made on B outlives B.
+    let cookie = login(&b);
+    replicas.hubs[1].as_mut().unwrap().kill9();
+    replicas.hubs[1] = None;
+    let (status, _, body) = page(&a, "/environments", &cookie);
+    assert_eq!(status, 200, "the session died with its replica: {body}");
+    eprintln!("\nconsole sessions: signed in on hub-1, served by hub-2; signed out on hub-2, gone on hub-1; a session made on hub-2 served by hub-1 after hub-2 was killed; a forged key opened nothing");
 }

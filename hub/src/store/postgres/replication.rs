@@ -23,7 +23,7 @@ use postgres::{Client, Transaction};
 
 use super::connection::PgTarget;
 use crate::store::fence::Fence;
-use crate::store::{LeaseGrant, LeaseHolder, StoreChange, StoreError};
+use crate::store::{LeaseGrant, LeaseHolder, StoreChange, StoreError, StoredSession};
 
 /// The notification channel.
 pub const CHANNEL: &str = "chaoshub_changes";
@@ -134,6 +134,125 @@ pub fn release(
         &[&name, &holder, &token],
     )?;
     Ok(())
+}
+
+/// Replaces the directory entries of `upsert` and deletes those of `remove`.
+pub fn publish_agents(
+    tx: &mut Transaction<'_>,
+    upsert: &[(String, String, String)],
+    remove: &[(String, String)],
+) -> Result<(), StoreError> {
+    if !upsert.is_empty() {
+        let put = tx.prepare(
+            "INSERT INTO agent_directory (environment, name, info, written_at)
+             VALUES ($1, $2, $3, now())
+             ON CONFLICT (environment, name) DO UPDATE SET info = EXCLUDED.info, written_at = now()",
+        )?;
+        for (environment, name, info) in upsert {
+            tx.execute(&put, &[environment, name, info])?;
+        }
+    }
+    if !remove.is_empty() {
+        let delete =
+            tx.prepare("DELETE FROM agent_directory WHERE environment = $1 AND name = $2")?;
+        for (environment, name) in remove {
+            tx.execute(&delete, &[environment, name])?;
+        }
+    }
+    Ok(())
+}
+
+/// An entry not written for this long is stale: its leader stopped publishing (the leader
+/// rewrites every entry at least every 15 s, `agents::directory::REFRESH`).
+pub const DIRECTORY_STALE_SECS: f64 = 20.0;
+
+/// The published agents, optionally of one environment, by environment and name, each with
+/// whether it is stale.
+pub fn agents(
+    client: &mut Client,
+    environment: Option<&str>,
+) -> Result<Vec<(String, bool)>, StoreError> {
+    let rows = client.query(
+        "SELECT info, written_at < now() - $2::float8 * interval '1 second'
+         FROM agent_directory WHERE $1::text IS NULL OR environment = $1
+         ORDER BY environment, name",
+        &[&environment, &DIRECTORY_STALE_SECS],
+    )?;
+    rows.iter()
+        .map(|r| Ok((r.try_get::<_, String>(0)?, r.try_get::<_, bool>(1)?)))
+        .collect()
+}
+
+/// Stores a console session (replacing one with the same id hash), used now.
+pub fn put_session(tx: &mut Transaction<'_>, s: &StoredSession) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO console_sessions (id_hash, sealed_token, csrf, name, role, last_seen)
+         VALUES ($1, $2, $3, $4, $5, now())
+         ON CONFLICT (id_hash) DO UPDATE SET sealed_token = EXCLUDED.sealed_token,
+             csrf = EXCLUDED.csrf, name = EXCLUDED.name, role = EXCLUDED.role, last_seen = now()",
+        &[&s.id_hash, &s.sealed_token, &s.csrf, &s.name, &s.role],
+    )?;
+    Ok(())
+}
+
+/// The session with this id hash, if used within `idle`.
+pub fn session(
+    client: &mut Client,
+    id_hash: &str,
+    idle: Duration,
+) -> Result<Option<StoredSession>, StoreError> {
+    let row = client.query_opt(
+        "SELECT sealed_token, csrf, name, role,
+                EXTRACT(EPOCH FROM (now() - last_seen))::float8
+         FROM console_sessions
+         WHERE id_hash = $1 AND last_seen > now() - $2::float8 * interval '1 second'",
+        &[&id_hash, &idle.as_secs_f64()],
+    )?;
+    Ok(match row {
+        Some(r) => Some(StoredSession {
+            id_hash: id_hash.to_string(),
+            sealed_token: r.try_get(0)?,
+            csrf: r.try_get(1)?,
+            name: r.try_get(2)?,
+            role: r.try_get(3)?,
+            idle_for: Duration::from_secs_f64(r.try_get::<_, f64>(4)?.max(0.0)),
+        }),
+        None => None,
+    })
+}
+
+/// Marks a session used now.
+pub fn touch_session(tx: &mut Transaction<'_>, id_hash: &str) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE console_sessions SET last_seen = now() WHERE id_hash = $1",
+        &[&id_hash],
+    )?;
+    Ok(())
+}
+
+/// Ends one session and deletes every one unused for `idle`.
+pub fn delete_session(
+    tx: &mut Transaction<'_>,
+    id_hash: &str,
+    idle: Duration,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "DELETE FROM console_sessions
+         WHERE id_hash = $1 OR last_seen < now() - $2::float8 * interval '1 second'",
+        &[&id_hash, &idle.as_secs_f64()],
+    )?;
+    Ok(())
+}
+
+/// Deletes replicas' liveness leases (`replica:<holder>`, one per process start) that ran out
+/// more than `grace` ago; the number deleted. Other leases are never deleted: the engine
+/// lease's row carries the token every later grant must exceed.
+pub fn prune_liveness(tx: &mut Transaction<'_>, grace: Duration) -> Result<u64, StoreError> {
+    Ok(tx.execute(
+        "DELETE FROM leases WHERE name LIKE 'replica:%'
+         AND expires_at < now() - $1::float8 * interval '1 second'",
+        &[&grace.as_secs_f64()],
+    )?)
 }
 
 /// Listens for other replicas' notices on a connection of its own, on a thread of its own,

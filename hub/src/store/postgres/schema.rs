@@ -20,7 +20,42 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "leases of replicas (the engine lease and its fencing token)",
         LEASES,
     ),
+    (
+        3,
+        "the agent directory the engine leader publishes for the other replicas",
+        AGENT_DIRECTORY,
+    ),
+    (
+        4,
+        "console sessions shared by the replicas",
+        CONSOLE_SESSIONS,
+    ),
 ];
+
+/// Console sessions (`replication`): the id's SHA-256, the API token sealed with a key only the
+/// cookie holds.
+const CONSOLE_SESSIONS: &str = r#"
+CREATE TABLE console_sessions (
+    id_hash TEXT COLLATE "C" PRIMARY KEY,
+    sealed_token TEXT,
+    csrf TEXT NOT NULL,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    last_seen TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX console_sessions_last_seen ON console_sessions (last_seen);
+"#;
+
+/// Agents as the engine leader sees them (`replication::publish_agents`), one row each.
+const AGENT_DIRECTORY: &str = r#"
+CREATE TABLE agent_directory (
+    environment TEXT COLLATE "C" NOT NULL,
+    name TEXT COLLATE "C" NOT NULL,
+    info TEXT NOT NULL,
+    written_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (environment, name)
+);
+"#;
 
 /// Leases several replicas compete for (`replication`); times on the database's clock.
 const LEASES: &str = r#"
