@@ -4,7 +4,9 @@
 //! connects, leaves, changes health, labels, capabilities or fault count, and every
 //! [`REFRESH`] regardless (the heartbeat time and the last usage sample), so a follower serves
 //! `GET /api/v1/agents`, the console and target discovery for dry runs from the store, at most
-//! [`PUBLISH_EVERY`] behind for a change and [`REFRESH`] behind for a heartbeat time.
+//! [`PUBLISH_EVERY`] behind for a change and [`REFRESH`] behind for a heartbeat time. The same
+//! loop ends the streams of agents an admin removed through a follower (their credential is
+//! gone from the store), within a few seconds.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +22,9 @@ use crate::leadership::Leadership;
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// How long an unchanged entry goes without being written again.
 pub const REFRESH: Duration = Duration::from_secs(15);
+/// Every this many rounds the leader also ends the streams of agents whose credential is gone
+/// (an admin removed them through another replica, which holds no stream to end).
+const REMOVALS_EVERY: u32 = 3;
 
 /// An entry without what changes at every heartbeat: equal fingerprints mean nothing a reader
 /// acts on has changed.
@@ -96,7 +101,12 @@ pub async fn publish_loop(
     }
     let mut published = Published::default();
     let mut leading = false;
+    let mut round: u32 = 0;
     loop {
+        round = round.wrapping_add(1);
+        if leadership.is_leader() && round.is_multiple_of(REMOVALS_EVERY) {
+            end_removed(&registry).await;
+        }
         if leadership.is_leader() {
             let first = !leading;
             if first {
@@ -146,6 +156,31 @@ pub async fn publish_loop(
         tokio::select! {
             _ = tokio::time::sleep(PUBLISH_EVERY) => {}
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Ends the stream of every agent of this registry whose credential is no longer in the store.
+async fn end_removed(registry: &Arc<AgentRegistry>) {
+    let Some(store) = registry.store.clone() else {
+        return;
+    };
+    let held = match tokio::task::spawn_blocking(move || store.agents_with_credentials()).await {
+        Ok(Ok(Some(held))) => held,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read agent credentials to find removed agents");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "reading agent credentials panicked");
+            return;
+        }
+    };
+    for agent in registry.local_list(None) {
+        let key = (agent.environment.clone(), agent.name.clone());
+        if !held.contains(&key) && registry.remove(&key.0, &key.1) {
+            tracing::info!(environment = %key.0, agent = %key.1, "agent removed through another replica: its stream is ended");
         }
     }
 }

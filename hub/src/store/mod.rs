@@ -328,6 +328,14 @@ pub trait Store: Send + Sync + SuiteRunStore + AuthStore + AgentAuthStore {
         let _ = environment;
         Ok(Vec::new())
     }
+    /// Every (environment, name) holding an agent credential, on a shared store (the leader
+    /// ends the streams of agents an admin removed through another replica); `None` on a store
+    /// of one hub, whose removals end the stream in the same process.
+    fn agents_with_credentials(
+        &self,
+    ) -> Result<Option<std::collections::HashSet<(String, String)>>, StoreError> {
+        Ok(None)
+    }
     /// Keeps a console session for every replica (a shared store only; a hub alone keeps its
     /// sessions in memory). Replaces a session with the same `id_hash`.
     fn put_console_session(&self, session: &StoredSession) -> Result<(), StoreError> {

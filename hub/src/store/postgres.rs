@@ -871,6 +871,18 @@ impl Store for PgStore {
             .collect()
     }
 
+    fn agents_with_credentials(
+        &self,
+    ) -> Result<Option<std::collections::HashSet<(String, String)>>, StoreError> {
+        self.read(|c| {
+            let mut out = std::collections::HashSet::new();
+            for r in c.query("SELECT environment, name FROM agent_credentials", &[])? {
+                out.insert((r.try_get(0)?, r.try_get(1)?));
+            }
+            Ok(Some(out))
+        })
+    }
+
     fn put_console_session(&self, session: &super::StoredSession) -> Result<(), StoreError> {
         let session = session.clone();
         self.write(move |tx| replication::put_session(tx, &session))

@@ -479,6 +479,14 @@ fn an_agent_follows_the_leader_and_its_fault_survives_the_failover() {
     let on_follower = wait_healthy(&api, Duration::from_secs(5));
     let one = api.get("/api/v1/agents/hosts/agent-a");
     assert_eq!(one["connected"], true, "{one:#}");
+    // Target discovery (what a dry run shows) works on a follower too.
+    let targets = api.get("/api/v1/environments/hosts/targets");
+    assert!(
+        targets["items"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t.to_string().contains("agent-a"))),
+        "{targets:#}"
+    );
     let baseline = super::netns::median_rtt(&topo.a, peer.tcp, 11);
     let (code, v) = api.post(
         "/api/v1/experiments",
@@ -522,12 +530,39 @@ fn an_agent_follows_the_leader_and_its_fault_survives_the_failover() {
     );
     assert_eq!(done["status"]["targets"][0]["injections"], 1, "{done:#}");
     assert!(late < 1500, "removed {late} ms after the deadline");
+    // An admin removes the agent through a follower: the leader, which holds its stream, ends
+    // it, and the agent's credential no longer admits it anywhere.
+    let follower = replicas.api(if new_leader == 1 { 2 } else { 1 });
+    let (code, v) = follower.call(
+        reqwest::Method::DELETE,
+        "/api/v1/agents/hosts/agent-a",
+        None,
+    );
+    assert_eq!(code, 200, "{v}");
+    let removed = Instant::now();
+    loop {
+        let list = api.get("/api/v1/agents?env=hosts");
+        let listed = list["items"]
+            .as_array()
+            .is_some_and(|items| items.iter().any(|a| a["name"] == "agent-a"));
+        if !listed {
+            break;
+        }
+        assert!(
+            removed.elapsed() < Duration::from_secs(15),
+            "the leader still holds the removed agent: {list:#}\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let removal = removed.elapsed();
     eprintln!(
-        "\nagent failover: leader SIGKILLed; hub-{} took over {} ms later; the agent was back on it {} ms after the kill; the delay held throughout and was removed {late} ms after its deadline, injected once; a follower listed the agent healthy {} ms after the leader did",
+        "\nagent failover: leader SIGKILLed; hub-{} took over {} ms later; the agent was back on it {} ms after the kill; the delay held throughout and was removed {late} ms after its deadline, injected once; a follower listed the agent healthy {} ms after the leader did; removed through a follower, its stream on the leader ended {} ms later",
         new_leader + 1,
         takeover.as_millis(),
         reconnected.as_millis(),
-        on_follower.as_millis()
+        on_follower.as_millis(),
+        removal.as_millis()
     );
     drop(agent);
 }
