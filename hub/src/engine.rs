@@ -480,6 +480,44 @@ impl Engine {
         crate::selection::Guardrails::of(self.protected_label.as_ref(), &env.spec.settings)
     }
 
+    /// Where the far side selects (Chaos Mesh's controller picks the pods), what its selector
+    /// matches now is held to the environment's guardrails: no matched target may be protected,
+    /// and the most its mode may pick must be within `settings.max_targets`. Adapters that cannot
+    /// preview their far side's selection pass as before (their `Final` targets are checked).
+    pub(crate) async fn check_far_side_guardrails(
+        &self,
+        env: &Environment,
+        manifest: &Manifest,
+        adapter: &dyn chaoshub_adapters::Adapter,
+    ) -> Result<(), crate::error::HubError> {
+        use crate::error::HubError;
+        let Some(found) = adapter
+            .preview_far_side(env, manifest)
+            .await
+            .map_err(HubError::from_adapter)?
+        else {
+            return Ok(());
+        };
+        let Some(fault) = manifest.fault().map(FaultInfo::of) else {
+            return Ok(());
+        };
+        let most =
+            crate::selection::max_selected(found.matched.len(), fault.mode, fault.value.as_deref())
+                .map_err(|e| HubError::invalid_field("spec.value", e.to_string()))?;
+        let guardrails = self.guardrails(env);
+        let inventory = match guardrails.max_targets {
+            Some(crate::selection::TargetCap::Percent(_)) => adapter
+                .discover(env)
+                .await
+                .map_err(HubError::from_adapter)?
+                .len(),
+            _ => found.matched.len(),
+        };
+        guardrails
+            .check(&env.name, inventory, &found.matched, most)
+            .map_err(HubError::guardrail)
+    }
+
     /// Live events as they are stored (for the SSE stream).
     pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
         self.events.subscribe()
@@ -1222,9 +1260,13 @@ impl Engine {
                         env.name
                     ));
                 }
-                // The far side selects; what it names is still never a protected target.
+                // The far side selects; what it names is still never a protected target, and
+                // what its selector matches now is held to the guardrails too.
                 self.guardrails(env)
                     .check(&env.name, targets.len(), &targets, 0)
+                    .map_err(|e| format!("refused at injection: {e}"))?;
+                self.check_far_side_guardrails(env, manifest, adapter)
+                    .await
                     .map_err(|e| format!("refused at injection: {e}"))?;
                 return Ok((targets.len(), targets));
             }

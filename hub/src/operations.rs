@@ -658,6 +658,11 @@ impl Hub {
             guardrails
                 .check(&env.name, inventory, &preview.matched, selected)
                 .map_err(HubError::guardrail)?;
+            if preview.far_side {
+                self.engine
+                    .check_far_side_guardrails(&env, &manifest, adapter.as_ref())
+                    .await?;
+            }
         }
         if dry_run {
             let mut planned = self.plan(manifest, fault, &env, adapter.as_ref()).await?;
@@ -819,6 +824,9 @@ impl Hub {
             {
                 Some(found) => {
                     let matched = found.matched.len();
+                    if let Err(e) = guardrails.check(&env.name, matched, &found.matched, 0) {
+                        warnings.push(format!("{e}; a real run would be refused"));
+                    }
                     let picked = if matched == 0 {
                         warnings.push(format!(
                             "{}'s selector matches nothing in environment {:?} now; a real run \

@@ -1099,3 +1099,125 @@ async fn a_federated_dry_run_lists_the_pods_chaos_meshs_selector_would_pick() {
         .items
         .is_empty());
 }
+
+/// Chaos Mesh picks the pods in federation mode, so the hub holds what its selector matches to
+/// the guardrails before applying anything: a selector matching a pod labelled protected, or
+/// one listed in `settings.protected_targets`, is a 422 naming the pod, and a mode that could
+/// pick more pods than `settings.max_targets` is a 422 naming the cap; a dry run warns; nothing
+/// reaches the cluster. A selector that leaves them out is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn federated_selections_are_held_to_the_guardrails_before_anything_is_applied() {
+    let Some(server) = k8s::server() else { return };
+    let ns = k8s::TestNamespace::create(server, "guard").await;
+    let client = k8s::admin_client(&server.kubeconfig).await;
+    for (pod, labels) in [
+        (
+            "web-0",
+            json!({"app": "web", "chaoshub.dev/protected": "true"}),
+        ),
+        ("web-1", json!({"app": "web"})),
+        ("api-0", json!({"app": "api"})),
+        ("api-1", json!({"app": "api"})),
+        ("api-2", json!({"app": "api"})),
+        ("db-0", json!({"app": "db"})),
+    ] {
+        k8s::create_pod(&client, &ns.name, pod, labels, None).await;
+    }
+    let hub = Sandbox::start(0).await;
+    let env = format!(
+        "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: cluster-guard}}\nspec:\n  adapter: kubernetes\n  settings: {{kubeconfig: {}, mode: chaos-mesh, protected_targets: [db-0], max_targets: 2}}\n",
+        server.kubeconfig.display()
+    );
+    let (status, body) = hub.post_yaml("/api/v1/environments", &env).await;
+    assert_eq!(status, 201, "{body}");
+    let chaos = |name: &str, app: &str, mode: &str| {
+        format!(
+            "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: {name}, namespace: {}}}\nspec:\n  action: delay\n  {mode}\n  selector: {{namespaces: [{}], labelSelectors: {{app: {app}}}}}\n  delay: {{latency: 10ms}}\n  duration: 30s\n  environment: cluster-guard\n",
+            ns.name, ns.name
+        )
+    };
+    let objects: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ns.name, &network_chaos());
+    for (name, app, mode, code, needles) in [
+        (
+            "labelled",
+            "web",
+            "mode: one",
+            "protected_target",
+            vec!["web-0", "chaoshub.dev/protected=true"],
+        ),
+        (
+            "listed",
+            "db",
+            "mode: all",
+            "protected_target",
+            vec!["db-0", "settings.protected_targets"],
+        ),
+        (
+            "too-many",
+            "api",
+            "mode: all",
+            "blast_radius",
+            vec!["3 target(s)", "at most 2"],
+        ),
+    ] {
+        let (status, body) = hub
+            .post_yaml("/api/v1/experiments", &chaos(name, app, mode))
+            .await;
+        assert_eq!(status, 422, "{name}: {body}");
+        assert_eq!(body["code"], json!(code), "{name}: {body}");
+        let message = body["message"].as_str().unwrap();
+        for needle in needles {
+            assert!(
+                message.contains(needle),
+                "{name}: {needle:?} not in {message:?}"
+            );
+        }
+        let (status, plan) = hub
+            .post_yaml("/api/v1/experiments?dryRun=true", &chaos(name, app, mode))
+            .await;
+        assert_eq!(status, 200, "{name}: {plan}");
+        if code == "protected_target" {
+            assert!(
+                plan["warnings"]
+                    .to_string()
+                    .contains("a real run would be refused"),
+                "{name}: {plan:#}"
+            );
+        }
+    }
+    let (_, list) = hub.get("/api/v1/experiments").await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        0,
+        "nothing stored: {list:#}"
+    );
+    assert!(
+        objects
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "nothing applied"
+    );
+    // Two of the api pods are within the cap, and the unprotected web pod named alone is no
+    // protected selection.
+    let by_name = format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: web-one, namespace: {}}}\nspec:\n  action: delay\n  mode: all\n  selector: {{pods: {{{}: [web-1]}}}}\n  delay: {{latency: 10ms}}\n  duration: 30s\n  environment: cluster-guard\n",
+        ns.name, ns.name
+    );
+    for manifest in [
+        chaos("two-api", "api", "mode: fixed\n  value: '2'"),
+        by_name,
+    ] {
+        let (status, body) = hub
+            .post_yaml("/api/v1/experiments?dryRun=true", &manifest)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            !body["warnings"].to_string().contains("would be refused"),
+            "{body:#}"
+        );
+    }
+}
