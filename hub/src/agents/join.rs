@@ -26,7 +26,8 @@ pub fn new_secret(prefix: &str) -> String {
     format!("{prefix}{}", hex(&bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex digits of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderMap;
 use chaoshub_schema::auth::Role;
 use ring::aead;
-use sha2::Digest;
 
+use crate::agents::join::{hash_secret, hex};
 use crate::store::{Store, StoredSession};
 
 /// A shared session's last use is written at most this often (reads check idleness anyway).
@@ -87,14 +87,6 @@ fn open(key: &[u8], sealed: &str) -> Option<String> {
     String::from_utf8(plain.to_vec()).ok()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
@@ -105,8 +97,9 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// What the store keeps of a session id (as of any secret the hub stores).
 fn id_hash(id: &str) -> String {
-    hex(&sha2::Sha256::digest(id.as_bytes()))
+    hash_secret(id)
 }
 
 impl Sessions {

@@ -157,6 +157,48 @@ fn lateness_ms(v: &Value) -> i64 {
         .num_milliseconds()
 }
 
+/// Waits until the plugin holds no fill file.
+fn wait_fills_removed(plugin: &Plugin) {
+    let start = Instant::now();
+    while !plugin.fill_files().is_empty() {
+        assert!(
+            start.elapsed() < T,
+            "fill left behind: {:?}",
+            plugin.fill_files()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Experiments live and archived (up to 500 of each) whose name starts with `prefix`.
+fn experiments_named(api: &Api, prefix: &str) -> Vec<Value> {
+    [
+        api.get("/api/v1/experiments?limit=500"),
+        api.get("/api/v1/experiments?limit=500&archived=true"),
+    ]
+    .iter()
+    .flat_map(|l| l["items"].as_array().cloned().unwrap_or_default())
+    .filter(|e| {
+        e["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with(prefix))
+    })
+    .collect()
+}
+
+/// The suite run at `path` once it is no longer Running.
+fn wait_run_ended(api: &Api, path: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let run = api.get(path);
+        if run["phase"] != "Running" {
+            return run;
+        }
+        assert!(started.elapsed() < T, "the suite never ended: {run:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// The names of a hub's event stream, collected by a thread until `stop` is set.
 fn follow_events(
     url: &str,
@@ -277,16 +319,9 @@ fn three_replicas_fail_over_when_the_leader_is_killed() {
     assert_eq!(code, 200, "{v}");
     std::thread::sleep(Duration::from_secs(2));
     let mut per_name: BTreeMap<String, usize> = BTreeMap::new();
-    let live = api.get("/api/v1/experiments?limit=500");
-    let archived = api.get("/api/v1/experiments?limit=500&archived=true");
-    for e in [live, archived]
-        .iter()
-        .flat_map(|l| l["items"].as_array().cloned().unwrap_or_default())
-    {
+    for e in experiments_named(&api, "tick-") {
         let name = e["metadata"]["name"].as_str().unwrap_or_default();
-        if name.starts_with("tick-") {
-            *per_name.entry(name.to_string()).or_default() += 1;
-        }
+        *per_name.entry(name.to_string()).or_default() += 1;
     }
     let fired = per_name.len();
     // Ticks that fell while no replica led are skipped (as a schedule whose hub was down);
@@ -304,28 +339,13 @@ fn three_replicas_fail_over_when_the_leader_is_killed() {
         per_name.values().all(|n| *n == 1),
         "a tick fired twice: {per_name:?}"
     );
-    let start = Instant::now();
-    while !plugin.fill_files().is_empty() {
-        assert!(
-            start.elapsed() < T,
-            "fill left behind: {:?}",
-            plugin.fill_files()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_fills_removed(&plugin);
 
     // The suite run on hub-2 went on through the failover and passed.
-    let started = Instant::now();
-    let run = loop {
-        let run = replicas
-            .api(2)
-            .get(&format!("/api/v1/suites/runs/{suite_run}"));
-        if run["phase"] != "Running" {
-            break run;
-        }
-        assert!(started.elapsed() < T, "the suite never ended: {run:#}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let run = wait_run_ended(
+        &replicas.api(2),
+        &format!("/api/v1/suites/runs/{suite_run}"),
+    );
     assert_eq!(run["phase"], "Passed", "{run:#}");
 
     // The follower's stream saw both experiments through, whoever led.
@@ -666,20 +686,10 @@ fn a_suite_run_and_a_workflow_continue_when_their_replicas_die() {
     let b = api.wait_phase(&child_b, "Finished", T);
     assert_eq!(b["status"]["targets"][0]["injections"], 1, "{b:#}");
     let mut per_step: BTreeMap<String, usize> = BTreeMap::new();
-    for list in [
-        api.get("/api/v1/experiments?limit=500"),
-        api.get("/api/v1/experiments?limit=500&archived=true"),
-    ] {
-        for e in list["items"].as_array().cloned().unwrap_or_default() {
-            let name = e["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            if name.starts_with("wf-") {
-                assert_eq!(e["status"]["phase"], "Finished", "{e:#}");
-                *per_step.entry(name).or_default() += 1;
-            }
-        }
+    for e in experiments_named(&api, "wf-") {
+        assert_eq!(e["status"]["phase"], "Finished", "{e:#}");
+        let name = e["metadata"]["name"].as_str().unwrap_or_default();
+        *per_step.entry(name.to_string()).or_default() += 1;
     }
     let want: BTreeMap<String, usize> = ["wf-a", "wf-b", "wf-c"]
         .iter()
@@ -689,15 +699,7 @@ fn a_suite_run_and_a_workflow_continue_when_their_replicas_die() {
 
     // The suite run was taken over and passed: case one kept, case two started again (its
     // first experiment stopped), case three run.
-    let started = Instant::now();
-    let run = loop {
-        let run = api.get(&run_path);
-        if run["phase"] != "Running" {
-            break run;
-        }
-        assert!(started.elapsed() < T, "the suite never ended: {run:#}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let run = wait_run_ended(&api, &run_path);
     let ended = suite_killed.elapsed();
     assert_eq!(run["phase"], "Passed", "{run:#}");
     let takeovers = run["takeovers"].as_u64().unwrap_or(0);
@@ -730,15 +732,7 @@ fn a_suite_run_and_a_workflow_continue_when_their_replicas_die() {
             .contains("took the run over")),
         "{run:#}"
     );
-    let start = Instant::now();
-    while !plugin.fill_files().is_empty() {
-        assert!(
-            start.elapsed() < T,
-            "fill left behind: {:?}",
-            plugin.fill_files()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_fills_removed(&plugin);
     eprintln!(
         "\nsuite and workflow failover: the suite's replica hub-2 SIGKILLed between cases; the run was taken over {takeovers} time(s) and passed {} ms after the kill (3 cases of 1.5 s, one started again); the leader SIGKILLed during workflow step b, hub-3 took over {} ms later; the workflow finished with each step run once",
         ended.as_millis(),
