@@ -175,3 +175,128 @@ fn sigkill_mid_federated_experiment_leaves_no_chaos_mesh_object_after_restart() 
     drop(standin);
     drop(ns);
 }
+
+/// A hub running in a pod reaches its own cluster with no kubeconfig: the in-cluster service
+/// account. The pod is simulated for the real `chaoshub` binary: it runs in a mount namespace of
+/// its own where a tmpfs over `/run` holds `secrets/kubernetes.io/serviceaccount/{token,ca.crt,
+/// namespace}` (the test server's token and CA, as the kubelet would mount them), with
+/// `KUBERNETES_SERVICE_HOST`/`_PORT` naming the API server. Nothing is written outside the
+/// namespace. An environment registered without `kubeconfig` reports the cluster reachable, and
+/// a dry run lists the pod Chaos Mesh's selector would pick.
+#[test]
+fn a_hub_in_a_pod_uses_the_in_cluster_service_account() {
+    install_crypto_provider();
+    let Some(server) = k8s::server() else { return };
+    let kubeconfig: serde_json::Value = {
+        let text = std::fs::read_to_string(&server.kubeconfig).unwrap();
+        chaoshub_schema::document::yaml_documents(&text)
+            .unwrap()
+            .remove(0)
+    };
+    let cluster = &kubeconfig["clusters"][0]["cluster"];
+    let url = cluster["server"].as_str().unwrap().to_string();
+    let ca = cluster["certificate-authority"]
+        .as_str()
+        .expect("the test server's kubeconfig names its CA file")
+        .to_string();
+    let token = kubeconfig["users"][0]["user"]["token"]
+        .as_str()
+        .expect("the test server's kubeconfig carries a token")
+        .to_string();
+    let port = url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ns = rt.block_on(k8s::TestNamespace::create(server, "incluster"));
+    let client = rt.block_on(k8s::admin_client(&server.kubeconfig));
+    rt.block_on(k8s::create_pod(
+        &client,
+        &ns.name,
+        "web-0",
+        json!({"app": "web"}),
+        None,
+    ));
+
+    let script = "set -e\n\
+        mount -t tmpfs -o mode=0755 tmpfs /run\n\
+        d=/run/secrets/kubernetes.io/serviceaccount\n\
+        mkdir -p \"$d\"\n\
+        cp \"$SA_CA\" \"$d/ca.crt\"\n\
+        printf %s \"$SA_TOKEN\" > \"$d/token\"\n\
+        printf default > \"$d/namespace\"\n\
+        unset SA_CA SA_TOKEN\n\
+        exec \"$@\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let hub = HubProcess::start_launched(
+        dir.path(),
+        &[
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ],
+        &[
+            ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+            ("KUBERNETES_SERVICE_PORT", &port),
+            ("SA_CA", &ca),
+            ("SA_TOKEN", &token),
+        ],
+    );
+    // The secrets exist only in the hub's namespace.
+    assert!(
+        !std::path::Path::new("/run/secrets/kubernetes.io/serviceaccount/token").exists(),
+        "the service account leaked onto the host"
+    );
+    let api = Api::new(&hub.url);
+    let env = "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: in-pod}\nspec:\n  adapter: kubernetes\n  settings: {mode: chaos-mesh}\n";
+    let (code, body) = api.post("/api/v1/environments", Some(env));
+    assert_eq!(code, 201, "{body}\n{}", hub.log());
+    let started = std::time::Instant::now();
+    let status = loop {
+        let list = api.get("/api/v1/environments");
+        let env = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["metadata"]["name"] == "in-pod")
+            .cloned()
+            .unwrap();
+        if env["status"]["reachable"] == true {
+            break env["status"].clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "never reachable: {env:#}\n{}",
+            hub.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let plan = format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: dry, namespace: {}}}\nspec:\n  action: delay\n  mode: all\n  selector: {{labelSelectors: {{app: web}}}}\n  delay: {{latency: 10ms}}\n  environment: in-pod\n",
+        ns.name
+    );
+    let (code, plan) = api.post("/api/v1/experiments?dryRun=true", Some(&plan));
+    assert_eq!(code, 200, "{plan}");
+    assert_eq!(plan["plan"]["farSide"]["matched"], 1, "{plan:#}");
+    assert_eq!(
+        plan["plan"]["farSide"]["targets"][0]["name"], "web-0",
+        "{plan:#}"
+    );
+    eprintln!(
+        "\nin-cluster: a hub with only a service account (token and CA under /run/secrets in its own mount namespace, KUBERNETES_SERVICE_HOST/PORT) reached {url}: {status}; its dry run matched the pod"
+    );
+}

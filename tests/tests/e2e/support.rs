@@ -165,6 +165,12 @@ impl HubProcess {
         Self::start_configured(data_dir, listen, "", "", extra, &[])
     }
 
+    /// Started through `launcher` (a command given the hub's command line as its arguments,
+    /// e.g. one that enters a mount namespace first and ends in `exec "$@"`), with `env`.
+    pub fn start_launched(data_dir: &Path, launcher: &[&str], env: &[(&str, &str)]) -> HubProcess {
+        Self::start_full(data_dir, "127.0.0.1:0", "", "", &[], env, launcher)
+    }
+
     /// A hub with extra `[engine]` settings (TOML lines).
     pub fn start_with_engine(data_dir: &Path, listen: &str, engine_extra: &str) -> HubProcess {
         Self::start_configured(data_dir, listen, "", engine_extra, &[], &[])
@@ -181,6 +187,18 @@ impl HubProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> HubProcess {
+        Self::start_full(data_dir, listen, top_level, engine_extra, extra, env, &[])
+    }
+
+    fn start_full(
+        data_dir: &Path,
+        listen: &str,
+        top_level: &str,
+        engine_extra: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        launcher: &[&str],
+    ) -> HubProcess {
         let addr_file = data_dir.join("addr");
         let _ = std::fs::remove_file(&addr_file);
         let config = data_dir.join("hub.toml");
@@ -190,7 +208,15 @@ impl HubProcess {
             .append(true)
             .open(data_dir.join("hub.log"))
             .unwrap();
-        let mut child = Command::new(hub_binary())
+        let mut command = match launcher.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(hub_binary());
+                c
+            }
+            None => Command::new(hub_binary()),
+        };
+        let mut child = command
             // The hub's local-CLI note goes under the test's own directory.
             .env("CHAOSHUB_RUNTIME_DIR", data_dir.join("runtime"))
             .args(["serve", "--config"])
