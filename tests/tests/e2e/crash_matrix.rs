@@ -13,6 +13,15 @@
 //!
 //! The failpoint list is read from the hub's source, so a new failpoint joins the matrix by
 //! itself. Each far side is one test; they run in parallel.
+//!
+//! After its matrix, each far side also gets a seeded **random kill campaign**: N trials of
+//! submit → SIGKILL the hub at a random moment (every other trial within 60 ms, the rest within
+//! 3.5 s) → restart on the same data dir →
+//! wait for the end, counting orphans (faults left on the far side), lost experiments (not
+//! found, or not `Finished`) and damaged user state; the goal is 0 / 0 / 0. N is 3 in the
+//! regular run; `CHAOSHUB_KILL_CAMPAIGN_N` sets it (docs/reliability.md records N = 100) and
+//! `CHAOSHUB_KILL_CAMPAIGN_SEED` the seed (printed with the figures), and
+//! `CHAOSHUB_KILL_CAMPAIGN_ONLY=1` skips the failpoints.
 
 use std::io::Write;
 use std::path::Path;
@@ -64,7 +73,128 @@ fn failpoints() -> Vec<String> {
 
 const DURATION: &str = "4s";
 
+/// The campaign's fault: short, so random kill moments land before, during and after it.
+const CAMPAIGN_DURATION: &str = "2s";
+
+/// A small seeded generator (splitmix64): the same seed gives the same kill moments.
+struct Moments(u64);
+
+impl Moments {
+    fn next_ms(&mut self, below: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) % below
+    }
+}
+
+fn campaign_setting(var: &str, default: u64) -> u64 {
+    match std::env::var(var) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{var}={text:?} is not a whole number")),
+        Err(_) => default,
+    }
+}
+
+/// The random kill campaign (see the module doc) on `far`; panics unless 0 / 0 / 0.
+fn run_campaign(far: &dyn FarSide, dir: &Path) {
+    let trials = campaign_setting("CHAOSHUB_KILL_CAMPAIGN_N", 3);
+    let seed = campaign_setting("CHAOSHUB_KILL_CAMPAIGN_SEED", 20261207);
+    let mut moments = Moments(seed);
+    let (mut orphans, mut lost, mut damaged) = (0, 0, 0);
+    let mut problems = Vec::new();
+    let mut phases_at_kill: std::collections::BTreeMap<String, usize> = Default::default();
+    let started = Instant::now();
+    for trial in 0..trials {
+        // Every other kill in the first 60 ms (submission, injection, confirmation), the rest
+        // anywhere in 0–3.5 s (mostly while Running, some after the 2 s deadline).
+        let window = if trial % 2 == 0 { 60 } else { 3500 };
+        let kill_after = Duration::from_millis(moments.next_ms(window));
+        let mut hub = HubProcess::start_replica_on(dir, &far.listen(), "", &[]);
+        let api = Api::new(&hub.url);
+        far.register(&api);
+        far.ready(&api);
+        let name = format!("kill-{seed}-{trial}");
+        let (code, created) = api.post(
+            "/api/v1/experiments",
+            Some(&far.manifest(&name, CAMPAIGN_DURATION)),
+        );
+        assert_eq!(code, 201, "trial {trial}: {created}");
+        let id = uid(&created);
+        std::thread::sleep(kill_after);
+        let phase = api.experiment(&id)["status"]["phase"]
+            .as_str()
+            .unwrap_or("?")
+            .to_string();
+        hub.kill9();
+        *phases_at_kill.entry(phase.clone()).or_default() += 1;
+        drop(hub);
+        let hub = HubProcess::start_replica_on(dir, &far.listen(), "", &[]);
+        let api = Api::new(&hub.url);
+        let restarted = Instant::now();
+        let end = loop {
+            let v = api.experiment(&id);
+            let p = v["status"]["phase"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if v["metadata"]["uid"].is_null()
+                || ["Finished", "Failed", "Aborted"].contains(&p.as_str())
+            {
+                break v;
+            }
+            if restarted.elapsed() > Duration::from_secs(60) {
+                break v;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        if end["status"]["phase"] != "Finished" {
+            lost += 1;
+            problems.push(format!(
+                "trial {trial} (killed {} ms in, {phase}): ended {:?}",
+                kill_after.as_millis(),
+                end["status"]["phase"]
+            ));
+        }
+        let left = far.faults();
+        if left > 0 {
+            orphans += left;
+            problems.push(format!(
+                "trial {trial} (killed {} ms in, {phase}): {left} fault(s) left",
+                kill_after.as_millis()
+            ));
+        }
+        if let Err(e) = far.user_state() {
+            damaged += 1;
+            problems.push(format!("trial {trial}: the user's state: {e}"));
+        }
+        drop(hub);
+    }
+    eprintln!(
+        "\nkill campaign, {}: {trials} trials (seed {seed}, SIGKILL at 0–60 ms or 0–3.5 s after submitting a {CAMPAIGN_DURATION} fault; phase at the kill: {phases_at_kill:?}) in {} s: orphans {orphans}, lost {lost}, damaged {damaged}",
+        far.adapter(),
+        started.elapsed().as_secs()
+    );
+    assert!(
+        problems.is_empty(),
+        "kill campaign on {}: {}",
+        far.adapter(),
+        problems.join("\n")
+    );
+}
+
+/// The failpoint matrix, then the random kill campaign, on `far`
+/// (`CHAOSHUB_KILL_CAMPAIGN_ONLY=1`: the campaign alone).
 fn run_matrix(far: &dyn FarSide, dir: &Path) {
+    if std::env::var_os("CHAOSHUB_KILL_CAMPAIGN_ONLY").is_none() {
+        run_failpoints(far, dir);
+    }
+    run_campaign(far, dir);
+}
+
+fn run_failpoints(far: &dyn FarSide, dir: &Path) {
     let mut rows = Vec::new();
     let mut known: Vec<String> = Vec::new();
     for (round, point) in failpoints().iter().enumerate() {
@@ -253,6 +383,7 @@ impl FarSide for PluginSide {
 
 #[test]
 fn every_failpoint_on_the_webhook_plugin_leaves_nothing_and_loses_nothing() {
+    install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     // A long dead man's switch: only the hub may remove the fault.
     let plugin = Plugin::start(dir.path(), 300);
@@ -306,6 +437,7 @@ impl FarSide for ToxiproxySide {
 
 #[test]
 fn every_failpoint_on_a_real_toxiproxy_leaves_nothing_and_loses_nothing() {
+    install_crypto_provider();
     let Some(server) = ToxiproxyServer::start() else {
         return; // the locator printed the SKIP line (a failure under CI=true)
     };
@@ -356,6 +488,7 @@ impl FarSide for EnvoySide {
 
 #[test]
 fn every_failpoint_on_a_real_envoy_leaves_nothing_and_loses_nothing() {
+    install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let upstream = Upstream::start();
     let envoy = EnvoyProcess::start(dir.path(), &Bootstrap::new(upstream.port));
@@ -406,6 +539,7 @@ impl FarSide for DockerSide {
 
 #[test]
 fn every_failpoint_on_a_real_docker_engine_leaves_nothing_and_loses_nothing() {
+    install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let group = super::docker::group();
     let target = super::docker::Container::run(&group);
@@ -503,6 +637,7 @@ impl FarSide for NativeSide {
 
 #[test]
 fn every_failpoint_on_the_native_agent_leaves_nothing_and_loses_nothing() {
+    install_crypto_provider();
     let topo = super::netns::Topology::new();
     let peer = super::netns::PeerServices::start(&topo.b, &topo.b_ip);
     // The user's own table in the agent's namespace, which no recovery may touch.
