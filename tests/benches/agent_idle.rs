@@ -148,6 +148,26 @@ fn main() {
     );
     let hub_url = format!("http://{}", wait_for_file(&addr_file, "the hub"));
     let token = wait_for_file(&dir.path().join("data/admin.token"), "the hub");
+    // reqwest is built without a rustls provider of its own (`rustls-no-provider`).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::blocking::Client::new();
+    // The agent's environment, and a join token it is admitted with (as an operator would).
+    let registered = client
+        .post(format!("{hub_url}/api/v1/environments"))
+        .bearer_auth(&token)
+        .header("content-type", "application/yaml")
+        .body("apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: idle}\nspec: {adapter: native}\n")
+        .send()
+        .expect("the hub answers");
+    assert_eq!(registered.status().as_u16(), 201, "registering environment idle");
+    let join: serde_json::Value = client
+        .post(format!("{hub_url}/api/v1/environments/idle/join-tokens"))
+        .bearer_auth(&token)
+        .send()
+        .and_then(|r| r.json())
+        .expect("a join token");
+    let join_file = dir.path().join("join.token");
+    std::fs::write(&join_file, join["token"].as_str().expect("the join token")).unwrap();
     let state = dir.path().join("agent-state");
     std::fs::create_dir_all(&state).unwrap();
     let agent = Killed(
@@ -165,15 +185,14 @@ fn main() {
             .arg(format!("127.0.0.1:{}", free_port()))
             .arg("--state-dir")
             .arg(&state)
+            .arg("--join-token-file")
+            .arg(&join_file)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("chaos-agent serve starts"),
     );
     let pid = agent.0.id();
-    // reqwest is built without a rustls provider of its own (`rustls-no-provider`).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::blocking::Client::new();
     let started = Instant::now();
     loop {
         let agents: serde_json::Value = client
