@@ -31,6 +31,20 @@ CREATE TABLE IF NOT EXISTS experiments (
 );
 CREATE INDEX IF NOT EXISTS experiments_phase ON experiments(phase);
 CREATE INDEX IF NOT EXISTS experiments_name ON experiments(namespace, name);
+-- The experiment list (`list_experiments`: newest first, archived or not, at most one page).
+-- Each index holds the list's order (seq) right after its filter, so a page is read from the
+-- newest entry on and the reading stops when the page is full; the other filter columns
+-- follow, so a combination of filters is checked in the index without reading the rows it
+-- rejects. `list_experiments` names the index to use (`list_index`).
+CREATE INDEX IF NOT EXISTS experiments_list ON experiments(archived, seq, phase, kind, namespace, environment);
+CREATE INDEX IF NOT EXISTS experiments_list_kind ON experiments(archived, kind, seq, phase, namespace, environment);
+CREATE INDEX IF NOT EXISTS experiments_list_environment ON experiments(archived, environment, seq, phase, kind, namespace);
+CREATE INDEX IF NOT EXISTS experiments_list_namespace ON experiments(archived, namespace, seq, phase, kind, environment);
+CREATE INDEX IF NOT EXISTS experiments_list_phase ON experiments(archived, phase, seq, kind, namespace, environment);
+-- Experiments the engine may still have work for (`active_experiments`, the events the
+-- retention keeps): a few rows however many have ended. SQLite uses a partial index for a
+-- query whose WHERE has the index's condition word for word, as those queries do.
+CREATE INDEX IF NOT EXISTS experiments_active ON experiments(seq) WHERE phase NOT IN ('Finished','Failed','Aborted');
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time TEXT NOT NULL,
@@ -62,11 +76,77 @@ CREATE TABLE IF NOT EXISTS suite_runs (
 );
 "#;
 
+/// Experiments counted by archive flag, phase, kind and environment, kept by triggers in the
+/// transaction of every change to an experiment: the Prometheus scrape reads a few rows
+/// instead of counting every stored experiment (`count_experiments`). A row whose count falls
+/// to 0 stays, and is left out when read. Created with its triggers, and filled from the
+/// experiments already stored, in one transaction the first time a store is opened by a hub
+/// that has it (`SqliteStore::init`).
+const COUNTS_SCHEMA: &str = r#"
+CREATE TABLE experiment_counts (
+    archived INTEGER NOT NULL,
+    phase TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (archived, phase, kind, environment)
+) WITHOUT ROWID;
+INSERT INTO experiment_counts (archived, phase, kind, environment, count)
+    SELECT archived, phase, kind, environment, COUNT(*) FROM experiments
+    GROUP BY archived, phase, kind, environment;
+CREATE TRIGGER experiment_counts_insert AFTER INSERT ON experiments BEGIN
+    INSERT INTO experiment_counts (archived, phase, kind, environment, count)
+        VALUES (NEW.archived, NEW.phase, NEW.kind, NEW.environment, 1)
+        ON CONFLICT DO UPDATE SET count = count + 1;
+END;
+CREATE TRIGGER experiment_counts_delete AFTER DELETE ON experiments BEGIN
+    UPDATE experiment_counts SET count = count - 1
+        WHERE archived = OLD.archived AND phase = OLD.phase AND kind = OLD.kind
+          AND environment = OLD.environment;
+END;
+CREATE TRIGGER experiment_counts_update AFTER UPDATE OF archived, phase, kind, environment
+    ON experiments
+    WHEN OLD.archived IS NOT NEW.archived OR OLD.phase IS NOT NEW.phase
+      OR OLD.kind IS NOT NEW.kind OR OLD.environment IS NOT NEW.environment
+BEGIN
+    UPDATE experiment_counts SET count = count - 1
+        WHERE archived = OLD.archived AND phase = OLD.phase AND kind = OLD.kind
+          AND environment = OLD.environment;
+    INSERT INTO experiment_counts (archived, phase, kind, environment, count)
+        VALUES (NEW.archived, NEW.phase, NEW.kind, NEW.environment, 1)
+        ON CONFLICT DO UPDATE SET count = count + 1;
+END;
+"#;
+
 mod agent_auth;
 mod auth;
 mod suite_runs;
 
+/// The terminal phases, as `experiments_active` (in `SCHEMA`) spells them: the queries that
+/// leave them out must say `phase NOT IN {TERMINAL}` word for word to use that index.
 const TERMINAL: &str = "('Finished','Failed','Aborted')";
+
+/// The namesakes a new experiment archives. The index is named: left alone, SQLite may take
+/// a list index for `archived = 0` and read a fifth of the table on every submission.
+const NAMESAKES: &str = "SELECT uid, status FROM experiments INDEXED BY experiments_name WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND archived = 0";
+
+/// The index `list_experiments` reads: the first filter present of kind, environment,
+/// namespace and phase (phase last: most stored experiments share one ended phase), else
+/// the list's own. Named rather than left to SQLite, which, with no statistics, may pick the
+/// least selective of several equally good-looking indexes.
+fn list_index(filter: &ExperimentFilter) -> &'static str {
+    if filter.kind.is_some() {
+        "experiments_list_kind"
+    } else if filter.environment.is_some() {
+        "experiments_list_environment"
+    } else if filter.namespace.is_some() {
+        "experiments_list_namespace"
+    } else if filter.phase.is_some() {
+        "experiments_list_phase"
+    } else {
+        "experiments_list"
+    }
+}
 
 /// How SQLite syncs commits to disk (`store.synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +217,7 @@ impl SqliteStore {
         Self::init(Connection::open_in_memory()?, "normal")
     }
 
-    fn init(conn: Connection, synchronous: &str) -> Result<Self, StoreError> {
+    fn init(mut conn: Connection, synchronous: &str) -> Result<Self, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let durability = Durability::parse(synchronous).ok_or_else(|| {
             StoreError::Corrupt(format!(
@@ -155,6 +235,16 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(auth::AUTH_SCHEMA)?;
         conn.execute_batch(agent_auth::SCHEMA)?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let counted: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'experiment_counts')",
+            [],
+            |r| r.get(0),
+        )?;
+        if !counted {
+            tx.execute_batch(COUNTS_SCHEMA)?;
+        }
+        tx.commit()?;
         Ok(Self {
             conn: Mutex::new(conn),
             durability,
@@ -346,7 +436,7 @@ impl Store for SqliteStore {
             // A finished namesake is archived so the name can be reused, as a re-run in CI expects.
             let finished: Vec<(String, String)> = {
                 let mut stmt = tx.prepare(
-                    "SELECT uid, status FROM experiments WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND archived = 0",
+                    NAMESAKES,
                 )?;
                 let rows = stmt.query_map(params![row.namespace, row.kind, row.name], |r| {
                     Ok((r.get(0)?, r.get(1)?))
@@ -488,29 +578,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<ExperimentRow>, StoreError> {
         offload(|| {
             let conn = self.lock();
-            let mut sql =
-                format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE archived = ?1");
-            let mut args: Vec<rusqlite::types::Value> = vec![(filter.archived as i64).into()];
-            let mut add = |clause: &str, value: rusqlite::types::Value| {
-                args.push(value);
-                sql.push_str(&format!(" AND {clause} ?{}", args.len()));
-            };
-            if let Some(phase) = &filter.phase {
-                add("phase =", phase.clone().into());
-            }
-            if let Some(kind) = &filter.kind {
-                add("kind =", kind.clone().into());
-            }
-            if let Some(ns) = &filter.namespace {
-                add("namespace =", ns.clone().into());
-            }
-            if let Some(env) = &filter.environment {
-                add("environment =", env.clone().into());
-            }
-            if let Some(before) = filter.before_seq {
-                add("seq <", before.into());
-            }
-            sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", filter.limit.max(1)));
+            let (sql, args) = list_query(filter);
             let mut stmt = conn.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args), row_to_experiment)?;
             let raws: Vec<RawExperiment> = rows.collect::<Result<_, _>>()?;
@@ -534,7 +602,7 @@ impl Store for SqliteStore {
         offload(|| {
             let conn = self.lock();
             let mut stmt = conn.prepare_cached(
-                "SELECT phase, kind, environment, COUNT(*) FROM experiments WHERE archived = 0 GROUP BY phase, kind, environment",
+                "SELECT phase, kind, environment, count FROM experiment_counts WHERE archived = 0 AND count > 0 ORDER BY phase, kind, environment",
             )?;
             let rows = stmt.query_map([], |r| {
                 Ok(ExperimentCount {
@@ -736,6 +804,36 @@ impl Store for SqliteStore {
     }
 }
 
+/// The query of one page of `list_experiments`, with its arguments.
+fn list_query(filter: &ExperimentFilter) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = format!(
+        "SELECT {EXPERIMENT_COLUMNS} FROM experiments INDEXED BY {} WHERE archived = ?1",
+        list_index(filter)
+    );
+    let mut args: Vec<rusqlite::types::Value> = vec![(filter.archived as i64).into()];
+    let mut add = |clause: &str, value: rusqlite::types::Value| {
+        args.push(value);
+        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    if let Some(phase) = &filter.phase {
+        add("phase =", phase.clone().into());
+    }
+    if let Some(kind) = &filter.kind {
+        add("kind =", kind.clone().into());
+    }
+    if let Some(ns) = &filter.namespace {
+        add("namespace =", ns.clone().into());
+    }
+    if let Some(env) = &filter.environment {
+        add("environment =", env.clone().into());
+    }
+    if let Some(before) = filter.before_seq {
+        add("seq <", before.into());
+    }
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT {}", filter.limit.max(1)));
+    (sql, args)
+}
+
 /// `time >= ?n` for the event list, written so that SQLite finds the first matching event
 /// through the `events_time` index (forced: left alone, SQLite walks the ids from the oldest
 /// to find the minimum) and reads on by id from there: on its own the condition,
@@ -748,6 +846,197 @@ fn since_clause(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan(conn: &Connection, sql: &str, args: Vec<rusqlite::types::Value>) -> Vec<String> {
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    fn experiment(i: usize, phase: &str, kind: &str, environment: &str) -> ExperimentRow {
+        let name = format!("e-{i}");
+        ExperimentRow {
+            seq: 0,
+            uid: format!("uid-{i}"),
+            name: name.clone(),
+            namespace: ["default", "team-a"][i % 2].into(),
+            kind: kind.into(),
+            api_version: "chaos-mesh.org/v1alpha1".into(),
+            metadata: serde_json::from_value(serde_json::json!({"name": name})).unwrap(),
+            spec: serde_json::json!({"action": "delay"}),
+            status: serde_json::from_value(serde_json::json!({
+                "phase": phase, "desired": "Run", "environment": environment,
+                "adapter": "memory", "actions": ["delay"],
+                "createdAt": "2026-01-01T00:00:00Z", "matched": 0, "targets": [],
+                "archived": false,
+            }))
+            .unwrap(),
+            desired_reason: None,
+        }
+    }
+
+    /// Every filter of the experiment list, alone, together and with a continue token, reads
+    /// its page from an index in the list's order: no scan of the table, no sort.
+    #[test]
+    fn experiment_lists_read_an_index_in_list_order() {
+        let store = SqliteStore::in_memory().unwrap();
+        let conn = store.lock();
+        let some = |v: &str| Some(v.to_string());
+        let mut filters = vec![ExperimentFilter::default()];
+        for (phase, kind, namespace, environment) in [
+            (some("Failed"), None, None, None),
+            (None, some("PodChaos"), None, None),
+            (None, None, some("team-a"), None),
+            (None, None, None, some("lab")),
+            (
+                some("Failed"),
+                some("PodChaos"),
+                some("team-a"),
+                some("lab"),
+            ),
+            (some("Failed"), None, some("team-a"), None),
+        ] {
+            filters.push(ExperimentFilter {
+                phase,
+                kind,
+                namespace,
+                environment,
+                ..Default::default()
+            });
+        }
+        for mut filter in filters {
+            for (archived, before_seq) in [(false, None), (true, None), (false, Some(1_000))] {
+                filter.archived = archived;
+                filter.before_seq = before_seq;
+                filter.limit = 101;
+                let (sql, args) = list_query(&filter);
+                let steps = plan(&conn, &sql, args);
+                assert!(
+                    steps.len() == 1
+                        && steps[0].starts_with("SEARCH experiments USING INDEX")
+                        && steps[0].contains(list_index(&filter)),
+                    "{filter:?}: {steps:?}"
+                );
+            }
+        }
+    }
+
+    /// A submission looks its namesakes up by namespace and name, not through a list index.
+    #[test]
+    fn namesakes_are_found_by_name() {
+        let store = SqliteStore::in_memory().unwrap();
+        let conn = store.lock();
+        let steps = plan(
+            &conn,
+            NAMESAKES,
+            vec![
+                "default".to_string().into(),
+                "NetworkChaos".to_string().into(),
+                "a".to_string().into(),
+            ],
+        );
+        assert!(
+            steps.len() == 1 && steps[0].contains("experiments_name (namespace=? AND name=?)"),
+            "{steps:?}"
+        );
+    }
+
+    /// The engine's active experiments and the events the retention keeps are found through
+    /// the partial index of experiments not ended, not by reading every stored experiment.
+    #[test]
+    fn active_experiments_are_read_through_their_index() {
+        let store = SqliteStore::in_memory().unwrap();
+        let conn = store.lock();
+        for sql in [
+            format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE phase NOT IN {TERMINAL} ORDER BY seq ASC"),
+            format!("SELECT uid FROM experiments WHERE phase NOT IN {TERMINAL}"),
+        ] {
+            let steps = plan(&conn, &sql, Vec::new());
+            assert!(
+                steps.iter().all(|s| s.contains("experiments_active") && !s.contains("TEMP B-TREE")),
+                "{sql}: {steps:?}"
+            );
+        }
+    }
+
+    /// The counts the triggers keep are what counting the stored experiments gives, through
+    /// inserts, status changes, archiving a namesake and a delete; and a store from before
+    /// the counts existed has them filled when it is opened.
+    #[test]
+    fn experiment_counts_follow_every_change_and_are_filled_on_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let counted = |store: &SqliteStore| -> Vec<(String, String, String, u64)> {
+            store
+                .count_experiments()
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.phase, c.kind, c.environment, c.count))
+                .collect()
+        };
+        let grouped = |store: &SqliteStore| -> Vec<(String, String, String, u64)> {
+            let conn = store.lock();
+            let mut stmt = conn
+                .prepare("SELECT phase, kind, environment, COUNT(*) FROM experiments WHERE archived = 0 GROUP BY phase, kind, environment ORDER BY phase, kind, environment")
+                .unwrap();
+            stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? as u64))
+            })
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+        };
+        let store = SqliteStore::open(dir.path(), "normal").unwrap();
+        let created = |name: &str| NewEvent {
+            name: name.into(),
+            ..Default::default()
+        };
+        for i in 0..12 {
+            let kind = ["NetworkChaos", "PodChaos"][i % 2];
+            let environment = ["lab-a", "lab-b", "lab-c"][i % 3];
+            store
+                .insert_experiment(&experiment(i, "Running", kind, environment), &created("c"))
+                .unwrap();
+        }
+        assert_eq!(counted(&store), grouped(&store));
+        for i in 0..6 {
+            let mut row = store.get_experiment(&format!("uid-{i}")).unwrap().unwrap();
+            row.status.phase = chaoshub_schema::api::ExperimentPhase::Finished;
+            store.update_status(&row.uid, &row.status, &[]).unwrap();
+            // A status write in the same phase changes no count.
+            store.update_status(&row.uid, &row.status, &[]).unwrap();
+        }
+        store.set_archived("uid-1", &[]).unwrap();
+        // A re-run of an ended experiment archives its namesake.
+        let mut rerun = experiment(2, "Pending", "NetworkChaos", "lab-c");
+        rerun.uid = "uid-2-again".into();
+        store.insert_experiment(&rerun, &created("c")).unwrap();
+        store
+            .lock()
+            .execute("DELETE FROM experiments WHERE uid = 'uid-7'", [])
+            .unwrap();
+        let expected = grouped(&store);
+        assert_eq!(counted(&store), expected);
+        assert!(expected.iter().any(|c| c.0 == "Finished"), "{expected:?}");
+
+        // A store written before the counts existed: no table, no triggers.
+        store
+            .lock()
+            .execute_batch(
+                "DROP TRIGGER experiment_counts_insert; DROP TRIGGER experiment_counts_delete;
+                 DROP TRIGGER experiment_counts_update; DROP TABLE experiment_counts;",
+            )
+            .unwrap();
+        drop(store);
+        let store = SqliteStore::open(dir.path(), "normal").unwrap();
+        assert_eq!(counted(&store), expected);
+        drop(store);
+        // Opened again, the counts are neither filled twice nor lost.
+        let store = SqliteStore::open(dir.path(), "normal").unwrap();
+        assert_eq!(counted(&store), expected);
+    }
 
     /// The event list's `?since=` and the retention's delete use the index on `time`, not a
     /// scan of the whole event log.

@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "console sessions shared by the replicas",
         CONSOLE_SESSIONS,
     ),
+    (
+        5,
+        "indexes of the experiment list and of the experiments not ended",
+        EXPERIMENT_INDEXES,
+    ),
 ];
 
 /// Console sessions (`replication`): the id's SHA-256, the API token sealed with a key only the
@@ -55,6 +60,19 @@ CREATE TABLE agent_directory (
     written_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (environment, name)
 );
+"#;
+
+/// The same indexes as SQLite's (`store/sqlite.rs`, where they are explained): the
+/// experiment list newest first, by archive flag and by each of its filters, with the other
+/// filter columns in the index; and the experiments not ended, by the condition the engine's
+/// and the retention's queries use word for word.
+const EXPERIMENT_INDEXES: &str = r#"
+CREATE INDEX experiments_list ON experiments(archived, seq, phase, kind, namespace, environment);
+CREATE INDEX experiments_list_kind ON experiments(archived, kind, seq, phase, namespace, environment);
+CREATE INDEX experiments_list_environment ON experiments(archived, environment, seq, phase, kind, namespace);
+CREATE INDEX experiments_list_namespace ON experiments(archived, namespace, seq, phase, kind, environment);
+CREATE INDEX experiments_list_phase ON experiments(archived, phase, seq, kind, namespace, environment);
+CREATE INDEX experiments_active ON experiments(seq) WHERE phase NOT IN ('Finished','Failed','Aborted');
 "#;
 
 /// Leases several replicas compete for (`replication`); times on the database's clock.
