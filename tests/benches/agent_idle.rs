@@ -159,7 +159,11 @@ fn main() {
         .body("apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: idle}\nspec: {adapter: native}\n")
         .send()
         .expect("the hub answers");
-    assert_eq!(registered.status().as_u16(), 201, "registering environment idle");
+    assert_eq!(
+        registered.status().as_u16(),
+        201,
+        "registering environment idle"
+    );
     let join: serde_json::Value = client
         .post(format!("{hub_url}/api/v1/environments/idle/join-tokens"))
         .bearer_auth(&token)
