@@ -1,7 +1,6 @@
 //! The embedded SQLite store (WAL), the zero-setup default.
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use chaoshub_schema::api::{
     DesiredState, EnvironmentObject, EventRecord, ExperimentStatus, HaltStatus,
@@ -120,6 +119,7 @@ END;
 
 mod agent_auth;
 mod auth;
+mod group;
 mod suite_runs;
 
 /// The terminal phases, as `experiments_active` (in `SCHEMA`) spells them: the queries that
@@ -176,7 +176,8 @@ impl Durability {
 }
 
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    /// The writer connection with its group commit, and the read connections.
+    group: group::GroupCommit,
     durability: Durability,
 }
 
@@ -208,16 +209,21 @@ impl SqliteStore {
             path: data_dir.display().to_string(),
             source,
         })?;
-        let conn = Connection::open(data_dir.join("chaoshub.db"))?;
-        Self::init(conn, synchronous)
+        let path = data_dir.join("chaoshub.db");
+        let conn = Connection::open(&path)?;
+        Self::init(conn, synchronous, Some(path))
     }
 
     /// An in-memory store for tests and benchmarks.
     pub fn in_memory() -> Result<Self, StoreError> {
-        Self::init(Connection::open_in_memory()?, "normal")
+        Self::init(Connection::open_in_memory()?, "normal", None)
     }
 
-    fn init(mut conn: Connection, synchronous: &str) -> Result<Self, StoreError> {
+    fn init(
+        mut conn: Connection,
+        synchronous: &str,
+        path: Option<std::path::PathBuf>,
+    ) -> Result<Self, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let durability = Durability::parse(synchronous).ok_or_else(|| {
             StoreError::Corrupt(format!(
@@ -246,7 +252,7 @@ impl SqliteStore {
         }
         tx.commit()?;
         Ok(Self {
-            conn: Mutex::new(conn),
+            group: group::GroupCommit::new(conn, durability, path),
             durability,
         })
     }
@@ -255,37 +261,43 @@ impl SqliteStore {
         self.durability
     }
 
-    /// One lifecycle transition in one transaction, committed with `synchronous=FULL` unless
-    /// the store was opened `normal` (see [`Durability`]).
+    /// One lifecycle transition, committed with `synchronous=FULL` unless the store was
+    /// opened `normal` (see [`Durability`]); concurrent writes share one commit
+    /// (`group.rs`), and this returns only once the transition is durable.
     fn transition<R>(
         &self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R, StoreError>,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        offload(|| {
-            let mut conn = self.lock();
-            let raise = self.durability == Durability::Lifecycle;
-            if raise {
-                conn.pragma_update(None, "synchronous", "FULL")?;
-            }
-            let result = (|| {
-                let tx = conn.transaction()?;
-                let out = f(&tx)?;
-                tx.commit()?;
-                Ok(out)
-            })();
-            if raise {
-                if let Err(e) = conn.pragma_update(None, "synchronous", "NORMAL") {
-                    tracing::warn!(error = %e, "cannot lower SQLite synchronous after a transition");
-                }
-            }
-            result
-        })
+        offload(|| self.group.write(true, f))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite half-written (transactions roll
-        // back), so a poisoned lock is safe to reuse.
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// A write without a status change (events, audit entries, last-used times), committed
+    /// with the store's own `synchronous` setting, sharing commits like transitions.
+    fn batched<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        offload(|| self.group.write(false, f))
+    }
+
+    /// The writer connection alone (any open batch committed first), for the writes that
+    /// run their own transaction.
+    fn lock(&self) -> group::Exclusive<'_> {
+        self.group.exclusive()
+    }
+
+    /// A connection that sees only committed data; reads never hold up writes.
+    fn read(&self) -> Result<group::Reader<'_>, StoreError> {
+        self.group.read()
+    }
+
+    /// Transactions committed and writes made durable through group commit so far.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        let s = &self.group.stats;
+        (
+            s.commits.load(std::sync::atomic::Ordering::Relaxed),
+            s.writes.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 }
 
@@ -540,7 +552,7 @@ impl Store for SqliteStore {
 
     fn get_experiment(&self, uid: &str) -> Result<Option<ExperimentRow>, StoreError> {
         offload(|| {
-            let conn = self.lock();
+            let conn = self.read()?;
             let raw = conn
                 .query_row(
                     &format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE uid = ?1"),
@@ -558,7 +570,7 @@ impl Store for SqliteStore {
         name: &str,
     ) -> Result<Option<ExperimentRow>, StoreError> {
         offload(|| {
-            let conn = self.lock();
+            let conn = self.read()?;
             let raw = conn
                 .query_row(
                     &format!(
@@ -577,7 +589,7 @@ impl Store for SqliteStore {
         filter: &ExperimentFilter,
     ) -> Result<Vec<ExperimentRow>, StoreError> {
         offload(|| {
-            let conn = self.lock();
+            let conn = self.read()?;
             let (sql, args) = list_query(filter);
             let mut stmt = conn.prepare(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args), row_to_experiment)?;
@@ -588,7 +600,7 @@ impl Store for SqliteStore {
 
     fn active_experiments(&self) -> Result<Vec<ExperimentRow>, StoreError> {
         offload(|| {
-            let conn = self.lock();
+            let conn = self.read()?;
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE phase NOT IN {TERMINAL} ORDER BY seq ASC"
             ))?;
@@ -600,7 +612,7 @@ impl Store for SqliteStore {
 
     fn count_experiments(&self) -> Result<Vec<ExperimentCount>, StoreError> {
         offload(|| {
-            let conn = self.lock();
+            let conn = self.read()?;
             let mut stmt = conn.prepare_cached(
                 "SELECT phase, kind, environment, count FROM experiment_counts WHERE archived = 0 AND count > 0 ORDER BY phase, kind, environment",
             )?;
@@ -617,13 +629,7 @@ impl Store for SqliteStore {
     }
 
     fn append_events(&self, events: &[NewEvent]) -> Result<Vec<EventRecord>, StoreError> {
-        offload(|| {
-            let mut conn = self.lock();
-            let tx = conn.transaction()?;
-            let records = insert_events(&tx, events)?;
-            tx.commit()?;
-            Ok(records)
-        })
+        self.batched(|conn| insert_events(conn, events))
     }
 
     fn prune_events(&self, older_than: &str, max_rows: u64) -> Result<u64, StoreError> {
@@ -661,7 +667,7 @@ impl Store for SqliteStore {
 
     fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>, StoreError> {
         offload(|| {
-            let conn = self.lock();
+            let conn = self.read()?;
             let mut sql = "SELECT id, time, name, experiment_uid, environment, target, message, attributes FROM events WHERE 1=1".to_string();
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
             if let Some(uid) = &filter.experiment_uid {
@@ -736,7 +742,7 @@ impl Store for SqliteStore {
 
     fn get_environment(&self, name: &str) -> Result<Option<EnvironmentObject>, StoreError> {
         offload(|| {
-            let conn = self.lock();
+            let conn = self.read()?;
             let text: Option<String> = conn
                 .query_row(
                     "SELECT object FROM environments WHERE name = ?1",
@@ -753,7 +759,7 @@ impl Store for SqliteStore {
 
     fn list_environments(&self) -> Result<Vec<EnvironmentObject>, StoreError> {
         offload(|| {
-            let conn = self.lock();
+            let conn = self.read()?;
             let mut stmt =
                 conn.prepare_cached("SELECT name, object FROM environments ORDER BY name")?;
             let rows =
@@ -779,7 +785,7 @@ impl Store for SqliteStore {
 
     fn halt_status(&self) -> Result<HaltStatus, StoreError> {
         offload(|| {
-            let conn = self.lock();
+            let conn = self.read()?;
             let text: Option<String> = conn
                 .query_row("SELECT value FROM settings WHERE key = 'halt'", [], |r| {
                     r.get(0)

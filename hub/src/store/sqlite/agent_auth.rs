@@ -63,7 +63,7 @@ impl AgentAuthStore for SqliteStore {
     }
 
     fn list_join_tokens(&self, environment: &str) -> Result<Vec<JoinTokenRecord>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {TOKEN_COLUMNS} FROM agent_join_tokens WHERE environment = ?1 ORDER BY created_at, id"
         ))?;
@@ -72,7 +72,7 @@ impl AgentAuthStore for SqliteStore {
     }
 
     fn find_join_token(&self, hash: &str) -> Result<Option<JoinTokenRecord>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read()?;
         Ok(conn
             .query_row(
                 &format!("SELECT {TOKEN_COLUMNS} FROM agent_join_tokens WHERE hash = ?1"),
@@ -125,7 +125,7 @@ impl AgentAuthStore for SqliteStore {
         environment: &str,
         name: &str,
     ) -> Result<Option<(AgentCredentialRecord, String)>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read()?;
         Ok(conn
             .query_row(
                 "SELECT environment, name, join_token_id, created_at, last_used_at, hash
@@ -153,12 +153,13 @@ impl AgentAuthStore for SqliteStore {
         name: &str,
         at: &str,
     ) -> Result<(), StoreError> {
-        let conn = self.lock();
-        conn.execute(
-            "UPDATE agent_credentials SET last_used_at = ?3 WHERE environment = ?1 AND name = ?2",
-            params![environment, name, at],
-        )?;
-        Ok(())
+        self.batched(|conn| {
+            conn.execute(
+                "UPDATE agent_credentials SET last_used_at = ?3 WHERE environment = ?1 AND name = ?2",
+                params![environment, name, at],
+            )?;
+            Ok(())
+        })
     }
 
     fn delete_agent_credential(&self, environment: &str, name: &str) -> Result<bool, StoreError> {

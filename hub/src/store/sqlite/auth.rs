@@ -160,7 +160,7 @@ impl AuthStore for SqliteStore {
     }
 
     fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read()?;
         let raw = conn
             .prepare_cached(&format!(
                 "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?1"
@@ -171,7 +171,7 @@ impl AuthStore for SqliteStore {
     }
 
     fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read()?;
         let mut stmt = conn.prepare(&format!(
             "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY name"
         ))?;
@@ -184,7 +184,7 @@ impl AuthStore for SqliteStore {
     }
 
     fn count_live_tokens(&self) -> Result<u64, StoreError> {
-        let conn = self.lock();
+        let conn = self.read()?;
         let n: i64 = conn.query_row(
             "SELECT COUNT(*) FROM api_tokens WHERE revoked_at IS NULL",
             [],
@@ -215,19 +215,19 @@ impl AuthStore for SqliteStore {
     }
 
     fn touch_token(&self, name: &str, time: &str) -> Result<(), StoreError> {
-        let conn = self.lock();
-        conn.prepare_cached("UPDATE api_tokens SET last_used_at = ?2 WHERE name = ?1")?
-            .execute(params![name, time])?;
-        Ok(())
+        self.batched(|conn| {
+            conn.prepare_cached("UPDATE api_tokens SET last_used_at = ?2 WHERE name = ?1")?
+                .execute(params![name, time])?;
+            Ok(())
+        })
     }
 
     fn append_audit(&self, entry: &NewAudit) -> Result<AuditRecord, StoreError> {
-        let conn = self.lock();
-        insert_audit(&conn, entry)
+        self.batched(|conn| insert_audit(conn, entry))
     }
 
     fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StoreError> {
-        let conn = self.lock();
+        let conn = self.read()?;
         let mut sql = String::from(
             "SELECT id, time, principal, role, source, method, route, path, object, outcome, status, message FROM audit WHERE 1 = 1",
         );

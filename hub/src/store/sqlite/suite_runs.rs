@@ -40,7 +40,7 @@ impl SuiteRunStore for SqliteStore {
 
     fn running_suite_runs(&self) -> Result<Vec<SuiteRun>, StoreError> {
         offload(|| {
-            let conn = self.lock();
+            let conn = self.read()?;
             let mut stmt = conn.prepare(
                 "SELECT id, journal FROM suite_runs WHERE phase = 'Running' ORDER BY seq",
             )?;
@@ -60,7 +60,7 @@ impl SuiteRunStore for SqliteStore {
 
     fn get_suite_run(&self, id: &str) -> Result<Option<SuiteRun>, StoreError> {
         offload(|| {
-            let conn = self.lock();
+            let conn = self.read()?;
             let text: Option<String> = conn
                 .query_row(
                     "SELECT journal FROM suite_runs WHERE id = ?1",
@@ -77,7 +77,7 @@ impl SuiteRunStore for SqliteStore {
 
     fn list_suite_runs(&self, limit: usize) -> Result<Vec<SuiteRunSummary>, StoreError> {
         offload(|| {
-            let conn = self.lock();
+            let conn = self.read()?;
             let mut stmt =
                 conn.prepare("SELECT id, journal FROM suite_runs ORDER BY seq DESC LIMIT ?1")?;
             let rows = stmt.query_map(params![limit as i64], |r| {
