@@ -15,6 +15,7 @@
 //! [`Engine::run_lifecycle`] with their own [`Start`] step.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,6 +42,7 @@ use crate::telemetry::{AdapterOp, Telemetry};
 use crate::time::{self, Clock};
 
 mod drift_watch;
+mod due_queue;
 mod verify;
 
 pub use drift_watch::DriftWatches;
@@ -65,6 +67,10 @@ pub struct Engine {
     /// `security.protected_selector`: the label that protects a target everywhere.
     protected_label: Option<crate::selection::ProtectedLabel>,
     wake: Notify,
+    /// The loop must read every active experiment at its next turn (`wake`).
+    scan_wanted: AtomicBool,
+    /// When each experiment is next due, as the passes that ended (and the scans) found.
+    due_at: Mutex<due_queue::DueQueue>,
     /// Experiments with a pass under way; `true` when another pass was asked for meanwhile.
     inflight: Mutex<HashMap<String, bool>>,
     /// Earliest time a failed recovery is retried, per experiment.
@@ -349,6 +355,8 @@ impl Engine {
             endpoints,
             protected_label,
             wake: Notify::new(),
+            scan_wanted: AtomicBool::new(true),
+            due_at: Mutex::new(due_queue::DueQueue::default()),
             inflight: Mutex::new(HashMap::new()),
             retry_at: Mutex::new(HashMap::new()),
             injecting: Mutex::new(HashMap::new()),
@@ -598,20 +606,33 @@ impl Engine {
                 inflight.remove(&uid);
                 break;
             }
-            // A parent follows its children: let it see this one's new phase.
-            engine.trigger_parent(&uid);
-            engine.wake.notify_one();
+            engine.after_pass(&uid);
         });
     }
 
-    /// Pokes the parent (label [`PARENT_LABEL`]) of an experiment, if it has one.
-    fn trigger_parent(self: &Arc<Self>, uid: &str) {
-        let parent = match self.store.get_experiment(uid) {
-            Ok(Some(row)) => row.metadata.labels.get(PARENT_LABEL).cloned(),
-            _ => None,
+    /// After a pass: pokes the experiment's parent (label [`PARENT_LABEL`]), which follows
+    /// its children, and tells the loop when the experiment is next due.
+    fn after_pass(self: &Arc<Self>, uid: &str) {
+        let row = match self.store.get_experiment(uid) {
+            Ok(Some(row)) => row,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(experiment = %uid, error = %e, "cannot read an experiment after its pass; the next scan looks at it");
+                self.wake();
+                return;
+            }
         };
-        if let Some(parent) = parent {
-            self.trigger(&parent);
+        if let Some(parent) = row.metadata.labels.get(PARENT_LABEL) {
+            self.trigger(parent);
+        }
+        let now = self.now();
+        let at = match self.due(&row, now) {
+            Due::Now => now,
+            Due::At(t) => t,
+            Due::Idle => return,
+        };
+        if lock(&self.due_at).note(uid, at) {
+            self.wake.notify_one();
         }
     }
 
@@ -632,8 +653,10 @@ impl Engine {
         }))
     }
 
-    /// Wakes the background loop so it recomputes its next deadline.
+    /// Wakes the background loop to read every active experiment again (something changed
+    /// that no single pass reports: another replica's write, a halt, a retry plan).
     pub fn wake(&self) {
+        self.scan_wanted.store(true, Ordering::SeqCst);
         self.wake.notify_one();
     }
 
@@ -646,9 +669,12 @@ impl Engine {
         // An agent that (re)connects may have restarted without its faults: read them back.
         let mut connections = self.agents.subscribe_connections();
         let mut role = self.leadership().subscribe();
+        let mut next_scan = self.now();
         loop {
             if !self.leadership().is_leader() {
-                // A follower: nothing to scan until this replica takes the lease.
+                // A follower: nothing to scan until this replica takes the lease, and then
+                // everything.
+                self.scan_wanted.store(true, Ordering::SeqCst);
                 tokio::select! {
                     _ = role.changed() => {}
                     // The grant may lapse on the local clock with no change sent.
@@ -661,22 +687,33 @@ impl Engine {
                 continue;
             }
             let now = self.now();
-            let mut next = now + resync;
-            match self.store.active_experiments() {
-                Ok(rows) => {
-                    for row in rows {
-                        // Watchers of Running experiments (started again after a restart);
-                        // no-ops otherwise.
-                        self.watch(&row);
-                        match self.due(&row, now) {
-                            Due::Now => self.trigger(&row.uid),
-                            Due::At(t) => next = next.min(t),
-                            Due::Idle => {}
+            if self.scan_wanted.swap(false, Ordering::SeqCst) || now >= next_scan {
+                next_scan = now + resync;
+                match self.store.active_experiments() {
+                    Ok(rows) => {
+                        for row in rows {
+                            // Watchers of Running experiments (started again after a
+                            // restart); no-ops otherwise.
+                            self.watch(&row);
+                            match self.due(&row, now) {
+                                Due::Now => self.trigger(&row.uid),
+                                Due::At(t) => {
+                                    lock(&self.due_at).note(&row.uid, t);
+                                }
+                                Due::Idle => {}
+                            }
                         }
                     }
+                    Err(e) => tracing::error!(error = %e, "cannot scan experiments"),
                 }
-                Err(e) => tracing::error!(error = %e, "cannot scan experiments"),
             }
+            let due = lock(&self.due_at).pop_due(now);
+            for uid in due {
+                self.trigger(&uid);
+            }
+            let next = lock(&self.due_at)
+                .next()
+                .map_or(next_scan, |t| t.min(next_scan));
             let sleep_for = (next - self.now()).to_std().unwrap_or(Duration::ZERO);
             let moved = async {
                 match clock_moved.as_mut() {
@@ -691,12 +728,17 @@ impl Engine {
             tokio::select! {
                 _ = tokio::time::sleep(sleep_for) => {}
                 _ = self.wake.notified() => {}
-                _ = moved => {}
-                connected = connections.recv() => match connected {
-                    Ok(c) => self.verify_soon(Some(&c.environment)),
-                    Err(broadcast::error::RecvError::Lagged(_)) => self.verify_soon(None),
-                    Err(broadcast::error::RecvError::Closed) => {}
-                },
+                // A manual clock (tests) may have jumped past any deadline: look at everything.
+                _ = moved => self.scan_wanted.store(true, Ordering::SeqCst),
+                connected = connections.recv() => {
+                    match connected {
+                        Ok(c) => self.verify_soon(Some(&c.environment)),
+                        Err(broadcast::error::RecvError::Lagged(_)) => self.verify_soon(None),
+                        Err(broadcast::error::RecvError::Closed) => {}
+                    }
+                    // The reads it planned are due now.
+                    self.scan_wanted.store(true, Ordering::SeqCst);
+                }
                 _ = shutdown.changed() => {
                     self.stopped.send_replace(true);
                     return;
@@ -1230,8 +1272,8 @@ impl Engine {
         failpoints::hit("engine.before_running").await;
         self.save(row, unsaved.into_iter().chain([ev]).collect())?;
         failpoints::hit("engine.after_running").await;
+        // The loop learns the deadline when this pass ends (`after_pass`).
         self.watch(row);
-        self.wake();
         Ok(())
     }
 
@@ -1603,7 +1645,6 @@ impl Engine {
         let ev = experiment_event(row, events::EXPERIMENT_RUNNING, message);
         self.save(row, vec![ev])?;
         self.watch(row);
-        self.wake();
         Ok(())
     }
 
