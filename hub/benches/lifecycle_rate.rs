@@ -45,6 +45,11 @@ fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// The durability the bench runs with (the variable, or the default).
+fn engine_sync() -> String {
+    std::env::var("CHAOSHUB_BENCH_SYNCHRONOUS").unwrap_or_else(|_| "lifecycle (default)".into())
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -84,7 +89,10 @@ async fn main() {
         data_dir: dir.path().to_path_buf(),
         ..Default::default()
     };
-    config.engine.resync_interval_ms = 200;
+    // `CHAOSHUB_BENCH_SYNCHRONOUS=normal` (or `full`) instead of the default `lifecycle`.
+    if let Ok(level) = std::env::var("CHAOSHUB_BENCH_SYNCHRONOUS") {
+        config.store.synchronous = level;
+    }
     let mut registry = AdapterRegistry::builtin();
     registry.register(Arc::new(InstantAdapter::default()));
     let hub = chaoshub::server::start_with(config, registry)
@@ -112,7 +120,8 @@ async fn main() {
     assert!(env.status().is_success(), "environment: {}", env.status());
     let engine = hub.hub.engine.clone();
     println!(
-        "lifecycle rate: SQLite on disk, store.synchronous = lifecycle (default), {} cores",
+        "lifecycle rate: SQLite on disk, store.synchronous = {}, {} cores",
+        engine_sync(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
@@ -156,7 +165,9 @@ async fn main() {
             loop {
                 match rx.recv().await {
                     Ok(e) if e.name == chaoshub::events::EXPERIMENT_FINISHED => {
-                        let Some(uid) = e.experiment_uid else { continue };
+                        let Some(uid) = e.experiment_uid else {
+                            continue;
+                        };
                         let mut f = finishes.lock().unwrap();
                         match f.waiting.remove(&uid) {
                             Some(tx) => {

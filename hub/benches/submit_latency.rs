@@ -265,11 +265,16 @@ async fn main() {
     let (_toxiproxy, toxiproxy_url) = start_toxiproxy(&direct).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let config = HubConfig {
+    let mut config = HubConfig {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.path().join("data"),
         ..Default::default()
     };
+    // `CHAOSHUB_BENCH_SYNCHRONOUS=normal` shows what the lifecycle fsyncs cost.
+    if let Ok(level) = std::env::var("CHAOSHUB_BENCH_SYNCHRONOUS") {
+        config.store.synchronous = level;
+    }
+    println!("store.synchronous = {}", config.store.synchronous);
     let hub = chaoshub::server::start(config).await.unwrap();
     let base = hub.url();
     let token = std::fs::read_to_string(dir.path().join("data").join("admin.token")).unwrap();
