@@ -296,6 +296,15 @@ pub fn managed_command(
             set("InstallDependencies", deps.into());
             "AWSFIS-Run-Network-Blackhole-Port"
         }
+        HostFault::Bandwidth { .. } => {
+            return Err(unsupported(
+                host,
+                format!(
+                    "no AWSFIS-Run-* document shapes bandwidth; {}",
+                    managed_hint()
+                ),
+            ))
+        }
         HostFault::DiskFill { size, .. } => {
             let Size::Percent(pct) = size else {
                 return Err(unsupported(

@@ -4,6 +4,7 @@
 //! Everything a user wrote that ends up in a shell script is either a validated number, a
 //! validated name (interface, process), or a string that `scripts.rs` single-quotes.
 
+use chaoshub_schema::agent::parse_rate_bps;
 use chaoshub_schema::chaosmesh::network::{Direction, NetworkChaosAction, NetworkChaosSpec};
 use chaoshub_schema::chaosmesh::physical_machine_chaos::{
     PhysicalMachineChaosAction as PmAction, PhysicalMachineChaosSpec,
@@ -75,6 +76,15 @@ pub enum HostFault {
         percent: f64,
         destinations: Vec<String>,
     },
+    /// Egress shaped to `rate_bps` by an HTB class (burst `buffer_bytes`) over a byte FIFO of
+    /// `limit_bytes`; only packets to `destinations` when any are listed.
+    Bandwidth {
+        device: Option<String>,
+        rate_bps: u64,
+        limit_bytes: u64,
+        buffer_bytes: u64,
+        destinations: Vec<String>,
+    },
     Partition {
         device: Option<String>,
         direction: TrafficDirection,
@@ -140,6 +150,18 @@ impl HostFault {
                 ..
             } => format!("delay {latency_ms}ms ± {jitter_ms}ms"),
             HostFault::Loss { percent, .. } => format!("loss {percent}% of outgoing packets"),
+            HostFault::Bandwidth {
+                rate_bps,
+                destinations,
+                ..
+            } => {
+                let to = if destinations.is_empty() {
+                    String::new()
+                } else {
+                    format!(" to {}", destinations.join(", "))
+                };
+                format!("bandwidth {rate_bps} bit/s for outgoing packets{to}")
+            }
             HostFault::Partition {
                 peers,
                 port,
@@ -365,7 +387,7 @@ pub fn translate(fault: &FaultRequest) -> Result<FaultSpecOnHost, AdapterError> 
         other => Err(unsupported(
             other.kind().as_str(),
             &fault.actions.join(","),
-            "the ssm adapter runs StressChaos, NetworkChaos (delay, loss, partition) and \
+            "the ssm adapter runs StressChaos, NetworkChaos (delay, loss, bandwidth, partition) and \
              PhysicalMachineChaos (stress-cpu, stress-mem, disk-fill, process, network-delay, \
              network-loss, network-partition, user_defined)",
         )),
@@ -530,6 +552,31 @@ fn translate_network(
                 destinations: ipv4_peers(&spec.external_targets, "spec.externalTargets", KIND, a)?,
             }
         }
+        NetworkChaosAction::Bandwidth => {
+            let Some(bw) = &spec.bandwidth else {
+                return Err(unsupported(KIND, a, "spec.bandwidth is required"));
+            };
+            // The same reading of tc's rate units as the native agent's mapping (bit vs bytes).
+            let rate_bps = parse_rate_bps(&bw.rate)
+                .map_err(|e| unsupported(KIND, a, format!("spec.bandwidth.rate {e}")))?;
+            if bw.peakrate.is_some() || bw.minburst.is_some() {
+                ignored.push(
+                    "spec.bandwidth.peakrate / minburst (an HTB class shapes at rate, with buffer \
+                     as its burst; there is no second, peak-rate bucket)"
+                        .into(),
+                );
+            }
+            if spec.direction != Direction::To {
+                ignored.push("spec.direction (bandwidth shapes outgoing packets)".into());
+            }
+            HostFault::Bandwidth {
+                device: dev,
+                rate_bps,
+                limit_bytes: u64::from(bw.limit),
+                buffer_bytes: u64::from(bw.buffer),
+                destinations: ipv4_peers(&spec.external_targets, "spec.externalTargets", KIND, a)?,
+            }
+        }
         NetworkChaosAction::Partition => {
             let peers = ipv4_peers(&spec.external_targets, "spec.externalTargets", KIND, a)?;
             let (port, protocol) = annotation_port(fault, KIND, a)?;
@@ -560,7 +607,7 @@ fn translate_network(
             return Err(unsupported(
                 KIND,
                 other.as_str(),
-                "the ssm adapter runs NetworkChaos delay, loss and partition",
+                "the ssm adapter runs NetworkChaos delay, loss, bandwidth and partition",
             ))
         }
     };
