@@ -296,11 +296,12 @@ pub fn managed_command(
             set("InstallDependencies", deps.into());
             "AWSFIS-Run-Network-Blackhole-Port"
         }
-        HostFault::Bandwidth { .. } => {
+        HostFault::Bandwidth { .. } | HostFault::Netem { .. } => {
             return Err(unsupported(
                 host,
                 format!(
-                    "no AWSFIS-Run-* document shapes bandwidth; {}",
+                    "no AWSFIS-Run-* document runs NetworkChaos {}; {}",
+                    host.action,
                     managed_hint()
                 ),
             ))

@@ -76,6 +76,14 @@ pub enum HostFault {
         percent: f64,
         destinations: Vec<String>,
     },
+    /// netem duplicating (`duplicate`) or corrupting (`corrupt`) `percent` of the packets the
+    /// interface sends.
+    Netem {
+        device: Option<String>,
+        effect: &'static str,
+        percent: f64,
+        correlation: Option<f64>,
+    },
     /// Egress shaped to `rate_bps` by an HTB class (burst `buffer_bytes`) over a byte FIFO of
     /// `limit_bytes`; only packets to `destinations` when any are listed.
     Bandwidth {
@@ -150,6 +158,9 @@ impl HostFault {
                 ..
             } => format!("delay {latency_ms}ms ± {jitter_ms}ms"),
             HostFault::Loss { percent, .. } => format!("loss {percent}% of outgoing packets"),
+            HostFault::Netem {
+                effect, percent, ..
+            } => format!("{effect} {percent}% of outgoing packets"),
             HostFault::Bandwidth {
                 rate_bps,
                 destinations,
@@ -387,7 +398,7 @@ pub fn translate(fault: &FaultRequest) -> Result<FaultSpecOnHost, AdapterError> 
         other => Err(unsupported(
             other.kind().as_str(),
             &fault.actions.join(","),
-            "the ssm adapter runs StressChaos, NetworkChaos (delay, loss, bandwidth, partition) and \
+            "the ssm adapter runs StressChaos, NetworkChaos (delay, loss, duplicate, corrupt, bandwidth, partition) and \
              PhysicalMachineChaos (stress-cpu, stress-mem, disk-fill, process, network-delay, \
              network-loss, network-partition, user_defined)",
         )),
@@ -535,6 +546,40 @@ fn translate_network(
                 },
             }
         }
+        NetworkChaosAction::Duplicate | NetworkChaosAction::Corrupt => {
+            let (effect, pct, correlation) = match (action, &spec.duplicate, &spec.corrupt) {
+                (NetworkChaosAction::Duplicate, Some(d), _) => {
+                    ("duplicate", &d.duplicate, &d.correlation)
+                }
+                (NetworkChaosAction::Corrupt, _, Some(c)) => ("corrupt", &c.corrupt, &c.correlation),
+                _ => return Err(unsupported(KIND, a, format!("spec.{a} is required"))),
+            };
+            // Like the delay, a plain root netem: limiting it to peers would be a different
+            // fault, so that is refused rather than ignored.
+            if !spec.external_targets.is_empty() {
+                return Err(unsupported(
+                    KIND,
+                    a,
+                    format!(
+                        "spec.externalTargets is not supported with {a} by the ssm adapter (its \
+                         netem applies to every packet the interface sends); remove it, or use a \
+                         native agent or docker environment for a per-peer {a}"
+                    ),
+                ));
+            }
+            if spec.direction != Direction::To {
+                ignored.push(format!("spec.direction ({a} applies to outgoing packets)"));
+            }
+            HostFault::Netem {
+                device: dev,
+                effect,
+                percent: percent(pct, &format!("spec.{a}.{a}"), KIND, a)?,
+                correlation: match correlation {
+                    Some(c) => Some(percent(c, &format!("spec.{a}.correlation"), KIND, a)?),
+                    None => None,
+                },
+            }
+        }
         NetworkChaosAction::Loss => {
             let Some(loss) = &spec.loss else {
                 return Err(unsupported(KIND, a, "spec.loss is required"));
@@ -607,7 +652,7 @@ fn translate_network(
             return Err(unsupported(
                 KIND,
                 other.as_str(),
-                "the ssm adapter runs NetworkChaos delay, loss, bandwidth and partition",
+                "the ssm adapter runs NetworkChaos delay, loss, duplicate, corrupt, bandwidth and partition",
             ))
         }
     };

@@ -223,9 +223,6 @@ fn delay_steps(
     jitter_ms: f64,
     correlation: Option<f64>,
 ) -> Steps {
-    let handle = netem_handle(ctx.injection_id);
-    let mut checks = need_tool("tc", "install iproute2 / iproute-tc");
-    checks.push_str(&device_check(device));
     let mut netem = format!("netem delay {latency_ms}ms");
     if jitter_ms > 0.0 {
         let _ = write!(netem, " {jitter_ms}ms");
@@ -233,6 +230,16 @@ fn delay_steps(
             let _ = write!(netem, " {c}%");
         }
     }
+    netem_steps(ctx, device, &netem)
+}
+
+/// A root netem qdisc with the injection's handle; `netem` is its kind and arguments
+/// (`netem duplicate 20%`). Where the kernel has no netem the script refuses with
+/// [`EXIT_UNSUPPORTED_HOST`] naming `sch_netem`.
+fn netem_steps(ctx: &ScriptContext, device: &Option<String>, netem: &str) -> Steps {
+    let handle = netem_handle(ctx.injection_id);
+    let mut checks = need_tool("tc", "install iproute2 / iproute-tc");
+    checks.push_str(&device_check(device));
     let apply = format!(
         r#"echo "$DEV" > "$STATE/dev"
 modprobe sch_netem >/dev/null 2>&1 || true
@@ -556,6 +563,18 @@ fn steps(spec: &FaultSpecOnHost, ctx: &ScriptContext) -> Steps {
             jitter_ms,
             correlation,
         } => delay_steps(ctx, device, *latency_ms, *jitter_ms, *correlation),
+        HostFault::Netem {
+            device,
+            effect,
+            percent,
+            correlation,
+        } => {
+            let mut netem = format!("netem {effect} {percent}%");
+            if let Some(c) = correlation {
+                let _ = write!(netem, " {c}%");
+            }
+            netem_steps(ctx, device, &netem)
+        }
         HostFault::Bandwidth {
             device,
             rate_bps,

@@ -1229,3 +1229,70 @@ async fn bandwidth_to_an_external_address_shapes_only_its_traffic() {
     );
     assert!(after > 40.0, "{after:.1} Mbit/s after recovery");
 }
+
+/// Duplicate and corrupt are root netem qdiscs like the delay: on this kernel (no sch_netem)
+/// the script refuses with exit 3 naming the module and leaves nothing behind; with a
+/// stand-in `tc` playing a kernel with netem, it runs the right command line and its scheduled
+/// revert deletes exactly that qdisc.
+#[test]
+fn duplicate_and_corrupt_refuse_clearly_without_sch_netem_and_run_netem_where_it_exists() {
+    let ns = Netns::new();
+    for (action, block, netem, id) in [
+        (
+            "duplicate",
+            "duplicate: {duplicate: '20', correlation: '25'}",
+            "netem duplicate 20% 25%",
+            "d0a1-0",
+        ),
+        (
+            "corrupt",
+            "corrupt: {corrupt: '15'}",
+            "netem corrupt 15%",
+            "d0a1-1",
+        ),
+    ] {
+        let scratch = Scratch::new();
+        let f = fault(
+            &network_chaos(
+                action,
+                &format!("  device: {}\n  {block}\n", ns.dev_a),
+                "3s",
+            ),
+            id,
+        );
+        let script = script_for(&scratch, &f);
+        let handle = netem_handle(id);
+        assert!(
+            script.contains(&format!("root handle {handle} {netem}")),
+            "{script}"
+        );
+        let out = run_script(&scratch, "inject.sh", &script, Some(&ns.a), None);
+        if out.status.success() {
+            let qdisc = ns.qdiscs();
+            assert!(qdisc.contains("netem"), "{qdisc}");
+            eprintln!("this kernel has sch_netem: {action} was applied and read back ({qdisc})");
+            recover_ok(&scratch, id, Some(&ns.a));
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(3), "{action}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("sch_netem"), "{stderr}");
+        assert!(!scratch.state(id).exists(), "nothing is left behind");
+        assert!(!ns.qdiscs().contains(&handle), "{}", ns.qdiscs());
+
+        // The same script where netem exists (a stand-in tc).
+        let bin = fake_tc(scratch.path());
+        let out = run_script(&scratch, "inject.sh", &script, Some(&ns.a), Some(&bin));
+        assert!(out.status.success(), "{}", text(&out));
+        let dev = &ns.dev_a;
+        let log = read(&scratch.path().join("tc.log"));
+        assert!(
+            log.contains(&format!("qdisc add dev {dev} root handle {handle} {netem}")),
+            "{log}"
+        );
+        wait_until("the scheduled tc revert", Duration::from_secs(15), || {
+            read(&scratch.path().join("tc.log"))
+                .contains(&format!("qdisc del dev {dev} root handle {handle}"))
+        });
+    }
+}
