@@ -35,6 +35,13 @@ const NO_NETEM: &str = "the generated scripts delay with tc netem and the test m
                         has no sch_netem; adapters/tests/ssm/host.rs checks that the script \
                         refuses clearly there and the tc command line it runs where netem exists";
 
+/// The SSM scripts duplicate and corrupt with `tc netem` too.
+const NO_NETEM_EFFECTS: &str = "the generated scripts duplicate and corrupt with tc netem and the \
+                                test machine's kernel has no sch_netem; \
+                                adapters/tests/ssm/host.rs checks that the script refuses \
+                                clearly there (exit 3 naming sch_netem, nothing left behind) and \
+                                the tc command line it runs where netem exists";
+
 /// Every supported cell without a measured figure must be listed here with its reason (a test
 /// checks both ways: no cell missing, no entry left over once its cell is measured).
 pub const UNMEASURED: &[Unmeasured] = &[
@@ -57,6 +64,16 @@ pub const UNMEASURED: &[Unmeasured] = &[
         adapter: "ssm",
         row: "PhysicalMachineChaos/network-delay",
         reason: NO_NETEM,
+    },
+    Unmeasured {
+        adapter: "ssm",
+        row: "NetworkChaos/duplicate",
+        reason: NO_NETEM_EFFECTS,
+    },
+    Unmeasured {
+        adapter: "ssm",
+        row: "NetworkChaos/corrupt",
+        reason: NO_NETEM_EFFECTS,
     },
     Unmeasured {
         adapter: "native",

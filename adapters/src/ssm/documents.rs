@@ -296,6 +296,16 @@ pub fn managed_command(
             set("InstallDependencies", deps.into());
             "AWSFIS-Run-Network-Blackhole-Port"
         }
+        HostFault::Bandwidth { .. } | HostFault::Netem { .. } => {
+            return Err(unsupported(
+                host,
+                format!(
+                    "no AWSFIS-Run-* document runs NetworkChaos {}; {}",
+                    host.action,
+                    managed_hint()
+                ),
+            ))
+        }
         HostFault::DiskFill { size, .. } => {
             let Size::Percent(pct) = size else {
                 return Err(unsupported(

@@ -4,6 +4,7 @@
 //! Everything a user wrote that ends up in a shell script is either a validated number, a
 //! validated name (interface, process), or a string that `scripts.rs` single-quotes.
 
+use chaoshub_schema::agent::parse_rate_bps;
 use chaoshub_schema::chaosmesh::network::{Direction, NetworkChaosAction, NetworkChaosSpec};
 use chaoshub_schema::chaosmesh::physical_machine_chaos::{
     PhysicalMachineChaosAction as PmAction, PhysicalMachineChaosSpec,
@@ -75,6 +76,23 @@ pub enum HostFault {
         percent: f64,
         destinations: Vec<String>,
     },
+    /// netem duplicating (`duplicate`) or corrupting (`corrupt`) `percent` of the packets the
+    /// interface sends.
+    Netem {
+        device: Option<String>,
+        effect: &'static str,
+        percent: f64,
+        correlation: Option<f64>,
+    },
+    /// Egress shaped to `rate_bps` by an HTB class (burst `buffer_bytes`) over a byte FIFO of
+    /// `limit_bytes`; only packets to `destinations` when any are listed.
+    Bandwidth {
+        device: Option<String>,
+        rate_bps: u64,
+        limit_bytes: u64,
+        buffer_bytes: u64,
+        destinations: Vec<String>,
+    },
     Partition {
         device: Option<String>,
         direction: TrafficDirection,
@@ -140,6 +158,21 @@ impl HostFault {
                 ..
             } => format!("delay {latency_ms}ms ± {jitter_ms}ms"),
             HostFault::Loss { percent, .. } => format!("loss {percent}% of outgoing packets"),
+            HostFault::Netem {
+                effect, percent, ..
+            } => format!("{effect} {percent}% of outgoing packets"),
+            HostFault::Bandwidth {
+                rate_bps,
+                destinations,
+                ..
+            } => {
+                let to = if destinations.is_empty() {
+                    String::new()
+                } else {
+                    format!(" to {}", destinations.join(", "))
+                };
+                format!("bandwidth {rate_bps} bit/s for outgoing packets{to}")
+            }
             HostFault::Partition {
                 peers,
                 port,
@@ -365,7 +398,7 @@ pub fn translate(fault: &FaultRequest) -> Result<FaultSpecOnHost, AdapterError> 
         other => Err(unsupported(
             other.kind().as_str(),
             &fault.actions.join(","),
-            "the ssm adapter runs StressChaos, NetworkChaos (delay, loss, partition) and \
+            "the ssm adapter runs StressChaos, NetworkChaos (delay, loss, duplicate, corrupt, bandwidth, partition) and \
              PhysicalMachineChaos (stress-cpu, stress-mem, disk-fill, process, network-delay, \
              network-loss, network-partition, user_defined)",
         )),
@@ -513,6 +546,40 @@ fn translate_network(
                 },
             }
         }
+        NetworkChaosAction::Duplicate | NetworkChaosAction::Corrupt => {
+            let (effect, pct, correlation) = match (action, &spec.duplicate, &spec.corrupt) {
+                (NetworkChaosAction::Duplicate, Some(d), _) => {
+                    ("duplicate", &d.duplicate, &d.correlation)
+                }
+                (NetworkChaosAction::Corrupt, _, Some(c)) => ("corrupt", &c.corrupt, &c.correlation),
+                _ => return Err(unsupported(KIND, a, format!("spec.{a} is required"))),
+            };
+            // Like the delay, a plain root netem: limiting it to peers would be a different
+            // fault, so that is refused rather than ignored.
+            if !spec.external_targets.is_empty() {
+                return Err(unsupported(
+                    KIND,
+                    a,
+                    format!(
+                        "spec.externalTargets is not supported with {a} by the ssm adapter (its \
+                         netem applies to every packet the interface sends); remove it, or use a \
+                         native agent or docker environment for a per-peer {a}"
+                    ),
+                ));
+            }
+            if spec.direction != Direction::To {
+                ignored.push(format!("spec.direction ({a} applies to outgoing packets)"));
+            }
+            HostFault::Netem {
+                device: dev,
+                effect,
+                percent: percent(pct, &format!("spec.{a}.{a}"), KIND, a)?,
+                correlation: match correlation {
+                    Some(c) => Some(percent(c, &format!("spec.{a}.correlation"), KIND, a)?),
+                    None => None,
+                },
+            }
+        }
         NetworkChaosAction::Loss => {
             let Some(loss) = &spec.loss else {
                 return Err(unsupported(KIND, a, "spec.loss is required"));
@@ -527,6 +594,31 @@ fn translate_network(
             HostFault::Loss {
                 device: dev,
                 percent: percent(&loss.loss, "spec.loss.loss", KIND, a)?,
+                destinations: ipv4_peers(&spec.external_targets, "spec.externalTargets", KIND, a)?,
+            }
+        }
+        NetworkChaosAction::Bandwidth => {
+            let Some(bw) = &spec.bandwidth else {
+                return Err(unsupported(KIND, a, "spec.bandwidth is required"));
+            };
+            // The same reading of tc's rate units as the native agent's mapping (bit vs bytes).
+            let rate_bps = parse_rate_bps(&bw.rate)
+                .map_err(|e| unsupported(KIND, a, format!("spec.bandwidth.rate {e}")))?;
+            if bw.peakrate.is_some() || bw.minburst.is_some() {
+                ignored.push(
+                    "spec.bandwidth.peakrate / minburst (an HTB class shapes at rate, with buffer \
+                     as its burst; there is no second, peak-rate bucket)"
+                        .into(),
+                );
+            }
+            if spec.direction != Direction::To {
+                ignored.push("spec.direction (bandwidth shapes outgoing packets)".into());
+            }
+            HostFault::Bandwidth {
+                device: dev,
+                rate_bps,
+                limit_bytes: u64::from(bw.limit),
+                buffer_bytes: u64::from(bw.buffer),
                 destinations: ipv4_peers(&spec.external_targets, "spec.externalTargets", KIND, a)?,
             }
         }
@@ -560,7 +652,7 @@ fn translate_network(
             return Err(unsupported(
                 KIND,
                 other.as_str(),
-                "the ssm adapter runs NetworkChaos delay, loss and partition",
+                "the ssm adapter runs NetworkChaos delay, loss, duplicate, corrupt, bandwidth and partition",
             ))
         }
     };

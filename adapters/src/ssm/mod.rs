@@ -56,6 +56,9 @@ const CAPABILITIES: &[(&str, &str)] = &[
     ("StressChaos", "stress-ng"),
     ("NetworkChaos", "delay"),
     ("NetworkChaos", "loss"),
+    ("NetworkChaos", "duplicate"),
+    ("NetworkChaos", "corrupt"),
+    ("NetworkChaos", "bandwidth"),
     ("NetworkChaos", "partition"),
     ("PhysicalMachineChaos", "stress-cpu"),
     ("PhysicalMachineChaos", "stress-mem"),
@@ -152,7 +155,7 @@ impl Adapter for SsmAdapter {
 
     fn description(&self) -> &'static str {
         "EC2 instances through AWS Systems Manager Run Command: StressChaos, NetworkChaos \
-         delay / loss / partition and PhysicalMachineChaos host faults as SSM Command documents \
+         delay / loss / duplicate / corrupt / bandwidth / partition and PhysicalMachineChaos host faults as SSM Command documents \
          (chaoshub's own or the AWSFIS-Run-* documents), each reverting itself on the instance"
     }
 
@@ -173,8 +176,8 @@ impl Adapter for SsmAdapter {
 
     fn alternative(&self, kind: &str, action: &str) -> Option<&'static str> {
         Some(match (kind, action) {
-            ("NetworkChaos", "bandwidth" | "duplicate" | "corrupt" | "netem") => {
-                "the ssm scripts run delay, loss and partition; for this one run chaos-agent on the instance (a native environment)"
+            ("NetworkChaos", "netem") => {
+                "the ssm scripts run delay, loss, duplicate, corrupt, bandwidth and partition, one effect per experiment; for several at once run chaos-agent on the instance (a native environment)"
             }
             ("PhysicalMachineChaos", _) => "the ssm scripts run stress-cpu, stress-mem, disk-fill, process, network-delay, network-loss, network-partition and user_defined; for others run chaos-agent on the instance (a native environment)",
             ("TimeChaos", _) => "run chaos-agent on the instance (a native environment) and use PhysicalMachineChaos action clock",

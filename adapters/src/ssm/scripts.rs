@@ -223,9 +223,6 @@ fn delay_steps(
     jitter_ms: f64,
     correlation: Option<f64>,
 ) -> Steps {
-    let handle = netem_handle(ctx.injection_id);
-    let mut checks = need_tool("tc", "install iproute2 / iproute-tc");
-    checks.push_str(&device_check(device));
     let mut netem = format!("netem delay {latency_ms}ms");
     if jitter_ms > 0.0 {
         let _ = write!(netem, " {jitter_ms}ms");
@@ -233,6 +230,16 @@ fn delay_steps(
             let _ = write!(netem, " {c}%");
         }
     }
+    netem_steps(ctx, device, &netem)
+}
+
+/// A root netem qdisc with the injection's handle; `netem` is its kind and arguments
+/// (`netem duplicate 20%`). Where the kernel has no netem the script refuses with
+/// [`EXIT_UNSUPPORTED_HOST`] naming `sch_netem`.
+fn netem_steps(ctx: &ScriptContext, device: &Option<String>, netem: &str) -> Steps {
+    let handle = netem_handle(ctx.injection_id);
+    let mut checks = need_tool("tc", "install iproute2 / iproute-tc");
+    checks.push_str(&device_check(device));
     let apply = format!(
         r#"echo "$DEV" > "$STATE/dev"
 modprobe sch_netem >/dev/null 2>&1 || true
@@ -249,6 +256,81 @@ fi
         format!("tc qdisc show dev \"$DEV\" root | grep -q \"qdisc netem {handle} \" || exit 1\n");
     let undo = format!(
         r#"{READ_DEV}if [ -n "$DEV" ] && tc qdisc show dev "$DEV" root 2>/dev/null | grep -q "qdisc netem {handle} "; then
+  tc qdisc del dev "$DEV" root handle {handle} || failed=1
+fi
+"#
+    );
+    Steps {
+        checks,
+        undo,
+        apply,
+        verify,
+    }
+}
+
+/// Egress shaping: an HTB root qdisc with the injection's handle, one class at the asked rate
+/// (`buffer` its burst) over a byte FIFO of `limit` bytes — the queue a token bucket's limit
+/// bounds. With destinations, u32 filters send only their packets to that class and everything
+/// else takes HTB's direct queue, unshaped (`default 0` names no class); without, all traffic
+/// is the class's (`default 1`). Deleting the root qdisc removes classes, filters and FIFO.
+fn bandwidth_steps(
+    ctx: &ScriptContext,
+    device: &Option<String>,
+    rate_bps: u64,
+    limit_bytes: u64,
+    buffer_bytes: u64,
+    destinations: &[String],
+) -> Steps {
+    // The same id-derived handle as the delay's netem: the revert deletes only this root.
+    let handle = netem_handle(ctx.injection_id);
+    let major = handle.trim_end_matches(':');
+    let class = format!("{major}:1");
+    let mut checks = need_tool("tc", "install iproute2 / iproute-tc");
+    checks.push_str(&device_check(device));
+    let default_class = if destinations.is_empty() { 1 } else { 0 };
+    let mut apply = format!(
+        r#"echo "$DEV" > "$STATE/dev"
+modprobe sch_htb >/dev/null 2>&1 || true
+shape() {{
+  module=$1; shift
+  if ! err=$(tc "$@" 2>&1); then
+    case "$err" in
+      *nknown*|*"No such file"*|*"not found"*|*"not supported"*)
+        abort {EXIT_UNSUPPORTED_HOST} "tc $* is not available on this kernel: the $module module is missing (on Amazon Linux install kernel-modules-extra); tc said: $err" ;;
+    esac
+    abort 1 "tc $* failed: $err"
+  fi
+}}
+shape sch_htb qdisc add dev "$DEV" root handle {handle} htb default {default_class}
+shape sch_htb class add dev "$DEV" parent {handle} classid {class} htb rate {rate_bps}bit ceil {rate_bps}bit burst {buffer_bytes} cburst {buffer_bytes}
+shape sch_fifo qdisc add dev "$DEV" parent {class} bfifo limit {limit_bytes}
+"#
+    );
+    if !destinations.is_empty() {
+        apply.push_str(
+            "modprobe cls_u32 >/dev/null 2>&1 || true
+",
+        );
+    }
+    for d in destinations {
+        let _ = writeln!(
+            apply,
+            "shape cls_u32 filter add dev \"$DEV\" parent {handle} protocol ip prio 1 u32 match ip dst {d} flowid {class}"
+        );
+    }
+    let mut verify = format!(
+        "tc qdisc show dev \"$DEV\" root | grep -q \"qdisc htb {handle} \" || exit 1\n\
+         tc class show dev \"$DEV\" classid {class} | grep -q \"class htb {class} \" || exit 1\n"
+    );
+    if !destinations.is_empty() {
+        let _ = writeln!(
+            verify,
+            "[ \"$(tc filter show dev \"$DEV\" parent {handle} | grep -c \"flowid {class}\")\" -ge {} ] || exit 1",
+            destinations.len()
+        );
+    }
+    let undo = format!(
+        r#"{READ_DEV}if [ -n "$DEV" ] && tc qdisc show dev "$DEV" root 2>/dev/null | grep -q "qdisc htb {handle} "; then
   tc qdisc del dev "$DEV" root handle {handle} || failed=1
 fi
 "#
@@ -481,6 +563,32 @@ fn steps(spec: &FaultSpecOnHost, ctx: &ScriptContext) -> Steps {
             jitter_ms,
             correlation,
         } => delay_steps(ctx, device, *latency_ms, *jitter_ms, *correlation),
+        HostFault::Netem {
+            device,
+            effect,
+            percent,
+            correlation,
+        } => {
+            let mut netem = format!("netem {effect} {percent}%");
+            if let Some(c) = correlation {
+                let _ = write!(netem, " {c}%");
+            }
+            netem_steps(ctx, device, &netem)
+        }
+        HostFault::Bandwidth {
+            device,
+            rate_bps,
+            limit_bytes,
+            buffer_bytes,
+            destinations,
+        } => bandwidth_steps(
+            ctx,
+            device,
+            *rate_bps,
+            *limit_bytes,
+            *buffer_bytes,
+            destinations,
+        ),
         HostFault::Loss { device, .. } | HostFault::Partition { device, .. } => {
             iptables_steps(&spec.fault, device)
         }

@@ -14,8 +14,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use chaoshub_adapters::ssm::{netem_handle, plan, recover_script, SsmConfig};
-use chaoshub_adapters::{Environment, FaultRequest};
+use chaoshub_adapters::ssm::{netem_handle, plan, recover_script, SsmAdapter, SsmConfig};
+use chaoshub_adapters::{Adapter, Environment, FaultRequest};
 use chaoshub_schema::environment::EnvironmentSpec;
 use serde_json::json;
 
@@ -923,4 +923,376 @@ fn user_defined_runs_attack_then_the_scheduled_recover() {
     wait_until("the revert's cleanup", Duration::from_secs(5), || {
         !scratch.state(id).exists()
     });
+}
+
+/// A TCP sink inside namespace b on every address (a python child, killed on drop): reads a
+/// connection to its end, then answers with the number of bytes it read.
+struct Sink {
+    child: Child,
+}
+
+impl Sink {
+    fn start(ns: &Netns, port: u16) -> Sink {
+        let code = format!(
+            "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', {port}))\ns.listen(64)\nwhile True:\n    c, _ = s.accept()\n    n = 0\n    while True:\n        d = c.recv(65536)\n        if not d:\n            break\n        n += len(d)\n    try:\n        c.sendall(str(n).encode())\n    except OSError:\n        pass\n    c.close()\n"
+        );
+        let child = ns
+            .exec(&ns.b, &["python3", "-c", &code])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("cannot start the sink");
+        let sink = Sink { child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ns.connects(port) {
+            assert!(Instant::now() < deadline, "the sink did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sink
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Netns {
+    /// TCP goodput from a (the shaped "instance") to `addr:port`, in Mbit/s: `bytes` sent,
+    /// timed from the connect until the sink has read all of them.
+    fn upload_mbit(&self, addr: &str, port: u16, bytes: u64) -> f64 {
+        let code = format!(
+            "import socket, time\nt = time.monotonic()\nc = socket.create_connection(('{addr}', {port}), timeout=60)\nbuf = b'x' * 65536\nsent = 0\nwhile sent < {bytes}:\n    c.sendall(buf)\n    sent += len(buf)\nc.shutdown(socket.SHUT_WR)\ngot = int(c.recv(64))\nassert got == sent, (got, sent)\nprint(got * 8 / (time.monotonic() - t) / 1e6)\n"
+        );
+        let out = run(&mut self.exec(&self.a, &["python3", "-c", &code]));
+        assert!(out.status.success(), "the upload failed: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("cannot read the upload's rate: {}", text(&out)))
+    }
+
+    /// The upload rate, the best of up to three tries: a shaper that over-restricts is slow
+    /// every time, an upload starved of CPU by the builds beside it on this machine once.
+    fn shaped_upload_mbit(&self, addr: &str, port: u16) -> f64 {
+        let mut best = 0.0f64;
+        for _ in 0..3 {
+            best = best.max(self.upload_mbit(addr, port, 4_000_000));
+            if best >= 6.0 {
+                break;
+            }
+        }
+        best
+    }
+
+    fn qdiscs(&self) -> String {
+        must(&mut self.exec(&self.a, &["tc", "qdisc", "show", "dev", &self.dev_a]))
+    }
+}
+
+/// Bandwidth 8mbit on the whole interface: TCP goodput to the peer is about 8 Mbit/s while the
+/// fault holds, and full speed again after the revert the script scheduled (a short fault) and
+/// after recovery (a long one).
+#[test]
+fn bandwidth_shapes_tcp_goodput_until_the_scheduled_revert_and_recovery() {
+    let ns = Netns::new();
+    let scratch = Scratch::new();
+    let port = 20_000 + (std::process::id() % 1000) as u16;
+    let _sink = Sink::start(&ns, port);
+    let body = format!(
+        "  device: {}\n  bandwidth: {{rate: 8mbit, limit: 100000, buffer: 10000}}\n",
+        ns.dev_a
+    );
+    let baseline = ns.upload_mbit(&ns.addr_b, port, 4_000_000);
+    assert!(
+        baseline > 40.0,
+        "the link carries only {baseline:.1} Mbit/s before any fault"
+    );
+
+    // A short fault, reverted by the revert its script scheduled on the "instance".
+    let id = "b4d1-0";
+    let f = fault(&network_chaos("bandwidth", &body, "20s"), id);
+    let out = inject_ok(&scratch, &f, Some(&ns.a));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revert in 20s by nohup"));
+    let handle = netem_handle(id);
+    assert!(
+        ns.qdiscs().contains(&format!("qdisc htb {handle} root")),
+        "{}",
+        ns.qdiscs()
+    );
+    let during_timer = ns.shaped_upload_mbit(&ns.addr_b, port);
+    // Running the same inject again (a retried SendCommand) changes nothing.
+    let again = run_script(
+        &scratch,
+        "inject.sh",
+        &script_for(&scratch, &f),
+        Some(&ns.a),
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("already in place"),
+        "{}",
+        text(&again)
+    );
+    assert_eq!(
+        ns.qdiscs().matches("qdisc htb").count(),
+        1,
+        "{}",
+        ns.qdiscs()
+    );
+    wait_until("the scheduled revert", Duration::from_secs(60), || {
+        !ns.qdiscs().contains("htb")
+    });
+    wait_until(
+        "the state directory removal",
+        Duration::from_secs(5),
+        || !scratch.state(id).exists(),
+    );
+    let after_timer = ns.upload_mbit(&ns.addr_b, port, 4_000_000);
+
+    // A long fault, removed by recovery.
+    let id = "b4d1-1";
+    inject_ok(
+        &scratch,
+        &fault(&network_chaos("bandwidth", &body, "10m"), id),
+        Some(&ns.a),
+    );
+    let during_recovery = ns.shaped_upload_mbit(&ns.addr_b, port);
+    recover_ok(&scratch, id, Some(&ns.a));
+    assert!(!ns.qdiscs().contains("htb"), "{}", ns.qdiscs());
+    let after_recovery = ns.upload_mbit(&ns.addr_b, port, 4_000_000);
+    eprintln!(
+        "bandwidth 8mbit: {during_timer:.2} Mbit/s then {after_timer:.0} Mbit/s after the \
+         scheduled revert; {during_recovery:.2} Mbit/s then {after_recovery:.0} Mbit/s after \
+         recovery (baseline {baseline:.0} Mbit/s)"
+    );
+    for rate in [during_timer, during_recovery] {
+        assert!((6.0..=9.0).contains(&rate), "{rate:.2} Mbit/s for 8mbit");
+    }
+    assert!(
+        after_timer > 40.0,
+        "{after_timer:.1} Mbit/s after the scheduled revert"
+    );
+    assert!(
+        after_recovery > 40.0,
+        "{after_recovery:.1} Mbit/s after recovery"
+    );
+    chaoshub_testkit::measured!(
+        "NetworkChaos/bandwidth",
+        "ssm",
+        format!(
+            "{during_recovery:.2} Mbit/s TCP upload to the peer for 8mbit (the generated script run in a namespace); {after_recovery:.0} Mbit/s after recovery, {after_timer:.0} Mbit/s after its scheduled revert"
+        ),
+        mechanism = "tc htb"
+    );
+}
+
+/// Without `tc` on the instance the script refuses with the unsupported-host status, naming
+/// the tool, before it writes or schedules anything.
+#[test]
+fn bandwidth_refuses_clearly_without_tc() {
+    require_root();
+    let scratch = Scratch::new();
+    let id = "b4d1-2";
+    let f = fault(
+        &network_chaos(
+            "bandwidth",
+            "  bandwidth: {rate: 8mbit, limit: 100000, buffer: 10000}\n",
+            "30s",
+        ),
+        id,
+    );
+    // A PATH with only what the script needs before its tool check.
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["id", "rm"] {
+        let real = must(Command::new("sh").args(["-c", &format!("command -v {tool}")]));
+        std::os::unix::fs::symlink(real.trim(), bin.join(tool)).unwrap();
+    }
+    let file = scratch.path().join("inject.sh");
+    std::fs::write(&file, script_for(&scratch, &f)).unwrap();
+    let out = run(Command::new("/bin/sh").arg(&file).env("PATH", &bin));
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tc is not installed"), "{stderr}");
+    assert!(!scratch.state(id).exists(), "nothing is left behind");
+}
+
+/// The script of the last command sent to `instance` whose comment ends with `suffix`, as moto
+/// recorded it.
+async fn sent_script(moto: &Moto, instance: &str, suffix: &str) -> String {
+    let commands = moto
+        .ssm_client()
+        .await
+        .list_commands()
+        .instance_id(instance)
+        .send()
+        .await
+        .unwrap()
+        .commands()
+        .to_vec();
+    let command = commands
+        .iter()
+        .rev()
+        .find(|c| c.comment().is_some_and(|t| t.ends_with(suffix)))
+        .unwrap_or_else(|| panic!("no command ending {suffix:?} in {commands:?}"));
+    let lines = command
+        .parameters()
+        .and_then(|p| p.get("commands"))
+        .expect("the own document's commands");
+    lines.join("\n") + "\n"
+}
+
+/// Bandwidth limited to an address in `externalTargets`, through the whole adapter: the
+/// adapter sends its scripts to a real local SSM endpoint (moto, which runs nothing), and the
+/// scripts moto recorded then run in the namespace. Uploads to the listed address are shaped to
+/// about 8 Mbit/s, uploads to another address of the same peer are not; recovery removes it.
+#[tokio::test]
+async fn bandwidth_to_an_external_address_shapes_only_its_traffic() {
+    let ns = Netns::new();
+    let scratch = Scratch::new();
+    // A second address of the peer (on its loopback, reached over the same veth) that is not
+    // in externalTargets.
+    let other = ns.addr_b.replacen("198.18.", "198.19.", 1);
+    must(&mut ns.exec(
+        &ns.b,
+        &["ip", "addr", "add", &format!("{other}/32"), "dev", "lo"],
+    ));
+    must(&mut ns.exec(
+        &ns.a,
+        &[
+            "ip",
+            "route",
+            "add",
+            &format!("{other}/32"),
+            "dev",
+            &ns.dev_a,
+        ],
+    ));
+    let port = 21_000 + (std::process::id() % 1000) as u16;
+    let _sink = Sink::start(&ns, port);
+
+    let moto = Moto::start();
+    let profile = AwsProfile::new();
+    let instance = moto.run_instance(&[("team", "payments")]).await;
+    let environment = env(
+        &moto.url(),
+        &profile,
+        json!({
+            "managed_only": false,
+            "state_dir": scratch.path().join("state").to_str().unwrap(),
+        }),
+    );
+    let adapter = SsmAdapter::new();
+    let f = fault(
+        &network_chaos(
+            "bandwidth",
+            &format!(
+                "  device: {}\n  externalTargets: ['{}']\n  bandwidth: {{rate: 8mbit, limit: 100000, buffer: 10000}}\n",
+                ns.dev_a, ns.addr_b
+            ),
+            "10m",
+        ),
+        "b4d1-3",
+    );
+    let target = instance_target(&instance);
+    adapter.check_fault(&environment, &f).unwrap();
+    let details = adapter.inject(&environment, &f, &target).await.unwrap();
+    let script = sent_script(&moto, &instance, " inject").await;
+    let out = run_script(&scratch, "inject.sh", &script, Some(&ns.a), None);
+    assert!(out.status.success(), "{}", text(&out));
+    let shaped = ns.shaped_upload_mbit(&ns.addr_b, port);
+    let unshaped = ns.upload_mbit(&other, port, 4_000_000);
+
+    adapter
+        .recover(&environment, &injection(&f, &target, details))
+        .await
+        .unwrap();
+    let revert = sent_script(&moto, &instance, " recover").await;
+    let out = run_script(&scratch, "recover.sh", &revert, Some(&ns.a), None);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!ns.qdiscs().contains("htb"), "{}", ns.qdiscs());
+    let after = ns.upload_mbit(&ns.addr_b, port, 4_000_000);
+    eprintln!(
+        "bandwidth 8mbit to {}: {shaped:.2} Mbit/s to it, {unshaped:.0} Mbit/s to {other} \
+         meanwhile, {after:.0} Mbit/s to it after recovery",
+        ns.addr_b
+    );
+    assert!(
+        (6.0..=9.0).contains(&shaped),
+        "{shaped:.2} Mbit/s for 8mbit"
+    );
+    assert!(
+        unshaped > 40.0,
+        "{unshaped:.1} Mbit/s to an address not listed"
+    );
+    assert!(after > 40.0, "{after:.1} Mbit/s after recovery");
+}
+
+/// Duplicate and corrupt are root netem qdiscs like the delay: on this kernel (no sch_netem)
+/// the script refuses with exit 3 naming the module and leaves nothing behind; with a
+/// stand-in `tc` playing a kernel with netem, it runs the right command line and its scheduled
+/// revert deletes exactly that qdisc.
+#[test]
+fn duplicate_and_corrupt_refuse_clearly_without_sch_netem_and_run_netem_where_it_exists() {
+    let ns = Netns::new();
+    for (action, block, netem, id) in [
+        (
+            "duplicate",
+            "duplicate: {duplicate: '20', correlation: '25'}",
+            "netem duplicate 20% 25%",
+            "d0a1-0",
+        ),
+        (
+            "corrupt",
+            "corrupt: {corrupt: '15'}",
+            "netem corrupt 15%",
+            "d0a1-1",
+        ),
+    ] {
+        let scratch = Scratch::new();
+        let f = fault(
+            &network_chaos(
+                action,
+                &format!("  device: {}\n  {block}\n", ns.dev_a),
+                "3s",
+            ),
+            id,
+        );
+        let script = script_for(&scratch, &f);
+        let handle = netem_handle(id);
+        assert!(
+            script.contains(&format!("root handle {handle} {netem}")),
+            "{script}"
+        );
+        let out = run_script(&scratch, "inject.sh", &script, Some(&ns.a), None);
+        if out.status.success() {
+            let qdisc = ns.qdiscs();
+            assert!(qdisc.contains("netem"), "{qdisc}");
+            eprintln!("this kernel has sch_netem: {action} was applied and read back ({qdisc})");
+            recover_ok(&scratch, id, Some(&ns.a));
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(3), "{action}: {}", text(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("sch_netem"), "{stderr}");
+        assert!(!scratch.state(id).exists(), "nothing is left behind");
+        assert!(!ns.qdiscs().contains(&handle), "{}", ns.qdiscs());
+
+        // The same script where netem exists (a stand-in tc).
+        let bin = fake_tc(scratch.path());
+        let out = run_script(&scratch, "inject.sh", &script, Some(&ns.a), Some(&bin));
+        assert!(out.status.success(), "{}", text(&out));
+        let dev = &ns.dev_a;
+        let log = read(&scratch.path().join("tc.log"));
+        assert!(
+            log.contains(&format!("qdisc add dev {dev} root handle {handle} {netem}")),
+            "{log}"
+        );
+        wait_until("the scheduled tc revert", Duration::from_secs(15), || {
+            read(&scratch.path().join("tc.log"))
+                .contains(&format!("qdisc del dev {dev} root handle {handle}"))
+        });
+    }
 }

@@ -404,16 +404,17 @@ async fn kinds_and_actions_it_cannot_run_are_unsupported() {
     let profile = AwsProfile::new();
     let environment = env("http://127.0.0.1:9", &profile, json!({}));
     let adapter = SsmAdapter::new();
-    let corrupt = fault(
-        &network_chaos("corrupt", "  corrupt: {corrupt: '5'}\n", "60s"),
+    let netem = fault(
+        &network_chaos(
+            "netem",
+            "  delay: {latency: 10ms}\n  loss: {loss: '5'}\n",
+            "60s",
+        ),
         "abcd-0",
     );
-    match adapter.check_fault(&environment, &corrupt) {
+    match adapter.check_fault(&environment, &netem) {
         Err(AdapterError::Unsupported { kind, action, .. }) => {
-            assert_eq!(
-                (kind.as_str(), action.as_str()),
-                ("NetworkChaos", "corrupt")
-            );
+            assert_eq!((kind.as_str(), action.as_str()), ("NetworkChaos", "netem"));
         }
         other => panic!("{other:?}"),
     }
