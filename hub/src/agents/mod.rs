@@ -14,8 +14,9 @@
 pub mod directory;
 pub mod grpc;
 pub mod join;
+pub mod usage;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -50,11 +51,10 @@ struct AgentEntry {
     info: AgentInfo,
     session: Option<Session>,
     /// The host's usage at each heartbeat, oldest first, at most [`USAGE_SAMPLES`].
-    usage: VecDeque<AgentUsage>,
+    usage: usage::UsageSeries,
 }
 
-/// How many usage samples are kept per agent: 15 minutes of heartbeats.
-pub const USAGE_SAMPLES: usize = 900;
+pub use usage::USAGE_SAMPLES;
 
 /// A fault the hub wants kept: renewed until its deadline.
 #[derive(Debug, Clone)]
@@ -257,6 +257,29 @@ impl AgentRegistry {
         self.local_list(environment)
     }
 
+    /// One agent, with health computed now (on a follower replica: as the leader last
+    /// published it). A lookup, not a scan: a console page or a client polls one agent of
+    /// thousands.
+    pub fn get(&self, environment: &str, name: &str) -> Option<AgentInfo> {
+        if let Some(list) = self.follower_view(Some(environment)) {
+            return list.into_iter().find(|a| a.name == name);
+        }
+        let now = Utc::now();
+        let inner = self.lock();
+        let e = inner
+            .agents
+            .get(&(environment.to_string(), name.to_string()))?;
+        Some(Self::shown(e, now))
+    }
+
+    /// An entry as listed: its info with connection and health as of `now`.
+    fn shown(e: &AgentEntry, now: DateTime<Utc>) -> AgentInfo {
+        let mut info = e.info.clone();
+        info.connected = e.session.is_some();
+        info.health = Self::health(&e.info, info.connected, now).to_string();
+        info
+    }
+
     /// The agents whose streams this process holds.
     pub(crate) fn local_list(&self, environment: Option<&str>) -> Vec<AgentInfo> {
         let now = Utc::now();
@@ -265,12 +288,7 @@ impl AgentRegistry {
             .agents
             .values()
             .filter(|e| environment.is_none_or(|env| e.info.environment == env))
-            .map(|e| {
-                let mut info = e.info.clone();
-                info.connected = e.session.is_some();
-                info.health = Self::health(&e.info, info.connected, now).to_string();
-                info
-            })
+            .map(|e| Self::shown(e, now))
             .collect();
         out.sort_by(|a, b| (&a.environment, &a.name).cmp(&(&b.environment, &b.name)));
         out
@@ -344,26 +362,8 @@ impl AgentRegistry {
                 e.info.last_heartbeat = Some(now);
                 e.info.active_faults = active_faults;
                 if let Some(u) = usage {
-                    let sample = AgentUsage {
-                        at: now,
-                        cpu_percent: if u.cpu_percent.is_finite() {
-                            u.cpu_percent.clamp(0.0, 100.0)
-                        } else {
-                            0.0
-                        },
-                        mem_used_bytes: u.mem_used_bytes.min(u.mem_total_bytes),
-                        mem_total_bytes: u.mem_total_bytes,
-                        load1: if u.load1.is_finite() {
-                            u.load1.max(0.0)
-                        } else {
-                            0.0
-                        },
-                    };
-                    if e.usage.len() >= USAGE_SAMPLES {
-                        e.usage.pop_front();
-                    }
-                    e.usage.push_back(sample.clone());
-                    e.info.usage = Some(sample);
+                    // The latest sample as kept, so the list and the series agree.
+                    e.info.usage = Some(e.usage.push(now, &u));
                 }
             }
         }
@@ -390,13 +390,7 @@ impl AgentRegistry {
         }
         let inner = self.lock();
         let e = inner.agents.get(&(env.to_string(), name.to_string()))?;
-        Some(
-            e.usage
-                .iter()
-                .filter(|u| since.is_none_or(|t| u.at >= t))
-                .cloned()
-                .collect(),
-        )
+        Some(e.usage.since(since))
     }
 
     pub(crate) fn reply(&self, env: &str, name: &str, session: u64, reply: CommandReply) {
@@ -656,6 +650,26 @@ mod tests {
     }
 
     #[test]
+    fn one_agent_is_looked_up_as_the_list_shows_it() {
+        let registry = AgentRegistry::new();
+        let (tx, _rx) = mpsc::channel(4);
+        for name in ["a", "b", "c"] {
+            registry.connect(info(name), tx.clone());
+        }
+        let session = registry.connect(info("d"), tx);
+        registry.disconnect("hosts", "d", session);
+        for listed in registry.list(None) {
+            assert_eq!(registry.get("hosts", &listed.name).as_ref(), Some(&listed));
+        }
+        let d = registry.get("hosts", "d").unwrap();
+        assert!(!d.connected);
+        assert_eq!(d.health, "disconnected");
+        assert_eq!(registry.get("hosts", "b").unwrap().health, "healthy");
+        assert!(registry.get("hosts", "nobody").is_none());
+        assert!(registry.get("other", "a").is_none());
+    }
+
+    #[test]
     fn usage_is_kept_per_agent_bounded_sanitised_and_across_a_reconnect() {
         let registry = AgentRegistry::new();
         let (tx, _rx) = mpsc::channel(4);
@@ -668,8 +682,8 @@ mod tests {
                 0,
                 Some(HostUsage {
                     cpu_percent: cpu,
-                    mem_used_bytes: 5,
-                    mem_total_bytes: 4,
+                    mem_used_bytes: 5 * 1024,
+                    mem_total_bytes: 4 * 1024,
                     load1: f32::NAN,
                 }),
             )
@@ -689,7 +703,7 @@ mod tests {
             100.0,
             "clamped to 0–100"
         );
-        assert_eq!(series[0].mem_used_bytes, 4, "never above the total");
+        assert_eq!(series[0].mem_used_bytes, 4 * 1024, "never above the total");
         assert_eq!(series[0].load1, 0.0, "a NaN load is not passed on");
         let latest = registry.list(Some("hosts"))[0].usage.clone().unwrap();
         assert_eq!(&latest, series.last().unwrap());
