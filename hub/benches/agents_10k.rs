@@ -17,15 +17,15 @@
 //!    core, its resident memory, and the heartbeat
 //!    latency: a probe agent's heartbeat carries a marker (`load1`), and the time from sending
 //!    it until `GET /api/v1/agents/{env}/{name}/usage?since=` shows it is taken once a second;
-//! 3. inject: experiments (NetworkChaos delay, `mode: one`, a label selector naming one agent
+//! 3. unless `--no-fill`: the usage window filled (every agent sends the rest of the
+//!    `USAGE_SAMPLES` heartbeats the hub keeps, back to back), then resident memory again:
+//!    what a hub holds after 15 minutes of 10,000 agents;
+//! 4. inject: experiments (NetworkChaos delay, `mode: one`, a label selector naming one agent
 //!    of the 10,000, 300 ms) submitted one at a time over REST; timed from sending the POST
 //!    until the chosen agent's stream delivers the `Inject` command, and until the hub's
 //!    confirmation (`Status`, sent after the agent's reply arrived) reaches it;
-//! 4. the API over all agents: `GET /api/v1/agents`, target discovery
-//!    (`GET /api/v1/environments/{env}/targets`, all and by a label selector) and a dry run;
-//! 5. unless `--no-fill`: the usage window filled (every agent sends the rest of the
-//!    `USAGE_SAMPLES` heartbeats the hub keeps, back to back), then resident memory again:
-//!    what a hub holds after 15 minutes of 10,000 agents.
+//! 5. the API over all agents: `GET /api/v1/agents`, target discovery
+//!    (`GET /api/v1/environments/{env}/targets`, all and by a label selector) and a dry run.
 //!
 //! Goals: CPU < 50 % of one core, memory < 500 MB resident, inject p99 < 10 ms, the API calls
 //! under 50 ms at p99. Exits non-zero when one is missed.
@@ -768,7 +768,40 @@ async fn run(agents: usize, window: Duration, injects: usize, fill: bool, api_ro
         percentile(&polls, 50.0),
     );
 
-    // 3. Inject: submit → the chosen agent receives it; → the confirmation reaches it.
+    // 3. The usage window filled, before the API's answers leave freed memory in the heap.
+    let rss_full = if fill {
+        let t0 = Instant::now();
+        fill_tx.send(true).unwrap();
+        while fleet.filled.load(Ordering::Relaxed) < agents as u64 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The last heartbeats are through once a late agent shows the full window.
+        let last = agent_name(agents - 1);
+        loop {
+            let body: Value = api
+                .get(format!("{base}/api/v1/agents/{ENVIRONMENT}/{last}/usage"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if body["items"].as_array().map_or(0, Vec::len) >= USAGE_SAMPLES {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let rss = status_mib(pid, "VmRSS:");
+        println!(
+            "usage window filled ({USAGE_SAMPLES} samples per agent) in {:.1} s: hub resident {rss:.1} MiB ({:.1} KiB per agent)",
+            t0.elapsed().as_secs_f64(),
+            (rss - rss_empty) * 1024.0 / agents as f64
+        );
+        Some(rss)
+    } else {
+        None
+    };
+    // 4. Inject: submit → the chosen agent receives it; → the confirmation reaches it.
     while seen.try_recv().is_ok() {}
     let mut to_inject = Vec::with_capacity(injects);
     let mut to_confirm = Vec::with_capacity(injects);
@@ -800,7 +833,7 @@ async fn run(agents: usize, window: Duration, injects: usize, fill: bool, api_ro
         (ci1 - ci0) / tsecs * 100.0
     );
 
-    // 4. The API over every agent.
+    // 5. The API over every agent.
     println!("| measured | n | p50 ms | p90 ms | p99 ms | max ms | items | bytes | goal |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let inject_row = Row {
@@ -888,39 +921,6 @@ async fn run(agents: usize, window: Duration, injects: usize, fill: bool, api_ro
         row.print(Some(API_GOAL_MS));
     }
 
-    // 5. The usage window filled.
-    let rss_full = if fill {
-        let t0 = Instant::now();
-        fill_tx.send(true).unwrap();
-        while fleet.filled.load(Ordering::Relaxed) < agents as u64 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        // The last heartbeats are through once a late agent shows the full window.
-        let last = agent_name(agents - 1);
-        loop {
-            let body: Value = api
-                .get(format!("{base}/api/v1/agents/{ENVIRONMENT}/{last}/usage"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if body["items"].as_array().map_or(0, Vec::len) >= USAGE_SAMPLES {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let rss = status_mib(pid, "VmRSS:");
-        println!(
-            "usage window filled ({USAGE_SAMPLES} samples per agent) in {:.1} s: hub resident {rss:.1} MiB ({:.1} KiB per agent)",
-            t0.elapsed().as_secs_f64(),
-            (rss - rss_empty) * 1024.0 / agents as f64
-        );
-        Some(rss)
-    } else {
-        None
-    };
     let peak = status_mib(pid, "VmHWM:");
     println!("hub peak resident (VmHWM): {peak:.1} MiB");
 
