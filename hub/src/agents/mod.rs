@@ -24,7 +24,9 @@ use std::time::Duration;
 use chaoshub_schema::api::{ExperimentPhase, TargetPhase};
 
 use async_trait::async_trait;
-use chaoshub_adapters::native::{AgentCallError, AgentLink, AgentOp, AgentReply, AgentSummary};
+use chaoshub_adapters::native::{
+    AgentCallError, AgentHost, AgentLink, AgentOp, AgentReply, AgentSummary,
+};
 use chaoshub_schema::agent::proto::{
     command, hub_message, Command, CommandReply, HubMessage, Inject, Recover, Renew, Status,
 };
@@ -75,6 +77,10 @@ struct WantedLease {
 struct Inner {
     agents: HashMap<(String, String), AgentEntry>,
     leases: HashMap<String, WantedLease>,
+    /// Per environment, every capability its agents offer (`AgentLink::offered_capabilities`,
+    /// asked at every submission): kept until an agent of it (re)registers or is removed, the
+    /// only changes to what its agents offer.
+    offered: HashMap<String, Vec<String>>,
 }
 
 /// The registry of agents.
@@ -310,6 +316,7 @@ impl AgentRegistry {
         info.last_heartbeat = Some(now);
         let key = (info.environment.clone(), info.name.clone());
         let mut inner = self.lock();
+        inner.offered.remove(&key.0);
         // Its leases are renewed at once: after a hub restart or a long blip the agent may be
         // close to removing faults the hub still wants.
         for lease in inner.leases.values_mut() {
@@ -420,6 +427,7 @@ impl AgentRegistry {
     /// Forgets an agent and ends its stream (an admin removed it); false when unknown.
     pub fn remove(&self, environment: &str, name: &str) -> bool {
         let mut inner = self.lock();
+        inner.offered.remove(environment);
         inner
             .leases
             .retain(|_, l| !(l.environment == environment && l.agent == name));
@@ -592,6 +600,68 @@ impl AgentLink for AgentRegistry {
             .collect()
     }
 
+    fn hosts(&self, environment: &str) -> Vec<AgentHost> {
+        if self.follower_view(Some(environment)).is_some() {
+            return self
+                .agents(environment)
+                .into_iter()
+                .map(|a| AgentHost {
+                    name: a.name,
+                    hostname: a.hostname,
+                    labels: a.labels,
+                    healthy: a.healthy,
+                })
+                .collect();
+        }
+        let now = Utc::now();
+        let inner = self.lock();
+        let mut out: Vec<AgentHost> = inner
+            .agents
+            .values()
+            .filter(|e| e.info.environment == environment)
+            .map(|e| AgentHost {
+                name: e.info.name.clone(),
+                hostname: e.info.hostname.clone(),
+                labels: e.info.labels.clone(),
+                healthy: Self::health(&e.info, e.session.is_some(), now) == "healthy",
+            })
+            .collect();
+        drop(inner);
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    fn offered_capabilities(&self, environment: &str) -> Option<Vec<String>> {
+        if let Some(list) = self.follower_view(Some(environment)) {
+            if list.is_empty() {
+                return None;
+            }
+            let offered: std::collections::BTreeSet<String> =
+                list.into_iter().flat_map(|a| a.capabilities).collect();
+            return Some(offered.into_iter().collect());
+        }
+        let mut inner = self.lock();
+        if let Some(offered) = inner.offered.get(environment) {
+            return Some(offered.clone());
+        }
+        let mut any = false;
+        let offered: std::collections::BTreeSet<&str> = inner
+            .agents
+            .values()
+            .filter(|e| e.info.environment == environment)
+            .inspect(|_| any = true)
+            .flat_map(|e| e.info.capabilities.iter().map(String::as_str))
+            .collect();
+        if !any {
+            return None;
+        }
+        let offered: Vec<String> = offered.into_iter().map(str::to_string).collect();
+        inner
+            .offered
+            .insert(environment.to_string(), offered.clone());
+        Some(offered)
+    }
+
     async fn call(
         &self,
         environment: &str,
@@ -699,6 +769,67 @@ mod tests {
             AgentReply::Refused { kind, .. } => assert_eq!(kind, "not-found"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn hosts_and_offered_capabilities_agree_with_the_full_listing_and_follow_changes() {
+        let registry = AgentRegistry::new();
+        let (tx, _rx) = mpsc::channel(4);
+        assert_eq!(registry.offered_capabilities("hosts"), None);
+        let with = |name: &str, caps: &[&str], labels: &[(&str, &str)]| {
+            let mut i = info(name);
+            i.capabilities = caps.iter().map(|c| c.to_string()).collect();
+            i.labels = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            i.hostname = format!("{name}.lab");
+            i
+        };
+        registry.connect(
+            with(
+                "b",
+                &["StressChaos/cpu", "NetworkChaos/delay"],
+                &[("rack", "1")],
+            ),
+            tx.clone(),
+        );
+        let session = registry.connect(with("a", &["NetworkChaos/delay"], &[]), tx.clone());
+        registry.disconnect("hosts", "a", session);
+        let mut other = with("z", &["NetworkChaos/loss"], &[]);
+        other.environment = "other".into();
+        registry.connect(other, tx.clone());
+        let offered = || registry.offered_capabilities("hosts").unwrap();
+        assert_eq!(offered(), ["NetworkChaos/delay", "StressChaos/cpu"]);
+        // The default (from the full listing) gives the same answers.
+        let full: Vec<AgentHost> = registry
+            .agents("hosts")
+            .into_iter()
+            .map(|a| AgentHost {
+                name: a.name,
+                hostname: a.hostname,
+                labels: a.labels,
+                healthy: a.healthy,
+            })
+            .collect();
+        assert_eq!(registry.hosts("hosts"), full);
+        assert_eq!(full.len(), 2);
+        assert!(!full[0].healthy && full[1].healthy, "a is disconnected");
+        assert_eq!(full[1].labels["rack"], "1");
+        // A (re)registration and a removal change what is offered.
+        registry.connect(with("c", &["PodChaos/pod-kill"], &[]), tx);
+        assert_eq!(
+            offered(),
+            ["NetworkChaos/delay", "PodChaos/pod-kill", "StressChaos/cpu"]
+        );
+        assert!(registry.remove("hosts", "b"));
+        assert_eq!(offered(), ["NetworkChaos/delay", "PodChaos/pod-kill"]);
+        assert!(registry.remove("hosts", "a") && registry.remove("hosts", "c"));
+        assert_eq!(registry.offered_capabilities("hosts"), None);
+        assert_eq!(
+            registry.offered_capabilities("other").unwrap(),
+            ["NetworkChaos/loss"]
+        );
     }
 
     #[test]
