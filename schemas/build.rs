@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .build_transport(false)
+        // Small per-stream buffers: a hub holds a stream per agent (`agent::AgentCodec`).
+        .codec_path("crate::agent::AgentCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

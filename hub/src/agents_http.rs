@@ -110,12 +110,7 @@ pub async fn remove_agent(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, HubError> {
     let (env, name) = path_pair(path)?;
-    let info = hub
-        .engine
-        .agents
-        .list(Some(&env))
-        .into_iter()
-        .find(|a| a.name == name);
+    let info = hub.engine.agents.get(&env, &name);
     let had_credential = admission(&hub).remove_agent(&env, &name)?;
     let was_registered = hub.engine.agents.remove(&env, &name);
     if !had_credential && !was_registered {

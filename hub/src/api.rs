@@ -579,14 +579,7 @@ async fn get_agent(
     State(s): State<AppState>,
     Path((env, name)): Path<(String, String)>,
 ) -> Response {
-    match s
-        .hub
-        .engine
-        .agents
-        .list(Some(&env))
-        .into_iter()
-        .find(|a| a.name == name)
-    {
+    match s.hub.engine.agents.get(&env, &name) {
         Some(agent) => json(StatusCode::OK, agent),
         None => {
             HubError::not_found(format!("agent {name:?} in environment {env:?}")).into_response()

@@ -32,6 +32,16 @@ pub struct AgentSummary {
     pub last_heartbeat: Option<DateTime<Utc>>,
 }
 
+/// An agent as a target needs it: what discovery copies for each agent of a fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentHost {
+    pub name: String,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    /// Connected and heartbeating on time.
+    pub healthy: bool,
+}
+
 /// A command for one agent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AgentOp {
@@ -75,6 +85,33 @@ pub enum AgentCallError {
 pub trait AgentLink: Send + Sync {
     /// Agents registered in an environment (connected or not yet forgotten).
     fn agents(&self, environment: &str) -> Vec<AgentSummary>;
+
+    /// The same agents, with only what a target is made of. Target discovery runs at every
+    /// injection and dry run: over thousands of agents, copying each one's capabilities,
+    /// mechanisms and addresses as well cost more than the rest of the injection.
+    fn hosts(&self, environment: &str) -> Vec<AgentHost> {
+        self.agents(environment)
+            .into_iter()
+            .map(|a| AgentHost {
+                name: a.name,
+                hostname: a.hostname,
+                labels: a.labels,
+                healthy: a.healthy,
+            })
+            .collect()
+    }
+
+    /// Every `Kind/action` pair some agent of the environment offers, sorted, each once; `None`
+    /// when it has no agent. Checked at every submission.
+    fn offered_capabilities(&self, environment: &str) -> Option<Vec<String>> {
+        let agents = self.agents(environment);
+        if agents.is_empty() {
+            return None;
+        }
+        let offered: std::collections::BTreeSet<String> =
+            agents.into_iter().flat_map(|a| a.capabilities).collect();
+        Some(offered.into_iter().collect())
+    }
 
     /// Sends one command and waits for its answer.
     async fn call(

@@ -22,7 +22,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use crate::adapter::{Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState};
-pub use link::{AgentCallError, AgentLink, AgentOp, AgentReply, AgentSummary};
+pub use link::{AgentCallError, AgentHost, AgentLink, AgentOp, AgentReply, AgentSummary};
 use mapping::MappingError;
 
 /// How long one agent command may take (an injection spawns host commands and reads them back).
@@ -40,9 +40,9 @@ impl NativeAdapter {
         NativeAdapter { link }
     }
 
-    fn agent_target(env: &str, a: &AgentSummary) -> Target {
-        let mut labels: BTreeMap<String, String> = a.labels.clone();
-        labels.insert("chaoshub.dev/hostname".into(), a.hostname.clone());
+    fn agent_target(env: &str, a: AgentHost) -> Target {
+        let mut labels: BTreeMap<String, String> = a.labels;
+        labels.insert("chaoshub.dev/hostname".into(), a.hostname);
         labels.insert(
             "chaoshub.dev/agent-health".into(),
             if a.healthy { "healthy" } else { "unhealthy" }.to_string(),
@@ -52,7 +52,7 @@ impl NativeAdapter {
             adapter: "native".to_string(),
             kind: "host".to_string(),
             id: a.name.clone(),
-            name: a.name.clone(),
+            name: a.name,
             namespace: None,
             labels,
             annotations: BTreeMap::new(),
@@ -284,13 +284,11 @@ impl Adapter for NativeAdapter {
     ) -> Result<Vec<Capability>, AdapterError> {
         // What the agents measured at start, intersected with what the adapter maps; with no
         // agent connected yet, the static matrix (so experiments can be prepared ahead).
-        let agents = self.link.agents(&env.name);
-        if agents.is_empty() {
+        let Some(offered) = self.link.offered_capabilities(&env.name) else {
             return Ok(self.capabilities());
-        }
-        let offered: std::collections::BTreeSet<String> = agents
-            .iter()
-            .flat_map(|a| a.capabilities.iter().cloned())
+        };
+        let offered: std::collections::BTreeSet<String> = offered
+            .into_iter()
             .chain(OPT_IN_CAPABILITIES.iter().map(|(k, a)| format!("{k}/{a}")))
             .collect();
         Ok(self
@@ -303,8 +301,8 @@ impl Adapter for NativeAdapter {
     async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError> {
         Ok(self
             .link
-            .agents(&env.name)
-            .iter()
+            .hosts(&env.name)
+            .into_iter()
             .map(|a| Self::agent_target(&env.name, a))
             .collect())
     }

@@ -10,13 +10,13 @@ use chaoshub_schema::agent::proto::{
     agent_message, hub_message, AgentMessage, HubMessage, Refused, Registered,
 };
 use chaoshub_schema::agent::KernelMechanisms;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::join::{Admission, AdmissionError, AgentAdmission};
-use super::{AgentInfo, AgentRegistry, HEARTBEAT_INTERVAL};
+use super::{AgentInfo, AgentRegistry, Outbound, HEARTBEAT_INTERVAL};
 
 pub struct AgentService {
     pub registry: Arc<AgentRegistry>,
@@ -96,17 +96,17 @@ impl AgentHub for AgentService {
                 "the first message must be a registration",
             ));
         };
-        let (tx, rx) = mpsc::channel::<Result<HubMessage, Status>>(64);
-        let stream: Self::ConnectStream = Box::pin(ReceiverStream::new(rx));
+        let (tx, rx) = mpsc::channel::<Outbound>(64);
+        let stream: Self::ConnectStream = Box::pin(ReceiverStream::new(rx).map(|m| *m));
         for (field, value) in [("name", &reg.name), ("environment", &reg.environment)] {
             if !valid_name(value) {
                 let reason = format!(
                     "{field} {value:?} is invalid: use 1-253 letters, digits, '-', '_' or '.'"
                 );
                 let _ = tx
-                    .send(Ok(HubMessage {
+                    .send(Box::new(Ok(HubMessage {
                         msg: Some(hub_message::Msg::Refused(Refused { reason })),
-                    }))
+                    })))
                     .await;
                 return Ok(Response::new(stream));
             }
@@ -160,12 +160,12 @@ impl AgentHub for AgentService {
         let session = self.registry.connect(info, tx.clone());
         tracing::info!(agent = %reg.name, environment = %reg.environment, "agent registered");
         let _ = tx
-            .send(Ok(HubMessage {
+            .send(Box::new(Ok(HubMessage {
                 msg: Some(hub_message::Msg::Registered(Registered {
                     heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
                     credential: issued,
                 })),
-            }))
+            })))
             .await;
         let registry = self.registry.clone();
         let (env, name) = (reg.environment, reg.name);
@@ -193,7 +193,7 @@ impl AgentHub for AgentService {
                         // This replica stepped down: the agent goes to the one that leads now.
                         tracing::info!(agent = %name, "this replica no longer runs the engine; sending the agent away");
                         if let Some(tx) = weak_tx.upgrade() {
-                            let _ = tx.send(Err(not_the_leader(&leadership))).await;
+                            let _ = tx.send(Box::new(Err(not_the_leader(&leadership)))).await;
                         }
                         break;
                     }

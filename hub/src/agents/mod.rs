@@ -14,8 +14,9 @@
 pub mod directory;
 pub mod grpc;
 pub mod join;
+pub mod usage;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +24,9 @@ use std::time::Duration;
 use chaoshub_schema::api::{ExperimentPhase, TargetPhase};
 
 use async_trait::async_trait;
-use chaoshub_adapters::native::{AgentCallError, AgentLink, AgentOp, AgentReply, AgentSummary};
+use chaoshub_adapters::native::{
+    AgentCallError, AgentHost, AgentLink, AgentOp, AgentReply, AgentSummary,
+};
 use chaoshub_schema::agent::proto::{
     command, hub_message, Command, CommandReply, HubMessage, Inject, Recover, Renew, Status,
 };
@@ -40,9 +43,15 @@ pub const MISSED_BEATS_UNHEALTHY: u32 = 3;
 /// The longest lease handed out; renewed while the fault is wanted.
 pub const LEASE_WINDOW: chrono::Duration = chrono::Duration::seconds(30);
 
+/// What goes down an agent's stream, boxed: a channel allocates its first block of 32 slots
+/// when it is made, and one agent holds a channel for as long as it is connected. A slot of
+/// `Result<HubMessage, Status>` is over 200 bytes, so unboxed that block was about 7 KB per
+/// agent (70 MB for 10,000 agents) for a channel that carries a few commands a minute.
+pub(crate) type Outbound = Box<Result<HubMessage, tonic::Status>>;
+
 struct Session {
     id: u64,
-    sender: mpsc::Sender<Result<HubMessage, tonic::Status>>,
+    sender: mpsc::Sender<Outbound>,
     pending: HashMap<String, oneshot::Sender<CommandReply>>,
 }
 
@@ -50,11 +59,10 @@ struct AgentEntry {
     info: AgentInfo,
     session: Option<Session>,
     /// The host's usage at each heartbeat, oldest first, at most [`USAGE_SAMPLES`].
-    usage: VecDeque<AgentUsage>,
+    usage: usage::UsageSeries,
 }
 
-/// How many usage samples are kept per agent: 15 minutes of heartbeats.
-pub const USAGE_SAMPLES: usize = 900;
+pub use usage::USAGE_SAMPLES;
 
 /// A fault the hub wants kept: renewed until its deadline.
 #[derive(Debug, Clone)]
@@ -69,6 +77,10 @@ struct WantedLease {
 struct Inner {
     agents: HashMap<(String, String), AgentEntry>,
     leases: HashMap<String, WantedLease>,
+    /// Per environment, every capability its agents offer (`AgentLink::offered_capabilities`,
+    /// asked at every submission): kept until an agent of it (re)registers or is removed, the
+    /// only changes to what its agents offer.
+    offered: HashMap<String, Vec<String>>,
 }
 
 /// The registry of agents.
@@ -257,6 +269,29 @@ impl AgentRegistry {
         self.local_list(environment)
     }
 
+    /// One agent, with health computed now (on a follower replica: as the leader last
+    /// published it). A lookup, not a scan: a console page or a client polls one agent of
+    /// thousands.
+    pub fn get(&self, environment: &str, name: &str) -> Option<AgentInfo> {
+        if let Some(list) = self.follower_view(Some(environment)) {
+            return list.into_iter().find(|a| a.name == name);
+        }
+        let now = Utc::now();
+        let inner = self.lock();
+        let e = inner
+            .agents
+            .get(&(environment.to_string(), name.to_string()))?;
+        Some(Self::shown(e, now))
+    }
+
+    /// An entry as listed: its info with connection and health as of `now`.
+    fn shown(e: &AgentEntry, now: DateTime<Utc>) -> AgentInfo {
+        let mut info = e.info.clone();
+        info.connected = e.session.is_some();
+        info.health = Self::health(&e.info, info.connected, now).to_string();
+        info
+    }
+
     /// The agents whose streams this process holds.
     pub(crate) fn local_list(&self, environment: Option<&str>) -> Vec<AgentInfo> {
         let now = Utc::now();
@@ -265,12 +300,7 @@ impl AgentRegistry {
             .agents
             .values()
             .filter(|e| environment.is_none_or(|env| e.info.environment == env))
-            .map(|e| {
-                let mut info = e.info.clone();
-                info.connected = e.session.is_some();
-                info.health = Self::health(&e.info, info.connected, now).to_string();
-                info
-            })
+            .map(|e| Self::shown(e, now))
             .collect();
         out.sort_by(|a, b| (&a.environment, &a.name).cmp(&(&b.environment, &b.name)));
         out
@@ -278,11 +308,7 @@ impl AgentRegistry {
 
     /// Registers (or re-registers) an agent's stream; returns the session id. A newer stream of
     /// the same agent replaces the older one (a reconnect after a network blip).
-    pub(crate) fn connect(
-        &self,
-        mut info: AgentInfo,
-        sender: mpsc::Sender<Result<HubMessage, tonic::Status>>,
-    ) -> u64 {
+    pub(crate) fn connect(&self, mut info: AgentInfo, sender: mpsc::Sender<Outbound>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let now = Utc::now();
         info.connected = true;
@@ -290,6 +316,7 @@ impl AgentRegistry {
         info.last_heartbeat = Some(now);
         let key = (info.environment.clone(), info.name.clone());
         let mut inner = self.lock();
+        inner.offered.remove(&key.0);
         // Its leases are renewed at once: after a hub restart or a long blip the agent may be
         // close to removing faults the hub still wants.
         for lease in inner.leases.values_mut() {
@@ -344,26 +371,8 @@ impl AgentRegistry {
                 e.info.last_heartbeat = Some(now);
                 e.info.active_faults = active_faults;
                 if let Some(u) = usage {
-                    let sample = AgentUsage {
-                        at: now,
-                        cpu_percent: if u.cpu_percent.is_finite() {
-                            u.cpu_percent.clamp(0.0, 100.0)
-                        } else {
-                            0.0
-                        },
-                        mem_used_bytes: u.mem_used_bytes.min(u.mem_total_bytes),
-                        mem_total_bytes: u.mem_total_bytes,
-                        load1: if u.load1.is_finite() {
-                            u.load1.max(0.0)
-                        } else {
-                            0.0
-                        },
-                    };
-                    if e.usage.len() >= USAGE_SAMPLES {
-                        e.usage.pop_front();
-                    }
-                    e.usage.push_back(sample.clone());
-                    e.info.usage = Some(sample);
+                    // The latest sample as kept, so the list and the series agree.
+                    e.info.usage = Some(e.usage.push(now, &u));
                 }
             }
         }
@@ -390,13 +399,7 @@ impl AgentRegistry {
         }
         let inner = self.lock();
         let e = inner.agents.get(&(env.to_string(), name.to_string()))?;
-        Some(
-            e.usage
-                .iter()
-                .filter(|u| since.is_none_or(|t| u.at >= t))
-                .cloned()
-                .collect(),
-        )
+        Some(e.usage.since(since))
     }
 
     pub(crate) fn reply(&self, env: &str, name: &str, session: u64, reply: CommandReply) {
@@ -424,6 +427,7 @@ impl AgentRegistry {
     /// Forgets an agent and ends its stream (an admin removed it); false when unknown.
     pub fn remove(&self, environment: &str, name: &str) -> bool {
         let mut inner = self.lock();
+        inner.offered.remove(environment);
         inner
             .leases
             .retain(|_, l| !(l.environment == environment && l.agent == name));
@@ -463,7 +467,7 @@ impl AgentRegistry {
                 op: Some(op),
             })),
         };
-        if sender.send(Ok(msg)).await.is_err() {
+        if sender.send(Box::new(Ok(msg))).await.is_err() {
             return Err(AgentCallError::NotConnected {
                 agent: agent.to_string(),
             });
@@ -596,6 +600,68 @@ impl AgentLink for AgentRegistry {
             .collect()
     }
 
+    fn hosts(&self, environment: &str) -> Vec<AgentHost> {
+        if self.follower_view(Some(environment)).is_some() {
+            return self
+                .agents(environment)
+                .into_iter()
+                .map(|a| AgentHost {
+                    name: a.name,
+                    hostname: a.hostname,
+                    labels: a.labels,
+                    healthy: a.healthy,
+                })
+                .collect();
+        }
+        let now = Utc::now();
+        let inner = self.lock();
+        let mut out: Vec<AgentHost> = inner
+            .agents
+            .values()
+            .filter(|e| e.info.environment == environment)
+            .map(|e| AgentHost {
+                name: e.info.name.clone(),
+                hostname: e.info.hostname.clone(),
+                labels: e.info.labels.clone(),
+                healthy: Self::health(&e.info, e.session.is_some(), now) == "healthy",
+            })
+            .collect();
+        drop(inner);
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    fn offered_capabilities(&self, environment: &str) -> Option<Vec<String>> {
+        if let Some(list) = self.follower_view(Some(environment)) {
+            if list.is_empty() {
+                return None;
+            }
+            let offered: std::collections::BTreeSet<String> =
+                list.into_iter().flat_map(|a| a.capabilities).collect();
+            return Some(offered.into_iter().collect());
+        }
+        let mut inner = self.lock();
+        if let Some(offered) = inner.offered.get(environment) {
+            return Some(offered.clone());
+        }
+        let mut any = false;
+        let offered: std::collections::BTreeSet<&str> = inner
+            .agents
+            .values()
+            .filter(|e| e.info.environment == environment)
+            .inspect(|_| any = true)
+            .flat_map(|e| e.info.capabilities.iter().map(String::as_str))
+            .collect();
+        if !any {
+            return None;
+        }
+        let offered: Vec<String> = offered.into_iter().map(str::to_string).collect();
+        inner
+            .offered
+            .insert(environment.to_string(), offered.clone());
+        Some(offered)
+    }
+
     async fn call(
         &self,
         environment: &str,
@@ -655,6 +721,137 @@ mod tests {
         .unwrap()
     }
 
+    #[tokio::test]
+    async fn a_command_travels_boxed_down_the_stream_and_its_reply_comes_back() {
+        // One pointer a slot: the channel's first block stays small for every agent.
+        assert_eq!(
+            std::mem::size_of::<Outbound>(),
+            std::mem::size_of::<usize>()
+        );
+        let registry = AgentRegistry::new();
+        let (tx, mut rx) = mpsc::channel(4);
+        let session = registry.connect(info("a"), tx);
+        let caller = Arc::clone(&registry);
+        let call = tokio::spawn(async move {
+            caller
+                .call(
+                    "hosts",
+                    "a",
+                    AgentOp::Status {
+                        fault_id: "f1".into(),
+                    },
+                    Duration::from_secs(5),
+                )
+                .await
+        });
+        let sent: Outbound = rx.recv().await.unwrap();
+        let Ok(HubMessage {
+            msg: Some(hub_message::Msg::Command(cmd)),
+        }) = *sent
+        else {
+            panic!("not a command: {sent:?}");
+        };
+        assert_eq!(cmd.environment, "hosts");
+        assert!(matches!(&cmd.op, Some(command::Op::Status(s)) if s.fault_id == "f1"));
+        registry.reply(
+            "hosts",
+            "a",
+            session,
+            CommandReply {
+                command_id: cmd.command_id,
+                ok: false,
+                error_kind: "not-found".into(),
+                error: "no such fault".into(),
+                status_json: String::new(),
+            },
+        );
+        match call.await.unwrap().unwrap() {
+            AgentReply::Refused { kind, .. } => assert_eq!(kind, "not-found"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn hosts_and_offered_capabilities_agree_with_the_full_listing_and_follow_changes() {
+        let registry = AgentRegistry::new();
+        let (tx, _rx) = mpsc::channel(4);
+        assert_eq!(registry.offered_capabilities("hosts"), None);
+        let with = |name: &str, caps: &[&str], labels: &[(&str, &str)]| {
+            let mut i = info(name);
+            i.capabilities = caps.iter().map(|c| c.to_string()).collect();
+            i.labels = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            i.hostname = format!("{name}.lab");
+            i
+        };
+        registry.connect(
+            with(
+                "b",
+                &["StressChaos/cpu", "NetworkChaos/delay"],
+                &[("rack", "1")],
+            ),
+            tx.clone(),
+        );
+        let session = registry.connect(with("a", &["NetworkChaos/delay"], &[]), tx.clone());
+        registry.disconnect("hosts", "a", session);
+        let mut other = with("z", &["NetworkChaos/loss"], &[]);
+        other.environment = "other".into();
+        registry.connect(other, tx.clone());
+        let offered = || registry.offered_capabilities("hosts").unwrap();
+        assert_eq!(offered(), ["NetworkChaos/delay", "StressChaos/cpu"]);
+        // The default (from the full listing) gives the same answers.
+        let full: Vec<AgentHost> = registry
+            .agents("hosts")
+            .into_iter()
+            .map(|a| AgentHost {
+                name: a.name,
+                hostname: a.hostname,
+                labels: a.labels,
+                healthy: a.healthy,
+            })
+            .collect();
+        assert_eq!(registry.hosts("hosts"), full);
+        assert_eq!(full.len(), 2);
+        assert!(!full[0].healthy && full[1].healthy, "a is disconnected");
+        assert_eq!(full[1].labels["rack"], "1");
+        // A (re)registration and a removal change what is offered.
+        registry.connect(with("c", &["PodChaos/pod-kill"], &[]), tx);
+        assert_eq!(
+            offered(),
+            ["NetworkChaos/delay", "PodChaos/pod-kill", "StressChaos/cpu"]
+        );
+        assert!(registry.remove("hosts", "b"));
+        assert_eq!(offered(), ["NetworkChaos/delay", "PodChaos/pod-kill"]);
+        assert!(registry.remove("hosts", "a") && registry.remove("hosts", "c"));
+        assert_eq!(registry.offered_capabilities("hosts"), None);
+        assert_eq!(
+            registry.offered_capabilities("other").unwrap(),
+            ["NetworkChaos/loss"]
+        );
+    }
+
+    #[test]
+    fn one_agent_is_looked_up_as_the_list_shows_it() {
+        let registry = AgentRegistry::new();
+        let (tx, _rx) = mpsc::channel(4);
+        for name in ["a", "b", "c"] {
+            registry.connect(info(name), tx.clone());
+        }
+        let session = registry.connect(info("d"), tx);
+        registry.disconnect("hosts", "d", session);
+        for listed in registry.list(None) {
+            assert_eq!(registry.get("hosts", &listed.name).as_ref(), Some(&listed));
+        }
+        let d = registry.get("hosts", "d").unwrap();
+        assert!(!d.connected);
+        assert_eq!(d.health, "disconnected");
+        assert_eq!(registry.get("hosts", "b").unwrap().health, "healthy");
+        assert!(registry.get("hosts", "nobody").is_none());
+        assert!(registry.get("other", "a").is_none());
+    }
+
     #[test]
     fn usage_is_kept_per_agent_bounded_sanitised_and_across_a_reconnect() {
         let registry = AgentRegistry::new();
@@ -668,8 +865,8 @@ mod tests {
                 0,
                 Some(HostUsage {
                     cpu_percent: cpu,
-                    mem_used_bytes: 5,
-                    mem_total_bytes: 4,
+                    mem_used_bytes: 5 * 1024,
+                    mem_total_bytes: 4 * 1024,
                     load1: f32::NAN,
                 }),
             )
@@ -689,7 +886,7 @@ mod tests {
             100.0,
             "clamped to 0–100"
         );
-        assert_eq!(series[0].mem_used_bytes, 4, "never above the total");
+        assert_eq!(series[0].mem_used_bytes, 4 * 1024, "never above the total");
         assert_eq!(series[0].load1, 0.0, "a NaN load is not passed on");
         let latest = registry.list(Some("hosts"))[0].usage.clone().unwrap();
         assert_eq!(&latest, series.last().unwrap());
