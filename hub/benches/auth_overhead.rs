@@ -14,92 +14,17 @@
 //! Run: `cargo bench -p chaoshub --bench auth_overhead` (`-- --quick` for a short run).
 //! Results: docs/benchmarks.md, section "Authentication overhead".
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use chaoshub::config::HubConfig;
-use chaoshub_adapters::{
-    Adapter, AdapterError, AdapterRegistry, Environment, FaultRequest, Injection, InjectionState,
-};
-use chaoshub_schema::api::Capability;
-use chaoshub_schema::{Target, ValidationErrors};
+use chaoshub_adapters::AdapterRegistry;
 use chaoshub_testkit::bench::percentile;
 use serde_json::{json, Value};
 
-#[derive(Default)]
-struct InstantAdapter {
-    active: Mutex<HashSet<String>>,
-}
-
-#[async_trait]
-impl Adapter for InstantAdapter {
-    fn adapter_type(&self) -> &'static str {
-        "instant"
-    }
-    fn description(&self) -> &'static str {
-        "bench adapter"
-    }
-    fn capabilities(&self) -> Vec<Capability> {
-        vec![Capability::new("NetworkChaos", "delay")]
-    }
-    fn validate_environment(&self, _env: &Environment) -> Result<(), ValidationErrors> {
-        Ok(())
-    }
-    async fn environment_capabilities(
-        &self,
-        _env: &Environment,
-    ) -> Result<Vec<Capability>, AdapterError> {
-        Ok(self.capabilities())
-    }
-    async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError> {
-        Ok(vec![Target {
-            environment: env.name.clone(),
-            adapter: "instant".into(),
-            kind: "host".into(),
-            id: "t".into(),
-            name: "t".into(),
-            namespace: None,
-            labels: [("app".to_string(), "web".to_string())].into(),
-            annotations: Default::default(),
-        }])
-    }
-    async fn inject(
-        &self,
-        _env: &Environment,
-        fault: &FaultRequest,
-        _target: &Target,
-    ) -> Result<Value, AdapterError> {
-        self.active
-            .lock()
-            .unwrap()
-            .insert(fault.injection_id.clone());
-        Ok(Value::Null)
-    }
-    async fn status(
-        &self,
-        _env: &Environment,
-        injection: &Injection,
-    ) -> Result<InjectionState, AdapterError> {
-        Ok(
-            if self
-                .active
-                .lock()
-                .unwrap()
-                .contains(&injection.injection_id)
-            {
-                InjectionState::Active
-            } else {
-                InjectionState::Absent
-            },
-        )
-    }
-    async fn recover(&self, _env: &Environment, injection: &Injection) -> Result<(), AdapterError> {
-        self.active.lock().unwrap().remove(&injection.injection_id);
-        Ok(())
-    }
-}
+#[path = "common/instant_adapter.rs"]
+mod instant_adapter;
+use instant_adapter::InstantAdapter;
 
 struct BenchHub {
     _hub: chaoshub::server::RunningHub,
@@ -120,7 +45,7 @@ async fn start(mode: &str, tls: bool) -> BenchHub {
     config.auth.mode = mode.into();
     config.tls.self_signed = tls;
     let mut registry = AdapterRegistry::builtin();
-    registry.register(Arc::new(InstantAdapter::default()));
+    registry.register(Arc::new(InstantAdapter::with_targets(1)));
     let hub = chaoshub::server::start_with(config, registry)
         .await
         .unwrap();

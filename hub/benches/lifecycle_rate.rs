@@ -23,13 +23,11 @@ use std::time::{Duration, Instant};
 use chaoshub::config::HubConfig;
 use chaoshub::events::hub_event;
 use chaoshub::store::EventFilter;
-use chaoshub_adapters::AdapterRegistry;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 #[path = "common/instant_adapter.rs"]
 mod instant_adapter;
-use instant_adapter::InstantAdapter;
 
 /// The process's CPU time (user + system) so far.
 fn cpu_time() -> Duration {
@@ -93,31 +91,7 @@ async fn main() {
     if let Ok(level) = std::env::var("CHAOSHUB_BENCH_SYNCHRONOUS") {
         config.store.synchronous = level;
     }
-    let mut registry = AdapterRegistry::builtin();
-    registry.register(Arc::new(InstantAdapter::default()));
-    let hub = chaoshub::server::start_with(config, registry)
-        .await
-        .unwrap();
-    let url = hub.url();
-    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {}", token.trim()).parse().unwrap(),
-    );
-    let client = reqwest::Client::builder()
-        .default_headers(headers)
-        .pool_max_idle_per_host(clients)
-        .build()
-        .unwrap();
-    let env = client
-        .post(format!("{url}/api/v1/environments"))
-        .header("content-type", "application/yaml")
-        .body("apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: bench}\nspec: {adapter: instant}\n")
-        .send()
-        .await
-        .unwrap();
-    assert!(env.status().is_success(), "environment: {}", env.status());
+    let (hub, url, client) = instant_adapter::start_hub(config, clients).await;
     let engine = hub.hub.engine.clone();
     println!(
         "lifecycle rate: SQLite on disk, store.synchronous = {}, {} cores",

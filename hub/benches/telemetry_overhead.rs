@@ -18,7 +18,6 @@ use axum::body::Bytes;
 use chaoshub::config::HubConfig;
 use chaoshub::events::hub_event;
 use chaoshub::telemetry::TelemetryConfig;
-use chaoshub_adapters::AdapterRegistry;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -36,7 +35,6 @@ use serde_json::{json, Value};
 
 #[path = "common/instant_adapter.rs"]
 mod instant_adapter;
-use instant_adapter::InstantAdapter;
 
 /// Counts what the receiver decoded, so the bench can check the export really happened.
 #[derive(Clone, Default)]
@@ -150,31 +148,7 @@ async fn measure(
         ..Default::default()
     };
     config.engine.resync_interval_ms = 200;
-    let mut registry = AdapterRegistry::builtin();
-    registry.register(Arc::new(InstantAdapter::default()));
-    let hub = chaoshub::server::start_with(config, registry)
-        .await
-        .unwrap();
-    let url = hub.url();
-    // The admin token the hub wrote on first start, as a local user would read it.
-    let token = std::fs::read_to_string(dir.path().join("admin.token")).unwrap();
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {}", token.trim()).parse().unwrap(),
-    );
-    let client = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap();
-    let env = client
-        .post(format!("{url}/api/v1/environments"))
-        .header("content-type", "application/yaml")
-        .body("apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: bench}\nspec: {adapter: instant}\n")
-        .send()
-        .await
-        .unwrap();
-    assert!(env.status().is_success());
+    let (hub, url, client) = instant_adapter::start_hub(config, usize::MAX).await;
 
     // Events.
     let engine = hub.hub.engine.clone();
