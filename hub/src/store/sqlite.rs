@@ -178,7 +178,6 @@ impl Durability {
 pub struct SqliteStore {
     /// The writer connection with its group commit, and the read connections.
     group: group::GroupCommit,
-    durability: Durability,
 }
 
 /// Runs a synchronous SQLite call so that it never holds up an async runtime worker: on a
@@ -230,12 +229,7 @@ impl SqliteStore {
                 "store.synchronous {synchronous:?} is not one of normal, lifecycle, full"
             ))
         })?;
-        let sync = if durability == Durability::Full {
-            "FULL"
-        } else {
-            "NORMAL"
-        };
-        conn.pragma_update(None, "synchronous", sync)?;
+        conn.pragma_update(None, "synchronous", group::initial_synchronous(durability))?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
@@ -253,12 +247,11 @@ impl SqliteStore {
         tx.commit()?;
         Ok(Self {
             group: group::GroupCommit::new(conn, durability, path),
-            durability,
         })
     }
 
     pub fn durability(&self) -> Durability {
-        self.durability
+        self.group.durability()
     }
 
     /// One lifecycle transition, committed with `synchronous=FULL` unless the store was

@@ -133,14 +133,26 @@ fn pragma_level(level: Level) -> &'static str {
     }
 }
 
+/// The `synchronous` level a write needs under `durability`.
+fn level_of(durability: Durability, lifecycle: bool) -> Level {
+    match durability {
+        Durability::Normal => Level::Normal,
+        Durability::Full => Level::Full,
+        Durability::Lifecycle if lifecycle => Level::Full,
+        Durability::Lifecycle => Level::Normal,
+    }
+}
+
+/// The `synchronous` setting a store opens with under `durability` (what its plain writes use).
+pub(super) fn initial_synchronous(durability: Durability) -> &'static str {
+    pragma_level(level_of(durability, false))
+}
+
 impl GroupCommit {
-    /// `conn` is set up (WAL, schema) with `synchronous` at the level `durability` starts with.
+    /// Takes `conn` (WAL, schema in place, `synchronous` set to [`initial_synchronous`]) as
+    /// the writer.
     pub(super) fn new(conn: Connection, durability: Durability, path: Option<PathBuf>) -> Self {
-        let level = if durability == Durability::Full {
-            Level::Full
-        } else {
-            Level::Normal
-        };
+        let level = level_of(durability, false);
         Self {
             writer: Mutex::new(Writer {
                 conn,
@@ -156,13 +168,12 @@ impl GroupCommit {
         }
     }
 
+    pub(super) fn durability(&self) -> Durability {
+        self.durability
+    }
+
     fn level_for(&self, lifecycle: bool) -> Level {
-        match self.durability {
-            Durability::Normal => Level::Normal,
-            Durability::Full => Level::Full,
-            Durability::Lifecycle if lifecycle => Level::Full,
-            Durability::Lifecycle => Level::Normal,
-        }
+        level_of(self.durability, lifecycle)
     }
 
     /// The writer connection to itself, after committing any open batch: for the writes that
