@@ -25,8 +25,26 @@ use crate::store::StoreError;
 /// Writers committed together at most; beyond it the batch is committed and a new one begun.
 const MAX_BATCH: usize = 256;
 
-/// Idle read connections kept open.
-const MAX_IDLE_READERS: usize = 8;
+/// Read connections open at once (busy or idle). Each holds its own page cache and copy of
+/// the schema, so an unbounded pool lets a burst of reads (a hostile request flood, a large
+/// scan on many threads) pin memory for the process's life. A thread that already holds a
+/// reader may open one more beyond the cap, so a nested read can never wait for itself.
+const MAX_READERS: usize = 4;
+
+/// Page cache of one read connection, in KiB (SQLite's default is 2,000 KiB per connection).
+const READER_CACHE_KIB: i64 = 1024;
+
+thread_local! {
+    /// Pooled readers this thread holds now.
+    static HELD_READERS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The read connections: idle ones, and how many are open in all.
+#[derive(Default)]
+struct ReaderPool {
+    idle: Vec<Connection>,
+    open: usize,
+}
 
 /// The fsync a write needs: `Full` for lifecycle transitions under `store.synchronous =
 /// "lifecycle"`, else what the store was opened with.
@@ -71,7 +89,9 @@ pub(super) struct GroupCommit {
     durability: Durability,
     /// The database file, for read connections; none for an in-memory store.
     path: Option<PathBuf>,
-    readers: Mutex<Vec<Connection>>,
+    readers: Mutex<ReaderPool>,
+    /// Signalled when a reader is given back or closed.
+    reader_free: Condvar,
     pub stats: Stats,
 }
 
@@ -110,11 +130,18 @@ impl std::ops::Deref for Reader<'_> {
 impl Drop for Reader<'_> {
     fn drop(&mut self) {
         if let Reader::Pooled(group, conn) = self {
+            HELD_READERS.with(|h| h.set(h.get().saturating_sub(1)));
             if let Some(conn) = conn.take() {
-                let mut idle = lock(&group.readers);
-                if idle.len() < MAX_IDLE_READERS {
-                    idle.push(conn);
+                let mut pool = lock(&group.readers);
+                if pool.open <= MAX_READERS {
+                    pool.idle.push(conn);
+                } else {
+                    // One opened beyond the cap for a nested read: closed, not kept.
+                    pool.open -= 1;
+                    drop(pool);
+                    drop(conn);
                 }
+                group.reader_free.notify_one();
             }
         }
     }
@@ -124,6 +151,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding a lock cannot leave SQLite half-written (a batch whose writer
     // panicked is settled before the panic goes on), so a poisoned lock is safe to reuse.
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn open_reader(path: &std::path::Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)?;
+    Ok(conn)
 }
 
 fn pragma_level(level: Level) -> &'static str {
@@ -163,7 +198,8 @@ impl GroupCommit {
             queued: AtomicUsize::new(0),
             durability,
             path,
-            readers: Mutex::new(Vec::new()),
+            readers: Mutex::new(ReaderPool::default()),
+            reader_free: Condvar::new(),
             stats: Stats::default(),
         }
     }
@@ -189,13 +225,40 @@ impl GroupCommit {
         let Some(path) = &self.path else {
             return Ok(Reader::Writer(self.exclusive()));
         };
-        if let Some(conn) = lock(&self.readers).pop() {
-            return Ok(Reader::Pooled(self, Some(conn)));
+        let nested = HELD_READERS.with(|h| h.get()) > 0;
+        let mut pool = lock(&self.readers);
+        loop {
+            if let Some(conn) = pool.idle.pop() {
+                HELD_READERS.with(|h| h.set(h.get() + 1));
+                return Ok(Reader::Pooled(self, Some(conn)));
+            }
+            if pool.open < MAX_READERS || nested {
+                break;
+            }
+            pool = self
+                .reader_free
+                .wait(pool)
+                .unwrap_or_else(|p| p.into_inner());
         }
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.pragma_update(None, "query_only", "ON")?;
-        Ok(Reader::Pooled(self, Some(conn)))
+        pool.open += 1;
+        drop(pool);
+        match open_reader(path) {
+            Ok(conn) => {
+                HELD_READERS.with(|h| h.set(h.get() + 1));
+                Ok(Reader::Pooled(self, Some(conn)))
+            }
+            Err(e) => {
+                lock(&self.readers).open -= 1;
+                self.reader_free.notify_one();
+                Err(e)
+            }
+        }
+    }
+
+    /// Read connections open now (busy and idle).
+    #[cfg(test)]
+    fn readers_open(&self) -> usize {
+        lock(&self.readers).open
     }
 
     /// Runs `f` in the open batch (or a new one) and returns once the batch is durable.
@@ -376,6 +439,93 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         drop(held);
+    }
+
+    /// At most `MAX_READERS` read connections are open however many threads read at once; a
+    /// reader beyond them waits for one to be given back, except a thread's nested read, which
+    /// is served at once and closed when dropped.
+    #[test]
+    fn read_connections_are_capped_and_a_nested_read_never_waits() {
+        use super::MAX_READERS;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path(), "lifecycle").unwrap());
+        let count = |conn: &rusqlite::Connection| -> i64 {
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                .unwrap()
+        };
+        let start = Arc::new(Barrier::new(16));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (store, start, peak) =
+                    (Arc::clone(&store), Arc::clone(&start), Arc::clone(&peak));
+                std::thread::spawn(move || {
+                    start.wait();
+                    for _ in 0..50 {
+                        let conn = store.group.read().unwrap();
+                        assert!(count(&conn) > 0);
+                        peak.fetch_max(store.group.readers_open(), Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let peak = peak.load(Ordering::SeqCst);
+        assert!(
+            (1..=MAX_READERS).contains(&peak),
+            "{peak} readers were open at once"
+        );
+
+        // All the pool's readers held by other threads: a fresh thread waits, this thread's
+        // nested read does not.
+        let outer = store.group.read().unwrap();
+        let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+        let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let held: Vec<_> = (0..MAX_READERS - 1)
+                    .map(|_| store.group.read().unwrap())
+                    .collect();
+                held_tx.send(()).unwrap();
+                hold_rx.recv().unwrap();
+                drop(held);
+            })
+        };
+        held_rx.recv().unwrap();
+        assert_eq!(store.group.readers_open(), MAX_READERS);
+        let (got_tx, got_rx) = std::sync::mpsc::channel::<()>();
+        let waiter = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let conn = store.group.read().unwrap();
+                assert!(count(&conn) > 0);
+                got_tx.send(()).unwrap();
+            })
+        };
+        assert!(
+            got_rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "a fifth reader was opened while {MAX_READERS} were busy"
+        );
+        let nested = store.group.read().unwrap();
+        assert!(count(&nested) > 0);
+        assert_eq!(store.group.readers_open(), MAX_READERS + 1);
+        drop(nested);
+        assert_eq!(
+            store.group.readers_open(),
+            MAX_READERS,
+            "the extra reader was kept"
+        );
+        hold_tx.send(()).unwrap();
+        got_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the waiting reader was never served");
+        holder.join().unwrap();
+        waiter.join().unwrap();
+        drop(outer);
+        assert_eq!(store.group.readers_open(), MAX_READERS);
     }
 
     /// Writers queued at once share one commit, each is acknowledged only when a separate
