@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chaoshub_adapters::{
-    Adapter, AdapterRegistry, Environment, FaultRequest, Injection, InjectionState, Selection,
+    Adapter, AdapterError, AdapterRegistry, Environment, FaultRequest, Injection, InjectionState,
+    Selection,
 };
 use chaoshub_schema::api::{DesiredState, EventRecord, ExperimentPhase, TargetPhase, TargetRecord};
 use chaoshub_schema::duration::parse_duration;
@@ -75,6 +76,9 @@ pub struct Engine {
     inflight: Mutex<HashMap<String, bool>>,
     /// Earliest time a failed recovery is retried, per experiment.
     retry_at: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Injections retried in a row after a far side dropped out during the call (an agent
+    /// restarting), per experiment; cleared once Running or ended.
+    inject_retries: Mutex<HashMap<String, u32>>,
     /// Injection permits per environment (`engine.max_injecting_per_environment`).
     injecting: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// When each Running experiment's faults are next read back (drift detection).
@@ -308,6 +312,24 @@ fn injection_of(row: &ExperimentRow, record: &TargetRecord) -> Injection {
     }
 }
 
+/// Injections retried in a row after the far side dropped out during the call, before the
+/// experiment fails.
+const TRANSIENT_INJECT_RETRIES: u32 = 5;
+
+/// Pause before such a retry (at most `engine.recovery_retry_ms`): long enough for an agent's
+/// restart to be noticed, short against a fault's window.
+const TRANSIENT_INJECT_PAUSE: Duration = Duration::from_millis(500);
+
+/// Why one target's injection failed.
+struct InjectFailure {
+    /// What the adapter returned before the failure (what may be in place).
+    details: Value,
+    error: String,
+    /// The far side dropped out during the call ([`AdapterError::Unreachable`]): worth trying
+    /// again once it is back, after removing what it may hold.
+    transient: bool,
+}
+
 fn needs_recovery(record: &TargetRecord) -> bool {
     matches!(
         record.phase,
@@ -359,6 +381,7 @@ impl Engine {
             due_at: Mutex::new(due_queue::DueQueue::default()),
             inflight: Mutex::new(HashMap::new()),
             retry_at: Mutex::new(HashMap::new()),
+            inject_retries: Mutex::new(HashMap::new()),
             injecting: Mutex::new(HashMap::new()),
             verify_at: Mutex::new(HashMap::new()),
             verifying: Mutex::new(HashMap::new()),
@@ -1035,6 +1058,7 @@ impl Engine {
             row.status.ended_at = Some(time::format(now));
         }
         lock(&self.retry_at).remove(&row.uid);
+        lock(&self.inject_retries).remove(&row.uid);
         lock(&self.verify_at).remove(&row.uid);
         let ev = experiment_event(row, name, message);
         self.save(row, vec![ev])
@@ -1202,12 +1226,13 @@ impl Engine {
                 let result =
                     inject_and_confirm(adapter.as_ref(), &env, &fault, &target, confirm_timeout)
                         .await;
-                call.finish(result.as_ref().err().map(|(_, e)| e.as_str()));
+                call.finish(result.as_ref().err().map(|f| f.error.as_str()));
                 (i, result)
             }
         }))
         .buffer_unordered(self.config.parallelism);
         let mut failures = Vec::new();
+        let mut all_transient = true;
         // Each target's outcome is stored as it comes, except the last one's, which goes into
         // the same transaction as the experiment's next step (Running, or the rollback): one
         // commit fewer per experiment. A crash before that commit leaves the experiment
@@ -1227,7 +1252,12 @@ impl Engine {
                         "fault confirmed in place",
                     )
                 }
-                Err((details, error)) => {
+                Err(InjectFailure {
+                    details,
+                    error,
+                    transient,
+                }) => {
+                    all_transient &= transient;
                     // The adapter may have put part of the fault in place; it is recovered below.
                     record.phase = TargetPhase::Injecting;
                     record.details = details;
@@ -1249,6 +1279,22 @@ impl Engine {
 
         if !failures.is_empty() {
             self.save(row, unsaved.into_iter().collect())?;
+            if all_transient && self.retry_transient_injection(row) {
+                // The far side dropped out during the call (an agent restarting, a proxy
+                // restarted): whatever it may hold is removed on the next pass, which then
+                // injects again for what is left of the window.
+                row.status.reason = Some(format!(
+                    "injection interrupted ({}); removing partial faults before injecting again (retrying)",
+                    failures.join("; ")
+                ));
+                let pause = Duration::from_millis(self.config.recovery_retry_ms)
+                    .min(TRANSIENT_INJECT_PAUSE);
+                lock(&self.retry_at).insert(
+                    row.uid.clone(),
+                    time::now() + chrono::Duration::from_std(pause).unwrap_or_default(),
+                );
+                return self.save(row, Vec::new());
+            }
             let injected = row
                 .status
                 .targets
@@ -1263,6 +1309,7 @@ impl Engine {
             row.status.reason = Some(reason.clone());
             return self.recover(row, ExperimentPhase::Failed, &reason).await;
         }
+        lock(&self.inject_retries).remove(&row.uid);
         row.status.phase = ExperimentPhase::Running;
         let message = match &row.status.deadline {
             Some(d) => format!("running: fault confirmed on {count} target(s) until {d}"),
@@ -1369,12 +1416,36 @@ impl Engine {
         Ok((count, picked))
     }
 
-    /// After a crash during injection: removes whatever may be in place, then starts over if
-    /// the window is still open.
+    /// Whether an injection whose every failure was its far side dropping out is tried again:
+    /// while the window is open, at most [`TRANSIENT_INJECT_RETRIES`] times in a row.
+    fn retry_transient_injection(&self, row: &ExperimentRow) -> bool {
+        let open = match row.status.deadline.as_deref().and_then(time::parse) {
+            Some(deadline) => deadline > self.now(),
+            None => true,
+        };
+        if !open {
+            return false;
+        }
+        let mut retries = lock(&self.inject_retries);
+        let count = retries.entry(row.uid.clone()).or_default();
+        *count += 1;
+        *count <= TRANSIENT_INJECT_RETRIES
+    }
+
+    /// After a crash during injection, or an injection its far side dropped out of: removes
+    /// whatever may be in place, then starts over if the window is still open.
     async fn resume_interrupted_injection(
         self: &Arc<Self>,
         row: &mut ExperimentRow,
     ) -> Result<(), StoreError> {
+        // A target that holds an error was interrupted by its far side dropping out (see
+        // `retry_transient_injection`); none holds one after a crash, since the intent clears them.
+        let dropped_out: Vec<String> = row
+            .status
+            .targets
+            .iter()
+            .filter_map(|r| r.error.clone())
+            .collect();
         tracing::warn!(experiment = %row.uid, "found an interrupted injection; recovering its targets first");
         self.recover_targets(row).await?;
         if row.status.targets.iter().any(needs_recovery) {
@@ -1383,10 +1454,15 @@ impl Engine {
             // A far side that is briefly out of reach when the hub restarts (an agent that has
             // not reconnected yet) must not fail an experiment whose window is still open.
             row.status.phase = ExperimentPhase::Injecting;
-            row.status.reason = Some(
+            row.status.reason = Some(if dropped_out.is_empty() {
                 "the hub restarted during injection; removing partial faults before injecting again (retrying)"
-                    .into(),
-            );
+                    .into()
+            } else {
+                format!(
+                    "injection interrupted ({}); removing partial faults before injecting again (retrying)",
+                    dropped_out.join("; ")
+                )
+            });
             lock(&self.retry_at).insert(
                 row.uid.clone(),
                 time::now() + chrono::Duration::milliseconds(self.config.recovery_retry_ms as i64),
@@ -1396,6 +1472,13 @@ impl Engine {
         let now = self.now();
         let deadline = row.status.deadline.as_deref().and_then(time::parse);
         match deadline {
+            Some(d) if d <= now && !dropped_out.is_empty() => self.fail(
+                row,
+                format!(
+                    "the window ended before the fault could be injected again ({})",
+                    dropped_out.join("; ")
+                ),
+            ),
             Some(d) if d <= now => {
                 row.status.reason = Some(
                     "the hub restarted during injection and the window ended while it was down"
@@ -1410,11 +1493,12 @@ impl Engine {
                     record.phase = TargetPhase::Pending;
                 }
                 row.status.phase = ExperimentPhase::Pending;
-                let ev = experiment_event(
-                    row,
-                    events::EXPERIMENT_INJECTING,
-                    "the hub restarted during injection: partial faults removed, injecting again",
-                );
+                let message = if dropped_out.is_empty() {
+                    "the hub restarted during injection: partial faults removed, injecting again"
+                } else {
+                    "the far side dropped out during injection: partial faults removed, injecting again"
+                };
+                let ev = experiment_event(row, events::EXPERIMENT_INJECTING, message);
                 self.save(row, vec![ev])
             }
         }
@@ -1694,14 +1778,18 @@ async fn inject_and_confirm(
     fault: &FaultRequest,
     target: &Target,
     timeout: Duration,
-) -> Result<Value, (Value, String)> {
+) -> Result<Value, InjectFailure> {
     let details = tracing::Instrument::instrument(
         adapter.inject(env, fault, target),
         tracing::debug_span!("engine.inject"),
     )
     .await;
     failpoints::hit("engine.after_inject").await;
-    let details = details.map_err(|e| (Value::Null, e.to_string()))?;
+    let details = details.map_err(|e| InjectFailure {
+        details: Value::Null,
+        transient: matches!(e, AdapterError::Unreachable { .. }),
+        error: e.to_string(),
+    })?;
     if adapter.inject_reads_back() {
         return Ok(details);
     }
@@ -1733,10 +1821,11 @@ async fn inject_and_confirm(
             Err(e) => format!("status check failed: {e}"),
         };
         if started.elapsed() >= timeout {
-            return Err((
+            return Err(InjectFailure {
                 details,
-                format!("not confirmed within {} ms: {last}", timeout.as_millis()),
-            ));
+                error: format!("not confirmed within {} ms: {last}", timeout.as_millis()),
+                transient: false,
+            });
         }
         tracing::Instrument::instrument(
             tokio::time::sleep(backoff),

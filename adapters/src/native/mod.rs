@@ -145,6 +145,13 @@ fn call_error(env: &str, e: AgentCallError) -> AdapterError {
             endpoint: format!("agent {agent}"),
             message: "the agent is not connected to the hub".to_string(),
         },
+        // The agent went away mid-call (restarting, or its stream broke): the command may or
+        // may not have been applied, and the agent's journal removes it if it restarts.
+        AgentCallError::Dropped { agent } => AdapterError::Unreachable {
+            environment: env.to_string(),
+            endpoint: format!("agent {agent}"),
+            message: "the connection dropped while waiting for the answer".to_string(),
+        },
         other => AdapterError::Failed(other.to_string()),
     }
 }

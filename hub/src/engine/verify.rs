@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use rand::Rng;
 
-use super::{inject_and_confirm, injection_of, lock, stored_manifest, Due, Engine};
+use super::{inject_and_confirm, injection_of, lock, stored_manifest, Due, Engine, InjectFailure};
 use crate::config::OnDrift;
 use crate::events::{self, target_event};
 use crate::store::{ExperimentRow, StoreError};
@@ -398,13 +398,14 @@ impl Engine {
                             confirm_timeout,
                         )
                         .await;
-                        call.finish(result.as_ref().err().map(|(_, e)| e.as_str()));
+                        call.finish(result.as_ref().err().map(|f| f.error.as_str()));
                         result
                     }
-                    Err(e) => Err((
-                        old.details.clone(),
-                        format!("what remained could not be removed first: {e}"),
-                    )),
+                    Err(e) => Err(InjectFailure {
+                        details: old.details.clone(),
+                        error: format!("what remained could not be removed first: {e}"),
+                        transient: false,
+                    }),
                 };
                 (i, result)
             }
@@ -429,7 +430,7 @@ impl Engine {
                         "fault put back after drift and confirmed in place",
                     )
                 }
-                Err((details, error)) => {
+                Err(InjectFailure { details, error, .. }) => {
                     if !details.is_null() {
                         record.details = details;
                     }

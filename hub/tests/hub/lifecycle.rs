@@ -297,6 +297,71 @@ async fn a_failed_target_rolls_back_the_others() {
         .any(|t| t["phase"] == "Failed" && t["error"].as_str().unwrap().contains("simulated")));
 }
 
+/// A far side that drops out during the inject call (an agent restarting, which may or may not
+/// have applied the fault) does not fail the experiment: what it may hold is removed, and the
+/// fault is injected again for what is left of the window.
+#[tokio::test]
+async fn a_far_side_dropping_out_during_injection_is_cleared_and_injected_again() {
+    let s = Sandbox::start(2).await;
+    s.adapter.world.lock().unwrap().drop_after_inject = 1;
+    let (_, created) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            &delay_yaml("flaky-link", Some("3s"), ""),
+        )
+        .await;
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    let running = s.wait_phase(&uid, "Running", T).await;
+    assert_eq!(s.adapter.active_count(), 1, "{running:#}");
+    {
+        let w = s.adapter.world.lock().unwrap();
+        assert_eq!(w.inject_calls, 2, "injected once more after the drop");
+        assert!(w.recover_calls >= 1, "the partial fault was removed first");
+    }
+    let done = s.wait_phase(&uid, "Finished", T).await;
+    assert_eq!(s.adapter.active_count(), 0);
+    assert_eq!(
+        done["status"]["targets"][0]["phase"], "Recovered",
+        "{done:#}"
+    );
+    let (_, events) = s.get(&format!("/api/v1/events?experiment={uid}")).await;
+    assert!(
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("dropped out during injection")),
+        "{events:#}"
+    );
+}
+
+/// A far side that keeps dropping out fails the experiment after a bounded number of tries,
+/// with nothing left in place.
+#[tokio::test]
+async fn a_far_side_that_keeps_dropping_out_fails_the_experiment_after_bounded_retries() {
+    let s = Sandbox::start(2).await;
+    s.adapter.world.lock().unwrap().drop_after_inject = usize::MAX;
+    let (_, created) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            &delay_yaml("never-there", Some("60s"), ""),
+        )
+        .await;
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    let failed = s.wait_phase(&uid, "Failed", T).await;
+    let reason = failed["status"]["reason"].as_str().unwrap();
+    assert!(reason.contains("connection dropped"), "{reason}");
+    assert_eq!(s.adapter.active_count(), 0, "{failed:#}");
+    assert_eq!(
+        s.adapter.world.lock().unwrap().inject_calls,
+        6,
+        "the first try and five retries"
+    );
+}
+
 #[tokio::test]
 async fn empty_selection_fails_with_a_reason() {
     let s = Sandbox::start(3).await;

@@ -23,6 +23,9 @@ pub struct MemoryWorld {
     pub fail_inject_on: HashSet<String>,
     pub fail_recover: bool,
     pub unreachable: bool,
+    /// The next this many `inject` calls put the fault in place and then answer as a far side
+    /// that went away mid-call would (an agent restarting): `Unreachable`.
+    pub drop_after_inject: usize,
     /// How long each `inject` takes (a slow environment).
     pub inject_delay: std::time::Duration,
     pub inject_calls: usize,
@@ -157,6 +160,14 @@ impl Adapter for MemoryAdapter {
         }
         w.active
             .insert(fault.injection_id.clone(), target.id.clone());
+        if w.drop_after_inject > 0 {
+            w.drop_after_inject -= 1;
+            return Err(AdapterError::Unreachable {
+                environment: env.name.clone(),
+                endpoint: "memory://".into(),
+                message: "the connection dropped while waiting for the answer".into(),
+            });
+        }
         w.log.push(MemoryCall {
             op: "inject",
             experiment_uid: fault.experiment_uid.clone(),
