@@ -1803,6 +1803,8 @@ async fn inject_and_confirm(
     };
     let started = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(20);
+    // Whether the far side was out of reach during the read-back (an agent restarting).
+    let mut dropped_out = false;
     loop {
         let status = tracing::Instrument::instrument(
             adapter.status(env, &injection),
@@ -1811,6 +1813,15 @@ async fn inject_and_confirm(
         .await;
         let last = match status {
             Ok(InjectionState::Active) => return Ok(details),
+            Ok(InjectionState::Absent) if dropped_out => {
+                // It took the fault, went away and came back without it (a restart whose
+                // journal removed it): the same as dropping out during the inject call.
+                return Err(InjectFailure {
+                    details,
+                    error: "the far side dropped out before the fault was confirmed and reads it back as absent since".into(),
+                    transient: true,
+                });
+            }
             Ok(InjectionState::Absent) => "the adapter reads the fault back as absent".to_string(),
             Ok(InjectionState::Unknown(m)) => {
                 format!("the adapter cannot tell whether the fault is in place: {m}")
@@ -1818,13 +1829,16 @@ async fn inject_and_confirm(
             Ok(InjectionState::Changed(m)) => {
                 format!("the fault is not the one injected: {m}")
             }
-            Err(e) => format!("status check failed: {e}"),
+            Err(e) => {
+                dropped_out |= matches!(e, AdapterError::Unreachable { .. });
+                format!("status check failed: {e}")
+            }
         };
         if started.elapsed() >= timeout {
             return Err(InjectFailure {
                 details,
                 error: format!("not confirmed within {} ms: {last}", timeout.as_millis()),
-                transient: false,
+                transient: dropped_out,
             });
         }
         tracing::Instrument::instrument(

@@ -430,6 +430,11 @@ impl Adapter for NativeAdapter {
             Ok(AgentReply::Ok(None)) => InjectionState::Unknown("no status returned".into()),
             Ok(AgentReply::Refused { kind, .. }) if kind == "not-found" => InjectionState::Absent,
             Ok(AgentReply::Refused { message, .. }) => InjectionState::Unknown(message),
+            // Not connected, or the stream broke mid-call: the engine tells a far side that
+            // dropped out (and may come back without the fault) from a slow answer.
+            Err(e @ (AgentCallError::NotConnected { .. } | AgentCallError::Dropped { .. })) => {
+                return Err(call_error(&env.name, e))
+            }
             Err(e) => InjectionState::Unknown(e.to_string()),
         })
     }

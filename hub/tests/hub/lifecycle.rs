@@ -338,6 +338,27 @@ async fn a_far_side_dropping_out_during_injection_is_cleared_and_injected_again(
     );
 }
 
+/// A far side that took the fault and restarted without it before the read-back (out of reach,
+/// then back with the fault gone) is injected again at once, not left to the confirmation
+/// timeout and failed.
+#[tokio::test]
+async fn a_far_side_restarting_before_the_read_back_is_injected_again() {
+    let s = Sandbox::start(2).await;
+    s.adapter.world.lock().unwrap().restart_after_inject = 1;
+    let (_, created) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            &delay_yaml("restarted", Some("3s"), ""),
+        )
+        .await;
+    let uid = created["metadata"]["uid"].as_str().unwrap().to_string();
+    let running = s.wait_phase(&uid, "Running", T).await;
+    assert_eq!(s.adapter.active_count(), 1, "{running:#}");
+    assert_eq!(s.adapter.world.lock().unwrap().inject_calls, 2);
+    s.wait_phase(&uid, "Finished", T).await;
+    assert_eq!(s.adapter.active_count(), 0);
+}
+
 /// A far side that keeps dropping out fails the experiment after a bounded number of tries,
 /// with nothing left in place.
 #[tokio::test]

@@ -26,6 +26,12 @@ pub struct MemoryWorld {
     /// The next this many `inject` calls put the fault in place and then answer as a far side
     /// that went away mid-call would (an agent restarting): `Unreachable`.
     pub drop_after_inject: usize,
+    /// The next this many injections are lost right after they were applied, as by a far side
+    /// that restarts without them: the next `status` call finds it out of reach, the fault
+    /// gone.
+    pub restart_after_inject: usize,
+    /// A restart is under way: the next `status` answers `Unreachable`.
+    pub restarting: bool,
     /// How long each `inject` takes (a slow environment).
     pub inject_delay: std::time::Duration,
     pub inject_calls: usize,
@@ -160,6 +166,12 @@ impl Adapter for MemoryAdapter {
         }
         w.active
             .insert(fault.injection_id.clone(), target.id.clone());
+        if w.restart_after_inject > 0 {
+            w.restart_after_inject -= 1;
+            w.active.remove(&fault.injection_id);
+            w.restarting = true;
+            return Ok(json!({"slot": fault.injection_id}));
+        }
         if w.drop_after_inject > 0 {
             w.drop_after_inject -= 1;
             return Err(AdapterError::Unreachable {
@@ -177,10 +189,18 @@ impl Adapter for MemoryAdapter {
     }
     async fn status(
         &self,
-        _env: &Environment,
+        env: &Environment,
         injection: &Injection,
     ) -> Result<InjectionState, AdapterError> {
-        let w = self.world.lock().unwrap();
+        let mut w = self.world.lock().unwrap();
+        if w.restarting {
+            w.restarting = false;
+            return Err(AdapterError::Unreachable {
+                environment: env.name.clone(),
+                endpoint: "memory://".into(),
+                message: "not connected".into(),
+            });
+        }
         Ok(if w.active.contains_key(&injection.injection_id) {
             InjectionState::Active
         } else {
