@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::catalog_http as catalog;
 use crate::error::HubError;
-pub(crate) use crate::http_params::{path, Params};
+pub(crate) use crate::http_params::{continue_token, path, Params};
 use crate::operations::{parse_body, parse_label_selector, BodyFormat, Hub, Submitted};
 use crate::store::{EventFilter, ExperimentFilter};
 
@@ -523,19 +523,46 @@ async fn environment_targets(
     name: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let params = Params::from(query, &["labelSelector"])?;
+    let params = Params::from(query, &["labelSelector", "limit", "continue"])?;
     let selector = match params.str("labelSelector") {
         Some(text) => parse_label_selector(text).map_err(HubError::invalid)?,
         None => Default::default(),
     };
-    let items = s.hub.targets(&path(name)?, &selector).await?;
+    let limit = params.limit(DEFAULT_LISTED, MAX_LISTED)?;
+    let after = params.continue_after(1)?.map(|mut p| p.remove(0));
+    let matched = s.hub.targets(&path(name)?, &selector).await?;
     Ok(json(
         StatusCode::OK,
-        Page {
-            items,
-            continue_token: None,
-        },
+        targets_page(matched, after.as_deref(), limit),
     ))
+}
+
+/// How many agents or targets a page holds unless `limit` says otherwise, and at most.
+pub(crate) const DEFAULT_LISTED: usize = 500;
+pub(crate) const MAX_LISTED: usize = 5000;
+
+/// One page of the targets a selector matched, by id (the order ids give is stable across
+/// calls; the adapter's own order need not be): those after `after`, at most `limit`.
+fn targets_page(
+    mut matched: Vec<chaoshub_schema::Target>,
+    after: Option<&str>,
+    limit: usize,
+) -> Page<chaoshub_schema::Target> {
+    let total = matched.len();
+    // Stable: targets with one id (never, from one adapter) keep the adapter's order. Already
+    // in order (the native adapter lists by name), this is one pass.
+    matched.sort_by(|a, b| a.id.cmp(&b.id));
+    let start = after.map_or(0, |id| matched.partition_point(|t| t.id.as_str() <= id));
+    let end = (start + limit).min(matched.len());
+    let continue_token =
+        (end < matched.len()).then(|| continue_token(&[matched[end - 1].id.as_str()]));
+    matched.truncate(end);
+    matched.drain(..start);
+    Page {
+        items: matched,
+        continue_token,
+        total: Some(total),
+    }
 }
 
 async fn environment_capabilities(
@@ -548,31 +575,45 @@ async fn environment_capabilities(
         Page {
             items,
             continue_token: None,
+            total: None,
         },
     ))
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct AgentQuery {
-    env: Option<String>,
-}
-
+/// `GET /api/v1/agents[?env=][&limit=][&continue=]`: a page of agents by environment and name,
+/// with the total over all pages; only the page is copied and serialised.
 async fn list_agents(
     State(s): State<AppState>,
-    query: Result<Query<AgentQuery>, QueryRejection>,
-) -> Response {
-    let env = query.ok().and_then(|Query(q)| q.env);
-    let mut items = s.hub.engine.agents.list(env.as_deref());
-    if let Some(p) = crate::auth::current() {
-        items.retain(|a| p.environment_allowed(&a.environment));
-    }
-    json(
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    let params = Params::from(query, &["env", "limit", "continue"])?;
+    let limit = params.limit(DEFAULT_LISTED, MAX_LISTED)?;
+    let after = params.continue_after(2)?;
+    let principal = crate::auth::current();
+    let visible = |env: &str| {
+        principal
+            .as_ref()
+            .is_none_or(|p| p.environment_allowed(env))
+    };
+    let page = s.hub.engine.agents.page(
+        params.str("env"),
+        after.as_ref().map(|p| (p[0].as_str(), p[1].as_str())),
+        limit,
+        &visible,
+    );
+    let continue_token = page
+        .more
+        .then(|| page.items.last())
+        .flatten()
+        .map(|a| continue_token(&[&a.environment, &a.name]));
+    Ok(json(
         StatusCode::OK,
         Page {
-            items,
-            continue_token: None,
+            items: page.items,
+            continue_token,
+            total: Some(page.total),
         },
-    )
+    ))
 }
 
 async fn get_agent(
@@ -611,6 +652,7 @@ async fn agent_usage(
             Page {
                 items,
                 continue_token: None,
+                total: None,
             },
         )),
         None => Err(HubError::not_found(format!(
@@ -625,6 +667,7 @@ async fn list_adapters(State(s): State<AppState>) -> Response {
         Page {
             items: s.hub.engine.registry().infos(),
             continue_token: None,
+            total: None,
         },
     )
 }
@@ -682,6 +725,7 @@ async fn list_events(
         Page {
             items,
             continue_token,
+            total: None,
         },
     ))
 }
