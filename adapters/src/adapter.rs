@@ -240,6 +240,19 @@ pub trait Adapter: Send + Sync {
         None
     }
 
+    /// At most `limit` targets of the inventory whose ids sort after `after`, in id order, and
+    /// the inventory's size, when the adapter can list such a range without discovering the
+    /// whole inventory; never touches the network. `None` (the default): the hub discovers.
+    fn inventory_page(
+        &self,
+        env: &Environment,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Option<Candidates> {
+        let _ = (env, after, limit);
+        None
+    }
+
     /// Who selects the targets of this manifest in this environment. Default: the hub, from
     /// `discover`. May touch the network (whether a cluster serves a kind decides it).
     async fn select(

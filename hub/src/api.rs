@@ -530,40 +530,28 @@ async fn environment_targets(
     };
     let limit = params.limit(DEFAULT_LISTED, MAX_LISTED)?;
     let after = params.continue_after(1)?.map(|mut p| p.remove(0));
-    let matched = s.hub.targets(&path(name)?, &selector).await?;
+    let page = s
+        .hub
+        .targets(&path(name)?, &selector, after.as_deref(), limit)
+        .await?;
+    let continue_token = page
+        .more
+        .then(|| page.items.last())
+        .flatten()
+        .map(|t| continue_token(&[t.id.as_str()]));
     Ok(json(
         StatusCode::OK,
-        targets_page(matched, after.as_deref(), limit),
+        Page {
+            items: page.items,
+            continue_token,
+            total: Some(page.total),
+        },
     ))
 }
 
 /// How many agents or targets a page holds unless `limit` says otherwise, and at most.
 pub(crate) const DEFAULT_LISTED: usize = 500;
 pub(crate) const MAX_LISTED: usize = 5000;
-
-/// One page of the targets a selector matched, by id (the order ids give is stable across
-/// calls; the adapter's own order need not be): those after `after`, at most `limit`.
-fn targets_page(
-    mut matched: Vec<chaoshub_schema::Target>,
-    after: Option<&str>,
-    limit: usize,
-) -> Page<chaoshub_schema::Target> {
-    let total = matched.len();
-    // Stable: targets with one id (never, from one adapter) keep the adapter's order. Already
-    // in order (the native adapter lists by name), this is one pass.
-    matched.sort_by(|a, b| a.id.cmp(&b.id));
-    let start = after.map_or(0, |id| matched.partition_point(|t| t.id.as_str() <= id));
-    let end = (start + limit).min(matched.len());
-    let continue_token =
-        (end < matched.len()).then(|| continue_token(&[matched[end - 1].id.as_str()]));
-    matched.truncate(end);
-    matched.drain(..start);
-    Page {
-        items: matched,
-        continue_token,
-        total: Some(total),
-    }
-}
 
 async fn environment_capabilities(
     State(s): State<AppState>,

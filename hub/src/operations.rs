@@ -54,6 +54,15 @@ pub enum SubmitMode {
     Embedded,
 }
 
+/// One page of an environment's targets ([`Hub::targets`]).
+pub struct TargetPage {
+    pub items: Vec<Target>,
+    /// Whether targets follow the last of `items`.
+    pub more: bool,
+    /// How many targets matched over all pages.
+    pub total: usize,
+}
+
 /// What `POST /api/v1/experiments` produced.
 pub enum Submitted {
     Created(Box<ExperimentObject>),
@@ -433,18 +442,48 @@ impl Hub {
         Ok((env, adapter))
     }
 
+    /// One page of the targets `selector` matches in environment `name`, by id: at most
+    /// `limit` after the id `after`. With no selector and an adapter that lists a range of its
+    /// inventory (native), only the page is built; otherwise every match is, then cut.
     pub async fn targets(
         &self,
         name: &str,
         selector: &TargetSelector,
-    ) -> Result<Vec<Target>, HubError> {
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<TargetPage, HubError> {
         let (env, adapter) = self.registered(name)?;
-        let found = self
+        let limit = limit.max(1);
+        if *selector == TargetSelector::default() {
+            if let Some(mut found) = adapter.inventory_page(&env, after, limit + 1) {
+                let more = found.targets.len() > limit;
+                found.targets.truncate(limit);
+                return Ok(TargetPage {
+                    items: found.targets,
+                    more,
+                    total: found.inventory,
+                });
+            }
+        }
+        let mut matched = self
             .engine
             .match_targets(&env, adapter.as_ref(), Some(selector), false)
             .await
-            .map_err(HubError::from_adapter)?;
-        Ok(found.matched)
+            .map_err(HubError::from_adapter)?
+            .matched;
+        let total = matched.len();
+        // Stable: targets with one id (never, from one adapter) keep the adapter's order.
+        // Already in order (the native adapter lists by name), this is one pass.
+        matched.sort_by(|a, b| a.id.cmp(&b.id));
+        let start = after.map_or(0, |id| matched.partition_point(|t| t.id.as_str() <= id));
+        let end = (start + limit).min(matched.len());
+        matched.truncate(end);
+        matched.drain(..start);
+        Ok(TargetPage {
+            items: matched,
+            more: end < total,
+            total,
+        })
     }
 
     pub async fn environment_capabilities(&self, name: &str) -> Result<Vec<Capability>, HubError> {

@@ -120,6 +120,19 @@ pub trait AgentLink: Send + Sync {
         None
     }
 
+    /// At most `limit` agents of `environment` after the one named `after`, in name order, with
+    /// how many agents the environment has; `None` when the link cannot list a range without
+    /// listing every agent (the default).
+    fn hosts_page(
+        &self,
+        environment: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Option<(usize, Vec<AgentHost>)> {
+        let _ = (environment, after, limit);
+        None
+    }
+
     /// The addresses of the agents of `environment` that satisfy `query`, in name order; `None`
     /// when the link cannot look them up without listing every agent (the default).
     fn addresses_where(&self, environment: &str, query: &HostQuery) -> Option<Vec<String>> {

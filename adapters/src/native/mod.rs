@@ -395,6 +395,23 @@ impl Adapter for NativeAdapter {
         })
     }
 
+    fn inventory_page(
+        &self,
+        env: &Environment,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Option<Candidates> {
+        // A host target's id is its agent's name: name order is id order.
+        let (inventory, hosts) = self.link.hosts_page(&env.name, after, limit)?;
+        Some(Candidates {
+            inventory,
+            targets: hosts
+                .into_iter()
+                .map(|a| Self::agent_target(&env.name, a))
+                .collect(),
+        })
+    }
+
     fn check_fault(&self, env: &Environment, fault: &FaultRequest) -> Result<(), AdapterError> {
         // Peers are resolved at injection; here a placeholder keeps a `target` selector from
         // being reported as "matched nobody" before agents are even asked.

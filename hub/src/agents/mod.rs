@@ -876,6 +876,31 @@ impl AgentLink for AgentRegistry {
         Some((env.agents.len(), hosts))
     }
 
+    fn hosts_page(
+        &self,
+        environment: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Option<(usize, Vec<AgentHost>)> {
+        use std::ops::Bound;
+        if self.follows() {
+            return None;
+        }
+        let now = Utc::now();
+        let inner = self.lock();
+        let Some(env) = inner.agents.get(environment) else {
+            return Some((0, Vec::new()));
+        };
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let hosts = env
+            .agents
+            .range::<str, _>((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, e)| Self::host(e, now))
+            .collect();
+        Some((env.agents.len(), hosts))
+    }
+
     fn addresses_where(&self, environment: &str, query: &HostQuery) -> Option<Vec<String>> {
         if self.follows() {
             return None;
@@ -1327,6 +1352,21 @@ mod tests {
         assert!(names(&by("host-id", "h07")).is_empty());
         assert_eq!(
             registry.hosts_where("nowhere", &by("rack", "r1")),
+            Some((0, Vec::new()))
+        );
+        // Ranges of the inventory, joined, are the inventory.
+        let mut joined = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (total, page) = registry.hosts_page("hosts", after.as_deref(), 5).unwrap();
+            assert_eq!(total, registry.hosts("hosts").len());
+            let Some(last) = page.last() else { break };
+            after = Some(last.name.clone());
+            joined.extend(page);
+        }
+        assert_eq!(joined, registry.hosts("hosts"));
+        assert_eq!(
+            registry.hosts_page("nowhere", None, 5),
             Some((0, Vec::new()))
         );
         assert!(registry.remove("other", "h07"));

@@ -196,6 +196,26 @@ async fn agents_are_paged_with_the_total_and_selected_from_the_index() {
     }
     let (fleet, total) = all_pages(&s, "/api/v1/agents?env=fleet", 4).await;
     assert_eq!((fleet.len(), total), (9, 9));
+    // The whole inventory, paged from the registry's range without building every target.
+    let (code, inventory) = s.get("/api/v1/environments/fleet/targets").await;
+    assert_eq!(code, 200, "{inventory}");
+    assert_eq!(inventory["total"], 9);
+    for limit in [1, 2, 4, 9] {
+        let (items, total) = all_pages(&s, "/api/v1/environments/fleet/targets?", limit).await;
+        assert_eq!(total, 9);
+        assert_eq!(
+            &items,
+            inventory["items"].as_array().unwrap(),
+            "limit {limit}"
+        );
+    }
+    let ids: Vec<&str> = inventory["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a0", "a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8"]);
     for bad in ["0", "5001", "x"] {
         assert_bad_query(&s, &format!("/api/v1/agents?limit={bad}"), "\"limit\"").await;
     }
