@@ -878,6 +878,19 @@ async fn run(agents: usize, window: Duration, injects: usize, fill: bool, api_ro
         wait_for(&mut seen, n, chosen, "recover").await;
     }
     let (ci1, tsecs) = (cpu(pid), ti0.elapsed().as_secs_f64());
+    // Where the tail is: which injects were slowest (the first one warms the hub's paths up),
+    // and how much of each was the POST's answer.
+    let mut slowest: Vec<usize> = (0..to_inject.len()).collect();
+    slowest.sort_by(|&a, &b| to_inject[b].total_cmp(&to_inject[a]));
+    println!(
+        "slowest injects (#n: submit → Inject ms, of which POST answered ms): {}",
+        slowest
+            .iter()
+            .take(4)
+            .map(|&n| format!("#{n}: {:.2}, {:.2}", to_inject[n], to_answer[n]))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
     println!(
         "injects: {injects} experiments one at a time, each to one agent of {agents} picked by label; hub CPU meanwhile {:.1} % of one core",
         (ci1 - ci0) / tsecs * 100.0
