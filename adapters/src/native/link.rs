@@ -133,6 +133,19 @@ pub trait AgentLink: Send + Sync {
         None
     }
 
+    /// The names of the agents of `environment` that satisfy `query` and were not started
+    /// with the opt-in `allow` (`chaos-agent serve --allow NAME`), in name order; `None` when
+    /// the link cannot look them up without listing every agent (the default).
+    fn lacking_opt_in(
+        &self,
+        environment: &str,
+        query: &HostQuery,
+        allow: &str,
+    ) -> Option<Vec<String>> {
+        let _ = (environment, query, allow);
+        None
+    }
+
     /// The addresses of the agents of `environment` that satisfy `query`, in name order; `None`
     /// when the link cannot look them up without listing every agent (the default).
     fn addresses_where(&self, environment: &str, query: &HostQuery) -> Option<Vec<String>> {

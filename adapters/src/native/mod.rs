@@ -430,13 +430,32 @@ impl Adapter for NativeAdapter {
             .fault()
             .and_then(|f| f.target_selector())
             .unwrap_or_default();
-        let lacking: Vec<String> = self
-            .link
-            .agents(&env.name)
-            .into_iter()
-            .filter(|a| may_select(&selector, a) && !a.allowed.iter().any(|x| x == opt_in))
-            .map(|a| a.name)
-            .collect();
+        // `may_select` as a query the registry's index answers without copying every agent.
+        let query = if selector.names.is_empty() {
+            HostQuery {
+                names: None,
+                labels: selector
+                    .label_selectors
+                    .iter()
+                    .map(|(k, v)| (k.clone(), vec![v.clone()]))
+                    .collect(),
+            }
+        } else {
+            HostQuery {
+                names: Some(selector.names.values().flatten().cloned().collect()),
+                labels: Vec::new(),
+            }
+        };
+        let lacking: Vec<String> = match self.link.lacking_opt_in(&env.name, &query, opt_in) {
+            Some(names) => names,
+            None => self
+                .link
+                .agents(&env.name)
+                .into_iter()
+                .filter(|a| may_select(&selector, a) && !a.allowed.iter().any(|x| x == opt_in))
+                .map(|a| a.name)
+                .collect(),
+        };
         if lacking.is_empty() {
             return Ok(());
         }

@@ -901,6 +901,31 @@ impl AgentLink for AgentRegistry {
         Some((env.agents.len(), hosts))
     }
 
+    fn lacking_opt_in(
+        &self,
+        environment: &str,
+        query: &HostQuery,
+        allow: &str,
+    ) -> Option<Vec<String>> {
+        if self.follows() {
+            return None;
+        }
+        let inner = self.lock();
+        Some(
+            inner
+                .agents
+                .get(environment)
+                .map(|env| {
+                    env.matching(query)
+                        .into_iter()
+                        .filter(|e| !e.info.allowed.iter().any(|a| a == allow))
+                        .map(|e| e.info.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
     fn addresses_where(&self, environment: &str, query: &HostQuery) -> Option<Vec<String>> {
         if self.follows() {
             return None;
@@ -1288,7 +1313,11 @@ mod tests {
                 // An agent label the adapter overrides on the target.
                 labels.push(("chaoshub.dev/hostname", "spoofed"));
             }
-            let session = registry.connect(labelled(&name, "hosts", &labels), tx.clone());
+            let mut agent = labelled(&name, "hosts", &labels);
+            if i % 2 == 0 {
+                agent.allowed = vec!["clock".into()];
+            }
+            let session = registry.connect(agent, tx.clone());
             sessions.insert(name, session);
         }
         // The same names in another environment never leak into this one.
@@ -1303,14 +1332,15 @@ mod tests {
 
         // Agents come back with other labels: the old ones no longer find them.
         for (name, rack) in [("h07", "r2"), ("h10", "r1"), ("h15", "r9")] {
-            registry.connect(
-                labelled(
-                    name,
-                    "hosts",
-                    &[("host-id", name), ("rack", rack), ("moved", "yes")],
-                ),
-                tx.clone(),
+            let mut agent = labelled(
+                name,
+                "hosts",
+                &[("host-id", name), ("rack", rack), ("moved", "yes")],
             );
+            if name == "h10" {
+                agent.allowed = vec!["clock".into()];
+            }
+            registry.connect(agent, tx.clone());
         }
         index_agrees_with_the_scan(&registry).await;
         let by = |k: &str, v: &str| HostQuery {
@@ -1329,6 +1359,30 @@ mod tests {
         assert_eq!(names(&by("host-id", "h07")), ["h07"]);
         assert!(names(&by("zone", "z1")).iter().all(|n| n != "h07"));
         assert_eq!(names(&by("moved", "yes")), ["h07", "h10", "h15"]);
+        // Agents lacking an opt-in, as the scan over every agent finds them.
+        for q in [by("rack", "r1"), by("moved", "yes"), HostQuery::default()] {
+            let scan: Vec<String> = registry
+                .agents("hosts")
+                .into_iter()
+                .filter(|a| {
+                    q.labels
+                        .iter()
+                        .all(|(k, vs)| a.labels.get(k).is_some_and(|v| vs.contains(v)))
+                        && !a.allowed.iter().any(|x| x == "clock")
+                })
+                .map(|a| a.name)
+                .collect();
+            assert_eq!(registry.lacking_opt_in("hosts", &q, "clock"), Some(scan));
+        }
+        let named = HostQuery {
+            names: Some(["h10".to_string(), "h11".to_string(), "nobody".to_string()].into()),
+            labels: Vec::new(),
+        };
+        assert_eq!(
+            registry.lacking_opt_in("hosts", &named, "clock"),
+            Some(vec!["h11".to_string()]),
+            "h10 allows clock"
+        );
         // Peer addresses (NetworkChaos `target`): label equality over the agents' own labels.
         for (k, v) in [
             ("rack", "r1"),

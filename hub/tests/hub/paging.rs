@@ -264,6 +264,22 @@ async fn agents_are_paged_with_the_total_and_selected_from_the_index() {
         warnings.contains("protected target(s) not selected") && warnings.contains("a4"),
         "the protected agent left out is reported, found through the index: {warnings}"
     );
+    // An opt-in family names the agents the selector may pick that lack the opt-in, looked up
+    // in the index.
+    let (code, err) = s
+        .post_yaml(
+            "/api/v1/experiments",
+            "apiVersion: chaos-mesh.org/v1alpha1\nkind: PhysicalMachineChaos\nmetadata: {name: skew}\nspec:\n  environment: fleet\n  action: clock\n  mode: all\n  selector: {labelSelectors: {rack: r1}}\n  clock: {time-offset: '-5m'}\n  duration: 10s\n",
+        )
+        .await;
+    assert_eq!(code, 422, "{err}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("agents a1, a4, a7 were not started with --allow clock"),
+        "{err}"
+    );
     let (code, plan) = s
         .post_yaml("/api/v1/experiments?dryRun=true", &dry("{rack: r1}"))
         .await;
