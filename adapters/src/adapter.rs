@@ -90,6 +90,17 @@ pub enum Selection {
     Final(Vec<Target>),
 }
 
+/// Part of an environment's inventory found without discovering all of it
+/// ([`Adapter::candidates`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidates {
+    /// How many targets the whole inventory has.
+    pub inventory: usize,
+    /// Every target of the inventory the selector matches, and perhaps others, in inventory
+    /// order.
+    pub targets: Vec<Target>,
+}
+
 /// What the far side's selector matches now ([`Adapter::preview_far_side`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FarSideMatch {
@@ -214,6 +225,33 @@ pub trait Adapter: Send + Sync {
 
     /// The environment's inventory of targets.
     async fn discover(&self, env: &Environment) -> Result<Vec<Target>, AdapterError>;
+
+    /// The targets of the inventory `selector` may match — every one it matches, perhaps more,
+    /// in the order `discover` lists them — and the inventory's size, when the adapter can find
+    /// them without discovering the whole inventory (an index kept in memory); never touches
+    /// the network. The hub applies the selector to them, so its semantics are the hub's
+    /// whatever the adapter returns. `None` (the default): the hub discovers and filters.
+    fn candidates(
+        &self,
+        env: &Environment,
+        selector: &chaoshub_schema::selector::TargetSelector,
+    ) -> Option<Candidates> {
+        let _ = (env, selector);
+        None
+    }
+
+    /// At most `limit` targets of the inventory whose ids sort after `after`, in id order, and
+    /// the inventory's size, when the adapter can list such a range without discovering the
+    /// whole inventory; never touches the network. `None` (the default): the hub discovers.
+    fn inventory_page(
+        &self,
+        env: &Environment,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Option<Candidates> {
+        let _ = (env, after, limit);
+        None
+    }
 
     /// Who selects the targets of this manifest in this environment. Default: the hub, from
     /// `discover`. May touch the network (whether a cluster serves a kind decides it).

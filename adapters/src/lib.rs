@@ -51,8 +51,8 @@ pub mod kubernetes;
 pub mod native;
 
 pub use adapter::{
-    Adapter, AdapterError, Environment, EnvironmentReport, FarSideMatch, FaultRequest, Injection,
-    InjectionState, Selection, HUB_SETTINGS,
+    Adapter, AdapterError, Candidates, Environment, EnvironmentReport, FarSideMatch, FaultRequest,
+    Injection, InjectionState, Selection, HUB_SETTINGS,
 };
 pub use registry::{AdapterRegistry, UnknownAdapter};
 #[cfg(any(

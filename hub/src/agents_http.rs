@@ -83,6 +83,7 @@ pub async fn list_join_tokens(
     Ok(Json(Page {
         items,
         continue_token: None,
+        total: None,
     })
     .into_response())
 }

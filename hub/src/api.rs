@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::catalog_http as catalog;
 use crate::error::HubError;
-pub(crate) use crate::http_params::{path, Params};
+pub(crate) use crate::http_params::{continue_token, path, Params};
 use crate::operations::{parse_body, parse_label_selector, BodyFormat, Hub, Submitted};
 use crate::store::{EventFilter, ExperimentFilter};
 
@@ -523,20 +523,35 @@ async fn environment_targets(
     name: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let params = Params::from(query, &["labelSelector"])?;
+    let params = Params::from(query, &["labelSelector", "limit", "continue"])?;
     let selector = match params.str("labelSelector") {
         Some(text) => parse_label_selector(text).map_err(HubError::invalid)?,
         None => Default::default(),
     };
-    let items = s.hub.targets(&path(name)?, &selector).await?;
+    let limit = params.limit(DEFAULT_LISTED, MAX_LISTED)?;
+    let after = params.continue_after(1)?.map(|mut p| p.remove(0));
+    let page = s
+        .hub
+        .targets(&path(name)?, &selector, after.as_deref(), limit)
+        .await?;
+    let continue_token = page
+        .more
+        .then(|| page.items.last())
+        .flatten()
+        .map(|t| continue_token(&[t.id.as_str()]));
     Ok(json(
         StatusCode::OK,
         Page {
-            items,
-            continue_token: None,
+            items: page.items,
+            continue_token,
+            total: Some(page.total),
         },
     ))
 }
+
+/// How many agents or targets a page holds unless `limit` says otherwise, and at most.
+pub(crate) const DEFAULT_LISTED: usize = 500;
+pub(crate) const MAX_LISTED: usize = 5000;
 
 async fn environment_capabilities(
     State(s): State<AppState>,
@@ -548,31 +563,45 @@ async fn environment_capabilities(
         Page {
             items,
             continue_token: None,
+            total: None,
         },
     ))
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct AgentQuery {
-    env: Option<String>,
-}
-
+/// `GET /api/v1/agents[?env=][&limit=][&continue=]`: a page of agents by environment and name,
+/// with the total over all pages; only the page is copied and serialised.
 async fn list_agents(
     State(s): State<AppState>,
-    query: Result<Query<AgentQuery>, QueryRejection>,
-) -> Response {
-    let env = query.ok().and_then(|Query(q)| q.env);
-    let mut items = s.hub.engine.agents.list(env.as_deref());
-    if let Some(p) = crate::auth::current() {
-        items.retain(|a| p.environment_allowed(&a.environment));
-    }
-    json(
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<Response> {
+    let params = Params::from(query, &["env", "limit", "continue"])?;
+    let limit = params.limit(DEFAULT_LISTED, MAX_LISTED)?;
+    let after = params.continue_after(2)?;
+    let principal = crate::auth::current();
+    let visible = |env: &str| {
+        principal
+            .as_ref()
+            .is_none_or(|p| p.environment_allowed(env))
+    };
+    let page = s.hub.engine.agents.page(
+        params.str("env"),
+        after.as_ref().map(|p| (p[0].as_str(), p[1].as_str())),
+        limit,
+        &visible,
+    );
+    let continue_token = page
+        .more
+        .then(|| page.items.last())
+        .flatten()
+        .map(|a| continue_token(&[&a.environment, &a.name]));
+    Ok(json(
         StatusCode::OK,
         Page {
-            items,
-            continue_token: None,
+            items: page.items,
+            continue_token,
+            total: Some(page.total),
         },
-    )
+    ))
 }
 
 async fn get_agent(
@@ -611,6 +640,7 @@ async fn agent_usage(
             Page {
                 items,
                 continue_token: None,
+                total: None,
             },
         )),
         None => Err(HubError::not_found(format!(
@@ -625,6 +655,7 @@ async fn list_adapters(State(s): State<AppState>) -> Response {
         Page {
             items: s.hub.engine.registry().infos(),
             continue_token: None,
+            total: None,
         },
     )
 }
@@ -682,6 +713,7 @@ async fn list_events(
         Page {
             items,
             continue_token,
+            total: None,
         },
     ))
 }

@@ -158,6 +158,7 @@ pub async fn list_tokens(
     Ok(Json(Page {
         items: hub.engine.store().list_tokens()?,
         continue_token: None,
+        total: None,
     })
     .into_response())
 }
@@ -237,6 +238,7 @@ pub async fn list_audit(
     Ok(Json(Page {
         items: hub.engine.store().list_audit(&filter)?,
         continue_token: None,
+        total: None,
     })
     .into_response())
 }

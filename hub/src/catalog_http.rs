@@ -210,6 +210,7 @@ pub async fn list_catalogs(
     Ok(Json(Page {
         items: hub.catalog.remotes.list(),
         continue_token: None,
+        total: None,
     })
     .into_response())
 }

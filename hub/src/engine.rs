@@ -14,7 +14,7 @@
 //! confirm, recover) is a service of the engine that controllers drive through
 //! [`Engine::run_lifecycle`] with their own [`Start`] step.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,6 +56,16 @@ type Discovered = (std::time::Instant, Arc<Vec<Target>>);
 /// How old an inventory the submission's protected-target preview may use. A change within it
 /// is still caught: the engine discovers afresh and checks again when it selects.
 pub const INVENTORY_TTL: Duration = Duration::from_secs(2);
+
+/// What a selector matches in an environment where the hub selects ([`Engine::match_targets`]).
+pub struct Matching {
+    /// How many targets the environment has.
+    pub inventory: usize,
+    /// The targets the selector matches, in inventory order.
+    pub matched: Vec<Target>,
+    /// The whole inventory, where it was discovered (`None`: the adapter's index answered).
+    pub discovered: Option<Arc<Vec<Target>>>,
+}
 
 /// The engine shared by the API and its own background loop.
 pub struct Engine {
@@ -504,6 +514,94 @@ impl Engine {
     /// Forgets what was discovered of `environment` (it was registered again or deleted).
     pub fn forget_inventory(&self, environment: &str) {
         lock(&self.inventories).remove(environment);
+    }
+
+    /// What `selector` (every target when `None`) matches in `env`, where the hub selects: from
+    /// the adapter's candidates when it can name them without a discovery (the `native`
+    /// adapter's label index: a selector naming one agent of thousands costs a lookup), else
+    /// from a discovery — at most [`INVENTORY_TTL`] old when `recent`, and then remembered.
+    /// Either way the hub's selector semantics decide (`selection::matches`).
+    pub async fn match_targets(
+        &self,
+        env: &Environment,
+        adapter: &dyn Adapter,
+        selector: Option<&chaoshub_schema::selector::TargetSelector>,
+        recent: bool,
+    ) -> Result<Matching, chaoshub_adapters::AdapterError> {
+        let every = chaoshub_schema::selector::TargetSelector::default();
+        if let Some(found) = adapter.candidates(env, selector.unwrap_or(&every)) {
+            return Ok(Matching {
+                inventory: found.inventory,
+                matched: match selector {
+                    Some(s) => selection::retain_matching(s, found.targets),
+                    None => found.targets,
+                },
+                discovered: None,
+            });
+        }
+        let cached = if recent {
+            self.recent_inventory(&env.name)
+        } else {
+            None
+        };
+        let inventory = match cached {
+            Some(inventory) => inventory,
+            None => {
+                let inventory = Arc::new(
+                    tracing::Instrument::instrument(
+                        adapter.discover(env),
+                        tracing::debug_span!("engine.discover"),
+                    )
+                    .await?,
+                );
+                self.remember_inventory(&env.name, Arc::clone(&inventory));
+                inventory
+            }
+        };
+        Ok(Matching {
+            inventory: inventory.len(),
+            matched: match selector {
+                Some(s) => selection::filter(s, &inventory),
+                None => inventory.to_vec(),
+            },
+            discovered: Some(inventory),
+        })
+    }
+
+    /// The targets of `env` a guardrail protects, from the adapter's candidates (`None` when
+    /// it has none to offer: discover and check each target instead). Sorted by id.
+    pub fn protected_candidates(
+        &self,
+        env: &Environment,
+        adapter: &dyn Adapter,
+        guardrails: &crate::selection::Guardrails,
+    ) -> Option<Vec<Target>> {
+        use chaoshub_schema::selector::TargetSelector;
+        let mut queries = Vec::new();
+        if let Some(label) = &guardrails.label {
+            queries.push(TargetSelector {
+                label_selectors: [(label.key.clone(), label.value.clone())].into(),
+                ..Default::default()
+            });
+        }
+        // A protected name is a target's name or its id.
+        for p in &guardrails.protected {
+            for field in ["name", "id"] {
+                queries.push(TargetSelector {
+                    field_selectors: [(field.to_string(), p.clone())].into(),
+                    ..Default::default()
+                });
+            }
+        }
+        let mut found: BTreeMap<String, Target> = BTreeMap::new();
+        for query in &queries {
+            for t in adapter.candidates(env, query)?.targets {
+                if selection::matches(query, &t) && guardrails.protection(&t).is_some() {
+                    found.entry(t.id.clone()).or_insert(t);
+                }
+            }
+        }
+        Some(found.into_values().collect())
     }
 
     /// The protected-target guardrails of an environment (docs/security.md).
@@ -1361,16 +1459,12 @@ impl Engine {
             }
             Selection::Matched(matched) => (matched.len(), matched),
             Selection::Hub => {
-                let inventory = tracing::Instrument::instrument(
-                    adapter.discover(env),
-                    tracing::debug_span!("engine.discover"),
-                )
-                .await
-                .map_err(|e| format!("target discovery failed: {e}"))?;
-                adapter_inventory = Some(inventory.len());
-                let matched = fault.matching(&inventory);
-                self.remember_inventory(&env.name, Arc::new(inventory));
-                (adapter_inventory.unwrap_or(0), matched)
+                let found = self
+                    .match_targets(env, adapter, fault.selector.as_ref(), false)
+                    .await
+                    .map_err(|e| format!("target discovery failed: {e}"))?;
+                adapter_inventory = Some(found.inventory);
+                (found.inventory, found.matched)
             }
         };
         if matched.is_empty() {

@@ -54,6 +54,15 @@ pub enum SubmitMode {
     Embedded,
 }
 
+/// One page of an environment's targets ([`Hub::targets`]).
+pub struct TargetPage {
+    pub items: Vec<Target>,
+    /// Whether targets follow the last of `items`.
+    pub more: bool,
+    /// How many targets matched over all pages.
+    pub total: usize,
+}
+
 /// What `POST /api/v1/experiments` produced.
 pub enum Submitted {
     Created(Box<ExperimentObject>),
@@ -67,8 +76,10 @@ struct SelectionPreview {
     matched: Vec<Target>,
     /// The far side selects (and applies the mode) by itself.
     far_side: bool,
-    /// The inventory, where the hub discovered it (empty otherwise).
-    discovered: Vec<Target>,
+    /// The inventory, where the hub discovered it.
+    discovered: Option<Arc<Vec<Target>>>,
+    /// The adapter's index answered where the hub selects: the inventory was not discovered.
+    indexed: bool,
 }
 
 const DEFAULT_PAGE: usize = 100;
@@ -314,6 +325,7 @@ impl Hub {
                 .map(crate::secrets::redact_environment)
                 .collect(),
             continue_token: None,
+            total: None,
         })
     }
 
@@ -430,17 +442,48 @@ impl Hub {
         Ok((env, adapter))
     }
 
+    /// One page of the targets `selector` matches in environment `name`, by id: at most
+    /// `limit` after the id `after`. With no selector and an adapter that lists a range of its
+    /// inventory (native), only the page is built; otherwise every match is, then cut.
     pub async fn targets(
         &self,
         name: &str,
         selector: &TargetSelector,
-    ) -> Result<Vec<Target>, HubError> {
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<TargetPage, HubError> {
         let (env, adapter) = self.registered(name)?;
-        let inventory = adapter
-            .discover(&env)
+        let limit = limit.max(1);
+        if *selector == TargetSelector::default() {
+            if let Some(mut found) = adapter.inventory_page(&env, after, limit + 1) {
+                let more = found.targets.len() > limit;
+                found.targets.truncate(limit);
+                return Ok(TargetPage {
+                    items: found.targets,
+                    more,
+                    total: found.inventory,
+                });
+            }
+        }
+        let mut matched = self
+            .engine
+            .match_targets(&env, adapter.as_ref(), Some(selector), false)
             .await
-            .map_err(HubError::from_adapter)?;
-        Ok(selection::filter(selector, &inventory))
+            .map_err(HubError::from_adapter)?
+            .matched;
+        let total = matched.len();
+        // Stable: targets with one id (never, from one adapter) keep the adapter's order.
+        // Already in order (the native adapter lists by name), this is one pass.
+        matched.sort_by(|a, b| a.id.cmp(&b.id));
+        let start = after.map_or(0, |id| matched.partition_point(|t| t.id.as_str() <= id));
+        let end = (start + limit).min(matched.len());
+        matched.truncate(end);
+        matched.drain(..start);
+        Ok(TargetPage {
+            items: matched,
+            more: end < total,
+            total,
+        })
     }
 
     pub async fn environment_capabilities(&self, name: &str) -> Result<Vec<Capability>, HubError> {
@@ -699,41 +742,31 @@ impl Hub {
                 inventory: None,
                 matched: targets,
                 far_side: true,
-                discovered: Vec::new(),
+                discovered: None,
+                indexed: false,
             },
             chaoshub_adapters::Selection::Matched(matched) => SelectionPreview {
                 inventory: None,
                 matched,
                 far_side: false,
-                discovered: Vec::new(),
+                discovered: None,
+                indexed: false,
             },
             chaoshub_adapters::Selection::Hub => {
                 // A fresh enough inventory (the engine's last discovery, or this preview's)
-                // spares the far side a call per submission; the engine discovers afresh.
-                let cached = if recent {
-                    self.engine.recent_inventory(&env.name)
-                } else {
-                    None
-                };
-                let inventory = match cached {
-                    Some(inventory) => inventory,
-                    None => {
-                        let inventory = Arc::new(
-                            adapter
-                                .discover(env)
-                                .await
-                                .map_err(HubError::from_adapter)?,
-                        );
-                        self.engine
-                            .remember_inventory(&env.name, Arc::clone(&inventory));
-                        inventory
-                    }
-                };
+                // spares the far side a call per submission; the engine discovers afresh. An
+                // adapter with an index (native) is asked for the candidates instead.
+                let found = self
+                    .engine
+                    .match_targets(env, adapter, fault.selector.as_ref(), recent)
+                    .await
+                    .map_err(HubError::from_adapter)?;
                 SelectionPreview {
-                    inventory: Some(inventory.len()),
-                    matched: fault.matching(&inventory),
+                    inventory: Some(found.inventory),
+                    matched: found.matched,
                     far_side: false,
-                    discovered: inventory.as_ref().clone(),
+                    indexed: found.discovered.is_none(),
+                    discovered: found.discovered,
                 }
             }
         })
@@ -761,8 +794,27 @@ impl Hub {
         }
         let matched_ids: std::collections::BTreeSet<&str> =
             preview.matched.iter().map(|t| t.id.as_str()).collect();
-        let excluded: Vec<String> = preview
-            .discovered
+        // The protected targets of the inventory: looked up in the adapter's index when it
+        // answered the selection, instead of discovering every target for a few.
+        let protected: Vec<Target> = match (&preview.discovered, preview.indexed) {
+            (Some(inventory), _) => inventory
+                .iter()
+                .filter(|t| guardrails.protection(t).is_some())
+                .cloned()
+                .collect(),
+            (None, true) => match self.engine.protected_candidates(env, adapter, &guardrails) {
+                Some(found) => found,
+                None => adapter
+                    .discover(env)
+                    .await
+                    .map_err(HubError::from_adapter)?
+                    .into_iter()
+                    .filter(|t| guardrails.protection(t).is_some())
+                    .collect(),
+            },
+            (None, false) => Vec::new(),
+        };
+        let excluded: Vec<String> = protected
             .iter()
             .filter(|t| !matched_ids.contains(t.id.as_str()))
             .filter_map(|t| {
@@ -1014,6 +1066,7 @@ impl Hub {
         Ok(Page {
             items: rows.iter().map(ExperimentRow::to_object).collect(),
             continue_token,
+            total: None,
         })
     }
 

@@ -168,6 +168,12 @@ pub fn filter(selector: &TargetSelector, inventory: &[Target]) -> Vec<Target> {
         .collect()
 }
 
+/// The targets of `targets` that the selector matches, in order, without copying them.
+pub fn retain_matching(selector: &TargetSelector, mut targets: Vec<Target>) -> Vec<Target> {
+    targets.retain(|t| matches(selector, t));
+    targets
+}
+
 fn parse_percent(mode: SelectorMode, value: &str) -> Result<usize, SelectionError> {
     let bad = |message: &str| SelectionError::BadValue {
         mode: mode.as_str().into(),

@@ -24,6 +24,7 @@ mod hub {
     pub mod kubernetes;
     pub mod lifecycle;
     pub mod metrics;
+    pub mod paging;
     pub mod privileged;
     pub mod probes;
     pub mod protected;

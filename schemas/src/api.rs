@@ -583,6 +583,10 @@ pub struct Page<T> {
     /// Pass as `continue` to get the next page; absent on the last page.
     #[serde(default, rename = "continue", skip_serializing_if = "Option::is_none")]
     pub continue_token: Option<String>,
+    /// How many items the listing has over all its pages, where it knows without reading
+    /// them all (agents, targets); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<usize>,
 }
 
 /// The halt-all switch.

@@ -4,7 +4,7 @@
 //! translator: it asks this trait for the agents of an environment and sends one command to
 //! one agent, and never learns about streams, heartbeats or the proto.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,6 +40,17 @@ pub struct AgentHost {
     pub labels: BTreeMap<String, String>,
     /// Connected and heartbeating on time.
     pub healthy: bool,
+}
+
+/// Which agents of an environment to look up ([`AgentLink::hosts_where`]): every clause must
+/// hold. The native adapter builds it from a target selector so that the agents it returns are
+/// a superset of those the selector matches; the hub then applies the selector itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostQuery {
+    /// Only agents with one of these names (`None`: any name).
+    pub names: Option<BTreeSet<String>>,
+    /// Each `(key, values)`: the agent has label `key` with one of `values`.
+    pub labels: Vec<(String, Vec<String>)>,
 }
 
 /// A command for one agent.
@@ -99,6 +110,47 @@ pub trait AgentLink: Send + Sync {
                 healthy: a.healthy,
             })
             .collect()
+    }
+
+    /// The agents of `environment` that satisfy `query`, in name order (as `hosts` lists them),
+    /// with how many agents the environment has. `None` when the link cannot look them up
+    /// without listing every agent: the caller then filters `hosts`. The default says `None`.
+    fn hosts_where(&self, environment: &str, query: &HostQuery) -> Option<(usize, Vec<AgentHost>)> {
+        let _ = (environment, query);
+        None
+    }
+
+    /// At most `limit` agents of `environment` after the one named `after`, in name order, with
+    /// how many agents the environment has; `None` when the link cannot list a range without
+    /// listing every agent (the default).
+    fn hosts_page(
+        &self,
+        environment: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Option<(usize, Vec<AgentHost>)> {
+        let _ = (environment, after, limit);
+        None
+    }
+
+    /// The names of the agents of `environment` that satisfy `query` and were not started
+    /// with the opt-in `allow` (`chaos-agent serve --allow NAME`), in name order; `None` when
+    /// the link cannot look them up without listing every agent (the default).
+    fn lacking_opt_in(
+        &self,
+        environment: &str,
+        query: &HostQuery,
+        allow: &str,
+    ) -> Option<Vec<String>> {
+        let _ = (environment, query, allow);
+        None
+    }
+
+    /// The addresses of the agents of `environment` that satisfy `query`, in name order; `None`
+    /// when the link cannot look them up without listing every agent (the default).
+    fn addresses_where(&self, environment: &str, query: &HostQuery) -> Option<Vec<String>> {
+        let _ = (environment, query);
+        None
     }
 
     /// Every `Kind/action` pair some agent of the environment offers, sorted, each once; `None`

@@ -21,8 +21,12 @@ use chaoshub_schema::{Spec, Target, ValidationErrors};
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use crate::adapter::{Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState};
-pub use link::{AgentCallError, AgentHost, AgentLink, AgentOp, AgentReply, AgentSummary};
+use crate::adapter::{
+    Adapter, AdapterError, Candidates, Environment, FaultRequest, Injection, InjectionState,
+};
+pub use link::{
+    AgentCallError, AgentHost, AgentLink, AgentOp, AgentReply, AgentSummary, HostQuery,
+};
 use mapping::MappingError;
 
 /// How long one agent command may take (an injection spawns host commands and reads them back).
@@ -68,6 +72,18 @@ impl NativeAdapter {
             return Vec::new();
         };
         let wanted = target.selector.to_target_selector();
+        // The registry's label index answers without copying every agent.
+        let query = HostQuery {
+            names: None,
+            labels: wanted
+                .label_selectors
+                .iter()
+                .map(|(k, v)| (k.clone(), vec![v.clone()]))
+                .collect(),
+        };
+        if let Some(addresses) = self.link.addresses_where(env, &query) {
+            return addresses.iter().map(|ip| host_cidr(ip)).collect();
+        }
         self.link
             .agents(env)
             .into_iter()
@@ -109,6 +125,63 @@ fn may_select(selector: &chaoshub_schema::selector::TargetSelector, a: &AgentSum
         .label_selectors
         .iter()
         .all(|(k, v)| a.labels.get(k) == Some(v))
+}
+
+/// Labels the adapter sets on every target itself (over any agent label of the same key): the
+/// registry's index knows only the agents' own labels, so a clause on these narrows nothing.
+const TARGET_LABELS: [&str; 2] = ["chaoshub.dev/hostname", "chaoshub.dev/agent-health"];
+
+/// The agents a selector may match, as a [`HostQuery`]: every agent it matches satisfies the
+/// query (the query may let through more; the hub applies the whole selector afterwards). Only
+/// clauses an agent's own labels or name decide are used: equality labels, `In` expressions,
+/// node, node label and phase clauses (all labels of a host target) and name fields; the rest
+/// narrow nothing here.
+pub fn host_query(selector: &chaoshub_schema::selector::TargetSelector) -> HostQuery {
+    // A host target has no namespace: a selector naming namespaces matches none.
+    if !selector.namespaces.is_empty() {
+        return HostQuery {
+            names: Some(Default::default()),
+            labels: Vec::new(),
+        };
+    }
+    // Explicit names select exactly those (by name or id, both the agent's name); the other
+    // fields are not consulted.
+    if !selector.names.is_empty() {
+        return HostQuery {
+            names: Some(selector.names.values().flatten().cloned().collect()),
+            labels: Vec::new(),
+        };
+    }
+    let mut query = HostQuery::default();
+    let mut label = |key: String, values: Vec<String>| {
+        if !TARGET_LABELS.contains(&key.as_str()) {
+            query.labels.push((key, values));
+        }
+    };
+    for (k, v) in &selector.label_selectors {
+        label(k.clone(), vec![v.clone()]);
+    }
+    for r in &selector.expression_selectors {
+        if r.operator == "In" {
+            label(r.key.clone(), r.values.clone());
+        }
+    }
+    if !selector.nodes.is_empty() {
+        label("node".into(), selector.nodes.clone());
+    }
+    for (k, v) in &selector.node_selectors {
+        label(format!("node.{k}"), vec![v.clone()]);
+    }
+    if !selector.pod_phase_selectors.is_empty() {
+        label("phase".into(), selector.pod_phase_selectors.clone());
+    }
+    for (field, value) in &selector.field_selectors {
+        if matches!(field.as_str(), "id" | "name" | "metadata.name") {
+            let names = query.names.get_or_insert_with(|| [value.clone()].into());
+            names.retain(|n| n == value);
+        }
+    }
+    query
 }
 
 fn host_cidr(ip: &str) -> String {
@@ -314,6 +387,38 @@ impl Adapter for NativeAdapter {
             .collect())
     }
 
+    fn candidates(
+        &self,
+        env: &Environment,
+        selector: &chaoshub_schema::selector::TargetSelector,
+    ) -> Option<Candidates> {
+        let (inventory, hosts) = self.link.hosts_where(&env.name, &host_query(selector))?;
+        Some(Candidates {
+            inventory,
+            targets: hosts
+                .into_iter()
+                .map(|a| Self::agent_target(&env.name, a))
+                .collect(),
+        })
+    }
+
+    fn inventory_page(
+        &self,
+        env: &Environment,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Option<Candidates> {
+        // A host target's id is its agent's name: name order is id order.
+        let (inventory, hosts) = self.link.hosts_page(&env.name, after, limit)?;
+        Some(Candidates {
+            inventory,
+            targets: hosts
+                .into_iter()
+                .map(|a| Self::agent_target(&env.name, a))
+                .collect(),
+        })
+    }
+
     fn check_fault(&self, env: &Environment, fault: &FaultRequest) -> Result<(), AdapterError> {
         // Peers are resolved at injection; here a placeholder keeps a `target` selector from
         // being reported as "matched nobody" before agents are even asked.
@@ -332,13 +437,32 @@ impl Adapter for NativeAdapter {
             .fault()
             .and_then(|f| f.target_selector())
             .unwrap_or_default();
-        let lacking: Vec<String> = self
-            .link
-            .agents(&env.name)
-            .into_iter()
-            .filter(|a| may_select(&selector, a) && !a.allowed.iter().any(|x| x == opt_in))
-            .map(|a| a.name)
-            .collect();
+        // `may_select` as a query the registry's index answers without copying every agent.
+        let query = if selector.names.is_empty() {
+            HostQuery {
+                names: None,
+                labels: selector
+                    .label_selectors
+                    .iter()
+                    .map(|(k, v)| (k.clone(), vec![v.clone()]))
+                    .collect(),
+            }
+        } else {
+            HostQuery {
+                names: Some(selector.names.values().flatten().cloned().collect()),
+                labels: Vec::new(),
+            }
+        };
+        let lacking: Vec<String> = match self.link.lacking_opt_in(&env.name, &query, opt_in) {
+            Some(names) => names,
+            None => self
+                .link
+                .agents(&env.name)
+                .into_iter()
+                .filter(|a| may_select(&selector, a) && !a.allowed.iter().any(|x| x == opt_in))
+                .map(|a| a.name)
+                .collect(),
+        };
         if lacking.is_empty() {
             return Ok(());
         }

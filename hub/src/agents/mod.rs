@@ -16,7 +16,7 @@ pub mod grpc;
 pub mod join;
 pub mod usage;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +25,7 @@ use chaoshub_schema::api::{ExperimentPhase, TargetPhase};
 
 use async_trait::async_trait;
 use chaoshub_adapters::native::{
-    AgentCallError, AgentHost, AgentLink, AgentOp, AgentReply, AgentSummary,
+    AgentCallError, AgentHost, AgentLink, AgentOp, AgentReply, AgentSummary, HostQuery,
 };
 use chaoshub_schema::agent::proto::{
     command, hub_message, Command, CommandReply, HubMessage, Inject, Recover, Renew, Status,
@@ -73,14 +73,168 @@ struct WantedLease {
     lease_until: DateTime<Utc>,
 }
 
+/// The agents of one environment by name, and an index of them by label.
+///
+/// Target discovery at every injection, dry run and `…/targets` call asks for the agents a
+/// selector may pick; with thousands of agents, a selector naming one (`host-id: web-17`) is a
+/// lookup in `by_label` and a check of the few candidates instead of a copy of every agent.
+#[derive(Default)]
+struct EnvAgents {
+    agents: BTreeMap<String, AgentEntry>,
+    /// Label key → value → the names of the agents carrying it. An agent's labels change only
+    /// when it (re)registers or is removed ([`EnvAgents::insert`], [`EnvAgents::remove`]); a
+    /// disconnected agent stays listed, and indexed, until removed.
+    by_label: HashMap<String, HashMap<String, BTreeSet<String>>>,
+}
+
+impl EnvAgents {
+    fn index(&mut self, name: &str, labels: &BTreeMap<String, String>) {
+        for (key, value) in labels {
+            self.by_label
+                .entry(key.clone())
+                .or_default()
+                .entry(value.clone())
+                .or_default()
+                .insert(name.to_string());
+        }
+    }
+
+    fn unindex(&mut self, name: &str, labels: &BTreeMap<String, String>) {
+        for (key, value) in labels {
+            let Some(values) = self.by_label.get_mut(key) else {
+                continue;
+            };
+            if let Some(names) = values.get_mut(value) {
+                names.remove(name);
+                if names.is_empty() {
+                    values.remove(value);
+                }
+            }
+            if values.is_empty() {
+                self.by_label.remove(key);
+            }
+        }
+    }
+
+    /// Adds or replaces an agent, keeping the index in step; returns the entry replaced.
+    fn insert(&mut self, entry: AgentEntry) -> Option<AgentEntry> {
+        let name = entry.info.name.clone();
+        let old = self.remove(&name);
+        self.index(&name, &entry.info.labels);
+        self.agents.insert(name, entry);
+        old
+    }
+
+    fn remove(&mut self, name: &str) -> Option<AgentEntry> {
+        let old = self.agents.remove(name)?;
+        self.unindex(name, &old.info.labels);
+        Some(old)
+    }
+
+    /// The names of the agents with label `key` set to one of `values`, from the index.
+    fn labelled(&self, key: &str, values: &[String]) -> BTreeSet<&str> {
+        let Some(by_value) = self.by_label.get(key) else {
+            return BTreeSet::new();
+        };
+        values
+            .iter()
+            .filter_map(|v| by_value.get(v))
+            .flatten()
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// How many agents [`EnvAgents::labelled`] would return, without collecting them.
+    fn labelled_count(&self, key: &str, values: &[String]) -> usize {
+        self.by_label.get(key).map_or(0, |by_value| {
+            let distinct: BTreeSet<&String> = values.iter().collect();
+            distinct
+                .into_iter()
+                .filter_map(|v| by_value.get(v))
+                .map(BTreeSet::len)
+                .sum()
+        })
+    }
+
+    /// The agents that satisfy `query`, in name order: the smallest set the index (or the
+    /// query's names) gives, then every clause checked on each candidate.
+    fn matching(&self, query: &HostQuery) -> Vec<&AgentEntry> {
+        let holds = |e: &AgentEntry| {
+            query
+                .names
+                .as_ref()
+                .is_none_or(|names| names.contains(&e.info.name))
+                && query
+                    .labels
+                    .iter()
+                    .all(|(k, vs)| e.info.labels.get(k).is_some_and(|v| vs.contains(v)))
+        };
+        // The narrowest clause decides which agents are looked at.
+        let narrowest = query
+            .labels
+            .iter()
+            .map(|(k, vs)| (self.labelled_count(k, vs), Some((k, vs))))
+            .chain(query.names.as_ref().map(|n| (n.len(), None)))
+            .min_by_key(|(count, _)| *count);
+        match narrowest {
+            None => self.agents.values().filter(|e| holds(e)).collect(),
+            Some((_, Some((key, values)))) => self
+                .labelled(key, values)
+                .into_iter()
+                .filter_map(|name| self.agents.get(name))
+                .filter(|e| holds(e))
+                .collect(),
+            Some((_, None)) => query
+                .names
+                .iter()
+                .flatten()
+                .filter_map(|name| self.agents.get(name))
+                .filter(|e| holds(e))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Inner {
-    agents: HashMap<(String, String), AgentEntry>,
+    /// By environment, then by name: listings come out in (environment, name) order and a page
+    /// of them is a range, not a sort of every agent.
+    agents: BTreeMap<String, EnvAgents>,
     leases: HashMap<String, WantedLease>,
     /// Per environment, every capability its agents offer (`AgentLink::offered_capabilities`,
     /// asked at every submission): kept until an agent of it (re)registers or is removed, the
     /// only changes to what its agents offer.
     offered: HashMap<String, Vec<String>>,
+}
+
+impl Inner {
+    fn entry(&self, environment: &str, name: &str) -> Option<&AgentEntry> {
+        self.agents.get(environment)?.agents.get(name)
+    }
+
+    fn entry_mut(&mut self, environment: &str, name: &str) -> Option<&mut AgentEntry> {
+        self.agents.get_mut(environment)?.agents.get_mut(name)
+    }
+
+    /// Forgets an agent; an environment left without agents is dropped.
+    fn remove_entry(&mut self, environment: &str, name: &str) -> Option<AgentEntry> {
+        let env = self.agents.get_mut(environment)?;
+        let old = env.remove(name);
+        if env.agents.is_empty() {
+            self.agents.remove(environment);
+        }
+        old
+    }
+}
+
+/// One page of agents ([`AgentRegistry::page`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentPage {
+    pub items: Vec<AgentInfo>,
+    /// Whether agents follow the last of `items`.
+    pub more: bool,
+    /// How many agents the listing has in all pages.
+    pub total: usize,
 }
 
 /// The registry of agents.
@@ -244,10 +398,18 @@ impl AgentRegistry {
         let _ = self.leadership.set(leadership);
     }
 
+    /// Whether this replica reads agents from the directory (a follower on a shared store).
+    fn follows(&self) -> bool {
+        self.store.is_some()
+            && self
+                .leadership
+                .get()
+                .is_some_and(|l| l.shared() && !l.is_leader())
+    }
+
     /// The store's directory, when this replica is a follower on a shared store.
     fn follower_view(&self, environment: Option<&str>) -> Option<Vec<AgentInfo>> {
-        let leadership = self.leadership.get()?;
-        if !leadership.shared() || leadership.is_leader() {
+        if !self.follows() {
             return None;
         }
         let store = self.store.as_ref()?;
@@ -278,10 +440,17 @@ impl AgentRegistry {
         }
         let now = Utc::now();
         let inner = self.lock();
-        let e = inner
-            .agents
-            .get(&(environment.to_string(), name.to_string()))?;
-        Some(Self::shown(e, now))
+        Some(Self::shown(inner.entry(environment, name)?, now))
+    }
+
+    /// An entry as a target needs it.
+    fn host(e: &AgentEntry, now: DateTime<Utc>) -> AgentHost {
+        AgentHost {
+            name: e.info.name.clone(),
+            hostname: e.info.hostname.clone(),
+            labels: e.info.labels.clone(),
+            healthy: Self::health(&e.info, e.session.is_some(), now) == "healthy",
+        }
     }
 
     /// An entry as listed: its info with connection and health as of `now`.
@@ -292,18 +461,91 @@ impl AgentRegistry {
         info
     }
 
-    /// The agents whose streams this process holds.
+    /// The agents whose streams this process holds, by environment and name.
     pub(crate) fn local_list(&self, environment: Option<&str>) -> Vec<AgentInfo> {
         let now = Utc::now();
         let inner = self.lock();
-        let mut out: Vec<AgentInfo> = inner
+        match environment {
+            Some(env) => inner
+                .agents
+                .get(env)
+                .into_iter()
+                .flat_map(|e| e.agents.values())
+                .map(|e| Self::shown(e, now))
+                .collect(),
+            None => inner
+                .agents
+                .values()
+                .flat_map(|e| e.agents.values())
+                .map(|e| Self::shown(e, now))
+                .collect(),
+        }
+    }
+
+    /// At most `limit` agents (at least one) after `after` (an (environment, name) of an
+    /// earlier page), in (environment, name) order, of one environment or of every one that
+    /// `visible` allows, with health computed now. Only the page is copied: the agents are
+    /// kept in that order, so a page is a range of the map, not a sort of every agent.
+    pub fn page(
+        &self,
+        environment: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: usize,
+        visible: &dyn Fn(&str) -> bool,
+    ) -> AgentPage {
+        let limit = limit.max(1);
+        let allowed = |env: &str| environment.is_none_or(|e| e == env) && visible(env);
+        if let Some(list) = self.follower_view(environment) {
+            let listed: Vec<AgentInfo> = list
+                .into_iter()
+                .filter(|a| allowed(&a.environment))
+                .collect();
+            let total = listed.len();
+            let mut items: Vec<AgentInfo> = listed
+                .into_iter()
+                .filter(|a| {
+                    after.is_none_or(|(e, n)| (a.environment.as_str(), a.name.as_str()) > (e, n))
+                })
+                .take(limit + 1)
+                .collect();
+            let more = items.len() > limit;
+            items.truncate(limit);
+            return AgentPage { items, more, total };
+        }
+        use std::ops::Bound;
+        let now = Utc::now();
+        let inner = self.lock();
+        let total = inner
             .agents
-            .values()
-            .filter(|e| environment.is_none_or(|env| e.info.environment == env))
-            .map(|e| Self::shown(e, now))
-            .collect();
-        out.sort_by(|a, b| (&a.environment, &a.name).cmp(&(&b.environment, &b.name)));
-        out
+            .iter()
+            .filter(|(env, _)| allowed(env))
+            .map(|(_, e)| e.agents.len())
+            .sum();
+        let envs = match after {
+            Some((env, _)) => inner
+                .agents
+                .range::<str, _>((Bound::Included(env), Bound::Unbounded)),
+            None => inner.agents.range::<str, _>(..),
+        };
+        let mut items = Vec::with_capacity(limit.min(total) + 1);
+        'envs: for (env, agents) in envs.filter(|(env, _)| allowed(env)) {
+            let names = match after {
+                Some((after_env, name)) if after_env == env.as_str() => agents
+                    .agents
+                    .range::<str, _>((Bound::Excluded(name), Bound::Unbounded)),
+                _ => agents.agents.range::<str, _>(..),
+            };
+            for e in names.map(|(_, e)| e) {
+                if items.len() > limit {
+                    break 'envs;
+                }
+                items.push(Self::shown(e, now));
+            }
+        }
+        drop(inner);
+        let more = items.len() > limit;
+        items.truncate(limit);
+        AgentPage { items, more, total }
     }
 
     /// Registers (or re-registers) an agent's stream; returns the session id. A newer stream of
@@ -324,24 +566,22 @@ impl AgentRegistry {
                 lease.lease_until = lease.lease_until.min(now);
             }
         }
-        // A reconnecting agent keeps its usage series (a chart spanning a blip stays whole).
-        let usage = inner
-            .agents
-            .remove(&key)
+        // A reconnecting agent keeps its usage series (a chart spanning a blip stays whole);
+        // its labels may have changed, and the index follows them.
+        let agents = inner.agents.entry(key.0.clone()).or_default();
+        let usage = agents
+            .remove(&key.1)
             .map(|old| old.usage)
             .unwrap_or_default();
-        inner.agents.insert(
-            key.clone(),
-            AgentEntry {
-                info,
-                session: Some(Session {
-                    id,
-                    sender,
-                    pending: HashMap::new(),
-                }),
-                usage,
-            },
-        );
+        agents.insert(AgentEntry {
+            info,
+            session: Some(Session {
+                id,
+                sender,
+                pending: HashMap::new(),
+            }),
+            usage,
+        });
         drop(inner);
         self.reconnected.notify_one();
         let _ = self.connections.send(AgentConnected {
@@ -366,7 +606,7 @@ impl AgentRegistry {
     ) {
         let now = Utc::now();
         let mut inner = self.lock();
-        if let Some(e) = inner.agents.get_mut(&(env.to_string(), name.to_string())) {
+        if let Some(e) = inner.entry_mut(env, name) {
             if e.session.as_ref().is_some_and(|s| s.id == session) {
                 e.info.last_heartbeat = Some(now);
                 e.info.active_faults = active_faults;
@@ -398,13 +638,12 @@ impl AgentRegistry {
             );
         }
         let inner = self.lock();
-        let e = inner.agents.get(&(env.to_string(), name.to_string()))?;
-        Some(e.usage.since(since))
+        Some(inner.entry(env, name)?.usage.since(since))
     }
 
     pub(crate) fn reply(&self, env: &str, name: &str, session: u64, reply: CommandReply) {
         let mut inner = self.lock();
-        if let Some(e) = inner.agents.get_mut(&(env.to_string(), name.to_string())) {
+        if let Some(e) = inner.entry_mut(env, name) {
             if let Some(s) = e.session.as_mut().filter(|s| s.id == session) {
                 if let Some(tx) = s.pending.remove(&reply.command_id) {
                     let _ = tx.send(reply);
@@ -416,7 +655,7 @@ impl AgentRegistry {
     /// The stream ended: pending calls fail at once (their senders drop).
     pub(crate) fn disconnect(&self, env: &str, name: &str, session: u64) {
         let mut inner = self.lock();
-        if let Some(e) = inner.agents.get_mut(&(env.to_string(), name.to_string())) {
+        if let Some(e) = inner.entry_mut(env, name) {
             if e.session.as_ref().is_some_and(|s| s.id == session) {
                 e.session = None;
                 e.info.connected = false;
@@ -431,10 +670,7 @@ impl AgentRegistry {
         inner
             .leases
             .retain(|_, l| !(l.environment == environment && l.agent == name));
-        inner
-            .agents
-            .remove(&(environment.to_string(), name.to_string()))
-            .is_some()
+        inner.remove_entry(environment, name).is_some()
     }
 
     async fn send(
@@ -449,8 +685,7 @@ impl AgentRegistry {
         let sender = {
             let mut inner = self.lock();
             let session = inner
-                .agents
-                .get_mut(&(environment.to_string(), agent.to_string()))
+                .entry_mut(environment, agent)
                 .and_then(|e| e.session.as_mut())
                 .ok_or_else(|| AgentCallError::NotConnected {
                     agent: agent.to_string(),
@@ -480,8 +715,7 @@ impl AgentRegistry {
             Err(_) => {
                 let mut inner = self.lock();
                 if let Some(s) = inner
-                    .agents
-                    .get_mut(&(environment.to_string(), agent.to_string()))
+                    .entry_mut(environment, agent)
                     .and_then(|e| e.session.as_mut())
                 {
                     s.pending.remove(&command_id);
@@ -615,20 +849,100 @@ impl AgentLink for AgentRegistry {
         }
         let now = Utc::now();
         let inner = self.lock();
-        let mut out: Vec<AgentHost> = inner
+        inner
             .agents
-            .values()
-            .filter(|e| e.info.environment == environment)
-            .map(|e| AgentHost {
-                name: e.info.name.clone(),
-                hostname: e.info.hostname.clone(),
-                labels: e.info.labels.clone(),
-                healthy: Self::health(&e.info, e.session.is_some(), now) == "healthy",
-            })
+            .get(environment)
+            .into_iter()
+            .flat_map(|e| e.agents.values())
+            .map(|e| Self::host(e, now))
+            .collect()
+    }
+
+    fn hosts_where(&self, environment: &str, query: &HostQuery) -> Option<(usize, Vec<AgentHost>)> {
+        // A follower reads the directory the leader published: no index there.
+        if self.follows() {
+            return None;
+        }
+        let now = Utc::now();
+        let inner = self.lock();
+        let Some(env) = inner.agents.get(environment) else {
+            return Some((0, Vec::new()));
+        };
+        let hosts = env
+            .matching(query)
+            .into_iter()
+            .map(|e| Self::host(e, now))
             .collect();
-        drop(inner);
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
+        Some((env.agents.len(), hosts))
+    }
+
+    fn hosts_page(
+        &self,
+        environment: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Option<(usize, Vec<AgentHost>)> {
+        use std::ops::Bound;
+        if self.follows() {
+            return None;
+        }
+        let now = Utc::now();
+        let inner = self.lock();
+        let Some(env) = inner.agents.get(environment) else {
+            return Some((0, Vec::new()));
+        };
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let hosts = env
+            .agents
+            .range::<str, _>((from, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, e)| Self::host(e, now))
+            .collect();
+        Some((env.agents.len(), hosts))
+    }
+
+    fn lacking_opt_in(
+        &self,
+        environment: &str,
+        query: &HostQuery,
+        allow: &str,
+    ) -> Option<Vec<String>> {
+        if self.follows() {
+            return None;
+        }
+        let inner = self.lock();
+        Some(
+            inner
+                .agents
+                .get(environment)
+                .map(|env| {
+                    env.matching(query)
+                        .into_iter()
+                        .filter(|e| !e.info.allowed.iter().any(|a| a == allow))
+                        .map(|e| e.info.name.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    }
+
+    fn addresses_where(&self, environment: &str, query: &HostQuery) -> Option<Vec<String>> {
+        if self.follows() {
+            return None;
+        }
+        let inner = self.lock();
+        Some(
+            inner
+                .agents
+                .get(environment)
+                .map(|env| {
+                    env.matching(query)
+                        .into_iter()
+                        .flat_map(|e| e.info.addresses.iter().cloned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
     }
 
     fn offered_capabilities(&self, environment: &str) -> Option<Vec<String>> {
@@ -644,17 +958,11 @@ impl AgentLink for AgentRegistry {
         if let Some(offered) = inner.offered.get(environment) {
             return Some(offered.clone());
         }
-        let mut any = false;
-        let offered: std::collections::BTreeSet<&str> = inner
-            .agents
+        let agents = &inner.agents.get(environment)?.agents;
+        let offered: BTreeSet<&str> = agents
             .values()
-            .filter(|e| e.info.environment == environment)
-            .inspect(|_| any = true)
             .flat_map(|e| e.info.capabilities.iter().map(String::as_str))
             .collect();
-        if !any {
-            return None;
-        }
         let offered: Vec<String> = offered.into_iter().map(str::to_string).collect();
         inner
             .offered
@@ -830,6 +1138,367 @@ mod tests {
             registry.offered_capabilities("other").unwrap(),
             ["NetworkChaos/loss"]
         );
+    }
+
+    fn labelled(name: &str, env: &str, labels: &[(&str, &str)]) -> AgentInfo {
+        let mut i = info(name);
+        i.environment = env.into();
+        i.hostname = format!("{name}.lab");
+        i.addresses = vec![format!("10.0.0.{}", name.len()), format!("fd00::{name}")];
+        i.labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        i
+    }
+
+    /// Selectors of every shape the hub applies: equality labels, expressions of each operator,
+    /// names, fields, namespaces, nodes, phases, annotations and the labels the adapter adds to
+    /// every target itself.
+    fn selectors() -> Vec<chaoshub_schema::selector::TargetSelector> {
+        use chaoshub_schema::selector::{LabelSelectorRequirement, TargetSelector};
+        let labels = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<String, String>>()
+        };
+        let expr = |key: &str, operator: &str, values: &[&str]| LabelSelectorRequirement {
+            key: key.into(),
+            operator: operator.into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
+        let names = |list: &[&str]| -> BTreeMap<String, Vec<String>> {
+            [(
+                "default".to_string(),
+                list.iter().map(|n| n.to_string()).collect(),
+            )]
+            .into()
+        };
+        let mut out = vec![TargetSelector::default()];
+        for l in [
+            &[("host-id", "h07")][..],
+            &[("host-id", "h07"), ("rack", "r1")],
+            &[("host-id", "h07"), ("rack", "r2")],
+            &[("rack", "r1")],
+            &[("rack", "r1"), ("zone", "z0")],
+            &[("rack", "nowhere")],
+            &[("gone", "yes")],
+            &[("moved", "yes")],
+            &[("chaoshub.dev/agent-health", "healthy")],
+            &[("chaoshub.dev/agent-health", "unhealthy")],
+            &[("chaoshub.dev/hostname", "h03.lab")],
+            &[("chaoshub.dev/hostname", "spoofed")],
+            &[("chaoshub.dev/hostname", "h03.lab"), ("rack", "r0")],
+        ] {
+            out.push(TargetSelector {
+                label_selectors: labels(l),
+                ..Default::default()
+            });
+        }
+        for e in [
+            vec![expr("rack", "In", &["r0", "r2", "r0"])],
+            vec![expr("rack", "In", &[])],
+            vec![expr("rack", "NotIn", &["r0"])],
+            vec![expr("moved", "Exists", &[])],
+            vec![expr("moved", "DoesNotExist", &[])],
+            vec![expr("zone", "In", &["z1"]), expr("rack", "NotIn", &["r1"])],
+            vec![expr("chaoshub.dev/agent-health", "In", &["healthy"])],
+            vec![expr("rack", "Sideways", &["r0"])],
+        ] {
+            out.push(TargetSelector {
+                expression_selectors: e,
+                ..Default::default()
+            });
+        }
+        out.push(TargetSelector {
+            names: names(&["h01", "h12", "nobody"]),
+            label_selectors: labels(&[("rack", "nowhere")]),
+            ..Default::default()
+        });
+        out.push(TargetSelector {
+            names: names(&["h01", "h12", "nobody"]),
+            ..Default::default()
+        });
+        for f in [
+            &[("name", "h02")][..],
+            &[("id", "h02"), ("metadata.name", "h02")],
+            &[("id", "h02"), ("name", "h03")],
+            &[("kind", "host")],
+            &[("kind", "pod")],
+            &[("namespace", "default")],
+            &[("environment", "hosts"), ("name", "h05")],
+        ] {
+            out.push(TargetSelector {
+                field_selectors: labels(f),
+                ..Default::default()
+            });
+        }
+        out.push(TargetSelector {
+            namespaces: vec!["default".into()],
+            ..Default::default()
+        });
+        out.push(TargetSelector {
+            nodes: vec!["n1".into()],
+            ..Default::default()
+        });
+        out.push(TargetSelector {
+            node_selectors: labels(&[("pool", "big")]),
+            ..Default::default()
+        });
+        out.push(TargetSelector {
+            pod_phase_selectors: vec!["Running".into()],
+            ..Default::default()
+        });
+        out.push(TargetSelector {
+            annotation_selectors: labels(&[("a", "b")]),
+            ..Default::default()
+        });
+        out
+    }
+
+    /// For every selector: the index's candidates, filtered by the hub's selector semantics,
+    /// are exactly what filtering the whole inventory gives, in the same order.
+    async fn index_agrees_with_the_scan(registry: &Arc<AgentRegistry>) -> usize {
+        use chaoshub_adapters::native::NativeAdapter;
+        use chaoshub_adapters::{Adapter, Environment};
+        let adapter = NativeAdapter::new(Arc::clone(registry) as Arc<dyn AgentLink>);
+        let env = Environment {
+            name: "hosts".into(),
+            spec: serde_json::from_value(serde_json::json!({"adapter": "native"})).unwrap(),
+        };
+        let inventory = adapter.discover(&env).await.unwrap();
+        let mut narrowed = 0;
+        for selector in selectors() {
+            let scan = crate::selection::filter(&selector, &inventory);
+            let found = adapter
+                .candidates(&env, &selector)
+                .expect("the index answers");
+            assert_eq!(found.inventory, inventory.len(), "{selector:?}");
+            if found.targets.len() < inventory.len() {
+                narrowed += 1;
+            }
+            assert_eq!(
+                crate::selection::retain_matching(&selector, found.targets),
+                scan,
+                "{selector:?}"
+            );
+        }
+        narrowed
+    }
+
+    #[tokio::test]
+    async fn selections_from_the_label_index_equal_the_scan_through_reconnects_and_removals() {
+        let registry = AgentRegistry::new();
+        let (tx, _rx) = mpsc::channel(4);
+        let mut sessions = HashMap::new();
+        for i in 0..24 {
+            let name = format!("h{i:02}");
+            let rack = format!("r{}", i % 3);
+            let zone = format!("z{}", i % 2);
+            let mut labels = vec![
+                ("host-id", name.as_str()),
+                ("rack", rack.as_str()),
+                ("zone", zone.as_str()),
+            ];
+            if i % 5 == 0 {
+                labels.push(("gone", "yes"));
+            }
+            if i % 4 == 0 {
+                labels.push(("node", "n1"));
+                labels.push(("node.pool", "big"));
+                labels.push(("phase", "Running"));
+            }
+            if i == 3 {
+                // An agent label the adapter overrides on the target.
+                labels.push(("chaoshub.dev/hostname", "spoofed"));
+            }
+            let mut agent = labelled(&name, "hosts", &labels);
+            if i % 2 == 0 {
+                agent.allowed = vec!["clock".into()];
+            }
+            let session = registry.connect(agent, tx.clone());
+            sessions.insert(name, session);
+        }
+        // The same names in another environment never leak into this one.
+        registry.connect(labelled("h07", "other", &[("rack", "r1")]), tx.clone());
+        assert!(index_agrees_with_the_scan(&registry).await > 20);
+
+        // Disconnected agents stay listed (unhealthy) and indexed.
+        for name in ["h01", "h07", "h13"] {
+            registry.disconnect("hosts", name, sessions[name]);
+        }
+        index_agrees_with_the_scan(&registry).await;
+
+        // Agents come back with other labels: the old ones no longer find them.
+        for (name, rack) in [("h07", "r2"), ("h10", "r1"), ("h15", "r9")] {
+            let mut agent = labelled(
+                name,
+                "hosts",
+                &[("host-id", name), ("rack", rack), ("moved", "yes")],
+            );
+            if name == "h10" {
+                agent.allowed = vec!["clock".into()];
+            }
+            registry.connect(agent, tx.clone());
+        }
+        index_agrees_with_the_scan(&registry).await;
+        let by = |k: &str, v: &str| HostQuery {
+            names: None,
+            labels: vec![(k.to_string(), vec![v.to_string()])],
+        };
+        let names = |q: &HostQuery| -> Vec<String> {
+            registry
+                .hosts_where("hosts", q)
+                .unwrap()
+                .1
+                .into_iter()
+                .map(|h| h.name)
+                .collect()
+        };
+        assert_eq!(names(&by("host-id", "h07")), ["h07"]);
+        assert!(names(&by("zone", "z1")).iter().all(|n| n != "h07"));
+        assert_eq!(names(&by("moved", "yes")), ["h07", "h10", "h15"]);
+        // Agents lacking an opt-in, as the scan over every agent finds them.
+        for q in [by("rack", "r1"), by("moved", "yes"), HostQuery::default()] {
+            let scan: Vec<String> = registry
+                .agents("hosts")
+                .into_iter()
+                .filter(|a| {
+                    q.labels
+                        .iter()
+                        .all(|(k, vs)| a.labels.get(k).is_some_and(|v| vs.contains(v)))
+                        && !a.allowed.iter().any(|x| x == "clock")
+                })
+                .map(|a| a.name)
+                .collect();
+            assert_eq!(registry.lacking_opt_in("hosts", &q, "clock"), Some(scan));
+        }
+        let named = HostQuery {
+            names: Some(["h10".to_string(), "h11".to_string(), "nobody".to_string()].into()),
+            labels: Vec::new(),
+        };
+        assert_eq!(
+            registry.lacking_opt_in("hosts", &named, "clock"),
+            Some(vec!["h11".to_string()]),
+            "h10 allows clock"
+        );
+        // Peer addresses (NetworkChaos `target`): label equality over the agents' own labels.
+        for (k, v) in [
+            ("rack", "r1"),
+            ("moved", "yes"),
+            ("chaoshub.dev/hostname", "spoofed"),
+        ] {
+            let scan: Vec<String> = registry
+                .agents("hosts")
+                .into_iter()
+                .filter(|a| a.labels.get(k).map(String::as_str) == Some(v))
+                .flat_map(|a| a.addresses)
+                .collect();
+            assert_eq!(registry.addresses_where("hosts", &by(k, v)), Some(scan));
+        }
+
+        // Removed agents leave the index; an environment without agents answers empty.
+        for name in ["h00", "h07", "h22"] {
+            assert!(registry.remove("hosts", name));
+        }
+        index_agrees_with_the_scan(&registry).await;
+        assert!(names(&by("host-id", "h07")).is_empty());
+        assert_eq!(
+            registry.hosts_where("nowhere", &by("rack", "r1")),
+            Some((0, Vec::new()))
+        );
+        // Ranges of the inventory, joined, are the inventory.
+        let mut joined = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (total, page) = registry.hosts_page("hosts", after.as_deref(), 5).unwrap();
+            assert_eq!(total, registry.hosts("hosts").len());
+            let Some(last) = page.last() else { break };
+            after = Some(last.name.clone());
+            joined.extend(page);
+        }
+        assert_eq!(joined, registry.hosts("hosts"));
+        assert_eq!(
+            registry.hosts_page("nowhere", None, 5),
+            Some((0, Vec::new()))
+        );
+        assert!(registry.remove("other", "h07"));
+        assert!(!registry.lock().agents.contains_key("other"));
+        let inner = registry.lock();
+        let hosts = &inner.agents["hosts"];
+        for (key, values) in &hosts.by_label {
+            for (value, names) in values {
+                assert!(!names.is_empty(), "{key}={value}: no empty sets are kept");
+                for n in names {
+                    assert_eq!(hosts.agents[n].info.labels.get(key), Some(value));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn agents_are_paged_by_environment_and_name_with_a_total() {
+        let registry = AgentRegistry::new();
+        let (tx, _rx) = mpsc::channel(4);
+        for (env, name) in [("b", "y"), ("a", "z"), ("b", "x"), ("c", "w"), ("a", "v")] {
+            registry.connect(labelled(name, env, &[]), tx.clone());
+        }
+        let all = |_: &str| true;
+        let keys = |p: &AgentPage| -> Vec<(String, String)> {
+            p.items
+                .iter()
+                .map(|a| (a.environment.clone(), a.name.clone()))
+                .collect()
+        };
+        let key = |e: &str, n: &str| (e.to_string(), n.to_string());
+        let first = registry.page(None, None, 2, &all);
+        assert_eq!(keys(&first), [key("a", "v"), key("a", "z")]);
+        assert!(first.more);
+        assert_eq!(first.total, 5);
+        let second = registry.page(None, Some(("a", "z")), 2, &all);
+        assert_eq!(keys(&second), [key("b", "x"), key("b", "y")]);
+        assert!(second.more);
+        let last = registry.page(None, Some(("b", "y")), 2, &all);
+        assert_eq!(keys(&last), [key("c", "w")]);
+        assert!(!last.more);
+        // A cursor whose agent is gone (or never was) still starts after it.
+        assert_eq!(
+            keys(&registry.page(None, Some(("a", "w")), 1, &all)),
+            [key("a", "z")]
+        );
+        assert_eq!(
+            keys(&registry.page(None, Some(("bb", "")), 5, &all)),
+            [key("c", "w")]
+        );
+        // One environment; a caller scoped to some environments sees and counts only those.
+        let b = registry.page(Some("b"), None, 10, &all);
+        assert_eq!((keys(&b).len(), b.total, b.more), (2, 2, false));
+        let scoped = registry.page(None, None, 10, &|env| env != "b");
+        assert_eq!(keys(&scoped), [key("a", "v"), key("a", "z"), key("c", "w")]);
+        assert_eq!(scoped.total, 3);
+        assert_eq!(
+            registry.page(Some("b"), None, 10, &|env| env != "b").total,
+            0
+        );
+        // Every page joined is the full listing.
+        let mut joined = Vec::new();
+        let mut after: Option<(String, String)> = None;
+        loop {
+            let page = registry.page(
+                None,
+                after.as_ref().map(|(e, n)| (e.as_str(), n.as_str())),
+                1,
+                &all,
+            );
+            joined.extend(page.items.clone());
+            if !page.more {
+                break;
+            }
+            let last = page.items.last().unwrap();
+            after = Some((last.environment.clone(), last.name.clone()));
+        }
+        assert_eq!(joined, registry.list(None));
     }
 
     #[test]

@@ -184,11 +184,12 @@ async fn list_targets(
         Some(selector) if !selector.0.is_empty() => vec![("labelSelector", selector.to_query())],
         _ => Vec::new(),
     };
-    let answer: Items<Target> = client
-        .get(&["api", "v1", "environments", &args.env, "targets"], &query)
+    // Every page: the hub hands out at most 500 targets at once unless asked for more.
+    let items: Vec<Target> = client
+        .list_all(&["api", "v1", "environments", &args.env, "targets"], &query)
         .await?;
     let what = format!("targets in environment {:?}", args.env);
-    print_list(format, &answer.items, &what, targets_table)
+    print_list(format, &items, &what, targets_table)
 }
 
 fn namespace_query(reference: &ExperimentRef) -> Vec<(&'static str, String)> {

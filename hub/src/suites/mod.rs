@@ -672,6 +672,7 @@ pub fn list_runs(hub: &Hub, limit: Option<usize>) -> Result<Page<SuiteRunSummary
     Ok(Page {
         items,
         continue_token: None,
+        total: None,
     })
 }
 
