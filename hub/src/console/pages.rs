@@ -62,6 +62,27 @@ fn time_left(s: &ExperimentStatus, now: chrono::DateTime<chrono::Utc>) -> String
     }
 }
 
+/// Every agent, following the listing's pages (the API hands out at most 5,000 at a time): the
+/// console counts and lists them per environment.
+async fn all_agents(ctx: &Ctx) -> Result<Page<AgentInfo>, ApiFailure> {
+    let mut all = ctx
+        .api
+        .get::<Page<AgentInfo>>("/api/v1/agents?limit=5000")
+        .await?;
+    while let Some(token) = all.continue_token.take() {
+        let next = ctx
+            .api
+            .get::<Page<AgentInfo>>(&format!(
+                "/api/v1/agents?limit=5000&continue={}",
+                url(&token)
+            ))
+            .await?;
+        all.items.extend(next.items);
+        all.continue_token = next.continue_token;
+    }
+    Ok(all)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Overview
 
@@ -74,7 +95,7 @@ pub async fn overview(ctx: Ctx) -> PageResult {
             .get::<Page<ExperimentObject>>("/api/v1/experiments?phase=Running&limit=200"),
         ctx.api
             .get::<Page<EnvironmentObject>>("/api/v1/environments"),
-        ctx.api.get::<Page<AgentInfo>>("/api/v1/agents"),
+        all_agents(&ctx),
         ctx.api.get::<Page<EventRecord>>(&events_uri),
     );
     let (halt, running, envs, agents, events) = (halt?, running?, envs?, agents?, events?);
@@ -951,7 +972,7 @@ pub async fn environments(ctx: Ctx) -> PageResult {
     let (envs, agents, adapters, matrix) = tokio::join!(
         ctx.api
             .get::<Page<EnvironmentObject>>("/api/v1/environments"),
-        ctx.api.get::<Page<AgentInfo>>("/api/v1/agents"),
+        all_agents(&ctx),
         ctx.api.get::<Page<AdapterInfo>>("/api/v1/adapters"),
         ctx.api.get::<ConformanceMatrix>("/api/v1/conformance"),
     );

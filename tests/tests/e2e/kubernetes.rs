@@ -16,12 +16,12 @@ use super::support::*;
 
 #[path = "../../../adapters/tests/kubernetes/support.rs"]
 #[allow(dead_code)]
-mod k8s;
+pub(super) mod k8s;
 #[path = "../../../adapters/tests/kubernetes/standin.rs"]
 #[allow(dead_code)]
-mod standin;
+pub(super) mod standin;
 
-fn network_chaos() -> ApiResource {
+pub(super) fn network_chaos() -> ApiResource {
     ApiResource {
         group: "chaos-mesh.org".into(),
         version: "v1alpha1".into(),
@@ -31,7 +31,7 @@ fn network_chaos() -> ApiResource {
     }
 }
 
-fn delay(name: &str, namespace: &str, duration: &str) -> String {
+pub(super) fn delay(name: &str, namespace: &str, duration: &str) -> String {
     format!(
         "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: {name}, namespace: {namespace}}}\nspec:\n  action: delay\n  mode: all\n  selector: {{labelSelectors: {{app: web}}}}\n  delay: {{latency: 40ms}}\n  duration: {duration}\n  remoteCluster: cluster-k\n"
     )

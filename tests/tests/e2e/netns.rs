@@ -359,6 +359,13 @@ impl AgentProcess {
 
 impl Drop for AgentProcess {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            // Already ended (killed by the test and reaped): nothing to stop.
+            if std::thread::panicking() {
+                eprintln!("--- agent log ---\n{}", self.log());
+            }
+            return;
+        }
         // SIGTERM first: a clean agent removes its faults itself.
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
