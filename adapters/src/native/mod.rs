@@ -44,6 +44,17 @@ impl NativeAdapter {
         NativeAdapter { link }
     }
 
+    /// Host targets of `environment` from the registry's answer (inventory size, agents).
+    fn host_candidates(environment: &str, (inventory, hosts): (usize, Vec<AgentHost>)) -> Candidates {
+        Candidates {
+            inventory,
+            targets: hosts
+                .into_iter()
+                .map(|a| Self::agent_target(environment, a))
+                .collect(),
+        }
+    }
+
     fn agent_target(env: &str, a: AgentHost) -> Target {
         let mut labels: BTreeMap<String, String> = a.labels;
         labels.insert("chaoshub.dev/hostname".into(), a.hostname);
@@ -392,14 +403,8 @@ impl Adapter for NativeAdapter {
         env: &Environment,
         selector: &chaoshub_schema::selector::TargetSelector,
     ) -> Option<Candidates> {
-        let (inventory, hosts) = self.link.hosts_where(&env.name, &host_query(selector))?;
-        Some(Candidates {
-            inventory,
-            targets: hosts
-                .into_iter()
-                .map(|a| Self::agent_target(&env.name, a))
-                .collect(),
-        })
+        let found = self.link.hosts_where(&env.name, &host_query(selector))?;
+        Some(Self::host_candidates(&env.name, found))
     }
 
     fn inventory_page(
@@ -409,14 +414,8 @@ impl Adapter for NativeAdapter {
         limit: usize,
     ) -> Option<Candidates> {
         // A host target's id is its agent's name: name order is id order.
-        let (inventory, hosts) = self.link.hosts_page(&env.name, after, limit)?;
-        Some(Candidates {
-            inventory,
-            targets: hosts
-                .into_iter()
-                .map(|a| Self::agent_target(&env.name, a))
-                .collect(),
-        })
+        let found = self.link.hosts_page(&env.name, after, limit)?;
+        Some(Self::host_candidates(&env.name, found))
     }
 
     fn check_fault(&self, env: &Environment, fault: &FaultRequest) -> Result<(), AdapterError> {

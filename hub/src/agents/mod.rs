@@ -398,6 +398,27 @@ impl AgentRegistry {
         let _ = self.leadership.set(leadership);
     }
 
+    /// What `pick` gives for each agent of `environment` the index offers for `query`, flattened;
+    /// `None` on a follower (no index there).
+    fn collect_matching<T, I: IntoIterator<Item = T>>(
+        &self,
+        environment: &str,
+        query: &HostQuery,
+        pick: impl Fn(&AgentEntry) -> I,
+    ) -> Option<Vec<T>> {
+        if self.follows() {
+            return None;
+        }
+        let inner = self.lock();
+        Some(
+            inner
+                .agents
+                .get(environment)
+                .map(|env| env.matching(query).into_iter().flat_map(&pick).collect())
+                .unwrap_or_default(),
+        )
+    }
+
     /// Whether this replica reads agents from the directory (a follower on a shared store).
     fn follows(&self) -> bool {
         self.store.is_some()
@@ -907,42 +928,13 @@ impl AgentLink for AgentRegistry {
         query: &HostQuery,
         allow: &str,
     ) -> Option<Vec<String>> {
-        if self.follows() {
-            return None;
-        }
-        let inner = self.lock();
-        Some(
-            inner
-                .agents
-                .get(environment)
-                .map(|env| {
-                    env.matching(query)
-                        .into_iter()
-                        .filter(|e| !e.info.allowed.iter().any(|a| a == allow))
-                        .map(|e| e.info.name.clone())
-                        .collect()
-                })
-                .unwrap_or_default(),
-        )
+        self.collect_matching(environment, query, |e| {
+            (!e.info.allowed.iter().any(|a| a == allow)).then(|| e.info.name.clone())
+        })
     }
 
     fn addresses_where(&self, environment: &str, query: &HostQuery) -> Option<Vec<String>> {
-        if self.follows() {
-            return None;
-        }
-        let inner = self.lock();
-        Some(
-            inner
-                .agents
-                .get(environment)
-                .map(|env| {
-                    env.matching(query)
-                        .into_iter()
-                        .flat_map(|e| e.info.addresses.iter().cloned())
-                        .collect()
-                })
-                .unwrap_or_default(),
-        )
+        self.collect_matching(environment, query, |e| e.info.addresses.clone())
     }
 
     fn offered_capabilities(&self, environment: &str) -> Option<Vec<String>> {

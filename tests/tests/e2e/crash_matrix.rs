@@ -154,20 +154,11 @@ fn run_campaign(far: &dyn FarSide, dir: &Path) {
         tally.settle(far, &api, &id, &what);
         drop(hub);
     }
-    eprintln!(
-        "\nkill campaign, {}: {trials} trials (seed {seed}, SIGKILL at 0–60 ms or 0–3.5 s after submitting a {CAMPAIGN_DURATION} fault; phase at the kill: {:?}) in {} s: orphans {}, lost {}, damaged {}",
-        far.adapter(),
-        tally.phases_at_kill,
-        started.elapsed().as_secs(),
-        tally.orphans,
-        tally.lost,
-        tally.damaged,
-    );
-    assert!(
-        tally.problems.is_empty(),
-        "kill campaign on {}: {}",
-        far.adapter(),
-        tally.problems.join("\n")
+    tally.report(
+        far,
+        &format!("{trials} trials (seed {seed}, SIGKILL at 0–60 ms or 0–3.5 s after submitting a {CAMPAIGN_DURATION} fault"),
+        started,
+        String::new(),
     );
 }
 
@@ -189,6 +180,25 @@ impl Tally {
             problems: Vec::new(),
             phases_at_kill: Default::default(),
         }
+    }
+
+    /// Prints the campaign's figures; panics unless 0 / 0 / 0 (with `log` appended).
+    fn report(&self, far: &dyn FarSide, what: &str, started: Instant, log: String) {
+        eprintln!(
+            "\nkill campaign, {}: {what}; phase at the kill: {:?}) in {} s: orphans {}, lost {}, damaged {}",
+            far.adapter(),
+            self.phases_at_kill,
+            started.elapsed().as_secs(),
+            self.orphans,
+            self.lost,
+            self.damaged,
+        );
+        assert!(
+            self.problems.is_empty(),
+            "kill campaign on {} ({what}): {}\n{log}",
+            far.adapter(),
+            self.problems.join("\n"),
+        );
     }
 
     /// Waits (60 s at most) for experiment `id` to end on `api` and counts what is wrong.
@@ -281,22 +291,11 @@ fn run_own_process_campaign(far: &dyn FarSide, dir: &Path) {
         );
         tally.settle(far, &api, &id, &what);
     }
-    eprintln!(
-        "
-kill campaign, {} ({own} killed: {agent_only} trials alone, {both} with the hub): {trials} trials (seed {seed}, SIGKILL at 0–60 ms or 0–3.5 s after submitting a {CAMPAIGN_DURATION} fault, {own} restarted at once; phase at the kill: {:?}) in {} s: orphans {}, lost {}, damaged {}",
-        far.adapter(),
-        tally.phases_at_kill,
-        started.elapsed().as_secs(),
-        tally.orphans,
-        tally.lost,
-        tally.damaged,
-    );
-    assert!(
-        tally.problems.is_empty(),
-        "kill campaign on {} ({own}): {}\n{}",
-        far.adapter(),
-        tally.problems.join("\n"),
-        hub.log()
+    tally.report(
+        far,
+        &format!("{own} killed: {agent_only} trials alone, {both} with the hub; {trials} trials (seed {seed}, SIGKILL at 0–60 ms or 0–3.5 s after submitting a {CAMPAIGN_DURATION} fault, {own} restarted at once"),
+        started,
+        hub.log(),
     );
 }
 
@@ -856,38 +855,18 @@ impl FarSide for KubernetesSide {
 
 #[test]
 fn every_failpoint_on_kubernetes_leaves_nothing_and_loses_nothing() {
-    use super::kubernetes::{k8s, standin};
+    use super::kubernetes::k8s;
     install_crypto_provider();
     let Some(server) = k8s::server() else {
         return; // the locator printed the SKIP line (a failure under CI=true)
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let ns = rt.block_on(k8s::TestNamespace::create(server, "crash-matrix"));
-    let client = rt.block_on(k8s::admin_client(&server.kubeconfig));
-    for pod in ["web-0", "web-1"] {
-        rt.block_on(k8s::create_pod(
-            &client,
-            &ns.name,
-            pod,
-            serde_json::json!({"app": "web"}),
-            None,
-        ));
-    }
-    let standin = {
-        let _runtime = rt.enter();
-        let s = standin::StandInChaosMeshController::start(
-            client.clone(),
-            "NetworkChaos",
-            "networkchaos",
-            &ns.name,
-        );
-        s.open_gate();
-        s
-    };
+    let super::kubernetes::Cluster {
+        standin,
+        ns,
+        client,
+        rt,
+    } = super::kubernetes::Cluster::start(server, "crash-matrix");
+    standin.open_gate();
     let objects: kube::Api<kube::api::DynamicObject> =
         kube::Api::namespaced_with(client, &ns.name, &super::kubernetes::network_chaos());
     // The user's own experiment, run by Chaos Mesh beside the hub's: no recovery may touch it.

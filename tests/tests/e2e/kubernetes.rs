@@ -37,6 +37,52 @@ pub(super) fn delay(name: &str, namespace: &str, duration: &str) -> String {
     )
 }
 
+/// A namespace of the shared API server with two `app: web` pods and the stand-in for Chaos
+/// Mesh's controller watching its NetworkChaos objects (gate closed), on a runtime of its own.
+/// Fields drop in order: the stand-in and the namespace before the runtime.
+pub(super) struct Cluster {
+    pub standin: standin::StandInChaosMeshController,
+    pub ns: k8s::TestNamespace,
+    pub client: kube::Client,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Cluster {
+    pub fn start(server: &k8s::TestServer, role: &str) -> Cluster {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ns = rt.block_on(k8s::TestNamespace::create(server, role));
+        let client = rt.block_on(k8s::admin_client(&server.kubeconfig));
+        for pod in ["web-0", "web-1"] {
+            rt.block_on(k8s::create_pod(
+                &client,
+                &ns.name,
+                pod,
+                json!({"app": "web"}),
+                None,
+            ));
+        }
+        let standin = {
+            let _runtime = rt.enter();
+            standin::StandInChaosMeshController::start(
+                client.clone(),
+                "NetworkChaos",
+                "networkchaos",
+                &ns.name,
+            )
+        };
+        Cluster {
+            standin,
+            ns,
+            client,
+            rt,
+        }
+    }
+}
+
 /// Waits until `done` holds for the object of that name (`None`: absent).
 fn wait_object(
     rt: &tokio::runtime::Runtime,
@@ -60,31 +106,12 @@ fn wait_object(
 fn sigkill_mid_federated_experiment_leaves_no_chaos_mesh_object_after_restart() {
     install_crypto_provider();
     let Some(server) = k8s::server() else { return };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let ns = rt.block_on(k8s::TestNamespace::create(server, "crash"));
-    let client = rt.block_on(k8s::admin_client(&server.kubeconfig));
-    for pod in ["web-0", "web-1"] {
-        rt.block_on(k8s::create_pod(
-            &client,
-            &ns.name,
-            pod,
-            json!({"app": "web"}),
-            None,
-        ));
-    }
-    let standin = {
-        let _runtime = rt.enter();
-        standin::StandInChaosMeshController::start(
-            client.clone(),
-            "NetworkChaos",
-            "networkchaos",
-            &ns.name,
-        )
-    };
+    let Cluster {
+        standin,
+        ns,
+        client,
+        rt,
+    } = Cluster::start(server, "crash");
     let objects: KubeApi<DynamicObject> =
         KubeApi::namespaced_with(client.clone(), &ns.name, &network_chaos());
 
