@@ -18,21 +18,38 @@ use super::support::*;
 
 const INSTANCE: &str = "i-0e0000000000000a1";
 
-/// An emulated SSM whose one instance runs in namespace `a` of `ns`, and an environment on it.
-fn emulated(ns: &Netns, profile: &AwsProfile, extra: Value) -> (EmulatedSsm, Environment) {
-    let ssm = EmulatedSsm::start();
-    ssm.add_instance(INSTANCE, &ns.a, &ns.addr_a, &[("team", "payments")]);
-    let mut settings = json!({
-        "poll_interval_ms": 20,
-        "retry_backoff_ms": 1,
-        "state_dir": ssm.state_dir().to_str().unwrap(),
-        "revert_scheduler": "nohup",
-    });
-    if let (Value::Object(s), Value::Object(e)) = (&mut settings, extra) {
-        s.extend(e);
+/// An emulated SSM whose one instance runs in namespace `a` of a fresh namespace pair, and an
+/// environment on it (`extra`: more settings).
+struct Lab {
+    ssm: EmulatedSsm,
+    environment: Environment,
+    ns: Netns,
+    _profile: AwsProfile,
+}
+
+impl Lab {
+    fn new(extra: Value) -> Lab {
+        let ns = Netns::new();
+        let profile = AwsProfile::new();
+        let ssm = EmulatedSsm::start();
+        ssm.add_instance(INSTANCE, &ns.a, &ns.addr_a, &[("team", "payments")]);
+        let mut settings = json!({
+            "poll_interval_ms": 20,
+            "retry_backoff_ms": 1,
+            "state_dir": ssm.state_dir().to_str().unwrap(),
+            "revert_scheduler": "nohup",
+        });
+        if let (Value::Object(s), Value::Object(e)) = (&mut settings, extra) {
+            s.extend(e);
+        }
+        let environment = env(&ssm.url(), &profile, settings);
+        Lab {
+            ssm,
+            environment,
+            ns,
+            _profile: profile,
+        }
     }
-    let environment = env(&ssm.url(), profile, settings);
-    (ssm, environment)
 }
 
 fn partition(ns: &Netns, id: &str) -> FaultRequest {
@@ -51,34 +68,35 @@ fn partition(ns: &Netns, id: &str) -> FaultRequest {
 
 #[tokio::test]
 async fn a_partition_is_in_the_instances_kernel_after_inject_and_gone_after_recover() {
-    let ns = Netns::new();
-    let profile = AwsProfile::new();
-    let (ssm, environment) = emulated(&ns, &profile, json!({}));
+    let lab = Lab::new(json!({}));
     let adapter = SsmAdapter::new();
 
     // Discovery: EC2 DescribeInstances and DescribeInstanceInformation (managed_only).
-    let targets = adapter.discover(&environment).await.unwrap();
+    let targets = adapter.discover(&lab.environment).await.unwrap();
     assert_eq!(targets.len(), 1, "{targets:?}");
     assert_eq!(targets[0].id, INSTANCE);
     assert_eq!(targets[0].labels["ssm.ping-status"], "Online");
-    assert_eq!(targets[0].labels["ec2.private-ip"], ns.addr_a);
+    assert_eq!(targets[0].labels["ec2.private-ip"], lab.ns.addr_a);
 
-    let f = partition(&ns, "e1a0-0");
-    let details = adapter.inject(&environment, &f, &targets[0]).await.unwrap();
+    let f = partition(&lab.ns, "e1a0-0");
+    let details = adapter
+        .inject(&lab.environment, &f, &targets[0])
+        .await
+        .unwrap();
     assert_eq!(details["status"], "Success");
-    let rules = ns.iptables_rules();
+    let rules = lab.ns.iptables_rules();
     assert!(rules.contains("chaoshub:e1a0-0"), "{rules}");
     let inj = injection(&f, &targets[0], details);
     assert_eq!(
-        adapter.status(&environment, &inj).await.unwrap(),
+        adapter.status(&lab.environment, &inj).await.unwrap(),
         InjectionState::Active
     );
 
-    adapter.recover(&environment, &inj).await.unwrap();
-    let rules = ns.iptables_rules();
+    adapter.recover(&lab.environment, &inj).await.unwrap();
+    let rules = lab.ns.iptables_rules();
     assert!(!rules.contains("chaoshub:"), "{rules}");
-    assert!(!ssm.state_dir().join("e1a0-0").exists());
-    let commands = ssm.commands();
+    assert!(!lab.ssm.state_dir().join("e1a0-0").exists());
+    let commands = lab.ssm.commands();
     let statuses: Vec<(&str, &str)> = commands
         .iter()
         .map(|c| {
@@ -101,15 +119,13 @@ async fn a_partition_is_in_the_instances_kernel_after_inject_and_gone_after_reco
 
 #[tokio::test]
 async fn a_failing_script_is_an_error_with_its_real_exit_status_and_stderr() {
-    let ns = Netns::new();
-    let profile = AwsProfile::new();
-    let (ssm, environment) = emulated(&ns, &profile, json!({}));
+    let lab = Lab::new(json!({}));
     let f = fault(
         &network_chaos("loss", "  device: nosuch0\n  loss: {loss: '25'}\n", "60s"),
         "e1a1-0",
     );
     let err = SsmAdapter::new()
-        .inject(&environment, &f, &instance_target(INSTANCE))
+        .inject(&lab.environment, &f, &instance_target(INSTANCE))
         .await
         .unwrap_err();
     let text = err.to_string();
@@ -117,17 +133,15 @@ async fn a_failing_script_is_an_error_with_its_real_exit_status_and_stderr() {
         text.contains("exit status 2") && text.contains("interface nosuch0 does not exist"),
         "{text}"
     );
-    let commands = ssm.commands();
+    let commands = lab.ssm.commands();
     assert_eq!(commands[0].status, "Failed");
     assert_eq!(commands[0].response_code, 2);
-    assert!(!ns.iptables_rules().contains("chaoshub:"));
+    assert!(!lab.ns.iptables_rules().contains("chaoshub:"));
 }
 
 #[tokio::test]
 async fn a_command_not_done_in_time_is_cancelled_and_its_script_killed() {
-    let ns = Netns::new();
-    let profile = AwsProfile::new();
-    let (ssm, environment) = emulated(&ns, &profile, json!({"command_timeout_secs": 1}));
+    let lab = Lab::new(json!({"command_timeout_secs": 1}));
     // A marker no other process on the machine has on its command line.
     let marker = format!("sleep 47.{}", std::process::id());
     let f = fault(
@@ -143,17 +157,17 @@ async fn a_command_not_done_in_time_is_cancelled_and_its_script_killed() {
             .success()
     };
     let err = SsmAdapter::new()
-        .inject(&environment, &f, &instance_target(INSTANCE))
+        .inject(&lab.environment, &f, &instance_target(INSTANCE))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("still InProgress"), "{err}");
     // The adapter cancelled the command; the agent killed the script's process group.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while ssm.commands()[0].status != "Cancelled" || running() {
+    while lab.ssm.commands()[0].status != "Cancelled" || running() {
         assert!(
             std::time::Instant::now() < deadline,
             "not cancelled: {:#?}, still running: {}",
-            ssm.commands(),
+            lab.ssm.commands(),
             running()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -162,45 +176,41 @@ async fn a_command_not_done_in_time_is_cancelled_and_its_script_killed() {
 
 #[tokio::test]
 async fn recovery_after_the_command_id_was_lost_finds_the_command_and_reverts() {
-    let ns = Netns::new();
-    let profile = AwsProfile::new();
-    let (ssm, environment) = emulated(&ns, &profile, json!({}));
+    let lab = Lab::new(json!({}));
     let adapter = SsmAdapter::new();
-    let f = partition(&ns, "e1a3-0");
+    let f = partition(&lab.ns, "e1a3-0");
     let target = instance_target(INSTANCE);
-    adapter.inject(&environment, &f, &target).await.unwrap();
-    assert!(ns.iptables_rules().contains("chaoshub:e1a3-0"));
+    adapter.inject(&lab.environment, &f, &target).await.unwrap();
+    assert!(lab.ns.iptables_rules().contains("chaoshub:e1a3-0"));
     // A hub that crashed before storing inject's answer knows nothing but the injection id.
     adapter
-        .recover(&environment, &injection(&f, &target, json!({})))
+        .recover(&lab.environment, &injection(&f, &target, json!({})))
         .await
         .unwrap();
-    assert!(!ns.iptables_rules().contains("chaoshub:"));
-    assert_eq!(ssm.unfinished(), 0);
+    assert!(!lab.ns.iptables_rules().contains("chaoshub:"));
+    assert_eq!(lab.ssm.unfinished(), 0);
 }
 
 #[tokio::test]
 async fn recovery_waits_for_an_offline_agent_and_reverts_when_it_is_back() {
-    let ns = Netns::new();
-    let profile = AwsProfile::new();
-    let (ssm, environment) = emulated(&ns, &profile, json!({}));
+    let lab = Lab::new(json!({}));
     let adapter = SsmAdapter::new();
-    let f = partition(&ns, "e1a4-0");
+    let f = partition(&lab.ns, "e1a4-0");
     let target = instance_target(INSTANCE);
-    let details = adapter.inject(&environment, &f, &target).await.unwrap();
+    let details = adapter.inject(&lab.environment, &f, &target).await.unwrap();
     let inj = injection(&f, &target, details);
-    ssm.set_online(INSTANCE, false);
-    match adapter.recover(&environment, &inj).await {
+    lab.ssm.set_online(INSTANCE, false);
+    match adapter.recover(&lab.environment, &inj).await {
         Err(AdapterError::Unreachable { message, .. }) => {
             assert!(message.contains("ConnectionLost"), "{message}")
         }
         other => panic!("recovery with the agent offline: {other:?}"),
     }
     assert!(
-        ns.iptables_rules().contains("chaoshub:e1a4-0"),
+        lab.ns.iptables_rules().contains("chaoshub:e1a4-0"),
         "nothing could have reverted it"
     );
-    ssm.set_online(INSTANCE, true);
-    adapter.recover(&environment, &inj).await.unwrap();
-    assert!(!ns.iptables_rules().contains("chaoshub:"));
+    lab.ssm.set_online(INSTANCE, true);
+    adapter.recover(&lab.environment, &inj).await.unwrap();
+    assert!(!lab.ns.iptables_rules().contains("chaoshub:"));
 }

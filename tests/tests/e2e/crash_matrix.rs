@@ -1,6 +1,13 @@
 //! The crash matrix (issue 16): every failpoint of the engine (`hub/src/failpoints.rs`) ×
-//! every far side that runs here without a kernel or cloud of its own — the webhook plugin
-//! (Python `fsfault`), a real Toxiproxy 2.12 and a real Envoy.
+//! every far side that runs here — the webhook plugin (Python `fsfault`), a real Toxiproxy 2.12,
+//! a real Envoy, a real Docker engine, the native agent in a network namespace, and SSM.
+//!
+//! SSM's far side is not AWS: it is `chaoshub_testkit::ssm::EmulatedSsm`, the tests' own
+//! emulation of SSM Run Command and of the SSM agent, which runs every script the hub's real
+//! adapter sends (through the real AWS SDK) as root inside a network namespace. So the
+//! partition it injects is really applied, read back and removed there, or left behind where
+//! `faults()` finds it. What it cannot show is AWS's own behaviour (eventual consistency,
+//! throttling, delivery to a real agent); see docs/reliability.md.
 //!
 //! Each round starts the real hub binary with `CHAOSHUB_FAILPOINTS=<point>=abort`, submits one
 //! experiment, waits for the hub to kill itself (SIGKILL) at that point, starts it again on the
