@@ -214,3 +214,53 @@ async fn recovery_waits_for_an_offline_agent_and_reverts_when_it_is_back() {
     adapter.recover(&lab.environment, &inj).await.unwrap();
     assert!(!lab.ns.iptables_rules().contains("chaoshub:"));
 }
+
+/// SSM's cancel is asynchronous: an inject script still running when recovery cancels it goes
+/// on until the agent gets the cancel. Before the fix the revert ran at once, undid nothing
+/// (the attack had not happened yet) and stopped the revert timer; the attack then happened
+/// after it and stayed for good.
+#[tokio::test]
+async fn recovery_waits_for_a_cancelled_inject_to_stop_before_reverting() {
+    let lab = Lab::new(json!({}));
+    lab.ssm.set_cancel_delay(Duration::from_millis(1500));
+    let scratch = tempfile::tempdir().unwrap();
+    let flag = scratch.path().join("attacked");
+    let f = fault(
+        &physical_machine_chaos(
+            "user_defined",
+            &format!(
+                "{{attackCmd: 'sleep 1; touch {0}', recoverCmd: 'rm -f {0}'}}",
+                flag.display()
+            ),
+            "60s",
+        ),
+        "e1a5-0",
+    );
+    let target = instance_target(INSTANCE);
+    // The hub dies while its inject runs on the instance: inject's answer is lost.
+    let (environment, f2, t2) = (lab.environment.clone(), f.clone(), target.clone());
+    let inject =
+        tokio::spawn(async move { SsmAdapter::new().inject(&environment, &f2, &t2).await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while lab.ssm.commands().first().map(|c| c.status.clone()) != Some("InProgress".into()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:#?}",
+            lab.ssm.commands()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    inject.abort();
+    SsmAdapter::new()
+        .recover(&lab.environment, &injection(&f, &target, json!({})))
+        .await
+        .unwrap();
+    // Longer than the attack and the cancel's way to the agent.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        !flag.exists(),
+        "the attack ran after the revert and stayed: {:#?}",
+        lab.ssm.commands()
+    );
+    assert_eq!(lab.ssm.unfinished(), 0);
+}

@@ -14,7 +14,8 @@
 //! - the exit status decides `Success` (0) or `Failed` (the status is the `ResponseCode`);
 //!   stdout and stderr are the invocation's output (cut to 24,000 characters, as
 //!   GetCommandInvocation does);
-//! - CancelCommand kills the running script's process group (`Cancelling`, then `Cancelled`);
+//! - CancelCommand kills the running script's process group (`Cancelling`, then `Cancelled`;
+//!   at once, or after [`EmulatedSsm::set_cancel_delay`], as SSM's cancel is asynchronous);
 //!   what the script started in a session of its own (a revert timer) lives on, as on an
 //!   instance;
 //! - documents are created, read, updated (a new version; `DuplicateDocumentContent` when the
@@ -142,6 +143,8 @@ struct State {
     documents: BTreeMap<String, Document>,
     commands: Vec<Command>,
     pickup_delay: Duration,
+    /// How long a cancel takes to reach the agent (the command is `Cancelling` meanwhile).
+    cancel_delay: Duration,
     next_id: u64,
 }
 
@@ -191,6 +194,7 @@ impl EmulatedSsm {
                 documents: BTreeMap::new(),
                 commands: Vec::new(),
                 pickup_delay: Duration::from_millis(50),
+                cancel_delay: Duration::ZERO,
                 next_id: 0,
             }),
             root,
@@ -285,6 +289,12 @@ impl EmulatedSsm {
     /// How long the agent takes to pick a command up (50 ms unless set).
     pub fn set_pickup_delay(&self, delay: Duration) {
         self.lock().pickup_delay = delay;
+    }
+
+    /// How long a CancelCommand takes to reach the agent and kill a running script (none
+    /// unless set): SSM's cancel is asynchronous, the invocation is `Cancelling` meanwhile.
+    pub fn set_cancel_delay(&self, delay: Duration) {
+        self.lock().cancel_delay = delay;
     }
 
     /// Every invocation so far, in the order the commands were sent.
@@ -481,6 +491,7 @@ fn handle(shared: &Arc<Shared>, headers: &HeaderMap, body: &[u8]) -> Response {
         "CancelCommand" => {
             let id = input["CommandId"].as_str().unwrap_or_default().to_string();
             let only: Vec<String> = strings(&input["InstanceIds"]);
+            let delay = s.cancel_delay;
             let Some(c) = s.commands.iter_mut().find(|c| c.id == id) else {
                 return client_error("InvalidCommandId", "Invalid command id.");
             };
@@ -497,7 +508,14 @@ fn handle(shared: &Arc<Shared>, headers: &HeaderMap, body: &[u8]) -> Response {
                     inv.status = "Cancelling";
                     inv.details = "Cancelling";
                     if let Some(pgid) = inv.pgid {
-                        kill_group(pgid, "KILL");
+                        if delay.is_zero() {
+                            kill_group(pgid, "KILL");
+                        } else {
+                            tokio::spawn(async move {
+                                tokio::time::sleep(delay).await;
+                                kill_group(pgid, "KILL");
+                            });
+                        }
                     }
                 }
             }
