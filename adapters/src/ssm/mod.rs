@@ -15,7 +15,7 @@
 //! GetCommandInvocation until the command is confirmed (own documents: `Success`, the script
 //! having read the fault back; AWSFIS documents: `InProgress` or `Success`, since they hold the
 //! fault while running). Recovery cancels a command still running and, for own documents,
-//! runs the revert the inject left on the instance.
+//! runs the revert the inject left on the instance once that command has stopped.
 
 mod client;
 mod config;

@@ -758,6 +758,9 @@ fn every_failpoint_on_ssm_leaves_nothing_and_loses_nothing() {
     assert!(added.success(), "the user's own iptables rule");
     let ssm = EmulatedSsm::start();
     ssm.add_instance(SSM_INSTANCE, &topo.a, &topo.a_ip, &[("role", "web")]);
+    // SSM's cancel is asynchronous: a cancelled script runs on for a moment (Cancelling), so a
+    // recovery after a crash mid-injection meets a script still running.
+    ssm.set_cancel_delay(Duration::from_millis(300));
     let aws = tempfile::tempdir().unwrap();
     std::fs::write(
         aws.path().join("config"),
