@@ -1,4 +1,4 @@
-//! The `ssm` adapter, three ways:
+//! The `ssm` adapter, four ways:
 //!
 //! - `ssm/moto.rs`: the real AWS SDK against a real local AWS endpoint, `moto_server`
 //!   (PyPI `moto[server]`, started per test; the tests fail naming it when it is missing):
@@ -9,7 +9,10 @@
 //!   the tests' own that speaks the same JSON 1.1 protocol with scripted status sequences —
 //!   moto always answers `Success` and cannot cancel;
 //! - `ssm/host.rs`: the generated shell scripts run for real as root, network faults inside
-//!   network namespaces the tests create, with the fault and its scheduled revert measured.
+//!   network namespaces the tests create, with the fault and its scheduled revert measured;
+//! - `ssm/emulated.rs`: the whole adapter against `chaoshub_testkit::ssm::EmulatedSsm`, the
+//!   tests' own emulation of SSM and its agent that runs each command's script for real inside
+//!   such a namespace: the fault in the kernel after inject, gone after recover, cancel kills.
 
 #![cfg(feature = "ssm")]
 
@@ -17,6 +20,7 @@ mod ssm {
     pub mod fake_ssm;
     pub mod support;
 
+    mod emulated;
     mod host;
     mod lifecycle;
     mod moto;

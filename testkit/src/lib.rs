@@ -34,6 +34,8 @@ pub mod conformance;
 #[cfg(feature = "fuzz")]
 pub mod fuzz;
 pub mod postgres;
+#[cfg(feature = "ssm")]
+pub mod ssm;
 pub mod toxiproxy;
 
 use std::ffi::OsString;

@@ -15,7 +15,7 @@
 //! GetCommandInvocation until the command is confirmed (own documents: `Success`, the script
 //! having read the fault back; AWSFIS documents: `InProgress` or `Success`, since they hold the
 //! fault while running). Recovery cancels a command still running and, for own documents,
-//! runs the revert the inject left on the instance.
+//! runs the revert the inject left on the instance once that command has stopped.
 
 mod client;
 mod config;
@@ -473,13 +473,22 @@ impl Adapter for SsmAdapter {
             };
             if still_running {
                 tracing::debug!(command_id = %command_id, instance = %instance, "cancelling a running inject command");
-                if let Err(e) = client.cancel(command_id, instance).await {
+                match client.cancel(command_id, instance).await {
+                    // SSM's cancel is asynchronous: the script runs on until the agent gets it
+                    // (Cancelling). A revert run meanwhile would undo what the script did so
+                    // far, and the script could then apply its fault after it, with its
+                    // revert timer already stopped: a fault left for good. So the revert waits
+                    // until the inject has stopped (an error to retry if it does not).
+                    Ok(()) if mode == DocumentMode::Own => {
+                        client.wait(command_id, instance, |_| false).await?;
+                    }
+                    Ok(()) => {}
                     // Own documents are reverted below whatever the cancel did; an AWSFIS
                     // document can only be stopped by the cancel.
-                    if mode == DocumentMode::Managed {
-                        return Err(e);
+                    Err(e) if mode == DocumentMode::Managed => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(command_id = %command_id, error = %e, "cancel failed; reverting anyway");
                     }
-                    tracing::warn!(command_id = %command_id, error = %e, "cancel failed; reverting anyway");
                 }
             }
         }

@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
+use chaoshub_testkit::ssm::wire::{self, error, ok};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
@@ -165,31 +166,13 @@ impl FakeSsm {
     }
 }
 
-fn error(status: StatusCode, kind: &str, message: &str) -> Response {
-    (
-        status,
-        [("content-type", "application/x-amz-json-1.1")],
-        json!({"__type": kind, "message": message}).to_string(),
-    )
-        .into_response()
-}
-
-fn ok(body: Value) -> Response {
-    (
-        StatusCode::OK,
-        [("content-type", "application/x-amz-json-1.1")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
 fn handle(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
-    let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) else {
-        return ec2(state, body);
+    let op = match wire::ssm_operation(headers) {
+        None => return ec2(state, body),
+        Some(Err(answer)) => return answer,
+        Some(Ok(op)) => op,
     };
-    let Some(op) = target.strip_prefix("AmazonSSM.") else {
-        return error(StatusCode::BAD_REQUEST, "UnknownOperationException", target);
-    };
+    let op = op.as_str();
     let input: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let mut s = state.lock().unwrap();
     s.calls.push(op.to_string());
@@ -362,63 +345,14 @@ fn handle(state: &Mutex<State>, headers: &HeaderMap, body: &[u8]) -> Response {
 
 /// EC2 DescribeInstances (Query API): every instance, filtered by `tag:` filters only.
 fn ec2(state: &Mutex<State>, body: &[u8]) -> Response {
-    let form: HashMap<String, String> = String::from_utf8_lossy(body)
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect();
     let mut s = state.lock().unwrap();
     s.calls.push("ec2:DescribeInstances".into());
-    if form.get("Action").map(String::as_str) != Some("DescribeInstances") {
-        return (StatusCode::BAD_REQUEST, "<Response><Errors><Error><Code>InvalidAction</Code><Message>only DescribeInstances</Message></Error></Errors></Response>").into_response();
-    }
-    let mut filters = Vec::new();
-    for i in 1..10 {
-        if let (Some(n), Some(v)) = (
-            form.get(&format!("Filter.{i}.Name")),
-            form.get(&format!("Filter.{i}.Value.1")),
-        ) {
-            if let Some(key) = n.strip_prefix("tag:") {
-                filters.push((key.to_string(), v.clone()));
-            }
-        }
-    }
-    let mut items = String::new();
-    for (id, tags) in &s.instances {
-        if !filters
-            .iter()
-            .all(|(k, v)| tags.iter().any(|(tk, tv)| tk == k && tv == v))
-        {
-            continue;
-        }
-        let tag_xml: String = tags
-            .iter()
-            .map(|(k, v)| format!("<item><key>{k}</key><value>{v}</value></item>"))
-            .collect();
-        items.push_str(&format!(
-            "<item><instanceId>{id}</instanceId><instanceType>t3.micro</instanceType><instanceState><code>16</code><name>running</name></instanceState><privateIpAddress>10.0.0.9</privateIpAddress><placement><availabilityZone>us-east-1a</availabilityZone></placement><tagSet>{tag_xml}</tagSet></item>"
-        ));
-    }
-    let xml = format!(
-        "<?xml version=\"1.0\"?><DescribeInstancesResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId><reservationSet><item><reservationId>r-1</reservationId><instancesSet>{items}</instancesSet></item></reservationSet></DescribeInstancesResponse>"
-    );
-    (StatusCode::OK, [("content-type", "text/xml")], xml).into_response()
-}
-
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    wire::ec2_describe_instances(
+        body,
+        s.instances.iter().map(|(id, tags)| wire::Ec2Instance {
+            id,
+            private_ip: "10.0.0.9",
+            tags,
+        }),
+    )
 }

@@ -53,16 +53,17 @@ fn must(cmd: &mut Command) -> String {
 }
 
 /// Two namespaces joined by a veth pair: `a` (x.1) runs the fault, `b` (x.2) is the peer.
-struct Netns {
-    a: String,
-    b: String,
-    dev_a: String,
-    addr_a: String,
-    addr_b: String,
+/// (`emulated.rs` runs the emulated SSM's instances in them too.)
+pub(super) struct Netns {
+    pub(super) a: String,
+    pub(super) b: String,
+    pub(super) dev_a: String,
+    pub(super) addr_a: String,
+    pub(super) addr_b: String,
 }
 
 impl Netns {
-    fn new() -> Netns {
+    pub(super) fn new() -> Netns {
         require_root();
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let tag = format!("{}{}", std::process::id() % 100_000, n);
@@ -102,7 +103,7 @@ impl Netns {
         ns
     }
 
-    fn exec(&self, space: &str, args: &[&str]) -> Command {
+    pub(super) fn exec(&self, space: &str, args: &[&str]) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", space]).args(args);
         c
@@ -138,7 +139,7 @@ impl Netns {
     }
 
     /// Whether a TCP connect from a to b:port completes within 2 s.
-    fn connects(&self, port: u16) -> bool {
+    pub(super) fn connects(&self, port: u16) -> bool {
         let probe = format!(
             "import socket\ntry:\n    socket.create_connection(('{}', {port}), timeout=2).close()\nexcept OSError:\n    raise SystemExit(1)\n",
             self.addr_b
@@ -148,7 +149,7 @@ impl Netns {
             .success()
     }
 
-    fn iptables_rules(&self) -> String {
+    pub(super) fn iptables_rules(&self) -> String {
         must(&mut self.exec(&self.a, &["iptables", "-w", "-S"]))
     }
 }
@@ -162,12 +163,12 @@ impl Drop for Netns {
 }
 
 /// A TCP listener inside namespace b (a python child, killed on drop).
-struct Listener {
+pub(super) struct Listener {
     child: Child,
 }
 
 impl Listener {
-    fn start(ns: &Netns, port: u16) -> Listener {
+    pub(super) fn start(ns: &Netns, port: u16) -> Listener {
         let code = format!(
             "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('{}', {port}))\ns.listen(64)\nwhile True:\n    c, _ = s.accept()\n    c.close()\n",
             ns.addr_b

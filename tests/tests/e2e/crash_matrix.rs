@@ -1,6 +1,14 @@
 //! The crash matrix (issue 16): every failpoint of the engine (`hub/src/failpoints.rs`) ×
-//! every far side that runs here without a kernel or cloud of its own — the webhook plugin
-//! (Python `fsfault`), a real Toxiproxy 2.12 and a real Envoy.
+//! every far side that runs here — the webhook plugin (Python `fsfault`), a real Toxiproxy 2.12,
+//! a real Envoy, a real Docker engine, the native agent in a network namespace, SSM, and
+//! Kubernetes (a real kube-apiserver with the tests' stand-in for Chaos Mesh's controller).
+//!
+//! SSM's far side is not AWS: it is `chaoshub_testkit::ssm::EmulatedSsm`, the tests' own
+//! emulation of SSM Run Command and of the SSM agent, which runs every script the hub's real
+//! adapter sends (through the real AWS SDK) as root inside a network namespace. So the
+//! partition it injects is really applied, read back and removed there, or left behind where
+//! `faults()` finds it. What it cannot show is AWS's own behaviour (eventual consistency,
+//! throttling, delivery to a real agent); see docs/reliability.md.
 //!
 //! Each round starts the real hub binary with `CHAOSHUB_FAILPOINTS=<point>=abort`, submits one
 //! experiment, waits for the hub to kill itself (SIGKILL) at that point, starts it again on the
@@ -33,6 +41,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use chaoshub_testkit::ssm::EmulatedSsm;
 use chaoshub_testkit::toxiproxy::ToxiproxyServer;
 use serde_json::Value;
 
@@ -897,4 +906,118 @@ fn every_failpoint_on_kubernetes_leaves_nothing_and_loses_nothing() {
     drop(_standin);
     drop(ns);
     drop(rt);
+}
+
+/// The instance the emulated SSM runs commands on.
+const SSM_INSTANCE: &str = "i-0c5a5e0000000c001";
+
+struct SsmSide {
+    /// The tests' own emulation of SSM and the SSM agent (`chaoshub_testkit::ssm`): every
+    /// command's script runs for real in namespace A. Declared first so it is dropped first: it
+    /// kills what the scripts still run before the namespaces go.
+    ssm: EmulatedSsm,
+    topo: super::netns::Topology,
+    /// The shared config and credentials files of a dummy profile (no checks of signatures).
+    aws: tempfile::TempDir,
+}
+
+impl SsmSide {
+    fn iptables(&self) -> String {
+        super::netns::in_ns_cmd(&self.topo.a, "iptables-save", &[])
+    }
+}
+
+impl FarSide for SsmSide {
+    fn adapter(&self) -> &'static str {
+        "ssm (emulated SSM + agent)"
+    }
+    fn register(&self, api: &Api) {
+        let file = |name: &str| self.aws.path().join(name).display().to_string();
+        let yaml = format!(
+            "apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {{name: lab}}\nspec:\n  adapter: ssm\n  endpoint: \"{}\"\n  settings:\n    region: us-east-1\n    profile: chaoshub-test\n    config_file: \"{}\"\n    credentials_file: \"{}\"\n    state_dir: \"{}\"\n    revert_scheduler: nohup\n    poll_interval_ms: 100\n    retry_backoff_ms: 50\n    command_timeout_secs: 30\n    tags: {{role: web}}\n",
+            self.ssm.url(),
+            file("config"),
+            file("credentials"),
+            self.ssm.state_dir().display()
+        );
+        let (code, v) = api.post("/api/v1/environments?replace=true", Some(&yaml));
+        assert!(code == 201 || code == 200, "{v}");
+    }
+    fn manifest(&self, name: &str, duration: &str) -> String {
+        format!(
+            "apiVersion: chaos-mesh.org/v1alpha1\nkind: NetworkChaos\nmetadata: {{name: {name}}}\nspec:\n  environment: lab\n  action: partition\n  mode: all\n  selector:\n    labelSelectors: {{role: web}}\n  direction: to\n  device: {}\n  externalTargets: [\"{}\"]\n  duration: {duration}\n",
+            self.topo.a_to_b_dev, self.topo.b_ip
+        )
+    }
+    /// The injections whose trace is on the instance: iptables rules carrying a chaoshub
+    /// comment in A's kernel, and state directories the scripts left (a revert not yet run),
+    /// counted by injection id; anything else of ours in A's kernel (a qdisc, an nft table)
+    /// counts as one more.
+    fn faults(&self) -> usize {
+        let mut ids = std::collections::BTreeSet::new();
+        for line in self.iptables().lines() {
+            if let Some(rest) = line.split("chaoshub:").nth(1) {
+                let id: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .collect();
+                ids.insert(id);
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.ssm.state_dir()) {
+            for e in entries.flatten() {
+                ids.insert(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        let other = self
+            .topo
+            .leftovers()
+            .iter()
+            .any(|l| !l.starts_with("iptables:"));
+        ids.len() + usize::from(other)
+    }
+    fn user_state(&self) -> Result<(), String> {
+        let rules = self.iptables();
+        match rules.matches("users-own").count() {
+            1 => Ok(()),
+            n => Err(format!("{n} rules of the user's: {rules}")),
+        }
+    }
+}
+
+/// SSM's far side is the tests' own emulation of SSM Run Command and the SSM agent
+/// (`chaoshub_testkit::ssm::EmulatedSsm`, not AWS and not moto, which runs nothing): the hub's
+/// real SSM adapter and AWS SDK send the real generated scripts, which run as root in a network
+/// namespace, so a partition is really applied, read back and removed there — or left behind.
+#[test]
+fn every_failpoint_on_ssm_leaves_nothing_and_loses_nothing() {
+    install_crypto_provider();
+    let topo = super::netns::Topology::new();
+    // The user's own rule in the instance's namespace, which no recovery may touch.
+    let added = std::process::Command::new("ip")
+        .args(["netns", "exec", &topo.a, "iptables", "-w", "-A", "OUTPUT"])
+        .args(["-o", &topo.a_to_b_dev, "-d", &topo.b_ip, "-p", "udp"])
+        .args(["--dport", "9", "-m", "comment", "--comment", "users-own"])
+        .args(["-j", "ACCEPT"])
+        .status()
+        .expect("cannot run iptables");
+    assert!(added.success(), "the user's own iptables rule");
+    let ssm = EmulatedSsm::start();
+    ssm.add_instance(SSM_INSTANCE, &topo.a, &topo.a_ip, &[("role", "web")]);
+    // SSM's cancel is asynchronous: a cancelled script runs on for a moment (Cancelling), so a
+    // recovery after a crash mid-injection meets a script still running.
+    ssm.set_cancel_delay(Duration::from_millis(300));
+    let aws = tempfile::tempdir().unwrap();
+    std::fs::write(
+        aws.path().join("config"),
+        "[profile chaoshub-test]\nregion = us-east-1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        aws.path().join("credentials"),
+        "[chaoshub-test]\naws_access_key_id = AKIDCHAOSHUBTEST\naws_secret_access_key = chaoshub-test-secret\n",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    run_matrix(&SsmSide { ssm, topo, aws }, dir.path());
 }

@@ -65,6 +65,8 @@ pub struct Topology {
     pub hub_ip: String,
     pub a_ip: String,
     pub b_ip: String,
+    /// A's end of the A–B pair (the interface a fault towards B names).
+    pub a_to_b_dev: String,
     host_veth: String,
 }
 
@@ -86,6 +88,7 @@ impl Topology {
             hub_ip: format!("198.19.{third}.1"),
             a_ip: format!("198.19.{third}.5"),
             b_ip: format!("198.19.{third}.6"),
+            a_to_b_dev: p_veth.clone(),
             host_veth: host_veth.clone(),
         };
         // The guard exists before anything is created, so a failure half-way still cleans up.
