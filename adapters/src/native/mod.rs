@@ -45,7 +45,10 @@ impl NativeAdapter {
     }
 
     /// Host targets of `environment` from the registry's answer (inventory size, agents).
-    fn host_candidates(environment: &str, (inventory, hosts): (usize, Vec<AgentHost>)) -> Candidates {
+    fn host_candidates(
+        environment: &str,
+        (inventory, hosts): (usize, Vec<AgentHost>),
+    ) -> Candidates {
         Candidates {
             inventory,
             targets: hosts
