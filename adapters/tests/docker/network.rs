@@ -284,17 +284,27 @@ async fn delay_with_jitter_spreads_the_added_latency() {
     )
     .await;
     let added = median(during.clone()).saturating_sub(median(before));
-    let ms: Vec<f64> = during.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    let mut ms: Vec<f64> = during.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
     let mean = ms.iter().sum::<f64>() / ms.len() as f64;
-    let sd = (ms.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / ms.len() as f64).sqrt();
-    eprintln!("delay 100ms jitter 20ms: +{added:?} median, standard deviation {sd:.1} ms");
+    let raw_sd = (ms.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / ms.len() as f64).sqrt();
+    // The spread from the interquartile range (σ ≈ IQR / 1.349 for a normal spread): one
+    // connect held up by the scheduler on a loaded machine moves the plain standard deviation
+    // by tens of milliseconds, but not the middle half of the samples, which is what the
+    // jitter spreads.
+    ms.sort_by(f64::total_cmp);
+    let quartile = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    let sd = (quartile(0.75) - quartile(0.25)) / 1.349;
+    eprintln!(
+        "delay 100ms jitter 20ms: +{added:?} median, spread {sd:.1} ms (from the interquartile \
+         range; standard deviation {raw_sd:.1} ms)"
+    );
     assert!(
         added >= Duration::from_millis(85) && added <= Duration::from_millis(115),
         "latency added {added:?}, wanted 100 ms ± 15 %"
     );
     assert!(
         (4.0..=30.0).contains(&sd),
-        "standard deviation {sd:.1} ms for a 20 ms jitter"
+        "spread {sd:.1} ms (interquartile) for a 20 ms jitter"
     );
     chaoshub_testkit::measured!(
         "NetworkChaos/delay (jitter, correlation)",
