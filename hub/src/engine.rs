@@ -330,6 +330,15 @@ const TRANSIENT_INJECT_RETRIES: u32 = 5;
 /// restart to be noticed, short against a fault's window.
 const TRANSIENT_INJECT_PAUSE: Duration = Duration::from_millis(500);
 
+/// The reason an experiment shows while an injection its far side dropped out of is cleared
+/// and tried again; `errors` are the targets' failures.
+fn interrupted_reason(errors: &[String]) -> String {
+    format!(
+        "injection interrupted ({}); removing partial faults before injecting again (retrying)",
+        errors.join("; ")
+    )
+}
+
 /// Why one target's injection failed.
 struct InjectFailure {
     /// What the adapter returned before the failure (what may be in place).
@@ -711,13 +720,7 @@ impl Engine {
                 };
                 if let Err(e) = outcome {
                     tracing::error!(experiment = %uid, error = %e, "reconcile pass failed");
-                    lock(&engine.retry_at).insert(
-                        uid.clone(),
-                        time::now()
-                            + chrono::Duration::milliseconds(
-                                engine.config.recovery_retry_ms as i64,
-                            ),
-                    );
+                    engine.retry_after(&uid, engine.recovery_retry());
                 }
                 let mut inflight = lock(&engine.inflight);
                 if inflight.get(&uid).copied().unwrap_or(false) {
@@ -1381,16 +1384,8 @@ impl Engine {
                 // The far side dropped out during the call (an agent restarting, a proxy
                 // restarted): whatever it may hold is removed on the next pass, which then
                 // injects again for what is left of the window.
-                row.status.reason = Some(format!(
-                    "injection interrupted ({}); removing partial faults before injecting again (retrying)",
-                    failures.join("; ")
-                ));
-                let pause = Duration::from_millis(self.config.recovery_retry_ms)
-                    .min(TRANSIENT_INJECT_PAUSE);
-                lock(&self.retry_at).insert(
-                    row.uid.clone(),
-                    time::now() + chrono::Duration::from_std(pause).unwrap_or_default(),
-                );
+                row.status.reason = Some(interrupted_reason(&failures));
+                self.retry_after(&row.uid, self.recovery_retry().min(TRANSIENT_INJECT_PAUSE));
                 return self.save(row, Vec::new());
             }
             let injected = row
@@ -1510,6 +1505,21 @@ impl Engine {
         Ok((count, picked))
     }
 
+    /// `engine.recovery_retry_ms`.
+    fn recovery_retry(&self) -> Duration {
+        Duration::from_millis(self.config.recovery_retry_ms)
+    }
+
+    /// No pass for experiment `uid` before `pause` has passed (real time: it paces calls to a
+    /// far side).
+    fn retry_after(&self, uid: &str, pause: Duration) {
+        let at = chrono::Duration::from_std(pause)
+            .ok()
+            .and_then(|d| time::now().checked_add_signed(d))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        lock(&self.retry_at).insert(uid.to_string(), at);
+    }
+
     /// Whether an injection whose every failure was its far side dropping out is tried again:
     /// while the window is open, at most [`TRANSIENT_INJECT_RETRIES`] times in a row.
     fn retry_transient_injection(&self, row: &ExperimentRow) -> bool {
@@ -1552,15 +1562,9 @@ impl Engine {
                 "the hub restarted during injection; removing partial faults before injecting again (retrying)"
                     .into()
             } else {
-                format!(
-                    "injection interrupted ({}); removing partial faults before injecting again (retrying)",
-                    dropped_out.join("; ")
-                )
+                interrupted_reason(&dropped_out)
             });
-            lock(&self.retry_at).insert(
-                row.uid.clone(),
-                time::now() + chrono::Duration::milliseconds(self.config.recovery_retry_ms as i64),
-            );
+            self.retry_after(&row.uid, self.recovery_retry());
             return self.save(row, Vec::new());
         }
         let now = self.now();
@@ -1850,10 +1854,7 @@ impl Engine {
         failpoints::hit("engine.before_recover").await;
         self.recover_targets(row).await?;
         if row.status.targets.iter().any(needs_recovery) {
-            lock(&self.retry_at).insert(
-                row.uid.clone(),
-                time::now() + chrono::Duration::milliseconds(self.config.recovery_retry_ms as i64),
-            );
+            self.retry_after(&row.uid, self.recovery_retry());
             self.save(row, Vec::new())?;
             self.wake();
             return Ok(());
