@@ -565,6 +565,36 @@ async fn all_pages(api: &reqwest::Client, url: &str, limit: usize) -> (Vec<Value
     }
 }
 
+/// Warm-up rounds run before the timed ones.
+const WARM_UP: usize = 3;
+
+/// `fetch(round)` timed over `rounds` rounds after [`WARM_UP`] untimed ones, from its start to
+/// its return; `count` (untimed) says how many items and bytes a round's answer holds, and the
+/// row keeps the last round's.
+async fn timed<T>(
+    label: &str,
+    rounds: usize,
+    mut fetch: impl AsyncFnMut(usize) -> T,
+    count: impl Fn(&T) -> (usize, usize),
+) -> Row {
+    let mut row = Row {
+        label: label.to_string(),
+        times: Vec::new(),
+        bytes: 0,
+        items: 0,
+    };
+    for round in 0..rounds + WARM_UP {
+        let t0 = Instant::now();
+        let answer = fetch(round).await;
+        let ms = t0.elapsed().as_secs_f64() * 1000.0;
+        if round >= WARM_UP {
+            row.times.push(ms);
+        }
+        (row.items, row.bytes) = count(&answer);
+    }
+    row
+}
+
 /// Fetching every page of a listing, timed from the first request to the last byte of the
 /// last page.
 async fn timed_all_pages(
@@ -574,49 +604,35 @@ async fn timed_all_pages(
     rounds: usize,
     limit: usize,
 ) -> Row {
-    let mut row = Row {
-        label: label.to_string(),
-        times: Vec::new(),
-        bytes: 0,
-        items: 0,
-    };
-    for round in 0..rounds + 3 {
-        let t0 = Instant::now();
-        let (items, bytes) = all_pages(api, url, limit).await;
-        let ms = t0.elapsed().as_secs_f64() * 1000.0;
-        if round >= 3 {
-            row.times.push(ms);
-        }
-        row.bytes = bytes;
-        row.items = items.len();
-    }
-    row
+    timed(
+        label,
+        rounds,
+        async |_| all_pages(api, url, limit).await,
+        |(items, bytes)| (items.len(), *bytes),
+    )
+    .await
 }
 
+/// One GET, timed to the last byte of its answer.
 async fn timed_get(api: &reqwest::Client, url: &str, label: &str, rounds: usize) -> Row {
-    let mut row = Row {
-        label: label.to_string(),
-        times: Vec::new(),
-        bytes: 0,
-        items: 0,
-    };
-    for round in 0..rounds + 3 {
-        let t0 = Instant::now();
-        let r = api.get(url).send().await.unwrap();
-        assert_eq!(r.status(), 200, "{url}");
-        let body = r.bytes().await.unwrap();
-        let ms = t0.elapsed().as_secs_f64() * 1000.0;
-        if round >= 3 {
-            row.times.push(ms);
-        }
-        row.bytes = body.len();
-        let value: Value = serde_json::from_slice(&body).unwrap();
-        row.items = value["items"]
-            .as_array()
-            .or(value["targets"].as_array())
-            .map_or(0, Vec::len);
-    }
-    row
+    timed(
+        label,
+        rounds,
+        async |_| {
+            let r = api.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{url}");
+            r.bytes().await.unwrap()
+        },
+        |body| {
+            let value: Value = serde_json::from_slice(body).unwrap();
+            let items = value["items"]
+                .as_array()
+                .or(value["targets"].as_array())
+                .map_or(0, Vec::len);
+            (items, body.len())
+        },
+    )
+    .await
 }
 
 fn arg(name: &str) -> Option<usize> {
@@ -956,32 +972,28 @@ async fn run(agents: usize, window: Duration, injects: usize, fill: bool, api_ro
         )
         .await,
     ];
-    let mut dry = Row {
-        label: "POST /api/v1/experiments?dryRun=true (mode one, by label)".into(),
-        times: Vec::new(),
-        bytes: 0,
-        items: 0,
-    };
-    for n in 0..api_rounds + 3 {
-        let t0 = Instant::now();
-        let r = api
-            .post(format!("{base}/api/v1/experiments?dryRun=true"))
-            .json(&experiment(n, (n * 31) % agents, true))
-            .send()
-            .await
-            .unwrap();
-        let status = r.status();
-        let body = r.bytes().await.unwrap();
-        if n >= 3 {
-            dry.times.push(t0.elapsed().as_secs_f64() * 1000.0);
-        }
-        assert!(
-            status.is_success(),
-            "dry run: {}",
-            String::from_utf8_lossy(&body)
-        );
-        dry.bytes = body.len();
-    }
+    let dry = timed(
+        "POST /api/v1/experiments?dryRun=true (mode one, by label)",
+        api_rounds,
+        async |n| {
+            let r = api
+                .post(format!("{base}/api/v1/experiments?dryRun=true"))
+                .json(&experiment(n, (n * 31) % agents, true))
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.bytes().await.unwrap())
+        },
+        |(status, body)| {
+            assert!(
+                status.is_success(),
+                "dry run: {}",
+                String::from_utf8_lossy(body)
+            );
+            (0, body.len())
+        },
+    )
+    .await;
     api_rows.push(dry);
     for row in &api_rows {
         row.print(Some(API_GOAL_MS));

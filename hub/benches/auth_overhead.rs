@@ -63,14 +63,7 @@ async fn start(mode: &str, tls: bool) -> BenchHub {
     }
     let client = client.build().unwrap();
     let url = hub.url();
-    let env = client
-        .post(format!("{url}/api/v1/environments"))
-        .header("content-type", "application/yaml")
-        .body("apiVersion: chaoshub.dev/v1alpha1\nkind: Environment\nmetadata: {name: bench}\nspec: {adapter: instant}\n")
-        .send()
-        .await
-        .unwrap();
-    assert!(env.status().is_success(), "{}", env.text().await.unwrap());
+    instant_adapter::register_environment(&client, &url).await;
     BenchHub {
         _hub: hub,
         _dir: dir,

@@ -133,6 +133,12 @@ pub async fn start_hub(
         .pool_max_idle_per_host(idle_per_host)
         .build()
         .unwrap();
+    register_environment(&client, &url).await;
+    (hub, url, client)
+}
+
+/// Registers environment `bench` on the adapter with `client` at the hub at `url`.
+pub async fn register_environment(client: &reqwest::Client, url: &str) {
     let env = client
         .post(format!("{url}/api/v1/environments"))
         .header("content-type", "application/yaml")
@@ -140,6 +146,10 @@ pub async fn start_hub(
         .send()
         .await
         .unwrap();
-    assert!(env.status().is_success(), "environment: {}", env.status());
-    (hub, url, client)
+    let status = env.status();
+    assert!(
+        status.is_success(),
+        "environment: {status}: {}",
+        env.text().await.unwrap_or_default()
+    );
 }
