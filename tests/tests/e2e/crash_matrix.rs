@@ -114,6 +114,38 @@ impl Moments {
     }
 }
 
+impl Moments {
+    /// When to kill in trial `trial`: every other kill in the first 60 ms (submission,
+    /// injection, confirmation), the rest anywhere in 0–3.5 s (mostly while Running, some after
+    /// the 2 s deadline).
+    fn kill_after(&mut self, trial: u64) -> Duration {
+        let window = if trial.is_multiple_of(2) { 60 } else { 3500 };
+        Duration::from_millis(self.next_ms(window))
+    }
+}
+
+/// Submits the campaign's fault named `name` on `far`, waits `kill_after`, and returns the
+/// experiment's uid and the phase the hub reports then.
+fn submit_and_wait(
+    far: &dyn FarSide,
+    api: &Api,
+    name: &str,
+    kill_after: Duration,
+) -> (String, String) {
+    let (code, created) = api.post(
+        "/api/v1/experiments",
+        Some(&far.manifest(name, CAMPAIGN_DURATION)),
+    );
+    assert_eq!(code, 201, "{name}: {created}");
+    let id = uid(&created);
+    std::thread::sleep(kill_after);
+    let phase = api.experiment(&id)["status"]["phase"]
+        .as_str()
+        .unwrap_or("?")
+        .to_string();
+    (id, phase)
+}
+
 fn campaign_setting(var: &str, default: u64) -> u64 {
     match std::env::var(var) {
         Ok(text) => text
@@ -131,26 +163,12 @@ fn run_campaign(far: &dyn FarSide, dir: &Path) {
     let mut tally = Tally::new();
     let started = Instant::now();
     for trial in 0..trials {
-        // Every other kill in the first 60 ms (submission, injection, confirmation), the rest
-        // anywhere in 0–3.5 s (mostly while Running, some after the 2 s deadline).
-        let window = if trial % 2 == 0 { 60 } else { 3500 };
-        let kill_after = Duration::from_millis(moments.next_ms(window));
+        let kill_after = moments.kill_after(trial);
         let mut hub = HubProcess::start_replica_on(dir, &far.listen(), "", &[]);
         let api = Api::new(&hub.url);
         far.register(&api);
         far.ready(&api);
-        let name = format!("kill-{seed}-{trial}");
-        let (code, created) = api.post(
-            "/api/v1/experiments",
-            Some(&far.manifest(&name, CAMPAIGN_DURATION)),
-        );
-        assert_eq!(code, 201, "trial {trial}: {created}");
-        let id = uid(&created);
-        std::thread::sleep(kill_after);
-        let phase = api.experiment(&id)["status"]["phase"]
-            .as_str()
-            .unwrap_or("?")
-            .to_string();
+        let (id, phase) = submit_and_wait(far, &api, &format!("kill-{seed}-{trial}"), kill_after);
         hub.kill9();
         *tally.phases_at_kill.entry(phase.clone()).or_default() += 1;
         drop(hub);
@@ -265,21 +283,10 @@ fn run_own_process_campaign(far: &dyn FarSide, dir: &Path) {
         let api = Api::new(&hub.url);
         far.register(&api);
         far.ready(&api);
-        let window = if trial % 2 == 0 { 60 } else { 3500 };
-        let kill_after = Duration::from_millis(moments.next_ms(window));
+        let kill_after = moments.kill_after(trial);
         let with_hub = trial % 3 == 2;
         let name = format!("kill-{own}-{seed}-{trial}").replace(' ', "-");
-        let (code, created) = api.post(
-            "/api/v1/experiments",
-            Some(&far.manifest(&name, CAMPAIGN_DURATION)),
-        );
-        assert_eq!(code, 201, "trial {trial}: {created}");
-        let id = uid(&created);
-        std::thread::sleep(kill_after);
-        let phase = api.experiment(&id)["status"]["phase"]
-            .as_str()
-            .unwrap_or("?")
-            .to_string();
+        let (id, phase) = submit_and_wait(far, &api, &name, kill_after);
         if with_hub {
             hub.kill9();
         }
