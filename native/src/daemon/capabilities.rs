@@ -36,8 +36,14 @@ pub fn of(m: &KernelMechanisms, options: &InjectorOptions) -> Vec<String> {
         add("NetworkChaos", &["partition"]);
         add(
             "PhysicalMachineChaos",
-            &["network-partition", "network-port-occupied", "network-dns"],
+            &["network-partition", "network-port-occupied"],
         );
+    }
+    // DNS answers are rewritten in the NFQUEUE engine only (`choose_mechanism` refuses the
+    // fault without it), so a filter alone is not enough.
+    if m.nfqueue {
+        add("PhysicalMachineChaos", &["network-dns"]);
+        add("DNSChaos", &["error", "random"]);
     }
     add("PhysicalMachineChaos", &["network-down"]);
     add("StressChaos", &["cpu", "memory"]);
@@ -100,4 +106,38 @@ pub fn addresses() -> Vec<String> {
         }
     }
     addrs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// DNS faults need the NFQUEUE engine: nftables alone offers partitions but not DNS, and
+    /// DNSChaos is offered beside PhysicalMachineChaos network-dns.
+    #[test]
+    fn dns_is_offered_only_with_nfqueue() {
+        let options = InjectorOptions::default();
+        let nft_only = KernelMechanisms {
+            nftables: true,
+            ..KernelMechanisms::default()
+        };
+        let offered = of(&nft_only, &options);
+        assert!(offered.contains(&"PhysicalMachineChaos/network-partition".to_string()));
+        assert!(!offered
+            .iter()
+            .any(|c| c.contains("dns") || c.starts_with("DNSChaos")));
+        let with_queue = KernelMechanisms {
+            iptables: true,
+            nfqueue: true,
+            ..KernelMechanisms::default()
+        };
+        let offered = of(&with_queue, &options);
+        for c in [
+            "PhysicalMachineChaos/network-dns",
+            "DNSChaos/error",
+            "DNSChaos/random",
+        ] {
+            assert!(offered.contains(&c.to_string()), "{c} in {offered:?}");
+        }
+    }
 }
