@@ -92,6 +92,7 @@ pub const ROWS: &[Row] = &[
     row!("HTTPChaos", "replace", "", CM, "mode: all\nselector: {labelSelectors: {listener: ingress}}\ntarget: Request\nport: 80\nreplace: {code: 503}\nduration: 30s"),
     row!("TimeChaos", "time-offset", "", CM, "mode: one\nselector: {labelSelectors: {app: web}}\ntimeOffset: '-5m'\nduration: 30s"),
     row!("DNSChaos", "error", "", CM, "action: error\nmode: all\nselector: {labelSelectors: {app: web}}\npatterns: ['api.example.*']\nduration: 30s"),
+    row!("DNSChaos", "random", "", CM, "action: random\nmode: all\nselector: {labelSelectors: {app: web}}\npatterns: ['api.example.*']\nduration: 30s"),
     row!("IOChaos", "latency", "", CM, "action: latency\nmode: one\nselector: {labelSelectors: {app: web}}\nvolumePath: /data\ndelay: 100ms\npercent: 50\nduration: 30s"),
     row!("IOChaos", "fault", "", CM, "action: fault\nmode: one\nselector: {labelSelectors: {app: web}}\nvolumePath: /data\nerrno: 5\npercent: 50\nduration: 30s"),
     row!("PhysicalMachineChaos", "stress-cpu", "", CM, "action: stress-cpu\nmode: all\nselector: {labelSelectors: {app: web}}\nstress-cpu: {workers: 1, load: 50}\nduration: 30s"),

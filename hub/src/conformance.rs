@@ -83,12 +83,6 @@ pub const UNMEASURED: &[Unmeasured] = &[
                  by the tests",
     },
     Unmeasured {
-        adapter: "native",
-        row: "PhysicalMachineChaos/network-dns",
-        reason: "not measured yet: needs a DNS server in the peer namespace and a resolver \
-                 query from the agent's",
-    },
-    Unmeasured {
         adapter: "kubernetes",
         row: "*",
         reason: "the adapter federates to Chaos Mesh, whose controllers and daemons cannot run \

@@ -6,6 +6,7 @@ use chaoshub_schema::agent::{
     FileAction, FileFault, MemoryStress, NetworkAction, NetworkFault, ProcessAction, ProcessFault,
     StressFault, TrafficDirection, TrafficFilter, UserDefinedFault,
 };
+use chaoshub_schema::chaosmesh::dns::DNSChaosSpec;
 use chaoshub_schema::chaosmesh::network::{Direction, NetworkChaosAction, NetworkChaosSpec};
 use chaoshub_schema::chaosmesh::physical_machine_chaos::{
     PhysicalMachineChaosAction as Pm, PhysicalMachineChaosSpec,
@@ -128,10 +129,11 @@ pub fn to_agent_fault(
         Spec::NetworkChaos(spec) => network_chaos(spec, peer_addresses),
         Spec::StressChaos(spec) => stress_chaos(spec),
         Spec::PhysicalMachineChaos(spec) => physical_machine(spec),
+        Spec::DNSChaos(spec) => dns_chaos(spec),
         other => Err(unsupported(
             other.kind().as_str(),
             "*",
-            "the native agent runs NetworkChaos, StressChaos and PhysicalMachineChaos",
+            "the native agent runs NetworkChaos, StressChaos, DNSChaos and PhysicalMachineChaos",
         )),
     }
 }
@@ -251,6 +253,29 @@ fn network_chaos(
         }
         _ => {}
     }
+    Ok(AgentFault::Network(f))
+}
+
+/// DNSChaos onto the agent's DNS fault: the agent rewrites the answers its host receives (UDP
+/// from port 53, from any server) instead of Chaos Mesh's chaos DNS server answering the pod.
+/// The patterns keep their meaning (`?` one character, `*` at the end, checked by the schema;
+/// none means every name), and so do the actions: `error` answers SERVFAIL, `random` replaces
+/// the answer's A / AAAA addresses.
+fn dns_chaos(spec: &DNSChaosSpec) -> Result<AgentFault, MappingError> {
+    if !spec.container_names.is_empty() {
+        return Err(unsupported(
+            "DNSChaos",
+            spec.action.as_str(),
+            "spec.containerNames names containers, and an agent's target is a whole host whose lookups are all affected; remove containerNames",
+        ));
+    }
+    let mut f = NetworkFault::new(NetworkAction::Dns);
+    f.dns_patterns = if spec.patterns.is_empty() {
+        vec!["*".to_string()]
+    } else {
+        spec.patterns.iter().map(|p| p.trim().to_string()).collect()
+    };
+    f.dns_mode = Some(spec.action.as_str().to_string());
     Ok(AgentFault::Network(f))
 }
 
@@ -482,8 +507,14 @@ fn physical_machine(spec: &PhysicalMachineChaosSpec) -> Result<AgentFault, Mappi
                     ));
                 }
             }
+            let path = "spec.network-dns.dns-domain-name";
+            let name = req(&s.dns_domain_name, path)?.trim();
+            // An empty pattern would match no name: the experiment would run and change nothing.
+            if name.is_empty() {
+                return Err(invalid(path, "must not be empty (a host name or a glob such as `*.example.com`; `*` for every name)"));
+            }
             let mut f = NetworkFault::new(NetworkAction::Dns);
-            f.dns_patterns = vec![req(&s.dns_domain_name, "spec.network-dns.dns-domain-name")?.clone()];
+            f.dns_patterns = vec![name.to_string()];
             f.dns_mode = Some("error".to_string());
             AgentFault::Network(f)
         }
@@ -644,4 +675,69 @@ fn join_dir(
         }
         _ => file.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(yaml: &str) -> Result<AgentFault, MappingError> {
+        let manifest = chaoshub_schema::parse_one(yaml).expect("a valid manifest");
+        to_agent_fault(&manifest, &[])
+    }
+
+    fn dns(fault: AgentFault) -> (Vec<String>, Option<String>) {
+        match fault {
+            AgentFault::Network(f) if f.action == NetworkAction::Dns => {
+                (f.dns_patterns, f.dns_mode)
+            }
+            other => panic!("not a dns fault: {other:?}"),
+        }
+    }
+
+    fn dns_chaos(body: &str) -> String {
+        format!("apiVersion: chaos-mesh.org/v1alpha1\nkind: DNSChaos\nmetadata: {{name: d}}\nspec:\n  mode: all\n  selector: {{labelSelectors: {{app: web}}}}\n{body}")
+    }
+
+    fn network_dns(block: &str) -> String {
+        format!("apiVersion: chaos-mesh.org/v1alpha1\nkind: PhysicalMachineChaos\nmetadata: {{name: d}}\nspec:\n  action: network-dns\n  mode: all\n  selector: {{labelSelectors: {{app: web}}}}\n  network-dns: {block}\n")
+    }
+
+    #[test]
+    fn dns_chaos_keeps_its_patterns_and_action() {
+        let (patterns, mode) = dns(fault(&dns_chaos(
+            "  action: random\n  patterns: ['api.example.*', 'db.?.example.com']\n",
+        ))
+        .unwrap());
+        assert_eq!(patterns, ["api.example.*", "db.?.example.com"]);
+        assert_eq!(mode.as_deref(), Some("random"));
+        let (patterns, mode) = dns(fault(&dns_chaos("  action: error\n")).unwrap());
+        assert_eq!(patterns, ["*"], "no patterns: every name, as in Chaos Mesh");
+        assert_eq!(mode.as_deref(), Some("error"));
+    }
+
+    #[test]
+    fn dns_chaos_refuses_container_names() {
+        let err = fault(&dns_chaos("  action: error\n  containerNames: [web]\n")).unwrap_err();
+        assert!(matches!(err, MappingError::Unsupported { .. }), "{err}");
+        assert!(err.to_string().contains("containerNames"), "{err}");
+    }
+
+    #[test]
+    fn network_dns_takes_the_domain_as_a_pattern_and_refuses_an_empty_one() {
+        let (patterns, mode) =
+            dns(fault(&network_dns("{dns-domain-name: ' *.example.com '}")).unwrap());
+        assert_eq!(patterns, ["*.example.com"]);
+        assert_eq!(mode.as_deref(), Some("error"));
+        let err = fault(&network_dns("{dns-domain-name: ''}")).unwrap_err();
+        assert!(
+            matches!(&err, MappingError::Invalid { path, .. } if path == "spec.network-dns.dns-domain-name"),
+            "{err}"
+        );
+        let err = fault(&network_dns(
+            "{dns-domain-name: x.example.com, dns-ip: 198.51.100.1}",
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("dns-ip"), "{err}");
+    }
 }

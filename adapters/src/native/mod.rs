@@ -280,6 +280,9 @@ impl Adapter for NativeAdapter {
         for a in ["cpu", "memory"] {
             caps.push(Capability::new("StressChaos", a));
         }
+        for a in ["error", "random"] {
+            caps.push(Capability::new("DNSChaos", a));
+        }
         for a in [
             "stress-cpu",
             "stress-mem",
@@ -323,7 +326,6 @@ impl Adapter for NativeAdapter {
             ("TimeChaos", _) => "use PhysicalMachineChaos action clock (host-wide clock skew, for agents started with --allow clock); per-process clocks are not skewed by the agent",
             ("PodChaos", _) => "use PhysicalMachineChaos action process to kill or stop processes on the host",
             ("NetworkChaos", "netem") => "run one experiment per effect (delay, loss, duplicate, corrupt)",
-            ("DNSChaos", _) => "use PhysicalMachineChaos action network-dns (lookups matching dns-domain-name fail)",
             ("IOChaos", _) => "use PhysicalMachineChaos disk-read-payload / disk-write-payload for I/O load; the agent does not inject I/O latency or errors",
             ("HTTPChaos", _) => "use an envoy environment in front of the service, or NetworkChaos delay / loss on the host",
             ("ProxyChaos", _) => "use a toxiproxy environment, or NetworkChaos on the host",

@@ -820,3 +820,322 @@ fn native_physical_machine_disk_write_payload() {
         )
     );
 }
+
+/// What every A query gets from the lab's DNS server in B.
+const DNS_ANSWER: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 53, 53);
+
+/// A DNS server on B's address, port 53: answers every query that has one question with that
+/// question and one A record, `DNS_ANSWER`, TTL 0 (the minimal wire form of RFC 1035 §4.1, the
+/// answer's name a pointer to the question). Stops when dropped.
+struct DnsServer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    addr: SocketAddr,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DnsServer {
+    fn start(lab: &Lab) -> DnsServer {
+        use std::sync::atomic::Ordering;
+        let addr: SocketAddr = format!("{}:53", lab.topo.b_ip).parse().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (b, flag) = (lab.topo.b.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            in_ns(&b, move || {
+                let sock = UdpSocket::bind(addr).unwrap();
+                sock.set_read_timeout(Some(Duration::from_millis(50)))
+                    .unwrap();
+                ready_tx.send(()).unwrap();
+                let mut buf = [0u8; 512];
+                while !flag.load(Ordering::SeqCst) {
+                    let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    if let Some(reply) = dns_reply(&buf[..n]) {
+                        let _ = sock.send_to(&reply, from);
+                    }
+                }
+            })
+        });
+        ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        DnsServer {
+            stop,
+            addr,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The server's answer to `query`: same id, QR and RA set, RD copied, the question echoed, one
+/// A record.
+fn dns_reply(query: &[u8]) -> Option<Vec<u8>> {
+    if query.len() < 12 || query[2] & 0x80 != 0 || query[4..6] != [0, 1] {
+        return None;
+    }
+    // The question: labels up to the root, then QTYPE and QCLASS.
+    let mut end = 12;
+    while *query.get(end)? != 0 {
+        end += 1 + usize::from(query[end]);
+    }
+    end += 5;
+    let question = query.get(12..end)?;
+    let mut reply = vec![query[0], query[1], 0x80 | (query[2] & 0x01), 0x80];
+    reply.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 0]);
+    reply.extend_from_slice(question);
+    reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4]);
+    reply.extend_from_slice(&DNS_ANSWER.octets());
+    Some(reply)
+}
+
+/// What one lookup got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lookup {
+    /// RCODE 0 with this first A address.
+    Address(std::net::Ipv4Addr),
+    /// RCODE 0 without an A record.
+    Empty,
+    /// An error RCODE (2 SERVFAIL, 3 NXDOMAIN…).
+    Rcode(u8),
+    /// Nothing within a second.
+    Timeout,
+}
+
+/// An A query for `name` with id `id`, recursion desired.
+fn dns_query(id: u16, name: &str) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+/// Reads the answer to `query` (same id): its RCODE and the first A record after the question.
+fn dns_answer(query: &[u8], msg: &[u8]) -> Option<Lookup> {
+    if msg.len() < query.len() || msg[..2] != query[..2] || msg[2] & 0x80 == 0 {
+        return None;
+    }
+    let rcode = msg[3] & 0x0f;
+    if rcode != 0 {
+        return Some(Lookup::Rcode(rcode));
+    }
+    let answers = u16::from_be_bytes([msg[6], msg[7]]);
+    // The first record, after the echoed question: a 2-byte name pointer, type, class, TTL,
+    // length, data.
+    let rr = &msg[query.len()..];
+    if answers == 0 || rr.len() < 16 || rr[2..4] != [0, 1] || rr[10..12] != [0, 4] {
+        return Some(Lookup::Empty);
+    }
+    Some(Lookup::Address(std::net::Ipv4Addr::new(
+        rr[12], rr[13], rr[14], rr[15],
+    )))
+}
+
+/// Looks every name up from namespace A against `server`, one query at a time (ids 1…), and
+/// returns what each got, in order.
+fn lookups(lab: &Lab, server: SocketAddr, names: Vec<String>) -> Vec<Lookup> {
+    in_ns(&lab.topo.a, move || {
+        let sock = UdpSocket::bind("0.0.0.0:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut buf = [0u8; 512];
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let query = dns_query(i as u16 + 1, name);
+                sock.send_to(&query, server).unwrap();
+                let sent = Instant::now();
+                while sent.elapsed() < Duration::from_secs(1) {
+                    if let Ok(n) = sock.recv(&mut buf) {
+                        if let Some(got) = dns_answer(&query, &buf[..n]) {
+                            return got;
+                        }
+                    }
+                }
+                Lookup::Timeout
+            })
+            .collect()
+    })
+}
+
+/// Lookups of `matching` and `other` names, interleaved, split back into the two groups.
+fn lookups_of(
+    lab: &Lab,
+    server: SocketAddr,
+    matching: &[String],
+    other: &[String],
+) -> (Vec<Lookup>, Vec<Lookup>) {
+    let names = matching
+        .iter()
+        .zip(other)
+        .flat_map(|(m, o)| [m.clone(), o.clone()])
+        .collect();
+    let all = lookups(lab, server, names);
+    (
+        all.iter().step_by(2).copied().collect(),
+        all.iter().skip(1).step_by(2).copied().collect(),
+    )
+}
+
+fn share(results: &[Lookup], pred: impl Fn(&Lookup) -> bool) -> f64 {
+    100.0 * results.iter().filter(|r| pred(r)).count() as f64 / results.len() as f64
+}
+
+/// What a DNS fault did: the share of matching lookups it changed the way the mode says, the
+/// share of other lookups answered unchanged, the mechanism, and the lookups after recovery.
+struct DnsEffect {
+    changed: f64,
+    untouched: f64,
+    mechanism: String,
+    lookups: usize,
+}
+
+const DNS_LOOKUPS: usize = 200;
+
+/// Runs `manifest` against the lab's DNS server: `DNS_LOOKUPS` lookups of names the fault's
+/// patterns match (`matching(i)`) and as many of names they do not (`other(i)`), while it holds
+/// and after it ended. `changed` says whether a matching lookup got what the mode promises.
+fn dns_effect(
+    manifest: &str,
+    matching: impl Fn(usize) -> String,
+    other: impl Fn(usize) -> String,
+    changed: impl Fn(&Lookup) -> bool,
+) -> DnsEffect {
+    let lab = Lab::start();
+    let server = DnsServer::start(&lab);
+    let matching: Vec<String> = (0..DNS_LOOKUPS).map(matching).collect();
+    let other: Vec<String> = (0..DNS_LOOKUPS).map(other).collect();
+    let normal = Lookup::Address(DNS_ANSWER);
+    let (before, _) = lookups_of(&lab, server.addr, &matching[..10], &other[..10]);
+    assert!(before.iter().all(|l| *l == normal), "before: {before:?}");
+
+    let uid = lab.submit(manifest);
+    let running = lab.api.wait_phase(&uid, "Running", T);
+    let (hit, missed) = lookups_of(&lab, server.addr, &matching, &other);
+    lab.stop(&uid);
+    let (after_hit, after_missed) = lookups_of(&lab, server.addr, &matching, &other);
+    drop(server);
+
+    let effect = DnsEffect {
+        changed: share(&hit, &changed),
+        untouched: share(&missed, |l| *l == normal),
+        mechanism: mechanism(&running),
+        lookups: DNS_LOOKUPS,
+    };
+    let after = share(&after_hit, |l| *l == normal).min(share(&after_missed, |l| *l == normal));
+    let odd: Vec<_> = hit.iter().filter(|l| !changed(*l)).take(5).collect();
+    eprintln!(
+        "dns: {:.1} % of matching lookups changed (first others: {odd:?}), {:.1} % of the rest untouched, {after:.1} % normal after",
+        effect.changed, effect.untouched
+    );
+    assert!(effect.changed >= 99.0, "{:.1} % changed", effect.changed);
+    assert_eq!(effect.untouched, 100.0, "{missed:?}");
+    assert_eq!(after, 100.0, "after: {after_hit:?} {after_missed:?}");
+    assert_eq!(lab.topo.leftovers(), Vec::<String>::new());
+    effect
+}
+
+#[test]
+fn native_physical_machine_network_dns() {
+    let effect = dns_effect(
+        &physical(
+            "pm-dns",
+            "network-dns",
+            "{dns-domain-name: '*.blocked.test'}",
+            "60s",
+        ),
+        |i| format!("n{i}.blocked.test"),
+        |i| format!("n{i}.allowed.test"),
+        |l| *l == Lookup::Rcode(2),
+    );
+    chaoshub_testkit::measured!(
+        "PhysicalMachineChaos/network-dns",
+        "native",
+        format!(
+            "{:.1} % of {n} lookups matching dns-domain-name answered SERVFAIL, {:.1} % of {n} others answered unchanged; all answered unchanged after recovery",
+            effect.changed,
+            effect.untouched,
+            n = effect.lookups
+        ),
+        mechanism = effect.mechanism
+    );
+}
+
+/// A DNSChaos on the agent, with patterns that use both placeholders (`?`, a trailing `*`).
+fn dns_chaos(name: &str, action: &str) -> String {
+    format!(
+        "apiVersion: chaos-mesh.org/v1alpha1\nkind: DNSChaos\nmetadata: {{name: {name}}}\nspec:\n  environment: hosts\n  action: {action}\n  mode: all\n  selector:\n    labelSelectors: {{role: app}}\n  patterns: ['api-?.chaos.*', 'db.chaos.test']\n  duration: 60s\n"
+    )
+}
+
+/// Names the DNSChaos patterns above match: `api-<digit>.chaos.<anything>` and `db.chaos.test`.
+fn dns_chaos_matching(i: usize) -> String {
+    if i % 4 == 3 {
+        "db.chaos.test".to_string()
+    } else {
+        format!("api-{}.chaos.n{i}.test", i % 10)
+    }
+}
+
+/// Names they do not: two characters where `?` takes one, a sub-domain of the exact name.
+fn dns_chaos_other(i: usize) -> String {
+    if i % 2 == 0 {
+        format!("api-{}.chaos.n{i}.test", 10 + i % 10)
+    } else {
+        format!("n{i}.db.chaos.test")
+    }
+}
+
+#[test]
+fn native_dns_chaos_error() {
+    let effect = dns_effect(
+        &dns_chaos("dns-error", "error"),
+        dns_chaos_matching,
+        dns_chaos_other,
+        |l| *l == Lookup::Rcode(2),
+    );
+    chaoshub_testkit::measured!(
+        "DNSChaos/error",
+        "native",
+        format!(
+            "{:.1} % of {n} lookups matching the patterns answered SERVFAIL, {:.1} % of {n} others answered unchanged; all answered unchanged after recovery",
+            effect.changed,
+            effect.untouched,
+            n = effect.lookups
+        ),
+        mechanism = effect.mechanism
+    );
+}
+
+#[test]
+fn native_dns_chaos_random() {
+    let effect = dns_effect(
+        &dns_chaos("dns-random", "random"),
+        dns_chaos_matching,
+        dns_chaos_other,
+        |l| matches!(l, Lookup::Address(a) if *a != DNS_ANSWER),
+    );
+    chaoshub_testkit::measured!(
+        "DNSChaos/random",
+        "native",
+        format!(
+            "{:.1} % of {n} lookups matching the patterns answered with another address than the server's, {:.1} % of {n} others answered unchanged; all answered unchanged after recovery",
+            effect.changed,
+            effect.untouched,
+            n = effect.lookups
+        ),
+        mechanism = effect.mechanism
+    );
+}
