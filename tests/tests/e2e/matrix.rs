@@ -1035,7 +1035,7 @@ fn dns_effect(
         lookups: DNS_LOOKUPS,
     };
     let after = share(&after_hit, |l| *l == normal).min(share(&after_missed, |l| *l == normal));
-    let odd: Vec<_> = hit.iter().filter(|l| !changed(*l)).take(5).collect();
+    let odd: Vec<_> = hit.iter().filter(|l| !changed(l)).take(5).collect();
     eprintln!(
         "dns: {:.1} % of matching lookups changed (first others: {odd:?}), {:.1} % of the rest untouched, {after:.1} % normal after",
         effect.changed, effect.untouched
@@ -1091,7 +1091,7 @@ fn dns_chaos_matching(i: usize) -> String {
 
 /// Names they do not: two characters where `?` takes one, a sub-domain of the exact name.
 fn dns_chaos_other(i: usize) -> String {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         format!("api-{}.chaos.n{i}.test", 10 + i % 10)
     } else {
         format!("n{i}.db.chaos.test")
