@@ -12,8 +12,12 @@ fn main() {
         // Colour codes only on a terminal: journald and log files get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread runs every task: the daemon's async work is waiting on the hub stream, the
+    // REST socket and timers, and everything that blocks or takes time (injections, removals,
+    // the journal, metrics) goes to the blocking pool, whose threads exit after 10 s idle. Two
+    // worker threads cost an agent at rest their stacks and one glibc malloc arena each
+    // (docs/benchmarks.md, "Agent at rest").
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

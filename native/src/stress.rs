@@ -114,36 +114,44 @@ type Registry = Arc<Mutex<HashMap<String, Arc<LiveState>>>>;
 /// threads), which would kill the stress-ng children early; forking them all from this thread,
 /// which lives as long as the injector, avoids that. The daemon keeps its injectors for its whole
 /// life; dropping the injector ends the thread and so kills the children it started.
+///
+/// The thread starts with the first child, not with the injector: an agent that never runs
+/// stress-ng does not keep an idle thread (its stack and malloc arena) for it.
+#[derive(Default)]
 struct Spawner {
-    requests: Mutex<mpsc::Sender<(Command, mpsc::Sender<std::io::Result<Child>>)>>,
+    requests: Mutex<Option<SpawnRequests>>,
 }
 
+type SpawnRequests = mpsc::Sender<(Command, mpsc::Sender<std::io::Result<Child>>)>;
+
 impl Spawner {
-    fn new() -> Self {
+    /// The running thread's request queue, starting the thread if this is the first child.
+    fn requests(&self) -> std::io::Result<SpawnRequests> {
+        let mut requests = self
+            .requests
+            .lock()
+            .map_err(|_| std::io::Error::other("spawner lock poisoned"))?;
+        if let Some(sender) = requests.as_ref() {
+            return Ok(sender.clone());
+        }
         let (tx, rx) = mpsc::channel::<(Command, mpsc::Sender<std::io::Result<Child>>)>();
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("stress-spawner".to_string())
             .spawn(move || {
                 for (mut command, reply) in rx {
                     let _ = reply.send(command.spawn());
                 }
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "cannot start the stress-ng spawner thread");
-        }
-        Spawner {
-            requests: Mutex::new(tx),
-        }
+            })
+            .map_err(|e| {
+                std::io::Error::other(format!("cannot start the stress-ng spawner thread: {e}"))
+            })?;
+        *requests = Some(tx.clone());
+        Ok(tx)
     }
 
     fn spawn(&self, command: Command) -> std::io::Result<Child> {
         let (reply_tx, reply_rx) = mpsc::channel();
-        let sender = self
-            .requests
-            .lock()
-            .map_err(|_| std::io::Error::other("spawner lock poisoned"))?
-            .clone();
-        sender
+        self.requests()?
             .send((command, reply_tx))
             .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
         reply_rx
@@ -177,7 +185,7 @@ impl StressInjector {
             prefer_stress_ng,
             state_dir: state_dir.into(),
             registry: Arc::default(),
-            spawner: Spawner::new(),
+            spawner: Spawner::default(),
         }
     }
 }
