@@ -105,7 +105,7 @@ impl SsmPlan {
             "durationSeconds": self.duration_secs,
             "inject": self.inject.describe(),
             "revert": match self.mode {
-                DocumentMode::Own => "the inject script arms its revert on the instance (systemd-run, else at, else nohup sleep) for durationSeconds; recovery runs it at once, after fencing off this inject should it reach the instance later",
+                DocumentMode::Own => "the inject script arms its revert on the instance (systemd-run, else at, else nohup sleep) for durationSeconds; recovery runs it at once",
                 DocumentMode::Managed => "the AWSFIS document holds the fault for DurationSeconds and removes it itself; recovery cancels the command",
             },
             "ignored": self.host.ignored,
@@ -402,7 +402,6 @@ pub fn plan(fault: &FaultRequest, config: &SsmConfig) -> Result<SsmPlan, Adapter
                 state_dir: &config.state_dir,
                 duration_secs,
                 scheduler: config.revert_scheduler,
-                stamp: scripts::hub_stamp(),
             };
             CommandPlan::own(config, scripts::inject_script(&host, &ctx))
         }
@@ -415,12 +414,11 @@ pub fn plan(fault: &FaultRequest, config: &SsmConfig) -> Result<SsmPlan, Adapter
     })
 }
 
-/// The command recovery sends for an own-document injection, fencing off every inject command
-/// stamped before `stamp` (see [`scripts::recover_script`]).
-pub fn recover_command(config: &SsmConfig, injection_id: &str, stamp: u64) -> CommandPlan {
+/// The command recovery sends for an own-document injection.
+pub fn recover_command(config: &SsmConfig, injection_id: &str) -> CommandPlan {
     CommandPlan::own(
         config,
-        scripts::recover_script(&config.state_dir, injection_id, stamp),
+        scripts::recover_script(&config.state_dir, injection_id),
     )
 }
 

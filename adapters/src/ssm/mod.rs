@@ -15,11 +15,7 @@
 //! GetCommandInvocation until the command is confirmed (own documents: `Success`, the script
 //! having read the fault back; AWSFIS documents: `InProgress` or `Success`, since they hold the
 //! fault while running). Recovery cancels a command still running and, for own documents,
-//! runs the revert the inject left on the instance once that command has stopped, after
-//! raising the injection's fence on the instance: an inject command that reaches the
-//! instance after its recovery (one ListCommands did not list yet, or queued for an offline
-//! agent) refuses to apply (`scripts::EXIT_FENCED`). AWSFIS documents cannot be fenced
-//! (docs/adapters/ssm.md).
+//! runs the revert the inject left on the instance once that command has stopped.
 
 mod client;
 mod config;
@@ -45,8 +41,7 @@ pub use fault::{
     PORT_ANNOTATION, PROTOCOL_ANNOTATION,
 };
 pub use scripts::{
-    hub_stamp, inject_script, netem_handle, quote, recover_script, ScriptContext, EXIT_FENCED,
-    EXIT_UNSUPPORTED_HOST, FENCE_KEEP_MINUTES,
+    inject_script, netem_handle, quote, recover_script, ScriptContext, EXIT_UNSUPPORTED_HOST,
 };
 
 use crate::{Adapter, AdapterError, Environment, FaultRequest, Injection, InjectionState};
@@ -356,20 +351,6 @@ impl Adapter for SsmAdapter {
             }
             (DocumentMode::Managed, _) => invocation.status == "Success",
         };
-        if mode == DocumentMode::Own
-            && invocation.status == "Failed"
-            && invocation.response_code == EXIT_FENCED
-        {
-            // Not in place and never was: the script refused before touching anything.
-            return Err(AdapterError::Failed(format!(
-                "injection {} was not injected on instance {instance}: the instance holds a \
-                 recovery of it stamped after this command (command {command_id}), so the \
-                 script applied nothing; the hub's clock may have stepped back since that \
-                 recovery (docs/adapters/ssm.md, \"Late inject commands\"); {}",
-                fault.injection_id,
-                invocation.describe()
-            )));
-        }
         if !confirmed {
             return Err(AdapterError::Failed(format!(
                 "{} on instance {instance} (command {command_id}) ended {}",
@@ -515,10 +496,7 @@ impl Adapter for SsmAdapter {
             return Ok(());
         }
         client.ensure_own_document().await?;
-        // Stamped now, after every inject of this injection this hub has sent: the fence the
-        // script raises refuses any of them that reaches the instance after it.
-        let revert =
-            documents::recover_command(client.config(), &injection.injection_id, hub_stamp());
+        let revert = documents::recover_command(client.config(), &injection.injection_id);
         let comment = format!(
             "chaoshub {} {} recover",
             injection.experiment_uid, injection.injection_id

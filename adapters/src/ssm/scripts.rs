@@ -9,12 +9,6 @@
 //! 4. applies the fault, then reads it back; on any failure it runs the revert at once and
 //!    exits non-zero with the reason on stderr.
 //!
-//! Before step 1 it takes the injection's lock and checks its fence (see [`FENCE_KEEP_MINUTES`]
-//! and [`recover_script`]): an inject command delivered after a recovery of its injection —
-//! SSM's ListCommands lists a just-sent command late, and an offline agent gets its queue when
-//! it comes back, so recovery after a hub crash may not find it to cancel — exits
-//! [`EXIT_FENCED`] having applied nothing.
-//!
 //! Scripts are POSIX sh (dash, busybox ash, bash). Every value taken from a manifest is a
 //! validated number or name, or is single-quoted here; nothing a user wrote is ever `eval`ed
 //! except `user_defined` commands, which run as `sh -c` by design.
@@ -27,42 +21,6 @@ use super::fault::{FaultSpecOnHost, HostFault, ProcessRef, Size};
 /// Exit status when the fault cannot be applied on this host (missing tool or kernel module).
 pub const EXIT_UNSUPPORTED_HOST: i32 = 3;
 
-/// Exit status of an inject script refused by its injection's fence: a recovery of the same
-/// injection ran on the instance after this command was sent. Nothing was applied.
-pub const EXIT_FENCED: i32 = 4;
-
-/// How long a fence (`<state_dir>/<id>.fence`) and its lock file are kept after their last use:
-/// longer than any command can wait for its instance (SendCommand's delivery timeout is
-/// `command_timeout_secs`, at most two days), so a fence is only pruned once no inject it
-/// guards against can be delivered any more. Inject scripts prune older ones.
-pub const FENCE_KEEP_MINUTES: u64 = 3 * 24 * 60;
-
-/// How long a script waits for its injection's lock (held by the other of inject and
-/// recovery) before giving up, in seconds: below the own document's execution timeout.
-const LOCK_WAIT_SECS: u64 = 540;
-
-/// The hub's stamp for one inject or recovery command: milliseconds since the Unix epoch, and
-/// strictly above every stamp this process handed out before, so a re-inject after a
-/// recovery (the engine retries the same injection id) is always stamped after it. Across a
-/// restart of the hub the wall clock orders them; it must not step back by more than the
-/// restart took (docs/adapters/ssm.md, "Late inject commands").
-pub fn hub_stamp() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default();
-    let mut last = LAST.load(Ordering::Relaxed);
-    loop {
-        let next = now.max(last + 1);
-        match LAST.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return next,
-            Err(seen) => last = seen,
-        }
-    }
-}
-
 /// What the scripts of one injection need besides the fault.
 #[derive(Debug, Clone)]
 pub struct ScriptContext<'a> {
@@ -71,9 +29,6 @@ pub struct ScriptContext<'a> {
     pub state_dir: &'a str,
     pub duration_secs: u64,
     pub scheduler: RevertScheduler,
-    /// [`hub_stamp`] at planning: the fence refuses the script if a recovery stamped later
-    /// ran first.
-    pub stamp: u64,
 }
 
 impl ScriptContext<'_> {
@@ -137,51 +92,7 @@ fn prelude(out: &mut String, title: &str, ctx: &ScriptContext) {
     );
     out.push_str("set -u\nset -f\n");
     let _ = writeln!(out, "ID={}", quote(ctx.injection_id));
-    let _ = writeln!(out, "STATE_DIR={}", quote(ctx.state_dir));
     let _ = writeln!(out, "STATE={}", quote(&ctx.state()));
-}
-
-/// `take_lock`: the injection's lock, held until the script exits, so an inject and a recovery
-/// of one injection never interleave. `flock` on `<state_dir>/<id>.lock` (util-linux, beside the
-/// `setsid` the scripts already use; busybox has both); without it a `mkdir` lock whose owner's
-/// pid breaks it once that process is gone (a cancelled script is killed without cleaning
-/// up). Both live outside `$STATE`, which the revert removes. With flock the lock is fd 9:
-/// everything started to outlive the script closes it (`9>&-`), or would hold the lock.
-/// Needs `$STATE_DIR` and `$ID`; sets `$LOCK` and `$FENCE`.
-fn lock_function() -> String {
-    format!(
-        r#"LOCK="$STATE_DIR/$ID.lock"
-FENCE="$STATE_DIR/$ID.fence"
-take_lock() {{
-  mkdir -p "$STATE_DIR" || return 1
-  if command -v flock >/dev/null 2>&1; then
-    exec 9>>"$LOCK" || return 1
-    flock -w {LOCK_WAIT_SECS} 9 || return 1
-  else
-    waited=0
-    until mkdir "$LOCK.d" 2>/dev/null; do
-      owner=$(cat "$LOCK.d/pid" 2>/dev/null || true)
-      if [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null; then rm -rf -- "$LOCK.d"; continue; fi
-      [ "$waited" -lt {LOCK_WAIT_SECS} ] || return 1
-      sleep 1
-      waited=$((waited + 1))
-    done
-    echo $$ > "$LOCK.d/pid"
-    trap 'rm -rf -- "$LOCK.d"' EXIT
-  fi
-  touch "$LOCK"
-}}
-# The fence's stamp: 0 without one, `unreadable` when it holds anything but a number.
-read_fence() {{
-  f=$(cat "$FENCE" 2>/dev/null || true)
-  case "$f" in
-    '') echo 0 ;;
-    *[!0-9]*) echo unreadable ;;
-    *) echo "$f" ;;
-  esac
-}}
-"#
-    )
 }
 
 /// One undo step of a revert script and the check that reads the fault back.
@@ -435,9 +346,7 @@ fi
 /// Starts one detached background process, recording its process group so the revert can
 /// stop it. Every descriptor is closed: SSM waits for the script's stdout to close.
 fn spawn_detached(command: &str) -> String {
-    format!(
-        "setsid nohup {command} >/dev/null 2>&1 </dev/null 9>&- &\necho $! >> \"$STATE/pids\"\n"
-    )
+    format!("setsid nohup {command} >/dev/null 2>&1 </dev/null &\necho $! >> \"$STATE/pids\"\n")
 }
 
 const KILL_PIDS: &str = r#"if [ -f "$STATE/pids" ]; then
@@ -633,7 +542,7 @@ fn user_defined_steps(attack: &str, recover: &Option<String>) -> Steps {
             None => String::new(),
         },
         apply: format!(
-            "sh -c {} 9>&- || abort 1 \"attackCmd exited with status $?\"\n",
+            "sh -c {} || abort 1 \"attackCmd exited with status $?\"\n",
             quote(attack)
         ),
         verify: "true\n".to_string(),
@@ -754,7 +663,7 @@ fn schedule_function(ctx: &ScriptContext) -> String {
       out=$(echo "/bin/sh $STATE/revert.sh timer" | at now + $(( (DURATION + 59) / 60 )) minutes 2>&1) || return 1
       echo "$out" | awk '/^job/ {{print $2}}' > "$STATE/at-job" ;;
     nohup)
-      setsid nohup /bin/sh -c "sleep $DURATION; exec /bin/sh $STATE/revert.sh timer" >/dev/null 2>&1 </dev/null 9>&- &
+      setsid nohup /bin/sh -c "sleep $DURATION; exec /bin/sh $STATE/revert.sh timer" >/dev/null 2>&1 </dev/null &
       echo $! > "$STATE/revert.pid" ;;
     *) return 1 ;;
   esac
@@ -779,36 +688,19 @@ pub fn inject_script(spec: &FaultSpecOnHost, ctx: &ScriptContext) -> String {
     );
     let _ = writeln!(out, "DURATION={}", ctx.duration_secs);
     let _ = writeln!(out, "SCHEDULER={}", ctx.scheduler.as_str());
-    let _ = writeln!(out, "STAMP={}", ctx.stamp);
-    out.push_str(&lock_function());
-    out.push_str(&format!(
-        r#"say() {{ printf 'chaoshub: %s\n' "$*"; }}
+    out.push_str(
+        r#"say() { printf 'chaoshub: %s\n' "$*"; }
 # die: give up before anything was applied or scheduled.
-die() {{ code=$1; shift; printf 'chaoshub: %s\n' "$*" >&2; [ -f "$STATE/applied" ] || rm -rf -- "$STATE"; exit "$code"; }}
+die() { code=$1; shift; printf 'chaoshub: %s\n' "$*" >&2; [ -f "$STATE/applied" ] || rm -rf -- "$STATE"; exit "$code"; }
 # abort: give up after the revert was written; undo whatever is in place now.
-abort() {{ code=$1; shift; printf 'chaoshub: %s\n' "$*" >&2; /bin/sh "$STATE/revert.sh" abort >/dev/null 2>&1 9>&-; exit "$code"; }}
-[ "$(id -u)" = 0 ] || die 2 "must run as root (SSM Run Command runs scripts as root)"
-# Not `die`: without the lock, $STATE may be another script's.
-take_lock || {{ printf 'chaoshub: cannot take the lock of injection %s (%s) within {LOCK_WAIT_SECS} s\n' "$ID" "$LOCK" >&2; exit 2; }}
-# The fence: a recovery of this injection that ran after this command was sent (its stamp is
-# not below the fence's) means the hub counts the fault as gone. Refuse, touching nothing; an
-# unreadable fence refuses too (only a hand could have written it: the recovery renames a
-# complete file into place).
-FENCED=$(read_fence)
-if [ "$FENCED" = unreadable ] || [ "$STAMP" -le "$FENCED" ]; then
-  printf 'chaoshub: refused: injection %s was recovered on this instance after this command was sent (command stamp %s, recovery fence %s in %s); nothing applied\n' "$ID" "$STAMP" "$FENCED" "$FENCE" >&2
-  exit {EXIT_FENCED}
-fi
-# Fences (and locks) nothing can be delivered against any more.
-find "$STATE_DIR" -maxdepth 1 -name '*.lock' -mmin +{FENCE_KEEP_MINUTES} 2>/dev/null | while IFS= read -r old; do
-  [ "$old" = "$LOCK" ] || rm -rf -- "${{old%.lock}}.fence" "$old" "$old.d"
-done
+abort() { code=$1; shift; printf 'chaoshub: %s\n' "$*" >&2; /bin/sh "$STATE/revert.sh" abort >/dev/null 2>&1; exit "$code"; }
 if [ -f "$STATE/applied" ]; then say "injection $ID is already in place"; exit 0; fi
 # An attempt that was interrupted (the command cancelled or the instance rebooted) left its
 # revert behind: run it, then start afresh.
-if [ -f "$STATE/revert.sh" ]; then /bin/sh "$STATE/revert.sh" abort >/dev/null 2>&1 9>&- || true; fi
-"#
-    ));
+if [ -f "$STATE/revert.sh" ]; then /bin/sh "$STATE/revert.sh" abort >/dev/null 2>&1 || true; fi
+[ "$(id -u)" = 0 ] || die 2 "must run as root (SSM Run Command runs scripts as root)"
+"#,
+    );
     out.push_str(&steps.checks);
     out.push_str("mkdir -p \"$STATE\" || die 2 \"cannot create $STATE\"\n");
     let revert = revert_script(spec, ctx, &steps.undo);
@@ -834,43 +726,21 @@ if [ -f "$STATE/revert.sh" ]; then /bin/sh "$STATE/revert.sh" abort >/dev/null 2
     out
 }
 
-/// The script recovery sends: under the injection's lock (so it waits for an inject script
-/// still running there), it first raises the injection's fence to `stamp` — any inject
-/// command stamped earlier that reaches the instance later refuses ([`EXIT_FENCED`]) — then
-/// runs the revert the inject left behind, if any (a fault that was never applied, or already
-/// reverted by its timer, leaves nothing to do). The fence lives beside `$STATE`, which the
-/// revert removes.
-pub fn recover_script(state_dir: &str, injection_id: &str, stamp: u64) -> String {
-    let mut out = format!(
+/// The script recovery sends: runs the revert the inject left behind, if any (a fault that was
+/// never applied, or already reverted by its timer, leaves nothing to do).
+pub fn recover_script(state_dir: &str, injection_id: &str) -> String {
+    let state = quote(&format!("{state_dir}/{injection_id}"));
+    format!(
         r#"#!/bin/sh
 # chaoshub: recovery of injection {injection_id}
 set -u
-ID={id}
-STATE_DIR={state_dir}
 STATE={state}
-STAMP={stamp}
-"#,
-        id = quote(injection_id),
-        state_dir = quote(state_dir),
-        state = quote(&format!("{state_dir}/{injection_id}")),
-    );
-    out.push_str(&lock_function());
-    let _ = write!(
-        out,
-        r#"take_lock || {{ echo "chaoshub: cannot take the lock of injection $ID ($LOCK) within {LOCK_WAIT_SECS} s" >&2; exit 2; }}
-# The fence only rises (a recovery retried with an older stamp keeps the newer one).
-FENCED=$(read_fence)
-[ "$FENCED" = unreadable ] && FENCED=0
-[ "$FENCED" -gt "$STAMP" ] && STAMP=$FENCED
-{{ printf '%s\n' "$STAMP" > "$FENCE.tmp" && mv -f -- "$FENCE.tmp" "$FENCE"; }} || {{ echo "chaoshub: cannot write the fence $FENCE" >&2; exit 2; }}
 if [ -f "$STATE/revert.sh" ]; then
-  /bin/sh "$STATE/revert.sh" now 9>&-
-  exit $?
+  exec /bin/sh "$STATE/revert.sh" now
 fi
 echo "chaoshub: nothing to revert for injection {injection_id}"
 "#
-    );
-    out
+    )
 }
 
 #[cfg(test)]
@@ -890,71 +760,6 @@ mod tests {
         assert_ne!(h, netem_handle("4b1c-1"));
         let n = u32::from_str_radix(h.trim_end_matches(':'), 16).unwrap();
         assert!((0x1000..0x7000).contains(&n), "{h}");
-    }
-
-    #[test]
-    fn stamps_rise_strictly_even_within_one_millisecond() {
-        let stamps: Vec<u64> = (0..1000).map(|_| hub_stamp()).collect();
-        assert!(stamps.windows(2).all(|w| w[0] < w[1]));
-    }
-
-    #[test]
-    fn recovery_raises_the_fence_under_the_lock_before_it_reverts() {
-        let script = recover_script("/var/lib/chaoshub", "4b1c-0", 1234);
-        let at = |needle: &str| {
-            script
-                .find(needle)
-                .unwrap_or_else(|| panic!("{needle:?} not in {script}"))
-        };
-        assert!(script.contains("STAMP=1234\n"));
-        assert!(at("take_lock ||") < at("mv -f -- \"$FENCE.tmp\" \"$FENCE\""));
-        assert!(at("mv -f -- \"$FENCE.tmp\" \"$FENCE\"") < at("/bin/sh \"$STATE/revert.sh\" now"));
-        // The revert's children must not inherit (and so hold) the lock.
-        assert!(script.contains("/bin/sh \"$STATE/revert.sh\" now 9>&-"));
-    }
-
-    #[test]
-    fn inject_checks_its_fence_under_the_lock_before_anything_else() {
-        use crate::ssm::fault::{FaultSpecOnHost, HostFault, TrafficDirection};
-        let spec = FaultSpecOnHost {
-            kind: "NetworkChaos",
-            action: "partition".into(),
-            fault: HostFault::Partition {
-                device: Some("eth0".into()),
-                direction: TrafficDirection::Egress,
-                peers: vec!["10.0.0.1".into()],
-                port: None,
-                protocol: "tcp".into(),
-            },
-            ignored: Vec::new(),
-        };
-        let ctx = ScriptContext {
-            injection_id: "4b1c-0",
-            experiment_uid: "4b1c",
-            state_dir: "/var/lib/chaoshub",
-            duration_secs: 60,
-            scheduler: RevertScheduler::Auto,
-            stamp: 987,
-        };
-        let script = inject_script(&spec, &ctx);
-        let at = |needle: &str| {
-            script
-                .find(needle)
-                .unwrap_or_else(|| panic!("{needle:?} not in {script}"))
-        };
-        assert!(script.contains("STAMP=987\n"));
-        assert!(at("take_lock ||") < at("FENCED=$(read_fence)"));
-        let refuse = at(&format!("exit {EXIT_FENCED}"));
-        for later in [
-            "if [ -f \"$STATE/applied\" ]",
-            "if [ -f \"$STATE/revert.sh\" ]; then /bin/sh",
-            "mkdir -p \"$STATE\"",
-            "iptables -w -I",
-        ] {
-            assert!(refuse < at(later), "{later:?} comes before the fence check");
-        }
-        // Nothing started to outlive the script keeps the lock's descriptor.
-        assert!(script.contains("</dev/null 9>&- &"));
     }
 
     #[test]

@@ -14,9 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use chaoshub_adapters::ssm::{
-    hub_stamp, netem_handle, plan, recover_script, SsmAdapter, SsmConfig, EXIT_FENCED,
-};
+use chaoshub_adapters::ssm::{netem_handle, plan, recover_script, SsmAdapter, SsmConfig};
 use chaoshub_adapters::{Adapter, Environment, FaultRequest};
 use chaoshub_schema::environment::EnvironmentSpec;
 use serde_json::json;
@@ -298,7 +296,7 @@ fn inject_ok(scratch: &Scratch, f: &FaultRequest, netns: Option<&str>) -> Output
 /// succeeded.
 fn recover_ok(scratch: &Scratch, id: &str, netns: Option<&str>) -> Output {
     let state = scratch.path().join("state");
-    let script = recover_script(state.to_str().unwrap(), id, hub_stamp());
+    let script = recover_script(state.to_str().unwrap(), id);
     let out = run_script(scratch, "recover.sh", &script, netns, None);
     assert!(out.status.success(), "{}", text(&out));
     out
@@ -503,11 +501,7 @@ fn a_port_blackhole_blocks_connects_until_recovery_runs_the_revert() {
     let out = run_script(
         &scratch,
         "recover.sh",
-        &recover_script(
-            scratch.path().join("state").to_str().unwrap(),
-            id,
-            hub_stamp(),
-        ),
+        &recover_script(scratch.path().join("state").to_str().unwrap(), id),
         Some(&ns.a),
         None,
     );
@@ -1302,203 +1296,4 @@ fn duplicate_and_corrupt_refuse_clearly_without_sch_netem_and_run_netem_where_it
                 .contains(&format!("qdisc del dev {dev} root handle {handle}"))
         });
     }
-}
-
-/// The scripts with the `mkdir` lock that instances without `flock` get.
-fn without_flock(script: &str) -> String {
-    let probe = "command -v flock >/dev/null 2>&1";
-    assert!(
-        script.contains(probe),
-        "the lock no longer probes for flock"
-    );
-    script.replace(probe, "false")
-}
-
-/// A script as the instance runs it: unchanged, or rewritten for a host without `flock`.
-type LockVariant = fn(&str) -> String;
-
-/// The lock variants every fence test runs: flock, and the mkdir lock.
-const LOCKS: [(&str, LockVariant); 2] = [("flock", str::to_string), ("mkdir", without_flock)];
-
-fn recover_script_for(scratch: &Scratch, id: &str) -> String {
-    recover_script(
-        scratch.path().join("state").to_str().unwrap(),
-        id,
-        hub_stamp(),
-    )
-}
-
-/// An inject command stamped before a recovery of its injection ran (one SSM delivered late)
-/// refuses with [`EXIT_FENCED`], applying nothing: no rule, no state, connects pass. One
-/// stamped after it (the engine's re-inject of the same id) applies; its recovery removes it.
-#[test]
-fn a_recovery_fences_off_an_inject_stamped_before_it_and_a_later_one_applies() {
-    let ns = Netns::new();
-    let port = 19_000 + (std::process::id() % 1000) as u16;
-    let _listener = Listener::start(&ns, port);
-    for (n, (lock, variant)) in LOCKS.iter().enumerate() {
-        let scratch = Scratch::new();
-        let id = format!("f3e0-{n}");
-        let yaml = network_chaos(
-            "partition",
-            &format!(
-                "  device: {}\n  externalTargets: ['{}']\n",
-                ns.dev_a, ns.addr_b
-            ),
-            "10m",
-        );
-        let f = fault(&yaml, &id);
-        let late = variant(&script_for(&scratch, &f));
-        let recovered = run_script(
-            &scratch,
-            "recover.sh",
-            &variant(&recover_script_for(&scratch, &id)),
-            Some(&ns.a),
-            None,
-        );
-        assert!(recovered.status.success(), "{lock}: {}", text(&recovered));
-        assert!(
-            scratch
-                .path()
-                .join("state")
-                .join(format!("{id}.fence"))
-                .exists(),
-            "{lock}: no fence"
-        );
-
-        let out = run_script(&scratch, "late.sh", &late, Some(&ns.a), None);
-        assert_eq!(
-            out.status.code(),
-            Some(EXIT_FENCED),
-            "{lock}: {}",
-            text(&out)
-        );
-        assert!(
-            text(&out).contains("refused: injection") && text(&out).contains("nothing applied"),
-            "{lock}: {}",
-            text(&out)
-        );
-        assert!(!ns.iptables_rules().contains("chaoshub:"), "{lock}");
-        assert!(ns.connects(port), "{lock}: the refused inject partitioned");
-        assert!(
-            !scratch.state(&id).exists(),
-            "{lock}: the refused inject left state"
-        );
-
-        let again = run_script(
-            &scratch,
-            "again.sh",
-            &variant(&script_for(&scratch, &f)),
-            Some(&ns.a),
-            None,
-        );
-        assert!(again.status.success(), "{lock}: {}", text(&again));
-        assert!(
-            !ns.connects(port),
-            "{lock}: the re-inject did not partition"
-        );
-        let recovered = run_script(
-            &scratch,
-            "recover.sh",
-            &variant(&recover_script_for(&scratch, &id)),
-            Some(&ns.a),
-            None,
-        );
-        assert!(recovered.status.success(), "{lock}: {}", text(&recovered));
-        assert!(!ns.iptables_rules().contains("chaoshub:"), "{lock}");
-        assert!(ns.connects(port), "{lock}");
-        assert!(
-            !scratch
-                .path()
-                .join("state")
-                .join(format!("{id}.lock.d"))
-                .exists(),
-            "{lock}: the mkdir lock was left behind"
-        );
-    }
-}
-
-/// A recovery that arrives while its inject script still runs waits for it under the
-/// injection's lock, then reverts what it did: the attack (after a second) is undone, not
-/// left behind by a revert that ran before it.
-#[test]
-fn a_recovery_waits_for_the_inject_script_still_running_and_then_reverts_it() {
-    require_root();
-    for (n, (lock, variant)) in LOCKS.iter().enumerate() {
-        let scratch = Scratch::new();
-        let flag = scratch.path().join("attacked");
-        let id = format!("f3e1-{n}");
-        let f = fault(
-            &physical_machine_chaos(
-                "user_defined",
-                &format!(
-                    "{{attackCmd: 'sleep 1; touch {0}', recoverCmd: 'rm -f {0}'}}",
-                    flag.display()
-                ),
-                "10m",
-            ),
-            &id,
-        );
-        let file = scratch.path().join("inject.sh");
-        std::fs::write(&file, variant(&script_for(&scratch, &f))).unwrap();
-        let mut inject = Command::new("/bin/sh")
-            .arg(&file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The inject has written its revert and is in its attack.
-        wait_until("the inject's revert", Duration::from_secs(5), || {
-            scratch.state(&id).join("revert.sh").exists()
-        });
-        let recovered = run_script(
-            &scratch,
-            "recover.sh",
-            &variant(&recover_script_for(&scratch, &id)),
-            None,
-            None,
-        );
-        assert!(recovered.status.success(), "{lock}: {}", text(&recovered));
-        let injected = inject.wait().unwrap();
-        assert!(injected.success(), "{lock}: the inject failed");
-        assert!(
-            text(&recovered).contains("reverted injection"),
-            "{lock}: {}",
-            text(&recovered)
-        );
-        assert!(
-            !flag.exists(),
-            "{lock}: the attack ran after the revert and stayed"
-        );
-        assert!(!scratch.state(&id).exists(), "{lock}");
-    }
-}
-
-/// Fences and locks untouched for longer than any command can wait for its instance go at the
-/// next inject; recent ones stay.
-#[test]
-fn fences_older_than_any_delivery_are_pruned_at_inject() {
-    require_root();
-    let scratch = Scratch::new();
-    let state = scratch.path().join("state");
-    std::fs::create_dir_all(&state).unwrap();
-    let old_minutes = chaoshub_adapters::ssm::FENCE_KEEP_MINUTES + 60;
-    for name in ["old-0.fence", "old-0.lock", "new-0.fence", "new-0.lock"] {
-        std::fs::write(state.join(name), "1\n").unwrap();
-    }
-    for name in ["old-0.fence", "old-0.lock"] {
-        must(Command::new("touch").args([
-            "-d",
-            &format!("{old_minutes} minutes ago"),
-            state.join(name).to_str().unwrap(),
-        ]));
-    }
-    let f = fault(
-        &physical_machine_chaos("user_defined", "{attackCmd: 'true'}", "10m"),
-        "f3e2-0",
-    );
-    inject_ok(&scratch, &f, None);
-    assert!(!state.join("old-0.fence").exists() && !state.join("old-0.lock").exists());
-    assert!(state.join("new-0.fence").exists() && state.join("new-0.lock").exists());
-    recover_ok(&scratch, "f3e2-0", None);
 }

@@ -21,12 +21,7 @@
 //! - documents are created, read, updated (a new version; `DuplicateDocumentContent` when the
 //!   content is the latest's) and given a new default version; `AWS-RunShellScript` is built in;
 //! - ListCommands (newest first, paged), ListCommandInvocations, GetCommandInvocation,
-//!   DescribeInstanceInformation (`Online` or `ConnectionLost`) and EC2 DescribeInstances;
-//! - on request, AWS's eventual consistency and late deliveries: ListCommands and
-//!   ListCommandInvocations leave out commands younger than [`EmulatedSsm::set_list_lag`]
-//!   (GetCommandInvocation by id still answers), and [`EmulatedSsm::delay_next_delivery`]
-//!   holds the next command back from its agent, as an agent that is offline for a while or
-//!   a slow delivery would.
+//!   DescribeInstanceInformation (`Online` or `ConnectionLost`) and EC2 DescribeInstances.
 //!
 //! What it does not: signatures, IAM, rate limits, documents with several steps or other
 //! actions than `aws:runShellScript` (the AWS-managed AWSFIS-Run-* documents among them:
@@ -133,8 +128,6 @@ struct Command {
     comment: String,
     parameters: Value,
     requested: f64,
-    /// When SendCommand answered (the list lag counts from it).
-    sent: Instant,
     invocations: Vec<Invocation>,
 }
 
@@ -143,8 +136,6 @@ struct Script {
     lines: String,
     timeout: Duration,
     delivery_timeout: Duration,
-    /// Held back this long before the agent may pick it up.
-    hold: Duration,
 }
 
 struct State {
@@ -154,10 +145,6 @@ struct State {
     pickup_delay: Duration,
     /// How long a cancel takes to reach the agent (the command is `Cancelling` meanwhile).
     cancel_delay: Duration,
-    /// How long a new command stays out of ListCommands / ListCommandInvocations.
-    list_lag: Duration,
-    /// How long the next command sent is held back from its agent (then none again).
-    next_delivery_hold: Duration,
     next_id: u64,
 }
 
@@ -208,8 +195,6 @@ impl EmulatedSsm {
                 commands: Vec::new(),
                 pickup_delay: Duration::from_millis(50),
                 cancel_delay: Duration::ZERO,
-                list_lag: Duration::ZERO,
-                next_delivery_hold: Duration::ZERO,
                 next_id: 0,
             }),
             root,
@@ -310,20 +295,6 @@ impl EmulatedSsm {
     /// unless set): SSM's cancel is asynchronous, the invocation is `Cancelling` meanwhile.
     pub fn set_cancel_delay(&self, delay: Duration) {
         self.lock().cancel_delay = delay;
-    }
-
-    /// AWS's ListCommands is eventually consistent: a command sent less than `lag` ago is
-    /// left out of ListCommands and ListCommandInvocations (none unless set). SendCommand's
-    /// answer and GetCommandInvocation by id know it at once.
-    pub fn set_list_lag(&self, lag: Duration) {
-        self.lock().list_lag = lag;
-    }
-
-    /// The next command sent reaches its agent only after `delay` (it stays `Pending`; a
-    /// cancel meanwhile still cancels it), as one queued for an agent that is offline for a
-    /// while. Commands sent after it are delivered as usual.
-    pub fn delay_next_delivery(&self, delay: Duration) {
-        self.lock().next_delivery_hold = delay;
     }
 
     /// Every invocation so far, in the order the commands were sent.
@@ -553,11 +524,9 @@ fn handle(shared: &Arc<Shared>, headers: &HeaderMap, body: &[u8]) -> Response {
         "ListCommands" => {
             let instance = input["InstanceId"].as_str().unwrap_or_default();
             let command = input["CommandId"].as_str().unwrap_or_default();
-            let lag = s.list_lag;
             let mut list: Vec<&Command> = s
                 .commands
                 .iter()
-                .filter(|c| c.sent.elapsed() >= lag)
                 .filter(|c| command.is_empty() || c.id == command)
                 .filter(|c| {
                     instance.is_empty() || c.invocations.iter().any(|i| i.instance == instance)
@@ -576,9 +545,6 @@ fn handle(shared: &Arc<Shared>, headers: &HeaderMap, body: &[u8]) -> Response {
             let details = input["Details"].as_bool().unwrap_or(false);
             let mut list = Vec::new();
             for c in s.commands.iter().rev() {
-                if c.sent.elapsed() < s.list_lag {
-                    continue;
-                }
                 if !command.is_empty() && c.id != command {
                     continue;
                 }
@@ -831,7 +797,6 @@ fn send_command(shared: &Arc<Shared>, s: &mut State, input: &Value) -> Response 
         comment: comment.clone(),
         parameters: input["Parameters"].clone(),
         requested: now_epoch(),
-        sent: Instant::now(),
         invocations: instances
             .iter()
             .map(|i| Invocation {
@@ -846,13 +811,11 @@ fn send_command(shared: &Arc<Shared>, s: &mut State, input: &Value) -> Response 
             })
             .collect(),
     });
-    let hold = std::mem::take(&mut s.next_delivery_hold);
     for instance in &instances {
         let script = Script {
             lines: lines.clone(),
             timeout,
             delivery_timeout: Duration::from_secs(delivery),
-            hold,
         };
         tokio::spawn(run_invocation(
             shared.clone(),
@@ -882,7 +845,6 @@ async fn run_invocation(shared: Arc<Shared>, command: String, instance: String, 
             }
         };
     let sent = Instant::now();
-    tokio::time::sleep(script.hold).await;
     let netns = loop {
         let delay = shared.state.lock().unwrap().pickup_delay;
         tokio::time::sleep(delay).await;
